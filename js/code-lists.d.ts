@@ -1,0 +1,28 @@
+// Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit.
+
+/** Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1. */
+export declare const dataplaneVerdictReasonCodes: readonly [
+  'UNMANAGED_ALLOW',
+  'OBSERVE_WOULD_ALLOW',
+  'OBSERVE_WOULD_DENY_EXPLICIT',
+  'OBSERVE_WOULD_DENY_DEFAULT',
+  'ALLOW_EXPLICIT',
+  'ALLOW_BROKER',
+  'ALLOW_DNS',
+  'DENY_EXPLICIT',
+  'DENY_DEFAULT',
+  'DENY_DEGRADED_FAIL_CLOSED',
+  'ALLOW_DEGRADED_FAIL_OPEN',
+]
+
+/** Control-plane error codes (namespace `control_authz`), in value order from 1. */
+export declare const controlPlaneAuthzErrorCodes: readonly [
+  'CTRL_AUTH_PEERCRED_UNAVAILABLE',
+  'CTRL_AUTH_PEERCRED_REJECTED_UID',
+  'CTRL_AUTH_PEERCRED_REJECTED_GID',
+  'CTRL_AUTH_SOCKET_MODE_INVALID',
+  'CTRL_AUTH_SOCKET_OWNER_INVALID',
+  'CTRL_REQUEST_MALFORMED',
+  'CTRL_REQUEST_PAYLOAD_INVALID',
+  'CTRL_COMMAND_FAILED',
+]

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Every check CI runs, in the order that fails fastest. Run after scripts/setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "rustfmt"
+cargo fmt --check
+
+step "clippy (release profile, shared with the addon build)"
+cargo clippy --release --all-targets -- -D warnings
+
+step "generated binding.js / binding.d.ts are committed"
+git diff --exit-code -- binding.js binding.d.ts || {
+  echo "binding.js/binding.d.ts differ from what 'pnpm build' generates: commit the regenerated files" >&2
+  exit 1
+}
+
+step "C headers compile and match the Rust values"
+bash scripts/check-c-headers.sh
+
+step "TypeScript type check (strict, against index.d.ts)"
+pnpm run typecheck
+
+step "Rust tests (release profile)"
+cargo test --release
+
+step "Node tests"
+pnpm test

@@ -1,0 +1,124 @@
+//! Renders the code lists for the other languages of the project: the C headers `native/include/reason_codes.h`
+//! and `native/include/control_authz_codes.h` (included by the eBPF programs) and the TypeScript declaration
+//! `js/code-lists.d.ts`, so neither C nor TypeScript can spell or number a code differently from Rust.
+//!
+//! The committed files are compared with this output by `tests/code_headers.rs`; `pnpm run gen:headers`
+//! (`BLESS=1 cargo test --test code_headers`) rewrites them.
+
+use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
+
+/// Path (relative to the crate root) and contents of every generated file.
+pub fn render_all() -> Vec<(&'static str, String)> {
+    vec![
+        ("native/include/reason_codes.h", render_reason_codes_h()),
+        (
+            "native/include/control_authz_codes.h",
+            render_control_authz_codes_h(),
+        ),
+        ("js/code-lists.d.ts", render_ts_code_lists()),
+    ]
+}
+
+/// `js/code-lists.d.ts`: both lists as readonly tuples, so TypeScript derives exact unions from them.
+pub fn render_ts_code_lists() -> String {
+    fn tuple(out: &mut String, doc: &str, name: &str, codes: impl Iterator<Item = &'static str>) {
+        out.push_str(&format!(
+            "/** {doc} */\nexport declare const {name}: readonly [\n"
+        ));
+        for code in codes {
+            out.push_str(&format!("  '{code}',\n"));
+        }
+        out.push_str("]\n");
+    }
+    let mut out = String::from("// Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit.\n\n");
+    tuple(
+        &mut out,
+        "Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1.",
+        "dataplaneVerdictReasonCodes",
+        DataplaneReasonCode::ALL.iter().map(|c| c.as_str()),
+    );
+    out.push('\n');
+    tuple(
+        &mut out,
+        "Control-plane error codes (namespace `control_authz`), in value order from 1.",
+        "controlPlaneAuthzErrorCodes",
+        ControlAuthzCode::ALL.iter().map(|c| c.as_str()),
+    );
+    out
+}
+
+/// What distinguishes one generated header from the other.
+struct HeaderSpec<'a> {
+    guard: &'a str,
+    what: &'a str,
+    enum_name: &'a str,
+    /// Prefix of every code's C name.
+    prefix: &'a str,
+    /// C name of value 0.
+    unspecified: &'a str,
+    /// C name of the largest value, for range checks in C.
+    max_name: &'a str,
+}
+
+fn render(h: HeaderSpec<'_>, entries: impl Iterator<Item = (&'static str, u32)>) -> String {
+    let HeaderSpec {
+        guard,
+        what,
+        enum_name,
+        prefix,
+        unspecified,
+        max_name,
+    } = h;
+    let mut out = String::new();
+    out.push_str("/* SPDX-License-Identifier: Apache-2.0 */\n");
+    out.push_str("/* Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit. */\n");
+    out.push_str(&format!(
+        "/* {what} Values are permanent: never changed, never reused. */\n"
+    ));
+    out.push_str(&format!("#ifndef {guard}\n#define {guard}\n\n"));
+    out.push_str(&format!("typedef enum {enum_name} {{\n"));
+    out.push_str(&format!("    {unspecified} = 0,\n"));
+    let mut max = 0;
+    for (wire, value) in entries {
+        out.push_str(&format!("    {prefix}{wire} = {value},\n"));
+        max = max.max(value);
+    }
+    out.push_str(&format!("}} {enum_name}_t;\n\n"));
+    out.push_str(&format!("#define {max_name} {max}\n\n"));
+    out.push_str(&format!("#endif /* {guard} */\n"));
+    out
+}
+
+/// `reason_codes.h`: enum `broker_dataplane_verdict_reason_code_t`, names `BROKER_DP_REASON_<CODE>`.
+pub fn render_reason_codes_h() -> String {
+    render(
+        HeaderSpec {
+            guard: "BROKER_INTERCEPTOR_EBPF_REASON_CODES_H",
+            what: "Dataplane verdict reason codes (namespace dataplane_verdict).",
+            enum_name: "broker_dataplane_verdict_reason_code",
+            prefix: "BROKER_DP_REASON_",
+            unspecified: "BROKER_DP_REASON_UNSPECIFIED",
+            max_name: "BROKER_DP_REASON_MAX_VALUE",
+        },
+        DataplaneReasonCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.value())),
+    )
+}
+
+/// `control_authz_codes.h`: enum `broker_control_authz_error_code_t`, names `BROKER_<CODE>`.
+pub fn render_control_authz_codes_h() -> String {
+    render(
+        HeaderSpec {
+            guard: "BROKER_INTERCEPTOR_EBPF_CONTROL_AUTHZ_CODES_H",
+            what: "Control-plane authorization error codes (namespace control_authz).",
+            enum_name: "broker_control_authz_error_code",
+            prefix: "BROKER_",
+            unspecified: "BROKER_CTRL_AUTH_UNSPECIFIED",
+            max_name: "BROKER_CTRL_AUTH_MAX_VALUE",
+        },
+        ControlAuthzCode::ALL
+            .iter()
+            .map(|c| (c.as_str(), c.value())),
+    )
+}

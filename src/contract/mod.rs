@@ -1,0 +1,6 @@
+//! The contract layer (SPEC sections 2 and 3): everything other parts and other processes agree on.
+
+pub mod code_headers;
+pub mod hook;
+pub mod reason_codes;
+pub mod validation;

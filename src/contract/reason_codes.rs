@@ -1,0 +1,312 @@
+//! The two reason-code taxonomies: a permanent public API (SPEC section 2).
+//!
+//! Each list is written once, in the `reason_codes!` invocations below. The enum, its numeric values, its wire
+//! strings, the C header and the JavaScript arrays are all derived from that one list, so nothing is numbered
+//! or spelled twice. Values never change and are never reused; new codes are appended.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The verdict a dataplane reason code stands for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+impl Verdict {
+    pub const ALL: [Verdict; 2] = [Verdict::Allow, Verdict::Deny];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+
+    pub fn from_wire(s: &str) -> Option<Self> {
+        match s {
+            "allow" => Some(Verdict::Allow),
+            "deny" => Some(Verdict::Deny),
+            _ => None,
+        }
+    }
+}
+
+/// Declares a closed, `#[repr(u32)]` code enum together with its string forms and per-code metadata.
+macro_rules! reason_codes {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $( $(#[$vmeta:meta])* $variant:ident = $value:literal => $wire:literal $( { $($extra:tt)* } )? ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant = $value ),+
+        }
+
+        impl $name {
+            /// Every code, in value order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The stable wire string (`SCREAMING_SNAKE_CASE`).
+            pub const fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $wire),+ }
+            }
+
+            /// The stable numeric value, as used by the C headers and the eBPF programs.
+            pub const fn value(self) -> u32 {
+                self as u32
+            }
+
+            /// Parses a wire string; `None` for anything that is not exactly one of this list's codes.
+            pub fn from_wire(s: &str) -> Option<Self> {
+                match s { $($wire => Some($name::$variant),)+ _ => None }
+            }
+
+            /// Maps a numeric value back to its code; `None` for 0 (unspecified) and unknown values.
+            pub const fn from_value(v: u32) -> Option<Self> {
+                match v { $($value => Some($name::$variant),)+ _ => None }
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                $name::from_wire(&s).ok_or_else(|| {
+                    serde::de::Error::custom(format_args!(
+                        "unknown {} `{}`", stringify!($name), s
+                    ))
+                })
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+reason_codes! {
+    /// Why the dataplane allowed or denied a connect/sendmsg (namespace `dataplane_verdict`).
+    pub enum DataplaneReasonCode {
+        /// The caller's cgroup is not managed.
+        UnmanagedAllow = 1 => "UNMANAGED_ALLOW",
+        /// Observe mode: an allow rule matched.
+        ObserveWouldAllow = 2 => "OBSERVE_WOULD_ALLOW",
+        /// Observe mode: a deny rule matched; enforce would have refused.
+        ObserveWouldDenyExplicit = 3 => "OBSERVE_WOULD_DENY_EXPLICIT",
+        /// Observe mode: no rule matched; enforce would have refused.
+        ObserveWouldDenyDefault = 4 => "OBSERVE_WOULD_DENY_DEFAULT",
+        /// An allow rule matched.
+        AllowExplicit = 5 => "ALLOW_EXPLICIT",
+        /// The destination is a broker endpoint.
+        AllowBroker = 6 => "ALLOW_BROKER",
+        /// The destination is a DNS resolver endpoint.
+        AllowDns = 7 => "ALLOW_DNS",
+        /// A deny rule matched.
+        DenyExplicit = 8 => "DENY_EXPLICIT",
+        /// No rule matched.
+        DenyDefault = 9 => "DENY_DEFAULT",
+        /// The agent is not beating (or no policy was loaded) and the fail mode is closed.
+        DenyDegradedFailClosed = 10 => "DENY_DEGRADED_FAIL_CLOSED",
+        /// The agent is not beating (or no policy was loaded) and the fail mode is open.
+        AllowDegradedFailOpen = 11 => "ALLOW_DEGRADED_FAIL_OPEN",
+    }
+}
+
+reason_codes! {
+    /// Why the control plane refused a request (namespace `control_authz`).
+    pub enum ControlAuthzCode {
+        /// Peer credentials could not be read.
+        PeercredUnavailable = 1 => "CTRL_AUTH_PEERCRED_UNAVAILABLE",
+        /// The uid allow-list is set and neither the uid nor the gid is allowed.
+        PeercredRejectedUid = 2 => "CTRL_AUTH_PEERCRED_REJECTED_UID",
+        /// Only the gid allow-list is set and the gid is not in it.
+        PeercredRejectedGid = 3 => "CTRL_AUTH_PEERCRED_REJECTED_GID",
+        /// The socket's permission bits differ from the expected mode.
+        SocketModeInvalid = 4 => "CTRL_AUTH_SOCKET_MODE_INVALID",
+        /// The socket's owner uid:gid differs from the expected owner.
+        SocketOwnerInvalid = 5 => "CTRL_AUTH_SOCKET_OWNER_INVALID",
+        /// Not JSON, unknown command, unknown field, or frame too large.
+        RequestMalformed = 6 => "CTRL_REQUEST_MALFORMED",
+        /// The payload fails the command's schema.
+        RequestPayloadInvalid = 7 => "CTRL_REQUEST_PAYLOAD_INVALID",
+        /// Well-formed and authorized, but could not be applied.
+        CommandFailed = 8 => "CTRL_COMMAND_FAILED",
+    }
+}
+
+impl DataplaneReasonCode {
+    /// The verdict this code stands for (SPEC 2, verdict column).
+    pub const fn verdict(self) -> Verdict {
+        match self {
+            Self::DenyExplicit | Self::DenyDefault | Self::DenyDegradedFailClosed => Verdict::Deny,
+            _ => Verdict::Allow,
+        }
+    }
+
+    /// `Some(would_block)` for the three observe codes, which must carry it; `None` for every other code,
+    /// which must not.
+    pub const fn would_block(self) -> Option<bool> {
+        match self {
+            Self::ObserveWouldAllow => Some(false),
+            Self::ObserveWouldDenyExplicit | Self::ObserveWouldDenyDefault => Some(true),
+            _ => None,
+        }
+    }
+}
+
+/// Wire name of the dataplane namespace.
+pub const DATAPLANE_NAMESPACE: &str = "dataplane_verdict";
+/// Wire name of the control-plane namespace.
+pub const CONTROL_AUTHZ_NAMESPACE: &str = "control_authz";
+
+const fn str_eq(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// True when no wire string appears in both lists. Evaluated at compile time below.
+pub const fn reason_code_lists_are_disjoint() -> bool {
+    let (dp, ctl) = (DataplaneReasonCode::ALL, ControlAuthzCode::ALL);
+    let mut i = 0;
+    while i < dp.len() {
+        let mut j = 0;
+        while j < ctl.len() {
+            if str_eq(dp[i].as_str(), ctl[j].as_str()) {
+                return false;
+            }
+            j += 1;
+        }
+        i += 1;
+    }
+    true
+}
+
+/// True when each list's values are 1..=N in order, so values are dense, ascending and never 0.
+const fn values_are_dense() -> bool {
+    let mut i = 0;
+    while i < DataplaneReasonCode::ALL.len() {
+        if DataplaneReasonCode::ALL[i].value() != i as u32 + 1 {
+            return false;
+        }
+        i += 1;
+    }
+    let mut j = 0;
+    while j < ControlAuthzCode::ALL.len() {
+        if ControlAuthzCode::ALL[j].value() != j as u32 + 1 {
+            return false;
+        }
+        j += 1;
+    }
+    true
+}
+
+const _: () = assert!(
+    reason_code_lists_are_disjoint(),
+    "a reason code appears in both the dataplane and the control-plane list"
+);
+const _: () = assert!(
+    values_are_dense(),
+    "reason code values must be 1..=N in declaration order"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dataplane_values_are_the_published_ones() {
+        let published = [
+            (1, "UNMANAGED_ALLOW", Verdict::Allow, None),
+            (2, "OBSERVE_WOULD_ALLOW", Verdict::Allow, Some(false)),
+            (3, "OBSERVE_WOULD_DENY_EXPLICIT", Verdict::Allow, Some(true)),
+            (4, "OBSERVE_WOULD_DENY_DEFAULT", Verdict::Allow, Some(true)),
+            (5, "ALLOW_EXPLICIT", Verdict::Allow, None),
+            (6, "ALLOW_BROKER", Verdict::Allow, None),
+            (7, "ALLOW_DNS", Verdict::Allow, None),
+            (8, "DENY_EXPLICIT", Verdict::Deny, None),
+            (9, "DENY_DEFAULT", Verdict::Deny, None),
+            (10, "DENY_DEGRADED_FAIL_CLOSED", Verdict::Deny, None),
+            (11, "ALLOW_DEGRADED_FAIL_OPEN", Verdict::Allow, None),
+        ];
+        assert_eq!(DataplaneReasonCode::ALL.len(), published.len());
+        for (value, wire, verdict, would_block) in published {
+            let code = DataplaneReasonCode::from_wire(wire).expect(wire);
+            assert_eq!(code.value(), value, "{wire}");
+            assert_eq!(code.as_str(), wire);
+            assert_eq!(code.verdict(), verdict, "{wire}");
+            assert_eq!(code.would_block(), would_block, "{wire}");
+            assert_eq!(DataplaneReasonCode::from_value(value), Some(code));
+        }
+        assert_eq!(DataplaneReasonCode::from_value(0), None);
+        assert_eq!(DataplaneReasonCode::from_value(12), None);
+    }
+
+    #[test]
+    fn control_values_are_the_published_ones() {
+        let published = [
+            (1, "CTRL_AUTH_PEERCRED_UNAVAILABLE"),
+            (2, "CTRL_AUTH_PEERCRED_REJECTED_UID"),
+            (3, "CTRL_AUTH_PEERCRED_REJECTED_GID"),
+            (4, "CTRL_AUTH_SOCKET_MODE_INVALID"),
+            (5, "CTRL_AUTH_SOCKET_OWNER_INVALID"),
+            (6, "CTRL_REQUEST_MALFORMED"),
+            (7, "CTRL_REQUEST_PAYLOAD_INVALID"),
+            (8, "CTRL_COMMAND_FAILED"),
+        ];
+        assert_eq!(ControlAuthzCode::ALL.len(), published.len());
+        for (value, wire) in published {
+            let code = ControlAuthzCode::from_wire(wire).expect(wire);
+            assert_eq!(code.value(), value, "{wire}");
+            assert_eq!(ControlAuthzCode::from_value(value), Some(code));
+        }
+        assert_eq!(ControlAuthzCode::from_value(0), None);
+    }
+
+    #[test]
+    fn wire_strings_are_case_sensitive_and_namespaced() {
+        assert_eq!(DataplaneReasonCode::from_wire("deny_default"), None);
+        assert_eq!(DataplaneReasonCode::from_wire("UNSPECIFIED"), None);
+        assert_eq!(DataplaneReasonCode::from_wire("CTRL_COMMAND_FAILED"), None);
+        assert_eq!(ControlAuthzCode::from_wire("DENY_DEFAULT"), None);
+    }
+
+    #[test]
+    fn serde_uses_the_wire_strings() {
+        let json = serde_json::to_string(&DataplaneReasonCode::AllowDns).unwrap();
+        assert_eq!(json, "\"ALLOW_DNS\"");
+        let back: ControlAuthzCode = serde_json::from_str("\"CTRL_REQUEST_MALFORMED\"").unwrap();
+        assert_eq!(back, ControlAuthzCode::RequestMalformed);
+        assert!(serde_json::from_str::<DataplaneReasonCode>("\"NOPE\"").is_err());
+    }
+
+    #[test]
+    fn disjointness_check_detects_overlap() {
+        assert!(reason_code_lists_are_disjoint());
+        assert!(str_eq("A_B", "A_B"));
+        assert!(!str_eq("A_B", "A_C"));
+        assert!(!str_eq("A", "AB"));
+    }
+}

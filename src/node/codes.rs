@@ -1,0 +1,108 @@
+//! Reason-code tables and the small enum schemas, for `js/codes.js`.
+
+use napi::bindgen_prelude::Unknown;
+use napi::ValueType;
+use napi_derive::napi;
+
+use super::issues::JsIssue;
+use crate::contract::hook::Hook;
+use crate::contract::reason_codes::{
+    reason_code_lists_are_disjoint, ControlAuthzCode, DataplaneReasonCode, Verdict,
+};
+use crate::contract::validation::{Issue, IssueCode};
+
+/// The code lists and literal sets, in value order, as the single source for the JavaScript arrays.
+#[napi(object)]
+pub struct CodeTables {
+    pub dataplane_verdict_reason_codes: Vec<String>,
+    pub control_plane_authz_error_codes: Vec<String>,
+    pub verdicts: Vec<String>,
+    pub hooks: Vec<String>,
+}
+
+#[napi]
+pub fn code_tables() -> CodeTables {
+    CodeTables {
+        dataplane_verdict_reason_codes: DataplaneReasonCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        control_plane_authz_error_codes: ControlAuthzCode::ALL
+            .iter()
+            .map(|c| c.as_str().to_owned())
+            .collect(),
+        verdicts: Verdict::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
+        hooks: Hook::ALL.iter().map(|h| h.as_str().to_owned()).collect(),
+    }
+}
+
+/// Which literal set `check_literal` validates against.
+#[napi]
+pub enum LiteralSet {
+    DataplaneReasonCode,
+    ControlAuthzCode,
+    Verdict,
+    Hook,
+}
+
+/// Validates one literal. Returns `null` when valid, else the issues.
+#[napi]
+pub fn check_literal(set: LiteralSet, value: Unknown) -> napi::Result<Option<Vec<JsIssue>>> {
+    let (name, ok) = match value.get_type()? {
+        ValueType::String => {
+            // SAFETY: the value's type was just checked to be a string.
+            let s: String = unsafe { value.cast::<String>() }?;
+            let ok = match set {
+                LiteralSet::DataplaneReasonCode => DataplaneReasonCode::from_wire(&s).is_some(),
+                LiteralSet::ControlAuthzCode => ControlAuthzCode::from_wire(&s).is_some(),
+                LiteralSet::Verdict => Verdict::from_wire(&s).is_some(),
+                LiteralSet::Hook => Hook::from_wire(&s).is_some(),
+            };
+            (format!("`{s}`"), ok)
+        }
+        other => (format!("a value of type {}", js_type_name(other)), false),
+    };
+    if ok {
+        return Ok(None);
+    }
+    let what = match set {
+        LiteralSet::DataplaneReasonCode => "a dataplane_verdict reason code",
+        LiteralSet::ControlAuthzCode => "a control_authz error code",
+        LiteralSet::Verdict => "`allow` or `deny`",
+        LiteralSet::Hook => "one of connect4, connect6, sendmsg4, sendmsg6",
+    };
+    Ok(Some(vec![JsIssue::from(&Issue::new(
+        vec![],
+        IssueCode::InvalidValue,
+        format!("expected {what}, received {name}"),
+    ))]))
+}
+
+/// The runtime twin of the compile-time disjointness check: codes that appear in both lists (always empty in a
+/// correct build; `assertNoReasonCodeOverlap()` throws if not).
+#[napi]
+pub fn reason_code_overlap() -> Vec<String> {
+    if reason_code_lists_are_disjoint() {
+        return Vec::new();
+    }
+    DataplaneReasonCode::ALL
+        .iter()
+        .filter(|d| ControlAuthzCode::from_wire(d.as_str()).is_some())
+        .map(|d| d.as_str().to_owned())
+        .collect()
+}
+
+pub(crate) fn js_type_name(t: ValueType) -> &'static str {
+    match t {
+        ValueType::Undefined => "undefined",
+        ValueType::Null => "null",
+        ValueType::Boolean => "boolean",
+        ValueType::Number => "number",
+        ValueType::String => "string",
+        ValueType::Symbol => "symbol",
+        ValueType::Object => "object",
+        ValueType::Function => "function",
+        ValueType::BigInt => "bigint",
+        _ => "unknown",
+    }
+}
