@@ -2,5 +2,6 @@
 
 pub mod code_headers;
 pub mod hook;
+pub mod policy;
 pub mod reason_codes;
 pub mod validation;
