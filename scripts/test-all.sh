@@ -8,6 +8,10 @@ step() { printf '\n== %s\n' "$*"; }
 step "rustfmt"
 cargo fmt --check
 
+step "shellcheck and hadolint"
+shellcheck scripts/*.sh .ci/run
+hadolint docker/Dockerfile
+
 step "clippy (release profile, shared with the addon build)"
 cargo clippy --release --all-targets -- -D warnings
 
