@@ -2,6 +2,7 @@
 
 pub mod code_headers;
 pub mod hook;
+pub mod json_reader;
 pub mod policy;
 pub mod reason_codes;
 pub mod validation;
