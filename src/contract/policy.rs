@@ -148,7 +148,7 @@ impl PolicySnapshot {
 
     /// Parses a snapshot from JSON text (a policy file, a test fixture).
     pub fn from_json_slice(bytes: &[u8]) -> Result<PolicySnapshot, ValidationError> {
-        let v: Value = serde_json::from_slice(bytes).map_err(|e| {
+        let v: Value = json_reader::parse_json_strict(bytes).map_err(|e| {
             ValidationError::single(Issue::new(
                 vec![],
                 IssueCode::InvalidJson,
