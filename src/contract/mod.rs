@@ -3,6 +3,7 @@
 pub mod code_headers;
 pub mod config;
 pub mod control_authz;
+pub mod control_protocol;
 pub mod hook;
 pub mod json_reader;
 pub mod peer_auth;
