@@ -332,6 +332,11 @@ impl RequestRejection {
         }
     }
 
+    /// A malformed-request rejection for issues found before the envelope could be read.
+    pub fn from_issues(issues: Vec<Issue>) -> Self {
+        RequestRejection::new(ControlAuthzCode::RequestMalformed, None, None, issues)
+    }
+
     fn malformed(issue: Issue) -> Self {
         RequestRejection::new(ControlAuthzCode::RequestMalformed, None, None, vec![issue])
     }

@@ -228,3 +228,148 @@ mod tests {
         assert_eq!(e.message, "control socket owner is 0:5, expected 0:0");
     }
 }
+
+// ---------------------------------------------------------------------------------------------------------------
+// JSON forms, for the JavaScript API (the agent builds these structs from the kernel directly).
+// ---------------------------------------------------------------------------------------------------------------
+
+use serde_json::Value;
+
+use super::json_reader::{object, Issues};
+use super::validation::ValidationError;
+
+const U32_MAX: u64 = u32::MAX as u64;
+
+impl PeerCredentials {
+    /// `null` means the credentials could not be read (`Ok(None)`); otherwise a strict `{uid, gid, pid?}`.
+    pub fn from_json_value(v: &Value) -> Result<Option<Self>, ValidationError> {
+        if v.is_null() {
+            return Ok(None);
+        }
+        let mut issues = Issues::new();
+        let peer = object(Some(v), &[], &["uid", "gid", "pid"], &mut issues).and_then(|o| {
+            let uid = o.int("uid", 0, U32_MAX, &mut issues);
+            let gid = o.int("gid", 0, U32_MAX, &mut issues);
+            let pid = o.opt_int("pid", 0, U32_MAX, &mut issues);
+            Some(Some(PeerCredentials {
+                uid: uid? as u32,
+                gid: gid? as u32,
+                pid: pid?.map(|p| p as u32),
+            }))
+        });
+        issues.finish(peer)
+    }
+}
+
+impl ControllerAuthorizationPolicy {
+    /// A policy is read as an EbpfInterceptorConfig (of which it is a subset), so a full config works as a
+    /// policy and an absent list means an empty one, exactly as in a config.
+    pub fn from_json_value(v: &Value) -> Result<Self, ValidationError> {
+        EbpfInterceptorConfig::from_json_value(v).map(|c| ControllerAuthorizationPolicy::from(&c))
+    }
+}
+
+impl SocketSecurityMetadata {
+    /// Strict `{mode, uid, gid}`; `mode` may be a full `st_mode` (only `& 0o777` is compared).
+    pub fn from_json_value(v: &Value) -> Result<Self, ValidationError> {
+        let mut issues = Issues::new();
+        let meta = object(Some(v), &[], &["mode", "uid", "gid"], &mut issues).and_then(|o| {
+            let mode = o.int("mode", 0, U32_MAX, &mut issues);
+            let uid = o.int("uid", 0, U32_MAX, &mut issues);
+            let gid = o.int("gid", 0, U32_MAX, &mut issues);
+            Some(SocketSecurityMetadata {
+                mode: mode? as u32,
+                uid: uid? as u32,
+                gid: gid? as u32,
+            })
+        });
+        issues.finish(meta)
+    }
+}
+
+impl SocketSecurityExpectations {
+    /// Either a strict `{mode, uid, gid}` (mode 0..=0o777) or, when the object has any other key or is empty,
+    /// an EbpfInterceptorConfig whose socket file mode and owner are the expectations.
+    pub fn from_json_value(v: &Value) -> Result<Self, ValidationError> {
+        let explicit = matches!(v, Value::Object(m) if !m.is_empty()
+            && m.keys().all(|k| matches!(k.as_str(), "mode" | "uid" | "gid")));
+        if !explicit {
+            return EbpfInterceptorConfig::from_json_value(v)
+                .map(|c| SocketSecurityExpectations::from(&c));
+        }
+        let mut issues = Issues::new();
+        let exp = object(Some(v), &[], &["mode", "uid", "gid"], &mut issues).and_then(|o| {
+            let mode = o.int("mode", 0, 0o777, &mut issues);
+            let uid = o.int("uid", 0, U32_MAX, &mut issues);
+            let gid = o.int("gid", 0, U32_MAX, &mut issues);
+            Some(SocketSecurityExpectations {
+                mode: mode? as u32,
+                uid: uid? as u32,
+                gid: gid? as u32,
+            })
+        });
+        issues.finish(exp)
+    }
+}
+
+/// The JSON result of a check: `{"ok":true}` or `{"ok":false,"error":<ControlPlaneAuthzEvent>}`.
+pub fn authz_result_json(r: &Result<(), ControlPlaneAuthzEvent>) -> String {
+    match r {
+        Ok(()) => String::from(r#"{"ok":true}"#),
+        Err(e) => format!(r#"{{"ok":false,"error":{}}}"#, e.to_log_line()),
+    }
+}
+
+#[cfg(test)]
+mod json_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn json_forms() {
+        assert_eq!(PeerCredentials::from_json_value(&json!(null)), Ok(None));
+        assert_eq!(
+            PeerCredentials::from_json_value(&json!({"uid": 1, "gid": 2})),
+            Ok(Some(PeerCredentials {
+                uid: 1,
+                gid: 2,
+                pid: None
+            }))
+        );
+        assert!(PeerCredentials::from_json_value(&json!({"uid": 1})).is_err());
+        assert!(
+            PeerCredentials::from_json_value(&json!({"uid": 1, "gid": 2, "user": "x"})).is_err()
+        );
+        let e = SocketSecurityExpectations::from_json_value(
+            &json!({"environment": "production", "controlSocketFileMode": 0o600}),
+        );
+        assert_eq!(
+            e,
+            Ok(SocketSecurityExpectations {
+                mode: 0o600,
+                uid: 0,
+                gid: 0
+            })
+        );
+        assert_eq!(
+            SocketSecurityExpectations::from_json_value(&json!({})),
+            Ok(SocketSecurityExpectations {
+                mode: 0o660,
+                uid: 0,
+                gid: 0
+            })
+        );
+        assert!(
+            SocketSecurityExpectations::from_json_value(&json!({"mode": 0o660, "uid": 0})).is_err()
+        );
+        assert!(SocketSecurityExpectations::from_json_value(
+            &json!({"mode": 0o1660, "uid": 0, "gid": 0})
+        )
+        .is_err());
+        let r = authorize_controller_peer(None, &ControllerAuthorizationPolicy::default());
+        assert_eq!(
+            authz_result_json(&r),
+            r#"{"ok":false,"error":{"code_namespace":"control_authz","reason_code":"CTRL_AUTH_PEERCRED_UNAVAILABLE","message":"SO_PEERCRED metadata is required"}}"#
+        );
+    }
+}
