@@ -1083,7 +1083,7 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         ok.then_some(out)
     });
     let (status, reasons) = (status?, reasons?);
-    if (status == HealthStatus::Degraded) != !reasons.is_empty() {
+    if (status == HealthStatus::Degraded) == reasons.is_empty() {
         issues.push(
             path.to_vec(),
             IssueCode::Custom,
