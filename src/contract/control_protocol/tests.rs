@@ -303,3 +303,26 @@ fn response_schemas_are_strict() {
             .expect_err("too big");
     assert_eq!(e.issues[0].path_text(), "data.eventsEmitted");
 }
+
+#[test]
+fn every_example_in_the_docs_parses() {
+    let doc = include_str!("../../../docs/control-protocol.md");
+    let lines: Vec<&str> = doc
+        .lines()
+        .filter(|l| l.starts_with("> ") || l.starts_with("< "))
+        .collect();
+    assert_eq!(lines.len(), 22, "11 exchanges");
+    for pair in lines.chunks(2) {
+        let (req, res) = (&pair[0][2..], &pair[1][2..]);
+        let expected = parse_response_line(res.as_bytes()).unwrap_or_else(|e| panic!("{res}: {e}"));
+        match parse_request_line(req.as_bytes()) {
+            Ok(r) => {
+                let ControlResponse::Success { data, .. } = &expected else {
+                    panic!("{res} should be a success")
+                };
+                assert_eq!(data.command(), r.command(), "{req}");
+            }
+            Err(rej) => assert_eq!(rej.into_response().to_line().trim_end(), res, "{req}"),
+        }
+    }
+}
