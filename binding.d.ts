@@ -9,6 +9,9 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** `peer` null/undefined means the credentials could not be read. Issues are prefixed `peer`/`policy`. */
+export declare function authorizeControllerPeerJson(peer: unknown, policy: unknown): ParseOutcome
+
 /** Validates one literal. Returns `null` when valid, else the issues. */
 export declare function checkLiteral(set: LiteralSet, value: unknown): Array<JsIssue> | null
 
@@ -36,8 +39,45 @@ export declare const enum LiteralSet {
   Hook = 3,
 }
 
+export declare function parseControlPlaneAuthzEventJson(input: unknown): ParseOutcome
+
+/** A Command literal. */
+export declare function parseControlProtocolCommandJson(input: unknown): ParseOutcome
+
+/** The `error` object of a failure response: a ControlPlaneAuthzEvent whose command is a Command. */
+export declare function parseControlProtocolErrorJson(input: unknown): ParseOutcome
+
+export declare function parseControlProtocolRequestJson(input: unknown): ParseOutcome
+
+export declare function parseControlProtocolRequestLineBytes(line: Uint8Array): ParseOutcome
+
+/** `kind`: 0 any response, 1 success only, 2 failure only. */
+export declare function parseControlProtocolResponseJson(input: unknown, kind: number): ParseOutcome
+
+export declare function parseControlProtocolResponseLineBytes(line: Uint8Array): ParseOutcome
+
+export declare function parseEbpfInterceptorConfigJson(input: unknown): ParseOutcome
+
+/**
+ * The result of a Rust parse: `json` (normalised output as JSON text) or `issues`; for control requests
+ * also `rejection`, the failure response line (with the CTRL_REQUEST_* code) the agent would send.
+ */
+export interface ParseOutcome {
+  json?: string
+  issues?: Array<JsIssue>
+  rejection?: string
+}
+
+export declare function parsePolicySnapshotJson(input: unknown): ParseOutcome
+
 /**
  * The runtime twin of the compile-time disjointness check: codes that appear in both lists (always empty in a
  * correct build; `assertNoReasonCodeOverlap()` throws if not).
  */
 export declare function reasonCodeOverlap(): Array<string>
+
+export declare function serializeControlPlaneAuthzErrorToLogJson(input: unknown): ParseOutcome
+
+export declare function shouldFailClosedOnUnknownReasonCodeJson(config: unknown): ParseOutcome
+
+export declare function validateSocketSecurityMetadataJson(meta: unknown, expected: unknown): ParseOutcome

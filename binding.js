@@ -835,7 +835,20 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.authorizeControllerPeerJson = nativeBinding.authorizeControllerPeerJson
 module.exports.checkLiteral = nativeBinding.checkLiteral
 module.exports.codeTables = nativeBinding.codeTables
 module.exports.LiteralSet = nativeBinding.LiteralSet
+module.exports.parseControlPlaneAuthzEventJson = nativeBinding.parseControlPlaneAuthzEventJson
+module.exports.parseControlProtocolCommandJson = nativeBinding.parseControlProtocolCommandJson
+module.exports.parseControlProtocolErrorJson = nativeBinding.parseControlProtocolErrorJson
+module.exports.parseControlProtocolRequestJson = nativeBinding.parseControlProtocolRequestJson
+module.exports.parseControlProtocolRequestLineBytes = nativeBinding.parseControlProtocolRequestLineBytes
+module.exports.parseControlProtocolResponseJson = nativeBinding.parseControlProtocolResponseJson
+module.exports.parseControlProtocolResponseLineBytes = nativeBinding.parseControlProtocolResponseLineBytes
+module.exports.parseEbpfInterceptorConfigJson = nativeBinding.parseEbpfInterceptorConfigJson
+module.exports.parsePolicySnapshotJson = nativeBinding.parsePolicySnapshotJson
 module.exports.reasonCodeOverlap = nativeBinding.reasonCodeOverlap
+module.exports.serializeControlPlaneAuthzErrorToLogJson = nativeBinding.serializeControlPlaneAuthzErrorToLogJson
+module.exports.shouldFailClosedOnUnknownReasonCodeJson = nativeBinding.shouldFailClosedOnUnknownReasonCodeJson
+module.exports.validateSocketSecurityMetadataJson = nativeBinding.validateSocketSecurityMetadataJson

@@ -4,3 +4,5 @@
 
 export * from './js/errors'
 export * from './js/codes'
+export * from './js/policy'
+export * from './js/control'

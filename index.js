@@ -5,4 +5,6 @@
 module.exports = {
   ...require('./js/errors.js'),
   ...require('./js/codes.js'),
+  ...require('./js/policy.js'),
+  ...require('./js/control.js'),
 }

@@ -1,7 +1,12 @@
 //! The contract layer (SPEC sections 2 and 3): everything other parts and other processes agree on.
 
 pub mod code_headers;
+pub mod config;
+pub mod control_authz;
+pub mod control_protocol;
 pub mod hook;
+pub mod json_reader;
+pub mod peer_auth;
 pub mod policy;
 pub mod reason_codes;
 pub mod validation;

@@ -1,0 +1,74 @@
+// Compiled by `pnpm typecheck` against the published index.d.ts; never run.
+import {
+  authorizeControllerPeer,
+  parseControlProtocolRequest,
+  parseControlProtocolResponseLine,
+  parseEbpfInterceptorConfig,
+  parsePolicySnapshot,
+  validateSocketSecurityMetadata,
+  ControlProtocolRequestError,
+  type ControlAuthzResult,
+  type ControlPlaneAuthzEvent,
+  type ControlProtocolCommand,
+  type ControlProtocolRequestInput,
+  type ControlProtocolResponse,
+  type EbpfInterceptorConfig,
+  type PolicySnapshot,
+} from '../index.js'
+
+const req = parseControlProtocolRequest({ command: 'GetHealth' })
+if (req.command === 'UpsertManagedCgroup') {
+  const mode: 'enforce' | 'observe' | undefined = req.payload.mode
+  void mode
+}
+if (req.command === 'ReplacePolicySnapshot') {
+  const port: number = req.payload.dns[0]!.port
+  void port
+}
+const ok: ControlProtocolRequestInput = { command: 'SetCgroupMode', payload: { id: '42', mode: 'observe' } }
+// @ts-expect-error SetFailMode is not a command
+const notACommand: ControlProtocolCommand = 'SetFailMode'
+// @ts-expect-error path and id together are not a cgroup selector
+const both: ControlProtocolRequestInput = { command: 'DeleteManagedCgroup', payload: { path: '/a', id: '1' } }
+// @ts-expect-error SetGlobalMode needs a payload
+const noPayload: ControlProtocolRequestInput = { command: 'SetGlobalMode' }
+// @ts-expect-error GetHealth takes no payload
+const extraPayload: ControlProtocolRequestInput = { command: 'GetHealth', payload: { verbose: true } }
+
+const res: ControlProtocolResponse = parseControlProtocolResponseLine(Buffer.from('{"ok":true,"command":"Shutdown"}'))
+if (res.ok && res.command === 'GetStatus') {
+  const dropped: number = res.data.droppedInKernel
+  void dropped
+} else if (!res.ok) {
+  const code: 'CTRL_COMMAND_FAILED' | string = res.error.reason_code
+  void code
+}
+
+// @ts-expect-error a control event has no verdict
+const withVerdict: ControlPlaneAuthzEvent = { code_namespace: 'control_authz', reason_code: 'CTRL_COMMAND_FAILED', message: 'm', verdict: 'deny' }
+// @ts-expect-error dataplane codes are not control codes
+const wrongCode: ControlPlaneAuthzEvent = { code_namespace: 'control_authz', reason_code: 'DENY_DEFAULT', message: 'm' }
+
+const config: EbpfInterceptorConfig = parseEbpfInterceptorConfig()
+// @ts-expect-error unknown environment
+parseEbpfInterceptorConfig({ environment: 'staging' })
+const r: ControlAuthzResult = authorizeControllerPeer(null, config)
+if (!r.ok) {
+  const e: ControlPlaneAuthzEvent = r.error
+  void e
+}
+validateSocketSecurityMetadata({ mode: 0o660, uid: 0, gid: 0 }, config)
+// @ts-expect-error the metadata needs a mode
+validateSocketSecurityMetadata({ uid: 0, gid: 0 }, config)
+const snap: PolicySnapshot = parsePolicySnapshot({})
+// @ts-expect-error action is allow | deny
+snap.rules.push({ id: 'x', action: 'permit', cidr: '10.0.0.0/8' })
+try {
+  parseControlProtocolRequest('x')
+} catch (e) {
+  if (e instanceof ControlProtocolRequestError) {
+    const code: 'CTRL_REQUEST_MALFORMED' | 'CTRL_REQUEST_PAYLOAD_INVALID' = e.controlError.reason_code
+    void code
+  }
+}
+void [ok, notACommand, both, noPayload, extraPayload, withVerdict, wrongCode]
