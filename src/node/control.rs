@@ -3,9 +3,6 @@
 //! (not a hot path); outputs leave as JSON text that `js/control.js` hands to `JSON.parse`, which keeps the
 //! key order the Rust serializers chose (a `serde_json::Map` would sort it). No rule lives here.
 
-// napi-derive registers #[napi] items only outside `cfg(test)`, so in unit-test builds they look unused.
-#![cfg_attr(test, allow(dead_code))]
-
 use napi::bindgen_prelude::{Uint8Array, Unknown};
 use napi::ValueType;
 use napi_derive::napi;
