@@ -835,7 +835,11 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeInterceptor = nativeBinding.NativeInterceptor
+module.exports.benchEventBatch = nativeBinding.benchEventBatch
 module.exports.checkLiteral = nativeBinding.checkLiteral
 module.exports.codeTables = nativeBinding.codeTables
 module.exports.LiteralSet = nativeBinding.LiteralSet
+module.exports.loadInterceptor = nativeBinding.loadInterceptor
+module.exports.packedEventTables = nativeBinding.packedEventTables
 module.exports.reasonCodeOverlap = nativeBinding.reasonCodeOverlap
