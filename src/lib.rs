@@ -4,4 +4,5 @@
 //! - `node`: the N-API glue that exposes the contract (and the dataplane) to JavaScript; no rule lives there.
 
 pub mod contract;
+pub mod dataplane;
 mod node;
