@@ -9,8 +9,38 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/** A loaded dataplane. Created only by `loadInterceptor`. */
+export declare class NativeInterceptor {
+  /** Parses `json` (the snapshot as JSON text) with the strict policy parser and applies it atomically. */
+  replacePolicySnapshot(json: string | Buffer): Promise<unknown>
+  upsertManagedCgroup(target: any): JsManagedCgroup
+  /** `false` when the cgroup was not managed. */
+  deleteManagedCgroup(target: any): boolean
+  setGlobalMode(mode: any): void
+  setCgroupMode(target: any): void
+  setFailMode(mode: any): void
+  heartbeat(): void
+  /** Stops the loader's own heartbeat timer so tests can provoke the degraded state. */
+  pauseHeartbeatTimer(): void
+  status(): JsDataplaneStatus
+  /**
+   * Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
+   * interceptor is closed. One call per batch: the cost of crossing into JavaScript is paid per batch.
+   */
+  nextEventBatch(max: number): Promise<EncodedBatch | undefined | null>
+  /** Ends every pending and future `nextEventBatch` with `null`, then stops the dataplane off-thread. */
+  close(options?: any | undefined | null): Promise<unknown>
+  get closed(): boolean
+}
+
 /** `peer` null/undefined means the credentials could not be read. Issues are prefixed `peer`/`policy`. */
 export declare function authorizeControllerPeerJson(peer: unknown, policy: unknown): ParseOutcome
+
+/**
+ * Benchmark hook, not part of the documented API: encodes `count` synthetic events in `format`
+ * (`objects` | `json` | `packed`) so `bench/dataplane/codec.mjs` can time each transport end to end.
+ */
+export declare function benchEventBatch(format: string, count: number): Buffer | string | Array<Record<string, unknown>>
 
 /** Validates one literal. Returns `null` when valid, else the issues. */
 export declare function checkLiteral(set: LiteralSet, value: unknown): Array<JsIssue> | null
@@ -25,10 +55,50 @@ export interface CodeTables {
   hooks: Array<string>
 }
 
+/** `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate. */
+export interface JsDataplaneStatus {
+  attachedHooks: Array<string>
+  cgroupRoot: string
+  pinDir: string
+  adopted: boolean
+  managedCgroups: Array<JsManagedCgroup>
+  globalMode: string
+  failMode: string
+  heartbeatGraceMs: number
+  generation: number
+  ipv4Rules: number
+  ipv6Rules: number
+  eventsEmitted: number
+  droppedInKernel: number
+  droppedInQueue: number
+  eventsDelivered: number
+  degraded: boolean
+}
+
 export interface JsIssue {
   path: Array<string | number>
   code: string
   message: string
+}
+
+/**
+ * One managed-cgroup entry. `cgroupId` is decimal text like the events' `cgroup_id` (a u64 is not exact as a
+ * JavaScript number).
+ */
+export interface JsManagedCgroup {
+  cgroupId: string
+  path?: string
+  mode?: string
+  workloadId?: string
+}
+
+/** Result of `replacePolicySnapshot`. */
+export interface JsPolicySummary {
+  generation: number
+  ipv4Rules: number
+  ipv6Rules: number
+  brokerEndpoints: number
+  dnsEndpoints: number
 }
 
 /** Which literal set `check_literal` validates against. */
@@ -37,6 +107,28 @@ export declare const enum LiteralSet {
   ControlAuthzCode = 1,
   Verdict = 2,
   Hook = 3,
+}
+
+/** Validates `options` now (a bad option rejects without touching the kernel) and loads off-thread. */
+export declare function loadInterceptor(options?: any | undefined | null): Promise<unknown>
+
+export declare function packedEventTables(): PackedEventTables
+
+/**
+ * What `js/interceptor.js` needs to decode a packed batch, indexed by the numeric values the records carry,
+ * so the JavaScript decoder holds no code table of its own.
+ */
+export interface PackedEventTables {
+  wordsPerEvent: number
+  hasRuleId: number
+  hasWorkloadId: number
+  /** `reasonCodes[value]`: the wire name of the code with that value (`null` for 0, never on the wire). */
+  reasonCodes: Array<string | undefined | null>
+  verdicts: Array<string | undefined | null>
+  /** `wouldBlock[value]`: `true`/`false` for the observe codes, `null` for the codes that must omit it. */
+  wouldBlock: Array<boolean | undefined | null>
+  hooks: Array<string | undefined | null>
+  protocols: Array<string | undefined | null>
 }
 
 export declare function parseControlPlaneAuthzEventJson(input: unknown): ParseOutcome

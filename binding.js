@@ -835,10 +835,14 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeInterceptor = nativeBinding.NativeInterceptor
 module.exports.authorizeControllerPeerJson = nativeBinding.authorizeControllerPeerJson
+module.exports.benchEventBatch = nativeBinding.benchEventBatch
 module.exports.checkLiteral = nativeBinding.checkLiteral
 module.exports.codeTables = nativeBinding.codeTables
 module.exports.LiteralSet = nativeBinding.LiteralSet
+module.exports.loadInterceptor = nativeBinding.loadInterceptor
+module.exports.packedEventTables = nativeBinding.packedEventTables
 module.exports.parseControlPlaneAuthzEventJson = nativeBinding.parseControlPlaneAuthzEventJson
 module.exports.parseControlProtocolCommandJson = nativeBinding.parseControlProtocolCommandJson
 module.exports.parseControlProtocolErrorJson = nativeBinding.parseControlProtocolErrorJson

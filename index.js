@@ -7,4 +7,5 @@ module.exports = {
   ...require('./js/codes.js'),
   ...require('./js/policy.js'),
   ...require('./js/control.js'),
+  ...require('./js/interceptor.js'),
 }

@@ -3,4 +3,7 @@
 
 mod codes;
 mod control;
+mod event_batch;
+mod interceptor;
+mod interceptor_options;
 mod issues;

@@ -1,0 +1,51 @@
+// Compiles against index.d.ts with `strict`: what must not compile is marked @ts-expect-error.
+import { Interceptor } from '../index'
+import type { InterceptorPacketEvent, DataplaneStatus, PolicySummary, ManagedCgroup } from '../index'
+
+async function typeTest(): Promise<void> {
+  const i: Interceptor = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', failMode: 'open', globalMode: 'observe' })
+  // @ts-expect-error unknown option
+  await Interceptor.load({ cgroupPath: '/x' })
+  // @ts-expect-error bad fail mode
+  await Interceptor.load({ failMode: 'ajar' })
+  // @ts-expect-error the constructor is private: use load()
+  new Interceptor()
+
+  const summary: PolicySummary = await i.replacePolicySnapshot({ broker: [], dns: [], rules: [] })
+  const n: number = summary.ipv4Rules + summary.generation
+  void n
+  const m: ManagedCgroup = i.upsertManagedCgroup({ path: 'workload', mode: 'enforce', workloadId: 'w1' })
+  i.upsertManagedCgroup({ id: m.cgroupId })
+  // @ts-expect-error path and id are exclusive
+  i.upsertManagedCgroup({ path: 'a', id: 1 })
+  // @ts-expect-error mode is required
+  i.setCgroupMode({ path: 'a' })
+  i.setCgroupMode({ id: '42', mode: 'observe' })
+  // @ts-expect-error unknown mode
+  i.setGlobalMode('audit')
+  const deleted: boolean = i.deleteManagedCgroup({ path: 'workload' })
+  void deleted
+
+  const s: DataplaneStatus = i.status()
+  const lost: number = s.eventsEmitted - s.eventsDelivered - s.droppedInKernel - s.droppedInQueue
+  void lost
+
+  for await (const e of i.events({ batchSize: 128 })) {
+    const ev: InterceptorPacketEvent = e
+    if (ev.reason_code === 'OBSERVE_WOULD_ALLOW') {
+      const wb: false = ev.would_block
+      void wb
+    }
+    if (ev.verdict === 'deny') {
+      // @ts-expect-error deny codes never carry would_block
+      const wb: boolean = ev.would_block
+      void wb
+    }
+    const id: string = ev.cgroup_id
+    void id
+  }
+  await i.close({ detach: true })
+  // @ts-expect-error unknown close option
+  await i.close({ force: true })
+}
+void typeTest

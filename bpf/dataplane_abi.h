@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one definition of every structure and constant shared by the eBPF programs (bpf/dataplane.bpf.c) and the
+ * Rust loader (src/dataplane/abi.rs). build.rs turns every `#define DP_<NAME> <integer>` line of this file into a
+ * Rust constant, and abi.rs checks at compile time that the Rust mirrors have the sizes and offsets below and that
+ * the hook and protocol values equal src/contract/hook.rs. Keep each define on one line with a plain integer.
+ */
+#ifndef BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H
+#define BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H
+
+#include <linux/types.h>
+
+/* Hooks and protocols: the values of src/contract/hook.rs (checked from Rust). */
+#define DP_HOOK_CONNECT4 1
+#define DP_HOOK_CONNECT6 2
+#define DP_HOOK_SENDMSG4 3
+#define DP_HOOK_SENDMSG6 4
+#define DP_PROTO_TCP 6
+#define DP_PROTO_UDP 17
+
+/* Address families as written into events and endpoint keys (the kernel's AF_INET / AF_INET6). */
+#define DP_FAMILY_INET 2
+#define DP_FAMILY_INET6 10
+
+/* Modes: a managed entry's mode 0 inherits the global mode. */
+#define DP_MODE_INHERIT 0
+#define DP_MODE_ENFORCE 1
+#define DP_MODE_OBSERVE 2
+#define DP_FAIL_CLOSED 0
+#define DP_FAIL_OPEN 1
+
+#define DP_ACTION_ALLOW 1
+#define DP_ACTION_DENY 2
+#define DP_ENDPOINT_BROKER 1
+#define DP_ENDPOINT_DNS 2
+#define DP_VERDICT_DENY 0
+#define DP_VERDICT_ALLOW 1
+
+/* Capacities. Rules live in two slots (the active one and the one being written), each slot holding both
+ * families: index = slot * DP_RULE_SLOT_ENTRIES + (family == v6 ? DP_RULE_ENTRIES_PER_FAMILY : 0) + i. */
+#define DP_SLOTS 2
+#define DP_RULE_ENTRIES_PER_FAMILY 131072
+#define DP_RULE_SLOT_ENTRIES 262144
+#define DP_RULE_ENTRIES_TOTAL 524288
+#define DP_PREFIXES_PER_FAMILY 131072
+#define DP_LPM_ENTRIES 262144
+#define DP_ENTRIES_PER_PREFIX 1024
+#define DP_RULE_IDS_PER_SLOT 262144
+#define DP_RULE_IDS_TOTAL 524288
+#define DP_ENDPOINTS_PER_SLOT 8192
+#define DP_ENDPOINT_ENTRIES 16384
+#define DP_MANAGED_CGROUPS 65536
+#define DP_MAX_CGROUP_LEVELS 64
+#define DP_ID_BYTES 64
+#define DP_RULE_INDEX_NONE 4294967295
+/* The slot byte that prefixes every LPM key: prefixlen = DP_LPM_SLOT_BITS + CIDR prefix length. */
+#define DP_LPM_SLOT_BITS 8
+
+#define DP_COUNTER_EVENTS_EMITTED 0
+#define DP_COUNTER_RINGBUF_FULL 1
+#define DP_COUNTERS 2
+
+/* Global configuration: one value of an mmap-able array. User space writes each field with one aligned atomic
+ * store through the mapping, so a program never reads a torn field. */
+struct dp_config {
+	__u64 heartbeat_ns; /* CLOCK_MONOTONIC ns of the last agent beat (bpf_ktime_get_ns clock) */
+	__u64 grace_ns;
+	__u32 active_slot; /* 0 or 1: the only value a replacement flips */
+	__u32 global_mode; /* DP_MODE_ENFORCE or DP_MODE_OBSERVE */
+	__u32 fail_mode;   /* DP_FAIL_CLOSED or DP_FAIL_OPEN */
+	__u32 reserved;
+};
+#define DP_CONFIG_SIZE 32
+
+/* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy. */
+struct dp_slot_meta {
+	__u64 generation;
+	__u32 allow_one_in;
+	__u32 unmanaged_one_in;
+	__u32 ipv4_rules;
+	__u32 ipv6_rules;
+	__u32 broker_endpoints;
+	__u32 dns_endpoints;
+};
+#define DP_SLOT_META_SIZE 32
+
+/* A managed cgroup (key: cgroup id). The workload id is NUL-padded, for user space only. */
+struct dp_managed {
+	__u32 mode;
+	__u32 reserved;
+	__u8 workload_id[64];
+};
+#define DP_MANAGED_SIZE 72
+
+/* LPM keys: the slot byte first, then the address, so both slots share one trie. */
+struct dp_lpm4_key {
+	__u32 prefixlen;
+	__u8 slot;
+	__u8 addr[4];
+	__u8 pad[3];
+};
+#define DP_LPM4_KEY_SIZE 12
+
+struct dp_lpm6_key {
+	__u32 prefixlen;
+	__u8 slot;
+	__u8 addr[16];
+	__u8 pad[3];
+};
+#define DP_LPM6_KEY_SIZE 24
+
+/* LPM value: the kernel rule entries of one CIDR, sorted deny first; prefix_len lets the walk continue with the
+ * next shorter covering prefix. */
+struct dp_prefix_group {
+	__u32 first;
+	__u32 count;
+	__u32 prefix_len;
+	__u32 reserved;
+};
+#define DP_PREFIX_GROUP_SIZE 16
+
+/* One kernel rule entry: a port range, a protocol (0 = any) and an action. A policy rule with several ports
+ * becomes several entries carrying the same rule_index. */
+struct dp_rule_entry {
+	__u16 port_lo;
+	__u16 port_hi;
+	__u8 protocol;
+	__u8 action;
+	__u16 reserved;
+	__u32 rule_index;
+};
+#define DP_RULE_ENTRY_SIZE 12
+
+/* Broker and DNS endpoints. IPv4 addresses use the first 4 bytes of addr; port in host order. */
+struct dp_endpoint_key {
+	__u8 slot;
+	__u8 family;
+	__u8 protocol;
+	__u8 reserved;
+	__u16 port;
+	__u16 reserved2;
+	__u8 addr[16];
+};
+#define DP_ENDPOINT_KEY_SIZE 24
+
+/* A rule id (NUL-padded) in user space's rule_index -> rule_id table. */
+struct dp_id {
+	__u8 bytes[64];
+};
+
+/* One verdict record in the ring buffer. */
+struct dp_event {
+	__u64 monotonic_ns;
+	__u64 cgroup_id;         /* the caller's own cgroup */
+	__u64 managed_cgroup_id; /* the managed entry that matched, 0 when unmanaged */
+	__u64 policy_generation; /* generation of the slot that decided, 0 when none was loaded */
+	__u32 tgid;
+	__u32 uid;
+	__u32 reason;     /* broker_dataplane_verdict_reason_code_t */
+	__u32 rule_index; /* DP_RULE_INDEX_NONE unless a rule decided */
+	__u8 dst_addr[16]; /* as the caller wrote it; IPv4 in the first 4 bytes */
+	__u8 comm[16];
+	__u16 dst_port; /* host order */
+	__u8 hook;
+	__u8 protocol;
+	__u8 family;
+	__u8 verdict;
+	__u8 pad[2];
+};
+#define DP_EVENT_SIZE 88
+#define DP_EVENT_OFF_MONOTONIC_NS 0
+#define DP_EVENT_OFF_CGROUP_ID 8
+#define DP_EVENT_OFF_MANAGED_CGROUP_ID 16
+#define DP_EVENT_OFF_POLICY_GENERATION 24
+#define DP_EVENT_OFF_TGID 32
+#define DP_EVENT_OFF_UID 36
+#define DP_EVENT_OFF_REASON 40
+#define DP_EVENT_OFF_RULE_INDEX 44
+#define DP_EVENT_OFF_DST_ADDR 48
+#define DP_EVENT_OFF_COMM 64
+#define DP_EVENT_OFF_DST_PORT 80
+#define DP_EVENT_OFF_HOOK 82
+#define DP_EVENT_OFF_PROTOCOL 83
+#define DP_EVENT_OFF_FAMILY 84
+#define DP_EVENT_OFF_VERDICT 85
+
+#ifdef __bpf__
+_Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");
+_Static_assert(sizeof(struct dp_slot_meta) == DP_SLOT_META_SIZE, "dp_slot_meta");
+_Static_assert(sizeof(struct dp_managed) == DP_MANAGED_SIZE, "dp_managed");
+_Static_assert(sizeof(struct dp_lpm4_key) == DP_LPM4_KEY_SIZE, "dp_lpm4_key");
+_Static_assert(sizeof(struct dp_lpm6_key) == DP_LPM6_KEY_SIZE, "dp_lpm6_key");
+_Static_assert(sizeof(struct dp_prefix_group) == DP_PREFIX_GROUP_SIZE, "dp_prefix_group");
+_Static_assert(sizeof(struct dp_rule_entry) == DP_RULE_ENTRY_SIZE, "dp_rule_entry");
+_Static_assert(sizeof(struct dp_endpoint_key) == DP_ENDPOINT_KEY_SIZE, "dp_endpoint_key");
+_Static_assert(sizeof(struct dp_id) == DP_ID_BYTES, "dp_id");
+_Static_assert(sizeof(struct dp_event) == DP_EVENT_SIZE, "dp_event");
+_Static_assert(__builtin_offsetof(struct dp_event, dst_addr) == DP_EVENT_OFF_DST_ADDR, "dst_addr");
+_Static_assert(__builtin_offsetof(struct dp_event, dst_port) == DP_EVENT_OFF_DST_PORT, "dst_port");
+_Static_assert(__builtin_offsetof(struct dp_event, verdict) == DP_EVENT_OFF_VERDICT, "verdict");
+_Static_assert(DP_RULE_SLOT_ENTRIES == 2 * DP_RULE_ENTRIES_PER_FAMILY, "rule slot");
+_Static_assert(DP_RULE_ENTRIES_TOTAL == DP_SLOTS * DP_RULE_SLOT_ENTRIES, "rule total");
+_Static_assert(DP_LPM_ENTRIES == DP_SLOTS * DP_PREFIXES_PER_FAMILY, "lpm entries");
+_Static_assert(DP_RULE_IDS_TOTAL == DP_SLOTS * DP_RULE_IDS_PER_SLOT, "rule ids");
+_Static_assert(DP_ENDPOINT_ENTRIES == DP_SLOTS * DP_ENDPOINTS_PER_SLOT, "endpoints");
+#endif
+
+#endif /* BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H */

@@ -1,0 +1,155 @@
+import type { DataplaneVerdictReasonCode } from './codes'
+
+/** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
+export type DataplaneMode = 'enforce' | 'observe'
+/** What an enforced, managed cgroup gets while the agent's heartbeat is stale or no policy was ever loaded. */
+export type DataplaneFailMode = 'closed' | 'open'
+
+/** Options of `Interceptor.load()`. Every key is optional; unknown keys are rejected. */
+export interface InterceptorOptions {
+  /** cgroup v2 directory the four programs attach to (absolute). Default: the cgroup2 mount found at run time. */
+  cgroupRoot?: string
+  /** bpffs directory for pinned links and maps (absolute). Default: `<bpffs>/broker-interceptor-ebpf`. */
+  pinDir?: string
+  /** Default `closed`. */
+  failMode?: DataplaneFailMode
+  /** How old the heartbeat may get before enforced cgroups are degraded. Integer ms, default 5000. */
+  heartbeatGraceMs?: number
+  /** The loader's own heartbeat period. Integer ms, default 1000. */
+  heartbeatIntervalMs?: number
+  /** Kernel ring buffer size: a power of two and a multiple of the page size. Default 8 MiB. */
+  ringBufferBytes?: number
+  /** Default `enforce`. */
+  globalMode?: DataplaneMode
+  /** Events the user-space queue holds before counting drops in `droppedInQueue`. Default 65,536. */
+  eventQueueCapacity?: number
+}
+
+/** A cgroup, by path (absolute, or relative to `cgroupRoot`) or by id (decimal text as in events, or a safe integer). */
+export type CgroupTarget = { path: string; id?: never } | { id: string | number; path?: never }
+
+export type ManagedCgroupUpsert = CgroupTarget & { mode?: DataplaneMode; workloadId?: string }
+export type CgroupModeChange = CgroupTarget & { mode: DataplaneMode }
+
+export interface ManagedCgroup {
+  /** The cgroup id (u64) as decimal text. */
+  cgroupId: string
+  path?: string
+  /** Absent: the global mode applies. */
+  mode?: DataplaneMode
+  workloadId?: string
+}
+
+export interface PolicySummary {
+  generation: number
+  ipv4Rules: number
+  ipv6Rules: number
+  brokerEndpoints: number
+  dnsEndpoints: number
+}
+
+export interface DataplaneStatus {
+  attachedHooks: Array<'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'>
+  cgroupRoot: string
+  pinDir: string
+  /** The pinned state of an earlier loader was adopted instead of starting empty. */
+  adopted: boolean
+  managedCgroups: ManagedCgroup[]
+  globalMode: DataplaneMode
+  failMode: DataplaneFailMode
+  heartbeatGraceMs: number
+  generation: number
+  ipv4Rules: number
+  ipv6Rules: number
+  /** Records the kernel wrote into the ring buffer. */
+  eventsEmitted: number
+  /** Records the kernel could not reserve ring-buffer space for. */
+  droppedInKernel: number
+  /** Records the bounded user-space queue could not take. */
+  droppedInQueue: number
+  /** Records handed to JavaScript by `events()` / `eventBatches()` of this Interceptor. */
+  eventsDelivered: number
+  /** Heartbeat older than the grace period, or no policy loaded. */
+  degraded: boolean
+}
+
+type ObserveCode = 'OBSERVE_WOULD_ALLOW' | 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
+type DenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED'
+
+interface InterceptorEventFields {
+  code_namespace: 'dataplane_verdict'
+  hook: 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+  /** u64 as decimal text. */
+  cgroup_id: string
+  protocol: 'tcp' | 'udp'
+  /** Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). */
+  dst_ip: string
+  dst_port: number
+  pid: number
+  uid: number
+  comm: string
+  rule_id?: string
+  policy_generation: number
+  workload_id?: string
+  /** RFC 3339, UTC, 9 fractional digits. */
+  observed_at: string
+}
+
+/**
+ * A DataplanePacketEvent (SPEC 3) as `events()` yields it: the dataplane always fills the enrichment keys,
+ * keys appear in SPEC order, and `would_block` exists exactly for the observe codes.
+ */
+export type InterceptorPacketEvent =
+  | (InterceptorEventFields & { reason_code: 'OBSERVE_WOULD_ALLOW'; verdict: 'allow'; would_block: false })
+  | (InterceptorEventFields & {
+      reason_code: 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
+      verdict: 'allow'
+      would_block: true
+    })
+  | (InterceptorEventFields & { reason_code: DenyCode; verdict: 'deny'; would_block?: never })
+  | (InterceptorEventFields & {
+      reason_code: Exclude<DataplaneVerdictReasonCode, ObserveCode | DenyCode>
+      verdict: 'allow'
+      would_block?: never
+    })
+
+export interface InterceptorEventsOptions {
+  /** Most events fetched per native call, 1..65536, default 4096. */
+  batchSize?: number
+}
+
+/** The eBPF dataplane loader. Linux, root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for bpffs) only. */
+export declare class Interceptor {
+  private constructor()
+  /**
+   * Loads the four programs and attaches them to `cgroupRoot`, or adopts the state pinned in `pinDir`.
+   * Rejects with ContractValidationError for bad options, or an Error whose `code` starts with
+   * `ERR_DATAPLANE_` (a verifier rejection carries `verifierLog`).
+   */
+  static load(options?: InterceptorOptions): Promise<Interceptor>
+  /**
+   * Validates the whole snapshot (every issue listed in a ContractValidationError) and applies it atomically;
+   * a rejected snapshot leaves the active policy untouched. Strings and bytes are read as JSON text.
+   */
+  replacePolicySnapshot(snapshot: object | string | Uint8Array): Promise<PolicySummary>
+  upsertManagedCgroup(target: ManagedCgroupUpsert): ManagedCgroup
+  /** `false` when the cgroup was not managed. */
+  deleteManagedCgroup(target: CgroupTarget): boolean
+  setGlobalMode(mode: DataplaneMode): void
+  setCgroupMode(target: CgroupModeChange): void
+  setFailMode(mode: DataplaneFailMode): void
+  heartbeat(): void
+  /** Stops the loader's own heartbeat timer (to provoke the degraded state in tests); `heartbeat()` still works. */
+  pauseHeartbeatTimer(): void
+  status(): DataplaneStatus
+  readonly closed: boolean
+  /** Every verdict event; ends when `close()` is called. Iterators share one queue: run one consumer. */
+  events(options?: InterceptorEventsOptions): AsyncGenerator<InterceptorPacketEvent, void, undefined>
+  /** The same events as arrays, one per native batch (less per-event overhead). */
+  eventBatches(options?: InterceptorEventsOptions): AsyncIterableIterator<InterceptorPacketEvent[]>
+  /**
+   * Ends every iterator and stops the loader's threads. `detach: true` also detaches the programs and removes
+   * every pin (enforcement stops); the default keeps them pinned and enforcing for the next loader to adopt.
+   */
+  close(options?: { detach?: boolean }): Promise<void>
+}

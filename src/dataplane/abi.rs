@@ -1,0 +1,218 @@
+//! Rust mirrors of bpf/dataplane_abi.h. The numbers come from the header itself (build.rs generates
+//! `dataplane_abi.rs` from its `#define`s), and every layout is checked against them at compile time.
+
+use std::mem::{offset_of, size_of};
+
+use crate::contract::hook::{Hook, Protocol};
+
+#[allow(dead_code, clippy::unreadable_literal)]
+pub(crate) mod c {
+    include!(concat!(env!("OUT_DIR"), "/dataplane_abi.rs"));
+}
+
+/// The eBPF object built by build.rs from bpf/dataplane.bpf.c.
+pub(crate) static BPF_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
+
+pub(crate) const MODE_INHERIT: u32 = c::DP_MODE_INHERIT as u32;
+pub(crate) const MODE_ENFORCE: u32 = c::DP_MODE_ENFORCE as u32;
+pub(crate) const MODE_OBSERVE: u32 = c::DP_MODE_OBSERVE as u32;
+pub(crate) const FAIL_CLOSED: u32 = c::DP_FAIL_CLOSED as u32;
+pub(crate) const FAIL_OPEN: u32 = c::DP_FAIL_OPEN as u32;
+pub(crate) const ACTION_ALLOW: u8 = c::DP_ACTION_ALLOW as u8;
+pub(crate) const ACTION_DENY: u8 = c::DP_ACTION_DENY as u8;
+pub(crate) const ENDPOINT_BROKER: u32 = c::DP_ENDPOINT_BROKER as u32;
+pub(crate) const ENDPOINT_DNS: u32 = c::DP_ENDPOINT_DNS as u32;
+pub(crate) const FAMILY_INET: u8 = c::DP_FAMILY_INET as u8;
+pub(crate) const FAMILY_INET6: u8 = c::DP_FAMILY_INET6 as u8;
+pub(crate) const RULE_INDEX_NONE: u32 = c::DP_RULE_INDEX_NONE as u32;
+pub(crate) const LPM_SLOT_BITS: u32 = c::DP_LPM_SLOT_BITS as u32;
+pub(crate) const ID_BYTES: usize = c::DP_ID_BYTES as usize;
+
+// The hook and protocol numbers the programs write are the contract's.
+const _: () = assert!(c::DP_HOOK_CONNECT4 == Hook::Connect4 as u64);
+const _: () = assert!(c::DP_HOOK_CONNECT6 == Hook::Connect6 as u64);
+const _: () = assert!(c::DP_HOOK_SENDMSG4 == Hook::Sendmsg4 as u64);
+const _: () = assert!(c::DP_HOOK_SENDMSG6 == Hook::Sendmsg6 as u64);
+const _: () = assert!(c::DP_PROTO_TCP == Protocol::Tcp as u64);
+const _: () = assert!(c::DP_PROTO_UDP == Protocol::Udp as u64);
+const _: () = assert!(c::DP_FAMILY_INET == libc::AF_INET as u64);
+const _: () = assert!(c::DP_FAMILY_INET6 == libc::AF_INET6 as u64);
+
+/// `struct dp_config`: the mmap-ed global configuration.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Config {
+    pub heartbeat_ns: u64,
+    pub grace_ns: u64,
+    pub active_slot: u32,
+    pub global_mode: u32,
+    pub fail_mode: u32,
+    pub reserved: u32,
+}
+const _: () = assert!(size_of::<Config>() as u64 == c::DP_CONFIG_SIZE);
+pub(crate) const CONFIG_OFF_HEARTBEAT: usize = offset_of!(Config, heartbeat_ns);
+pub(crate) const CONFIG_OFF_GRACE: usize = offset_of!(Config, grace_ns);
+pub(crate) const CONFIG_OFF_ACTIVE_SLOT: usize = offset_of!(Config, active_slot);
+pub(crate) const CONFIG_OFF_GLOBAL_MODE: usize = offset_of!(Config, global_mode);
+pub(crate) const CONFIG_OFF_FAIL_MODE: usize = offset_of!(Config, fail_mode);
+
+/// `struct dp_slot_meta`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct SlotMeta {
+    pub generation: u64,
+    pub allow_one_in: u32,
+    pub unmanaged_one_in: u32,
+    pub ipv4_rules: u32,
+    pub ipv6_rules: u32,
+    pub broker_endpoints: u32,
+    pub dns_endpoints: u32,
+}
+const _: () = assert!(size_of::<SlotMeta>() as u64 == c::DP_SLOT_META_SIZE);
+
+/// `struct dp_managed`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Managed {
+    pub mode: u32,
+    pub reserved: u32,
+    pub workload_id: [u8; ID_BYTES],
+}
+const _: () = assert!(size_of::<Managed>() as u64 == c::DP_MANAGED_SIZE);
+
+/// `struct dp_lpm4_key` without the LPM prefixlen header (aya's `Key` adds it).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Lpm4Data {
+    pub slot: u8,
+    pub addr: [u8; 4],
+    pub pad: [u8; 3],
+}
+const _: () = assert!(size_of::<Lpm4Data>() as u64 + 4 == c::DP_LPM4_KEY_SIZE);
+
+/// `struct dp_lpm6_key` without the prefixlen header.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct Lpm6Data {
+    pub slot: u8,
+    pub addr: [u8; 16],
+    pub pad: [u8; 3],
+}
+const _: () = assert!(size_of::<Lpm6Data>() as u64 + 4 == c::DP_LPM6_KEY_SIZE);
+
+/// `struct dp_prefix_group`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PrefixGroup {
+    pub first: u32,
+    pub count: u32,
+    pub prefix_len: u32,
+    pub reserved: u32,
+}
+const _: () = assert!(size_of::<PrefixGroup>() as u64 == c::DP_PREFIX_GROUP_SIZE);
+
+/// `struct dp_rule_entry`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RuleEntry {
+    pub port_lo: u16,
+    pub port_hi: u16,
+    pub protocol: u8,
+    pub action: u8,
+    pub reserved: u16,
+    pub rule_index: u32,
+}
+const _: () = assert!(size_of::<RuleEntry>() as u64 == c::DP_RULE_ENTRY_SIZE);
+
+/// `struct dp_endpoint_key`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) struct EndpointKey {
+    pub slot: u8,
+    pub family: u8,
+    pub protocol: u8,
+    pub reserved: u8,
+    pub port: u16,
+    pub reserved2: u16,
+    pub addr: [u8; 16],
+}
+const _: () = assert!(size_of::<EndpointKey>() as u64 == c::DP_ENDPOINT_KEY_SIZE);
+
+/// `struct dp_id`: a NUL-padded rule id.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IdSlot {
+    pub bytes: [u8; ID_BYTES],
+}
+const _: () = assert!(size_of::<IdSlot>() as u64 == c::DP_ID_BYTES);
+
+/// `struct dp_event`: one ring buffer record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct RawEvent {
+    pub monotonic_ns: u64,
+    pub cgroup_id: u64,
+    pub managed_cgroup_id: u64,
+    pub policy_generation: u64,
+    pub tgid: u32,
+    pub uid: u32,
+    pub reason: u32,
+    pub rule_index: u32,
+    pub dst_addr: [u8; 16],
+    pub comm: [u8; 16],
+    pub dst_port: u16,
+    pub hook: u8,
+    pub protocol: u8,
+    pub family: u8,
+    pub verdict: u8,
+    pub pad: [u8; 2],
+}
+const _: () = assert!(size_of::<RawEvent>() as u64 == c::DP_EVENT_SIZE);
+const _: () = assert!(offset_of!(RawEvent, monotonic_ns) as u64 == c::DP_EVENT_OFF_MONOTONIC_NS);
+const _: () = assert!(offset_of!(RawEvent, cgroup_id) as u64 == c::DP_EVENT_OFF_CGROUP_ID);
+const _: () =
+    assert!(offset_of!(RawEvent, managed_cgroup_id) as u64 == c::DP_EVENT_OFF_MANAGED_CGROUP_ID);
+const _: () =
+    assert!(offset_of!(RawEvent, policy_generation) as u64 == c::DP_EVENT_OFF_POLICY_GENERATION);
+const _: () = assert!(offset_of!(RawEvent, tgid) as u64 == c::DP_EVENT_OFF_TGID);
+const _: () = assert!(offset_of!(RawEvent, uid) as u64 == c::DP_EVENT_OFF_UID);
+const _: () = assert!(offset_of!(RawEvent, reason) as u64 == c::DP_EVENT_OFF_REASON);
+const _: () = assert!(offset_of!(RawEvent, rule_index) as u64 == c::DP_EVENT_OFF_RULE_INDEX);
+const _: () = assert!(offset_of!(RawEvent, dst_addr) as u64 == c::DP_EVENT_OFF_DST_ADDR);
+const _: () = assert!(offset_of!(RawEvent, comm) as u64 == c::DP_EVENT_OFF_COMM);
+const _: () = assert!(offset_of!(RawEvent, dst_port) as u64 == c::DP_EVENT_OFF_DST_PORT);
+const _: () = assert!(offset_of!(RawEvent, hook) as u64 == c::DP_EVENT_OFF_HOOK);
+const _: () = assert!(offset_of!(RawEvent, protocol) as u64 == c::DP_EVENT_OFF_PROTOCOL);
+const _: () = assert!(offset_of!(RawEvent, family) as u64 == c::DP_EVENT_OFF_FAMILY);
+const _: () = assert!(offset_of!(RawEvent, verdict) as u64 == c::DP_EVENT_OFF_VERDICT);
+
+// SAFETY: every type below is #[repr(C)], made only of integers and byte arrays with explicit padding fields, so
+// every bit pattern is valid and there are no implicit padding bytes (checked by the size asserts above).
+unsafe impl aya::Pod for SlotMeta {}
+// SAFETY: see above.
+unsafe impl aya::Pod for Managed {}
+// SAFETY: see above.
+unsafe impl aya::Pod for Lpm4Data {}
+// SAFETY: see above.
+unsafe impl aya::Pod for Lpm6Data {}
+// SAFETY: see above.
+unsafe impl aya::Pod for PrefixGroup {}
+// SAFETY: see above.
+unsafe impl aya::Pod for RuleEntry {}
+// SAFETY: see above.
+unsafe impl aya::Pod for EndpointKey {}
+// SAFETY: see above.
+unsafe impl aya::Pod for IdSlot {}
+
+impl RawEvent {
+    /// Copies a record out of the ring buffer; `None` when the length is not the record size.
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Option<RawEvent> {
+        if bytes.len() != size_of::<RawEvent>() {
+            return None;
+        }
+        // SAFETY: the length equals size_of::<RawEvent>(), RawEvent is plain old data (any bit pattern is valid)
+        // and read_unaligned does not require the ring buffer slice to be aligned.
+        Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<RawEvent>()) })
+    }
+}

@@ -1,0 +1,133 @@
+//! The global configuration map (`dp_config`), written through a shared memory mapping. Each field is stored with
+//! one aligned atomic store, so a program reading it concurrently never sees a torn heartbeat, mode or slot
+//! (a `bpf_map_update_elem` would copy the whole value with memcpy, which gives no such guarantee).
+
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::abi::{self, Config};
+use super::error::DataplaneError;
+
+pub(crate) struct ConfigMapping {
+    base: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is shared memory accessed only through atomics; it stays valid until Drop unmaps it.
+unsafe impl Send for ConfigMapping {}
+// SAFETY: see above; concurrent access goes through AtomicU32/AtomicU64 only.
+unsafe impl Sync for ConfigMapping {}
+
+impl ConfigMapping {
+    pub(crate) fn new(fd: BorrowedFd<'_>) -> Result<Self, DataplaneError> {
+        // SAFETY: sysconf has no preconditions.
+        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+        let len = usize::try_from(page)
+            .unwrap_or(4096)
+            .max(std::mem::size_of::<Config>());
+        // SAFETY: a fresh shared mapping of a BPF_F_MMAPABLE array fd; the kernel checks the length and flags.
+        let ptr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if ptr == libc::MAP_FAILED {
+            return Err(DataplaneError::map(
+                "dp_config",
+                format!("mmap: {}", std::io::Error::last_os_error()),
+            ));
+        }
+        let base = NonNull::new(ptr.cast::<u8>())
+            .ok_or_else(|| DataplaneError::map("dp_config", "mmap returned NULL"))?;
+        Ok(ConfigMapping { base, len })
+    }
+
+    fn u64_at(&self, off: usize) -> &AtomicU64 {
+        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        // SAFETY: `off` is a field offset of Config (8-aligned, checked by offset_of! in abi.rs) inside the
+        // page-aligned mapping, which lives as long as `self`.
+        unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU64>() }
+    }
+
+    fn u32_at(&self, off: usize) -> &AtomicU32 {
+        debug_assert!(off % 4 == 0 && off + 4 <= self.len);
+        // SAFETY: as in u64_at, for a 4-aligned u32 field.
+        unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
+    }
+
+    pub(crate) fn heartbeat_ns(&self) -> u64 {
+        self.u64_at(abi::CONFIG_OFF_HEARTBEAT)
+            .load(Ordering::Acquire)
+    }
+    pub(crate) fn set_heartbeat_ns(&self, v: u64) {
+        self.u64_at(abi::CONFIG_OFF_HEARTBEAT)
+            .store(v, Ordering::Release)
+    }
+    pub(crate) fn grace_ns(&self) -> u64 {
+        self.u64_at(abi::CONFIG_OFF_GRACE).load(Ordering::Acquire)
+    }
+    pub(crate) fn set_grace_ns(&self, v: u64) {
+        self.u64_at(abi::CONFIG_OFF_GRACE)
+            .store(v, Ordering::Release)
+    }
+    pub(crate) fn active_slot(&self) -> u32 {
+        self.u32_at(abi::CONFIG_OFF_ACTIVE_SLOT)
+            .load(Ordering::Acquire)
+            & 1
+    }
+    /// The flip: one store of 0 or 1. SeqCst so the slot contents written before it are visible first.
+    pub(crate) fn set_active_slot(&self, v: u32) {
+        self.u32_at(abi::CONFIG_OFF_ACTIVE_SLOT)
+            .store(v & 1, Ordering::SeqCst)
+    }
+    pub(crate) fn global_mode(&self) -> u32 {
+        self.u32_at(abi::CONFIG_OFF_GLOBAL_MODE)
+            .load(Ordering::Acquire)
+    }
+    pub(crate) fn set_global_mode(&self, v: u32) {
+        self.u32_at(abi::CONFIG_OFF_GLOBAL_MODE)
+            .store(v, Ordering::Release)
+    }
+    pub(crate) fn fail_mode(&self) -> u32 {
+        self.u32_at(abi::CONFIG_OFF_FAIL_MODE)
+            .load(Ordering::Acquire)
+    }
+    pub(crate) fn set_fail_mode(&self, v: u32) {
+        self.u32_at(abi::CONFIG_OFF_FAIL_MODE)
+            .store(v, Ordering::Release)
+    }
+}
+
+impl Drop for ConfigMapping {
+    fn drop(&mut self) {
+        // SAFETY: base/len are exactly what mmap returned; no reference into the mapping outlives `self`.
+        unsafe {
+            libc::munmap(self.base.as_ptr().cast(), self.len);
+        }
+    }
+}
+
+/// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
+pub(crate) fn monotonic_ns() -> u64 {
+    clock_ns(libc::CLOCK_MONOTONIC)
+}
+
+pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock ids used here always exist on Linux.
+    unsafe {
+        libc::clock_gettime(clock, &mut ts);
+    }
+    (ts.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(ts.tv_nsec as u64)
+}

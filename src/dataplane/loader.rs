@@ -1,0 +1,646 @@
+//! [`Dataplane`]: loads the programs with the kernel's BTF, attaches them with bpf_link to the cgroup root, pins
+//! links, programs and maps under the pin directory (or adopts what is pinned there), runs the heartbeat timer
+//! and the event reader, and applies policies and managed cgroups.
+
+use std::collections::HashMap as StdHashMap;
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use aya::maps::{HashMap, MapData, MapError, MapInfo, PerCpuArray, RingBuf};
+use aya::programs::links::{FdLink, PinnedLink};
+use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
+use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
+
+use super::abi::{self, c, Managed};
+use super::cgroup::{self, CgroupRef};
+use super::config_map::{self, ConfigMapping};
+use super::error::DataplaneError;
+use super::events::{self, EventContext, EventQueue, EventReceiver, RuleIdCache};
+use super::mounts;
+use super::options::{DataplaneOptions, FailMode, Mode};
+use super::policy_compile;
+use super::slots::{self, PolicyMaps};
+use crate::contract::hook::Hook;
+use crate::contract::policy::PolicySnapshot;
+
+const PIN_DIR_NAME: &str = "broker-interceptor-ebpf";
+/// The map whose pin marks an existing state to adopt.
+const CONFIG_MAP: &str = "dp_config";
+
+/// What a replacement applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySummary {
+    pub generation: u64,
+    pub ipv4_rules: u32,
+    pub ipv6_rules: u32,
+    pub broker_endpoints: u32,
+    pub dns_endpoints: u32,
+}
+
+/// A managed-cgroup entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ManagedCgroup {
+    pub cgroup_id: u64,
+    /// Known when given by path or found under the cgroup root.
+    pub path: Option<PathBuf>,
+    /// `None`: the global mode applies.
+    pub mode: Option<Mode>,
+    pub workload_id: Option<String>,
+}
+
+/// A snapshot of the dataplane's state.
+#[derive(Clone, Debug)]
+pub struct DataplaneStatus {
+    pub attached_hooks: Vec<Hook>,
+    pub cgroup_root: PathBuf,
+    pub pin_dir: PathBuf,
+    pub adopted: bool,
+    pub managed_cgroups: Vec<ManagedCgroup>,
+    pub global_mode: Mode,
+    pub fail_mode: FailMode,
+    pub heartbeat_grace: Duration,
+    pub generation: u64,
+    pub ipv4_rules: u32,
+    pub ipv6_rules: u32,
+    /// Records the kernel put in the ring buffer.
+    pub events_emitted: u64,
+    /// Failed ring buffer reservations.
+    pub dropped_in_kernel: u64,
+    /// Events the bounded user-space queue could not take.
+    pub dropped_in_queue: u64,
+    /// Heartbeat older than the grace period, or no policy loaded.
+    pub degraded: bool,
+}
+
+fn hook_program(hook: Hook) -> &'static str {
+    match hook {
+        Hook::Connect4 => "dp_connect4",
+        Hook::Connect6 => "dp_connect6",
+        Hook::Sendmsg4 => "dp_sendmsg4",
+        Hook::Sendmsg6 => "dp_sendmsg6",
+    }
+}
+
+/// The loader's own heartbeat: writes CLOCK_MONOTONIC into dp_config every interval unless paused.
+struct HeartbeatTimer {
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+    paused: Arc<AtomicBool>,
+}
+
+impl HeartbeatTimer {
+    fn start(config: Arc<ConfigMapping>, interval: Duration) -> Result<Self, DataplaneError> {
+        let (tx, rx) = mpsc::channel::<()>();
+        let paused = Arc::new(AtomicBool::new(false));
+        let paused_t = paused.clone();
+        let thread = std::thread::Builder::new()
+            .name("dp-heartbeat".into())
+            .spawn(move || loop {
+                match rx.recv_timeout(interval) {
+                    Err(RecvTimeoutError::Timeout) => {
+                        if !paused_t.load(Ordering::Relaxed) {
+                            config.set_heartbeat_ns(config_map::monotonic_ns());
+                        }
+                    }
+                    _ => break,
+                }
+            })
+            .map_err(|e| DataplaneError::io("spawn heartbeat thread", "dp-heartbeat", e))?;
+        Ok(HeartbeatTimer {
+            stop: Some(tx),
+            thread: Some(thread),
+            paused,
+        })
+    }
+
+    fn stop(&mut self) {
+        self.stop.take();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Inner {
+    // Kept for the programs this loader loaded (their fds); links are owned separately.
+    _ebpf: Ebpf,
+    links: Vec<(Hook, PinnedLink)>,
+    config: Arc<ConfigMapping>,
+    _config_map: MapData,
+    maps: Arc<Mutex<PolicyMaps>>,
+    managed: HashMap<MapData, u64, Managed>,
+    counters: PerCpuArray<MapData, u64>,
+    ring: Option<RingBuf<MapData>>,
+    reader: Option<tokio::task::JoinHandle<()>>,
+    heartbeat: HeartbeatTimer,
+    queue: Arc<EventQueue>,
+    paths: StdHashMap<u64, PathBuf>,
+}
+
+/// The loaded dataplane. Every method takes `&self`; the type is `Send + Sync`.
+pub struct Dataplane {
+    inner: Mutex<Option<Inner>>,
+    rule_ids: Arc<Mutex<RuleIdCache>>,
+    workloads: Arc<RwLock<StdHashMap<u64, Option<String>>>>,
+    cgroup_root: PathBuf,
+    pin_dir: PathBuf,
+    adopted: bool,
+}
+
+fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
+    ebpf.take_map(name)
+        .ok_or_else(|| DataplaneError::map(name, "missing from the eBPF object"))
+}
+
+fn typed<T: TryFrom<aya::maps::Map, Error = MapError>>(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+) -> Result<T, DataplaneError> {
+    T::try_from(take_map(ebpf, name)?).map_err(|e| DataplaneError::map(name, error_chain(&e)))
+}
+
+fn object_error(e: EbpfError) -> DataplaneError {
+    match e {
+        EbpfError::ProgramError(ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        }) => DataplaneError::Load {
+            program: "(object)".into(),
+            message: io_error.to_string(),
+            verifier_log: verifier_log.to_string(),
+        },
+        other => DataplaneError::Object(error_chain(&other)),
+    }
+}
+
+/// An error and its sources, one line (aya's messages keep the errno in the source).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
+    }
+    out
+}
+
+/// Loads (if needed), attaches and pins one hook, or adopts its pinned link.
+fn attach_hook(
+    ebpf: &mut Ebpf,
+    hook: Hook,
+    cgroup_root: &File,
+    pin_dir: &Path,
+) -> Result<(PinnedLink, bool), DataplaneError> {
+    let link_pin = pin_dir.join(format!("link_{}", hook.as_str()));
+    if link_pin.exists() {
+        let link = PinnedLink::from_pin(&link_pin).map_err(|e| DataplaneError::Attach {
+            hook,
+            reason: format!("adopt {}: {e}", link_pin.display()),
+        })?;
+        return Ok((link, true));
+    }
+    let name = hook_program(hook);
+    let prog: &mut CgroupSockAddr = ebpf
+        .program_mut(name)
+        .ok_or_else(|| DataplaneError::Object(format!("program {name} missing")))?
+        .try_into()
+        .map_err(|e: ProgramError| DataplaneError::Object(e.to_string()))?;
+    prog.load().map_err(|e| match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DataplaneError::Load {
+            program: name.into(),
+            message: io_error.to_string(),
+            verifier_log: verifier_log.to_string(),
+        },
+        other => DataplaneError::Load {
+            program: name.into(),
+            message: error_chain(&other),
+            verifier_log: String::new(),
+        },
+    })?;
+    let prog_pin = pin_dir.join(format!("prog_{}", hook.as_str()));
+    if prog_pin.exists() {
+        // Left by a loader that died between pinning the program and pinning its link.
+        std::fs::remove_file(&prog_pin).map_err(|e| DataplaneError::io("remove", &prog_pin, e))?;
+    }
+    prog.pin(&prog_pin).map_err(|e| DataplaneError::Attach {
+        hook,
+        reason: format!("pin program: {}", error_chain(&e)),
+    })?;
+    // With bpf_link (kernel >= 5.7) the kernel requires flags 0 (`Single` here) and always runs the link next to
+    // other multi-attached programs of the cgroup (e.g. systemd's): every one must allow.
+    let id = prog
+        .attach(cgroup_root.as_fd(), CgroupAttachMode::Single)
+        .map_err(|e| DataplaneError::Attach {
+            hook,
+            reason: error_chain(&e),
+        })?;
+    let link = prog.take_link(id).map_err(|e| DataplaneError::Attach {
+        hook,
+        reason: e.to_string(),
+    })?;
+    let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::Attach {
+        hook,
+        reason: format!("not a bpf_link: {e}"),
+    })?;
+    let pinned = fd_link.pin(&link_pin).map_err(|e| DataplaneError::Attach {
+        hook,
+        reason: format!("pin link: {}", error_chain(&e)),
+    })?;
+    Ok((pinned, false))
+}
+
+impl Dataplane {
+    /// Loads the 4 programs with the kernel's BTF, attaches them with bpf_link to `cgroup_root`, pins links,
+    /// programs and maps under `pin_dir`, or adopts an existing pinned state there (`status().adopted`; policy,
+    /// managed cgroups and modes are kept). Starts the heartbeat thread. fail_mode, global_mode and grace from
+    /// `opts` are applied to an adopted state too. A verifier rejection returns [`DataplaneError::Load`] with
+    /// the verifier log.
+    pub fn load(opts: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
+        opts.validate()?;
+        let cgroup_root = match &opts.cgroup_root {
+            Some(p) => p.clone(),
+            None => mounts::cgroup2_root()?,
+        };
+        if !cgroup_root.is_dir() || !mounts::is_cgroup2(&cgroup_root) {
+            return Err(DataplaneError::NotCgroup2 { path: cgroup_root });
+        }
+        let pin_dir = match &opts.pin_dir {
+            Some(p) => p.clone(),
+            None => mounts::bpffs_root()?.join(PIN_DIR_NAME),
+        };
+        std::fs::create_dir_all(&pin_dir).map_err(|e| DataplaneError::io("mkdir", &pin_dir, e))?;
+        if !mounts::is_bpffs(&pin_dir) {
+            return Err(DataplaneError::BpffsUnavailable {
+                reason: format!("{} is not on bpffs", pin_dir.display()),
+            });
+        }
+        let adopted = pin_dir.join(CONFIG_MAP).exists();
+        // An adopted ring buffer keeps its size; the reader must map exactly that size.
+        let ring_bytes = match MapInfo::from_pin(pin_dir.join("dp_events")) {
+            Ok(info) if adopted => info.max_entries(),
+            _ => opts.ring_buffer_bytes,
+        };
+
+        let btf = Btf::from_sys_fs().ok();
+        let mut ebpf = EbpfLoader::new()
+            .btf(btf.as_ref())
+            .default_map_pin_directory(&pin_dir)
+            .map_max_entries("dp_events", ring_bytes)
+            .load(abi::BPF_OBJECT)
+            .map_err(object_error)?;
+
+        let config_map = match take_map(&mut ebpf, CONFIG_MAP)? {
+            aya::maps::Map::Array(data) => data,
+            _ => return Err(DataplaneError::map("dp_config", "not an array map")),
+        };
+        let config = Arc::new(ConfigMapping::new(config_map.fd().as_fd())?);
+        let maps = PolicyMaps {
+            slot_meta: typed(&mut ebpf, "dp_slot_meta")?,
+            lpm4: typed(&mut ebpf, "dp_lpm4")?,
+            lpm6: typed(&mut ebpf, "dp_lpm6")?,
+            rules: typed(&mut ebpf, "dp_rules")?,
+            rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
+            endpoints: typed(&mut ebpf, "dp_endpoints")?,
+            last_flip: Instant::now(),
+        };
+        let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
+        let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
+        let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
+
+        // Options first, then the programs: an attached program must never see a fresh state without a grace.
+        config.set_grace_ns(opts.heartbeat_grace.as_nanos() as u64);
+        config.set_fail_mode(opts.fail_mode.to_abi());
+        config.set_global_mode(opts.global_mode.to_abi());
+        config.set_heartbeat_ns(config_map::monotonic_ns());
+
+        let root_dir =
+            File::open(&cgroup_root).map_err(|e| DataplaneError::io("open", &cgroup_root, e))?;
+        let mut links = Vec::with_capacity(Hook::ALL.len());
+        for hook in Hook::ALL {
+            let (link, _was_pinned) = attach_hook(&mut ebpf, hook, &root_dir, &pin_dir)?;
+            links.push((hook, link));
+        }
+
+        let mut workloads = StdHashMap::new();
+        for (id, entry) in managed.iter().filter_map(Result::ok) {
+            workloads.insert(id, slots::decode_id(&entry.workload_id));
+        }
+        let heartbeat = HeartbeatTimer::start(config.clone(), opts.heartbeat_interval)?;
+        Ok(Dataplane {
+            inner: Mutex::new(Some(Inner {
+                _ebpf: ebpf,
+                links,
+                config,
+                _config_map: config_map,
+                maps: Arc::new(Mutex::new(maps)),
+                managed,
+                counters,
+                ring: Some(ring),
+                reader: None,
+                heartbeat,
+                queue: EventQueue::new(opts.event_queue_capacity),
+                paths: StdHashMap::new(),
+            })),
+            rule_ids: Arc::new(Mutex::new(RuleIdCache::default())),
+            workloads: Arc::new(RwLock::new(workloads)),
+            cgroup_root,
+            pin_dir,
+            adopted,
+        })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Option<Inner>>, DataplaneError> {
+        // A poisoned lock means a panic mid-operation; the kernel state is still consistent (every change is
+        // one map update or the slot flip), so keep serving.
+        Ok(self.inner.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn with<R>(
+        &self,
+        f: impl FnOnce(&mut Inner) -> Result<R, DataplaneError>,
+    ) -> Result<R, DataplaneError> {
+        let mut guard = self.lock()?;
+        let inner = guard.as_mut().ok_or(DataplaneError::Closed)?;
+        f(inner)
+    }
+
+    /// Atomic: compiled snapshot -> inactive slot -> one switch. Errors leave the active policy untouched.
+    pub fn replace_policy(
+        &self,
+        snapshot: &PolicySnapshot,
+    ) -> Result<PolicySummary, DataplaneError> {
+        let compiled = policy_compile::compile(snapshot)?;
+        let (maps, config) = self.with(|i| Ok((i.maps.clone(), i.config.clone())))?;
+        let mut maps = maps.lock().unwrap_or_else(|p| p.into_inner());
+        let ids = Arc::new(compiled.rule_ids.clone());
+        // Cached before the flip so the first events of the new generation already resolve their rule ids.
+        let generation = maps.meta(0)?.generation.max(maps.meta(1)?.generation) + 1;
+        if let Ok(mut cache) = self.rule_ids.lock() {
+            cache.insert(generation, ids);
+        }
+        let applied = maps.replace(&config, &compiled)?;
+        debug_assert_eq!(applied, generation);
+        Ok(PolicySummary {
+            generation: applied,
+            ipv4_rules: compiled.ipv4_rules,
+            ipv6_rules: compiled.ipv6_rules,
+            broker_endpoints: compiled.broker_endpoints,
+            dns_endpoints: compiled.dns_endpoints,
+        })
+    }
+
+    pub fn upsert_managed_cgroup(
+        &self,
+        target: &CgroupRef,
+        mode: Option<Mode>,
+        workload_id: Option<&str>,
+    ) -> Result<ManagedCgroup, DataplaneError> {
+        let resolved = cgroup::resolve(&self.cgroup_root, target)?;
+        let encoded = match workload_id {
+            Some(w) => slots::encode_id(w).ok_or_else(|| DataplaneError::InvalidOption {
+                name: "workload_id",
+                reason: format!("at most {} bytes without NUL", abi::ID_BYTES),
+            })?,
+            None => [0; abi::ID_BYTES],
+        };
+        let entry = Managed {
+            mode: mode.map_or(abi::MODE_INHERIT, Mode::to_abi),
+            reserved: 0,
+            workload_id: encoded,
+        };
+        self.with(|i| {
+            i.managed
+                .insert(resolved.id, entry, 0)
+                .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            if let Some(p) = &resolved.path {
+                i.paths.insert(resolved.id, p.clone());
+            }
+            Ok(())
+        })?;
+        if let Ok(mut w) = self.workloads.write() {
+            w.insert(
+                resolved.id,
+                workload_id.filter(|w| !w.is_empty()).map(str::to_owned),
+            );
+        }
+        Ok(ManagedCgroup {
+            cgroup_id: resolved.id,
+            path: resolved.path,
+            mode,
+            workload_id: workload_id.filter(|w| !w.is_empty()).map(str::to_owned),
+        })
+    }
+
+    /// `Ok(false)` when the cgroup was not managed.
+    pub fn delete_managed_cgroup(&self, target: &CgroupRef) -> Result<bool, DataplaneError> {
+        let id = match target {
+            CgroupRef::Id(id) => *id,
+            CgroupRef::Path(p) => cgroup::cgroup_id(&cgroup::absolute(&self.cgroup_root, p))?,
+        };
+        let removed = self.with(|i| {
+            match i.managed.get(&id, 0) {
+                Ok(_) => {}
+                Err(MapError::KeyNotFound) => return Ok(false),
+                Err(e) => return Err(DataplaneError::map("dp_managed", e)),
+            }
+            i.managed
+                .remove(&id)
+                .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            i.paths.remove(&id);
+            Ok(true)
+        })?;
+        if removed {
+            if let Ok(mut w) = self.workloads.write() {
+                w.remove(&id);
+            }
+        }
+        Ok(removed)
+    }
+
+    pub fn set_global_mode(&self, mode: Mode) -> Result<(), DataplaneError> {
+        self.with(|i| {
+            i.config.set_global_mode(mode.to_abi());
+            Ok(())
+        })
+    }
+
+    /// The cgroup must be managed ([`DataplaneError::NotManaged`] otherwise).
+    pub fn set_cgroup_mode(&self, target: &CgroupRef, mode: Mode) -> Result<(), DataplaneError> {
+        let resolved = cgroup::resolve(&self.cgroup_root, target)?;
+        self.with(|i| {
+            let mut entry = match i.managed.get(&resolved.id, 0) {
+                Ok(e) => e,
+                Err(MapError::KeyNotFound) => {
+                    return Err(DataplaneError::NotManaged {
+                        cgroup: target.to_string(),
+                    })
+                }
+                Err(e) => return Err(DataplaneError::map("dp_managed", e)),
+            };
+            entry.mode = mode.to_abi();
+            i.managed
+                .insert(resolved.id, entry, 0)
+                .map_err(|e| DataplaneError::map("dp_managed", e))
+        })
+    }
+
+    pub fn set_fail_mode(&self, mode: FailMode) -> Result<(), DataplaneError> {
+        self.with(|i| {
+            i.config.set_fail_mode(mode.to_abi());
+            Ok(())
+        })
+    }
+
+    /// Writes the current CLOCK_MONOTONIC time as the agent heartbeat.
+    pub fn heartbeat(&self) -> Result<(), DataplaneError> {
+        self.with(|i| {
+            i.config.set_heartbeat_ns(config_map::monotonic_ns());
+            Ok(())
+        })
+    }
+
+    /// Stops the loader's own heartbeat timer (tests use it to provoke the degraded state); `heartbeat()` still
+    /// works.
+    pub fn pause_heartbeat_timer(&self) {
+        if let Ok(Some(i)) = self.lock().as_deref() {
+            i.heartbeat.paused.store(true, Ordering::Relaxed);
+        }
+    }
+
+    pub fn status(&self) -> Result<DataplaneStatus, DataplaneError> {
+        self.with(|i| {
+            let active = i.config.active_slot();
+            let meta = i
+                .maps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .meta(active)?;
+            let sum = |idx: u64| -> Result<u64, DataplaneError> {
+                let values = i
+                    .counters
+                    .get(&(idx as u32), 0)
+                    .map_err(|e| DataplaneError::map("dp_counters", e))?;
+                Ok(values.iter().fold(0u64, |acc, v| acc.wrapping_add(*v)))
+            };
+            let mut managed_cgroups = Vec::new();
+            for (id, entry) in i.managed.iter().filter_map(Result::ok) {
+                let path = match i.paths.get(&id) {
+                    Some(p) => Some(p.clone()),
+                    None => cgroup::find_by_id(&self.cgroup_root, id),
+                };
+                managed_cgroups.push(ManagedCgroup {
+                    cgroup_id: id,
+                    path,
+                    mode: Mode::from_abi(entry.mode),
+                    workload_id: slots::decode_id(&entry.workload_id),
+                });
+            }
+            managed_cgroups.sort_by_key(|m| m.cgroup_id);
+            let now = config_map::monotonic_ns();
+            let beat = i.config.heartbeat_ns();
+            let stale = now > beat && now - beat > i.config.grace_ns();
+            Ok(DataplaneStatus {
+                attached_hooks: i.links.iter().map(|(h, _)| *h).collect(),
+                cgroup_root: self.cgroup_root.clone(),
+                pin_dir: self.pin_dir.clone(),
+                adopted: self.adopted,
+                managed_cgroups,
+                global_mode: Mode::from_abi(i.config.global_mode()).unwrap_or(Mode::Enforce),
+                fail_mode: FailMode::from_abi(i.config.fail_mode()),
+                heartbeat_grace: Duration::from_nanos(i.config.grace_ns()),
+                generation: meta.generation,
+                ipv4_rules: meta.ipv4_rules,
+                ipv6_rules: meta.ipv6_rules,
+                events_emitted: sum(c::DP_COUNTER_EVENTS_EMITTED)?,
+                dropped_in_kernel: sum(c::DP_COUNTER_RINGBUF_FULL)?,
+                dropped_in_queue: i.queue.dropped.load(Ordering::Relaxed),
+                degraded: stale || meta.generation == 0,
+            })
+        })
+    }
+
+    /// Starts (once) the tokio task reading the ring buffer; must be called inside a tokio runtime.
+    pub fn subscribe(&self) -> Result<EventReceiver, DataplaneError> {
+        let handle = tokio::runtime::Handle::try_current()
+            .map_err(|e| DataplaneError::EventReader(format!("not inside a tokio runtime: {e}")))?;
+        self.with(|i| {
+            let ring = i.ring.take().ok_or(DataplaneError::AlreadySubscribed)?;
+            let _enter = handle.enter();
+            let fd =
+                events::register(ring).map_err(|e| DataplaneError::EventReader(e.to_string()))?;
+            let ctx = EventContext {
+                rule_ids: self.rule_ids.clone(),
+                workloads: self.workloads.clone(),
+                maps: i.maps.clone(),
+            };
+            i.reader = Some(handle.spawn(events::run_reader(fd, i.queue.clone(), ctx)));
+            Ok(EventReceiver::new(i.queue.clone()))
+        })
+    }
+
+    /// Stops the timer and the reader. `detach = true` also detaches the programs and removes everything pinned
+    /// (enforcement stops); `detach = false` leaves programs, links and maps pinned (enforcement continues).
+    pub fn close(&self, detach: bool) -> Result<(), DataplaneError> {
+        let Some(mut inner) = self.lock()?.take() else {
+            return Ok(());
+        };
+        inner.heartbeat.stop();
+        if let Some(r) = inner.reader.take() {
+            r.abort();
+        }
+        inner.queue.close();
+        if !detach {
+            return Ok(());
+        }
+        let mut first_error = None;
+        for (hook, link) in inner.links.drain(..) {
+            match link.unpin() {
+                // Dropping the last fd of an unpinned bpf_link detaches the program.
+                Ok(fd_link) => drop(fd_link),
+                Err(e) => {
+                    first_error.get_or_insert(DataplaneError::Attach {
+                        hook,
+                        reason: format!("unpin link: {e}"),
+                    });
+                }
+            }
+        }
+        drop(inner);
+        if let Err(e) = remove_pins(&self.pin_dir) {
+            first_error.get_or_insert(e);
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Removes every pin under `dir` (maps, programs, links) and the directory itself.
+fn remove_pins(dir: &Path) -> Result<(), DataplaneError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(DataplaneError::io("read_dir", dir, e)),
+    };
+    for entry in entries {
+        let path = entry
+            .map_err(|e| DataplaneError::io("read_dir", dir, e))?
+            .path();
+        std::fs::remove_file(&path).map_err(|e| DataplaneError::io("remove", &path, e))?;
+    }
+    std::fs::remove_dir(dir).map_err(|e| DataplaneError::io("rmdir", dir, e))
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        let _ = self.close(false);
+    }
+}

@@ -1,0 +1,26 @@
+//! The dataplane: eBPF programs on the cgroup v2 sock_addr hooks (`bpf/`), the Aya loader that pins and adopts
+//! them, the policy maps with atomic generation switches, and the ring-buffer event pipeline.
+//! Semantics: SPEC section 4; design and limits: docs/dataplane.md.
+
+mod abi;
+mod cgroup;
+mod config_map;
+mod error;
+mod events;
+mod loader;
+mod mounts;
+mod options;
+mod policy_compile;
+mod slots;
+
+pub use cgroup::{cgroup_id, CgroupRef};
+pub use error::DataplaneError;
+pub use events::{EventReceiver, VerdictEvent};
+pub use loader::{Dataplane, DataplaneStatus, ManagedCgroup, PolicySummary};
+pub use mounts::{bpffs_root, cgroup2_root};
+pub use options::{DataplaneOptions, FailMode, Mode};
+pub use policy_compile::{
+    MAX_ENDPOINT_ENTRIES, MAX_ENTRIES_PER_PREFIX, MAX_PREFIXES_PER_FAMILY, MAX_RULES,
+    MAX_RULE_ENTRIES_PER_FAMILY,
+};
+pub use slots::SLOT_QUIESCE_INTERVAL;

@@ -1,0 +1,235 @@
+//! The two policy slots and the atomic switch between them.
+//!
+//! A replacement writes the whole new generation (rule entries, LPM groups, endpoints, rule ids, slot metadata)
+//! into the inactive slot, then flips `dp_config.active_slot` with one store. A program reads `active_slot`
+//! once and afterwards reads only that slot, so every verdict uses exactly one generation. The slot that just
+//! became inactive may still be read by programs that started before the flip; it is only cleared and rewritten
+//! by the *next* replacement, after [`SLOT_QUIESCE_INTERVAL`] has passed since the flip (docs/dataplane.md).
+
+use std::time::{Duration, Instant};
+
+use aya::maps::lpm_trie::{Key, LpmTrie};
+use aya::maps::{Array, HashMap, MapData};
+
+use super::abi::{
+    self, c, EndpointKey, IdSlot, Lpm4Data, Lpm6Data, PrefixGroup, RuleEntry, SlotMeta,
+};
+use super::config_map::ConfigMapping;
+use super::error::DataplaneError;
+use super::policy_compile::CompiledPolicy;
+
+/// How long after a flip the now-inactive slot is left untouched. A sock_addr program runs to completion in
+/// microseconds (its loops are bounded: at most 129 prefixes x 1024 entries), so this leaves a margin of several
+/// orders of magnitude, including preemption of the program under PREEMPT_RCU.
+pub const SLOT_QUIESCE_INTERVAL: Duration = Duration::from_millis(100);
+
+const RULE_SLOT_ENTRIES: u32 = c::DP_RULE_SLOT_ENTRIES as u32;
+const RULE_ENTRIES_PER_FAMILY: u32 = c::DP_RULE_ENTRIES_PER_FAMILY as u32;
+const RULE_IDS_PER_SLOT: u32 = c::DP_RULE_IDS_PER_SLOT as u32;
+
+/// The maps a replacement writes.
+pub(crate) struct PolicyMaps {
+    pub slot_meta: Array<MapData, SlotMeta>,
+    pub lpm4: LpmTrie<MapData, Lpm4Data, PrefixGroup>,
+    pub lpm6: LpmTrie<MapData, Lpm6Data, PrefixGroup>,
+    pub rules: Array<MapData, RuleEntry>,
+    pub rule_ids: Array<MapData, IdSlot>,
+    pub endpoints: HashMap<MapData, EndpointKey, u32>,
+    /// When the active slot last changed (at load: the load time, since a previous loader may just have flipped).
+    pub last_flip: Instant,
+}
+
+impl PolicyMaps {
+    pub(crate) fn meta(&self, slot: u32) -> Result<SlotMeta, DataplaneError> {
+        self.slot_meta
+            .get(&slot, 0)
+            .map_err(|e| DataplaneError::map("dp_slot_meta", e))
+    }
+
+    /// The rule id of `rule_index` in `slot`, if set.
+    pub(crate) fn rule_id(&self, slot: u32, rule_index: u32) -> Option<String> {
+        if rule_index >= RULE_IDS_PER_SLOT {
+            return None;
+        }
+        let id = self
+            .rule_ids
+            .get(&(slot * RULE_IDS_PER_SLOT + rule_index), 0)
+            .ok()?;
+        decode_id(&id.bytes)
+    }
+
+    fn clear_slot(&mut self, slot: u32) -> Result<(), DataplaneError> {
+        let slot8 = slot as u8;
+        let keys4: Vec<Key<Lpm4Data>> = self
+            .lpm4
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot == slot8)
+            .collect();
+        for k in keys4 {
+            self.lpm4
+                .remove(&k)
+                .map_err(|e| DataplaneError::map("dp_lpm4", e))?;
+        }
+        let keys6: Vec<Key<Lpm6Data>> = self
+            .lpm6
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.data().slot == slot8)
+            .collect();
+        for k in keys6 {
+            self.lpm6
+                .remove(&k)
+                .map_err(|e| DataplaneError::map("dp_lpm6", e))?;
+        }
+        let eps: Vec<EndpointKey> = self
+            .endpoints
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| k.slot == slot8)
+            .collect();
+        for k in eps {
+            self.endpoints
+                .remove(&k)
+                .map_err(|e| DataplaneError::map("dp_endpoints", e))?;
+        }
+        self.slot_meta
+            .set(slot, SlotMeta::default(), 0)
+            .map_err(|e| DataplaneError::map("dp_slot_meta", e))
+    }
+
+    fn write_slot(
+        &mut self,
+        slot: u32,
+        p: &CompiledPolicy,
+        generation: u64,
+    ) -> Result<(), DataplaneError> {
+        let slot8 = slot as u8;
+        let mut next = 0u32;
+        for group in &p.v4 {
+            let first = next;
+            for e in &group.entries {
+                let idx = slot * RULE_SLOT_ENTRIES + next;
+                self.rules
+                    .set(idx, e, 0)
+                    .map_err(|e| DataplaneError::map("dp_rules", e))?;
+                next += 1;
+            }
+            let key = Key::new(
+                abi::LPM_SLOT_BITS + u32::from(group.prefix_len),
+                Lpm4Data {
+                    slot: slot8,
+                    addr: group.addr,
+                    pad: [0; 3],
+                },
+            );
+            let value = PrefixGroup {
+                first,
+                count: group.entries.len() as u32,
+                prefix_len: u32::from(group.prefix_len),
+                reserved: 0,
+            };
+            self.lpm4
+                .insert(&key, value, 0)
+                .map_err(|e| DataplaneError::map("dp_lpm4", e))?;
+        }
+        let mut next = 0u32;
+        for group in &p.v6 {
+            let first = next;
+            for e in &group.entries {
+                let idx = slot * RULE_SLOT_ENTRIES + RULE_ENTRIES_PER_FAMILY + next;
+                self.rules
+                    .set(idx, e, 0)
+                    .map_err(|e| DataplaneError::map("dp_rules", e))?;
+                next += 1;
+            }
+            let key = Key::new(
+                abi::LPM_SLOT_BITS + u32::from(group.prefix_len),
+                Lpm6Data {
+                    slot: slot8,
+                    addr: group.addr,
+                    pad: [0; 3],
+                },
+            );
+            let value = PrefixGroup {
+                first,
+                count: group.entries.len() as u32,
+                prefix_len: u32::from(group.prefix_len),
+                reserved: 0,
+            };
+            self.lpm6
+                .insert(&key, value, 0)
+                .map_err(|e| DataplaneError::map("dp_lpm6", e))?;
+        }
+        for (key, kind) in &p.endpoints {
+            let key = EndpointKey {
+                slot: slot8,
+                ..*key
+            };
+            self.endpoints
+                .insert(key, kind, 0)
+                .map_err(|e| DataplaneError::map("dp_endpoints", e))?;
+        }
+        for (i, id) in p.rule_ids.iter().enumerate() {
+            let mut slot_bytes = IdSlot {
+                bytes: [0; abi::ID_BYTES],
+            };
+            slot_bytes.bytes[..id.len()].copy_from_slice(id.as_bytes());
+            self.rule_ids
+                .set(slot * RULE_IDS_PER_SLOT + i as u32, slot_bytes, 0)
+                .map_err(|e| DataplaneError::map("dp_rule_ids", e))?;
+        }
+        let meta = SlotMeta {
+            generation,
+            allow_one_in: p.allow_one_in,
+            unmanaged_one_in: p.unmanaged_one_in,
+            ipv4_rules: p.ipv4_rules,
+            ipv6_rules: p.ipv6_rules,
+            broker_endpoints: p.broker_endpoints,
+            dns_endpoints: p.dns_endpoints,
+        };
+        self.slot_meta
+            .set(slot, meta, 0)
+            .map_err(|e| DataplaneError::map("dp_slot_meta", e))
+    }
+
+    /// Writes `p` as the next generation into the inactive slot and flips to it. Returns the new generation.
+    /// On error the active slot (and so the enforced policy) is unchanged.
+    pub(crate) fn replace(
+        &mut self,
+        config: &ConfigMapping,
+        p: &CompiledPolicy,
+    ) -> Result<u64, DataplaneError> {
+        let active = config.active_slot();
+        let inactive = active ^ 1;
+        let generation = self.meta(0)?.generation.max(self.meta(1)?.generation) + 1;
+        let since = self.last_flip.elapsed();
+        if since < SLOT_QUIESCE_INTERVAL {
+            std::thread::sleep(SLOT_QUIESCE_INTERVAL - since);
+        }
+        self.clear_slot(inactive)?;
+        self.write_slot(inactive, p, generation)?;
+        config.set_active_slot(inactive);
+        self.last_flip = Instant::now();
+        Ok(generation)
+    }
+}
+
+/// A NUL-padded id slot as a string (`None` when empty).
+pub(crate) fn decode_id(bytes: &[u8]) -> Option<String> {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    if end == 0 {
+        return None;
+    }
+    Some(String::from_utf8_lossy(&bytes[..end]).into_owned())
+}
+
+/// Encodes an id into a fixed slot; `None` when longer than the slot or containing NUL.
+pub(crate) fn encode_id(id: &str) -> Option<[u8; abi::ID_BYTES]> {
+    if id.len() > abi::ID_BYTES || id.as_bytes().contains(&0) {
+        return None;
+    }
+    let mut out = [0u8; abi::ID_BYTES];
+    out[..id.len()].copy_from_slice(id.as_bytes());
+    Some(out)
+}

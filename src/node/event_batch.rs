@@ -1,0 +1,561 @@
+//! How a batch of dataplane verdicts crosses into JavaScript: one N-API call per batch, never one per event.
+//!
+//! Three transports were measured (`pnpm bench:dataplane` prints the table, `bench/dataplane/codec.mjs` runs
+//! it alone); all three keep SPEC 3's key order exactly:
+//! - [`BatchFormat::Objects`]: Rust builds every event object with N-API property sets;
+//! - [`BatchFormat::Json`]: Rust writes one JSON array, JavaScript calls `JSON.parse` once;
+//! - [`BatchFormat::Packed`]: Rust writes fixed-size records plus a string table in which a string repeated
+//!   within the batch (comm, rule id, workload id, cgroup id, destination) is stored once; `js/interceptor.js`
+//!   decodes it with typed-array reads and object literals.
+//!
+//! The production path (`NativeInterceptor::next_event_batch`) uses [`PRODUCTION_FORMAT`], the fastest of the
+//! three in that measurement; the others stay only behind `benchEventBatch` so the claim can be re-measured.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use napi::bindgen_prelude::{Buffer, Either3, Object, ToNapiValue, TypeName};
+use napi::{sys, Env, ValueType};
+use napi_derive::napi;
+
+use crate::contract::hook::{Hook, Protocol};
+use crate::contract::reason_codes::{DataplaneReasonCode, DATAPLANE_NAMESPACE};
+use crate::dataplane::VerdictEvent;
+
+/// A transport for a batch of events.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BatchFormat {
+    Objects,
+    Json,
+    Packed,
+}
+
+/// The transport `events()` uses; see the module comment and docs/node-api.md for the numbers behind it.
+pub const PRODUCTION_FORMAT: BatchFormat = BatchFormat::Packed;
+
+impl BatchFormat {
+    pub fn from_wire(s: &str) -> Option<Self> {
+        match s {
+            "objects" => Some(BatchFormat::Objects),
+            "json" => Some(BatchFormat::Json),
+            "packed" => Some(BatchFormat::Packed),
+            _ => None,
+        }
+    }
+}
+
+/// One DataplanePacketEvent (SPEC 3) as a JavaScript object built in Rust, property by property in SPEC key
+/// order. Not `#[napi(object)]`: napi-rs sets a struct's `Option` fields after all required ones, which would
+/// move `would_block`, `rule_id` and `workload_id` to the end of the object.
+pub struct JsDataplanePacketEvent {
+    pub code_namespace: &'static str,
+    pub reason_code: &'static str,
+    pub verdict: &'static str,
+    pub would_block: Option<bool>,
+    pub hook: &'static str,
+    pub cgroup_id: String,
+    pub protocol: &'static str,
+    pub dst_ip: String,
+    pub dst_port: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: String,
+    pub rule_id: Option<String>,
+    pub policy_generation: f64,
+    pub workload_id: Option<String>,
+    pub observed_at: String,
+}
+
+impl TypeName for JsDataplanePacketEvent {
+    fn type_name() -> &'static str {
+        "DataplanePacketEvent"
+    }
+
+    fn value_type() -> ValueType {
+        ValueType::Object
+    }
+}
+
+impl ToNapiValue for JsDataplanePacketEvent {
+    unsafe fn to_napi_value(env: sys::napi_env, e: Self) -> napi::Result<sys::napi_value> {
+        let env_ref = Env::from_raw(env);
+        let mut o = Object::new(&env_ref)?;
+        o.set("code_namespace", e.code_namespace)?;
+        o.set("reason_code", e.reason_code)?;
+        o.set("verdict", e.verdict)?;
+        if let Some(wb) = e.would_block {
+            o.set("would_block", wb)?;
+        }
+        o.set("hook", e.hook)?;
+        o.set("cgroup_id", e.cgroup_id)?;
+        o.set("protocol", e.protocol)?;
+        o.set("dst_ip", e.dst_ip)?;
+        o.set("dst_port", e.dst_port)?;
+        o.set("pid", e.pid)?;
+        o.set("uid", e.uid)?;
+        o.set("comm", e.comm)?;
+        if let Some(r) = e.rule_id {
+            o.set("rule_id", r)?;
+        }
+        o.set("policy_generation", e.policy_generation)?;
+        if let Some(w) = e.workload_id {
+            o.set("workload_id", w)?;
+        }
+        o.set("observed_at", e.observed_at)?;
+        // SAFETY: `env` is the live environment napi handed to this conversion, and `o` was created in it.
+        unsafe { ToNapiValue::to_napi_value(env, o) }
+    }
+}
+
+/// A generation is a counter starting at 1; it stays far below 2^53, where a JavaScript number stops being
+/// exact. Saturating there keeps a (theoretical) overflow visible instead of silently rounding.
+fn generation_as_number(g: u64) -> f64 {
+    const MAX_SAFE: u64 = (1 << 53) - 1;
+    g.min(MAX_SAFE) as f64
+}
+
+fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
+    JsDataplanePacketEvent {
+        code_namespace: DATAPLANE_NAMESPACE,
+        reason_code: e.reason.as_str(),
+        verdict: e.reason.verdict().as_str(),
+        would_block: e.reason.would_block(),
+        hook: e.hook.as_str(),
+        cgroup_id: e.cgroup_id.to_string(),
+        protocol: e.protocol.as_str(),
+        dst_ip: e.dst_ip.to_string(),
+        dst_port: u32::from(e.dst_port),
+        pid: e.pid,
+        uid: e.uid,
+        comm: e.comm.clone(),
+        rule_id: e.rule_id.clone(),
+        policy_generation: generation_as_number(e.policy_generation),
+        workload_id: e.workload_id.clone(),
+        observed_at: rfc3339_nanos(e.observed_at),
+    }
+}
+
+/// `observed_at` as RFC 3339 UTC with exactly 9 fractional digits (`2026-11-28T15:11:19.000000042Z`).
+/// A wall clock before 1970 (a broken RTC) is clamped to the epoch rather than producing a negative year.
+pub fn rfc3339_nanos(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let secs = d.as_secs();
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, dd) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:09}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60,
+        d.subsec_nanos()
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's `civil_from_days`.
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + u64::from(m <= 2);
+    (y, m, d)
+}
+
+fn push_json_str(out: &mut String, s: &str) {
+    // serde_json's string escaper: the exact JSON grammar, so JSON.parse reads back the same string.
+    match serde_json::to_string(s) {
+        Ok(q) => out.push_str(&q),
+        // Serializing a &str cannot fail; an empty string keeps the output valid if it ever did.
+        Err(_) => out.push_str("\"\""),
+    }
+}
+
+/// The batch as one JSON array text.
+pub fn to_json(events: &[VerdictEvent]) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(events.len() * 360 + 2);
+    out.push('[');
+    for (n, e) in events.iter().enumerate() {
+        if n > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            "{{\"code_namespace\":\"{DATAPLANE_NAMESPACE}\",\"reason_code\":\"{}\",\"verdict\":\"{}\"",
+            e.reason.as_str(),
+            e.reason.verdict().as_str()
+        );
+        if let Some(wb) = e.reason.would_block() {
+            let _ = write!(out, ",\"would_block\":{wb}");
+        }
+        let _ = write!(
+            out,
+            ",\"hook\":\"{}\",\"cgroup_id\":\"{}\",\"protocol\":\"{}\",\"dst_ip\":\"{}\",\"dst_port\":{},\"pid\":{},\"uid\":{},\"comm\":",
+            e.hook.as_str(),
+            e.cgroup_id,
+            e.protocol.as_str(),
+            e.dst_ip,
+            e.dst_port,
+            e.pid,
+            e.uid
+        );
+        push_json_str(&mut out, &e.comm);
+        if let Some(r) = &e.rule_id {
+            out.push_str(",\"rule_id\":");
+            push_json_str(&mut out, r);
+        }
+        let _ = write!(
+            out,
+            ",\"policy_generation\":{}",
+            e.policy_generation.min((1 << 53) - 1)
+        );
+        if let Some(w) = &e.workload_id {
+            out.push_str(",\"workload_id\":");
+            push_json_str(&mut out, w);
+        }
+        let _ = write!(
+            out,
+            ",\"observed_at\":\"{}\"}}",
+            rfc3339_nanos(e.observed_at)
+        );
+    }
+    out.push(']');
+    out
+}
+
+/// Words per event in the packed layout. Every word is a little-endian u32:
+/// 0 reason code value, 1 hook value | protocol value << 8 | flags << 16 (1: rule_id, 2: workload_id),
+/// 2 cgroup_id string, 3 dst_ip string, 4 dst_port, 5 pid, 6 uid, 7 comm string, 8 rule_id string,
+/// 9 policy_generation low 32 bits, 10 policy_generation high bits, 11 workload_id string,
+/// 12 observed_at string. "string" words are indexes into the batch's string table.
+pub const PACKED_WORDS_PER_EVENT: usize = 13;
+/// Flag bit: the event has a rule_id.
+pub const PACKED_HAS_RULE_ID: u32 = 1;
+/// Flag bit: the event has a workload_id.
+pub const PACKED_HAS_WORKLOAD_ID: u32 = 2;
+
+/// Interns the strings of one batch so a string repeated across events is decoded once in JavaScript.
+#[derive(Default)]
+struct StringTable {
+    index: HashMap<String, u32>,
+    bytes: Vec<u8>,
+    ends: Vec<u32>,
+}
+
+impl StringTable {
+    fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.index.get(s) {
+            return i;
+        }
+        let i = self.push_unique(s);
+        self.index.insert(s.to_owned(), i);
+        i
+    }
+
+    /// For strings that are (nearly) never repeated, such as timestamps: no hashing.
+    fn push_unique(&mut self, s: &str) -> u32 {
+        self.bytes.extend_from_slice(s.as_bytes());
+        self.ends
+            .push(u32::try_from(self.bytes.len()).unwrap_or(u32::MAX));
+        u32::try_from(self.ends.len() - 1).unwrap_or(u32::MAX)
+    }
+}
+
+/// The batch in the packed layout:
+/// `u32 event_count, u32 string_count, u32 string_bytes_len, event_count * PACKED_WORDS_PER_EVENT u32 words,
+/// string_count u32 end offsets, string bytes (UTF-8)`.
+pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
+    let mut strings = StringTable::default();
+    let mut words: Vec<u32> = Vec::with_capacity(events.len() * PACKED_WORDS_PER_EVENT);
+    let mut scratch = String::new();
+    for e in events {
+        let mut flags = 0u32;
+        if e.rule_id.is_some() {
+            flags |= PACKED_HAS_RULE_ID;
+        }
+        if e.workload_id.is_some() {
+            flags |= PACKED_HAS_WORKLOAD_ID;
+        }
+        scratch.clear();
+        {
+            use std::fmt::Write;
+            let _ = write!(scratch, "{}", e.cgroup_id);
+        }
+        let cgroup = strings.intern(&scratch);
+        scratch.clear();
+        {
+            use std::fmt::Write;
+            let _ = write!(scratch, "{}", e.dst_ip);
+        }
+        let dst = strings.intern(&scratch);
+        let comm = strings.intern(&e.comm);
+        let rule = e.rule_id.as_deref().map_or(0, |r| strings.intern(r));
+        let workload = e.workload_id.as_deref().map_or(0, |w| strings.intern(w));
+        let observed = strings.push_unique(&rfc3339_nanos(e.observed_at));
+        words.extend_from_slice(&[
+            e.reason.value(),
+            u32::from(e.hook as u8) | (u32::from(e.protocol as u8) << 8) | (flags << 16),
+            cgroup,
+            dst,
+            u32::from(e.dst_port),
+            e.pid,
+            e.uid,
+            comm,
+            rule,
+            e.policy_generation as u32,
+            (e.policy_generation >> 32) as u32,
+            workload,
+            observed,
+        ]);
+    }
+    let header = [
+        u32::try_from(events.len()).unwrap_or(u32::MAX),
+        u32::try_from(strings.ends.len()).unwrap_or(u32::MAX),
+        u32::try_from(strings.bytes.len()).unwrap_or(u32::MAX),
+    ];
+    let mut out = Vec::with_capacity(
+        4 * (header.len() + words.len() + strings.ends.len()) + strings.bytes.len(),
+    );
+    for w in header.iter().chain(&words).chain(&strings.ends) {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out.extend_from_slice(&strings.bytes);
+    out
+}
+
+/// What `js/interceptor.js` needs to decode a packed batch, indexed by the numeric values the records carry,
+/// so the JavaScript decoder holds no code table of its own.
+#[napi(object, object_from_js = false)]
+pub struct PackedEventTables {
+    pub words_per_event: u32,
+    pub has_rule_id: u32,
+    pub has_workload_id: u32,
+    /// `reasonCodes[value]`: the wire name of the code with that value (`null` for 0, never on the wire).
+    pub reason_codes: Vec<Option<&'static str>>,
+    pub verdicts: Vec<Option<&'static str>>,
+    /// `wouldBlock[value]`: `true`/`false` for the observe codes, `null` for the codes that must omit it.
+    pub would_block: Vec<Option<bool>>,
+    pub hooks: Vec<Option<&'static str>>,
+    pub protocols: Vec<Option<&'static str>>,
+}
+
+fn by_value<T: Copy>(items: impl Iterator<Item = (usize, T)>) -> Vec<Option<T>> {
+    let mut out: Vec<Option<T>> = Vec::new();
+    for (v, item) in items {
+        if out.len() <= v {
+            out.resize(v + 1, None);
+        }
+        out[v] = Some(item);
+    }
+    out
+}
+
+#[napi(js_name = "packedEventTables")]
+pub fn packed_event_tables() -> PackedEventTables {
+    let codes = || {
+        DataplaneReasonCode::ALL
+            .iter()
+            .map(|c| (c.value() as usize, *c))
+    };
+    PackedEventTables {
+        words_per_event: PACKED_WORDS_PER_EVENT as u32,
+        has_rule_id: PACKED_HAS_RULE_ID,
+        has_workload_id: PACKED_HAS_WORKLOAD_ID,
+        reason_codes: by_value(codes().map(|(v, c)| (v, c.as_str()))),
+        verdicts: by_value(codes().map(|(v, c)| (v, c.verdict().as_str()))),
+        would_block: by_value(codes().map(|(v, c)| (v, c.would_block())))
+            .into_iter()
+            .map(Option::flatten)
+            .collect(),
+        hooks: by_value(Hook::ALL.iter().map(|h| (*h as usize, h.as_str()))),
+        protocols: by_value(Protocol::ALL.iter().map(|p| (*p as usize, p.as_str()))),
+    }
+}
+
+/// A batch in one of the three transports, ready to return to JavaScript.
+pub type EncodedBatch = Either3<Buffer, String, Vec<JsDataplanePacketEvent>>;
+
+pub fn encode(events: &[VerdictEvent], format: BatchFormat) -> EncodedBatch {
+    match format {
+        BatchFormat::Packed => Either3::A(Buffer::from(to_packed(events))),
+        BatchFormat::Json => Either3::B(to_json(events)),
+        BatchFormat::Objects => Either3::C(events.iter().map(to_object).collect()),
+    }
+}
+
+/// Synthetic but realistic events for the transport benchmark: the mix of codes, the repetition of comm,
+/// rule ids and destinations, and string lengths a busy workload produces. Deterministic in `count`.
+pub fn synthetic_events(count: usize) -> Vec<VerdictEvent> {
+    let base = SystemTime::now();
+    (0..count)
+        .map(|i| {
+            let reason = DataplaneReasonCode::ALL[i % DataplaneReasonCode::ALL.len()];
+            let v6 = i % 4 == 3;
+            let dst_ip = if v6 {
+                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i % 64) as u16))
+            } else {
+                IpAddr::V4(Ipv4Addr::new(10, 1, (i % 7) as u8, (i % 64) as u8))
+            };
+            VerdictEvent {
+                observed_at: base + Duration::from_nanos(i as u64 * 731),
+                monotonic_ns: 1_000_000_000 + i as u64 * 731,
+                cgroup_id: 4_294_967_296 + (i % 3) as u64,
+                pid: 4242 + (i % 3) as u32,
+                uid: 1000,
+                comm: "connect_rate".to_owned(),
+                hook: if v6 { Hook::Connect6 } else { Hook::Connect4 },
+                protocol: if i % 2 == 0 {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                },
+                dst_ip,
+                dst_port: 443,
+                reason,
+                rule_id: (i % 5 != 0).then(|| format!("egress-rule-{}", i % 100)),
+                policy_generation: 7,
+                workload_id: (i % 10 != 0).then(|| "workload-billing-7f9c".to_owned()),
+                managed_cgroup_id: 4_294_967_296,
+            }
+        })
+        .collect()
+}
+
+/// Benchmark hook, not part of the documented API: encodes `count` synthetic events in `format`
+/// (`objects` | `json` | `packed`) so `bench/dataplane/codec.mjs` can time each transport end to end.
+#[napi(
+    js_name = "benchEventBatch",
+    ts_return_type = "Buffer | string | Array<Record<string, unknown>>"
+)]
+pub fn bench_event_batch(format: String, count: u32) -> napi::Result<EncodedBatch> {
+    let format = BatchFormat::from_wire(&format).ok_or_else(|| {
+        napi::Error::new(
+            napi::Status::InvalidArg,
+            format!("format must be objects, json or packed, got {format}"),
+        )
+    })?;
+    Ok(encode(&synthetic_events(count as usize), format))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_has_nine_fraction_digits_and_correct_civil_date() {
+        // 2026-11-28T15:11:19Z is 1795878679 s after the epoch.
+        let t = UNIX_EPOCH + Duration::new(1_795_878_679, 42);
+        assert_eq!(rfc3339_nanos(t), "2026-11-28T15:11:19.000000042Z");
+        assert_eq!(rfc3339_nanos(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
+        // Leap day.
+        let t = UNIX_EPOCH + Duration::new(951_782_400, 999_999_999);
+        assert_eq!(rfc3339_nanos(t), "2000-02-29T00:00:00.999999999Z");
+    }
+
+    #[test]
+    fn json_batch_keeps_spec_key_order_and_omits_absent_keys() {
+        let events = synthetic_events(10);
+        let text = to_json(&events);
+        let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
+            match serde_json::from_str(&text) {
+                Ok(v) => v,
+                Err(e) => panic!("batch is not JSON: {e}: {text}"),
+            };
+        assert_eq!(parsed.len(), 10);
+        // serde_json's Map sorts keys, so read the order from the text itself: every `"key":` token of each
+        // object (the synthetic strings contain no braces, quotes or colons).
+        let key_orders: Vec<Vec<&str>> = text
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .split("},{")
+            .map(|obj| {
+                obj.split('"')
+                    .collect::<Vec<_>>()
+                    .windows(2)
+                    .filter(|w| w[1].starts_with(':'))
+                    .map(|w| w[0])
+                    .collect()
+            })
+            .collect();
+        assert_eq!(key_orders.len(), 10);
+        let order = [
+            "code_namespace",
+            "reason_code",
+            "verdict",
+            "would_block",
+            "hook",
+            "cgroup_id",
+            "protocol",
+            "dst_ip",
+            "dst_port",
+            "pid",
+            "uid",
+            "comm",
+            "rule_id",
+            "policy_generation",
+            "workload_id",
+            "observed_at",
+        ];
+        for ((obj, keys), e) in parsed.iter().zip(&key_orders).zip(&events) {
+            let expected: Vec<&str> = order
+                .iter()
+                .copied()
+                .filter(|k| match *k {
+                    "would_block" => e.reason.would_block().is_some(),
+                    "rule_id" => e.rule_id.is_some(),
+                    "workload_id" => e.workload_id.is_some(),
+                    _ => true,
+                })
+                .collect();
+            assert_eq!(keys, &expected);
+            assert_eq!(obj["verdict"], e.reason.verdict().as_str());
+            assert_eq!(obj["cgroup_id"], e.cgroup_id.to_string());
+        }
+    }
+
+    #[test]
+    fn packed_batch_round_trips_its_string_table() {
+        let events = synthetic_events(25);
+        let buf = to_packed(&events);
+        let word = |i: usize| {
+            u32::from_le_bytes([buf[4 * i], buf[4 * i + 1], buf[4 * i + 2], buf[4 * i + 3]])
+        };
+        let (count, nstrings, nbytes) = (word(0) as usize, word(1) as usize, word(2) as usize);
+        assert_eq!(count, 25);
+        let ends_at = 3 + count * PACKED_WORDS_PER_EVENT;
+        let bytes_at = 4 * (ends_at + nstrings);
+        assert_eq!(buf.len(), bytes_at + nbytes);
+        let string = |idx: u32| {
+            let idx = idx as usize;
+            let start = if idx == 0 {
+                0
+            } else {
+                word(ends_at + idx - 1) as usize
+            };
+            let end = word(ends_at + idx) as usize;
+            String::from_utf8_lossy(&buf[bytes_at + start..bytes_at + end]).into_owned()
+        };
+        // A string repeated across events is stored once: every event points at the same comm entry.
+        let comm_index = word(3 + 7);
+        assert!((0..count).all(|n| word(3 + n * PACKED_WORDS_PER_EVENT + 7) == comm_index));
+        for (n, e) in events.iter().enumerate() {
+            let w = |k: usize| word(3 + n * PACKED_WORDS_PER_EVENT + k);
+            assert_eq!(w(0), e.reason.value());
+            assert_eq!(w(1) & 0xff, e.hook as u32);
+            assert_eq!((w(1) >> 8) & 0xff, e.protocol as u32);
+            assert_eq!(string(w(2)), e.cgroup_id.to_string());
+            assert_eq!(string(w(3)), e.dst_ip.to_string());
+            assert_eq!(string(w(7)), e.comm);
+            assert_eq!((w(1) >> 16) & PACKED_HAS_RULE_ID != 0, e.rule_id.is_some());
+            if let Some(r) = &e.rule_id {
+                assert_eq!(&string(w(8)), r);
+            }
+            assert_eq!(string(w(12)), rfc3339_nanos(e.observed_at));
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! `NativeInterceptor`: the dataplane loader (`crate::dataplane::Dataplane`) as a JavaScript class. No rule
+//! lives here: options and targets are read by `interceptor_options`, snapshots by the contract's strict
+//! policy parser, and every decision is the dataplane's. `js/interceptor.js` wraps this class into the public
+//! `Interceptor` (promises, errors with codes, the `events()` async iterator).
+//!
+//! Errors cross as one JSON text in the napi error's message, `{"code": "ERR_…", "message": "…", …}`, which
+//! `js/interceptor.js` turns into an `Error` with a stable `code` (or a `ContractValidationError` when the
+//! object has `issues`). One shape for sync methods, libuv tasks and tokio futures alike.
+
+use std::future::Future;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use napi::bindgen_prelude::{AsyncTask, Buffer, Either, PromiseRaw};
+use napi::tokio::sync::{Mutex, Notify};
+use napi::{Env, Status, Task};
+use napi_derive::napi;
+use serde_json::{json, Value};
+
+use super::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
+use super::interceptor_options::{
+    parse_cgroup_target, parse_close_options, parse_fail_mode, parse_load_options, parse_mode,
+    TargetKind,
+};
+use super::issues::to_js_issues;
+use crate::contract::policy::PolicySnapshot;
+use crate::contract::validation::ValidationError;
+use crate::dataplane::{
+    Dataplane, DataplaneError, DataplaneOptions, DataplaneStatus, EventReceiver, ManagedCgroup,
+    PolicySummary,
+};
+
+/// Largest batch one `nextEventBatch` call returns; bounds the latency of one N-API crossing.
+const MAX_BATCH: u32 = 65_536;
+
+/// The stable JavaScript error code of a dataplane error: `ERR_DATAPLANE_` + the variant name in
+/// SCREAMING_SNAKE_CASE (`NotManaged` → `ERR_DATAPLANE_NOT_MANAGED`). Derived from the variant's name so a
+/// variant the loader adds gets a code without this file changing; docs/node-api.md lists them.
+fn dataplane_error_code(e: &DataplaneError) -> String {
+    let debug = format!("{e:?}");
+    let name: String = debug
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    let mut code = String::from("ERR_DATAPLANE_");
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() && i > 0 {
+            code.push('_');
+        }
+        code.push(c.to_ascii_uppercase());
+    }
+    code
+}
+
+fn dataplane_error(e: &DataplaneError) -> napi::Error {
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    let mut body = json!({ "code": dataplane_error_code(e), "message": message });
+    if let DataplaneError::Load { verifier_log, .. } = e {
+        body["verifierLog"] = Value::String(verifier_log.clone());
+    }
+    napi::Error::new(Status::GenericFailure, body.to_string())
+}
+
+fn validation_error(schema: &str, e: &ValidationError) -> napi::Error {
+    let issues: Vec<Value> = to_js_issues(e)
+        .into_iter()
+        .map(|i| {
+            let path: Vec<Value> = i
+                .path
+                .into_iter()
+                .map(|seg| match seg {
+                    Either::A(k) => Value::String(k),
+                    Either::B(n) => Value::from(n),
+                })
+                .collect();
+            json!({ "path": path, "code": i.code, "message": i.message })
+        })
+        .collect();
+    let body = json!({
+        "code": "ERR_CONTRACT_VALIDATION",
+        "schema": schema,
+        "message": e.to_string(),
+        "issues": issues,
+    });
+    napi::Error::new(Status::InvalidArg, body.to_string())
+}
+
+struct Shared {
+    dataplane: Dataplane,
+    /// Created by the first `nextEventBatch` (subscribing needs the tokio runtime), then reused.
+    receiver: Mutex<Option<EventReceiver>>,
+    closed: AtomicBool,
+    close_notify: Notify,
+    /// Events handed to JavaScript, for `status().eventsDelivered` and the zero-loss accounting.
+    delivered: AtomicU64,
+}
+
+impl Shared {
+    fn check_open(&self) -> napi::Result<()> {
+        if self.closed.load(Ordering::Acquire) {
+            Err(dataplane_error(&DataplaneError::Closed))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A loaded dataplane. Created only by `loadInterceptor`.
+#[napi]
+pub struct NativeInterceptor {
+    shared: Arc<Shared>,
+}
+
+/// Result of `replacePolicySnapshot`.
+#[napi(object)]
+pub struct JsPolicySummary {
+    pub generation: f64,
+    pub ipv4_rules: u32,
+    pub ipv6_rules: u32,
+    pub broker_endpoints: u32,
+    pub dns_endpoints: u32,
+}
+
+impl From<PolicySummary> for JsPolicySummary {
+    fn from(s: PolicySummary) -> Self {
+        JsPolicySummary {
+            generation: s.generation as f64,
+            ipv4_rules: s.ipv4_rules,
+            ipv6_rules: s.ipv6_rules,
+            broker_endpoints: s.broker_endpoints,
+            dns_endpoints: s.dns_endpoints,
+        }
+    }
+}
+
+/// One managed-cgroup entry. `cgroupId` is decimal text like the events' `cgroup_id` (a u64 is not exact as a
+/// JavaScript number).
+#[napi(object)]
+pub struct JsManagedCgroup {
+    pub cgroup_id: String,
+    pub path: Option<String>,
+    pub mode: Option<String>,
+    pub workload_id: Option<String>,
+}
+
+impl From<ManagedCgroup> for JsManagedCgroup {
+    fn from(m: ManagedCgroup) -> Self {
+        JsManagedCgroup {
+            cgroup_id: m.cgroup_id.to_string(),
+            path: m.path.map(|p| p.to_string_lossy().into_owned()),
+            mode: m.mode.map(|m| m.as_str().to_owned()),
+            workload_id: m.workload_id,
+        }
+    }
+}
+
+/// `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate.
+#[napi(object)]
+pub struct JsDataplaneStatus {
+    pub attached_hooks: Vec<String>,
+    pub cgroup_root: String,
+    pub pin_dir: String,
+    pub adopted: bool,
+    pub managed_cgroups: Vec<JsManagedCgroup>,
+    pub global_mode: String,
+    pub fail_mode: String,
+    pub heartbeat_grace_ms: f64,
+    pub generation: f64,
+    pub ipv4_rules: u32,
+    pub ipv6_rules: u32,
+    pub events_emitted: f64,
+    pub dropped_in_kernel: f64,
+    pub dropped_in_queue: f64,
+    pub events_delivered: f64,
+    pub degraded: bool,
+}
+
+fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
+    JsDataplaneStatus {
+        attached_hooks: s
+            .attached_hooks
+            .iter()
+            .map(|h| h.as_str().to_owned())
+            .collect(),
+        cgroup_root: s.cgroup_root.to_string_lossy().into_owned(),
+        pin_dir: s.pin_dir.to_string_lossy().into_owned(),
+        adopted: s.adopted,
+        managed_cgroups: s.managed_cgroups.into_iter().map(Into::into).collect(),
+        global_mode: s.global_mode.as_str().to_owned(),
+        fail_mode: s.fail_mode.as_str().to_owned(),
+        heartbeat_grace_ms: s.heartbeat_grace.as_secs_f64() * 1000.0,
+        generation: s.generation as f64,
+        ipv4_rules: s.ipv4_rules,
+        ipv6_rules: s.ipv6_rules,
+        events_emitted: s.events_emitted as f64,
+        dropped_in_kernel: s.dropped_in_kernel as f64,
+        dropped_in_queue: s.dropped_in_queue as f64,
+        events_delivered: delivered as f64,
+        degraded: s.degraded,
+    }
+}
+
+/// Loads (or adopts) the dataplane on a libuv worker thread: BTF parsing, verification and attaching take
+/// tens of milliseconds and must not stall the JavaScript thread.
+pub struct LoadTask {
+    options: Option<DataplaneOptions>,
+}
+
+impl Task for LoadTask {
+    type Output = Dataplane;
+    type JsValue = NativeInterceptor;
+
+    fn compute(&mut self) -> napi::Result<Dataplane> {
+        let options = self.options.take().unwrap_or_default();
+        Dataplane::load(options).map_err(|e| dataplane_error(&e))
+    }
+
+    fn resolve(&mut self, _env: Env, dataplane: Dataplane) -> napi::Result<NativeInterceptor> {
+        Ok(NativeInterceptor {
+            shared: Arc::new(Shared {
+                dataplane,
+                receiver: Mutex::new(None),
+                closed: AtomicBool::new(false),
+                close_notify: Notify::new(),
+                delivered: AtomicU64::new(0),
+            }),
+        })
+    }
+}
+
+/// Validates `options` now (a bad option rejects without touching the kernel) and loads off-thread.
+#[napi(js_name = "loadInterceptor")]
+pub fn load_interceptor(options: Option<Value>) -> napi::Result<AsyncTask<LoadTask>> {
+    let options = parse_load_options(options.as_ref())
+        .map_err(|e| validation_error("InterceptorOptions", &e))?;
+    Ok(AsyncTask::new(LoadTask {
+        options: Some(options),
+    }))
+}
+
+/// Parses and applies a snapshot on a libuv worker thread: parsing 100,000 rules and filling the inactive
+/// slot take tens to hundreds of milliseconds.
+pub struct ReplaceTask {
+    shared: Arc<Shared>,
+    json: Vec<u8>,
+}
+
+impl Task for ReplaceTask {
+    type Output = PolicySummary;
+    type JsValue = JsPolicySummary;
+
+    fn compute(&mut self) -> napi::Result<PolicySummary> {
+        self.shared.check_open()?;
+        let snapshot = PolicySnapshot::from_json_slice(&self.json)
+            .map_err(|e| validation_error("PolicySnapshot", &e))?;
+        // The text is no longer needed; free it before the (long) map writes.
+        self.json = Vec::new();
+        self.shared
+            .dataplane
+            .replace_policy(&snapshot)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    fn resolve(&mut self, _env: Env, summary: PolicySummary) -> napi::Result<JsPolicySummary> {
+        Ok(summary.into())
+    }
+}
+
+/// Stops the dataplane's threads (and detaches when asked) off the JavaScript thread: joining the
+/// heartbeat and reader threads may take up to one beat interval.
+pub struct CloseTask {
+    shared: Arc<Shared>,
+    detach: bool,
+    /// A second close() is a no-op: the first one already stopped (or detached) the dataplane.
+    already_closed: bool,
+}
+
+impl Task for CloseTask {
+    type Output = ();
+    type JsValue = ();
+
+    fn compute(&mut self) -> napi::Result<()> {
+        if self.already_closed {
+            return Ok(());
+        }
+        self.shared
+            .dataplane
+            .close(self.detach)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    fn resolve(&mut self, _env: Env, _: ()) -> napi::Result<()> {
+        Ok(())
+    }
+}
+
+/// Waits for the next batch unless the interceptor closes first. `None` ends the JavaScript iterator.
+async fn next_batch(
+    shared: Arc<Shared>,
+    max: usize,
+) -> napi::Result<Option<Vec<crate::dataplane::VerdictEvent>>> {
+    let mut closed = pin!(shared.close_notify.notified());
+    // Registered before the flag is read, so a close() between the two cannot be missed.
+    closed.as_mut().enable();
+    if shared.closed.load(Ordering::Acquire) {
+        return Ok(None);
+    }
+    let work = async {
+        let mut guard = shared.receiver.lock().await;
+        if guard.is_none() {
+            *guard = Some(
+                shared
+                    .dataplane
+                    .subscribe()
+                    .map_err(|e| dataplane_error(&e))?,
+            );
+        }
+        match guard.as_mut() {
+            Some(rx) => Ok(rx.recv_batch(max).await),
+            None => Ok(None),
+        }
+    };
+    let mut work = pin!(work);
+    std::future::poll_fn(|cx| {
+        if closed.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Ok(None));
+        }
+        work.as_mut().poll(cx)
+    })
+    .await
+}
+
+#[napi]
+impl NativeInterceptor {
+    /// Parses `json` (the snapshot as JSON text) with the strict policy parser and applies it atomically.
+    #[napi]
+    pub fn replace_policy_snapshot(
+        &self,
+        json: Either<String, Buffer>,
+    ) -> napi::Result<AsyncTask<ReplaceTask>> {
+        self.shared.check_open()?;
+        let json = match json {
+            Either::A(s) => s.into_bytes(),
+            Either::B(b) => b.to_vec(),
+        };
+        Ok(AsyncTask::new(ReplaceTask {
+            shared: Arc::clone(&self.shared),
+            json,
+        }))
+    }
+
+    #[napi]
+    pub fn upsert_managed_cgroup(&self, target: Value) -> napi::Result<JsManagedCgroup> {
+        self.shared.check_open()?;
+        let t = parse_cgroup_target(&target, TargetKind::Upsert)
+            .map_err(|e| validation_error("ManagedCgroupUpsert", &e))?;
+        self.shared
+            .dataplane
+            .upsert_managed_cgroup(&t.target, t.mode, t.workload_id.as_deref())
+            .map(Into::into)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    /// `false` when the cgroup was not managed.
+    #[napi]
+    pub fn delete_managed_cgroup(&self, target: Value) -> napi::Result<bool> {
+        self.shared.check_open()?;
+        let t = parse_cgroup_target(&target, TargetKind::Delete)
+            .map_err(|e| validation_error("ManagedCgroupRef", &e))?;
+        self.shared
+            .dataplane
+            .delete_managed_cgroup(&t.target)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    #[napi]
+    pub fn set_global_mode(&self, mode: Value) -> napi::Result<()> {
+        self.shared.check_open()?;
+        let mode = parse_mode(&mode).map_err(|e| validation_error("DataplaneMode", &e))?;
+        self.shared
+            .dataplane
+            .set_global_mode(mode)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    #[napi]
+    pub fn set_cgroup_mode(&self, target: Value) -> napi::Result<()> {
+        self.shared.check_open()?;
+        let t = parse_cgroup_target(&target, TargetKind::SetMode)
+            .map_err(|e| validation_error("CgroupModeChange", &e))?;
+        let Some(mode) = t.mode else {
+            // parse_cgroup_target reports a missing mode for TargetKind::SetMode.
+            return Err(napi::Error::new(Status::InvalidArg, "mode is required"));
+        };
+        self.shared
+            .dataplane
+            .set_cgroup_mode(&t.target, mode)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    #[napi]
+    pub fn set_fail_mode(&self, mode: Value) -> napi::Result<()> {
+        self.shared.check_open()?;
+        let mode = parse_fail_mode(&mode).map_err(|e| validation_error("FailMode", &e))?;
+        self.shared
+            .dataplane
+            .set_fail_mode(mode)
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    #[napi]
+    pub fn heartbeat(&self) -> napi::Result<()> {
+        self.shared.check_open()?;
+        self.shared
+            .dataplane
+            .heartbeat()
+            .map_err(|e| dataplane_error(&e))
+    }
+
+    /// Stops the loader's own heartbeat timer so tests can provoke the degraded state.
+    #[napi]
+    pub fn pause_heartbeat_timer(&self) -> napi::Result<()> {
+        self.shared.check_open()?;
+        self.shared.dataplane.pause_heartbeat_timer();
+        Ok(())
+    }
+
+    #[napi]
+    pub fn status(&self) -> napi::Result<JsDataplaneStatus> {
+        self.shared.check_open()?;
+        let s = self
+            .shared
+            .dataplane
+            .status()
+            .map_err(|e| dataplane_error(&e))?;
+        Ok(to_js_status(
+            s,
+            self.shared.delivered.load(Ordering::Relaxed),
+        ))
+    }
+
+    /// Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
+    /// interceptor is closed. One call per batch: the cost of crossing into JavaScript is paid per batch.
+    #[napi]
+    pub fn next_event_batch<'env>(
+        &self,
+        env: &'env Env,
+        max: u32,
+    ) -> napi::Result<PromiseRaw<'env, Option<EncodedBatch>>> {
+        let shared = Arc::clone(&self.shared);
+        let max = max.clamp(1, MAX_BATCH) as usize;
+        env.spawn_future(async move {
+            let batch = next_batch(Arc::clone(&shared), max).await?;
+            Ok(batch.map(|events| {
+                shared
+                    .delivered
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                encode(&events, PRODUCTION_FORMAT)
+            }))
+        })
+    }
+
+    /// Ends every pending and future `nextEventBatch` with `null`, then stops the dataplane off-thread.
+    #[napi]
+    pub fn close(&self, options: Option<Value>) -> napi::Result<AsyncTask<CloseTask>> {
+        let detach = parse_close_options(options.as_ref())
+            .map_err(|e| validation_error("InterceptorCloseOptions", &e))?;
+        let already_closed = self.shared.closed.swap(true, Ordering::AcqRel);
+        self.shared.close_notify.notify_waiters();
+        Ok(AsyncTask::new(CloseTask {
+            shared: Arc::clone(&self.shared),
+            detach,
+            already_closed,
+        }))
+    }
+
+    #[napi(getter)]
+    pub fn closed(&self) -> bool {
+        self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_come_from_variant_names() {
+        assert_eq!(
+            dataplane_error_code(&DataplaneError::Closed),
+            "ERR_DATAPLANE_CLOSED"
+        );
+        assert_eq!(
+            dataplane_error_code(&DataplaneError::AlreadySubscribed),
+            "ERR_DATAPLANE_ALREADY_SUBSCRIBED"
+        );
+    }
+}

@@ -1,0 +1,420 @@
+//! Root test harness for the dataplane: every test gets its own cgroup subtree (the programs attach to the
+//! test's own parent cgroup, never to the host root), its own network namespace where every address is local,
+//! and its own bpffs pin directory. Guards remove all of it on drop, also when the test panics.
+//!
+//! Probes are forked children that (1) move themselves into a test cgroup, (2) setns() into the test netns, and
+//! (3) connect()/sendto() and report errno. The order matters: `ip netns exec` would remount /sys and hide the
+//! cgroup tree, so the cgroup is joined first. Between fork and _exit the child only makes raw syscalls on
+//! memory prepared by the parent (no allocation), which is what fork in a multi-threaded process allows.
+
+#![allow(dead_code)]
+
+use std::ffi::CString;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use interceptor_ebpf::dataplane::{self, Dataplane, DataplaneOptions, EventReceiver, VerdictEvent};
+
+static SEQ: AtomicU32 = AtomicU32::new(0);
+
+/// Why root tests cannot run here, if they cannot.
+pub fn skip_reason() -> Option<String> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root".into());
+    }
+    if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        return Some("kernel BTF (/sys/kernel/btf/vmlinux) is unavailable".into());
+    }
+    if dataplane::cgroup2_root().is_err() {
+        return Some("no cgroup2 file system is mounted".into());
+    }
+    if Command::new("ip").arg("-V").output().is_err() {
+        return Some("iproute2 (`ip`) is not installed".into());
+    }
+    None
+}
+
+/// Returns true (after printing why) when the calling test must skip.
+pub fn skip(test: &str) -> bool {
+    match skip_reason() {
+        Some(why) => {
+            eprintln!("SKIPPED {test}: {why}; run `sudo -E cargo test --release --test dataplane` on a BPF-capable kernel");
+            true
+        }
+        None => false,
+    }
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "ie-{}-{}-{tag}",
+        std::process::id(),
+        SEQ.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A cgroup directory removed (children first) on drop.
+pub struct TestCgroup {
+    pub path: PathBuf,
+    pub id: u64,
+    owned: Vec<PathBuf>,
+}
+
+impl TestCgroup {
+    /// `<cgroup2 mount>/interceptor-ebpf-test-<pid>/<unique>`: the test's own parent.
+    pub fn new_parent(tag: &str) -> TestCgroup {
+        let root = dataplane::cgroup2_root().expect("cgroup2 mount");
+        let process_dir = root.join(format!("interceptor-ebpf-test-{}", std::process::id()));
+        let _ = std::fs::create_dir(&process_dir);
+        let path = process_dir.join(unique(tag));
+        std::fs::create_dir(&path).expect("create test cgroup");
+        let id = dataplane::cgroup_id(&path).expect("cgroup id");
+        TestCgroup {
+            path,
+            id,
+            owned: vec![process_dir],
+        }
+    }
+
+    /// A child directory, removed with this guard.
+    pub fn child(&mut self, name: &str) -> (PathBuf, u64) {
+        let path = self.path.join(name);
+        std::fs::create_dir_all(&path).expect("create child cgroup");
+        let mut p = path.clone();
+        while p != self.path {
+            if !self.owned.contains(&p) {
+                self.owned.push(p.clone());
+            }
+            p = p.parent().expect("child below parent").to_path_buf();
+        }
+        let id = dataplane::cgroup_id(&path).expect("cgroup id");
+        (path, id)
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let mut dirs: Vec<PathBuf> = self
+            .owned
+            .iter()
+            .filter(|p| p.starts_with(&self.path))
+            .cloned()
+            .collect();
+        dirs.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+        for d in dirs {
+            let _ = std::fs::remove_dir(&d);
+        }
+        let _ = std::fs::remove_dir(&self.path);
+        // The per-process directory goes when its last test is done (rmdir fails while others remain).
+        for p in &self.owned {
+            if !p.starts_with(&self.path) {
+                let _ = std::fs::remove_dir(p);
+            }
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = Command::new("ip").args(args).output().expect("run ip");
+    assert!(
+        out.status.success(),
+        "ip {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A network namespace in which every IPv4 and IPv6 destination is a local address on lo, so an allowed TCP
+/// connect fails fast with ECONNREFUSED and an allowed UDP send succeeds; nothing leaves the namespace.
+pub struct NetNs {
+    pub name: String,
+    pub fd: OwnedFd,
+}
+
+impl NetNs {
+    pub fn new(tag: &str) -> NetNs {
+        let name = unique(tag);
+        ip(&["netns", "add", &name]);
+        let ns = NetNs {
+            fd: std::fs::File::open(format!("/run/netns/{name}"))
+                .expect("open netns")
+                .into(),
+            name,
+        };
+        ip(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        ip(&[
+            "-n",
+            &ns.name,
+            "route",
+            "add",
+            "local",
+            "0.0.0.0/0",
+            "dev",
+            "lo",
+            "table",
+            "local",
+        ]);
+        ip(&[
+            "-n", &ns.name, "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "local",
+        ]);
+        ns
+    }
+}
+
+impl Drop for NetNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// A bpffs pin directory removed (with everything in it) on drop.
+pub struct PinDir {
+    pub path: PathBuf,
+}
+
+impl PinDir {
+    pub fn new(tag: &str) -> PinDir {
+        let root = dataplane::bpffs_root().expect("bpffs");
+        PinDir {
+            path: root.join(unique(tag)),
+        }
+    }
+}
+
+impl Drop for PinDir {
+    fn drop(&mut self) {
+        if let Ok(entries) = std::fs::read_dir(&self.path) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        let _ = std::fs::remove_dir(&self.path);
+    }
+}
+
+/// What a probe does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Probe {
+    /// TCP connect(): connect4/connect6.
+    TcpConnect,
+    /// UDP connect(): connect4/connect6 with protocol udp.
+    UdpConnect,
+    /// Unconnected UDP sendto(): sendmsg4/sendmsg6.
+    UdpSendto,
+}
+
+/// A probe's outcome: the child's pid (the tgid in its event) and the errno of the judged call (0 = success).
+#[derive(Clone, Copy, Debug)]
+pub struct ProbeResult {
+    pub pid: u32,
+    pub errno: i32,
+}
+
+struct SockAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+    family: libc::c_int,
+}
+
+fn sockaddr(addr: SocketAddr) -> SockAddr {
+    // SAFETY: sockaddr_storage is plain old data; zero is a valid value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_in fits in sockaddr_storage, which is suitably aligned for it.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin) };
+            SockAddr {
+                storage,
+                len: std::mem::size_of::<libc::sockaddr_in>() as _,
+                family: libc::AF_INET,
+            }
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: sockaddr_in6 fits in sockaddr_storage, which is suitably aligned for it.
+            unsafe { std::ptr::write((&mut storage as *mut libc::sockaddr_storage).cast(), sin6) };
+            SockAddr {
+                storage,
+                len: std::mem::size_of::<libc::sockaddr_in6>() as _,
+                family: libc::AF_INET6,
+            }
+        }
+    }
+}
+
+/// Forks a child that joins `cgroup`, enters `netns`, performs `probe` towards `dst` and reports its errno.
+pub fn probe(cgroup: &Path, netns: &NetNs, kind: Probe, dst: SocketAddr) -> ProbeResult {
+    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
+    let sa = sockaddr(dst);
+    let (sock_type, proto) = match kind {
+        Probe::TcpConnect => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
+        Probe::UdpConnect | Probe::UdpSendto => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+    };
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: `pipe` has room for the two fds.
+    assert_eq!(
+        unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
+    let nsfd = netns.fd.as_raw_fd();
+    let payload = b"probe";
+    // SAFETY: the child below only makes async-signal-safe raw syscalls on data prepared before fork, then _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY (whole block): raw syscalls on valid pointers prepared by the parent; errno is read via
+        // __errno_location, which is async-signal-safe; the child never returns.
+        unsafe {
+            let report = |stage: i32, err: i32| -> ! {
+                let v: [i32; 2] = [stage, err];
+                libc::write(pipe[1], v.as_ptr().cast(), 8);
+                libc::_exit(0)
+            };
+            let errno = || *libc::__errno_location();
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                report(1, errno());
+            }
+            libc::close(fd);
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                report(2, errno());
+            }
+            let s = libc::socket(sa.family, sock_type, proto);
+            if s < 0 {
+                report(3, errno());
+            }
+            let addr = (&sa.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+            let rc = match kind {
+                Probe::TcpConnect | Probe::UdpConnect => libc::connect(s, addr, sa.len) as isize,
+                Probe::UdpSendto => {
+                    libc::sendto(s, payload.as_ptr().cast(), payload.len(), 0, addr, sa.len)
+                }
+            };
+            report(0, if rc < 0 { errno() } else { 0 })
+        }
+    }
+    // SAFETY: closing our copy of the write end; reading 8 bytes into a valid buffer; waiting for our own child.
+    let (stage, errno) = unsafe {
+        libc::close(pipe[1]);
+        let mut v = [0i32; 2];
+        let n = libc::read(pipe[0], v.as_mut_ptr().cast(), 8);
+        libc::close(pipe[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert_eq!(n, 8, "probe child did not report");
+        (v[0], v[1])
+    };
+    assert_eq!(
+        stage, 0,
+        "probe setup failed at stage {stage} (1 cgroup, 2 setns, 3 socket): errno {errno}"
+    );
+    ProbeResult {
+        pid: pid as u32,
+        errno,
+    }
+}
+
+/// One test's isolated world: its parent cgroup (where the programs attach), netns and pin directory.
+pub struct TestEnv {
+    pub cgroup: TestCgroup,
+    pub netns: NetNs,
+    pub pins: PinDir,
+}
+
+impl TestEnv {
+    pub fn new(tag: &str) -> TestEnv {
+        TestEnv {
+            cgroup: TestCgroup::new_parent(tag),
+            netns: NetNs::new(tag),
+            pins: PinDir::new(tag),
+        }
+    }
+
+    /// Options attaching to this test's parent cgroup with this test's pin dir; small ring buffer, fast timer.
+    pub fn options(&self) -> DataplaneOptions {
+        DataplaneOptions {
+            cgroup_root: Some(self.cgroup.path.clone()),
+            pin_dir: Some(self.pins.path.clone()),
+            ring_buffer_bytes: 1 << 20,
+            heartbeat_interval: Duration::from_millis(100),
+            ..DataplaneOptions::default()
+        }
+    }
+
+    pub fn load(&self) -> Dataplane {
+        Dataplane::load(self.options()).unwrap_or_else(|e| panic!("load: {e}"))
+    }
+}
+
+/// Waits for the event of the probe with `pid` (events of other pids are kept in `backlog`).
+pub async fn event_for(
+    rx: &mut EventReceiver,
+    backlog: &mut Vec<VerdictEvent>,
+    pid: u32,
+) -> Option<VerdictEvent> {
+    if let Some(i) = backlog.iter().position(|e| e.pid == pid) {
+        return Some(backlog.remove(i));
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let batch = tokio::time::timeout(left, rx.recv_batch(1024))
+            .await
+            .ok()??;
+        for e in batch {
+            backlog.push(e);
+        }
+        if let Some(i) = backlog.iter().position(|e| e.pid == pid) {
+            return Some(backlog.remove(i));
+        }
+    }
+}
+
+/// Asserts that no event of `pid` arrives within `wait`.
+pub async fn no_event_for(
+    rx: &mut EventReceiver,
+    backlog: &mut Vec<VerdictEvent>,
+    pid: u32,
+    wait: Duration,
+) {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, rx.recv_batch(1024)).await {
+            Ok(Some(batch)) => backlog.extend(batch),
+            _ => break,
+        }
+    }
+    assert!(
+        !backlog.iter().any(|e| e.pid == pid),
+        "unexpected event for pid {pid}: {backlog:?}"
+    );
+}
+
+pub fn v4(s: &str) -> IpAddr {
+    s.parse().expect("test address")
+}
