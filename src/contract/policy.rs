@@ -146,8 +146,16 @@ impl PolicySnapshot {
         parse_snapshot(Some(v), &[])
     }
 
-    /// Parses a snapshot from JSON text (a policy file, a test fixture).
+    /// Parses a snapshot from JSON text (a policy file, a control request, `Interceptor.replacePolicySnapshot`).
+    ///
+    /// Valid input takes a typed fast path (serde straight into borrowed wire structs, no `Value` tree): it is
+    /// what makes a 100,000-rule replacement fit its time budget. Anything the fast path does not accept,
+    /// for whatever reason, is parsed again by the issue-collecting path, which alone decides what is wrong,
+    /// so both paths accept exactly the same snapshots (`tests/policy_props.rs` checks the agreement).
     pub fn from_json_slice(bytes: &[u8]) -> Result<PolicySnapshot, ValidationError> {
+        if let Some(snapshot) = fast::parse(bytes) {
+            return Ok(snapshot);
+        }
         let v: Value = json_reader::parse_json_strict(bytes).map_err(|e| {
             ValidationError::single(Issue::new(
                 vec![],
@@ -203,6 +211,159 @@ pub(crate) fn parse_snapshot(
     let mut issues = Issues::new();
     let snapshot = read_snapshot(v, path, &mut issues);
     issues.finish(snapshot)
+}
+
+/// The typed fast path of [`PolicySnapshot::from_json_slice`]. It only ever answers "valid, here it is" or
+/// "ask the slow path": every check reuses the slow path's validators, and its serde types are at least as
+/// strict as the slow path (unknown keys, duplicate keys, `null` for an optional key and non-integral numbers
+/// all send the input to the slow path).
+mod fast {
+    use std::borrow::Cow;
+
+    use serde::{Deserialize, Deserializer};
+
+    use super::*;
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SnapshotWire<'a> {
+        #[serde(borrow)]
+        broker: Vec<EndpointWire<'a>>,
+        #[serde(borrow)]
+        dns: Vec<DnsWire<'a>>,
+        #[serde(borrow)]
+        rules: Vec<RuleWire<'a>>,
+        #[serde(default, deserialize_with = "present")]
+        sampling: Option<SamplingWire>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct EndpointWire<'a> {
+        #[serde(borrow)]
+        ip: Cow<'a, str>,
+        port: u16,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct DnsWire<'a> {
+        #[serde(borrow)]
+        ip: Cow<'a, str>,
+        #[serde(default, deserialize_with = "present")]
+        port: Option<u16>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RuleWire<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+        #[serde(borrow)]
+        action: Cow<'a, str>,
+        #[serde(borrow)]
+        cidr: Cow<'a, str>,
+        #[serde(default, deserialize_with = "present")]
+        ports: Option<Vec<u16>>,
+        #[serde(default, deserialize_with = "present", borrow)]
+        protocol: Option<Cow<'a, str>>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields, rename_all = "camelCase")]
+    struct SamplingWire {
+        #[serde(default, deserialize_with = "present")]
+        allow_one_in: Option<u32>,
+        #[serde(default, deserialize_with = "present")]
+        unmanaged_one_in: Option<u32>,
+    }
+
+    /// A key that is present must hold a `T`: unlike `Option<T>`'s own impl, `null` is refused.
+    fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+        d: D,
+    ) -> Result<Option<T>, D::Error> {
+        T::deserialize(d).map(Some)
+    }
+
+    pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
+        let wire: SnapshotWire<'_> = serde_json::from_slice(bytes).ok()?;
+        // Validators report into a scratch list; any report means "let the slow path explain".
+        let mut scratch = Issues::new();
+        let no_path: &[PathSegment] = &[];
+        let over = |n: usize, max: usize| n > max;
+        if over(wire.broker.len(), MAX_BROKER_ENDPOINTS) || over(wire.dns.len(), MAX_DNS_ENDPOINTS)
+        {
+            return None;
+        }
+        let mut broker = Vec::with_capacity(wire.broker.len());
+        for e in &wire.broker {
+            let ip = parse_canonical_ip(&e.ip, no_path, &mut scratch)?;
+            (e.port != 0).then_some(())?;
+            broker.push(BrokerEndpoint { ip, port: e.port });
+        }
+        let mut dns = Vec::with_capacity(wire.dns.len());
+        for e in &wire.dns {
+            let ip = parse_canonical_ip(&e.ip, no_path, &mut scratch)?;
+            let port = e.port.unwrap_or(DEFAULT_DNS_PORT);
+            (port != 0).then_some(())?;
+            dns.push(DnsEndpoint { ip, port });
+        }
+        report_duplicates(
+            broker.iter().map(|b| (b.ip, b.port)),
+            no_path,
+            "",
+            &mut scratch,
+        );
+        report_duplicates(
+            dns.iter().map(|d| (d.ip, d.port)),
+            no_path,
+            "",
+            &mut scratch,
+        );
+        let mut rules = Vec::with_capacity(wire.rules.len());
+        let mut ids: HashSet<&str> = HashSet::with_capacity(wire.rules.len());
+        let mut v4 = 0usize;
+        for r in &wire.rules {
+            let id = check_rule_id(&r.id, no_path, &mut scratch)?;
+            ids.insert(id).then_some(())?;
+            let action = ACTIONS.iter().find(|(name, _)| *name == r.action)?.1;
+            let cidr = parse_canonical_cidr(&r.cidr, no_path, &mut scratch)?;
+            let ports = match &r.ports {
+                None => Vec::new(),
+                Some(ports) => {
+                    let mut seen = HashSet::with_capacity(ports.len());
+                    let ok = !ports.is_empty() && ports.iter().all(|&p| p != 0 && seen.insert(p));
+                    ok.then(|| ports.clone())?
+                }
+            };
+            let protocol = match &r.protocol {
+                None => None,
+                Some(name) => Some(PROTOCOLS.iter().find(|(n, _)| *n == name.as_ref())?.1),
+            };
+            v4 += usize::from(cidr.is_ipv4());
+            rules.push(Rule {
+                id: id.to_owned(),
+                action,
+                cidr,
+                ports,
+                protocol,
+            });
+        }
+        if over(v4, MAX_RULES_PER_FAMILY) || over(rules.len() - v4, MAX_RULES_PER_FAMILY) {
+            return None;
+        }
+        let defaults = Sampling::default();
+        let sampling = wire.sampling.map_or(defaults, |s| Sampling {
+            allow_one_in: s.allow_one_in.unwrap_or(defaults.allow_one_in),
+            unmanaged_one_in: s.unmanaged_one_in.unwrap_or(defaults.unmanaged_one_in),
+        });
+        scratch.is_empty().then_some(PolicySnapshot {
+            broker,
+            dns,
+            rules,
+            sampling,
+        })
+    }
 }
 
 fn read_snapshot(
