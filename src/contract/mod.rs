@@ -1,7 +1,10 @@
 //! The contract layer (SPEC sections 2 and 3): everything other parts and other processes agree on.
 
 pub mod code_headers;
+pub mod event_json;
+pub mod events;
 pub mod hook;
 pub mod policy;
 pub mod reason_codes;
+pub mod timestamp;
 pub mod validation;
