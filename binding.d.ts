@@ -22,6 +22,31 @@ export interface CodeTables {
   hooks: Array<string>
 }
 
+/** Creates the raw fast-path functions; `js/events.js` calls this once per module instance (per worker). */
+export declare function dataplaneEventFastPaths(): unknown
+
+/** The issue for a root value that is not an object (the wrapper routes non-objects here). */
+export declare function dataplaneEventRootIssues(value: unknown): Array<JsIssue>
+
+export declare function dataplaneEventTables(): DataplaneEventTables
+
+/** Value tables for the JS side, indexed by the numeric value the slots carry. */
+export interface DataplaneEventTables {
+  /** `EVENT_KEYS`, in table order. */
+  keys: Array<string>
+  /** Reason code wire string by value (index 0 unused). */
+  codes: Array<string>
+  /** Verdict by code value. */
+  verdicts: Array<string>
+  /** `would_block` by code value: `null` when the code carries none. */
+  wouldBlock: Array<boolean | undefined | null>
+  /** Hook wire string by value (index 0 unused). */
+  hooks: Array<string>
+  /** Protocol wire string by IANA number (only 6 and 17 used). */
+  protocols: Array<string>
+  recordSlots: number
+}
+
 export interface JsIssue {
   path: Array<string | number>
   code: string
@@ -34,6 +59,12 @@ export declare const enum LiteralSet {
   ControlAuthzCode = 1,
   Verdict = 2,
   Hook = 3,
+}
+
+/** One rejected NDJSON line, for JavaScript. */
+export interface NdjsonLineIssues {
+  line: number
+  issues: Array<JsIssue>
 }
 
 /**

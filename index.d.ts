@@ -4,3 +4,4 @@
 
 export * from './js/errors'
 export * from './js/codes'
+export * from './js/events'

@@ -5,4 +5,5 @@
 module.exports = {
   ...require('./js/errors.js'),
   ...require('./js/codes.js'),
+  ...require('./js/events.js'),
 }

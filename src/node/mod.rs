@@ -2,4 +2,5 @@
 //! or `crate::dataplane`; no rule lives here.
 
 mod codes;
+mod events;
 mod issues;
