@@ -83,26 +83,40 @@ pub mod key {
 
 /// Maps a key to its index in [`EVENT_KEYS`]; `None` for keys the schema does not know.
 pub fn key_index(k: &str) -> Option<usize> {
-    Some(match k {
-        "code_namespace" => key::CODE_NAMESPACE,
-        "reason_code" => key::REASON_CODE,
-        "verdict" => key::VERDICT,
-        "would_block" => key::WOULD_BLOCK,
-        "hook" => key::HOOK,
-        "cgroup_id" => key::CGROUP_ID,
-        "message" => key::MESSAGE,
-        "protocol" => key::PROTOCOL,
-        "dst_ip" => key::DST_IP,
-        "dst_port" => key::DST_PORT,
-        "pid" => key::PID,
-        "uid" => key::UID,
-        "comm" => key::COMM,
-        "rule_id" => key::RULE_ID,
-        "policy_generation" => key::POLICY_GENERATION,
-        "workload_id" => key::WORKLOAD_ID,
-        "observed_at" => key::OBSERVED_AT,
+    // Dispatch on length first: this runs for every key of every record on the byte path.
+    let (i, name) = match k.len() {
+        3 => match k.as_bytes()[0] {
+            b'p' => (key::PID, "pid"),
+            _ => (key::UID, "uid"),
+        },
+        4 => match k.as_bytes()[0] {
+            b'h' => (key::HOOK, "hook"),
+            _ => (key::COMM, "comm"),
+        },
+        6 => (key::DST_IP, "dst_ip"),
+        7 => match k.as_bytes()[0] {
+            b'v' => (key::VERDICT, "verdict"),
+            b'm' => (key::MESSAGE, "message"),
+            _ => (key::RULE_ID, "rule_id"),
+        },
+        8 => match k.as_bytes()[0] {
+            b'p' => (key::PROTOCOL, "protocol"),
+            _ => (key::DST_PORT, "dst_port"),
+        },
+        9 => (key::CGROUP_ID, "cgroup_id"),
+        11 => match k.as_bytes()[0] {
+            b'r' => (key::REASON_CODE, "reason_code"),
+            b'w' if k.as_bytes()[1] == b'o' && k.as_bytes()[2] == b'u' => {
+                (key::WOULD_BLOCK, "would_block")
+            }
+            b'w' => (key::WORKLOAD_ID, "workload_id"),
+            _ => (key::OBSERVED_AT, "observed_at"),
+        },
+        14 => (key::CODE_NAMESPACE, "code_namespace"),
+        17 => (key::POLICY_GENERATION, "policy_generation"),
         _ => return None,
-    })
+    };
+    (k == name).then_some(i)
 }
 
 /// Largest `comm` in UTF-8 bytes (the kernel's `TASK_COMM_LEN`).
@@ -556,14 +570,42 @@ fn parse_cgroup_id(s: &str) -> Result<u64, (IssueCode, &'static str)> {
     })
 }
 
+/// A fixed buffer that `IpAddr`'s `Display` writes into, so the canonical check does not allocate.
+struct IpText {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl std::fmt::Write for IpText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let end = self.len + s.len();
+        self.buf
+            .get_mut(self.len..end)
+            .ok_or(std::fmt::Error)?
+            .copy_from_slice(s.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+/// True when `ip` prints exactly as `s`.
+fn prints_as(ip: &IpAddr, s: &str) -> bool {
+    use std::fmt::Write;
+    let mut t = IpText {
+        buf: [0; 64],
+        len: 0,
+    };
+    write!(t, "{ip}").is_ok() && &t.buf[..t.len] == s.as_bytes()
+}
+
 /// Parses `dst_ip`: any IPv4/IPv6 text that `IpAddr` prints back identically.
 fn parse_canonical_ip(s: &str) -> Result<IpAddr, String> {
     match s.parse::<IpAddr>() {
         Ok(ip) => {
-            let canonical = ip.to_string();
-            if canonical == s {
+            if prints_as(&ip, s) {
                 Ok(ip)
             } else {
+                let canonical = ip.to_string();
                 Err(format!(
                     "must be canonical IP text: write {} instead of {}",
                     quoted(&canonical),
@@ -906,6 +948,33 @@ mod tests {
             v["would_block"] = json!(wb);
         }
         v
+    }
+
+    #[test]
+    fn key_index_knows_exactly_the_table_keys() {
+        for (i, k) in EVENT_KEYS.iter().enumerate() {
+            assert_eq!(key_index(k), Some(i), "{k}");
+        }
+        for k in [
+            "",
+            "pix",
+            "uidd",
+            "hoo",
+            "comms",
+            "dst_ipv",
+            "verdicT",
+            "messages",
+            "protocoL",
+            "would_blocK",
+            "workload_iD",
+            "observed_ax",
+            "reason_codes",
+            "Code_namespace",
+            "policy_generatioN",
+            "wouldxblock",
+        ] {
+            assert_eq!(key_index(k), None, "{k}");
+        }
     }
 
     #[test]
