@@ -697,3 +697,13 @@ test('works in a worker thread (one fast-path instance per environment)', async 
   // The main thread's instance is unaffected.
   assert.deepEqual(parseDataplanePacketEventJson(JSON.stringify(full())), full())
 })
+
+test('internal fast path refuses an input that aliases its output slots', () => {
+  const require = createRequire(import.meta.url)
+  const { parseJson } = require('../binding.js').dataplaneEventFastPaths()
+  const slots = new Float64Array(21)
+  const err = errorOf(() => parseJson(new Uint8Array(slots.buffer, 8, 16), slots))
+  assert.ok(err instanceof TypeError)
+  assert.ok(errorOf(() => parseJson('{}', new Float64Array(3))) instanceof TypeError)
+  assert.ok(errorOf(() => parseJson('{}', new Uint8Array(200))) instanceof TypeError)
+})

@@ -711,8 +711,18 @@ unsafe fn parse_json(env: sys::napi_env, info: sys::napi_callback_info) -> R<sys
         let input = unsafe { read_input(env, argv[0], buf, "parseJsonDataplanePacketEvent")? };
         let (bytes, lone): (&[u8], bool) = match input {
             Input::Text { lone_lines } => (&buf[..], !lone_lines.is_empty()),
-            // SAFETY: the typed array's memory, valid for the call.
-            Input::Bytes(p, n) => (unsafe { std::slice::from_raw_parts(p, n) }, false),
+            Input::Bytes(p, n) => {
+                // The input must not be a view of the slots we are about to write.
+                let (s0, s1) = (slots.as_ptr() as usize, slots.as_ptr() as usize + len * 8);
+                if (p as usize) < s1 && s0 < p as usize + n {
+                    return Err(throw_type_error(
+                        env,
+                        "parseJson: the input overlaps the slot array",
+                    ));
+                }
+                // SAFETY: the typed array's memory, valid for the call and disjoint from `slots`.
+                (unsafe { std::slice::from_raw_parts(p, n) }, false)
+            }
         };
         let result = if lone {
             Err(lone_surrogate_error())
