@@ -74,6 +74,43 @@ impl Timestamp {
         }
     }
 
+    /// The UTC timestamp of a wall-clock time, with all nine fraction digits (`2026-11-28T15:04:05.000000001Z`),
+    /// as the agent writes `observed_at`. `None` before 1970 or after 9999-12-31, which RFC 3339's four-digit
+    /// year cannot express.
+    pub fn from_system_time(t: std::time::SystemTime) -> Option<Self> {
+        let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+        Self::from_unix(d.as_secs(), d.subsec_nanos())
+    }
+
+    /// The UTC timestamp `secs` seconds and `nanos` nanoseconds after the Unix epoch; see
+    /// [`Self::from_system_time`].
+    pub fn from_unix(secs: u64, nanos: u32) -> Option<Self> {
+        if nanos >= 1_000_000_000 {
+            return None;
+        }
+        let days = secs / 86_400;
+        let rem = secs % 86_400;
+        let (year, month, day) = civil_from_days(days);
+        if year > 9999 {
+            return None;
+        }
+        let parts = TimestampParts {
+            year: year as u16,
+            month,
+            day,
+            hour: (rem / 3600) as u8,
+            minute: (rem % 3600 / 60) as u8,
+            second: (rem % 60) as u8,
+            nanos,
+            offset_minutes: 0,
+        };
+        let text = format!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
+            parts.year, parts.month, parts.day, parts.hour, parts.minute, parts.second, parts.nanos
+        );
+        Some(Timestamp { text, parts })
+    }
+
     /// The text exactly as it was given.
     pub fn as_str(&self) -> &str {
         &self.text
@@ -121,6 +158,21 @@ const fn days_in_month(year: u32, month: u32) -> u32 {
         2 => 28,
         _ => 0,
     }
+}
+
+/// Year, month, day of the `days`-th day after 1970-01-01 (proleptic Gregorian; Howard Hinnant's
+/// `civil_from_days`, restricted to non-negative days).
+fn civil_from_days(days: u64) -> (u64, u8, u8) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Validates the grammar and the ranges without allocating.
@@ -243,6 +295,37 @@ mod tests {
             Timestamp::parse("2024-05-01T00:00:00z").unwrap().as_str(),
             "2024-05-01T00:00:00z"
         );
+    }
+
+    #[test]
+    fn formats_unix_times_as_utc_with_nanoseconds() {
+        let t = |s, n| Timestamp::from_unix(s, n).map(|t| t.as_str().to_owned());
+        assert_eq!(t(0, 0).as_deref(), Some("1970-01-01T00:00:00.000000000Z"));
+        assert_eq!(
+            t(951_782_400, 1).as_deref(),
+            Some("2000-02-29T00:00:00.000000001Z")
+        );
+        assert_eq!(
+            t(1_709_251_199, 999_999_999).as_deref(),
+            Some("2024-02-29T23:59:59.999999999Z")
+        );
+        assert_eq!(
+            t(1_764_342_245, 123_456_789).as_deref(),
+            Some("2025-11-28T15:04:05.123456789Z")
+        );
+        assert_eq!(
+            t(253_402_300_799, 0).as_deref(),
+            Some("9999-12-31T23:59:59.000000000Z")
+        );
+        assert_eq!(t(253_402_300_800, 0), None);
+        assert_eq!(t(0, 1_000_000_000), None);
+        // Every day of four centuries round-trips through the parser with the same fields.
+        for day in (0..146_097u64).step_by(7) {
+            let ts = Timestamp::from_unix(day * 86_400 + 3_723, 5).unwrap();
+            assert_eq!(parse_parts(ts.as_str()), Ok(ts.parts()), "{}", ts.as_str());
+        }
+        let now = Timestamp::from_system_time(std::time::SystemTime::now()).unwrap();
+        assert!(parse_parts(now.as_str()).is_ok());
     }
 
     #[test]
