@@ -268,7 +268,7 @@ unsafe fn type_of(env: sys::napi_env, v: sys::napi_value) -> R<i32> {
 }
 
 /// Copies a JS string as UTF-8 into `buf` starting at `buf.len()`, growing it as needed; returns the range.
-/// Lone surrogates come out as U+FFFD (V8's conversion): callers that care check with [`has_lone_surrogate`].
+/// Lone surrogates come out as U+FFFD (V8's conversion): `read_input` looks for them when it sees one.
 ///
 /// # Safety
 /// `env` live, `v` a string value of it.
@@ -309,15 +309,6 @@ unsafe fn read_utf8(
     }
 }
 
-/// True when the JS string `v` holds an unpaired UTF-16 surrogate. Only called when its UTF-8 copy contains
-/// U+FFFD, the character V8 substitutes for one.
-///
-/// # Safety
-/// `env` live, `v` a string value of it.
-unsafe fn has_lone_surrogate(env: sys::napi_env, v: sys::napi_value) -> R<bool> {
-    Ok(!lone_surrogate_positions(unsafe { read_utf16(env, v)? }.as_slice()).is_empty())
-}
-
 /// # Safety
 /// `env` live, `v` a string value of it.
 unsafe fn read_utf16(env: sys::napi_env, v: sys::napi_value) -> R<Vec<u16>> {
@@ -332,6 +323,56 @@ unsafe fn read_utf16(env: sys::napi_env, v: sys::napi_value) -> R<Vec<u16>> {
     })?;
     units.truncate(written);
     Ok(units)
+}
+
+/// Copies a JS string into `buf` as UTF-8 by way of its UTF-16 form; returns the range and whether it held a
+/// lone surrogate (written as U+FFFD). For the short values of an event this beats
+/// `napi_get_value_string_utf8` plus a search for U+FFFD: V8 copies UTF-16 without encoding (measured with
+/// perf: `String::WriteUtf8` was the largest cost of the object path), and transcoding here sees surrogates
+/// for free.
+///
+/// # Safety
+/// `env` live, `v` a string value of it.
+unsafe fn read_via_utf16(
+    env: sys::napi_env,
+    v: sys::napi_value,
+    buf: &mut Vec<u8>,
+) -> R<(usize, usize, bool)> {
+    const INLINE: usize = 128;
+    let mut inline = [0u16; INLINE];
+    let mut written = 0usize;
+    // SAFETY: `inline` has INLINE units; Node writes at most INLINE - 1 plus a terminator.
+    ok(unsafe {
+        sys::napi_get_value_string_utf16(env, v, inline.as_mut_ptr(), INLINE, &mut written)
+    })?;
+    let start = buf.len();
+    let lone = if written < INLINE - 1 {
+        push_utf16(&inline[..written], buf)
+    } else {
+        // Possibly truncated: read the whole string.
+        let units = unsafe { read_utf16(env, v)? };
+        push_utf16(&units, buf)
+    };
+    Ok((start, buf.len(), lone))
+}
+
+/// Appends UTF-16 `units` to `out` as UTF-8; lone surrogates become U+FFFD. Returns true if there was one.
+fn push_utf16(units: &[u16], out: &mut Vec<u8>) -> bool {
+    if units.iter().all(|&u| u < 0x80) {
+        // The common case, and one the compiler vectorizes. The cast keeps the value: every unit is < 0x80.
+        out.extend(units.iter().map(|&u| u as u8));
+        return false;
+    }
+    let mut lone = false;
+    let mut tmp = [0u8; 4];
+    for c in char::decode_utf16(units.iter().copied()) {
+        let c = c.unwrap_or_else(|_| {
+            lone = true;
+            char::REPLACEMENT_CHARACTER
+        });
+        out.extend_from_slice(c.encode_utf8(&mut tmp).as_bytes());
+    }
+    lone
 }
 
 /// Indexes (in UTF-16 units) of unpaired surrogates.
@@ -386,9 +427,7 @@ unsafe fn read_arg(env: sys::napi_env, v: sys::napi_value, buf: &mut Vec<u8>) ->
             Field::Number(n)
         }
         sys::ValueType::napi_string => {
-            let (a, b) = unsafe { read_utf8(env, v, buf)? };
-            let ill =
-                contains_replacement_char(&buf[a..b]) && unsafe { has_lone_surrogate(env, v)? };
+            let (a, b, ill) = unsafe { read_via_utf16(env, v, buf)? };
             return Ok((Arg::Str(a, b), ill));
         }
         sys::ValueType::napi_object => {
