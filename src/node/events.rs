@@ -358,9 +358,14 @@ unsafe fn read_via_utf16(
 
 /// Appends UTF-16 `units` to `out` as UTF-8; lone surrogates become U+FFFD. Returns true if there was one.
 fn push_utf16(units: &[u16], out: &mut Vec<u8>) -> bool {
-    if units.iter().all(|&u| u < 0x80) {
-        // The common case, and one the compiler vectorizes. The cast keeps the value: every unit is < 0x80.
-        out.extend(units.iter().map(|&u| u as u8));
+    // The common case: ASCII. Written without early exits so the compiler vectorizes both loops.
+    if units.iter().fold(0u16, |acc, &u| acc | u) < 0x80 {
+        let start = out.len();
+        out.resize(start + units.len(), 0);
+        for (d, &u) in out[start..].iter_mut().zip(units) {
+            // Every unit is < 0x80, so the cast keeps the value.
+            *d = u as u8;
+        }
         return false;
     }
     let mut lone = false;
@@ -940,6 +945,19 @@ mod tests {
         assert_eq!(utf16_len("€".as_bytes()), 1);
         assert_eq!(utf16_len("😀".as_bytes()), 2);
         assert_eq!(utf16_len("a😀é".as_bytes()), "a😀é".encode_utf16().count());
+    }
+
+    #[test]
+    fn utf16_transcoding_matches_std_and_flags_lone_surrogates() {
+        for s in ["", "ascii only", "é", "😀 x", "mixed ü and 😀 and \u{7f}"] {
+            let units: Vec<u16> = s.encode_utf16().collect();
+            let mut out = b"prefix".to_vec();
+            assert!(!push_utf16(&units, &mut out), "{s}");
+            assert_eq!(&out[6..], s.as_bytes());
+        }
+        let mut out = Vec::new();
+        assert!(push_utf16(&[0x61, 0xD800, 0x62], &mut out));
+        assert_eq!(out, "a\u{FFFD}b".as_bytes());
     }
 
     #[test]
