@@ -707,3 +707,64 @@ test('internal fast path refuses an input that aliases its output slots', () => 
   assert.ok(errorOf(() => parseJson('{}', new Float64Array(3))) instanceof TypeError)
   assert.ok(errorOf(() => parseJson('{}', new Uint8Array(200))) instanceof TypeError)
 })
+
+test('differential: parseJson(text) agrees with parse(JSON.parse(text)) on mutated texts', () => {
+  // Byte-level mutations of real events (with non-ASCII text, so offsets are exercised): whenever JSON.parse
+  // accepts the text, both paths must give the same event or the same issues; when it refuses, ours gives one
+  // invalid_json issue. The documented exceptions are duplicate keys and lone surrogates.
+  let seed = 12345
+  const rnd = (n) => ((seed = (seed * 1103515245 + 12345) >>> 0) % n)
+  const alphabet = '{}[]":,.0123456789-+eEtfnul\\ abcxyzé😀'
+  const base = makeEvents(50, 5).map((e, i) => JSON.stringify(i % 3 ? e : { ...e, message: 'ünï 😀 "q"' }))
+  let agreedOk = 0
+  let agreedErr = 0
+  for (let round = 0; round < 6000; round++) {
+    let text = base[round % base.length]
+    for (let k = 0; k <= rnd(3); k++) {
+      const at = rnd(text.length)
+      const op = rnd(3)
+      const ch = [...alphabet][rnd([...alphabet].length)]
+      text = op === 0 ? text.slice(0, at) + ch + text.slice(at + 1) : op === 1 ? text.slice(0, at) + text.slice(at + 1) : text.slice(0, at) + ch + text.slice(at)
+    }
+    let value
+    try {
+      value = JSON.parse(text)
+    } catch {
+      assert.deepEqual(issuesOf(() => parseDataplanePacketEventJson(text)), [['', 'invalid_json']], text)
+      agreedErr++
+      continue
+    }
+    let ours
+    let theirs
+    try {
+      ours = { ok: parseDataplanePacketEventJson(text) }
+    } catch (e) {
+      assert.ok(e instanceof ContractValidationError, String(e))
+      ours = { issues: e.issues }
+    }
+    try {
+      theirs = { ok: parseDataplanePacketEvent(value) }
+    } catch (e) {
+      assert.ok(e instanceof ContractValidationError, String(e))
+      theirs = { issues: e.issues }
+    }
+    // Documented differences: duplicate keys, lone surrogates, and numbers beyond f64 (JSON.parse makes them
+    // Infinity, which the validator then rejects too; serde_json refuses the text).
+    const documentedException =
+      ours.issues?.some(
+        (i) =>
+          i.message.startsWith('duplicate key') ||
+          (i.code === 'invalid_json' && /surrogate|number out of range/.test(i.message)),
+      ) ?? false
+    if (documentedException && process.env.SHOW_COUNTS) console.log(ours.issues.map((i) => i.message))
+    if (!documentedException) {
+      assert.deepEqual(ours, theirs, text)
+      if (ours.ok) agreedOk++
+      else agreedErr++
+    }
+  }
+  if (process.env.SHOW_COUNTS) console.log({ agreedOk, agreedErr })
+  // The mutations must exercise both outcomes, or the test proves nothing.
+  assert.ok(agreedOk > 100, `only ${agreedOk} accepted mutations`)
+  assert.ok(agreedErr > 1000, `only ${agreedErr} rejected mutations`)
+})
