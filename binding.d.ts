@@ -45,6 +45,8 @@ export interface DataplaneEventTables {
   /** Protocol wire string by IANA number (only 6 and 17 used). */
   protocols: Array<string>
   recordSlots: number
+  /** Where each value sits in a record: the one definition of the layout, read by `js/events.js`. */
+  slots: SlotLayout
 }
 
 export interface JsIssue {
@@ -72,3 +74,21 @@ export interface NdjsonLineIssues {
  * correct build; `assertNoReasonCodeOverlap()` throws if not).
  */
 export declare function reasonCodeOverlap(): Array<string>
+
+/** Slot index of each value in a record (strings: start; the end is the next slot). */
+export interface SlotLayout {
+  code: number
+  hook: number
+  protocol: number
+  dstPort: number
+  pid: number
+  uid: number
+  policyGeneration: number
+  cgroupId: number
+  message: number
+  dstIp: number
+  comm: number
+  ruleId: number
+  workloadId: number
+  observedAt: number
+}

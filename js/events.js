@@ -26,11 +26,29 @@ const RECORD_SLOTS = tables.recordSlots
 // Reused for single-event byte input; each module instance (main thread or worker) has its own.
 const slots = new Float64Array(RECORD_SLOTS)
 
-// Bits of the empty-string mask (index in KEYS): fields the log record drops.
-const MESSAGE = 1 << 6
-const COMM = 1 << 12
-const RULE_ID = 1 << 13
-const WORKLOAD_ID = 1 << 15
+// Bits of the empty-string mask Rust returns (bit = index in KEYS): the fields the log record drops.
+const MESSAGE = 1 << KEYS.indexOf('message')
+const COMM = 1 << KEYS.indexOf('comm')
+const RULE_ID = 1 << KEYS.indexOf('rule_id')
+const WORKLOAD_ID = 1 << KEYS.indexOf('workload_id')
+
+// The record layout of parseJson/parseNdjson, defined in src/node/events.rs.
+const {
+  code: S_CODE,
+  hook: S_HOOK,
+  protocol: S_PROTOCOL,
+  dstPort: S_DST_PORT,
+  pid: S_PID,
+  uid: S_UID,
+  policyGeneration: S_POLICY_GENERATION,
+  cgroupId: S_CGROUP_ID,
+  message: S_MESSAGE,
+  dstIp: S_DST_IP,
+  comm: S_COMM,
+  ruleId: S_RULE_ID,
+  workloadId: S_WORKLOAD_ID,
+  observedAt: S_OBSERVED_AT,
+} = tables.slots
 
 function keyNames(input) {
   const names = []
@@ -43,22 +61,41 @@ function keyNames(input) {
  * Builds the output object in table order from validated values. `drop` is the empty-string mask for the log
  * record (0 for parse output, which keeps empty strings).
  */
-function build(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, drop) {
-  const out = { code_namespace: a, reason_code: b, verdict: c }
-  if (d !== undefined) out.would_block = d
-  if (e !== undefined) out.hook = e
-  if (f !== undefined) out.cgroup_id = f
-  if (g !== undefined && !(drop & MESSAGE)) out.message = g
-  if (h !== undefined) out.protocol = h
-  if (i !== undefined) out.dst_ip = i
-  if (j !== undefined) out.dst_port = j
-  if (k !== undefined) out.pid = k
-  if (l !== undefined) out.uid = l
-  if (m !== undefined && !(drop & COMM)) out.comm = m
-  if (n !== undefined && !(drop & RULE_ID)) out.rule_id = n
-  if (o !== undefined) out.policy_generation = o
-  if (p !== undefined && !(drop & WORKLOAD_ID)) out.workload_id = p
-  if (q !== undefined) out.observed_at = q
+function build(
+  codeNamespace,
+  reasonCode,
+  verdict,
+  wouldBlock,
+  hook,
+  cgroupId,
+  message,
+  protocol,
+  dstIp,
+  dstPort,
+  pid,
+  uid,
+  comm,
+  ruleId,
+  policyGeneration,
+  workloadId,
+  observedAt,
+  drop,
+) {
+  const out = { code_namespace: codeNamespace, reason_code: reasonCode, verdict }
+  if (wouldBlock !== undefined) out.would_block = wouldBlock
+  if (hook !== undefined) out.hook = hook
+  if (cgroupId !== undefined) out.cgroup_id = cgroupId
+  if (message !== undefined && !(drop & MESSAGE)) out.message = message
+  if (protocol !== undefined) out.protocol = protocol
+  if (dstIp !== undefined) out.dst_ip = dstIp
+  if (dstPort !== undefined) out.dst_port = dstPort
+  if (pid !== undefined) out.pid = pid
+  if (uid !== undefined) out.uid = uid
+  if (comm !== undefined && !(drop & COMM)) out.comm = comm
+  if (ruleId !== undefined && !(drop & RULE_ID)) out.rule_id = ruleId
+  if (policyGeneration !== undefined) out.policy_generation = policyGeneration
+  if (workloadId !== undefined && !(drop & WORKLOAD_ID)) out.workload_id = workloadId
+  if (observedAt !== undefined) out.observed_at = observedAt
   return out
 }
 
@@ -67,31 +104,91 @@ function validateAndBuild(input, forLog) {
   if (typeof input !== 'object' || input === null || Array.isArray(input)) {
     throw new ContractValidationError(SCHEMA, native.dataplaneEventRootIssues(input))
   }
-  const a = input.code_namespace
-  const b = input.reason_code
-  const c = input.verdict
-  const d = input.would_block
-  const e = input.hook
-  const f = input.cgroup_id
-  const g = input.message
-  const h = input.protocol
-  const i = input.dst_ip
-  const j = input.dst_port
-  const k = input.pid
-  const l = input.uid
-  const m = input.comm
-  const n = input.rule_id
-  const o = input.policy_generation
-  const p = input.workload_id
-  const q = input.observed_at
+  const codeNamespace = input.code_namespace
+  const reasonCode = input.reason_code
+  const verdict = input.verdict
+  const wouldBlock = input.would_block
+  const hook = input.hook
+  const cgroupId = input.cgroup_id
+  const message = input.message
+  const protocol = input.protocol
+  const dstIp = input.dst_ip
+  const dstPort = input.dst_port
+  const pid = input.pid
+  const uid = input.uid
+  const comm = input.comm
+  const ruleId = input.rule_id
+  const policyGeneration = input.policy_generation
+  const workloadId = input.workload_id
+  const observedAt = input.observed_at
   let count = 0
   for (const _ in input) count++
-  let r = checkObject(count, a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q)
+  // Arguments, not an object: N-API property reads cost more than the whole validation.
+  let r = checkObject(
+    count,
+    codeNamespace,
+    reasonCode,
+    verdict,
+    wouldBlock,
+    hook,
+    cgroupId,
+    message,
+    protocol,
+    dstIp,
+    dstPort,
+    pid,
+    uid,
+    comm,
+    ruleId,
+    policyGeneration,
+    workloadId,
+    observedAt,
+  )
   // The count says the object has keys beyond the ones read (or known keys set to undefined): ask again with
   // the names so Rust can list the unknown ones.
-  if (r === -1) r = checkObject(keyNames(input), a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q)
+  if (r === -1) {
+    r = checkObject(
+      keyNames(input),
+      codeNamespace,
+      reasonCode,
+      verdict,
+      wouldBlock,
+      hook,
+      cgroupId,
+      message,
+      protocol,
+      dstIp,
+      dstPort,
+      pid,
+      uid,
+      comm,
+      ruleId,
+      policyGeneration,
+      workloadId,
+      observedAt,
+    )
+  }
   if (typeof r !== 'number') throw new ContractValidationError(SCHEMA, r)
-  return build(a, b, c, d, e, f, g, h, i, j, k, l, m, n, o, p, q, forLog ? r : 0)
+  return build(
+    codeNamespace,
+    reasonCode,
+    verdict,
+    wouldBlock,
+    hook,
+    cgroupId,
+    message,
+    protocol,
+    dstIp,
+    dstPort,
+    pid,
+    uid,
+    comm,
+    ruleId,
+    policyGeneration,
+    workloadId,
+    observedAt,
+    forLog ? r : 0,
+  )
 }
 
 /**
@@ -122,36 +219,36 @@ function decode(bytes) {
 // Builds one event from the record Rust wrote at `s[o]`. `src.text()` gives the input as a JS string (decoded
 // at most once, only when a string field is sliced from it).
 function fromSlots(s, o, src, extras) {
-  const code = s[o]
+  const code = s[o + S_CODE]
   const out = { code_namespace: NAMESPACE, reason_code: CODES[code], verdict: VERDICTS[code] }
   const wb = WOULD_BLOCK[code]
   if (wb !== null) out.would_block = wb
-  let v = s[o + 1]
+  let v = s[o + S_HOOK]
   if (v !== 0) out.hook = HOOKS[v]
-  v = s[o + 7]
-  if (v !== -1) out.cgroup_id = v >= 0 ? src.text().slice(v, s[o + 8]) : extras[-v - 2]
-  v = s[o + 9]
-  if (v !== -1) out.message = v >= 0 ? src.text().slice(v, s[o + 10]) : extras[-v - 2]
-  v = s[o + 2]
+  v = s[o + S_CGROUP_ID]
+  if (v !== -1) out.cgroup_id = v >= 0 ? src.text().slice(v, s[o + S_CGROUP_ID + 1]) : extras[-v - 2]
+  v = s[o + S_MESSAGE]
+  if (v !== -1) out.message = v >= 0 ? src.text().slice(v, s[o + S_MESSAGE + 1]) : extras[-v - 2]
+  v = s[o + S_PROTOCOL]
   if (v !== 0) out.protocol = PROTOCOLS[v]
-  v = s[o + 11]
-  if (v !== -1) out.dst_ip = v >= 0 ? src.text().slice(v, s[o + 12]) : extras[-v - 2]
-  v = s[o + 3]
+  v = s[o + S_DST_IP]
+  if (v !== -1) out.dst_ip = v >= 0 ? src.text().slice(v, s[o + S_DST_IP + 1]) : extras[-v - 2]
+  v = s[o + S_DST_PORT]
   if (v !== -1) out.dst_port = v
-  v = s[o + 4]
+  v = s[o + S_PID]
   if (v !== -1) out.pid = v
-  v = s[o + 5]
+  v = s[o + S_UID]
   if (v !== -1) out.uid = v
-  v = s[o + 13]
-  if (v !== -1) out.comm = v >= 0 ? src.text().slice(v, s[o + 14]) : extras[-v - 2]
-  v = s[o + 15]
-  if (v !== -1) out.rule_id = v >= 0 ? src.text().slice(v, s[o + 16]) : extras[-v - 2]
-  v = s[o + 6]
+  v = s[o + S_COMM]
+  if (v !== -1) out.comm = v >= 0 ? src.text().slice(v, s[o + S_COMM + 1]) : extras[-v - 2]
+  v = s[o + S_RULE_ID]
+  if (v !== -1) out.rule_id = v >= 0 ? src.text().slice(v, s[o + S_RULE_ID + 1]) : extras[-v - 2]
+  v = s[o + S_POLICY_GENERATION]
   if (v !== -1) out.policy_generation = v
-  v = s[o + 17]
-  if (v !== -1) out.workload_id = v >= 0 ? src.text().slice(v, s[o + 18]) : extras[-v - 2]
-  v = s[o + 19]
-  if (v !== -1) out.observed_at = v >= 0 ? src.text().slice(v, s[o + 20]) : extras[-v - 2]
+  v = s[o + S_WORKLOAD_ID]
+  if (v !== -1) out.workload_id = v >= 0 ? src.text().slice(v, s[o + S_WORKLOAD_ID + 1]) : extras[-v - 2]
+  v = s[o + S_OBSERVED_AT]
+  if (v !== -1) out.observed_at = v >= 0 ? src.text().slice(v, s[o + S_OBSERVED_AT + 1]) : extras[-v - 2]
   return out
 }
 

@@ -78,6 +78,27 @@ pub struct DataplaneEventTables {
     /// Protocol wire string by IANA number (only 6 and 17 used).
     pub protocols: Vec<String>,
     pub record_slots: u32,
+    /// Where each value sits in a record: the one definition of the layout, read by `js/events.js`.
+    pub slots: SlotLayout,
+}
+
+/// Slot index of each value in a record (strings: start; the end is the next slot).
+#[napi(object)]
+pub struct SlotLayout {
+    pub code: u32,
+    pub hook: u32,
+    pub protocol: u32,
+    pub dst_port: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub policy_generation: u32,
+    pub cgroup_id: u32,
+    pub message: u32,
+    pub dst_ip: u32,
+    pub comm: u32,
+    pub rule_id: u32,
+    pub workload_id: u32,
+    pub observed_at: u32,
 }
 
 #[napi(catch_unwind)]
@@ -112,6 +133,22 @@ pub fn dataplane_event_tables() -> DataplaneEventTables {
         hooks,
         protocols,
         record_slots: RECORD_SLOTS as u32,
+        slots: SlotLayout {
+            code: slot::CODE as u32,
+            hook: slot::HOOK as u32,
+            protocol: slot::PROTOCOL as u32,
+            dst_port: slot::DST_PORT as u32,
+            pid: slot::PID as u32,
+            uid: slot::UID as u32,
+            policy_generation: slot::POLICY_GENERATION as u32,
+            cgroup_id: slot::CGROUP_ID as u32,
+            message: slot::MESSAGE as u32,
+            dst_ip: slot::DST_IP as u32,
+            comm: slot::COMM as u32,
+            rule_id: slot::RULE_ID as u32,
+            workload_id: slot::WORKLOAD_ID as u32,
+            observed_at: slot::OBSERVED_AT as u32,
+        },
     }
 }
 
