@@ -25,12 +25,17 @@ fuzz_target!(|data: &[u8]| {
             (Ok(a), Ok(b)) => assert_eq!(&a, b),
             (Err(a), Err(b)) if a == *b => {}
             (_, Err(b)) => assert!(
-                b.issues.iter().any(|i| i.code == IssueCode::Custom && i.message.starts_with("duplicate key")),
+                b.issues
+                    .iter()
+                    .any(|i| i.code == IssueCode::Custom && i.message.starts_with("duplicate key")),
                 "paths disagree without a duplicate key: {b}"
             ),
             (Err(a), Ok(_)) => panic!("Value path rejects what the byte path accepts: {a}"),
         }
     } else {
-        assert!(by_bytes.is_err(), "accepted text serde_json cannot parse as a Value");
+        assert!(
+            by_bytes.is_err(),
+            "accepted text serde_json cannot parse as a Value"
+        );
     }
 });

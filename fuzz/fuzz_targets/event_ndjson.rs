@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
         again.push(b'\n');
     }
     let reparsed = parse_ndjson(&again);
-    assert!(reparsed.errors.is_empty(), "re-serialized records were rejected: {:?}", reparsed.errors);
+    assert!(
+        reparsed.errors.is_empty(),
+        "re-serialized records were rejected: {:?}",
+        reparsed.errors
+    );
     assert_eq!(reparsed.records, batch.records);
 
     let line_count = data.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -26,7 +30,9 @@ fuzz_target!(|data: &[u8]| {
         let in_batch = batch.errors.iter().find(|e| e.line == line);
         match (parse_json(bytes), in_batch) {
             (Ok(_), None) | (Err(_), Some(_)) => {}
-            (alone, batch_error) => panic!("line {line}: alone {alone:?}, in batch {batch_error:?}"),
+            (alone, batch_error) => {
+                panic!("line {line}: alone {alone:?}, in batch {batch_error:?}")
+            }
         }
     });
     assert_eq!(batch.records.len() + batch.errors.len(), non_blank);
