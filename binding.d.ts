@@ -55,6 +55,33 @@ export interface CodeTables {
   hooks: Array<string>
 }
 
+/** Creates the raw fast-path functions; `js/events.js` calls this once per module instance (per worker). */
+export declare function dataplaneEventFastPaths(): unknown
+
+/** The issue for a root value that is not an object (the wrapper routes non-objects here). */
+export declare function dataplaneEventRootIssues(value: unknown): Array<JsIssue>
+
+export declare function dataplaneEventTables(): DataplaneEventTables
+
+/** Value tables for the JS side, indexed by the numeric value the slots carry. */
+export interface DataplaneEventTables {
+  /** `EVENT_KEYS`, in table order. */
+  keys: Array<string>
+  /** Reason code wire string by value (index 0 unused). */
+  codes: Array<string>
+  /** Verdict by code value. */
+  verdicts: Array<string>
+  /** `would_block` by code value: `null` when the code carries none. */
+  wouldBlock: Array<boolean | undefined | null>
+  /** Hook wire string by value (index 0 unused). */
+  hooks: Array<string>
+  /** Protocol wire string by IANA number (only 6 and 17 used). */
+  protocols: Array<string>
+  recordSlots: number
+  /** Where each value sits in a record: the one definition of the layout, read by `js/events.js`. */
+  slots: SlotLayout
+}
+
 /** `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate. */
 export interface JsDataplaneStatus {
   attachedHooks: Array<string>
@@ -111,6 +138,12 @@ export declare const enum LiteralSet {
 
 /** Validates `options` now (a bad option rejects without touching the kernel) and loads off-thread. */
 export declare function loadInterceptor(options?: any | undefined | null): Promise<unknown>
+
+/** One rejected NDJSON line, for JavaScript. */
+export interface NdjsonLineIssues {
+  line: number
+  issues: Array<JsIssue>
+}
 
 export declare function packedEventTables(): PackedEventTables
 
@@ -171,5 +204,23 @@ export declare function reasonCodeOverlap(): Array<string>
 export declare function serializeControlPlaneAuthzErrorToLogJson(input: unknown): ParseOutcome
 
 export declare function shouldFailClosedOnUnknownReasonCodeJson(config: unknown): ParseOutcome
+
+/** Slot index of each value in a record (strings: start; the end is the next slot). */
+export interface SlotLayout {
+  code: number
+  hook: number
+  protocol: number
+  dstPort: number
+  pid: number
+  uid: number
+  policyGeneration: number
+  cgroupId: number
+  message: number
+  dstIp: number
+  comm: number
+  ruleId: number
+  workloadId: number
+  observedAt: number
+}
 
 export declare function validateSocketSecurityMetadataJson(meta: unknown, expected: unknown): ParseOutcome

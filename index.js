@@ -8,4 +8,5 @@ module.exports = {
   ...require('./js/policy.js'),
   ...require('./js/control.js'),
   ...require('./js/interceptor.js'),
+  ...require('./js/events.js'),
 }

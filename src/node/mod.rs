@@ -4,6 +4,7 @@
 mod codes;
 mod control;
 mod event_batch;
+mod events;
 mod interceptor;
 mod interceptor_options;
 mod issues;
