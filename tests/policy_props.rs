@@ -8,10 +8,12 @@ use proptest::prelude::*;
 /// The slow path alone: JSON text -> Value -> issue-collecting parser.
 fn slow(bytes: &[u8]) -> Option<Result<PolicySnapshot, Vec<String>>> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
-    Some(
-        PolicySnapshot::from_json_value(&v)
-            .map_err(|e| e.issues.iter().map(|i| format!("{}: {}", i.path_text(), i.message)).collect()),
-    )
+    Some(PolicySnapshot::from_json_value(&v).map_err(|e| {
+        e.issues
+            .iter()
+            .map(|i| format!("{}: {}", i.path_text(), i.message))
+            .collect()
+    }))
 }
 
 fn ip_text() -> impl Strategy<Value = String> {
@@ -69,31 +71,38 @@ fn rule_json() -> impl Strategy<Value = String> {
         1 => Just(Some("null")),
     ];
     let extra = prop_oneof![8 => Just(false), 1 => Just(true)];
-    (id, action, cidr_text(), ports_json(), protocol, extra).prop_map(|(id, action, cidr, ports, protocol, extra)| {
-        let mut s = format!("{{\"id\":{id},\"action\":{action},\"cidr\":\"{cidr}\"");
-        if let Some(p) = ports {
-            s.push_str(&format!(",\"ports\":{p}"));
-        }
-        if let Some(p) = protocol {
-            s.push_str(&format!(",\"protocol\":{p}"));
-        }
-        if extra {
-            s.push_str(",\"priority\":1");
-        }
-        s.push('}');
-        s
-    })
+    (id, action, cidr_text(), ports_json(), protocol, extra).prop_map(
+        |(id, action, cidr, ports, protocol, extra)| {
+            let mut s = format!("{{\"id\":{id},\"action\":{action},\"cidr\":\"{cidr}\"");
+            if let Some(p) = ports {
+                s.push_str(&format!(",\"ports\":{p}"));
+            }
+            if let Some(p) = protocol {
+                s.push_str(&format!(",\"protocol\":{p}"));
+            }
+            if extra {
+                s.push_str(",\"priority\":1");
+            }
+            s.push('}');
+            s
+        },
+    )
 }
 
 fn snapshot_json() -> impl Strategy<Value = String> {
-    let endpoint = (ip_text(), prop_oneof![5 => Just("8081"), 1 => Just("0"), 1 => Just("null")])
+    let endpoint = (
+        ip_text(),
+        prop_oneof![5 => Just("8081"), 1 => Just("0"), 1 => Just("null")],
+    )
         .prop_map(|(ip, port)| format!("{{\"ip\":\"{ip}\",\"port\":{port}}}"));
-    let dns = (ip_text(), prop_oneof![3 => Just(None), 2 => Just(Some("53")), 1 => Just(Some("null"))]).prop_map(
-        |(ip, port)| match port {
+    let dns = (
+        ip_text(),
+        prop_oneof![3 => Just(None), 2 => Just(Some("53")), 1 => Just(Some("null"))],
+    )
+        .prop_map(|(ip, port)| match port {
             None => format!("{{\"ip\":\"{ip}\"}}"),
             Some(p) => format!("{{\"ip\":\"{ip}\",\"port\":{p}}}"),
-        },
-    );
+        });
     let sampling = prop_oneof![
         3 => Just(String::new()),
         1 => Just(",\"sampling\":{}".to_owned()),

@@ -28,6 +28,8 @@ const { Interceptor } = require(path.join(here, '../../index.js'))
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 1)
 const EVENT_SECONDS = Number(process.env.BENCH_EVENT_SECONDS ?? 3)
+// `BENCH_ONLY=replace` measures only the snapshot replacement table (no load generator, no iptables).
+const ONLY = process.env.BENCH_ONLY ?? ''
 const TARGET_IP = '127.0.0.1'
 const TCP_PORT = 7000
 const UDP_PORT = 7001
@@ -290,6 +292,18 @@ async function main() {
   if (!isRoot()) {
     console.log('The kernel benchmarks need root (BPF, cgroups, network namespaces): run `sudo pnpm bench:dataplane`.')
     process.exitCode = 1
+    return
+  }
+  if (ONLY === 'replace') {
+    const iso = new Isolation('ebpf-bench')
+    let interceptor = null
+    try {
+      interceptor = await Interceptor.load({ cgroupRoot: iso.cgroup('replace'), pinDir: iso.pinDir('replace') })
+      console.log(await replaceTable(interceptor))
+    } finally {
+      if (interceptor) await interceptor.close({ detach: true })
+      for (const e of await iso.cleanup()) console.error(`cleanup: ${e.message}`)
+    }
     return
   }
   ensureTools()

@@ -25,7 +25,7 @@ use super::events::{self, EventContext, EventQueue, EventReceiver, RuleIdCache};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
-use super::slots::{self, PolicyMaps};
+use super::slots::{self, BatchHandles, PolicyMaps};
 use crate::contract::hook::Hook;
 use crate::contract::policy::PolicySnapshot;
 
@@ -308,9 +308,10 @@ impl Dataplane {
             slot_meta: typed(&mut ebpf, "dp_slot_meta")?,
             lpm4: typed(&mut ebpf, "dp_lpm4")?,
             lpm6: typed(&mut ebpf, "dp_lpm6")?,
-            rules: typed(&mut ebpf, "dp_rules")?,
             rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
             endpoints: typed(&mut ebpf, "dp_endpoints")?,
+            batch: BatchHandles::open(&pin_dir)?,
+            written: [None, None],
             last_flip: Instant::now(),
         };
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;

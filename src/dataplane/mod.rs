@@ -8,6 +8,7 @@ mod config_map;
 mod error;
 mod events;
 mod loader;
+mod map_batch;
 mod mounts;
 mod options;
 mod policy_compile;

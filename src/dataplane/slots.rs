@@ -6,6 +6,8 @@
 //! became inactive may still be read by programs that started before the flip; it is only cleared and rewritten
 //! by the *next* replacement, after [`SLOT_QUIESCE_INTERVAL`] has passed since the flip (docs/dataplane.md).
 
+use std::os::fd::AsFd;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
@@ -16,6 +18,7 @@ use super::abi::{
 };
 use super::config_map::ConfigMapping;
 use super::error::DataplaneError;
+use super::map_batch;
 use super::policy_compile::CompiledPolicy;
 
 /// How long after a flip the now-inactive slot is left untouched. A sock_addr program runs to completion in
@@ -32,9 +35,13 @@ pub(crate) struct PolicyMaps {
     pub slot_meta: Array<MapData, SlotMeta>,
     pub lpm4: LpmTrie<MapData, Lpm4Data, PrefixGroup>,
     pub lpm6: LpmTrie<MapData, Lpm6Data, PrefixGroup>,
-    pub rules: Array<MapData, RuleEntry>,
     pub rule_ids: Array<MapData, IdSlot>,
     pub endpoints: HashMap<MapData, EndpointKey, u32>,
+    /// Second handles on the maps written in bulk, for the batch syscalls aya does not expose.
+    pub batch: BatchHandles,
+    /// The LPM keys this process wrote into each slot, so clearing a slot deletes exactly them in a few batch
+    /// calls instead of walking the whole trie (`None` after adoption: the first clear walks the trie once).
+    pub written: [Option<SlotKeys>; 2],
     /// When the active slot last changed (at load: the load time, since a previous loader may just have flipped).
     pub last_flip: Instant,
 }
@@ -60,28 +67,29 @@ impl PolicyMaps {
 
     fn clear_slot(&mut self, slot: u32) -> Result<(), DataplaneError> {
         let slot8 = slot as u8;
-        let keys4: Vec<Key<Lpm4Data>> = self
-            .lpm4
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().slot == slot8)
-            .collect();
-        for k in keys4 {
-            self.lpm4
-                .remove(&k)
-                .map_err(|e| DataplaneError::map("dp_lpm4", e))?;
-        }
-        let keys6: Vec<Key<Lpm6Data>> = self
-            .lpm6
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.data().slot == slot8)
-            .collect();
-        for k in keys6 {
-            self.lpm6
-                .remove(&k)
-                .map_err(|e| DataplaneError::map("dp_lpm6", e))?;
-        }
+        let keys = match self.written[slot as usize].take() {
+            Some(keys) => keys,
+            None => SlotKeys {
+                v4: self
+                    .lpm4
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| k.data().slot == slot8)
+                    .collect(),
+                v6: self
+                    .lpm6
+                    .keys()
+                    .filter_map(Result::ok)
+                    .filter(|k| k.data().slot == slot8)
+                    .collect(),
+            },
+        };
+        map_batch::delete(self.batch.lpm4.fd().as_fd(), &keys.v4)
+            .map_err(|e| DataplaneError::map("dp_lpm4", format!("batch delete: {e}")))?;
+        map_batch::delete(self.batch.lpm6.fd().as_fd(), &keys.v6)
+            .map_err(|e| DataplaneError::map("dp_lpm6", format!("batch delete: {e}")))?;
+        // Rules and rule ids live in arrays indexed from each group's `first`: the next write overwrites what
+        // it uses, and nothing reaches an entry no prefix group points to.
         let eps: Vec<EndpointKey> = self
             .endpoints
             .keys()
@@ -105,62 +113,74 @@ impl PolicyMaps {
         generation: u64,
     ) -> Result<(), DataplaneError> {
         let slot8 = slot as u8;
+        let rules_base = slot * RULE_SLOT_ENTRIES;
+        let mut rule_idx: Vec<u32> = Vec::with_capacity(p.v4.len() + p.v6.len());
+        let mut rule_vals: Vec<RuleEntry> = Vec::with_capacity(rule_idx.capacity());
+        let mut keys = SlotKeys {
+            v4: Vec::with_capacity(p.v4.len()),
+            v6: Vec::with_capacity(p.v6.len()),
+        };
+        let mut groups4 = Vec::with_capacity(p.v4.len());
         let mut next = 0u32;
         for group in &p.v4 {
-            let first = next;
+            groups4.push(group_entry(next, group.entries.len(), group.prefix_len));
             for e in &group.entries {
-                let idx = slot * RULE_SLOT_ENTRIES + next;
-                self.rules
-                    .set(idx, e, 0)
-                    .map_err(|e| DataplaneError::map("dp_rules", e))?;
+                rule_idx.push(rules_base + next);
+                rule_vals.push(*e);
                 next += 1;
             }
-            let key = Key::new(
+            keys.v4.push(Key::new(
                 abi::LPM_SLOT_BITS + u32::from(group.prefix_len),
                 Lpm4Data {
                     slot: slot8,
                     addr: group.addr,
                     pad: [0; 3],
                 },
-            );
-            let value = PrefixGroup {
-                first,
-                count: group.entries.len() as u32,
-                prefix_len: u32::from(group.prefix_len),
-                reserved: 0,
-            };
-            self.lpm4
-                .insert(&key, value, 0)
-                .map_err(|e| DataplaneError::map("dp_lpm4", e))?;
+            ));
         }
+        let mut groups6 = Vec::with_capacity(p.v6.len());
         let mut next = 0u32;
         for group in &p.v6 {
-            let first = next;
+            groups6.push(group_entry(next, group.entries.len(), group.prefix_len));
             for e in &group.entries {
-                let idx = slot * RULE_SLOT_ENTRIES + RULE_ENTRIES_PER_FAMILY + next;
-                self.rules
-                    .set(idx, e, 0)
-                    .map_err(|e| DataplaneError::map("dp_rules", e))?;
+                rule_idx.push(rules_base + RULE_ENTRIES_PER_FAMILY + next);
+                rule_vals.push(*e);
                 next += 1;
             }
-            let key = Key::new(
+            keys.v6.push(Key::new(
                 abi::LPM_SLOT_BITS + u32::from(group.prefix_len),
                 Lpm6Data {
                     slot: slot8,
                     addr: group.addr,
                     pad: [0; 3],
                 },
-            );
-            let value = PrefixGroup {
-                first,
-                count: group.entries.len() as u32,
-                prefix_len: u32::from(group.prefix_len),
-                reserved: 0,
-            };
-            self.lpm6
-                .insert(&key, value, 0)
-                .map_err(|e| DataplaneError::map("dp_lpm6", e))?;
+            ));
         }
+        // Rule entries before the prefixes that point to them; all of it before the flip makes any of it
+        // visible to a program.
+        map_batch::update(self.batch.rules.fd().as_fd(), &rule_idx, &rule_vals)
+            .map_err(|e| DataplaneError::map("dp_rules", format!("batch update: {e}")))?;
+        let id_idx: Vec<u32> = (0..p.rule_ids.len() as u32)
+            .map(|i| slot * RULE_IDS_PER_SLOT + i)
+            .collect();
+        let id_vals: Vec<IdSlot> = p
+            .rule_ids
+            .iter()
+            .map(|id| {
+                let mut slot_bytes = IdSlot {
+                    bytes: [0; abi::ID_BYTES],
+                };
+                slot_bytes.bytes[..id.len()].copy_from_slice(id.as_bytes());
+                slot_bytes
+            })
+            .collect();
+        map_batch::update(self.batch.rule_ids.fd().as_fd(), &id_idx, &id_vals)
+            .map_err(|e| DataplaneError::map("dp_rule_ids", format!("batch update: {e}")))?;
+        map_batch::update(self.batch.lpm4.fd().as_fd(), &keys.v4, &groups4)
+            .map_err(|e| DataplaneError::map("dp_lpm4", format!("batch update: {e}")))?;
+        map_batch::update(self.batch.lpm6.fd().as_fd(), &keys.v6, &groups6)
+            .map_err(|e| DataplaneError::map("dp_lpm6", format!("batch update: {e}")))?;
+        self.written[slot as usize] = Some(keys);
         for (key, kind) in &p.endpoints {
             let key = EndpointKey {
                 slot: slot8,
@@ -169,15 +189,6 @@ impl PolicyMaps {
             self.endpoints
                 .insert(key, kind, 0)
                 .map_err(|e| DataplaneError::map("dp_endpoints", e))?;
-        }
-        for (i, id) in p.rule_ids.iter().enumerate() {
-            let mut slot_bytes = IdSlot {
-                bytes: [0; abi::ID_BYTES],
-            };
-            slot_bytes.bytes[..id.len()].copy_from_slice(id.as_bytes());
-            self.rule_ids
-                .set(slot * RULE_IDS_PER_SLOT + i as u32, slot_bytes, 0)
-                .map_err(|e| DataplaneError::map("dp_rule_ids", e))?;
         }
         let meta = SlotMeta {
             generation,
@@ -212,6 +223,44 @@ impl PolicyMaps {
         config.set_active_slot(inactive);
         self.last_flip = Instant::now();
         Ok(generation)
+    }
+}
+
+/// Second file descriptors on the maps a replacement writes in bulk (opened from their pins).
+pub(crate) struct BatchHandles {
+    pub lpm4: MapData,
+    pub lpm6: MapData,
+    pub rules: MapData,
+    pub rule_ids: MapData,
+}
+
+impl BatchHandles {
+    pub(crate) fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
+        let open = |name: &'static str| {
+            MapData::from_pin(pin_dir.join(name))
+                .map_err(|e| DataplaneError::map(name, format!("open pin: {e}")))
+        };
+        Ok(BatchHandles {
+            lpm4: open("dp_lpm4")?,
+            lpm6: open("dp_lpm6")?,
+            rules: open("dp_rules")?,
+            rule_ids: open("dp_rule_ids")?,
+        })
+    }
+}
+
+/// The LPM keys of one slot's prefixes.
+pub(crate) struct SlotKeys {
+    v4: Vec<Key<Lpm4Data>>,
+    v6: Vec<Key<Lpm6Data>>,
+}
+
+fn group_entry(first: u32, count: usize, prefix_len: u8) -> PrefixGroup {
+    PrefixGroup {
+        first,
+        count: count as u32,
+        prefix_len: u32::from(prefix_len),
+        reserved: 0,
     }
 }
 
