@@ -67,7 +67,10 @@ pub struct Sampling {
 
 impl Default for Sampling {
     fn default() -> Self {
-        Sampling { allow_one_in: 1, unmanaged_one_in: 0 }
+        Sampling {
+            allow_one_in: 1,
+            unmanaged_one_in: 0,
+        }
     }
 }
 
