@@ -702,3 +702,266 @@ fn allow_sampling_never_hides_denies() {
     assert_eq!(st.dropped_in_kernel, 0);
     assert_eq!(st.dropped_in_queue, 0);
 }
+
+#[test]
+fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
+    // A worker thread drains the ring buffer while the connect loop runs.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let Some(mut w) = World::new("atomic", &rt, |o| o.ring_buffer_bytes = 4 << 20) else {
+        return;
+    };
+    let wl = w.wl.clone();
+    // Two policies giving different verdicts for 10.9.0.1:80, each with a different rule count and ids, so an
+    // event mixing them (reason of one, rule id or generation of the other) is detectable.
+    let a = snapshot(vec![
+        rule("a-deny-8", RuleAction::Deny, "10.0.0.0/8", &[], None),
+        rule(
+            "a-allow",
+            RuleAction::Allow,
+            "10.9.0.0/16",
+            &[80],
+            Some(Protocol::Tcp),
+        ),
+    ]);
+    let b = snapshot(vec![
+        rule("b-allow-8", RuleAction::Allow, "10.0.0.0/8", &[], None),
+        rule("b-filler", RuleAction::Allow, "10.9.1.0/24", &[], None),
+        rule("b-deny", RuleAction::Deny, "10.9.0.0/16", &[80, 81], None),
+    ]);
+    const CONNECTS: usize = 30_000;
+    let first = w.dp.replace_policy(&a).expect("policy a").generation;
+    let dp = &w.dp;
+    let netns = &w.env.netns;
+    let (pid, errnos, generations) = std::thread::scope(|s| {
+        let looper = s.spawn(|| support::probe_loop(&wl, netns, sa("10.9.0.1:80"), CONNECTS));
+        let mut generations = vec![(first, true)];
+        let mut use_b = true;
+        while !looper.is_finished() {
+            let g = dp
+                .replace_policy(if use_b { &b } else { &a })
+                .expect("replace")
+                .generation;
+            generations.push((g, !use_b));
+            use_b = !use_b;
+        }
+        let (pid, errnos) = looper.join().expect("looper");
+        (pid, errnos, generations)
+    });
+    assert!(
+        generations.len() >= 3,
+        "the loop must overlap several replacements: {generations:?}"
+    );
+    let events = rt.block_on(support::events_for(
+        &mut w.rx,
+        pid,
+        errnos.len(),
+        Duration::from_secs(5),
+    ));
+    assert_eq!(events.len(), errnos.len(), "one event per connect");
+    let mut seen_a = 0;
+    let mut seen_b = 0;
+    for (i, (ev, errno)) in events.iter().zip(&errnos).enumerate() {
+        let is_a = generations
+            .iter()
+            .find(|(g, _)| *g == ev.policy_generation)
+            .unwrap_or_else(|| panic!("event {i} has unknown generation: {ev:?}"))
+            .1;
+        if is_a {
+            seen_a += 1;
+            assert_eq!(
+                (ev.reason, ev.rule_id.as_deref(), *errno),
+                (R::AllowExplicit, Some("a-allow"), ECONNREFUSED)
+            );
+        } else {
+            seen_b += 1;
+            assert_eq!(
+                (ev.reason, ev.rule_id.as_deref(), *errno),
+                (R::DenyExplicit, Some("b-deny"), EPERM)
+            );
+        }
+    }
+    assert!(
+        seen_a > 0 && seen_b > 0,
+        "both generations judged connects: a={seen_a} b={seen_b}"
+    );
+    let st = w.dp.status().expect("status");
+    assert_eq!(
+        (st.dropped_in_kernel, st.dropped_in_queue),
+        (0, 0),
+        "every event was delivered"
+    );
+    eprintln!(
+        "{CONNECTS} connects across {} generations: a={seen_a} b={seen_b}",
+        generations.len()
+    );
+}
+
+#[test]
+fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
+    let rt = rt();
+    if support::skip("adoption") {
+        return;
+    }
+    let mut env = TestEnv::new("adopt");
+    let (wl, wl_id) = env.cgroup.child("wl");
+    let summary;
+    {
+        let dp = env.load();
+        dp.upsert_managed_cgroup(
+            &CgroupRef::Path(wl.clone()),
+            Some(Mode::Enforce),
+            Some("wl-adopt"),
+        )
+        .expect("upsert");
+        summary = dp.replace_policy(&snapshot(base_rules())).expect("policy");
+        // Dropped without close(): close(false), everything stays pinned.
+    }
+    // No loader runs: the pinned links keep enforcing (the heartbeat grace is 5 s).
+    assert_eq!(
+        probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80")).errno,
+        EPERM
+    );
+    assert_eq!(
+        probe(&wl, &env.netns, Probe::TcpConnect, sa("10.1.0.1:80")).errno,
+        ECONNREFUSED
+    );
+
+    let dp = env.load();
+    let st = dp.status().expect("status");
+    assert!(st.adopted);
+    assert_eq!(st.attached_hooks, Hook::ALL.to_vec());
+    assert_eq!(st.generation, summary.generation);
+    assert_eq!(
+        (st.ipv4_rules, st.ipv6_rules),
+        (summary.ipv4_rules, summary.ipv6_rules)
+    );
+    assert_eq!(st.managed_cgroups.len(), 1);
+    assert_eq!(st.managed_cgroups[0].cgroup_id, wl_id);
+    assert_eq!(
+        st.managed_cgroups[0].workload_id.as_deref(),
+        Some("wl-adopt")
+    );
+    assert_eq!(st.managed_cgroups[0].path.as_deref(), Some(wl.as_path()));
+    // Events of the adopted generation resolve rule and workload ids from the pinned maps.
+    let mut rx = {
+        let _g = rt.enter();
+        dp.subscribe().expect("subscribe")
+    };
+    assert!(matches!(
+        {
+            let _g = rt.enter();
+            dp.subscribe()
+        },
+        Err(interceptor_ebpf::dataplane::DataplaneError::AlreadySubscribed)
+    ));
+    let r = probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80"));
+    assert_eq!(r.errno, EPERM);
+    let mut backlog = Vec::new();
+    let ev = rt
+        .block_on(support::event_for(&mut rx, &mut backlog, r.pid))
+        .expect("event");
+    assert_eq!(ev.reason, R::DenyExplicit);
+    assert_eq!(ev.rule_id.as_deref(), Some("deny-10"));
+    assert_eq!(ev.workload_id.as_deref(), Some("wl-adopt"));
+    assert_eq!(ev.policy_generation, summary.generation);
+    // The adopting loader replaces on top of the adopted generation.
+    let next = dp.replace_policy(&snapshot(vec![])).expect("replace");
+    assert_eq!(next.generation, summary.generation + 1);
+    assert_eq!(
+        probe(&wl, &env.netns, Probe::TcpConnect, sa("10.1.0.1:80")).errno,
+        EPERM
+    );
+
+    dp.close(true).expect("detach");
+    assert!(!env.pins.path.exists(), "detach removes every pin");
+    assert!(matches!(
+        dp.status(),
+        Err(interceptor_ebpf::dataplane::DataplaneError::Closed)
+    ));
+    // Detached: nothing judges the workload any more.
+    assert_eq!(
+        probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80")).errno,
+        ECONNREFUSED
+    );
+}
+
+#[test]
+fn holds_131072_ipv4_rules_and_rejects_more() {
+    let rt = rt();
+    let Some(mut w) = World::new("capacity", &rt, |_| {}) else {
+        return;
+    };
+    let wl = w.wl.clone();
+    let limit = interceptor_ebpf::dataplane::MAX_RULE_ENTRIES_PER_FAMILY;
+    // limit /32 rules in 10.128.0.0/9 (allow) plus nothing else: every other address is default-denied.
+    let mut rules: Vec<Rule> = (0..limit as u32)
+        .map(|i| {
+            let ip = std::net::Ipv4Addr::from(0x0a80_0000u32 + i);
+            rule(
+                &format!("r{i}"),
+                RuleAction::Allow,
+                &format!("{ip}/32"),
+                &[],
+                None,
+            )
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    let s =
+        w.dp.replace_policy(&snapshot(rules.clone()))
+            .expect("131072 rules fit");
+    eprintln!(
+        "replace_policy with {limit} IPv4 /32 rules took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(s.ipv4_rules as usize, limit);
+    let last = std::net::Ipv4Addr::from(0x0a80_0000u32 + limit as u32 - 1);
+    let ev = w.expect(
+        &rt,
+        &wl,
+        Probe::TcpConnect,
+        &format!("{last}:80"),
+        R::AllowExplicit,
+    );
+    assert_eq!(ev.rule_id, Some(format!("r{}", limit - 1)));
+    w.expect(
+        &rt,
+        &wl,
+        Probe::TcpConnect,
+        &format!(
+            "{}:80",
+            std::net::Ipv4Addr::from(0x0a80_0000u32 + limit as u32)
+        ),
+        R::DenyDefault,
+    );
+    rules.push(rule(
+        "one-too-many",
+        RuleAction::Allow,
+        "10.0.0.1/32",
+        &[],
+        None,
+    ));
+    let err =
+        w.dp.replace_policy(&snapshot(rules))
+            .expect_err("one more does not fit");
+    assert!(
+        matches!(
+            err,
+            interceptor_ebpf::dataplane::DataplaneError::PolicyTooLarge { .. }
+        ),
+        "{err}"
+    );
+    // The failed replacement left the active generation in force.
+    assert_eq!(w.dp.status().expect("status").generation, s.generation);
+    w.expect(
+        &rt,
+        &wl,
+        Probe::TcpConnect,
+        &format!("{last}:80"),
+        R::AllowExplicit,
+    );
+}
