@@ -101,14 +101,12 @@ impl HeartbeatTimer {
         let paused_t = paused.clone();
         let thread = std::thread::Builder::new()
             .name("dp-heartbeat".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        if !paused_t.load(Ordering::Relaxed) {
-                            config.set_heartbeat_ns(config_map::monotonic_ns());
-                        }
+            .spawn(move || {
+                // Any message or a dropped sender stops the timer.
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                    if !paused_t.load(Ordering::Relaxed) {
+                        config.set_heartbeat_ns(config_map::monotonic_ns());
                     }
-                    _ => break,
                 }
             })
             .map_err(|e| DataplaneError::io("spawn heartbeat thread", "dp-heartbeat", e))?;
