@@ -309,6 +309,7 @@ impl Dataplane {
             rules: typed(&mut ebpf, "dp_rules")?,
             rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
             endpoints: typed(&mut ebpf, "dp_endpoints")?,
+            readers: typed(&mut ebpf, "dp_readers")?,
             last_flip: Instant::now(),
         };
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
