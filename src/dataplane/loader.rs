@@ -189,6 +189,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Loads one program into the kernel; a rejection carries the verifier's log.
+fn load_program(prog: &mut CgroupSockAddr, name: &str) -> Result<(), DataplaneError> {
+    prog.load().map_err(|e| match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DataplaneError::Load {
+            program: name.into(),
+            message: io_error.to_string(),
+            verifier_log: verifier_log.to_string(),
+        },
+        other => DataplaneError::Load {
+            program: name.into(),
+            message: error_chain(&other),
+            verifier_log: String::new(),
+        },
+    })
+}
+
 /// Loads (if needed), attaches and pins one hook, or adopts its pinned link.
 fn attach_hook(
     ebpf: &mut Ebpf,
@@ -641,5 +660,49 @@ fn remove_pins(dir: &Path) -> Result<(), DataplaneError> {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         let _ = self.close(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static REJECTED: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rejected.bpf.o"));
+
+    #[test]
+    fn a_verifier_rejection_carries_the_verifier_log() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED a_verifier_rejection_carries_the_verifier_log: loading BPF programs needs root");
+            return;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .load(REJECTED)
+            .expect("parse the fixture object");
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut("dp_connect4")
+            .expect("fixture program")
+            .try_into()
+            .expect("sock_addr program");
+        match load_program(prog, "dp_connect4") {
+            Err(DataplaneError::Load {
+                program,
+                verifier_log,
+                ..
+            }) => {
+                assert_eq!(program, "dp_connect4");
+                // The kernel explains the return-value range violation in the log.
+                assert!(verifier_log.contains("R0"), "verifier log: {verifier_log}");
+                let shown = DataplaneError::Load {
+                    program,
+                    message: String::new(),
+                    verifier_log,
+                }
+                .to_string();
+                assert!(shown.contains("R0"), "the error's message includes the log");
+            }
+            other => panic!("expected a verifier rejection, got {other:?}"),
+        }
     }
 }
