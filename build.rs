@@ -40,11 +40,24 @@ fn target_arch() -> (&'static str, String) {
 }
 
 fn build_bpf(manifest: &Path, out_dir: &Path) {
-    let (bpf_arch, multiarch_include) = target_arch();
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
         panic!("/usr/include/bpf/bpf_helpers.h not found; {APT_HINT}");
     }
-    let out = out_dir.join("dataplane.bpf.o");
+    compile(
+        manifest,
+        &manifest.join("bpf/dataplane.bpf.c"),
+        &out_dir.join("dataplane.bpf.o"),
+    );
+    // A program the verifier rejects: the fixture of the verifier-log test.
+    compile(
+        manifest,
+        &manifest.join("bpf/testdata/rejected.bpf.c"),
+        &out_dir.join("rejected.bpf.o"),
+    );
+}
+
+fn compile(manifest: &Path, src: &Path, out: &Path) {
+    let (bpf_arch, multiarch_include) = target_arch();
     let status = Command::new(CLANG)
         .args(["-g", "-O2", "-target", "bpf", "-Wall", "-Werror"])
         .arg(format!("-D__TARGET_ARCH_{bpf_arch}"))
@@ -52,13 +65,13 @@ fn build_bpf(manifest: &Path, out_dir: &Path) {
         .arg(format!("-I{}", manifest.join("bpf").display()))
         .arg(format!("-I{}", manifest.join("native/include").display()))
         .arg("-c")
-        .arg(manifest.join("bpf/dataplane.bpf.c"))
+        .arg(src)
         .arg("-o")
-        .arg(&out)
+        .arg(out)
         .status();
     match status {
         Ok(s) if s.success() => {}
-        Ok(s) => panic!("{CLANG} failed to compile bpf/dataplane.bpf.c ({s})"),
+        Ok(s) => panic!("{CLANG} failed to compile {} ({s})", src.display()),
         Err(e) => panic!("cannot run {CLANG}: {e}; {APT_HINT}"),
     }
 }

@@ -99,6 +99,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_counters SEC(".maps");
 
+/* Programs currently reading each slot, per CPU (a program runs with migration disabled, so it increments and
+ * decrements on the same CPU). The loader waits for the inactive slot's sum to be 0 before rewriting it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, DP_SLOTS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dp_readers SEC(".maps");
+
 /* One connect/sendmsg being judged. */
 struct dp_request {
 	__u32 slot;
@@ -282,10 +292,8 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct dp_requ
 	counter_add(DP_COUNTER_EVENTS_EMITTED);
 }
 
-static __always_inline int judge(struct bpf_sock_addr *ctx, __u8 hook, int v6)
+static __always_inline int judge(struct bpf_sock_addr *ctx, struct dp_config *cfg, __u32 slot, __u8 hook, int v6)
 {
-	__u32 zero = 0;
-	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
 	struct dp_slot_meta *meta;
 	struct dp_managed *managed = 0;
 	struct dp_request r = {};
@@ -294,10 +302,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 	__u8 family = v6 ? DP_FAMILY_INET6 : DP_FAMILY_INET;
 	int observe, allow, always_emit = 1;
 
-	if (!cfg)
-		return 1; /* unreachable: an array map always has index 0 */
-	/* The single read that selects the generation; everything below reads only this slot. */
-	r.slot = *(volatile __u32 *)&cfg->active_slot & 1;
+	r.slot = slot;
 	meta = bpf_map_lookup_elem(&dp_slot_meta, &r.slot);
 	if (!meta)
 		return 1; /* unreachable: index 0 or 1 of a 2-entry array */
@@ -399,26 +404,77 @@ out:
 	return allow ? 1 : 0;
 }
 
+static __always_inline __s64 reader_add(__u32 slot, __s64 delta)
+{
+	__u64 *n = bpf_map_lookup_elem(&dp_readers, &slot);
+
+	if (!n)
+		return -1;
+	__sync_fetch_and_add(n, delta);
+	return 0;
+}
+
+/*
+ * The one read of active_slot that selects the generation, registered as a reader of that slot: count first,
+ * then check the slot is still active. The loader flips first, then waits for the old slot's count to reach 0
+ * before rewriting it; the atomic add is a full barrier, so either the loader sees this reader, or this reader
+ * sees the flip and moves to the new slot (a Dekker pair). Everything after reads only the returned slot.
+ */
+static __always_inline __u32 slot_acquire(struct dp_config *cfg)
+{
+	__u32 slot = *(volatile __u32 *)&cfg->active_slot & 1;
+	int i;
+
+	for (i = 0; i < DP_SLOT_ACQUIRE_TRIES; i++) {
+		__u32 now;
+
+		reader_add(slot, 1);
+		now = *(volatile __u32 *)&cfg->active_slot & 1;
+		if (now == slot)
+			break;
+		reader_add(slot, -1);
+		slot = now;
+		if (i == DP_SLOT_ACQUIRE_TRIES - 1)
+			reader_add(slot, 1); /* two flips within one program run: the quiesce interval still covers it */
+	}
+	return slot;
+}
+
+static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
+{
+	__u32 zero = 0;
+	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
+	__u32 slot;
+	int verdict;
+
+	if (!cfg)
+		return 1; /* unreachable: an array map always has index 0 */
+	slot = slot_acquire(cfg);
+	verdict = judge(ctx, cfg, slot, hook, v6);
+	reader_add(slot, -1);
+	return verdict;
+}
+
 SEC("cgroup/connect4")
 int dp_connect4(struct bpf_sock_addr *ctx)
 {
-	return judge(ctx, DP_HOOK_CONNECT4, 0);
+	return run(ctx, DP_HOOK_CONNECT4, 0);
 }
 
 SEC("cgroup/connect6")
 int dp_connect6(struct bpf_sock_addr *ctx)
 {
-	return judge(ctx, DP_HOOK_CONNECT6, 1);
+	return run(ctx, DP_HOOK_CONNECT6, 1);
 }
 
 SEC("cgroup/sendmsg4")
 int dp_sendmsg4(struct bpf_sock_addr *ctx)
 {
-	return judge(ctx, DP_HOOK_SENDMSG4, 0);
+	return run(ctx, DP_HOOK_SENDMSG4, 0);
 }
 
 SEC("cgroup/sendmsg6")
 int dp_sendmsg6(struct bpf_sock_addr *ctx)
 {
-	return judge(ctx, DP_HOOK_SENDMSG6, 1);
+	return run(ctx, DP_HOOK_SENDMSG6, 1);
 }

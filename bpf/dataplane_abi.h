@@ -59,6 +59,8 @@
 #define DP_COUNTER_EVENTS_EMITTED 0
 #define DP_COUNTER_RINGBUF_FULL 1
 #define DP_COUNTERS 2
+/* Retries of a program that saw active_slot change while registering as a reader of it. */
+#define DP_SLOT_ACQUIRE_TRIES 3
 
 /* Global configuration: one value of an mmap-able array. User space writes each field with one aligned atomic
  * store through the mapping, so a program never reads a torn field. */

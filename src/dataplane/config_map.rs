@@ -49,14 +49,14 @@ impl ConfigMapping {
     }
 
     fn u64_at(&self, off: usize) -> &AtomicU64 {
-        debug_assert!(off % 8 == 0 && off + 8 <= self.len);
+        debug_assert!(off.is_multiple_of(8) && off + 8 <= self.len);
         // SAFETY: `off` is a field offset of Config (8-aligned, checked by offset_of! in abi.rs) inside the
         // page-aligned mapping, which lives as long as `self`.
         unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU64>() }
     }
 
     fn u32_at(&self, off: usize) -> &AtomicU32 {
-        debug_assert!(off % 4 == 0 && off + 4 <= self.len);
+        debug_assert!(off.is_multiple_of(4) && off + 4 <= self.len);
         // SAFETY: as in u64_at, for a 4-aligned u32 field.
         unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
     }

@@ -101,14 +101,12 @@ impl HeartbeatTimer {
         let paused_t = paused.clone();
         let thread = std::thread::Builder::new()
             .name("dp-heartbeat".into())
-            .spawn(move || loop {
-                match rx.recv_timeout(interval) {
-                    Err(RecvTimeoutError::Timeout) => {
-                        if !paused_t.load(Ordering::Relaxed) {
-                            config.set_heartbeat_ns(config_map::monotonic_ns());
-                        }
+            .spawn(move || {
+                // Any message or a dropped sender stops the timer.
+                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                    if !paused_t.load(Ordering::Relaxed) {
+                        config.set_heartbeat_ns(config_map::monotonic_ns());
                     }
-                    _ => break,
                 }
             })
             .map_err(|e| DataplaneError::io("spawn heartbeat thread", "dp-heartbeat", e))?;
@@ -191,6 +189,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// Loads one program into the kernel; a rejection carries the verifier's log.
+fn load_program(prog: &mut CgroupSockAddr, name: &str) -> Result<(), DataplaneError> {
+    prog.load().map_err(|e| match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DataplaneError::Load {
+            program: name.into(),
+            message: io_error.to_string(),
+            verifier_log: verifier_log.to_string(),
+        },
+        other => DataplaneError::Load {
+            program: name.into(),
+            message: error_chain(&other),
+            verifier_log: String::new(),
+        },
+    })
+}
+
 /// Loads (if needed), attaches and pins one hook, or adopts its pinned link.
 fn attach_hook(
     ebpf: &mut Ebpf,
@@ -212,21 +229,7 @@ fn attach_hook(
         .ok_or_else(|| DataplaneError::Object(format!("program {name} missing")))?
         .try_into()
         .map_err(|e: ProgramError| DataplaneError::Object(e.to_string()))?;
-    prog.load().map_err(|e| match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => DataplaneError::Load {
-            program: name.into(),
-            message: io_error.to_string(),
-            verifier_log: verifier_log.to_string(),
-        },
-        other => DataplaneError::Load {
-            program: name.into(),
-            message: error_chain(&other),
-            verifier_log: String::new(),
-        },
-    })?;
+    load_program(prog, name)?;
     let prog_pin = pin_dir.join(format!("prog_{}", hook.as_str()));
     if prog_pin.exists() {
         // Left by a loader that died between pinning the program and pinning its link.
@@ -312,6 +315,7 @@ impl Dataplane {
             endpoints: typed(&mut ebpf, "dp_endpoints")?,
             batch: BatchHandles::open(&pin_dir)?,
             written: [None, None],
+            readers: typed(&mut ebpf, "dp_readers")?,
             last_flip: Instant::now(),
         };
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
@@ -643,5 +647,49 @@ fn remove_pins(dir: &Path) -> Result<(), DataplaneError> {
 impl Drop for Dataplane {
     fn drop(&mut self) {
         let _ = self.close(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static REJECTED: &[u8] =
+        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rejected.bpf.o"));
+
+    #[test]
+    fn a_verifier_rejection_carries_the_verifier_log() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED a_verifier_rejection_carries_the_verifier_log: loading BPF programs needs root");
+            return;
+        }
+        let mut ebpf = EbpfLoader::new()
+            .load(REJECTED)
+            .expect("parse the fixture object");
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut("dp_connect4")
+            .expect("fixture program")
+            .try_into()
+            .expect("sock_addr program");
+        match load_program(prog, "dp_connect4") {
+            Err(DataplaneError::Load {
+                program,
+                verifier_log,
+                ..
+            }) => {
+                assert_eq!(program, "dp_connect4");
+                // The kernel explains the return-value range violation in the log.
+                assert!(verifier_log.contains("R0"), "verifier log: {verifier_log}");
+                let shown = DataplaneError::Load {
+                    program,
+                    message: String::new(),
+                    verifier_log,
+                }
+                .to_string();
+                assert!(shown.contains("R0"), "the error's message includes the log");
+            }
+            other => panic!("expected a verifier rejection, got {other:?}"),
+        }
     }
 }

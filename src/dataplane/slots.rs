@@ -4,14 +4,15 @@
 //! into the inactive slot, then flips `dp_config.active_slot` with one store. A program reads `active_slot`
 //! once and afterwards reads only that slot, so every verdict uses exactly one generation. The slot that just
 //! became inactive may still be read by programs that started before the flip; it is only cleared and rewritten
-//! by the *next* replacement, after [`SLOT_QUIESCE_INTERVAL`] has passed since the flip (docs/dataplane.md).
+//! by the *next* replacement, after [`SLOT_QUIESCE_INTERVAL`] has passed since the flip and once the per-CPU
+//! reader count of that slot (`dp_readers`, maintained by every program run) is zero (docs/dataplane.md).
 
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData};
+use aya::maps::{Array, HashMap, MapData, PerCpuArray};
 
 use super::abi::{
     self, c, EndpointKey, IdSlot, Lpm4Data, Lpm6Data, PrefixGroup, RuleEntry, SlotMeta,
@@ -25,6 +26,10 @@ use super::policy_compile::CompiledPolicy;
 /// microseconds (its loops are bounded: at most 129 prefixes x 1024 entries), so this leaves a margin of several
 /// orders of magnitude, including preemption of the program under PREEMPT_RCU.
 pub const SLOT_QUIESCE_INTERVAL: Duration = Duration::from_millis(100);
+
+/// A program registered on the inactive slot finishes in microseconds; not draining within this is a bug, and
+/// the replacement fails without touching the active policy.
+const READER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
 
 const RULE_SLOT_ENTRIES: u32 = c::DP_RULE_SLOT_ENTRIES as u32;
 const RULE_ENTRIES_PER_FAMILY: u32 = c::DP_RULE_ENTRIES_PER_FAMILY as u32;
@@ -42,6 +47,8 @@ pub(crate) struct PolicyMaps {
     /// The LPM keys this process wrote into each slot, so clearing a slot deletes exactly them in a few batch
     /// calls instead of walking the whole trie (`None` after adoption: the first clear walks the trie once).
     pub written: [Option<SlotKeys>; 2],
+    /// Per-CPU count of programs reading each slot (`dp_readers`).
+    pub readers: PerCpuArray<MapData, u64>,
     /// When the active slot last changed (at load: the load time, since a previous loader may just have flipped).
     pub last_flip: Instant,
 }
@@ -63,6 +70,35 @@ impl PolicyMaps {
             .get(&(slot * RULE_IDS_PER_SLOT + rule_index), 0)
             .ok()?;
         decode_id(&id.bytes)
+    }
+
+    /// Programs currently registered as readers of `slot` (sum over CPUs; the counts wrap, so sum wrapping).
+    fn readers_of(&self, slot: u32) -> Result<i64, DataplaneError> {
+        let values = self
+            .readers
+            .get(&slot, 0)
+            .map_err(|e| DataplaneError::map("dp_readers", e))?;
+        Ok(values.iter().fold(0u64, |acc, v| acc.wrapping_add(*v)) as i64)
+    }
+
+    /// Waits until no program reads `slot` any more (see `slot_acquire` in bpf/dataplane.bpf.c).
+    fn wait_for_readers(&self, slot: u32) -> Result<(), DataplaneError> {
+        let deadline = Instant::now() + READER_DRAIN_TIMEOUT;
+        loop {
+            let n = self.readers_of(slot)?;
+            if n == 0 {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                return Err(DataplaneError::map(
+                    "dp_readers",
+                    format!(
+                        "{n} program runs still read slot {slot} after {READER_DRAIN_TIMEOUT:?}"
+                    ),
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     fn clear_slot(&mut self, slot: u32) -> Result<(), DataplaneError> {
@@ -218,6 +254,7 @@ impl PolicyMaps {
         if since < SLOT_QUIESCE_INTERVAL {
             std::thread::sleep(SLOT_QUIESCE_INTERVAL - since);
         }
+        self.wait_for_readers(inactive)?;
         self.clear_slot(inactive)?;
         self.write_slot(inactive, p, generation)?;
         config.set_active_slot(inactive);

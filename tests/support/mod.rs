@@ -418,3 +418,93 @@ pub async fn no_event_for(
 pub fn v4(s: &str) -> IpAddr {
     s.parse().expect("test address")
 }
+
+/// Forks one child that joins `cgroup`, enters `netns` and connects `n` times in a loop (a fresh TCP socket
+/// each time); returns its pid and the errno of every connect, in order.
+pub fn probe_loop(cgroup: &Path, netns: &NetNs, dst: SocketAddr, n: usize) -> (u32, Vec<i32>) {
+    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
+    let sa = sockaddr(dst);
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: `pipe` has room for the two fds.
+    assert_eq!(
+        unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
+    let nsfd = netns.fd.as_raw_fd();
+    // SAFETY: as in `probe`: the child only makes raw syscalls on data prepared before fork, then _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY (whole block): raw syscalls on valid pointers prepared by the parent; never returns.
+        unsafe {
+            let errno = || *libc::__errno_location();
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0
+                || libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                || libc::setns(nsfd, libc::CLONE_NEWNET) != 0
+            {
+                libc::_exit(1);
+            }
+            libc::close(fd);
+            let addr = (&sa.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+            for _ in 0..n {
+                let s = libc::socket(sa.family, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+                if s < 0 {
+                    libc::_exit(2);
+                }
+                let rc = libc::connect(s, addr, sa.len);
+                let e: i32 = if rc < 0 { errno() } else { 0 };
+                libc::close(s);
+                libc::write(pipe[1], (&e as *const i32).cast(), 4);
+            }
+            libc::_exit(0)
+        }
+    }
+    // SAFETY: closing our write end, reading into a valid buffer, waiting for our own child.
+    unsafe { libc::close(pipe[1]) };
+    let mut out = Vec::with_capacity(n);
+    let mut buf = [0u8; 4];
+    loop {
+        // SAFETY: reading 4 bytes into a 4-byte buffer.
+        let r = unsafe { libc::read(pipe[0], buf.as_mut_ptr().cast(), 4) };
+        if r != 4 {
+            break;
+        }
+        out.push(i32::from_ne_bytes(buf));
+    }
+    let mut status = 0;
+    // SAFETY: our own child and pipe fd.
+    unsafe {
+        libc::close(pipe[0]);
+        libc::waitpid(pid, &mut status, 0);
+    }
+    assert_eq!(
+        out.len(),
+        n,
+        "loop child reported {} of {n} connects (status {status})",
+        out.len()
+    );
+    (pid as u32, out)
+}
+
+/// Collects every event of `pid` until `count` arrived or `wait` passed.
+pub async fn events_for(
+    rx: &mut EventReceiver,
+    pid: u32,
+    count: usize,
+    wait: Duration,
+) -> Vec<VerdictEvent> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    while out.len() < count {
+        let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+            break;
+        };
+        match tokio::time::timeout(left, rx.recv_batch(4096)).await {
+            Ok(Some(batch)) => out.extend(batch.into_iter().filter(|e| e.pid == pid)),
+            _ => break,
+        }
+    }
+    out
+}
