@@ -292,13 +292,13 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct dp_requ
 	counter_add(DP_COUNTER_EVENTS_EMITTED);
 }
 
-static __always_inline int judge(struct bpf_sock_addr *ctx, struct dp_config *cfg, __u32 slot, __u8 hook, int v6)
+static __always_inline int judge(struct bpf_sock_addr *ctx, struct dp_config *cfg, __u32 slot, __u8 hook, int v6,
+				 struct dp_managed *managed, __u64 cgroup_id, __u64 managed_id)
 {
 	struct dp_slot_meta *meta;
-	struct dp_managed *managed = 0;
 	struct dp_request r = {};
-	__u64 cgroup_id, managed_id = 0, generation;
-	__u32 reason, rule_index = DP_RULE_INDEX_NONE, mode, allow_one_in, unmanaged_one_in, level;
+	__u64 generation;
+	__u32 reason, rule_index = DP_RULE_INDEX_NONE, mode, allow_one_in, unmanaged_one_in;
 	__u8 family = v6 ? DP_FAMILY_INET6 : DP_FAMILY_INET;
 	int observe, allow, always_emit = 1;
 
@@ -326,22 +326,6 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, struct dp_config *cf
 		r.judge_v4 = 1;
 	}
 
-	/* 1. Managed: the caller's cgroup or its nearest managed ancestor (the deepest hit from the root down). */
-	cgroup_id = bpf_get_current_cgroup_id();
-	for (level = 0; level < DP_MAX_CGROUP_LEVELS; level++) {
-		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
-		struct dp_managed *m;
-
-		if (id == 0)
-			break;
-		m = bpf_map_lookup_elem(&dp_managed, &id);
-		if (m) {
-			managed = m;
-			managed_id = id;
-		}
-		if (id == cgroup_id)
-			break;
-	}
 	if (!managed) {
 		if (sampled(unmanaged_one_in))
 			emit(ctx, &r, hook, family, cgroup_id, 0, generation, BROKER_DP_REASON_UNMANAGED_ALLOW,
@@ -440,17 +424,59 @@ static __always_inline __u32 slot_acquire(struct dp_config *cfg)
 	return slot;
 }
 
+/*
+ * 1. Managed: the caller's cgroup, or its nearest managed ancestor. The caller's own cgroup is tried first (one
+ * lookup for a workload managed directly, the common case); otherwise the ancestors are walked from the root
+ * down and the deepest hit wins.
+ */
+static __always_inline struct dp_managed *find_managed(__u64 cgroup_id, __u64 *managed_id)
+{
+	struct dp_managed *managed = bpf_map_lookup_elem(&dp_managed, &cgroup_id);
+	__u32 level;
+
+	if (managed) {
+		*managed_id = cgroup_id;
+		return managed;
+	}
+	for (level = 0; level < DP_MAX_CGROUP_LEVELS; level++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
+		struct dp_managed *m;
+
+		if (id == 0 || id == cgroup_id)
+			break;
+		m = bpf_map_lookup_elem(&dp_managed, &id);
+		if (m) {
+			managed = m;
+			*managed_id = id;
+		}
+	}
+	return managed;
+}
+
 static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 {
 	__u32 zero = 0;
 	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
+	struct dp_managed *managed;
+	__u64 cgroup_id, managed_id = 0;
 	__u32 slot;
 	int verdict;
 
 	if (!cfg)
 		return 1; /* unreachable: an array map always has index 0 */
+	cgroup_id = bpf_get_current_cgroup_id();
+	managed = find_managed(cgroup_id, &managed_id);
+	/* An unmanaged caller is allowed whatever the policy says; it only needs a slot to sample an event. */
+	if (!managed) {
+		__u32 meta_slot = *(volatile __u32 *)&cfg->active_slot & 1;
+		struct dp_slot_meta *meta = bpf_map_lookup_elem(&dp_slot_meta, &meta_slot);
+
+		if (!meta || meta->unmanaged_one_in == 0)
+			return 1;
+		return judge(ctx, cfg, meta_slot, hook, v6, 0, cgroup_id, 0);
+	}
 	slot = slot_acquire(cfg);
-	verdict = judge(ctx, cfg, slot, hook, v6);
+	verdict = judge(ctx, cfg, slot, hook, v6, managed, cgroup_id, managed_id);
 	reader_add(slot, -1);
 	return verdict;
 }
