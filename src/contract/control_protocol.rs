@@ -92,30 +92,7 @@ impl Serialize for Command {
     }
 }
 
-/// Enforcement mode of the global default or one cgroup.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Mode {
-    Enforce,
-    Observe,
-}
-
-impl Mode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Observe => "observe",
-        }
-    }
-}
-
-/// What the dataplane does in enforce mode when the agent stops beating.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FailMode {
-    Closed,
-    Open,
-}
+pub use super::modes::{FailMode, Mode};
 
 /// `healthy` or not, as GetHealth reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -8,6 +8,7 @@ pub mod event_json;
 pub mod events;
 pub mod hook;
 pub mod json_reader;
+pub mod modes;
 pub mod peer_auth;
 pub mod policy;
 pub mod reason_codes;

@@ -6,27 +6,10 @@ use std::time::Duration;
 use super::abi;
 use super::error::DataplaneError;
 
-/// Whether a managed cgroup's verdicts are enforced or only reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Mode {
-    Enforce,
-    Observe,
-}
+pub use crate::contract::modes::{FailMode, Mode};
 
+// The kernel encodings of the shared modes live with the ABI they belong to.
 impl Mode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Observe => "observe",
-        }
-    }
-    pub fn from_wire(s: &str) -> Option<Self> {
-        match s {
-            "enforce" => Some(Mode::Enforce),
-            "observe" => Some(Mode::Observe),
-            _ => None,
-        }
-    }
     pub(crate) const fn to_abi(self) -> u32 {
         match self {
             Mode::Enforce => abi::MODE_ENFORCE,
@@ -43,27 +26,7 @@ impl Mode {
     }
 }
 
-/// What enforce mode does while degraded (stale heartbeat or no policy).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum FailMode {
-    Closed,
-    Open,
-}
-
 impl FailMode {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            FailMode::Closed => "closed",
-            FailMode::Open => "open",
-        }
-    }
-    pub fn from_wire(s: &str) -> Option<Self> {
-        match s {
-            "closed" => Some(FailMode::Closed),
-            "open" => Some(FailMode::Open),
-            _ => None,
-        }
-    }
     pub(crate) const fn to_abi(self) -> u32 {
         match self {
             FailMode::Closed => abi::FAIL_CLOSED,
