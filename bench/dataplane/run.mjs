@@ -70,6 +70,26 @@ function buildGenerator(dir) {
   return out
 }
 
+/**
+ * A cgroup with a trivial allow-all connect4 program attached (bench/dataplane/allow_all.bpf.c): the fixed cost
+ * of the kernel running any sock_addr program, so the eBPF rows can be read as floor + dataplane logic.
+ */
+function attachAllowAll(iso, dir) {
+  const obj = path.join(dir, 'allow_all.o')
+  // asm/types.h lives in the multiarch include directory (x86_64-linux-gnu, aarch64-linux-gnu).
+  const multiarch = execFileSync('gcc', ['-print-multiarch'], { encoding: 'utf8' }).trim()
+  const args = ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${multiarch}`, '-c', path.join(here, 'allow_all.bpf.c')]
+  execFileSync('clang-19', [...args, '-o', obj], {
+    stdio: 'inherit',
+  })
+  const pin = iso.pinDir('allow-all')
+  const cg = iso.cgroup('allowall')
+  run('bpftool', ['prog', 'load', obj, pin, 'type', 'cgroup/connect4'])
+  run('bpftool', ['cgroup', 'attach', cg, 'connect4', 'pinned', pin])
+  iso.defer(() => run('bpftool', ['cgroup', 'detach', cg, 'connect4', 'pinned', pin]))
+  return cg
+}
+
 /** Rule i of a generated policy: a /32 in 10.0.0.0/8, TCP 443, alternating allow and deny. */
 function ruleAddress(i) {
   const n = i + 1
@@ -317,6 +337,7 @@ async function main() {
     const nsBase = iso.netns('base', sysctls)
     const plain = iso.cgroup('plain/work')
     const configs = [{ name: 'no programs', cgroup: plain, netns: nsBase }]
+    configs.push({ name: 'allow-all program (hook floor)', cgroup: attachAllowAll(iso, tmp), netns: nsBase })
     const dataplaneConfigs = []
     let evInterceptor = null
     let dpError = null
