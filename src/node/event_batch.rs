@@ -13,7 +13,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use napi::bindgen_prelude::{Buffer, Either3, Object, ToNapiValue, TypeName};
 use napi::{sys, Env, ValueType};
@@ -21,6 +21,7 @@ use napi_derive::napi;
 
 use crate::contract::hook::{Hook, Protocol};
 use crate::contract::reason_codes::{DataplaneReasonCode, DATAPLANE_NAMESPACE};
+use crate::contract::timestamp::Timestamp;
 use crate::dataplane::VerdictEvent;
 
 /// A transport for a batch of events.
@@ -136,34 +137,14 @@ fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
     }
 }
 
-/// `observed_at` as RFC 3339 UTC with exactly 9 fractional digits (`2026-11-28T15:11:19.000000042Z`).
-/// A wall clock before 1970 (a broken RTC) is clamped to the epoch rather than producing a negative year.
+/// `observed_at` as RFC 3339 UTC with exactly 9 fractional digits (`2026-11-28T15:11:19.000000042Z`), by the
+/// contract's one timestamp writer. A wall clock outside 1970..=9999 (a broken RTC) is clamped to the epoch
+/// rather than producing text the contract would reject.
 pub fn rfc3339_nanos(t: SystemTime) -> String {
-    let d = t.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    let (y, m, dd) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{dd:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        d.subsec_nanos()
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day); Howard Hinnant's `civil_from_days`.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + u64::from(m <= 2);
-    (y, m, d)
+    Timestamp::from_system_time(t)
+        .or_else(|| Timestamp::from_unix(0, 0))
+        .map(|ts| ts.as_str().to_owned())
+        .unwrap_or_default()
 }
 
 fn push_json_str(out: &mut String, s: &str) {
