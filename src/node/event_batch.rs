@@ -426,6 +426,7 @@ pub fn bench_event_batch(format: String, count: u32) -> napi::Result<EncodedBatc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn rfc3339_has_nine_fraction_digits_and_correct_civil_date() {
