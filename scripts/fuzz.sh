@@ -22,9 +22,13 @@ for target_file in fuzz/fuzz_targets/*.rs; do
   target="$(basename "$target_file" .rs)"
   corpus="fuzz/corpus/$target"
   mkdir -p "$corpus"
-  # Seed with the sample events (single events and NDJSON batches) the first time.
-  if [ -z "$(ls -A "$corpus")" ] && [ -d examples/events ]; then
-    cp examples/events/* "$corpus"/
+  # Seed the first time: fuzz/seeds/<target>/ if present, else the sample events in examples/events.
+  if [ -z "$(ls -A "$corpus")" ]; then
+    if [ -d "fuzz/seeds/$target" ]; then
+      cp "fuzz/seeds/$target"/* "$corpus"/
+    elif [ -d examples/events ]; then
+      cp examples/events/* "$corpus"/
+    fi
   fi
   log="$(mktemp)"
   echo "== $target (${seconds}s)"
