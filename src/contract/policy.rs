@@ -215,26 +215,60 @@ pub(crate) fn parse_snapshot(
 
 /// The typed fast path of [`PolicySnapshot::from_json_slice`]. It only ever answers "valid, here it is" or
 /// "ask the slow path": every check reuses the slow path's validators, and its serde types are at least as
-/// strict as the slow path (unknown keys, duplicate keys, `null` for an optional key and non-integral numbers
-/// all send the input to the slow path).
+/// strict as the slow path (unknown keys, duplicate keys, `null` for an optional key, non-integral numbers and
+/// arrays in place of objects all send the input to the slow path).
 mod fast {
     use std::borrow::Cow;
+    use std::marker::PhantomData;
+    use std::ops::Deref;
 
+    use serde::de::value::MapAccessDeserializer;
+    use serde::de::{MapAccess, Visitor};
     use serde::{Deserialize, Deserializer};
 
     use super::*;
+
+    /// A derived wire struct read from a JSON object only. serde's derived struct impls also accept a JSON
+    /// array of the field values in declaration order (`[[], [], []]` would be an empty snapshot), which the
+    /// slow path rightly rejects as "expected object".
+    struct Obj<T>(T);
+
+    impl<T> Deref for Obj<T> {
+        type Target = T;
+        fn deref(&self) -> &T {
+            &self.0
+        }
+    }
+
+    struct ObjVisitor<T>(PhantomData<T>);
+
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a JSON object")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            T::deserialize(MapAccessDeserializer::new(map))
+        }
+    }
+
+    impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_map(ObjVisitor(PhantomData)).map(Obj)
+        }
+    }
 
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct SnapshotWire<'a> {
         #[serde(borrow)]
-        broker: Vec<EndpointWire<'a>>,
+        broker: Vec<Obj<EndpointWire<'a>>>,
         #[serde(borrow)]
-        dns: Vec<DnsWire<'a>>,
+        dns: Vec<Obj<DnsWire<'a>>>,
         #[serde(borrow)]
-        rules: Vec<RuleWire<'a>>,
+        rules: Vec<Obj<RuleWire<'a>>>,
         #[serde(default, deserialize_with = "present")]
-        sampling: Option<SamplingWire>,
+        sampling: Option<Obj<SamplingWire>>,
     }
 
     #[derive(Deserialize)]
@@ -286,7 +320,7 @@ mod fast {
     }
 
     pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
-        let wire: SnapshotWire<'_> = serde_json::from_slice(bytes).ok()?;
+        let Obj(wire): Obj<SnapshotWire<'_>> = serde_json::from_slice(bytes).ok()?;
         // Validators report into a scratch list; any report means "let the slow path explain".
         let mut scratch = Issues::new();
         let no_path: &[PathSegment] = &[];
@@ -1020,5 +1054,45 @@ mod tests {
         assert_eq!(err.issues[0].code, IssueCode::InvalidJson);
         let ok = PolicySnapshot::from_json_slice(br#"{"broker":[],"dns":[],"rules":[]}"#);
         assert_eq!(ok, Ok(PolicySnapshot::default()));
+    }
+
+    /// Found by `fuzz/fuzz_targets/policy_snapshot.rs`: serde's derived struct impls also read a JSON array of
+    /// the field values, so the fast path took `[[],[],[]]` as an empty snapshot and `["10.0.0.5",8081]` as a
+    /// broker endpoint, while the slow path (and the JS API) reject them.
+    #[test]
+    fn byte_input_refuses_arrays_in_place_of_objects() {
+        let cases = [
+            ("[[],[],[]]", ""),
+            (r#"[[],[],[],{}]"#, ""),
+            (
+                r#"{"broker":[["10.0.0.5",8081]],"dns":[],"rules":[]}"#,
+                "broker[0]",
+            ),
+            (
+                r#"{"broker":[],"dns":[["10.0.0.53"]],"rules":[]}"#,
+                "dns[0]",
+            ),
+            (
+                r#"{"broker":[],"dns":[],"rules":[["x","allow","10.0.0.0/8"]]}"#,
+                "rules[0]",
+            ),
+            (
+                r#"{"broker":[],"dns":[],"rules":[],"sampling":[1,0]}"#,
+                "sampling",
+            ),
+        ];
+        for (text, path) in cases {
+            let err = PolicySnapshot::from_json_slice(text.as_bytes()).expect_err(text);
+            let value: Value = serde_json::from_str(text).expect("valid JSON");
+            assert_eq!(
+                Err(err.clone()),
+                PolicySnapshot::from_json_value(&value),
+                "{text}"
+            );
+            assert_eq!(err.issues.len(), 1, "{text}: {err}");
+            assert_eq!(err.issues[0].path_text(), path, "{text}");
+            assert_eq!(err.issues[0].code, IssueCode::InvalidType, "{text}");
+            assert_eq!(err.issues[0].message, "expected object, received array");
+        }
     }
 }
