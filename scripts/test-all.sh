@@ -6,14 +6,14 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "rustfmt"
-cargo fmt --check
+cargo fmt --all --check
 
 step "shellcheck and hadolint"
 shellcheck scripts/*.sh .ci/run
 hadolint docker/Dockerfile
 
 step "clippy (release profile, shared with the addon build)"
-cargo clippy --release --all-targets -- -D warnings
+cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "generated binding.js / binding.d.ts are committed"
 git diff --exit-code -- binding.js binding.d.ts || {
@@ -28,7 +28,7 @@ step "TypeScript type check (strict, against index.d.ts)"
 pnpm run typecheck
 
 step "Rust tests (release profile)"
-cargo test --release
+cargo test --release --workspace
 
 step "Node tests"
 pnpm test

@@ -3,8 +3,8 @@
 //! one of the two request error codes and say what is wrong.
 #![no_main]
 
-use interceptor_ebpf::contract::control_protocol::parse_request_line;
-use interceptor_ebpf::contract::reason_codes::ControlAuthzCode;
+use interceptor_ebpf_core::contract::control_protocol::parse_request_line;
+use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -2,7 +2,7 @@
 //! the result of the slow path alone, and an accepted snapshot must re-parse from its normalised JSON form.
 #![no_main]
 
-use interceptor_ebpf::contract::policy::PolicySnapshot;
+use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,4 +1,4 @@
-//! `NativeInterceptor`: the dataplane loader (`crate::dataplane::Dataplane`) as a JavaScript class. No rule
+//! `NativeInterceptor`: the dataplane loader (`interceptor_ebpf_core::dataplane::Dataplane`) as a JavaScript class. No rule
 //! lives here: options and targets are read by `interceptor_options`, snapshots by the contract's strict
 //! policy parser, and every decision is the dataplane's. `js/interceptor.js` wraps this class into the public
 //! `Interceptor` (promises, errors with codes, the `events()` async iterator).
@@ -19,15 +19,15 @@ use napi::{Env, Status, Task};
 use napi_derive::napi;
 use serde_json::{json, Value};
 
-use super::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
-use super::interceptor_options::{
+use crate::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
+use crate::interceptor_options::{
     parse_cgroup_target, parse_close_options, parse_fail_mode, parse_load_options, parse_mode,
     TargetKind,
 };
-use super::issues::to_js_issues;
-use crate::contract::policy::PolicySnapshot;
-use crate::contract::validation::ValidationError;
-use crate::dataplane::{
+use crate::issues::to_js_issues;
+use interceptor_ebpf_core::contract::policy::PolicySnapshot;
+use interceptor_ebpf_core::contract::validation::ValidationError;
+use interceptor_ebpf_core::dataplane::{
     Dataplane, DataplaneError, DataplaneOptions, DataplaneStatus, EventReceiver, ManagedCgroup,
     PolicySummary,
 };
@@ -306,7 +306,7 @@ impl Task for CloseTask {
 async fn next_batch(
     shared: Arc<Shared>,
     max: usize,
-) -> napi::Result<Option<Vec<crate::dataplane::VerdictEvent>>> {
+) -> napi::Result<Option<Vec<interceptor_ebpf_core::dataplane::VerdictEvent>>> {
     let mut closed = pin!(shared.close_notify.notified());
     // Registered before the flag is read, so a close() between the two cannot be missed.
     closed.as_mut().enable();

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use crate::contract::validation::{Field, Issue, IssueCode, ValidationError};
-use crate::dataplane::{CgroupRef, DataplaneOptions, FailMode, Mode};
+use interceptor_ebpf_core::contract::validation::{Field, Issue, IssueCode, ValidationError};
+use interceptor_ebpf_core::dataplane::{CgroupRef, DataplaneOptions, FailMode, Mode};
 
 /// Keys `Interceptor.load()` accepts, in documentation order.
 pub const LOAD_OPTION_KEYS: [&str; 8] = [

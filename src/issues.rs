@@ -3,7 +3,7 @@
 use napi::bindgen_prelude::Either;
 use napi_derive::napi;
 
-use crate::contract::validation::{Issue, PathSegment, ValidationError};
+use interceptor_ebpf_core::contract::validation::{Issue, PathSegment, ValidationError};
 
 #[napi(object)]
 pub struct JsIssue {

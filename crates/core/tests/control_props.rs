@@ -1,11 +1,11 @@
 //! Property tests for the control protocol: generated valid requests and responses survive
 //! serialize -> parse unchanged; mutations of a valid line are rejected with the right code.
 
-use interceptor_ebpf::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control_protocol::{
     parse_request_line, parse_response_line, CgroupRef, CommandRequest, ControlRequest,
     ControlResponse, Mode, PolicySummary, ResponseData, UpsertManagedCgroup,
 };
-use interceptor_ebpf::contract::reason_codes::ControlAuthzCode;
+use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use proptest::prelude::*;
 
 fn cgroup() -> impl Strategy<Value = CgroupRef> {

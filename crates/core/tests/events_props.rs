@@ -4,13 +4,13 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use interceptor_ebpf::contract::event_json::{parse_json, parse_ndjson};
-use interceptor_ebpf::contract::events::{
+use interceptor_ebpf_core::contract::event_json::{parse_json, parse_ndjson};
+use interceptor_ebpf_core::contract::events::{
     parse_value, Comm, DataplanePacketEvent, ObservedAt, PolicyGeneration, POLICY_GENERATION_MAX,
 };
-use interceptor_ebpf::contract::hook::{Hook, Protocol};
-use interceptor_ebpf::contract::reason_codes::DataplaneReasonCode;
-use interceptor_ebpf::contract::validation::{IssueCode, ValidationError};
+use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
+use interceptor_ebpf_core::contract::validation::{IssueCode, ValidationError};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -181,7 +181,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
         Just(Mutation::FlippedWouldBlock),
         "[a-z_]{1,12}"
             .prop_filter("not a known key", |k| {
-                interceptor_ebpf::contract::events::key_index(k).is_none()
+                interceptor_ebpf_core::contract::events::key_index(k).is_none()
             })
             .prop_map(Mutation::UnknownKey),
         (65536u64..=u64::from(u32::MAX)).prop_map(Mutation::PortTooBig),
@@ -292,7 +292,7 @@ fn any_object() -> impl Strategy<Value = Value> {
         1 => Just(json!({"nested": [true]})),
     ];
     let key = prop_oneof![
-        4 => proptest::sample::select(interceptor_ebpf::contract::events::EVENT_KEYS.to_vec()).prop_map(str::to_owned),
+        4 => proptest::sample::select(interceptor_ebpf_core::contract::events::EVENT_KEYS.to_vec()).prop_map(str::to_owned),
         1 => "[a-z_]{1,10}",
     ];
     proptest::collection::vec((key, value), 0..20)

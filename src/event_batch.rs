@@ -19,10 +19,10 @@ use napi::bindgen_prelude::{Buffer, Either3, Object, ToNapiValue, TypeName};
 use napi::{sys, Env, ValueType};
 use napi_derive::napi;
 
-use crate::contract::hook::{Hook, Protocol};
-use crate::contract::reason_codes::{DataplaneReasonCode, DATAPLANE_NAMESPACE};
-use crate::contract::timestamp::Timestamp;
-use crate::dataplane::VerdictEvent;
+use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+use interceptor_ebpf_core::contract::reason_codes::{DataplaneReasonCode, DATAPLANE_NAMESPACE};
+use interceptor_ebpf_core::contract::timestamp::Timestamp;
+use interceptor_ebpf_core::dataplane::VerdictEvent;
 
 /// A transport for a batch of events.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

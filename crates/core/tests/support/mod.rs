@@ -18,7 +18,9 @@ use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-use interceptor_ebpf::dataplane::{self, Dataplane, DataplaneOptions, EventReceiver, VerdictEvent};
+use interceptor_ebpf_core::dataplane::{
+    self, Dataplane, DataplaneOptions, EventReceiver, VerdictEvent,
+};
 
 static SEQ: AtomicU32 = AtomicU32::new(0);
 

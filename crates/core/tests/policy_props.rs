@@ -2,7 +2,7 @@
 //! exactly the same snapshots and produce the same result: generated snapshots, valid and broken in every way
 //! the parser knows about, go through both and must agree.
 
-use interceptor_ebpf::contract::policy::PolicySnapshot;
+use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use proptest::prelude::*;
 
 /// The slow path alone: JSON text -> Value -> issue-collecting parser.

@@ -1,5 +1,5 @@
 //! N-API glue for DataplanePacketEvent (`js/events.js`). No rule lives here: every value is reduced to a
-//! [`Field`] and judged by `crate::contract::events::validate_fields`.
+//! [`Field`] and judged by `interceptor_ebpf_core::contract::events::validate_fields`.
 //!
 //! The three hot entry points are raw `napi_sys` callbacks rather than `#[napi]` functions, because the
 //! boundary dominates the cost of validating a small record (measured: ~30 ns per raw call against ~140 ns
@@ -30,15 +30,15 @@ use napi::bindgen_prelude::{ToNapiValue, Unknown};
 use napi::{sys, Env, JsValue, ValueType};
 use napi_derive::napi;
 
-use super::codes::js_type_name;
-use super::issues::{to_js_issues, JsIssue};
-use crate::contract::event_json::{for_each_ndjson_line, with_json_event};
-use crate::contract::events::{
+use crate::codes::js_type_name;
+use crate::issues::{to_js_issues, JsIssue};
+use interceptor_ebpf_core::contract::event_json::{for_each_ndjson_line, with_json_event};
+use interceptor_ebpf_core::contract::events::{
     key_index, not_an_object, validate_fields, EventFields, EventView, EVENT_KEYS, KEY_COUNT,
 };
-use crate::contract::hook::{Hook, Protocol};
-use crate::contract::reason_codes::DataplaneReasonCode;
-use crate::contract::validation::{Field, Issue, IssueCode, ValidationError};
+use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
+use interceptor_ebpf_core::contract::validation::{Field, Issue, IssueCode, ValidationError};
 
 /// Number of `Float64Array` slots per record written by `parseJson`/`parseNdjson`.
 pub const RECORD_SLOTS: usize = 21;

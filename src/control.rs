@@ -8,20 +8,20 @@ use napi::ValueType;
 use napi_derive::napi;
 use serde_json::Value;
 
-use super::issues::{to_js_issues, JsIssue};
-use crate::contract::config::EbpfInterceptorConfig;
-use crate::contract::control_authz::ControlPlaneAuthzEvent;
-use crate::contract::control_protocol::{
+use crate::issues::{to_js_issues, JsIssue};
+use interceptor_ebpf_core::contract::config::EbpfInterceptorConfig;
+use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
+use interceptor_ebpf_core::contract::control_protocol::{
     parse_request_line, parse_response_line, Command, ControlRequest, ControlResponse,
     RequestRejection,
 };
-use crate::contract::peer_auth::{
+use interceptor_ebpf_core::contract::peer_auth::{
     authorize_controller_peer as authorize, authz_result_json,
     validate_socket_security_metadata as validate_socket, ControllerAuthorizationPolicy,
     PeerCredentials, SocketSecurityExpectations, SocketSecurityMetadata,
 };
-use crate::contract::policy::PolicySnapshot;
-use crate::contract::validation::{Issue, IssueCode, ValidationError};
+use interceptor_ebpf_core::contract::policy::PolicySnapshot;
+use interceptor_ebpf_core::contract::validation::{Issue, IssueCode, ValidationError};
 
 /// The result of a Rust parse: `json` (normalised output as JSON text) or `issues`; for control requests
 /// also `rejection`, the failure response line (with the CTRL_REQUEST_* code) the agent would send.

@@ -306,7 +306,7 @@ fn response_schemas_are_strict() {
 
 #[test]
 fn every_example_in_the_docs_parses() {
-    let doc = include_str!("../../../docs/control-protocol.md");
+    let doc = include_str!("../../../../../docs/control-protocol.md");
     let lines: Vec<&str> = doc
         .lines()
         .filter(|l| l.starts_with("> ") || l.starts_with("< "))

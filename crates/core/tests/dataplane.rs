@@ -6,12 +6,12 @@ mod support;
 
 use std::time::Duration;
 
-use interceptor_ebpf::contract::hook::{Hook, Protocol};
-use interceptor_ebpf::contract::policy::{
+use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+use interceptor_ebpf_core::contract::policy::{
     BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, Sampling,
 };
-use interceptor_ebpf::contract::reason_codes::DataplaneReasonCode as R;
-use interceptor_ebpf::dataplane::{CgroupRef, Dataplane, FailMode, Mode};
+use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode as R;
+use interceptor_ebpf_core::dataplane::{CgroupRef, Dataplane, FailMode, Mode};
 use support::{probe, Probe, TestEnv};
 
 const EPERM: i32 = libc::EPERM;
@@ -83,8 +83,8 @@ struct World {
     dp: Dataplane,
     wl: std::path::PathBuf,
     wl_id: u64,
-    rx: interceptor_ebpf::dataplane::EventReceiver,
-    backlog: Vec<interceptor_ebpf::dataplane::VerdictEvent>,
+    rx: interceptor_ebpf_core::dataplane::EventReceiver,
+    backlog: Vec<interceptor_ebpf_core::dataplane::VerdictEvent>,
     // Dropped last: the dataplane detaches before its cgroups, netns and pins go.
     env: TestEnv,
 }
@@ -93,7 +93,7 @@ impl World {
     fn new(
         tag: &str,
         rt: &tokio::runtime::Runtime,
-        tune: impl FnOnce(&mut interceptor_ebpf::dataplane::DataplaneOptions),
+        tune: impl FnOnce(&mut interceptor_ebpf_core::dataplane::DataplaneOptions),
     ) -> Option<World> {
         if support::skip(tag) {
             return None;
@@ -133,7 +133,7 @@ impl World {
         kind: Probe,
         dst: &str,
         reason: R,
-    ) -> interceptor_ebpf::dataplane::VerdictEvent {
+    ) -> interceptor_ebpf_core::dataplane::VerdictEvent {
         let r = probe(cg, &self.env.netns, kind, sa(dst));
         let allowed_errno = if kind == Probe::TcpConnect {
             ECONNREFUSED
@@ -141,7 +141,7 @@ impl World {
             0
         };
         let want_errno =
-            if reason.verdict() == interceptor_ebpf::contract::reason_codes::Verdict::Deny {
+            if reason.verdict() == interceptor_ebpf_core::contract::reason_codes::Verdict::Deny {
                 EPERM
             } else {
                 allowed_errno
@@ -620,7 +620,7 @@ fn observe_mode_reports_all_three_observe_codes() {
     assert_eq!(st.managed_cgroups[0].path.as_deref(), Some(wl.as_path()));
     assert!(matches!(
         w.dp.set_cgroup_mode(&CgroupRef::Id(1), Mode::Observe),
-        Err(interceptor_ebpf::dataplane::DataplaneError::NotManaged { .. })
+        Err(interceptor_ebpf_core::dataplane::DataplaneError::NotManaged { .. })
     ));
 }
 
@@ -856,7 +856,7 @@ fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
             let _g = rt.enter();
             dp.subscribe()
         },
-        Err(interceptor_ebpf::dataplane::DataplaneError::AlreadySubscribed)
+        Err(interceptor_ebpf_core::dataplane::DataplaneError::AlreadySubscribed)
     ));
     let r = probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80"));
     assert_eq!(r.errno, EPERM);
@@ -880,7 +880,7 @@ fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
     assert!(!env.pins.path.exists(), "detach removes every pin");
     assert!(matches!(
         dp.status(),
-        Err(interceptor_ebpf::dataplane::DataplaneError::Closed)
+        Err(interceptor_ebpf_core::dataplane::DataplaneError::Closed)
     ));
     // Detached: nothing judges the workload any more.
     assert_eq!(
@@ -896,7 +896,7 @@ fn holds_131072_ipv4_rules_and_rejects_more() {
         return;
     };
     let wl = w.wl.clone();
-    let limit = interceptor_ebpf::dataplane::MAX_RULE_ENTRIES_PER_FAMILY;
+    let limit = interceptor_ebpf_core::dataplane::MAX_RULE_ENTRIES_PER_FAMILY;
     // limit /32 rules in 10.128.0.0/9 (allow) plus nothing else: every other address is default-denied.
     let mut rules: Vec<Rule> = (0..limit as u32)
         .map(|i| {
@@ -951,7 +951,7 @@ fn holds_131072_ipv4_rules_and_rejects_more() {
     assert!(
         matches!(
             err,
-            interceptor_ebpf::dataplane::DataplaneError::PolicyTooLarge { .. }
+            interceptor_ebpf_core::dataplane::DataplaneError::PolicyTooLarge { .. }
         ),
         "{err}"
     );

@@ -4,12 +4,12 @@ use napi::bindgen_prelude::Unknown;
 use napi::ValueType;
 use napi_derive::napi;
 
-use super::issues::JsIssue;
-use crate::contract::hook::Hook;
-use crate::contract::reason_codes::{
+use crate::issues::JsIssue;
+use interceptor_ebpf_core::contract::hook::Hook;
+use interceptor_ebpf_core::contract::reason_codes::{
     reason_code_lists_are_disjoint, ControlAuthzCode, DataplaneReasonCode, Verdict,
 };
-use crate::contract::validation::{Issue, IssueCode};
+use interceptor_ebpf_core::contract::validation::{Issue, IssueCode};
 
 /// The code lists and literal sets, in value order, as the single source for the JavaScript arrays.
 #[napi(object)]
