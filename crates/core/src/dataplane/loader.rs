@@ -189,9 +189,25 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// Loads one program into the kernel; a rejection carries the verifier's log.
+/// How many times a program load is tried when the verifier gives up with EAGAIN. The verifier stops with
+/// EAGAIN whenever the loading thread has a signal pending (a timer, SIGCHLD, a profiler): nothing is wrong
+/// with the program, so libbpf tries again, 5 times in all; so does this loader.
+const PROG_LOAD_ATTEMPTS: usize = 5;
+
+fn is_eagain(e: &ProgramError) -> bool {
+    matches!(e, ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EAGAIN))
+}
+
+/// Loads one program into the kernel, trying again on EAGAIN; a rejection carries the verifier's log.
 fn load_program(prog: &mut CgroupSockAddr, name: &str) -> Result<(), DataplaneError> {
-    prog.load().map_err(|e| match e {
+    let mut attempt = 1;
+    let result = loop {
+        match prog.load() {
+            Err(e) if is_eagain(&e) && attempt < PROG_LOAD_ATTEMPTS => attempt += 1,
+            other => break other,
+        }
+    };
+    result.map_err(|e| match e {
         ProgramError::LoadError {
             io_error,
             verifier_log,
@@ -656,6 +672,75 @@ mod tests {
 
     static REJECTED: &[u8] =
         aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rejected.bpf.o"));
+
+    static SIGNALS_HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    extern "C" fn count_signal(_: libc::c_int) {
+        SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Another thread keeps interrupting the loading thread with signals (each one sent after the previous was
+    /// handled, a little later so that it lands inside the next verification): every interrupted verification
+    /// fails with EAGAIN, and the load must still succeed. Four signals exceed what aya alone absorbs (it
+    /// retries a failed load once, to fetch the verifier log) and stay below PROG_LOAD_ATTEMPTS.
+    #[test]
+    fn a_load_interrupted_by_signals_is_tried_again() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED a_load_interrupted_by_signals_is_tried_again: loading BPF programs needs root");
+            return;
+        }
+        // SAFETY: a zeroed sigaction is a valid value; the handler only touches an atomic (async-signal-safe),
+        // and SA_RESTART keeps the other threads' syscalls going.
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
+            action.sa_flags = libc::SA_RESTART;
+            assert_eq!(
+                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
+                0
+            );
+        }
+        // SAFETY: pthread_self has no preconditions.
+        let loader_thread = unsafe { libc::pthread_self() };
+        let mut ebpf = EbpfLoader::new()
+            .btf(Btf::from_sys_fs().ok().as_ref())
+            .load(abi::BPF_OBJECT)
+            .expect("parse the dataplane object");
+        let prog: &mut CgroupSockAddr = ebpf
+            .program_mut("dp_connect4")
+            .expect("dp_connect4 in the object")
+            .try_into()
+            .expect("sock_addr program");
+        let done = Arc::new(AtomicBool::new(false));
+        let done_s = done.clone();
+        let before = SIGNALS_HANDLED.load(Ordering::SeqCst);
+        let sender = std::thread::spawn(move || {
+            for n in 1..=4 {
+                std::thread::sleep(Duration::from_micros(100));
+                if done_s.load(Ordering::SeqCst) {
+                    return;
+                }
+                // SAFETY: the loading thread outlives this one (it joins it below).
+                unsafe { libc::pthread_kill(loader_thread, libc::SIGUSR1) };
+                while SIGNALS_HANDLED.load(Ordering::SeqCst) < before + n {
+                    if done_s.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+            }
+        });
+        let result = load_program(prog, "dp_connect4");
+        done.store(true, Ordering::SeqCst);
+        sender.join().expect("signal sender");
+        let handled = SIGNALS_HANDLED.load(Ordering::SeqCst) - before;
+        assert!(
+            result.is_ok(),
+            "load failed after {handled} signals: {result:?}"
+        );
+        eprintln!("dp_connect4 loaded; {handled} signals handled while loading");
+    }
 
     #[test]
     fn a_verifier_rejection_carries_the_verifier_log() {
