@@ -8,6 +8,7 @@ pub mod event_json;
 pub mod events;
 pub mod heartbeat;
 pub mod hook;
+pub mod ip_text;
 pub mod json_reader;
 pub mod modes;
 pub mod peer_auth;

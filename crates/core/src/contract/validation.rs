@@ -110,6 +110,20 @@ impl Issue {
     }
 }
 
+/// A string for an issue message, JSON-quoted (control characters escaped) and cut at 64 characters, so an
+/// attacker-sized or hostile value can neither flood nor forge log lines.
+pub fn quoted(s: &str) -> String {
+    const LIMIT: usize = 64;
+    match s.char_indices().nth(LIMIT) {
+        Some((cut, _)) => {
+            let mut q = serde_json::to_string(&s[..cut]).unwrap_or_default();
+            q.insert_str(q.len().saturating_sub(1), "...");
+            q
+        }
+        None => serde_json::to_string(s).unwrap_or_default(),
+    }
+}
+
 /// Every issue found in one value; never empty.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub struct ValidationError {

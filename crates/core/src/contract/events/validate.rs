@@ -1,16 +1,14 @@
 //! The one validator of a DataplanePacketEvent ([`validate_fields`]) and the `serde_json::Value` reader that
 //! feeds it. Every rule is listed in the module documentation of [`crate::contract::events`].
-
-use std::net::IpAddr;
-
 use super::{key, EventFields, EventView, COMM_MAX_BYTES, EVENT_KEYS, POLICY_GENERATION_MAX};
 use super::{key_index, DataplanePacketEvent};
 use crate::contract::hook::{Hook, Protocol};
+use crate::contract::ip_text::parse_canonical_ip;
 use crate::contract::reason_codes::{
     ControlAuthzCode, DataplaneReasonCode, Verdict, CONTROL_AUTHZ_NAMESPACE, DATAPLANE_NAMESPACE,
 };
 use crate::contract::timestamp;
-use crate::contract::validation::{Field, Issue, IssueCode, PathSegment, ValidationError};
+use crate::contract::validation::{quoted, Field, Issue, IssueCode, PathSegment, ValidationError};
 
 fn received(f: &Field<'_>) -> String {
     match f {
@@ -18,19 +16,6 @@ fn received(f: &Field<'_>) -> String {
         Field::Number(n) => format!("the number {}", number_text(*n)),
         Field::Bool(b) => format!("{b}"),
         other => other.type_name().to_owned(),
-    }
-}
-
-/// A string for a message, JSON-quoted and cut at 64 characters so an attacker-sized value cannot flood logs.
-fn quoted(s: &str) -> String {
-    const LIMIT: usize = 64;
-    match s.char_indices().nth(LIMIT) {
-        Some((cut, _)) => {
-            let mut q = serde_json::to_string(&s[..cut]).unwrap_or_default();
-            q.insert_str(q.len().saturating_sub(1), "...");
-            q
-        }
-        None => serde_json::to_string(s).unwrap_or_default(),
     }
 }
 
@@ -161,58 +146,6 @@ fn parse_cgroup_id(s: &str) -> Result<u64, (IssueCode, &'static str)> {
             "does not fit in 64 bits (max 18446744073709551615)",
         )
     })
-}
-
-/// A fixed buffer that `IpAddr`'s `Display` writes into, so the canonical check does not allocate.
-struct IpText {
-    buf: [u8; 64],
-    len: usize,
-}
-
-impl std::fmt::Write for IpText {
-    fn write_str(&mut self, s: &str) -> std::fmt::Result {
-        let end = self.len + s.len();
-        self.buf
-            .get_mut(self.len..end)
-            .ok_or(std::fmt::Error)?
-            .copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
-    }
-}
-
-/// True when `ip` prints exactly as `s`.
-fn prints_as(ip: &IpAddr, s: &str) -> bool {
-    use std::fmt::Write;
-    let mut t = IpText {
-        buf: [0; 64],
-        len: 0,
-    };
-    write!(t, "{ip}").is_ok() && &t.buf[..t.len] == s.as_bytes()
-}
-
-/// Parses `dst_ip`: any IPv4/IPv6 text that `IpAddr` prints back identically.
-fn parse_canonical_ip(s: &str) -> Result<IpAddr, String> {
-    match s.parse::<IpAddr>() {
-        Ok(ip) => {
-            // std's IPv4 parser accepts only the canonical dotted quad (no leading zeros, no short forms), so
-            // only IPv6 needs the print-back comparison; `tests/events_props.rs` checks that claim.
-            if ip.is_ipv4() || prints_as(&ip, s) {
-                Ok(ip)
-            } else {
-                let canonical = ip.to_string();
-                Err(format!(
-                    "must be canonical IP text: write {} instead of {}",
-                    quoted(&canonical),
-                    quoted(s)
-                ))
-            }
-        }
-        Err(_) => Err(format!(
-            "expected an IPv4 or IPv6 address, received {}",
-            quoted(s)
-        )),
-    }
 }
 
 const REASON_CODE_LIST: &str = "UNMANAGED_ALLOW, OBSERVE_WOULD_ALLOW, OBSERVE_WOULD_DENY_EXPLICIT, \

@@ -1,55 +1,43 @@
-//! Canonical address and prefix text (`10.0.0.0/8`, `2001:db8::/32`), shared by the parser, the fast path
-//! and every other entry point that names an address.
+//! Addresses and prefixes of a policy snapshot (`10.0.0.0/8`, `2001:db8::/32`), shared by the parser and the
+//! fast path. The text rule of an address is [`crate::contract::ip_text`]'s; what this file adds is the policy's
+//! own rule: IPv4-mapped IPv6 addresses and ranges are refused, because the dataplane judges mapped
+//! destinations by the IPv4 entries, so a mapped entry could never match.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::IpNet;
+use crate::contract::ip_text::parse_canonical_ip;
 use crate::contract::json_reader::Issues;
 use crate::contract::validation::{IssueCode, PathSegment};
 
-/// The IPv4 address inside `::ffff:0:0/96`, if `addr` is IPv4-mapped.
-fn mapped_v4(addr: &Ipv6Addr) -> Option<Ipv4Addr> {
-    let s = addr.segments();
-    (s[..5] == [0, 0, 0, 0, 0] && s[5] == 0xffff).then(|| {
-        let o = addr.octets();
-        Ipv4Addr::new(o[12], o[13], o[14], o[15])
-    })
-}
-
-/// Parses canonical IP text: what `IpAddr`'s `Display` prints (dotted quad without leading zeros, RFC 5952
-/// IPv6). IPv4-mapped IPv6 is refused because the dataplane judges mapped destinations as IPv4.
-pub fn parse_canonical_ip(s: &str, path: &[PathSegment], issues: &mut Issues) -> Option<IpAddr> {
-    let Ok(ip) = s.parse::<IpAddr>() else {
-        issues.push(
-            path.to_vec(),
-            IssueCode::InvalidFormat,
-            format!("expected an IPv4 or IPv6 address, received `{s}`"),
-        );
-        return None;
-    };
-    if let IpAddr::V6(v6) = ip {
-        if let Some(v4) = mapped_v4(&v6) {
-            issues.push(
-                path.to_vec(),
-                IssueCode::InvalidValue,
-                format!(
-                    "`{s}` is an IPv4-mapped IPv6 address; the dataplane matches IPv4-mapped destinations \
-                     against IPv4 entries: write `{v4}`"
-                ),
-            );
+/// An endpoint address of a snapshot: canonical IP text ([`parse_canonical_ip`]) that is not IPv4-mapped.
+pub fn parse_endpoint_ip(s: &str, path: &[PathSegment], issues: &mut Issues) -> Option<IpAddr> {
+    let ip = match parse_canonical_ip(s) {
+        Ok(ip) => ip,
+        Err(message) => {
+            issues.push(path.to_vec(), IssueCode::InvalidFormat, message);
             return None;
         }
-    }
-    let canonical = ip.to_string();
-    if canonical != s {
+    };
+    if let Some(v4) = mapped_v4(&ip) {
         issues.push(
             path.to_vec(),
-            IssueCode::InvalidFormat,
-            format!("`{s}` is not canonical IP text: write `{canonical}`"),
+            IssueCode::InvalidValue,
+            format!(
+                "`{s}` is an IPv4-mapped IPv6 address; the dataplane matches IPv4-mapped destinations \
+                 against IPv4 entries: write `{v4}`"
+            ),
         );
         return None;
     }
     Some(ip)
+}
+
+fn mapped_v4(ip: &IpAddr) -> Option<Ipv4Addr> {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped(),
+        IpAddr::V4(_) => None,
+    }
 }
 
 /// Parses a canonical CIDR (`10.0.0.0/8`, `2001:db8::/32`): canonical address text, a decimal prefix length
@@ -82,11 +70,10 @@ pub fn parse_canonical_cidr(s: &str, path: &[PathSegment], issues: &mut Issues) 
         }
     };
     let network = mask(addr, len);
-    if let IpAddr::V6(v6) = addr {
-        if len >= 96 {
-            if let Some(v4) = mapped_v4(&v6) {
-                let v4net = mask_v4(v4, len - 96);
-                issues.push(
+    if len >= 96 {
+        if let Some(v4) = mapped_v4(&addr) {
+            let v4net = mask_v4(v4, len - 96);
+            issues.push(
                     path.to_vec(),
                     IssueCode::InvalidValue,
                     format!(
@@ -95,8 +82,7 @@ pub fn parse_canonical_cidr(s: &str, path: &[PathSegment], issues: &mut Issues) 
                         len - 96
                     ),
                 );
-                return None;
-            }
+            return None;
         }
     }
     let canonical = format!("{network}/{len}");

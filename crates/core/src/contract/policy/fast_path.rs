@@ -14,7 +14,7 @@ use serde::{Deserialize, Deserializer};
 
 use super::parse::{check_rule_id, report_duplicates};
 use super::{
-    parse_canonical_cidr, parse_canonical_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
+    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
     Sampling, ACTIONS, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
     MAX_RULES_PER_FAMILY, PROTOCOLS,
 };
@@ -121,13 +121,13 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
     }
     let mut broker = Vec::with_capacity(wire.broker.len());
     for e in &wire.broker {
-        let ip = parse_canonical_ip(&e.ip, no_path, &mut scratch)?;
+        let ip = parse_endpoint_ip(&e.ip, no_path, &mut scratch)?;
         (e.port != 0).then_some(())?;
         broker.push(BrokerEndpoint { ip, port: e.port });
     }
     let mut dns = Vec::with_capacity(wire.dns.len());
     for e in &wire.dns {
-        let ip = parse_canonical_ip(&e.ip, no_path, &mut scratch)?;
+        let ip = parse_endpoint_ip(&e.ip, no_path, &mut scratch)?;
         let port = e.port.unwrap_or(DEFAULT_DNS_PORT);
         (port != 0).then_some(())?;
         dns.push(DnsEndpoint { ip, port });

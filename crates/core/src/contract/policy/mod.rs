@@ -29,7 +29,7 @@ use super::hook::Protocol;
 use super::json_reader;
 use super::validation::{Issue, IssueCode, ValidationError};
 
-pub use cidr::{parse_canonical_cidr, parse_canonical_ip};
+pub use cidr::{parse_canonical_cidr, parse_endpoint_ip};
 pub(crate) use parse::parse_snapshot;
 
 /// Whether a matching rule lets the connection through.

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{
-    parse_canonical_cidr, parse_canonical_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
+    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
     Sampling, ACTIONS, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
     MAX_RULES_PER_FAMILY, MAX_RULE_ID_BYTES, PROTOCOLS,
 };
@@ -135,7 +135,7 @@ fn read_endpoint(
     let obj = object(Some(v), path, &["ip", "port"], issues)?;
     let ip = obj
         .str("ip", issues)
-        .and_then(|s| parse_canonical_ip(s, &obj.path_of("ip"), issues));
+        .and_then(|s| parse_endpoint_ip(s, &obj.path_of("ip"), issues));
     let port = if port_optional {
         obj.opt_int("port", 1, 65_535, issues)
             .map(|p| p.map_or(DEFAULT_DNS_PORT, |p| p as u16))
