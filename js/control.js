@@ -3,7 +3,7 @@
 // socket's peer/socket checks. Every rule is in Rust (src/contract/); this file converts inputs and outcomes.
 
 const fs = require('node:fs')
-const native = require('../binding.js')
+const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 const { unwrapOutcome } = require('./policy.js')
 
