@@ -50,16 +50,24 @@ const withVerdict: ControlPlaneAuthzEvent = { code_namespace: 'control_authz', r
 const wrongCode: ControlPlaneAuthzEvent = { code_namespace: 'control_authz', reason_code: 'DENY_DEFAULT', message: 'm' }
 
 const config: EbpfInterceptorConfig = parseEbpfInterceptorConfig()
-// @ts-expect-error unknown environment
-parseEbpfInterceptorConfig({ environment: 'staging' })
-const r: ControlAuthzResult = authorizeControllerPeer(null, config)
+// The original took `input: unknown`: any value compiles, the checks are at run time.
+const fromUnknown: EbpfInterceptorConfig = parseEbpfInterceptorConfig(JSON.parse('{}') as unknown)
+void fromUnknown
+const r: ControlAuthzResult = authorizeControllerPeer({ hasPeerCred: true, uid: 1000, gid: 1000 }, { allowedUids: [0], allowedGids: [] })
 if (!r.ok) {
-  const e: ControlPlaneAuthzEvent = r.error
-  void e
+  // Flat, as in the original: no nested `error`.
+  const code: 'CTRL_AUTH_PEERCRED_REJECTED_UID' | ControlPlaneAuthzEvent['reason_code'] = r.reason_code
+  const ns: 'control_authz' = r.code_namespace
+  void [code, ns, r.message]
 }
+authorizeControllerPeer(null, config)
+authorizeControllerPeer({ uid: 0, gid: 0, pid: 1 }, config)
+validateSocketSecurityMetadata({ mode: 0o660, ownerUid: 0, ownerGid: 0 }, { expectedMode: 0o660, expectedOwnerUid: 0, expectedOwnerGid: 0 })
 validateSocketSecurityMetadata({ mode: 0o660, uid: 0, gid: 0 }, config)
 // @ts-expect-error the metadata needs a mode
-validateSocketSecurityMetadata({ uid: 0, gid: 0 }, config)
+validateSocketSecurityMetadata({ ownerUid: 0, ownerGid: 0 }, config)
+// @ts-expect-error hasPeerCred is a boolean
+authorizeControllerPeer({ hasPeerCred: 'yes', uid: 0, gid: 0 }, config)
 const snap: PolicySnapshot = parsePolicySnapshot({})
 // @ts-expect-error action is allow | deny
 snap.rules.push({ id: 'x', action: 'permit', cidr: '10.0.0.0/8' })

@@ -25,7 +25,7 @@ export interface ControlAuthzLogRecord {
 export declare const ControlPlaneAuthzEventSchema: Schema<ControlPlaneAuthzEvent>
 export declare function parseControlPlaneAuthzEvent(input: unknown): ControlPlaneAuthzEvent
 /** Validates the event (an empty `command` is accepted and dropped) and returns its log record. */
-export declare function serializeControlPlaneAuthzErrorToLog(event: ControlPlaneAuthzEvent): ControlAuthzLogRecord
+export declare function serializeControlPlaneAuthzErrorToLog(event: unknown): ControlAuthzLogRecord
 
 // ---- Control protocol -------------------------------------------------------------------------------------
 
@@ -224,56 +224,93 @@ export interface EbpfInterceptorConfig {
 export type EbpfInterceptorConfigInput = Partial<EbpfInterceptorConfig>
 
 export declare const EbpfInterceptorConfigSchema: Schema<EbpfInterceptorConfig>
-export declare function parseEbpfInterceptorConfig(input?: EbpfInterceptorConfigInput): EbpfInterceptorConfig
+/** `input` is `unknown`, as in the original: a partial config (EbpfInterceptorConfigInput) or `undefined` for all defaults. */
+export declare function parseEbpfInterceptorConfig(input?: unknown): EbpfInterceptorConfig
 /** True in production; otherwise `rejectUnknownReasonCodes`. The input is validated like a config. */
 export declare function shouldFailClosedOnUnknownReasonCode(config?: EbpfInterceptorConfigInput): boolean
 
 // ---- Peer and socket checks -------------------------------------------------------------------------------
+// The original package's shapes (SPEC 3) first; the other accepted inputs are additions beside them.
 
-/** SO_PEERCRED of a control-socket client; `null`/`undefined` means the credentials could not be read. */
+/** SO_PEERCRED of a control-socket client. `hasPeerCred: false` means the credentials could not be read. */
 export interface ControllerPeer {
+  hasPeerCred: boolean
+  /** u32; read only when `hasPeerCred` is true. */
+  uid: number
+  /** u32; read only when `hasPeerCred` is true. */
+  gid: number
+}
+
+/** Addition: credentials as read (`{uid, gid, pid?}`); `null`/`undefined` means they could not be read. */
+export interface PeerCredentials {
   uid: number
   gid: number
   pid?: number
 }
 
 /**
- * Who may send mutating commands: uid in the uid list OR gid in the gid list; both empty = every peer.
- * Any EbpfInterceptorConfig (or part of one) is accepted too; an absent list is empty.
+ * Who may send mutating commands: uid in `allowedUids` OR gid in `allowedGids`; both empty = every peer
+ * (permissive mode for local setups). A config (or part of one) is accepted too: its
+ * `privilegedControllerUids`/`privilegedControllerGids`, an absent list being empty.
  */
 export interface ControllerAuthorizationPolicy {
-  privilegedControllerUids: number[]
-  privilegedControllerGids: number[]
+  allowedUids: readonly number[]
+  allowedGids: readonly number[]
 }
 
-/** What stat() says about the socket. `mode` may be a full st_mode; an fs.Stats object is accepted as-is. */
+/** What stat() says about the socket. `mode` may be a full st_mode: only `mode & 0o777` is compared. */
 export interface SocketSecurityMetadata {
   mode: number
-  uid: number
-  gid: number
+  ownerUid: number
+  ownerGid: number
 }
 
-/** Expected permission bits (0..=0o777) and owner; a config gives controlSocketFileMode/OwnerUid/OwnerGid. */
-export interface SocketSecurityExpectations {
+/** Addition: the socket's `{mode, uid, gid}` as an fs.Stats carries them (an fs.Stats is accepted as-is). */
+export interface SocketStat {
   mode: number
   uid: number
   gid: number
 }
 
+/** The mode the socket's permission bits must equal (compared as given) and its owner. */
+export interface SocketSecurityExpectations {
+  expectedMode: number
+  expectedOwnerUid: number
+  expectedOwnerGid: number
+}
+
+/** Addition: expectations as `{mode (0..=0o777), uid, gid}`. A config gives controlSocketFileMode/OwnerUid/OwnerGid. */
+export interface SocketModeAndOwner {
+  mode: number
+  uid: number
+  gid: number
+}
+
+/** A refusal: flat, as in the original package. */
 export interface ControlAuthzFailure {
   ok: false
-  error: ControlPlaneAuthzEvent
+  code_namespace: 'control_authz'
+  reason_code: ControlPlaneAuthzErrorCode
+  message: string
 }
 
 export type ControlAuthzResult = { ok: true } | ControlAuthzFailure
 
+/**
+ * `hasPeerCred: false` (or `null`) -> CTRL_AUTH_PEERCRED_UNAVAILABLE (`SO_PEERCRED metadata is required`);
+ * both lists empty -> allowed; uid in allowedUids OR gid in allowedGids -> allowed; otherwise
+ * CTRL_AUTH_PEERCRED_REJECTED_UID (`peer uid 2000 is not authorized`) when allowedUids is non-empty, else
+ * CTRL_AUTH_PEERCRED_REJECTED_GID (`peer gid 2000 is not authorized`).
+ */
 export declare function authorizeControllerPeer(
-  peer: ControllerPeer | null | undefined,
+  peer: ControllerPeer | PeerCredentials | null | undefined,
   policy: ControllerAuthorizationPolicy | EbpfInterceptorConfigInput,
 ): ControlAuthzResult
 
-/** Mode (`& 0o777`) first, then owner uid and gid. */
+/**
+ * Mode first (`socket mode 666 != expected 660`, octal), then owner (`socket owner 1000:1000 != expected 0:0`).
+ */
 export declare function validateSocketSecurityMetadata(
-  meta: SocketSecurityMetadata | import('node:fs').Stats,
-  expected: SocketSecurityExpectations | EbpfInterceptorConfigInput,
+  meta: SocketSecurityMetadata | SocketStat | import('node:fs').Stats,
+  expected: SocketSecurityExpectations | SocketModeAndOwner | EbpfInterceptorConfigInput,
 ): ControlAuthzResult

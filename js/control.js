@@ -51,9 +51,10 @@ function typeName(v) {
   return typeof v
 }
 
-// fs.Stats carries far more than the three fields the check needs; accept it as a user would expect.
+// fs.Stats (and the BigIntStats of `{bigint: true}`, whose class node does not export) carry far more than the
+// three fields the check needs and methods JSON cannot hold: pass on what stat() said, as numbers.
 function socketMetadata(meta) {
-  if (meta instanceof fs.Stats || (typeof fs.BigIntStats === 'function' && meta instanceof fs.BigIntStats)) {
+  if (meta instanceof fs.Stats || (meta != null && typeof meta.isSocket === 'function' && 'mode' in meta)) {
     return { mode: Number(meta.mode), uid: Number(meta.uid), gid: Number(meta.gid) }
   }
   return meta
