@@ -3,9 +3,11 @@ import type { ControlPlaneAuthzErrorCode, DataplaneHook } from './codes'
 import type { PolicySnapshot, PolicySnapshotInput } from './policy'
 
 // ---- ControlPlaneAuthzEvent -------------------------------------------------------------------------------
+// The original package's object types were type aliases (z.infer), which TypeScript lets stand in for
+// `Record<string, unknown>`; interfaces do not, so these stay type aliases.
 
 /** Why the control plane refused a connection or request. Strict: no `verdict`, no `would_block`, no other key. */
-export interface ControlPlaneAuthzEvent {
+export type ControlPlaneAuthzEvent = {
   code_namespace: 'control_authz'
   reason_code: ControlPlaneAuthzErrorCode
   /** Non-empty. */
@@ -15,7 +17,7 @@ export interface ControlPlaneAuthzEvent {
 }
 
 /** The log record: `code_namespace` first, keys in SPEC table order, an empty `command` dropped. */
-export interface ControlAuthzLogRecord {
+export type ControlAuthzLogRecord = {
   code_namespace: 'control_authz'
   reason_code: ControlPlaneAuthzErrorCode
   message: string
@@ -99,7 +101,11 @@ export type ControlProtocolRequest =
   | RequestBase<'SubscribeEvents'>
 
 /** A ControlPlaneAuthzEvent whose `command`, when present, is a ControlProtocolCommand. */
-export interface ControlProtocolError extends ControlPlaneAuthzEvent {
+export type ControlProtocolError = {
+  code_namespace: 'control_authz'
+  reason_code: ControlPlaneAuthzErrorCode
+  /** Non-empty. */
+  message: string
   command?: ControlProtocolCommand
 }
 
@@ -200,7 +206,7 @@ export declare function parseControlProtocolResponseLine(line: Uint8Array | stri
 // ---- Config -----------------------------------------------------------------------------------------------
 
 /** Strict; every field defaulted, so `{}` and `undefined` parse to the all-defaults config. */
-export interface EbpfInterceptorConfig {
+export type EbpfInterceptorConfig = {
   /** Default `development`. */
   environment: 'development' | 'test' | 'production'
   /** Default true. */
@@ -287,7 +293,7 @@ export interface SocketModeAndOwner {
 }
 
 /** A refusal: flat, as in the original package. */
-export interface ControlAuthzFailure {
+export type ControlAuthzFailure = {
   ok: false
   code_namespace: 'control_authz'
   reason_code: ControlPlaneAuthzErrorCode

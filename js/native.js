@@ -103,7 +103,7 @@ function bindingLoadError(cause) {
     headline =
       `${manifest.name}: the platform package ${expected}@${version} is not installed (detected ${detected}). ` +
       `Install it: it is an optional dependency, so run \`pnpm install\` without --no-optional/--omit=optional; ` +
-      `from tarballs, override it to its tarball (README, "Installing from tarballs").`
+      `from tarballs, override it to its tarball (README, "From tarballs").`
   } else {
     code = 'ERR_INTERCEPTOR_EBPF_BINARY_UNLOADABLE'
     // The innermost errors are the dlopen failures: a missing GLIBC_ version, a wrong ELF class, a cut file.

@@ -28,6 +28,7 @@ mapfile -t targets < <(manifest "m.napi.targets.join('\n')")
 
 # napi-rs's package suffix of a Rust target triple (x86_64-unknown-linux-gnu -> linux-x64-gnu).
 suffix_of() {
+  # shellcheck disable=SC2016 # a JavaScript template literal, not a shell expansion
   node -e '
     const [arch, , os, abi] = process.argv[1].split("-")
     const cpu = { x86_64: "x64", aarch64: "arm64", i686: "ia32", armv7: "arm" }[arch] ?? arch
