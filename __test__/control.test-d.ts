@@ -1,8 +1,15 @@
 // Compiled by `pnpm typecheck` against the published index.d.ts; never run.
 import {
   authorizeControllerPeer,
+  parseControlCommandData,
+  parseControlCommandPayload,
+  parseControlCommandRequest,
+  parseControlCommandResponseLine,
   parseControlProtocolRequest,
+  parseControlProtocolResponse,
   parseControlProtocolResponseLine,
+  ControlCommandDataSchemas,
+  ControlCommandPayloadSchemas,
   parseEbpfInterceptorConfig,
   parsePolicySnapshot,
   validateSocketSecurityMetadata,
@@ -10,13 +17,26 @@ import {
   type ControlAuthzResult,
   type ControlPlaneAuthzEvent,
   type ControlProtocolCommand,
-  type ControlProtocolRequestInput,
+  type ControlCommandRequestInput,
+  type ControlProtocolRequest,
+  type StatusData,
   type ControlProtocolResponse,
   type EbpfInterceptorConfig,
   type PolicySnapshot,
 } from '../index.js'
 
-const req = parseControlProtocolRequest({ command: 'GetHealth' })
+// The generic envelope: the original's types, payload and data any value.
+const envelope: ControlProtocolRequest = parseControlProtocolRequest({ command: 'GetHealth' })
+const anyPayload: ControlProtocolRequest = { command: 'GetHealth', payload: { verbose: true } }
+const generic = parseControlProtocolResponse({ ok: true, command: 'Shutdown' })
+if (generic.ok) {
+  const data: unknown = generic.data
+  void data
+}
+void [envelope, anyPayload]
+
+// Strict, per command.
+const req = parseControlCommandRequest({ command: 'GetHealth' })
 if (req.command === 'UpsertManagedCgroup') {
   const mode: 'enforce' | 'observe' | undefined = req.payload.mode
   void mode
@@ -25,17 +45,27 @@ if (req.command === 'ReplacePolicySnapshot') {
   const port: number = req.payload.dns[0]!.port
   void port
 }
-const ok: ControlProtocolRequestInput = { command: 'SetCgroupMode', payload: { id: '42', mode: 'observe' } }
+const ok: ControlCommandRequestInput = { command: 'SetCgroupMode', payload: { id: '42', mode: 'observe' } }
 // @ts-expect-error SetFailMode is not a command
 const notACommand: ControlProtocolCommand = 'SetFailMode'
 // @ts-expect-error path and id together are not a cgroup selector
-const both: ControlProtocolRequestInput = { command: 'DeleteManagedCgroup', payload: { path: '/a', id: '1' } }
+const both: ControlCommandRequestInput = { command: 'DeleteManagedCgroup', payload: { path: '/a', id: '1' } }
 // @ts-expect-error SetGlobalMode needs a payload
-const noPayload: ControlProtocolRequestInput = { command: 'SetGlobalMode' }
+const noPayload: ControlCommandRequestInput = { command: 'SetGlobalMode' }
 // @ts-expect-error GetHealth takes no payload
-const extraPayload: ControlProtocolRequestInput = { command: 'GetHealth', payload: { verbose: true } }
+const extraPayload: ControlCommandRequestInput = { command: 'GetHealth', payload: { verbose: true } }
 
-const res: ControlProtocolResponse = parseControlProtocolResponseLine(Buffer.from('{"ok":true,"command":"Shutdown"}'))
+const plain: ControlProtocolResponse = parseControlProtocolResponseLine(Buffer.from('{"ok":true,"command":"Shutdown"}'))
+void plain
+const res = parseControlCommandResponseLine(Buffer.from('{"ok":true,"command":"Shutdown"}'))
+const statusData: StatusData = parseControlCommandData('GetStatus', {})
+const modePayload: 'enforce' | 'observe' = parseControlCommandPayload('SetGlobalMode', {}).mode
+const nothing: undefined = parseControlCommandPayload('GetHealth', null)
+const viaSchema: 'ok' | 'degraded' = ControlCommandDataSchemas.GetHealth.parse({}).status
+const payloadSchema: number = ControlCommandPayloadSchemas.ReplacePolicySnapshot.parse({}).dns[0]!.port
+// @ts-expect-error not a command
+parseControlCommandPayload('Reboot', {})
+void [statusData, modePayload, nothing, viaSchema, payloadSchema]
 if (res.ok && res.command === 'GetStatus') {
   const dropped: number = res.data.droppedInKernel
   void dropped

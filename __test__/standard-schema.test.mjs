@@ -67,7 +67,9 @@ test('validate lets non-validation errors through (a bug must not become an issu
 test('a real Standard Schema consumer: hono + @hono/standard-validator', async () => {
   const app = new Hono()
   app.post('/events', sValidator('json', api.DataplanePacketEventSchema), (c) => c.json(c.req.valid('json')))
-  app.post('/control', sValidator('json', api.ControlProtocolRequestSchema), (c) => c.json(c.req.valid('json')))
+  app.post('/control', sValidator('json', api.ControlCommandRequestSchema), (c) => c.json(c.req.valid('json')))
+  app.post('/envelope', sValidator('json', api.ControlProtocolRequestSchema), (c) => c.json(c.req.valid('json')))
+  app.post('/mode', sValidator('json', api.ControlCommandPayloadSchemas.SetGlobalMode), (c) => c.json(c.req.valid('json')))
   const post = (path, body) =>
     app.request(path, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) })
 
@@ -91,4 +93,10 @@ test('a real Standard Schema consumer: hono + @hono/standard-validator', async (
   const health = await post('/control', { command: 'GetHealth' })
   assert.equal(health.status, 200)
   assert.deepEqual(await health.json(), { command: 'GetHealth' })
+  // The generic envelope takes any payload, as the original did; the per-command schema does not.
+  const envelope = await post('/envelope', { command: 'SetGlobalMode', payload: { mode: 'audit' } })
+  assert.equal(envelope.status, 200)
+  const mode = await post('/mode', { mode: 'audit' })
+  assert.equal(mode.status, 400)
+  assert.deepEqual((await mode.json()).error.map((i) => i.path), [['mode']])
 })

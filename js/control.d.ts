@@ -66,39 +66,51 @@ export interface SetGlobalModePayload {
 }
 export type SetCgroupModePayload = CgroupSelector & { mode: ControlMode }
 
-interface RequestBase<C extends ControlProtocolCommand> {
-  command: C
+/** What each command's request carries: its strict payload type (`undefined` = no payload; absent or null on the wire). */
+export interface ControlCommandPayloads {
+  GetHealth: undefined
+  GetStatus: undefined
+  GetPolicySummary: undefined
+  ReplacePolicySnapshot: PolicySnapshot
+  UpsertManagedCgroup: UpsertManagedCgroupPayload
+  DeleteManagedCgroup: DeleteManagedCgroupPayload
+  SetGlobalMode: SetGlobalModePayload
+  SetCgroupMode: SetCgroupModePayload
+  Shutdown: undefined
+  SubscribeEvents: undefined
+}
+
+/** The payloads a client may write: the snapshot's defaults may be omitted. */
+export interface ControlCommandPayloadInputs extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot'> {
+  ReplacePolicySnapshot: PolicySnapshotInput
+}
+
+/**
+ * The generic request envelope, as the original package typed it (plus `id`): `payload` is any JSON value.
+ * Each command's own payload type: `ControlCommandPayloads[C]`, checked by `parseControlCommandPayload`.
+ */
+export type ControlProtocolRequest = {
+  command: ControlProtocolCommand
+  payload?: unknown
   /** Echoed in the response. */
   id?: string
 }
-type NoPayload<C extends ControlProtocolCommand> = RequestBase<C> & { payload?: null }
-type WithPayload<C extends ControlProtocolCommand, P> = RequestBase<C> & { payload: P }
 
-/** A request, discriminated by `command`. What a client sends (snapshot defaults may be omitted). */
-export type ControlProtocolRequestInput =
-  | NoPayload<'GetHealth'>
-  | NoPayload<'GetStatus'>
-  | NoPayload<'GetPolicySummary'>
-  | WithPayload<'ReplacePolicySnapshot', PolicySnapshotInput>
-  | WithPayload<'UpsertManagedCgroup', UpsertManagedCgroupPayload>
-  | WithPayload<'DeleteManagedCgroup', DeleteManagedCgroupPayload>
-  | WithPayload<'SetGlobalMode', SetGlobalModePayload>
-  | WithPayload<'SetCgroupMode', SetCgroupModePayload>
-  | NoPayload<'Shutdown'>
-  | NoPayload<'SubscribeEvents'>
+type CommandRequestOf<C extends ControlProtocolCommand, P> = [P] extends [undefined]
+  ? { command: C; id?: string; payload?: null }
+  : { command: C; id?: string; payload: P }
 
-/** A validated request: commands without payload have none, the snapshot has its defaults filled. */
-export type ControlProtocolRequest =
-  | RequestBase<'GetHealth'>
-  | RequestBase<'GetStatus'>
-  | RequestBase<'GetPolicySummary'>
-  | WithPayload<'ReplacePolicySnapshot', PolicySnapshot>
-  | WithPayload<'UpsertManagedCgroup', UpsertManagedCgroupPayload>
-  | WithPayload<'DeleteManagedCgroup', DeleteManagedCgroupPayload>
-  | WithPayload<'SetGlobalMode', SetGlobalModePayload>
-  | WithPayload<'SetCgroupMode', SetCgroupModePayload>
-  | RequestBase<'Shutdown'>
-  | RequestBase<'SubscribeEvents'>
+/** A request, discriminated by `command`, with its strict payload: what a client sends. */
+export type ControlCommandRequestInput = {
+  [C in ControlProtocolCommand]: CommandRequestOf<C, ControlCommandPayloadInputs[C]>
+}[ControlProtocolCommand]
+
+/** A request checked the way the agent checks it: commands without payload have none, snapshot defaults filled. */
+export type ControlCommandRequest = {
+  [C in ControlProtocolCommand]: [ControlCommandPayloads[C]] extends [undefined]
+    ? { command: C; id?: string }
+    : { command: C; id?: string; payload: ControlCommandPayloads[C] }
+}[ControlProtocolCommand]
 
 /** A ControlPlaneAuthzEvent whose `command`, when present, is a ControlProtocolCommand. */
 export type ControlProtocolError = {
@@ -152,32 +164,45 @@ export interface SetGlobalModeData {
   globalMode: ControlMode
 }
 
-interface SuccessBase<C extends ControlProtocolCommand> {
+/** What each command's success response carries: its strict data type (`undefined` = no data). */
+export interface ControlCommandDatas {
+  GetHealth: HealthData
+  GetStatus: StatusData
+  GetPolicySummary: PolicySummaryData
+  ReplacePolicySnapshot: PolicySummaryData
+  UpsertManagedCgroup: ManagedCgroupData
+  DeleteManagedCgroup: ManagedCgroupData
+  SetGlobalMode: SetGlobalModeData
+  SetCgroupMode: ManagedCgroupData
+  Shutdown: undefined
+  SubscribeEvents: undefined
+}
+
+/** The generic success envelope, as the original package typed it (plus `id`): `data` is any JSON value. */
+export type ControlProtocolSuccessResponse = {
   ok: true
-  command: C
+  command: ControlProtocolCommand
+  data?: unknown
   id?: string
 }
-type SuccessWith<C extends ControlProtocolCommand, D> = SuccessBase<C> & { data: D }
 
-export type ControlProtocolSuccessResponse =
-  | SuccessWith<'GetHealth', HealthData>
-  | SuccessWith<'GetStatus', StatusData>
-  | SuccessWith<'GetPolicySummary', PolicySummaryData>
-  | SuccessWith<'ReplacePolicySnapshot', PolicySummaryData>
-  | SuccessWith<'UpsertManagedCgroup', ManagedCgroupData>
-  | SuccessWith<'DeleteManagedCgroup', ManagedCgroupData>
-  | SuccessWith<'SetGlobalMode', SetGlobalModeData>
-  | SuccessWith<'SetCgroupMode', ManagedCgroupData>
-  | SuccessBase<'Shutdown'>
-  | SuccessBase<'SubscribeEvents'>
-
-export interface ControlProtocolFailureResponse {
+export type ControlProtocolFailureResponse = {
   ok: false
   error: ControlProtocolError
   id?: string
 }
 
 export type ControlProtocolResponse = ControlProtocolSuccessResponse | ControlProtocolFailureResponse
+
+/** A success response with its command's strict data, discriminated by `command`. */
+export type ControlCommandSuccessResponse = {
+  [C in ControlProtocolCommand]: [ControlCommandDatas[C]] extends [undefined]
+    ? { ok: true; command: C; id?: string }
+    : { ok: true; command: C; data: ControlCommandDatas[C]; id?: string }
+}[ControlProtocolCommand]
+
+/** A response checked the way a control client checks it: each command's data strictly. */
+export type ControlCommandResponse = ControlCommandSuccessResponse | ControlProtocolFailureResponse
 
 /** Thrown by the request parsers; `controlError` is the failure the agent sends back for this request. */
 export declare class ControlProtocolRequestError extends ContractValidationError {
@@ -189,6 +214,7 @@ export declare class ControlProtocolRequestError extends ContractValidationError
   readonly issues: ContractIssue[]
 }
 
+// The generic envelope, as the original package checked it.
 export declare const ControlProtocolCommandSchema: Schema<ControlProtocolCommand>
 export declare const ControlProtocolRequestSchema: Schema<ControlProtocolRequest>
 export declare const ControlProtocolErrorSchema: Schema<ControlProtocolError>
@@ -196,12 +222,36 @@ export declare const ControlProtocolSuccessResponseSchema: Schema<ControlProtoco
 export declare const ControlProtocolFailureResponseSchema: Schema<ControlProtocolFailureResponse>
 export declare const ControlProtocolResponseSchema: Schema<ControlProtocolResponse>
 
-/** Throws ControlProtocolRequestError (CTRL_REQUEST_MALFORMED or CTRL_REQUEST_PAYLOAD_INVALID). */
+/** The envelope only (any payload); throws ControlProtocolRequestError with CTRL_REQUEST_MALFORMED. */
 export declare function parseControlProtocolRequest(input: unknown): ControlProtocolRequest
 /** One request line (at most 16 MiB, without or with its `\n`); duplicate keys and inner newlines are malformed. */
 export declare function parseControlProtocolRequestLine(line: Uint8Array | string): ControlProtocolRequest
+/** The envelope only (any data). */
 export declare function parseControlProtocolResponse(input: unknown): ControlProtocolResponse
 export declare function parseControlProtocolResponseLine(line: Uint8Array | string): ControlProtocolResponse
+
+// Each command's strict payload and data (docs/control-protocol.md, "Commands").
+
+/** The command's payload, normalised (snapshot defaults filled); `undefined` for commands without one. */
+export declare function parseControlCommandPayload<C extends ControlProtocolCommand>(
+  command: C,
+  payload: unknown,
+): ControlCommandPayloads[C]
+/** The command's success data; `undefined` for commands without any. */
+export declare function parseControlCommandData<C extends ControlProtocolCommand>(command: C, data: unknown): ControlCommandDatas[C]
+/** One schema per command for its payload: `ControlCommandPayloadSchemas.SetGlobalMode.parse({mode: 'observe'})`. */
+export declare const ControlCommandPayloadSchemas: { readonly [C in ControlProtocolCommand]: Schema<ControlCommandPayloads[C]> }
+/** One schema per command for its success data. */
+export declare const ControlCommandDataSchemas: { readonly [C in ControlProtocolCommand]: Schema<ControlCommandDatas[C]> }
+
+/** A whole request as the agent checks it; throws ControlProtocolRequestError (MALFORMED or PAYLOAD_INVALID). */
+export declare function parseControlCommandRequest(input: unknown): ControlCommandRequest
+export declare function parseControlCommandRequestLine(line: Uint8Array | string): ControlCommandRequest
+/** A whole response with its command's data checked strictly. */
+export declare function parseControlCommandResponse(input: unknown): ControlCommandResponse
+export declare function parseControlCommandResponseLine(line: Uint8Array | string): ControlCommandResponse
+export declare const ControlCommandRequestSchema: Schema<ControlCommandRequest>
+export declare const ControlCommandResponseSchema: Schema<ControlCommandResponse>
 
 // ---- Config -----------------------------------------------------------------------------------------------
 

@@ -127,6 +127,14 @@ assert.deepEqual(validateSocketSecurityMetadata(meta, expected), {
 const command: ControlProtocolCommand = ControlProtocolCommandSchema.parse('GetHealth')
 const request: ControlProtocolRequest = ControlProtocolRequestSchema.parse({ command })
 assert.equal(request.command, 'GetHealth')
+// The envelope: any payload, any data, as the original's `z.unknown().optional()`.
+const withPayload: ControlProtocolRequest = { command: 'SetGlobalMode', payload: { mode: 'whatever' } }
+assert.deepEqual(ControlProtocolRequestSchema.parse(withPayload), withPayload)
+const success = parseControlProtocolResponse({ ok: true, command: 'GetHealth', data: { anything: 1 } })
+if (success.ok) {
+  const data: unknown = success.data
+  assert.deepEqual(data, { anything: 1 })
+}
 const invalidResponse: unknown = {
   ok: false,
   error: { code_namespace: 'control_authz', reason_code: 'DENY_DEFAULT', message: 'not allowed' },
@@ -146,9 +154,9 @@ assert.equal(ControlProtocolFailureResponseSchema.safeParse({ ok: true, command:
 assert.equal(ControlProtocolResponseSchema.safeParse({ ok: true, command: 'Shutdown', extra: 1 }).success, false)
 
 // ---- the original's object types were type aliases: they stand in for Record<string, unknown> ------------
-const records: Array<Record<string, unknown>> = [event, record, authzEvent, authzRecord, config]
+const records: Array<Record<string, unknown>> = [event, record, authzEvent, authzRecord, config, response, request]
 if (!refused.ok) records.push(refused)
-assert.equal(records.length, 6)
+assert.equal(records.length, 8)
 
 // ---- beyond the original: the dataplane class is there --------------------------------------------------------
 assert.equal(typeof Interceptor, 'function')

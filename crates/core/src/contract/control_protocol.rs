@@ -94,6 +94,12 @@ impl Serialize for Command {
 
 pub use super::modes::{FailMode, Mode};
 
+mod envelope;
+pub use envelope::{
+    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
+    parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
+};
+
 /// `healthy` or not, as GetHealth reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
