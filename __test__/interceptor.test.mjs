@@ -69,6 +69,14 @@ describe('Interceptor without privileges', () => {
 
 const rootSkip = isRoot() ? false : 'needs root (BPF, cgroups, network namespaces): run `sudo pnpm test`'
 
+// CI (CI=true) runs as root on a BPF-capable kernel precisely to run the root tests: there a skip would hide a
+// broken runner behind a green build, so it is a failure instead.
+if (rootSkip && process.env.CI === 'true') {
+  test('root tests run in CI', () => {
+    assert.fail(`the root tests cannot run (${rootSkip}); CI=true is set, and CI must run them as root instead of skipping them`)
+  })
+}
+
 describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, () => {
   const iso = new Isolation('ebpf-nodetest')
   let interceptor

@@ -1,8 +1,8 @@
 'use strict'
 // DataplanePacketEvent: parse (object, JSON text, NDJSON batch) and log-record serialization.
 //
-// Every rule is checked in Rust (src/contract/events.rs). This file only moves values across the boundary
-// the cheap way (see src/node/events.rs for the measurements behind the design) and shapes the results:
+// Every rule is checked in Rust (crates/core/src/contract/events/). This file only moves values across the
+// boundary the cheap way (see src/events.rs for the measurements behind the design) and shapes the results:
 // - object input: read the known keys here, pass their values to Rust as arguments, build the output from the
 //   values that were validated;
 // - byte input: Rust validates and writes typed values and string offsets into a Float64Array; the object
@@ -32,7 +32,7 @@ const COMM = 1 << KEYS.indexOf('comm')
 const RULE_ID = 1 << KEYS.indexOf('rule_id')
 const WORKLOAD_ID = 1 << KEYS.indexOf('workload_id')
 
-// The record layout of parseJson/parseNdjson, defined in src/node/events.rs.
+// The record layout of parseJson/parseNdjson, defined in src/events.rs.
 const {
   code: S_CODE,
   hook: S_HOOK,

@@ -1,6 +1,6 @@
 'use strict'
-// Policy snapshot schema: every rule is checked by the Rust parser (src/contract/policy.rs); this file only
-// turns its outcome into a value or a ContractValidationError.
+// Policy snapshot schema: every rule is checked by the Rust parser (crates/core/src/contract/policy/); this
+// file only turns its outcome into a value or a ContractValidationError.
 
 const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')

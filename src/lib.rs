@@ -12,3 +12,5 @@ mod events;
 mod interceptor;
 mod interceptor_options;
 mod issues;
+mod napi_raw;
+mod utf16;

@@ -2,6 +2,9 @@
 //! exactly the same snapshots and produce the same result: generated snapshots, valid and broken in every way
 //! the parser knows about, go through both and must agree.
 
+// Integration tests may unwrap: a panic here is a test failure with its location, which is what we want.
+#![allow(clippy::unwrap_used)]
+
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use proptest::prelude::*;
 

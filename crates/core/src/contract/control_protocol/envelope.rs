@@ -10,12 +10,15 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::super::json_reader::{object, parse_json_strict, Issues};
-use super::super::validation::{Issue, IssueCode, PathSegment, ValidationError};
+use super::request::read_payload;
+use super::response::read_data;
 use super::{
-    command_list, read_data, read_payload, Command, CommandRequest, ControlProtocolError,
-    ControlResponse, RequestRejection, ResponseData, MAX_LINE_BYTES,
+    read_command, read_line, Command, CommandRequest, ControlProtocolError, ControlResponse,
+    RequestRejection, ResponseData,
 };
+use crate::contract::json_reader::{object, Issues, ObjectReader};
+use crate::contract::reason_codes::ControlAuthzCode;
+use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
 
 /// A request envelope: `{command, payload?, id?}`, `payload` any JSON value (`null` included, kept as given).
 #[derive(Clone, Debug, PartialEq)]
@@ -39,22 +42,21 @@ impl RequestEnvelope {
     /// request's `id` and command when they could be read.
     pub fn from_json_value(v: &Value) -> Result<Self, RequestRejection> {
         let mut issues = Issues::new();
-        let Some(obj) = object(Some(v), &[], &["command", "payload", "id"], &mut issues) else {
-            return Err(RequestRejection::from_issues(issues.into_vec()));
-        };
-        let id = obj.opt_str("id", &mut issues).flatten().map(str::to_owned);
-        let command = read_command(obj.get("command"), &obj.path_of("command"), &mut issues);
-        match command {
-            Some(command) if issues.is_empty() => Ok(RequestEnvelope {
+        let read = read_request_envelope(v, &mut issues);
+        match read {
+            Some((obj, id, Some(command))) if issues.is_empty() => Ok(RequestEnvelope {
                 command,
                 payload: obj.get("payload").cloned(),
                 id,
             }),
-            _ => {
-                let mut rejection = RequestRejection::from_issues(issues.into_vec());
-                rejection.error.command = command;
-                rejection.id = id;
-                Err(rejection)
+            other => {
+                let (id, command) = other.map_or((None, None), |(_, id, command)| (id, command));
+                Err(RequestRejection::new(
+                    ControlAuthzCode::RequestMalformed,
+                    command,
+                    id,
+                    issues.into_vec(),
+                ))
             }
         }
     }
@@ -76,8 +78,21 @@ impl RequestEnvelope {
 /// [`RequestEnvelope::from_json_value`].
 pub fn parse_request_envelope_line(line: &[u8]) -> Result<RequestEnvelope, RequestRejection> {
     let v =
-        line_value(line, "request").map_err(|issue| RequestRejection::from_issues(vec![issue]))?;
+        read_line(line, "request").map_err(|issue| RequestRejection::from_issues(vec![issue]))?;
     RequestEnvelope::from_json_value(&v)
+}
+
+/// The envelope's rules, shared by [`RequestEnvelope`] and the strict request parser: an object with only
+/// `command`, `payload` and `id`, a string `id`, a known command. Pushes every issue; returns the object (for
+/// its payload), the id and the command when the value is an object at all.
+pub(super) fn read_request_envelope<'v>(
+    v: &'v Value,
+    issues: &mut Issues,
+) -> Option<(ObjectReader<'v>, Option<String>, Option<Command>)> {
+    let obj = object(Some(v), &[], &["command", "payload", "id"], issues)?;
+    let id = obj.opt_str("id", issues).flatten().map(str::to_owned);
+    let command = read_command(obj.get("command"), &obj.path_of("command"), issues);
+    Some((obj, id, command))
 }
 
 /// A response envelope: a success with any `data`, or a failure (whose `error` is checked in full: a failure
@@ -166,7 +181,7 @@ impl ResponseEnvelope {
 /// Reads one response line (with or without its `\n`) as an envelope, with the line rules of
 /// [`super::parse_response_line`].
 pub fn parse_response_envelope_line(line: &[u8]) -> Result<ResponseEnvelope, ValidationError> {
-    let v = line_value(line, "response").map_err(ValidationError::single)?;
+    let v = read_line(line, "response").map_err(ValidationError::single)?;
     ResponseEnvelope::from_json_value(&v)
 }
 
@@ -218,58 +233,9 @@ pub fn parse_command(v: &Value) -> Result<Command, ValidationError> {
     issues.finish(command)
 }
 
-/// A known command, or an issue naming the known ones.
-fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Command> {
-    match v {
-        Some(Value::String(s)) => Command::from_wire(s).or_else(|| {
-            issues.push(
-                path.to_vec(),
-                IssueCode::InvalidValue,
-                format!("unknown command `{s}`; expected one of {}", command_list()),
-            );
-            None
-        }),
-        other => {
-            issues.wrong_type(path, "a command string", other);
-            None
-        }
-    }
-}
-
-/// The rules every line obeys before it is read as a message: at most [`MAX_LINE_BYTES`] without its `\n`,
-/// no other newline, strict UTF-8 JSON without duplicate keys.
-fn line_value(line: &[u8], what: &str) -> Result<Value, Issue> {
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
-    if body.len() > MAX_LINE_BYTES {
-        return Err(Issue::new(
-            vec![],
-            IssueCode::TooBig,
-            format!(
-                "{what} line is {} bytes; the limit is {MAX_LINE_BYTES}",
-                body.len()
-            ),
-        ));
-    }
-    if body.contains(&b'\n') {
-        return Err(Issue::new(
-            vec![],
-            IssueCode::InvalidJson,
-            format!("a {what} is exactly one line: a newline may only end it"),
-        ));
-    }
-    parse_json_strict(body).map_err(|e| {
-        Issue::new(
-            vec![],
-            IssueCode::InvalidJson,
-            format!("{what} is not valid JSON: {e}"),
-        )
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::contract::reason_codes::ControlAuthzCode;
     use serde_json::json;
 
     fn request(v: Value) -> Result<RequestEnvelope, RequestRejection> {

@@ -1,0 +1,216 @@
+//! The control protocol (SPEC 3): one JSON object per line on the agent's Unix socket.
+//!
+//! - Request `{command, payload?, id?}`, Success `{ok: true, command, data?, id?}`, Failure
+//!   `{ok: false, error, id?}`; all strict.
+//! - Each command's payload and data schema is parsed here into typed values (see docs/control-protocol.md).
+//! - [`parse_request_line`] is the agent's byte entry point: it classifies every rejection as
+//!   CTRL_REQUEST_MALFORMED (envelope) or CTRL_REQUEST_PAYLOAD_INVALID (payload), and
+//!   [`ControlResponse::to_line`] is the matching serializer.
+//! - Two levels: the generic envelope (`envelope.rs`: `payload` and `data` any JSON value, what the original
+//!   package's exported schemas checked) and each command's payload and data (`parse_command_payload`,
+//!   `parse_command_data`); the strict request and response parsers are the envelope's rules plus those.
+//! - Layout: `request.rs` (typed requests, their parser), `response.rs` (typed responses, serializer and
+//!   parser), `envelope.rs` (the generic envelope, each command's payload and data on their own) and
+//!   `cgroup_target.rs` (how a message names a cgroup, checked the same way in both directions).
+
+mod cgroup_target;
+mod envelope;
+mod request;
+mod response;
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use super::control_authz::ControlPlaneAuthzEvent;
+use super::json_reader::{parse_json_strict, Issues};
+use super::reason_codes::ControlAuthzCode;
+use super::validation::{Issue, IssueCode, PathSegment};
+
+pub use super::modes::{FailMode, Mode};
+pub use cgroup_target::{
+    check_cgroup_path, parse_cgroup_id, CgroupRef, MAX_CGROUP_PATH_BYTES, MAX_WORKLOAD_ID_BYTES,
+};
+pub use envelope::{
+    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
+    parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
+};
+pub use request::{
+    parse_request_line, CommandRequest, ControlRequest, RequestRejection, UpsertManagedCgroup,
+};
+pub use response::{
+    parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus, ManagedCgroup,
+    PolicySummary, ResponseData, Status,
+};
+
+/// Longest accepted line, excluding its `\n`.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
+/// Counters and generations are bounded by JavaScript's `Number.MAX_SAFE_INTEGER` so that a JS client reads
+/// exactly what the agent sent.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+/// An error message lists at most this many issues, so a response to a huge invalid payload stays far below
+/// the 16 MiB line limit; the rest are counted.
+pub const MAX_ISSUES_IN_MESSAGE: usize = 100;
+
+macro_rules! commands {
+    ($( $(#[$m:meta])* $variant:ident => $read_only:literal ),+ $(,)?) => {
+        /// A control-protocol command.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Command { $( $(#[$m])* $variant ),+ }
+
+        impl Command {
+            pub const ALL: [Command; 10] = [$(Command::$variant),+];
+
+            /// The wire string, identical to the variant name.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(Command::$variant => stringify!($variant)),+ }
+            }
+
+            pub fn from_wire(s: &str) -> Option<Self> {
+                match s { $(stringify!($variant) => Some(Command::$variant),)+ _ => None }
+            }
+
+            /// Read-only commands need only a connection; every other command must pass the peer check and
+            /// a fresh socket mode/owner check first (SPEC 3).
+            pub const fn is_read_only(self) -> bool {
+                match self { $(Command::$variant => $read_only),+ }
+            }
+        }
+    };
+}
+
+commands! {
+    /// Liveness and degraded reasons.
+    GetHealth => true,
+    /// Hooks, managed cgroups, modes, policy counts and event counters.
+    GetStatus => true,
+    /// Generation and counts of the loaded policy.
+    GetPolicySummary => true,
+    /// Atomically replaces the policy.
+    ReplacePolicySnapshot => false,
+    /// Adds or updates a managed cgroup.
+    UpsertManagedCgroup => false,
+    /// Stops managing a cgroup.
+    DeleteManagedCgroup => false,
+    /// Sets the mode of cgroups whose entry names none.
+    SetGlobalMode => false,
+    /// Sets one managed cgroup's mode.
+    SetCgroupMode => false,
+    /// Stops the agent (pinned enforcement stays).
+    Shutdown => false,
+    /// Streams DataplanePacketEvents, one per line, until the connection closes.
+    SubscribeEvents => true,
+}
+
+impl std::fmt::Display for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for Command {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+/// The wire strings of [`Mode`], shared by request payloads and response data.
+const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("observe", Mode::Observe)];
+
+/// A `control_authz` error whose command, when present, is a [`Command`]: the `error` of a failure response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlProtocolError {
+    pub reason_code: ControlAuthzCode,
+    pub message: String,
+    pub command: Option<Command>,
+}
+
+impl ControlProtocolError {
+    pub fn new(
+        reason_code: ControlAuthzCode,
+        message: impl Into<String>,
+        command: Option<Command>,
+    ) -> Self {
+        ControlProtocolError {
+            reason_code,
+            message: message.into(),
+            command,
+        }
+    }
+
+    /// The same error as a ControlPlaneAuthzEvent (for the log).
+    pub fn to_event(&self) -> ControlPlaneAuthzEvent {
+        ControlPlaneAuthzEvent {
+            reason_code: self.reason_code,
+            message: self.message.clone(),
+            command: self.command.map(|c| c.as_str().to_owned()),
+        }
+    }
+
+    /// Turns a peer/socket check refusal into the error of a response to `command`.
+    pub fn from_event(event: ControlPlaneAuthzEvent, command: Option<Command>) -> Self {
+        ControlProtocolError {
+            reason_code: event.reason_code,
+            message: event.message,
+            command: command.or_else(|| event.command.as_deref().and_then(Command::from_wire)),
+        }
+    }
+}
+
+fn command_list() -> String {
+    Command::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A known command, or an issue naming the known ones (requests, responses and errors alike).
+fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Command> {
+    match v {
+        Some(Value::String(s)) => Command::from_wire(s).or_else(|| {
+            issues.push(
+                path.to_vec(),
+                IssueCode::InvalidValue,
+                format!("unknown command `{s}`; expected one of {}", command_list()),
+            );
+            None
+        }),
+        other => {
+            issues.wrong_type(path, "a command string", other);
+            None
+        }
+    }
+}
+
+/// The rules every line obeys before it is read as a message (`what` is `request` or `response`): at most
+/// [`MAX_LINE_BYTES`] without its `\n`, no other newline, strict UTF-8 JSON without duplicate keys.
+fn read_line(line: &[u8], what: &str) -> Result<Value, Issue> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    if body.len() > MAX_LINE_BYTES {
+        return Err(Issue::new(
+            vec![],
+            IssueCode::TooBig,
+            format!(
+                "{what} line is {} bytes; the limit is {MAX_LINE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    if body.contains(&b'\n') {
+        return Err(Issue::new(
+            vec![],
+            IssueCode::InvalidJson,
+            format!("a {what} is exactly one line: a newline may only end it"),
+        ));
+    }
+    parse_json_strict(body).map_err(|e| {
+        Issue::new(
+            vec![],
+            IssueCode::InvalidJson,
+            format!("{what} is not valid JSON: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

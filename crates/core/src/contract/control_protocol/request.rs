@@ -1,0 +1,315 @@
+//! Requests: the typed commands a client sends, their one-line JSON form and the parser that classifies every
+//! rejection as CTRL_REQUEST_MALFORMED (envelope) or CTRL_REQUEST_PAYLOAD_INVALID (payload).
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::cgroup_target::{read_cgroup_ref, read_workload_id, CgroupRef};
+use super::envelope::read_request_envelope;
+use super::{Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE, MODES};
+use crate::contract::json_reader::{self, object, Issues};
+use crate::contract::policy::{parse_snapshot, PolicySnapshot};
+use crate::contract::reason_codes::ControlAuthzCode;
+use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
+
+/// The UpsertManagedCgroup payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UpsertManagedCgroup {
+    pub cgroup: CgroupRef,
+    /// `None`: the cgroup follows the global mode.
+    pub mode: Option<Mode>,
+    pub workload_id: Option<String>,
+}
+
+/// A request's command with its typed payload.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandRequest {
+    GetHealth,
+    GetStatus,
+    GetPolicySummary,
+    ReplacePolicySnapshot(PolicySnapshot),
+    UpsertManagedCgroup(UpsertManagedCgroup),
+    DeleteManagedCgroup(CgroupRef),
+    SetGlobalMode(Mode),
+    SetCgroupMode { cgroup: CgroupRef, mode: Mode },
+    Shutdown,
+    SubscribeEvents,
+}
+
+impl CommandRequest {
+    pub fn command(&self) -> Command {
+        match self {
+            CommandRequest::GetHealth => Command::GetHealth,
+            CommandRequest::GetStatus => Command::GetStatus,
+            CommandRequest::GetPolicySummary => Command::GetPolicySummary,
+            CommandRequest::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
+            CommandRequest::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
+            CommandRequest::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
+            CommandRequest::SetGlobalMode(_) => Command::SetGlobalMode,
+            CommandRequest::SetCgroupMode { .. } => Command::SetCgroupMode,
+            CommandRequest::Shutdown => Command::Shutdown,
+            CommandRequest::SubscribeEvents => Command::SubscribeEvents,
+        }
+    }
+
+    /// The payload's JSON form (`None` for commands without one).
+    pub fn payload_json(&self) -> Option<Value> {
+        let cgroup_obj = |c: &CgroupRef| {
+            let mut m = Map::new();
+            match c {
+                CgroupRef::Path(p) => m.insert("path".into(), Value::from(p.as_str())),
+                CgroupRef::Id(id) => m.insert("id".into(), Value::from(id.to_string())),
+            };
+            m
+        };
+        match self {
+            CommandRequest::ReplacePolicySnapshot(s) => Some(s.to_json_value()),
+            CommandRequest::UpsertManagedCgroup(u) => {
+                let mut m = cgroup_obj(&u.cgroup);
+                if let Some(mode) = u.mode {
+                    m.insert("mode".into(), Value::from(mode.as_str()));
+                }
+                if let Some(w) = &u.workload_id {
+                    m.insert("workloadId".into(), Value::from(w.as_str()));
+                }
+                Some(Value::Object(m))
+            }
+            CommandRequest::DeleteManagedCgroup(c) => Some(Value::Object(cgroup_obj(c))),
+            CommandRequest::SetGlobalMode(mode) => Some(serde_json::json!({"mode": mode.as_str()})),
+            CommandRequest::SetCgroupMode { cgroup, mode } => {
+                let mut m = cgroup_obj(cgroup);
+                m.insert("mode".into(), Value::from(mode.as_str()));
+                Some(Value::Object(m))
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A validated request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ControlRequest {
+    pub request: CommandRequest,
+    /// Echoed in the response.
+    pub id: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RequestWire<'a> {
+    command: Command,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    payload: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+impl ControlRequest {
+    pub fn command(&self) -> Command {
+        self.request.command()
+    }
+
+    /// The request as one JSON line, `\n` included (what a client writes).
+    pub fn to_line(&self) -> String {
+        let wire = RequestWire {
+            command: self.command(),
+            payload: self.request.payload_json(),
+            id: self.id.as_deref(),
+        };
+        let mut s = serde_json::to_string(&wire).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// Parses a request already decoded from JSON (the JS API's object input).
+    pub fn from_json_value(v: &Value) -> Result<ControlRequest, RequestRejection> {
+        read_request(v)
+    }
+}
+
+/// Why a request was refused before it reached the agent's handlers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RequestRejection {
+    /// The request's `id` when it could be read, to echo in the failure response.
+    pub id: Option<String>,
+    /// CTRL_REQUEST_MALFORMED or CTRL_REQUEST_PAYLOAD_INVALID, message listing the issues.
+    pub error: ControlProtocolError,
+    /// Every issue, with paths from the request root (`payload.rules[3].cidr`).
+    pub issues: Vec<Issue>,
+}
+
+impl RequestRejection {
+    pub(super) fn new(
+        code: ControlAuthzCode,
+        command: Option<Command>,
+        id: Option<String>,
+        issues: Vec<Issue>,
+    ) -> Self {
+        let what = match (code, command) {
+            (ControlAuthzCode::RequestPayloadInvalid, Some(c)) => format!("invalid {c} payload"),
+            _ => "malformed request".to_owned(),
+        };
+        RequestRejection {
+            id,
+            error: ControlProtocolError::new(
+                code,
+                format!("{what}: {}", summarize(&issues)),
+                command,
+            ),
+            issues,
+        }
+    }
+
+    /// A malformed-request rejection for issues found before the envelope could be read.
+    pub fn from_issues(issues: Vec<Issue>) -> Self {
+        RequestRejection::new(ControlAuthzCode::RequestMalformed, None, None, issues)
+    }
+
+    fn malformed(issue: Issue) -> Self {
+        RequestRejection::new(ControlAuthzCode::RequestMalformed, None, None, vec![issue])
+    }
+
+    /// The failure response to send back.
+    pub fn into_response(self) -> ControlResponse {
+        ControlResponse::Failure {
+            error: self.error,
+            id: self.id,
+        }
+    }
+}
+
+impl std::fmt::Display for RequestRejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.error.reason_code, self.error.message)
+    }
+}
+
+impl std::error::Error for RequestRejection {}
+
+/// `path: message; path: message`, at most [`MAX_ISSUES_IN_MESSAGE`] of them.
+fn summarize(issues: &[Issue]) -> String {
+    let shown = issues.len().min(MAX_ISSUES_IN_MESSAGE);
+    let mut out = ValidationError::new(issues[..shown].to_vec()).to_string();
+    if issues.len() > shown {
+        out.push_str(&format!("; and {} more issues", issues.len() - shown));
+    }
+    out
+}
+
+/// Parses one request line as read from the socket, with or without its trailing `\n`.
+pub fn parse_request_line(line: &[u8]) -> Result<ControlRequest, RequestRejection> {
+    let v = super::read_line(line, "request").map_err(RequestRejection::malformed)?;
+    read_request(&v)
+}
+
+/// The envelope's rules (shared with [`super::RequestEnvelope`]), then the command's payload. Envelope issues
+/// make the request malformed and are listed together with any payload issue found beside them.
+fn read_request(v: &Value) -> Result<ControlRequest, RequestRejection> {
+    let mut envelope = Issues::new();
+    let Some((obj, id, command)) = read_request_envelope(v, &mut envelope) else {
+        return Err(RequestRejection::new(
+            ControlAuthzCode::RequestMalformed,
+            None,
+            None,
+            envelope.into_vec(),
+        ));
+    };
+    let mut payload = Issues::new();
+    let request = command.and_then(|c| read_payload(c, obj.get("payload"), &mut payload));
+    if !envelope.is_empty() {
+        let mut all = envelope.into_vec();
+        all.extend(payload.into_vec());
+        return Err(RequestRejection::new(
+            ControlAuthzCode::RequestMalformed,
+            command,
+            id,
+            all,
+        ));
+    }
+    match request {
+        Some(request) if payload.is_empty() => Ok(ControlRequest { request, id }),
+        _ => Err(RequestRejection::new(
+            ControlAuthzCode::RequestPayloadInvalid,
+            command,
+            id,
+            payload.into_vec(),
+        )),
+    }
+}
+
+fn no_payload(
+    command: Command,
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(other) => {
+            issues.push(
+                path.to_vec(),
+                IssueCode::InvalidType,
+                format!(
+                    "{command} takes no payload (absent or null), received {}",
+                    json_reader::type_name(other)
+                ),
+            );
+            false
+        }
+    }
+}
+
+pub(super) fn read_payload(
+    command: Command,
+    v: Option<&Value>,
+    issues: &mut Issues,
+) -> Option<CommandRequest> {
+    let path = vec![PathSegment::from("payload")];
+    let simple =
+        |c: CommandRequest, issues: &mut Issues| no_payload(command, v, &path, issues).then_some(c);
+    match command {
+        Command::GetHealth => simple(CommandRequest::GetHealth, issues),
+        Command::GetStatus => simple(CommandRequest::GetStatus, issues),
+        Command::GetPolicySummary => simple(CommandRequest::GetPolicySummary, issues),
+        Command::Shutdown => simple(CommandRequest::Shutdown, issues),
+        Command::SubscribeEvents => simple(CommandRequest::SubscribeEvents, issues),
+        Command::ReplacePolicySnapshot => match parse_snapshot(v, &path) {
+            Ok(s) => Some(CommandRequest::ReplacePolicySnapshot(s)),
+            Err(e) => {
+                issues.extend(e.issues);
+                None
+            }
+        },
+        Command::UpsertManagedCgroup => {
+            let obj = object(v, &path, &["path", "id", "mode", "workloadId"], issues)?;
+            let cgroup = read_cgroup_ref(&obj, issues);
+            let mode = obj.opt_literal("mode", MODES, issues);
+            let workload = read_workload_id(&obj, issues);
+            Some(CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
+                cgroup: cgroup?,
+                mode: mode?,
+                workload_id: workload?,
+            }))
+        }
+        Command::DeleteManagedCgroup => {
+            let obj = object(v, &path, &["path", "id"], issues)?;
+            read_cgroup_ref(&obj, issues).map(CommandRequest::DeleteManagedCgroup)
+        }
+        Command::SetGlobalMode => {
+            let obj = object(v, &path, &["mode"], issues)?;
+            obj.literal("mode", MODES, issues)
+                .map(CommandRequest::SetGlobalMode)
+        }
+        Command::SetCgroupMode => {
+            let obj = object(v, &path, &["path", "id", "mode"], issues)?;
+            let cgroup = read_cgroup_ref(&obj, issues);
+            let mode = obj.literal("mode", MODES, issues);
+            Some(CommandRequest::SetCgroupMode {
+                cgroup: cgroup?,
+                mode: mode?,
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,550 @@
+//! Responses: the typed data of each command's success, the failure form, their one-line JSON form (keys in
+//! protocol order) and the strict parser a client uses.
+
+use serde::{Serialize, Serializer};
+use serde_json::Value;
+
+use super::cgroup_target::{check_cgroup_path, parse_cgroup_id, read_workload_id};
+use super::{read_command, Command, ControlProtocolError, FailMode, Mode, MAX_SAFE_INTEGER, MODES};
+use crate::contract::control_authz::read_event;
+use crate::contract::hook::Hook;
+use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
+use crate::contract::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
+use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
+
+/// `healthy` or not, as GetHealth reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
+}
+
+const FAIL_MODES: &[(&str, FailMode)] = &[("closed", FailMode::Closed), ("open", FailMode::Open)];
+const HEALTH: &[(&str, HealthStatus)] = &[
+    ("ok", HealthStatus::Ok),
+    ("degraded", HealthStatus::Degraded),
+];
+const HOOKS: &[(&str, Hook)] = &[
+    ("connect4", Hook::Connect4),
+    ("connect6", Hook::Connect6),
+    ("sendmsg4", Hook::Sendmsg4),
+    ("sendmsg6", Hook::Sendmsg6),
+];
+
+fn ser_u64_string<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(v)
+}
+
+fn ser_hooks<S: Serializer>(v: &[Hook], s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(v.iter().map(|h| h.as_str()))
+}
+
+/// GetHealth data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `Degraded` exactly when `degraded_reasons` is non-empty.
+    pub status: HealthStatus,
+    pub degraded_reasons: Vec<String>,
+}
+
+/// One managed-cgroup entry, as GetStatus lists it and the cgroup commands return it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ManagedCgroup {
+    #[serde(serialize_with = "ser_u64_string")]
+    pub cgroup_id: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// `None`: follows the global mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<Mode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workload_id: Option<String>,
+}
+
+/// GetStatus data.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    #[serde(serialize_with = "ser_hooks")]
+    pub attached_hooks: Vec<Hook>,
+    pub managed_cgroups: Vec<ManagedCgroup>,
+    pub global_mode: Mode,
+    pub fail_mode: FailMode,
+    /// 0 until a policy is loaded.
+    pub generation: u64,
+    pub ipv4_rules: u64,
+    pub ipv6_rules: u64,
+    pub events_emitted: u64,
+    /// Events the ring buffer could not take.
+    pub dropped_in_kernel: u64,
+    /// Events dropped between the ring buffer and subscribers/logs.
+    pub dropped_in_queue: u64,
+    pub degraded: bool,
+}
+
+/// GetPolicySummary and ReplacePolicySnapshot data. Generation 0 means no policy loaded (all counts 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySummary {
+    pub generation: u64,
+    pub ipv4_rules: u64,
+    pub ipv6_rules: u64,
+    pub broker_endpoints: u64,
+    pub dns_endpoints: u64,
+}
+
+/// SetGlobalMode data: the mode now in force.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GlobalModeData {
+    pub global_mode: Mode,
+}
+
+/// A success response's command with its typed data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseData {
+    GetHealth(Health),
+    GetStatus(Status),
+    GetPolicySummary(PolicySummary),
+    ReplacePolicySnapshot(PolicySummary),
+    /// The entry as stored after the upsert.
+    UpsertManagedCgroup(ManagedCgroup),
+    /// The entry that was removed.
+    DeleteManagedCgroup(ManagedCgroup),
+    SetGlobalMode(GlobalModeData),
+    /// The entry after its mode changed.
+    SetCgroupMode(ManagedCgroup),
+    /// No data: the agent stops after sending this.
+    Shutdown,
+    /// No data: DataplanePacketEvent lines follow.
+    SubscribeEvents,
+}
+
+impl ResponseData {
+    pub fn command(&self) -> Command {
+        match self {
+            ResponseData::GetHealth(_) => Command::GetHealth,
+            ResponseData::GetStatus(_) => Command::GetStatus,
+            ResponseData::GetPolicySummary(_) => Command::GetPolicySummary,
+            ResponseData::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
+            ResponseData::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
+            ResponseData::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
+            ResponseData::SetGlobalMode(_) => Command::SetGlobalMode,
+            ResponseData::SetCgroupMode(_) => Command::SetCgroupMode,
+            ResponseData::Shutdown => Command::Shutdown,
+            ResponseData::SubscribeEvents => Command::SubscribeEvents,
+        }
+    }
+}
+
+#[derive(Serialize)]
+#[serde(untagged)]
+enum DataRef<'a> {
+    Health(&'a Health),
+    Status(&'a Status),
+    Summary(&'a PolicySummary),
+    Cgroup(&'a ManagedCgroup),
+    Global(&'a GlobalModeData),
+}
+
+#[derive(Serialize)]
+struct SuccessWire<'a> {
+    ok: bool,
+    command: Command,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<DataRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+struct ErrorWire<'a> {
+    code_namespace: &'static str,
+    reason_code: &'static str,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    command: Option<Command>,
+}
+
+#[derive(Serialize)]
+struct FailureWire<'a> {
+    ok: bool,
+    error: ErrorWire<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+/// A response line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ControlResponse {
+    Success {
+        data: ResponseData,
+        id: Option<String>,
+    },
+    Failure {
+        error: ControlProtocolError,
+        id: Option<String>,
+    },
+}
+
+impl ControlResponse {
+    /// A failure response; `id` should be the request's.
+    pub fn failure(
+        code: ControlAuthzCode,
+        message: impl Into<String>,
+        command: Option<Command>,
+        id: Option<String>,
+    ) -> Self {
+        ControlResponse::Failure {
+            error: ControlProtocolError::new(code, message, command),
+            id,
+        }
+    }
+
+    /// The response as one JSON line, `\n` included, keys in protocol order (`ok` first).
+    pub fn to_line(&self) -> String {
+        let json = match self {
+            ControlResponse::Success { data, id } => {
+                let data_ref = match data {
+                    ResponseData::GetHealth(h) => Some(DataRef::Health(h)),
+                    ResponseData::GetStatus(s) => Some(DataRef::Status(s)),
+                    ResponseData::GetPolicySummary(p) | ResponseData::ReplacePolicySnapshot(p) => {
+                        Some(DataRef::Summary(p))
+                    }
+                    ResponseData::UpsertManagedCgroup(c)
+                    | ResponseData::DeleteManagedCgroup(c)
+                    | ResponseData::SetCgroupMode(c) => Some(DataRef::Cgroup(c)),
+                    ResponseData::SetGlobalMode(g) => Some(DataRef::Global(g)),
+                    ResponseData::Shutdown | ResponseData::SubscribeEvents => None,
+                };
+                serde_json::to_string(&SuccessWire {
+                    ok: true,
+                    command: data.command(),
+                    data: data_ref,
+                    id: id.as_deref(),
+                })
+            }
+            ControlResponse::Failure { error, id } => serde_json::to_string(&FailureWire {
+                ok: false,
+                error: ErrorWire {
+                    code_namespace: CONTROL_AUTHZ_NAMESPACE,
+                    reason_code: error.reason_code.as_str(),
+                    message: &error.message,
+                    command: error.command,
+                },
+                id: id.as_deref(),
+            }),
+        };
+        // Serializing these plain structs cannot fail; an empty object keeps the path panic-free regardless.
+        let mut line = json.unwrap_or_else(|_| String::from("{}"));
+        line.push('\n');
+        line
+    }
+
+    /// Parses a response already decoded from JSON.
+    pub fn from_json_value(v: &Value) -> Result<ControlResponse, ValidationError> {
+        let mut issues = Issues::new();
+        let r = read_response(v, &mut issues);
+        issues.finish(r)
+    }
+}
+
+/// Parses one response line (what a client reads), with or without its trailing `\n`.
+pub fn parse_response_line(line: &[u8]) -> Result<ControlResponse, ValidationError> {
+    let v = super::read_line(line, "response").map_err(ValidationError::single)?;
+    ControlResponse::from_json_value(&v)
+}
+
+fn read_response(v: &Value, issues: &mut Issues) -> Option<ControlResponse> {
+    let ok = match v {
+        Value::Object(m) => match m.get("ok") {
+            Some(Value::Bool(b)) => Some(*b),
+            other => {
+                issues.wrong_type(&[PathSegment::from("ok")], "boolean", other);
+                None
+            }
+        },
+        other => {
+            issues.wrong_type(&[], "object", Some(other));
+            return None;
+        }
+    };
+    match ok? {
+        true => {
+            let obj = object(Some(v), &[], &["ok", "command", "data", "id"], issues)?;
+            let id = obj.opt_str("id", issues);
+            let command = read_command(obj.get("command"), &obj.path_of("command"), issues);
+            let data =
+                command.and_then(|c| read_data(c, obj.get("data"), &obj.path_of("data"), issues));
+            Some(ControlResponse::Success {
+                data: data?,
+                id: id?.map(str::to_owned),
+            })
+        }
+        false => {
+            let obj = object(Some(v), &[], &["ok", "error", "id"], issues)?;
+            let id = obj.opt_str("id", issues);
+            let error = read_protocol_error(obj.get("error"), &obj.path_of("error"), issues);
+            Some(ControlResponse::Failure {
+                error: error?,
+                id: id?.map(str::to_owned),
+            })
+        }
+    }
+}
+
+/// A ControlPlaneAuthzEvent whose `command`, when present, is a Command.
+fn read_protocol_error(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<ControlProtocolError> {
+    let before = issues.len();
+    let event = read_event(v, path, issues);
+    let command = match v.and_then(|e| e.get("command")) {
+        Some(Value::String(s)) if !s.is_empty() => read_command(
+            Some(&Value::from(s.as_str())),
+            &join(path, "command"),
+            issues,
+        ),
+        _ => None,
+    };
+    let event = event?;
+    if issues.len() > before {
+        return None;
+    }
+    Some(ControlProtocolError {
+        reason_code: event.reason_code,
+        message: event.message,
+        command,
+    })
+}
+
+fn no_data(command: Command, v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(other) => {
+            issues.push(
+                path.to_vec(),
+                IssueCode::InvalidType,
+                format!(
+                    "{command} responds without data (absent or null), received {}",
+                    json_reader::type_name(other)
+                ),
+            );
+            false
+        }
+    }
+}
+
+pub(super) fn read_data(
+    command: Command,
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<ResponseData> {
+    match command {
+        Command::Shutdown => no_data(command, v, path, issues).then_some(ResponseData::Shutdown),
+        Command::SubscribeEvents => {
+            no_data(command, v, path, issues).then_some(ResponseData::SubscribeEvents)
+        }
+        Command::GetHealth => read_health(v, path, issues).map(ResponseData::GetHealth),
+        Command::GetStatus => read_status(v, path, issues).map(ResponseData::GetStatus),
+        Command::GetPolicySummary => {
+            read_summary(v, path, issues).map(ResponseData::GetPolicySummary)
+        }
+        Command::ReplacePolicySnapshot => {
+            read_summary(v, path, issues).map(ResponseData::ReplacePolicySnapshot)
+        }
+        Command::UpsertManagedCgroup => {
+            read_managed(v, path, issues).map(ResponseData::UpsertManagedCgroup)
+        }
+        Command::DeleteManagedCgroup => {
+            read_managed(v, path, issues).map(ResponseData::DeleteManagedCgroup)
+        }
+        Command::SetCgroupMode => read_managed(v, path, issues).map(ResponseData::SetCgroupMode),
+        Command::SetGlobalMode => {
+            let obj = object(v, path, &["globalMode"], issues)?;
+            obj.literal("globalMode", MODES, issues)
+                .map(|global_mode| ResponseData::SetGlobalMode(GlobalModeData { global_mode }))
+        }
+    }
+}
+
+fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Health> {
+    let obj = object(v, path, &["status", "degradedReasons"], issues)?;
+    let status = obj.literal("status", HEALTH, issues);
+    let reasons = obj.array("degradedReasons", issues).and_then(|items| {
+        let rp = obj.path_of("degradedReasons");
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            let p = join(&rp, i);
+            match json_reader::string(Some(item), &p, issues) {
+                Some("") => {
+                    issues.push(p, IssueCode::TooSmall, "expected a non-empty string");
+                    ok = false;
+                }
+                Some(s) => out.push(s.to_owned()),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    });
+    let (status, reasons) = (status?, reasons?);
+    if (status == HealthStatus::Degraded) == reasons.is_empty() {
+        issues.push(
+            path.to_vec(),
+            IssueCode::Custom,
+            "status is `degraded` exactly when degradedReasons is non-empty",
+        );
+        return None;
+    }
+    Some(Health {
+        status,
+        degraded_reasons: reasons,
+    })
+}
+
+fn read_managed(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<ManagedCgroup> {
+    let obj = object(v, path, &["cgroupId", "path", "mode", "workloadId"], issues)?;
+    let id = obj
+        .str("cgroupId", issues)
+        .and_then(|s| parse_cgroup_id(s, &obj.path_of("cgroupId"), issues));
+    let cg_path = match obj.opt_str("path", issues) {
+        Some(Some(p)) => {
+            check_cgroup_path(p, &obj.path_of("path"), issues).map(|p| Some(p.to_owned()))
+        }
+        Some(None) => Some(None),
+        None => None,
+    };
+    let mode = obj.opt_literal("mode", MODES, issues);
+    let workload = read_workload_id(&obj, issues);
+    Some(ManagedCgroup {
+        cgroup_id: id?,
+        path: cg_path?,
+        mode: mode?,
+        workload_id: workload?,
+    })
+}
+
+fn counter(obj: &ObjectReader<'_>, key: &str, issues: &mut Issues) -> Option<u64> {
+    obj.int(key, 0, MAX_SAFE_INTEGER, issues)
+}
+
+fn read_summary(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<PolicySummary> {
+    let keys = [
+        "generation",
+        "ipv4Rules",
+        "ipv6Rules",
+        "brokerEndpoints",
+        "dnsEndpoints",
+    ];
+    let obj = object(v, path, &keys, issues)?;
+    let [g, v4, v6, b, d] = keys.map(|k| counter(&obj, k, issues));
+    let s = PolicySummary {
+        generation: g?,
+        ipv4_rules: v4?,
+        ipv6_rules: v6?,
+        broker_endpoints: b?,
+        dns_endpoints: d?,
+    };
+    if s.generation == 0 && s != PolicySummary::default() {
+        issues.push(
+            path.to_vec(),
+            IssueCode::Custom,
+            "generation 0 means no policy is loaded: every count must be 0",
+        );
+        return None;
+    }
+    Some(s)
+}
+
+fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Status> {
+    let obj = object(
+        v,
+        path,
+        &[
+            "attachedHooks",
+            "managedCgroups",
+            "globalMode",
+            "failMode",
+            "generation",
+            "ipv4Rules",
+            "ipv6Rules",
+            "eventsEmitted",
+            "droppedInKernel",
+            "droppedInQueue",
+            "degraded",
+        ],
+        issues,
+    )?;
+    let hooks = obj.array("attachedHooks", issues).and_then(|items| {
+        let hp = obj.path_of("attachedHooks");
+        let mut out: Vec<Hook> = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match json_reader::literal(Some(item), &join(&hp, i), HOOKS, issues) {
+                Some(h) if out.contains(&h) => {
+                    issues.push(
+                        join(&hp, i),
+                        IssueCode::Custom,
+                        format!("duplicate hook `{}`", h.as_str()),
+                    );
+                    ok = false;
+                }
+                Some(h) => out.push(h),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    });
+    let cgroups = obj.array("managedCgroups", issues).and_then(|items| {
+        let cp = obj.path_of("managedCgroups");
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match read_managed(Some(item), &join(&cp, i), issues) {
+                Some(c) => out.push(c),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    });
+    let global_mode = obj.literal("globalMode", MODES, issues);
+    let fail_mode = obj.literal("failMode", FAIL_MODES, issues);
+    let generation = counter(&obj, "generation", issues);
+    let ipv4 = counter(&obj, "ipv4Rules", issues);
+    let ipv6 = counter(&obj, "ipv6Rules", issues);
+    let emitted = counter(&obj, "eventsEmitted", issues);
+    let dk = counter(&obj, "droppedInKernel", issues);
+    let dq = counter(&obj, "droppedInQueue", issues);
+    let degraded = obj.bool("degraded", issues);
+    Some(Status {
+        attached_hooks: hooks?,
+        managed_cgroups: cgroups?,
+        global_mode: global_mode?,
+        fail_mode: fail_mode?,
+        generation: generation?,
+        ipv4_rules: ipv4?,
+        ipv6_rules: ipv6?,
+        events_emitted: emitted?,
+        dropped_in_kernel: dk?,
+        dropped_in_queue: dq?,
+        degraded: degraded?,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,247 @@
+//! The typed fast path of [`PolicySnapshot::from_json_slice`]. It only ever answers "valid, here it is" or
+//! "ask the slow path": every check reuses the slow path's validators, and its serde types are at least as
+//! strict as the slow path (unknown keys, duplicate keys, `null` for an optional key, non-integral numbers and
+//! arrays in place of objects all send the input to the slow path).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{MapAccess, Visitor};
+use serde::{Deserialize, Deserializer};
+
+use super::parse::{check_rule_id, report_duplicates};
+use super::{
+    parse_canonical_cidr, parse_canonical_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
+    Sampling, ACTIONS, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
+    MAX_RULES_PER_FAMILY, PROTOCOLS,
+};
+use crate::contract::json_reader::Issues;
+use crate::contract::validation::PathSegment;
+
+/// A derived wire struct read from a JSON object only. serde's derived struct impls also accept a JSON
+/// array of the field values in declaration order (`[[], [], []]` would be an empty snapshot), which the
+/// slow path rightly rejects as "expected object".
+struct Obj<T>(T);
+
+impl<T> Deref for Obj<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+struct ObjVisitor<T>(PhantomData<T>);
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for ObjVisitor<T> {
+    type Value = T;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+        T::deserialize(MapAccessDeserializer::new(map))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(ObjVisitor(PhantomData)).map(Obj)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SnapshotWire<'a> {
+    #[serde(borrow)]
+    broker: Vec<Obj<EndpointWire<'a>>>,
+    #[serde(borrow)]
+    dns: Vec<Obj<DnsWire<'a>>>,
+    #[serde(borrow)]
+    rules: Vec<Obj<RuleWire<'a>>>,
+    #[serde(default, deserialize_with = "present")]
+    sampling: Option<Obj<SamplingWire>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EndpointWire<'a> {
+    #[serde(borrow)]
+    ip: Cow<'a, str>,
+    port: u16,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnsWire<'a> {
+    #[serde(borrow)]
+    ip: Cow<'a, str>,
+    #[serde(default, deserialize_with = "present")]
+    port: Option<u16>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RuleWire<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    #[serde(borrow)]
+    action: Cow<'a, str>,
+    #[serde(borrow)]
+    cidr: Cow<'a, str>,
+    #[serde(default, deserialize_with = "present")]
+    ports: Option<Vec<u16>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    protocol: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct SamplingWire {
+    #[serde(default, deserialize_with = "present")]
+    allow_one_in: Option<u32>,
+    #[serde(default, deserialize_with = "present")]
+    unmanaged_one_in: Option<u32>,
+}
+
+/// A key that is present must hold a `T`: unlike `Option<T>`'s own impl, `null` is refused.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
+}
+
+pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
+    let Obj(wire): Obj<SnapshotWire<'_>> = serde_json::from_slice(bytes).ok()?;
+    // Validators report into a scratch list; any report means "let the slow path explain".
+    let mut scratch = Issues::new();
+    let no_path: &[PathSegment] = &[];
+    let over = |n: usize, max: usize| n > max;
+    if over(wire.broker.len(), MAX_BROKER_ENDPOINTS) || over(wire.dns.len(), MAX_DNS_ENDPOINTS) {
+        return None;
+    }
+    let mut broker = Vec::with_capacity(wire.broker.len());
+    for e in &wire.broker {
+        let ip = parse_canonical_ip(&e.ip, no_path, &mut scratch)?;
+        (e.port != 0).then_some(())?;
+        broker.push(BrokerEndpoint { ip, port: e.port });
+    }
+    let mut dns = Vec::with_capacity(wire.dns.len());
+    for e in &wire.dns {
+        let ip = parse_canonical_ip(&e.ip, no_path, &mut scratch)?;
+        let port = e.port.unwrap_or(DEFAULT_DNS_PORT);
+        (port != 0).then_some(())?;
+        dns.push(DnsEndpoint { ip, port });
+    }
+    report_duplicates(
+        broker.iter().map(|b| (b.ip, b.port)),
+        no_path,
+        "",
+        &mut scratch,
+    );
+    report_duplicates(
+        dns.iter().map(|d| (d.ip, d.port)),
+        no_path,
+        "",
+        &mut scratch,
+    );
+    let mut rules = Vec::with_capacity(wire.rules.len());
+    let mut ids: HashSet<&str> = HashSet::with_capacity(wire.rules.len());
+    let mut v4 = 0usize;
+    for r in &wire.rules {
+        let id = check_rule_id(&r.id, no_path, &mut scratch)?;
+        ids.insert(id).then_some(())?;
+        let action = ACTIONS.iter().find(|(name, _)| *name == r.action)?.1;
+        let cidr = parse_canonical_cidr(&r.cidr, no_path, &mut scratch)?;
+        let ports = match &r.ports {
+            None => Vec::new(),
+            Some(ports) => {
+                let mut seen = HashSet::with_capacity(ports.len());
+                let ok = !ports.is_empty() && ports.iter().all(|&p| p != 0 && seen.insert(p));
+                ok.then(|| ports.clone())?
+            }
+        };
+        let protocol = match &r.protocol {
+            None => None,
+            Some(name) => Some(PROTOCOLS.iter().find(|(n, _)| *n == name.as_ref())?.1),
+        };
+        v4 += usize::from(cidr.is_ipv4());
+        rules.push(Rule {
+            id: id.to_owned(),
+            action,
+            cidr,
+            ports,
+            protocol,
+        });
+    }
+    if over(v4, MAX_RULES_PER_FAMILY) || over(rules.len() - v4, MAX_RULES_PER_FAMILY) {
+        return None;
+    }
+    let defaults = Sampling::default();
+    let sampling = wire.sampling.map_or(defaults, |s| Sampling {
+        allow_one_in: s.allow_one_in.unwrap_or(defaults.allow_one_in),
+        unmanaged_one_in: s.unmanaged_one_in.unwrap_or(defaults.unmanaged_one_in),
+    });
+    scratch.is_empty().then_some(PolicySnapshot {
+        broker,
+        dns,
+        rules,
+        sampling,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Value;
+
+    use super::super::PolicySnapshot;
+    use crate::contract::validation::IssueCode;
+
+    #[test]
+    fn bytes_that_are_not_json_are_one_issue() {
+        let err = PolicySnapshot::from_json_slice(b"{\"broker\": [").expect_err("not json");
+        assert_eq!(err.issues.len(), 1);
+        assert_eq!(err.issues[0].code, IssueCode::InvalidJson);
+        let ok = PolicySnapshot::from_json_slice(br#"{"broker":[],"dns":[],"rules":[]}"#);
+        assert_eq!(ok, Ok(PolicySnapshot::default()));
+    }
+
+    /// Found by `fuzz/fuzz_targets/policy_snapshot.rs`: serde's derived struct impls also read a JSON array of
+    /// the field values, so the fast path took `[[],[],[]]` as an empty snapshot and `["10.0.0.5",8081]` as a
+    /// broker endpoint, while the slow path (and the JS API) reject them.
+    #[test]
+    fn byte_input_refuses_arrays_in_place_of_objects() {
+        let cases = [
+            ("[[],[],[]]", ""),
+            (r#"[[],[],[],{}]"#, ""),
+            (
+                r#"{"broker":[["10.0.0.5",8081]],"dns":[],"rules":[]}"#,
+                "broker[0]",
+            ),
+            (
+                r#"{"broker":[],"dns":[["10.0.0.53"]],"rules":[]}"#,
+                "dns[0]",
+            ),
+            (
+                r#"{"broker":[],"dns":[],"rules":[["x","allow","10.0.0.0/8"]]}"#,
+                "rules[0]",
+            ),
+            (
+                r#"{"broker":[],"dns":[],"rules":[],"sampling":[1,0]}"#,
+                "sampling",
+            ),
+        ];
+        for (text, path) in cases {
+            let err = PolicySnapshot::from_json_slice(text.as_bytes()).expect_err(text);
+            let value: Value = serde_json::from_str(text).expect("valid JSON");
+            assert_eq!(
+                Err(err.clone()),
+                PolicySnapshot::from_json_value(&value),
+                "{text}"
+            );
+            assert_eq!(err.issues.len(), 1, "{text}: {err}");
+            assert_eq!(err.issues[0].path_text(), path, "{text}");
+            assert_eq!(err.issues[0].code, IssueCode::InvalidType, "{text}");
+            assert_eq!(err.issues[0].message, "expected object, received array");
+        }
+    }
+}
