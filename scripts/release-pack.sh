@@ -55,11 +55,15 @@ fi
 
 # The agent daemon ships in the platform package next to the addon when the workspace has it (crates/agent).
 agent_bin=""
-if cargo metadata --no-deps --format-version 1 |
+agent_pkg=$(cargo metadata --no-deps --format-version 1 |
   node -e 'const m = JSON.parse(require("fs").readFileSync(0, "utf8"));
-    process.exit(m.packages.some((p) => p.targets.some((t) => t.kind.includes("bin") && t.name === "interceptor-ebpf")) ? 0 : 1)'; then
-  say "building the agent (release)"
-  cargo build --release --quiet --bin interceptor-ebpf
+    const p = m.packages.find((p) => p.targets.some((t) => t.kind.includes("bin") && t.name === "interceptor-ebpf"));
+    console.log(p ? p.name : "")')
+if [[ -n "$agent_pkg" ]]; then
+  say "building the agent (release, package $agent_pkg)"
+  # With the addon's package too, so that cargo unifies features exactly as `pnpm run build` does when it
+  # builds both: then this is a no-op after that build instead of a second compile of the core.
+  cargo build --release --quiet -p interceptor-ebpf-node -p "$agent_pkg"
   agent_bin="$root/target/release/interceptor-ebpf"
   [[ -x "$agent_bin" ]] || die "cargo built the agent but $agent_bin is not there"
 else
