@@ -164,6 +164,21 @@ export interface PackedEventTables {
   protocols: Array<string | undefined | null>
 }
 
+/** The data's JSON (`null` for commands without any); issue paths from the data's root. */
+export declare function parseControlCommandDataJson(command: unknown, data: unknown): ParseOutcome
+
+/** The payload's normalised JSON (`null` for commands without one); issue paths from the payload's root. */
+export declare function parseControlCommandPayloadJson(command: unknown, payload: unknown): ParseOutcome
+
+export declare function parseControlEnvelopeRequestJson(input: unknown): ParseOutcome
+
+export declare function parseControlEnvelopeRequestLineBytes(line: Uint8Array): ParseOutcome
+
+/** `kind`: 0 any response, 1 success only, 2 failure only. */
+export declare function parseControlEnvelopeResponseJson(input: unknown, kind: number): ParseOutcome
+
+export declare function parseControlEnvelopeResponseLineBytes(line: Uint8Array): ParseOutcome
+
 export declare function parseControlPlaneAuthzEventJson(input: unknown): ParseOutcome
 
 /** A Command literal. */

@@ -7,15 +7,15 @@ import {
   ControlProtocolErrorSchema,
   ControlProtocolFailureResponseSchema,
   ControlProtocolRequestError,
-  ControlProtocolRequestSchema,
-  ControlProtocolResponseSchema,
+  ControlCommandRequestSchema,
+  ControlCommandResponseSchema,
   ControlProtocolSuccessResponseSchema,
   controlProtocolCommands,
   parseControlPlaneAuthzEvent,
-  parseControlProtocolRequest,
-  parseControlProtocolRequestLine,
-  parseControlProtocolResponse,
-  parseControlProtocolResponseLine,
+  parseControlCommandRequest,
+  parseControlCommandRequestLine,
+  parseControlCommandResponse,
+  parseControlCommandResponseLine,
   serializeControlPlaneAuthzErrorToLog,
 } from '../index.js'
 
@@ -72,14 +72,14 @@ const validRequests = {
 test('requests: all ten commands parse from objects and lines', () => {
   assert.deepEqual([...controlProtocolCommands].sort(), Object.keys(validRequests).sort())
   for (const [command, req] of Object.entries(validRequests)) {
-    const parsed = parseControlProtocolRequest(req)
+    const parsed = parseControlCommandRequest(req)
     assert.equal(parsed.command, command)
-    assert.deepEqual(parseControlProtocolRequestLine(`${JSON.stringify(req)}\n`), parsed)
-    assert.deepEqual(parseControlProtocolRequestLine(Buffer.from(JSON.stringify(req))), parsed)
+    assert.deepEqual(parseControlCommandRequestLine(`${JSON.stringify(req)}\n`), parsed)
+    assert.deepEqual(parseControlCommandRequestLine(Buffer.from(JSON.stringify(req))), parsed)
     assert.equal(ControlProtocolCommandSchema.parse(command), command)
   }
-  assert.equal('payload' in parseControlProtocolRequest(validRequests.GetStatus), false, 'null payload normalised away')
-  assert.deepEqual(parseControlProtocolRequest(validRequests.ReplacePolicySnapshot).payload.dns, [{ ip: '10.0.0.53', port: 53 }])
+  assert.equal('payload' in parseControlCommandRequest(validRequests.GetStatus), false, 'null payload normalised away')
+  assert.deepEqual(parseControlCommandRequest(validRequests.ReplacePolicySnapshot).payload.dns, [{ ip: '10.0.0.53', port: 53 }])
   assert.equal(ControlProtocolCommandSchema.safeParse('SetFailMode').success, false)
 })
 
@@ -94,7 +94,7 @@ test('requests: malformed vs payload-invalid classification, id echoed', () => {
     '{"command":"GetHealth"}\n{"command":"Shutdown"}',
   ]
   for (const line of malformed) {
-    const e = rejection(() => parseControlProtocolRequestLine(line))
+    const e = rejection(() => parseControlCommandRequestLine(line))
     assert.equal(e.controlError.reason_code, 'CTRL_REQUEST_MALFORMED', line)
     assert.equal(e.controlError.code_namespace, 'control_authz')
   }
@@ -111,15 +111,15 @@ test('requests: malformed vs payload-invalid classification, id echoed', () => {
     { command: 'ReplacePolicySnapshot', payload: { ...snapshot, rules: [{ id: 'a', action: 'allow', cidr: '10.0.0.1/8' }] } },
   ]
   for (const req of payloadInvalid) {
-    const e = rejection(() => parseControlProtocolRequest({ ...req, id: 'r1' }))
+    const e = rejection(() => parseControlCommandRequest({ ...req, id: 'r1' }))
     assert.equal(e.controlError.reason_code, 'CTRL_REQUEST_PAYLOAD_INVALID', JSON.stringify(req))
     assert.equal(e.controlError.command, req.command)
     assert.equal(e.requestId, 'r1')
     assert.ok(e.issues.every((i) => i.path[0] === 'payload'))
   }
-  const e = rejection(() => parseControlProtocolRequest(payloadInvalid[9]))
+  const e = rejection(() => parseControlCommandRequest(payloadInvalid[9]))
   assert.equal(e.controlError.message, 'invalid ReplacePolicySnapshot payload: payload.rules[0].cidr: `10.0.0.1/8` has host bits set: write `10.0.0.0/8`')
-  assert.equal(ControlProtocolRequestSchema.safeParse(undefined).success, false)
+  assert.equal(ControlCommandRequestSchema.safeParse(undefined).success, false)
 })
 
 test('request lines: the 16 MiB limit (newline excluded)', () => {
@@ -128,8 +128,8 @@ test('request lines: the 16 MiB limit (newline excluded)', () => {
   const line = Buffer.alloc(limit + 2, 0x20)
   head.copy(line)
   line[limit] = 0x0a
-  assert.equal(parseControlProtocolRequestLine(line.subarray(0, limit + 1)).command, 'GetHealth')
-  const e = rejection(() => parseControlProtocolRequestLine(line.subarray(0, limit + 1).fill(0x20, limit)))
+  assert.equal(parseControlCommandRequestLine(line.subarray(0, limit + 1)).command, 'GetHealth')
+  const e = rejection(() => parseControlCommandRequestLine(line.subarray(0, limit + 1).fill(0x20, limit)))
   assert.equal(e.controlError.reason_code, 'CTRL_REQUEST_MALFORMED')
   assert.match(e.controlError.message, /the limit is 16777216/)
 })
@@ -165,8 +165,8 @@ const validData = {
 test('responses: success for all ten commands, failure, and the variant schemas', () => {
   for (const [command, data] of Object.entries(validData)) {
     const res = data === undefined ? { ok: true, command, id: 'x' } : { ok: true, command, data, id: 'x' }
-    assert.deepEqual(parseControlProtocolResponse(res), res)
-    assert.deepEqual(parseControlProtocolResponseLine(`${JSON.stringify(res)}\n`), res)
+    assert.deepEqual(parseControlCommandResponse(res), res)
+    assert.deepEqual(parseControlCommandResponseLine(`${JSON.stringify(res)}\n`), res)
     assert.deepEqual(ControlProtocolSuccessResponseSchema.parse(res), res)
     assert.equal(ControlProtocolFailureResponseSchema.safeParse(res).success, false)
   }
@@ -193,6 +193,6 @@ test('responses: data schemas reject what they must', () => {
     { ok: false, error: ev({}), command: 'GetHealth' },
     { ok: 'yes', command: 'GetHealth' },
   ]
-  for (const res of bad) assert.equal(ControlProtocolResponseSchema.safeParse(res).success, false, JSON.stringify(res))
-  assert.throws(() => parseControlProtocolResponseLine('{"ok":true,"ok":false}'), { code: 'ERR_CONTRACT_VALIDATION' })
+  for (const res of bad) assert.equal(ControlCommandResponseSchema.safeParse(res).success, false, JSON.stringify(res))
+  assert.throws(() => parseControlCommandResponseLine('{"ok":true,"ok":false}'), { code: 'ERR_CONTRACT_VALIDATION' })
 })

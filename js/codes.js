@@ -2,7 +2,7 @@
 // Reason-code lists and the literal schemas. The lists come from Rust (src/contract/reason_codes.rs), the one
 // place every code is defined; this file freezes them and wraps the Rust checks in zod-style schema objects.
 
-const native = require('../binding.js')
+const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 
 const tables = native.codeTables()

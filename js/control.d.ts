@@ -3,9 +3,11 @@ import type { ControlPlaneAuthzErrorCode, DataplaneHook } from './codes'
 import type { PolicySnapshot, PolicySnapshotInput } from './policy'
 
 // ---- ControlPlaneAuthzEvent -------------------------------------------------------------------------------
+// The original package's object types were type aliases (z.infer), which TypeScript lets stand in for
+// `Record<string, unknown>`; interfaces do not, so these stay type aliases.
 
 /** Why the control plane refused a connection or request. Strict: no `verdict`, no `would_block`, no other key. */
-export interface ControlPlaneAuthzEvent {
+export type ControlPlaneAuthzEvent = {
   code_namespace: 'control_authz'
   reason_code: ControlPlaneAuthzErrorCode
   /** Non-empty. */
@@ -15,7 +17,7 @@ export interface ControlPlaneAuthzEvent {
 }
 
 /** The log record: `code_namespace` first, keys in SPEC table order, an empty `command` dropped. */
-export interface ControlAuthzLogRecord {
+export type ControlAuthzLogRecord = {
   code_namespace: 'control_authz'
   reason_code: ControlPlaneAuthzErrorCode
   message: string
@@ -25,7 +27,7 @@ export interface ControlAuthzLogRecord {
 export declare const ControlPlaneAuthzEventSchema: Schema<ControlPlaneAuthzEvent>
 export declare function parseControlPlaneAuthzEvent(input: unknown): ControlPlaneAuthzEvent
 /** Validates the event (an empty `command` is accepted and dropped) and returns its log record. */
-export declare function serializeControlPlaneAuthzErrorToLog(event: ControlPlaneAuthzEvent): ControlAuthzLogRecord
+export declare function serializeControlPlaneAuthzErrorToLog(event: unknown): ControlAuthzLogRecord
 
 // ---- Control protocol -------------------------------------------------------------------------------------
 
@@ -64,42 +66,58 @@ export interface SetGlobalModePayload {
 }
 export type SetCgroupModePayload = CgroupSelector & { mode: ControlMode }
 
-interface RequestBase<C extends ControlProtocolCommand> {
-  command: C
+/** What each command's request carries: its strict payload type (`undefined` = no payload; absent or null on the wire). */
+export interface ControlCommandPayloads {
+  GetHealth: undefined
+  GetStatus: undefined
+  GetPolicySummary: undefined
+  ReplacePolicySnapshot: PolicySnapshot
+  UpsertManagedCgroup: UpsertManagedCgroupPayload
+  DeleteManagedCgroup: DeleteManagedCgroupPayload
+  SetGlobalMode: SetGlobalModePayload
+  SetCgroupMode: SetCgroupModePayload
+  Shutdown: undefined
+  SubscribeEvents: undefined
+}
+
+/** The payloads a client may write: the snapshot's defaults may be omitted. */
+export interface ControlCommandPayloadInputs extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot'> {
+  ReplacePolicySnapshot: PolicySnapshotInput
+}
+
+/**
+ * The generic request envelope, as the original package typed it (plus `id`): `payload` is any JSON value.
+ * Each command's own payload type: `ControlCommandPayloads[C]`, checked by `parseControlCommandPayload`.
+ */
+export type ControlProtocolRequest = {
+  command: ControlProtocolCommand
+  payload?: unknown
   /** Echoed in the response. */
   id?: string
 }
-type NoPayload<C extends ControlProtocolCommand> = RequestBase<C> & { payload?: null }
-type WithPayload<C extends ControlProtocolCommand, P> = RequestBase<C> & { payload: P }
 
-/** A request, discriminated by `command`. What a client sends (snapshot defaults may be omitted). */
-export type ControlProtocolRequestInput =
-  | NoPayload<'GetHealth'>
-  | NoPayload<'GetStatus'>
-  | NoPayload<'GetPolicySummary'>
-  | WithPayload<'ReplacePolicySnapshot', PolicySnapshotInput>
-  | WithPayload<'UpsertManagedCgroup', UpsertManagedCgroupPayload>
-  | WithPayload<'DeleteManagedCgroup', DeleteManagedCgroupPayload>
-  | WithPayload<'SetGlobalMode', SetGlobalModePayload>
-  | WithPayload<'SetCgroupMode', SetCgroupModePayload>
-  | NoPayload<'Shutdown'>
-  | NoPayload<'SubscribeEvents'>
+type CommandRequestOf<C extends ControlProtocolCommand, P> = [P] extends [undefined]
+  ? { command: C; id?: string; payload?: null }
+  : { command: C; id?: string; payload: P }
 
-/** A validated request: commands without payload have none, the snapshot has its defaults filled. */
-export type ControlProtocolRequest =
-  | RequestBase<'GetHealth'>
-  | RequestBase<'GetStatus'>
-  | RequestBase<'GetPolicySummary'>
-  | WithPayload<'ReplacePolicySnapshot', PolicySnapshot>
-  | WithPayload<'UpsertManagedCgroup', UpsertManagedCgroupPayload>
-  | WithPayload<'DeleteManagedCgroup', DeleteManagedCgroupPayload>
-  | WithPayload<'SetGlobalMode', SetGlobalModePayload>
-  | WithPayload<'SetCgroupMode', SetCgroupModePayload>
-  | RequestBase<'Shutdown'>
-  | RequestBase<'SubscribeEvents'>
+/** A request, discriminated by `command`, with its strict payload: what a client sends. */
+export type ControlCommandRequestInput = {
+  [C in ControlProtocolCommand]: CommandRequestOf<C, ControlCommandPayloadInputs[C]>
+}[ControlProtocolCommand]
+
+/** A request checked the way the agent checks it: commands without payload have none, snapshot defaults filled. */
+export type ControlCommandRequest = {
+  [C in ControlProtocolCommand]: [ControlCommandPayloads[C]] extends [undefined]
+    ? { command: C; id?: string }
+    : { command: C; id?: string; payload: ControlCommandPayloads[C] }
+}[ControlProtocolCommand]
 
 /** A ControlPlaneAuthzEvent whose `command`, when present, is a ControlProtocolCommand. */
-export interface ControlProtocolError extends ControlPlaneAuthzEvent {
+export type ControlProtocolError = {
+  code_namespace: 'control_authz'
+  reason_code: ControlPlaneAuthzErrorCode
+  /** Non-empty. */
+  message: string
   command?: ControlProtocolCommand
 }
 
@@ -146,32 +164,45 @@ export interface SetGlobalModeData {
   globalMode: ControlMode
 }
 
-interface SuccessBase<C extends ControlProtocolCommand> {
+/** What each command's success response carries: its strict data type (`undefined` = no data). */
+export interface ControlCommandDatas {
+  GetHealth: HealthData
+  GetStatus: StatusData
+  GetPolicySummary: PolicySummaryData
+  ReplacePolicySnapshot: PolicySummaryData
+  UpsertManagedCgroup: ManagedCgroupData
+  DeleteManagedCgroup: ManagedCgroupData
+  SetGlobalMode: SetGlobalModeData
+  SetCgroupMode: ManagedCgroupData
+  Shutdown: undefined
+  SubscribeEvents: undefined
+}
+
+/** The generic success envelope, as the original package typed it (plus `id`): `data` is any JSON value. */
+export type ControlProtocolSuccessResponse = {
   ok: true
-  command: C
+  command: ControlProtocolCommand
+  data?: unknown
   id?: string
 }
-type SuccessWith<C extends ControlProtocolCommand, D> = SuccessBase<C> & { data: D }
 
-export type ControlProtocolSuccessResponse =
-  | SuccessWith<'GetHealth', HealthData>
-  | SuccessWith<'GetStatus', StatusData>
-  | SuccessWith<'GetPolicySummary', PolicySummaryData>
-  | SuccessWith<'ReplacePolicySnapshot', PolicySummaryData>
-  | SuccessWith<'UpsertManagedCgroup', ManagedCgroupData>
-  | SuccessWith<'DeleteManagedCgroup', ManagedCgroupData>
-  | SuccessWith<'SetGlobalMode', SetGlobalModeData>
-  | SuccessWith<'SetCgroupMode', ManagedCgroupData>
-  | SuccessBase<'Shutdown'>
-  | SuccessBase<'SubscribeEvents'>
-
-export interface ControlProtocolFailureResponse {
+export type ControlProtocolFailureResponse = {
   ok: false
   error: ControlProtocolError
   id?: string
 }
 
 export type ControlProtocolResponse = ControlProtocolSuccessResponse | ControlProtocolFailureResponse
+
+/** A success response with its command's strict data, discriminated by `command`. */
+export type ControlCommandSuccessResponse = {
+  [C in ControlProtocolCommand]: [ControlCommandDatas[C]] extends [undefined]
+    ? { ok: true; command: C; id?: string }
+    : { ok: true; command: C; data: ControlCommandDatas[C]; id?: string }
+}[ControlProtocolCommand]
+
+/** A response checked the way a control client checks it: each command's data strictly. */
+export type ControlCommandResponse = ControlCommandSuccessResponse | ControlProtocolFailureResponse
 
 /** Thrown by the request parsers; `controlError` is the failure the agent sends back for this request. */
 export declare class ControlProtocolRequestError extends ContractValidationError {
@@ -183,6 +214,7 @@ export declare class ControlProtocolRequestError extends ContractValidationError
   readonly issues: ContractIssue[]
 }
 
+// The generic envelope, as the original package checked it.
 export declare const ControlProtocolCommandSchema: Schema<ControlProtocolCommand>
 export declare const ControlProtocolRequestSchema: Schema<ControlProtocolRequest>
 export declare const ControlProtocolErrorSchema: Schema<ControlProtocolError>
@@ -190,17 +222,41 @@ export declare const ControlProtocolSuccessResponseSchema: Schema<ControlProtoco
 export declare const ControlProtocolFailureResponseSchema: Schema<ControlProtocolFailureResponse>
 export declare const ControlProtocolResponseSchema: Schema<ControlProtocolResponse>
 
-/** Throws ControlProtocolRequestError (CTRL_REQUEST_MALFORMED or CTRL_REQUEST_PAYLOAD_INVALID). */
+/** The envelope only (any payload); throws ControlProtocolRequestError with CTRL_REQUEST_MALFORMED. */
 export declare function parseControlProtocolRequest(input: unknown): ControlProtocolRequest
 /** One request line (at most 16 MiB, without or with its `\n`); duplicate keys and inner newlines are malformed. */
 export declare function parseControlProtocolRequestLine(line: Uint8Array | string): ControlProtocolRequest
+/** The envelope only (any data). */
 export declare function parseControlProtocolResponse(input: unknown): ControlProtocolResponse
 export declare function parseControlProtocolResponseLine(line: Uint8Array | string): ControlProtocolResponse
+
+// Each command's strict payload and data (docs/control-protocol.md, "Commands").
+
+/** The command's payload, normalised (snapshot defaults filled); `undefined` for commands without one. */
+export declare function parseControlCommandPayload<C extends ControlProtocolCommand>(
+  command: C,
+  payload: unknown,
+): ControlCommandPayloads[C]
+/** The command's success data; `undefined` for commands without any. */
+export declare function parseControlCommandData<C extends ControlProtocolCommand>(command: C, data: unknown): ControlCommandDatas[C]
+/** One schema per command for its payload: `ControlCommandPayloadSchemas.SetGlobalMode.parse({mode: 'observe'})`. */
+export declare const ControlCommandPayloadSchemas: { readonly [C in ControlProtocolCommand]: Schema<ControlCommandPayloads[C]> }
+/** One schema per command for its success data. */
+export declare const ControlCommandDataSchemas: { readonly [C in ControlProtocolCommand]: Schema<ControlCommandDatas[C]> }
+
+/** A whole request as the agent checks it; throws ControlProtocolRequestError (MALFORMED or PAYLOAD_INVALID). */
+export declare function parseControlCommandRequest(input: unknown): ControlCommandRequest
+export declare function parseControlCommandRequestLine(line: Uint8Array | string): ControlCommandRequest
+/** A whole response with its command's data checked strictly. */
+export declare function parseControlCommandResponse(input: unknown): ControlCommandResponse
+export declare function parseControlCommandResponseLine(line: Uint8Array | string): ControlCommandResponse
+export declare const ControlCommandRequestSchema: Schema<ControlCommandRequest>
+export declare const ControlCommandResponseSchema: Schema<ControlCommandResponse>
 
 // ---- Config -----------------------------------------------------------------------------------------------
 
 /** Strict; every field defaulted, so `{}` and `undefined` parse to the all-defaults config. */
-export interface EbpfInterceptorConfig {
+export type EbpfInterceptorConfig = {
   /** Default `development`. */
   environment: 'development' | 'test' | 'production'
   /** Default true. */
@@ -224,56 +280,93 @@ export interface EbpfInterceptorConfig {
 export type EbpfInterceptorConfigInput = Partial<EbpfInterceptorConfig>
 
 export declare const EbpfInterceptorConfigSchema: Schema<EbpfInterceptorConfig>
-export declare function parseEbpfInterceptorConfig(input?: EbpfInterceptorConfigInput): EbpfInterceptorConfig
+/** `input` is `unknown`, as in the original: a partial config (EbpfInterceptorConfigInput) or `undefined` for all defaults. */
+export declare function parseEbpfInterceptorConfig(input?: unknown): EbpfInterceptorConfig
 /** True in production; otherwise `rejectUnknownReasonCodes`. The input is validated like a config. */
 export declare function shouldFailClosedOnUnknownReasonCode(config?: EbpfInterceptorConfigInput): boolean
 
 // ---- Peer and socket checks -------------------------------------------------------------------------------
+// The original package's shapes (SPEC 3) first; the other accepted inputs are additions beside them.
 
-/** SO_PEERCRED of a control-socket client; `null`/`undefined` means the credentials could not be read. */
+/** SO_PEERCRED of a control-socket client. `hasPeerCred: false` means the credentials could not be read. */
 export interface ControllerPeer {
+  hasPeerCred: boolean
+  /** u32; read only when `hasPeerCred` is true. */
+  uid: number
+  /** u32; read only when `hasPeerCred` is true. */
+  gid: number
+}
+
+/** Addition: credentials as read (`{uid, gid, pid?}`); `null`/`undefined` means they could not be read. */
+export interface PeerCredentials {
   uid: number
   gid: number
   pid?: number
 }
 
 /**
- * Who may send mutating commands: uid in the uid list OR gid in the gid list; both empty = every peer.
- * Any EbpfInterceptorConfig (or part of one) is accepted too; an absent list is empty.
+ * Who may send mutating commands: uid in `allowedUids` OR gid in `allowedGids`; both empty = every peer
+ * (permissive mode for local setups). A config (or part of one) is accepted too: its
+ * `privilegedControllerUids`/`privilegedControllerGids`, an absent list being empty.
  */
 export interface ControllerAuthorizationPolicy {
-  privilegedControllerUids: number[]
-  privilegedControllerGids: number[]
+  allowedUids: readonly number[]
+  allowedGids: readonly number[]
 }
 
-/** What stat() says about the socket. `mode` may be a full st_mode; an fs.Stats object is accepted as-is. */
+/** What stat() says about the socket. `mode` may be a full st_mode: only `mode & 0o777` is compared. */
 export interface SocketSecurityMetadata {
   mode: number
-  uid: number
-  gid: number
+  ownerUid: number
+  ownerGid: number
 }
 
-/** Expected permission bits (0..=0o777) and owner; a config gives controlSocketFileMode/OwnerUid/OwnerGid. */
-export interface SocketSecurityExpectations {
+/** Addition: the socket's `{mode, uid, gid}` as an fs.Stats carries them (an fs.Stats is accepted as-is). */
+export interface SocketStat {
   mode: number
   uid: number
   gid: number
 }
 
-export interface ControlAuthzFailure {
+/** The mode the socket's permission bits must equal (compared as given) and its owner. */
+export interface SocketSecurityExpectations {
+  expectedMode: number
+  expectedOwnerUid: number
+  expectedOwnerGid: number
+}
+
+/** Addition: expectations as `{mode (0..=0o777), uid, gid}`. A config gives controlSocketFileMode/OwnerUid/OwnerGid. */
+export interface SocketModeAndOwner {
+  mode: number
+  uid: number
+  gid: number
+}
+
+/** A refusal: flat, as in the original package. */
+export type ControlAuthzFailure = {
   ok: false
-  error: ControlPlaneAuthzEvent
+  code_namespace: 'control_authz'
+  reason_code: ControlPlaneAuthzErrorCode
+  message: string
 }
 
 export type ControlAuthzResult = { ok: true } | ControlAuthzFailure
 
+/**
+ * `hasPeerCred: false` (or `null`) -> CTRL_AUTH_PEERCRED_UNAVAILABLE (`SO_PEERCRED metadata is required`);
+ * both lists empty -> allowed; uid in allowedUids OR gid in allowedGids -> allowed; otherwise
+ * CTRL_AUTH_PEERCRED_REJECTED_UID (`peer uid 2000 is not authorized`) when allowedUids is non-empty, else
+ * CTRL_AUTH_PEERCRED_REJECTED_GID (`peer gid 2000 is not authorized`).
+ */
 export declare function authorizeControllerPeer(
-  peer: ControllerPeer | null | undefined,
+  peer: ControllerPeer | PeerCredentials | null | undefined,
   policy: ControllerAuthorizationPolicy | EbpfInterceptorConfigInput,
 ): ControlAuthzResult
 
-/** Mode (`& 0o777`) first, then owner uid and gid. */
+/**
+ * Mode first (`socket mode 666 != expected 660`, octal), then owner (`socket owner 1000:1000 != expected 0:0`).
+ */
 export declare function validateSocketSecurityMetadata(
-  meta: SocketSecurityMetadata | import('node:fs').Stats,
-  expected: SocketSecurityExpectations | EbpfInterceptorConfigInput,
+  meta: SocketSecurityMetadata | SocketStat | import('node:fs').Stats,
+  expected: SocketSecurityExpectations | SocketModeAndOwner | EbpfInterceptorConfigInput,
 ): ControlAuthzResult

@@ -1,9 +1,17 @@
 'use strict'
 // Control-plane contract: ControlPlaneAuthzEvent, the control protocol, the agent config and the control
-// socket's peer/socket checks. Every rule is in Rust (src/contract/); this file converts inputs and outcomes.
+// socket's peer/socket checks. Every rule is in Rust (crates/core/src/contract/); this file converts inputs and
+// outcomes.
+//
+// The control protocol has two levels (docs/control-protocol.md):
+// - the generic envelope, what the original package's exports checked and still check: `ControlProtocol*Schema`,
+//   `parseControlProtocolRequest/Response(Line)`; `payload` and `data` are any JSON value;
+// - each command's strict payload and data: `parseControlCommandPayload/Data(command, value)`, the per-command
+//   `ControlCommandPayloadSchemas`/`ControlCommandDataSchemas`, and whole messages checked the way the agent
+//   checks them: `parseControlCommandRequest/Response(Line)`.
 
 const fs = require('node:fs')
-const native = require('../binding.js')
+const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 const { unwrapOutcome } = require('./policy.js')
 
@@ -22,7 +30,8 @@ const controlProtocolCommands = Object.freeze([
 
 /**
  * Thrown for a rejected control request. Besides the issues it carries the failure the agent sends back:
- * `controlError.reason_code` is CTRL_REQUEST_MALFORMED or CTRL_REQUEST_PAYLOAD_INVALID.
+ * `controlError.reason_code` is CTRL_REQUEST_MALFORMED (the envelope) or CTRL_REQUEST_PAYLOAD_INVALID (the
+ * command's payload; only the strict parsers check it).
  */
 class ControlProtocolRequestError extends ContractValidationError {
   constructor(issues, rejection) {
@@ -51,9 +60,10 @@ function typeName(v) {
   return typeof v
 }
 
-// fs.Stats carries far more than the three fields the check needs; accept it as a user would expect.
+// fs.Stats (and the BigIntStats of `{bigint: true}`, whose class node does not export) carry far more than the
+// three fields the check needs and methods JSON cannot hold: pass on what stat() said, as numbers.
 function socketMetadata(meta) {
-  if (meta instanceof fs.Stats || (typeof fs.BigIntStats === 'function' && meta instanceof fs.BigIntStats)) {
+  if (meta instanceof fs.Stats || (meta != null && typeof meta.isSocket === 'function' && 'mode' in meta)) {
     return { mode: Number(meta.mode), uid: Number(meta.uid), gid: Number(meta.gid) }
   }
   return meta
@@ -67,20 +77,54 @@ function serializeControlPlaneAuthzErrorToLog(input) {
   return unwrapOutcome('ControlPlaneAuthzEvent', native.serializeControlPlaneAuthzErrorToLogJson(input))
 }
 
+// ---- generic envelope (the original package's semantics) ----------------------------------------------------
+
 function parseControlProtocolRequest(input) {
-  return requestOutcome(native.parseControlProtocolRequestJson(input))
+  return requestOutcome(native.parseControlEnvelopeRequestJson(input))
 }
 
 function parseControlProtocolRequestLine(line) {
-  return requestOutcome(native.parseControlProtocolRequestLineBytes(toBytes(line)))
+  return requestOutcome(native.parseControlEnvelopeRequestLineBytes(toBytes(line)))
 }
 
 function parseControlProtocolResponse(input) {
-  return unwrapOutcome('ControlProtocolResponse', native.parseControlProtocolResponseJson(input, 0))
+  return unwrapOutcome('ControlProtocolResponse', native.parseControlEnvelopeResponseJson(input, 0))
 }
 
 function parseControlProtocolResponseLine(line) {
-  return unwrapOutcome('ControlProtocolResponse', native.parseControlProtocolResponseLineBytes(toBytes(line)))
+  return unwrapOutcome('ControlProtocolResponse', native.parseControlEnvelopeResponseLineBytes(toBytes(line)))
+}
+
+// ---- strict, per command (what the agent and a control client use) ------------------------------------------
+
+/** A command's payload or data, `undefined` for the commands that have none. */
+function optionalValue(outcome, schema) {
+  const value = unwrapOutcome(schema, outcome)
+  return value === null ? undefined : value
+}
+
+function parseControlCommandPayload(command, payload) {
+  return optionalValue(native.parseControlCommandPayloadJson(command, payload), 'ControlCommandPayload')
+}
+
+function parseControlCommandData(command, data) {
+  return optionalValue(native.parseControlCommandDataJson(command, data), 'ControlCommandData')
+}
+
+function parseControlCommandRequest(input) {
+  return requestOutcome(native.parseControlProtocolRequestJson(input))
+}
+
+function parseControlCommandRequestLine(line) {
+  return requestOutcome(native.parseControlProtocolRequestLineBytes(toBytes(line)))
+}
+
+function parseControlCommandResponse(input) {
+  return unwrapOutcome('ControlCommandResponse', native.parseControlProtocolResponseJson(input, 0))
+}
+
+function parseControlCommandResponseLine(line) {
+  return unwrapOutcome('ControlCommandResponse', native.parseControlProtocolResponseLineBytes(toBytes(line)))
 }
 
 function parseEbpfInterceptorConfig(input) {
@@ -111,12 +155,25 @@ const ControlProtocolErrorSchema = makeSchema('ControlProtocolError', (input) =>
   unwrapOutcome('ControlProtocolError', native.parseControlProtocolErrorJson(input)),
 )
 const ControlProtocolSuccessResponseSchema = makeSchema('ControlProtocolSuccessResponse', (input) =>
-  unwrapOutcome('ControlProtocolSuccessResponse', native.parseControlProtocolResponseJson(input, 1)),
+  unwrapOutcome('ControlProtocolSuccessResponse', native.parseControlEnvelopeResponseJson(input, 1)),
 )
 const ControlProtocolFailureResponseSchema = makeSchema('ControlProtocolFailureResponse', (input) =>
-  unwrapOutcome('ControlProtocolFailureResponse', native.parseControlProtocolResponseJson(input, 2)),
+  unwrapOutcome('ControlProtocolFailureResponse', native.parseControlEnvelopeResponseJson(input, 2)),
 )
 const ControlProtocolResponseSchema = makeSchema('ControlProtocolResponse', parseControlProtocolResponse)
+
+const ControlCommandRequestSchema = makeSchema('ControlCommandRequest', parseControlCommandRequest)
+const ControlCommandResponseSchema = makeSchema('ControlCommandResponse', parseControlCommandResponse)
+const ControlCommandPayloadSchemas = Object.freeze(
+  Object.fromEntries(
+    controlProtocolCommands.map((c) => [c, makeSchema(`${c}Payload`, (payload) => parseControlCommandPayload(c, payload))]),
+  ),
+)
+const ControlCommandDataSchemas = Object.freeze(
+  Object.fromEntries(
+    controlProtocolCommands.map((c) => [c, makeSchema(`${c}Data`, (data) => parseControlCommandData(c, data))]),
+  ),
+)
 const EbpfInterceptorConfigSchema = makeSchema('EbpfInterceptorConfig', parseEbpfInterceptorConfig)
 
 module.exports = {
@@ -129,12 +186,22 @@ module.exports = {
   ControlProtocolSuccessResponseSchema,
   ControlProtocolFailureResponseSchema,
   ControlProtocolResponseSchema,
+  ControlCommandRequestSchema,
+  ControlCommandResponseSchema,
+  ControlCommandPayloadSchemas,
+  ControlCommandDataSchemas,
   EbpfInterceptorConfigSchema,
   parseControlPlaneAuthzEvent,
   parseControlProtocolRequest,
   parseControlProtocolRequestLine,
   parseControlProtocolResponse,
   parseControlProtocolResponseLine,
+  parseControlCommandPayload,
+  parseControlCommandData,
+  parseControlCommandRequest,
+  parseControlCommandRequestLine,
+  parseControlCommandResponse,
+  parseControlCommandResponseLine,
   serializeControlPlaneAuthzErrorToLog,
   authorizeControllerPeer,
   validateSocketSecurityMetadata,

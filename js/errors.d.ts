@@ -27,13 +27,69 @@ export declare class ContractValidationError extends Error {
 
 export type SafeParseResult<T> = { success: true; data: T } | { success: false; error: ContractValidationError }
 
-/** A schema with zod's parse surface; every rule is checked in Rust. */
-export interface Schema<T> {
+/**
+ * The Standard Schema v1 interface (https://standardschema.dev), the one zod, valibot and arktype implement and
+ * form, RPC and HTTP libraries accept. Declared here, structurally identical to `@standard-schema/spec`, so
+ * that no dependency is needed to use it.
+ */
+export interface StandardSchemaV1<Input = unknown, Output = Input> {
+  readonly '~standard': StandardSchemaV1.Props<Input, Output>
+}
+
+export declare namespace StandardSchemaV1 {
+  interface Props<Input = unknown, Output = Input> {
+    readonly version: 1
+    readonly vendor: string
+    readonly validate: (value: unknown) => Result<Output> | Promise<Result<Output>>
+    /** Type-level only: never present at run time. */
+    readonly types?: Types<Input, Output> | undefined
+  }
+  type Result<Output> = SuccessResult<Output> | FailureResult
+  interface SuccessResult<Output> {
+    readonly value: Output
+    readonly issues?: undefined
+  }
+  interface FailureResult {
+    readonly issues: ReadonlyArray<Issue>
+  }
+  interface Issue {
+    readonly message: string
+    readonly path?: ReadonlyArray<PropertyKey | PathSegment> | undefined
+  }
+  interface PathSegment {
+    readonly key: PropertyKey
+  }
+  interface Types<Input = unknown, Output = Input> {
+    readonly input: Input
+    readonly output: Output
+  }
+  type InferInput<S extends StandardSchemaV1> = NonNullable<S['~standard']['types']>['input']
+  type InferOutput<S extends StandardSchemaV1> = NonNullable<S['~standard']['types']>['output']
+}
+
+/** What this package's schemas return from `~standard.validate`: synchronous, issues with the contract's paths. */
+export type StandardResult<T> =
+  | { readonly value: T; readonly issues?: undefined }
+  | { readonly issues: ReadonlyArray<{ readonly message: string; readonly path: ReadonlyArray<string | number> }> }
+
+/**
+ * A schema with zod's parse surface and the Standard Schema v1 interface; every rule is checked in Rust.
+ * `StandardSchemaV1.InferOutput<typeof XSchema>` gives the parsed type, as `z.infer` did for the original.
+ */
+export interface Schema<T> extends StandardSchemaV1<unknown, T> {
   readonly name: string
   /** Returns the validated value or throws ContractValidationError. */
   parse(input: unknown): T
   /** Never throws for invalid input. */
   safeParse(input: unknown): SafeParseResult<T>
+  readonly '~standard': StandardProps<T>
+}
+
+/** The `~standard` property of this package's schemas: the vendor is fixed and `validate` is synchronous. */
+export interface StandardProps<T> extends StandardSchemaV1.Props<unknown, T> {
+  readonly vendor: 'interceptor-ebpf'
+  /** Never throws for invalid input; returns the parsed value or every issue with its path. */
+  readonly validate: (value: unknown) => StandardResult<T>
 }
 
 export declare function makeSchema<T>(name: string, parse: (input: unknown) => T): Schema<T>

@@ -32,23 +32,34 @@ function formatPath(path) {
   return out
 }
 
+/** Standard Schema v1 (https://standardschema.dev): the vendor name every schema of this package reports. */
+const STANDARD_SCHEMA_VENDOR = 'interceptor-ebpf'
+
 /**
- * Builds a schema object with zod's `parse`/`safeParse` surface around a throwing parse function.
- * Only ContractValidationError becomes `{success: false}`; anything else is a bug and propagates.
+ * Builds a schema object around a throwing parse function, with zod's `parse`/`safeParse` surface and the
+ * Standard Schema v1 `~standard` property that zod, valibot and arktype share, so libraries that accept a
+ * standard schema (form, RPC and HTTP validators) accept these too.
+ * Only ContractValidationError becomes `{success: false}` / `{issues}`; anything else is a bug and propagates.
  */
 function makeSchema(name, parse) {
-  return Object.freeze({
-    name,
-    parse,
-    safeParse(input) {
-      try {
-        return { success: true, data: parse(input) }
-      } catch (error) {
-        if (error instanceof ContractValidationError) return { success: false, error }
-        throw error
-      }
+  const safeParse = (input) => {
+    try {
+      return { success: true, data: parse(input) }
+    } catch (error) {
+      if (error instanceof ContractValidationError) return { success: false, error }
+      throw error
+    }
+  }
+  const standard = Object.freeze({
+    version: 1,
+    vendor: STANDARD_SCHEMA_VENDOR,
+    validate(value) {
+      const result = safeParse(value)
+      if (result.success) return { value: result.data }
+      return { issues: result.error.issues.map((i) => ({ message: i.message, path: i.path })) }
     },
   })
+  return Object.freeze({ name, parse, safeParse, '~standard': standard })
 }
 
 module.exports = { ContractValidationError, makeSchema, formatIssues }

@@ -2,7 +2,7 @@ import type { ContractIssue, Schema } from './errors'
 import type { DataplaneHook } from './codes'
 
 /** Fields every DataplanePacketEvent may carry besides the code, verdict and would_block. */
-export interface DataplanePacketEventFields {
+export type DataplanePacketEventFields = {
   code_namespace: 'dataplane_verdict'
   hook?: DataplaneHook
   /** cgroup v2 id as decimal text (a u64 does not fit a JavaScript number); no leading zeros. */

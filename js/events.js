@@ -8,7 +8,7 @@
 // - byte input: Rust validates and writes typed values and string offsets into a Float64Array; the object
 //   is built here by slicing the text.
 
-const native = require('../binding.js')
+const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 
 const SCHEMA = 'DataplanePacketEvent'

@@ -3,7 +3,7 @@
 // (src/node/interceptor.rs forwarding to src/dataplane); this file turns the native results into promises,
 // errors with stable codes, and the `events()` async iterator.
 
-const native = require('../binding.js')
+const native = require('./native.js')
 const { ContractValidationError } = require('./errors.js')
 
 const ERROR_PREFIX = '{"code":"'

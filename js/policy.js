@@ -2,7 +2,7 @@
 // Policy snapshot schema: every rule is checked by the Rust parser (crates/core/src/contract/policy/); this
 // file only turns its outcome into a value or a ContractValidationError.
 
-const native = require('../binding.js')
+const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 
 /** Turns a Rust ParseOutcome into the parsed value, or throws ContractValidationError naming `schema`. */

@@ -32,3 +32,6 @@ cargo test --release --workspace
 
 step "Node tests"
 pnpm test
+
+step "consumer test: pack, pnpm add the tarballs into a fresh project, strict TypeScript, ESM and CommonJS"
+bash scripts/consumer-test.sh

@@ -12,8 +12,9 @@ use crate::issues::{to_js_issues, JsIssue};
 use interceptor_ebpf_core::contract::config::EbpfInterceptorConfig;
 use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
 use interceptor_ebpf_core::contract::control_protocol::{
-    parse_request_line, parse_response_line, Command, ControlRequest, ControlResponse,
-    RequestRejection,
+    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
+    parse_request_line, parse_response_envelope_line, parse_response_line, ControlRequest,
+    ControlResponse, RequestEnvelope, RequestRejection, ResponseEnvelope,
 };
 use interceptor_ebpf_core::contract::peer_auth::{
     authorize_controller_peer as authorize, authz_result_json,
@@ -54,8 +55,11 @@ impl ParseOutcome {
         }
     }
     fn from_request(r: Result<ControlRequest, RequestRejection>) -> Self {
+        Self::from_rejectable(r.map(|req| req.to_line().trim_end().to_owned()))
+    }
+    fn from_rejectable(r: Result<String, RequestRejection>) -> Self {
         match r {
-            Ok(req) => ParseOutcome::ok(req.to_line().trim_end().to_owned()),
+            Ok(json) => ParseOutcome::ok(json),
             Err(rej) => ParseOutcome {
                 json: None,
                 issues: Some(rej.issues.iter().map(JsIssue::from).collect()),
@@ -129,22 +133,8 @@ pub fn serialize_control_plane_authz_error_to_log_json(input: Unknown) -> ParseO
 /// A Command literal.
 #[napi]
 pub fn parse_control_protocol_command_json(input: Unknown) -> ParseOutcome {
-    outcome(input, |v| match v {
-        Value::String(s) if Command::from_wire(s).is_some() => {
-            Ok(Value::from(s.as_str()).to_string())
-        }
-        other => Err(ValidationError::single(Issue::new(
-            vec![],
-            IssueCode::InvalidValue,
-            format!(
-                "expected one of {}, received {other}",
-                Command::ALL
-                    .iter()
-                    .map(|c| c.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ))),
+    outcome(input, |v| {
+        parse_command(v).map(|c| Value::from(c.as_str()).to_string())
     })
 }
 
@@ -202,19 +192,81 @@ fn strip_error_prefix(mut e: ValidationError) -> ValidationError {
 }
 
 fn response_json(r: ControlResponse, kind: u32) -> Result<String, ValidationError> {
-    let wrong = match (&r, kind) {
-        (ControlResponse::Failure { .. }, 1) => Some("expected a success response (`ok: true`)"),
-        (ControlResponse::Success { .. }, 2) => Some("expected a failure response (`ok: false`)"),
-        _ => None,
+    let success = matches!(r, ControlResponse::Success { .. });
+    wrong_kind(success, kind).map_or_else(|| Ok(r.to_line().trim_end().to_owned()), Err)
+}
+
+/// `kind` 1 wants a success, 2 a failure (the variant schemas), 0 either.
+fn wrong_kind(success: bool, kind: u32) -> Option<ValidationError> {
+    let msg = match (success, kind) {
+        (false, 1) => "expected a success response (`ok: true`)",
+        (true, 2) => "expected a failure response (`ok: false`)",
+        _ => return None,
     };
-    match wrong {
-        Some(msg) => Err(ValidationError::single(Issue::at(
-            "ok",
-            IssueCode::InvalidValue,
-            msg,
-        ))),
-        None => Ok(r.to_line().trim_end().to_owned()),
-    }
+    Some(ValidationError::single(Issue::at(
+        "ok",
+        IssueCode::InvalidValue,
+        msg,
+    )))
+}
+
+// ---- The generic envelope: what the original package's exports checked (payload and data any JSON). ----------
+
+#[napi]
+pub fn parse_control_envelope_request_json(input: Unknown) -> ParseOutcome {
+    let envelope = required(input)
+        .map_err(|e| RequestRejection::from_issues(e.issues))
+        .and_then(|v| RequestEnvelope::from_json_value(&v));
+    ParseOutcome::from_rejectable(envelope.map(|e| e.to_json()))
+}
+
+#[napi]
+pub fn parse_control_envelope_request_line_bytes(line: Uint8Array) -> ParseOutcome {
+    ParseOutcome::from_rejectable(parse_request_envelope_line(&line).map(|e| e.to_json()))
+}
+
+/// `kind`: 0 any response, 1 success only, 2 failure only.
+#[napi]
+pub fn parse_control_envelope_response_json(input: Unknown, kind: u32) -> ParseOutcome {
+    outcome(input, |v| {
+        ResponseEnvelope::from_json_value(v).and_then(|r| envelope_json(&r, kind))
+    })
+}
+
+#[napi]
+pub fn parse_control_envelope_response_line_bytes(line: Uint8Array) -> ParseOutcome {
+    ParseOutcome::from_result(
+        parse_response_envelope_line(&line).and_then(|r| envelope_json(&r, 0)),
+    )
+}
+
+fn envelope_json(r: &ResponseEnvelope, kind: u32) -> Result<String, ValidationError> {
+    let success = matches!(r, ResponseEnvelope::Success { .. });
+    wrong_kind(success, kind).map_or_else(|| Ok(r.to_json()), Err)
+}
+
+// ---- Each command's strict payload and data. ------------------------------------------------------------------
+
+/// The payload's normalised JSON (`null` for commands without one); issue paths from the payload's root.
+#[napi]
+pub fn parse_control_command_payload_json(command: Unknown, payload: Unknown) -> ParseOutcome {
+    let command = required(command).and_then(|c| parse_command(&c));
+    ParseOutcome::from_result(command.and_then(|c| {
+        let payload = to_json(payload)?;
+        parse_command_payload(c, payload.as_ref())
+            .map(|r| r.payload_json().unwrap_or(Value::Null).to_string())
+    }))
+}
+
+/// The data's JSON (`null` for commands without any); issue paths from the data's root.
+#[napi]
+pub fn parse_control_command_data_json(command: Unknown, data: Unknown) -> ParseOutcome {
+    let command = required(command).and_then(|c| parse_command(&c));
+    ParseOutcome::from_result(command.and_then(|c| {
+        let data = to_json(data)?;
+        parse_command_data(c, data.as_ref())
+            .map(|d| d.to_json_value().unwrap_or(Value::Null).to_string())
+    }))
 }
 
 #[napi]

@@ -6,21 +6,33 @@
 //! - [`parse_request_line`] is the agent's byte entry point: it classifies every rejection as
 //!   CTRL_REQUEST_MALFORMED (envelope) or CTRL_REQUEST_PAYLOAD_INVALID (payload), and
 //!   [`ControlResponse::to_line`] is the matching serializer.
+//! - Two levels: the generic envelope (`envelope.rs`: `payload` and `data` any JSON value, what the original
+//!   package's exported schemas checked) and each command's payload and data (`parse_command_payload`,
+//!   `parse_command_data`); the strict request and response parsers are the envelope's rules plus those.
 //! - Layout: `request.rs` (typed requests, their parser), `response.rs` (typed responses, serializer and
-//!   parser) and `cgroup_target.rs` (how a message names a cgroup, checked the same way in both directions).
+//!   parser), `envelope.rs` (the generic envelope, each command's payload and data on their own) and
+//!   `cgroup_target.rs` (how a message names a cgroup, checked the same way in both directions).
 
 mod cgroup_target;
+mod envelope;
 mod request;
 mod response;
 
 use serde::{Serialize, Serializer};
+use serde_json::Value;
 
 use super::control_authz::ControlPlaneAuthzEvent;
+use super::json_reader::{parse_json_strict, Issues};
 use super::reason_codes::ControlAuthzCode;
+use super::validation::{Issue, IssueCode, PathSegment};
 
 pub use super::modes::{FailMode, Mode};
 pub use cgroup_target::{
     check_cgroup_path, parse_cgroup_id, CgroupRef, MAX_CGROUP_PATH_BYTES, MAX_WORKLOAD_ID_BYTES,
+};
+pub use envelope::{
+    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
+    parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
 };
 pub use request::{
     parse_request_line, CommandRequest, ControlRequest, RequestRejection, UpsertManagedCgroup,
@@ -150,6 +162,54 @@ fn command_list() -> String {
         .map(|c| c.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A known command, or an issue naming the known ones (requests, responses and errors alike).
+fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Command> {
+    match v {
+        Some(Value::String(s)) => Command::from_wire(s).or_else(|| {
+            issues.push(
+                path.to_vec(),
+                IssueCode::InvalidValue,
+                format!("unknown command `{s}`; expected one of {}", command_list()),
+            );
+            None
+        }),
+        other => {
+            issues.wrong_type(path, "a command string", other);
+            None
+        }
+    }
+}
+
+/// The rules every line obeys before it is read as a message (`what` is `request` or `response`): at most
+/// [`MAX_LINE_BYTES`] without its `\n`, no other newline, strict UTF-8 JSON without duplicate keys.
+fn read_line(line: &[u8], what: &str) -> Result<Value, Issue> {
+    let body = line.strip_suffix(b"\n").unwrap_or(line);
+    if body.len() > MAX_LINE_BYTES {
+        return Err(Issue::new(
+            vec![],
+            IssueCode::TooBig,
+            format!(
+                "{what} line is {} bytes; the limit is {MAX_LINE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    if body.contains(&b'\n') {
+        return Err(Issue::new(
+            vec![],
+            IssueCode::InvalidJson,
+            format!("a {what} is exactly one line: a newline may only end it"),
+        ));
+    }
+    parse_json_strict(body).map_err(|e| {
+        Issue::new(
+            vec![],
+            IssueCode::InvalidJson,
+            format!("{what} is not valid JSON: {e}"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -5,11 +5,9 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::cgroup_target::{read_cgroup_ref, read_workload_id, CgroupRef};
-use super::{
-    command_list, Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE,
-    MAX_LINE_BYTES, MODES,
-};
-use crate::contract::json_reader::{self, object, parse_json_strict, Issues};
+use super::envelope::read_request_envelope;
+use super::{Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE, MODES};
+use crate::contract::json_reader::{self, object, Issues};
 use crate::contract::policy::{parse_snapshot, PolicySnapshot};
 use crate::contract::reason_codes::ControlAuthzCode;
 use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
@@ -140,7 +138,7 @@ pub struct RequestRejection {
 }
 
 impl RequestRejection {
-    fn new(
+    pub(super) fn new(
         code: ControlAuthzCode,
         command: Option<Command>,
         id: Option<String>,
@@ -199,65 +197,21 @@ fn summarize(issues: &[Issue]) -> String {
 
 /// Parses one request line as read from the socket, with or without its trailing `\n`.
 pub fn parse_request_line(line: &[u8]) -> Result<ControlRequest, RequestRejection> {
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
-    if body.len() > MAX_LINE_BYTES {
-        return Err(RequestRejection::malformed(Issue::new(
-            vec![],
-            IssueCode::TooBig,
-            format!(
-                "request line is {} bytes; the limit is {MAX_LINE_BYTES}",
-                body.len()
-            ),
-        )));
-    }
-    if body.contains(&b'\n') {
-        return Err(RequestRejection::malformed(Issue::new(
-            vec![],
-            IssueCode::InvalidJson,
-            "a request is exactly one line: a newline may only end it",
-        )));
-    }
-    let v = parse_json_strict(body).map_err(|e| {
-        RequestRejection::malformed(Issue::new(
-            vec![],
-            IssueCode::InvalidJson,
-            format!("request is not valid JSON: {e}"),
-        ))
-    })?;
+    let v = super::read_line(line, "request").map_err(RequestRejection::malformed)?;
     read_request(&v)
 }
 
+/// The envelope's rules (shared with [`super::RequestEnvelope`]), then the command's payload. Envelope issues
+/// make the request malformed and are listed together with any payload issue found beside them.
 fn read_request(v: &Value) -> Result<ControlRequest, RequestRejection> {
     let mut envelope = Issues::new();
-    let obj = object(Some(v), &[], &["command", "payload", "id"], &mut envelope);
-    let Some(obj) = obj else {
+    let Some((obj, id, command)) = read_request_envelope(v, &mut envelope) else {
         return Err(RequestRejection::new(
             ControlAuthzCode::RequestMalformed,
             None,
             None,
             envelope.into_vec(),
         ));
-    };
-    let id = obj
-        .opt_str("id", &mut envelope)
-        .flatten()
-        .map(str::to_owned);
-    let command = match obj.get("command") {
-        Some(Value::String(s)) => match Command::from_wire(s) {
-            Some(c) => Some(c),
-            None => {
-                envelope.push(
-                    obj.path_of("command"),
-                    IssueCode::InvalidValue,
-                    format!("unknown command `{s}`; expected one of {}", command_list()),
-                );
-                None
-            }
-        },
-        other => {
-            envelope.wrong_type(&obj.path_of("command"), "a command string", other);
-            None
-        }
     };
     let mut payload = Issues::new();
     let request = command.and_then(|c| read_payload(c, obj.get("payload"), &mut payload));
@@ -304,7 +258,7 @@ fn no_payload(
     }
 }
 
-fn read_payload(
+pub(super) fn read_payload(
     command: Command,
     v: Option<&Value>,
     issues: &mut Issues,

@@ -5,15 +5,12 @@ use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use super::cgroup_target::{check_cgroup_path, parse_cgroup_id, read_workload_id};
-use super::{
-    command_list, Command, ControlProtocolError, FailMode, Mode, MAX_LINE_BYTES, MAX_SAFE_INTEGER,
-    MODES,
-};
+use super::{read_command, Command, ControlProtocolError, FailMode, Mode, MAX_SAFE_INTEGER, MODES};
 use crate::contract::control_authz::read_event;
 use crate::contract::hook::Hook;
-use crate::contract::json_reader::{self, join, object, parse_json_strict, Issues, ObjectReader};
+use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
 use crate::contract::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
-use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
+use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
 
 /// `healthy` or not, as GetHealth reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -257,32 +254,8 @@ impl ControlResponse {
 
 /// Parses one response line (what a client reads), with or without its trailing `\n`.
 pub fn parse_response_line(line: &[u8]) -> Result<ControlResponse, ValidationError> {
-    let body = line.strip_suffix(b"\n").unwrap_or(line);
-    let bad = |code: IssueCode, message: String| {
-        Err(ValidationError::single(Issue::new(vec![], code, message)))
-    };
-    if body.len() > MAX_LINE_BYTES {
-        return bad(
-            IssueCode::TooBig,
-            format!(
-                "response line is {} bytes; the limit is {MAX_LINE_BYTES}",
-                body.len()
-            ),
-        );
-    }
-    if body.contains(&b'\n') {
-        return bad(
-            IssueCode::InvalidJson,
-            "a response is exactly one line: a newline may only end it".to_owned(),
-        );
-    }
-    match parse_json_strict(body) {
-        Ok(v) => ControlResponse::from_json_value(&v),
-        Err(e) => bad(
-            IssueCode::InvalidJson,
-            format!("response is not valid JSON: {e}"),
-        ),
-    }
+    let v = super::read_line(line, "response").map_err(ValidationError::single)?;
+    ControlResponse::from_json_value(&v)
 }
 
 fn read_response(v: &Value, issues: &mut Issues) -> Option<ControlResponse> {
@@ -319,23 +292,6 @@ fn read_response(v: &Value, issues: &mut Issues) -> Option<ControlResponse> {
                 error: error?,
                 id: id?.map(str::to_owned),
             })
-        }
-    }
-}
-
-fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Command> {
-    match v {
-        Some(Value::String(s)) => Command::from_wire(s).or_else(|| {
-            issues.push(
-                path.to_vec(),
-                IssueCode::InvalidValue,
-                format!("unknown command `{s}`; expected one of {}", command_list()),
-            );
-            None
-        }),
-        other => {
-            issues.wrong_type(path, "a command string", other);
-            None
         }
     }
 }
@@ -384,7 +340,7 @@ fn no_data(command: Command, v: Option<&Value>, path: &[PathSegment], issues: &m
     }
 }
 
-fn read_data(
+pub(super) fn read_data(
     command: Command,
     v: Option<&Value>,
     path: &[PathSegment],
