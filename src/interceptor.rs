@@ -1,6 +1,6 @@
 //! `NativeInterceptor`: the dataplane loader (`interceptor_ebpf_core::dataplane::Dataplane`) as a JavaScript class. No rule
-//! lives here: options and targets are read by `interceptor_options`, snapshots by the contract's strict
-//! policy parser, and every decision is the dataplane's. `js/interceptor.js` wraps this class into the public
+//! lives here: options and targets are read by the contract (`contract::load_options`, `contract::cgroup`),
+//! snapshots by its strict policy parser, and every decision is the dataplane's. `js/interceptor.js` wraps this class into the public
 //! `Interceptor` (promises, errors with codes, the `events()` async iterator).
 //!
 //! Errors cross as one JSON text in the napi error's message, `{"code": "ERR_…", "message": "…", …}`, which
@@ -8,6 +8,7 @@
 //! object has `issues`). One shape for sync methods, libuv tasks and tokio futures alike.
 
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -20,11 +21,11 @@ use napi_derive::napi;
 use serde_json::{json, Value};
 
 use crate::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
-use crate::interceptor_options::{
-    parse_cgroup_target, parse_close_options, parse_fail_mode, parse_load_options, parse_mode,
-    TargetKind,
-};
 use crate::issues::to_js_issues;
+use interceptor_ebpf_core::contract::cgroup::{parse_interceptor_target, TargetKind};
+use interceptor_ebpf_core::contract::json_reader::parse_literal;
+use interceptor_ebpf_core::contract::load_options::{parse_close_options, parse_load_options};
+use interceptor_ebpf_core::contract::modes::{FailMode, Mode};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::validation::ValidationError;
 use interceptor_ebpf_core::dataplane::{
@@ -35,36 +36,12 @@ use interceptor_ebpf_core::dataplane::{
 /// Largest batch one `nextEventBatch` call returns; bounds the latency of one N-API crossing.
 const MAX_BATCH: u32 = 65_536;
 
-/// The stable JavaScript error code of a dataplane error: `ERR_DATAPLANE_` + the variant name in
-/// SCREAMING_SNAKE_CASE (`NotManaged` → `ERR_DATAPLANE_NOT_MANAGED`). Derived from the variant's name so a
-/// variant the loader adds gets a code without this file changing; docs/node-api.md lists them.
-fn dataplane_error_code(e: &DataplaneError) -> String {
-    let debug = format!("{e:?}");
-    let name: String = debug
-        .chars()
-        .take_while(|c| c.is_ascii_alphanumeric())
-        .collect();
-    let mut code = String::from("ERR_DATAPLANE_");
-    for (i, c) in name.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            code.push('_');
-        }
-        code.push(c.to_ascii_uppercase());
-    }
-    code
-}
-
+/// A dataplane error as JavaScript sees it: its stable `code` ([`DataplaneError::code`]), its one-line message
+/// (causes included), and for a verifier rejection the log, once, as `verifierLog`.
 fn dataplane_error(e: &DataplaneError) -> napi::Error {
-    let mut message = e.to_string();
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    let mut body = json!({ "code": dataplane_error_code(e), "message": message });
-    if let DataplaneError::Load { verifier_log, .. } = e {
-        body["verifierLog"] = Value::String(verifier_log.clone());
+    let mut body = json!({ "code": e.code(), "message": e.to_string() });
+    if let Some(log) = e.verifier_log() {
+        body["verifierLog"] = Value::String(log.to_owned());
     }
     napi::Error::new(Status::GenericFailure, body.to_string())
 }
@@ -123,20 +100,20 @@ pub struct NativeInterceptor {
 #[napi(object)]
 pub struct JsPolicySummary {
     pub generation: f64,
-    pub ipv4_rules: u32,
-    pub ipv6_rules: u32,
-    pub broker_endpoints: u32,
-    pub dns_endpoints: u32,
+    pub ipv4_rules: f64,
+    pub ipv6_rules: f64,
+    pub broker_endpoints: f64,
+    pub dns_endpoints: f64,
 }
 
 impl From<PolicySummary> for JsPolicySummary {
     fn from(s: PolicySummary) -> Self {
         JsPolicySummary {
             generation: s.generation as f64,
-            ipv4_rules: s.ipv4_rules,
-            ipv6_rules: s.ipv6_rules,
-            broker_endpoints: s.broker_endpoints,
-            dns_endpoints: s.dns_endpoints,
+            ipv4_rules: s.ipv4_rules as f64,
+            ipv6_rules: s.ipv6_rules as f64,
+            broker_endpoints: s.broker_endpoints as f64,
+            dns_endpoints: s.dns_endpoints as f64,
         }
     }
 }
@@ -360,11 +337,16 @@ impl NativeInterceptor {
     #[napi]
     pub fn upsert_managed_cgroup(&self, target: Value) -> napi::Result<JsManagedCgroup> {
         self.shared.check_open()?;
-        let t = parse_cgroup_target(&target, TargetKind::Upsert)
+        let t = parse_interceptor_target(&target, TargetKind::Upsert)
             .map_err(|e| validation_error("ManagedCgroupUpsert", &e))?;
         self.shared
             .dataplane
-            .upsert_managed_cgroup(&t.target, t.mode, t.workload_id.as_deref())
+            .upsert_managed_cgroup_with(
+                &t.target.map_path(PathBuf::from),
+                t.mode,
+                t.workload_id.as_deref(),
+                t.allow_root,
+            )
             .map(Into::into)
             .map_err(|e| dataplane_error(&e))
     }
@@ -373,18 +355,19 @@ impl NativeInterceptor {
     #[napi]
     pub fn delete_managed_cgroup(&self, target: Value) -> napi::Result<bool> {
         self.shared.check_open()?;
-        let t = parse_cgroup_target(&target, TargetKind::Delete)
+        let t = parse_interceptor_target(&target, TargetKind::Delete)
             .map_err(|e| validation_error("ManagedCgroupRef", &e))?;
         self.shared
             .dataplane
-            .delete_managed_cgroup(&t.target)
+            .delete_managed_cgroup(&t.target.map_path(PathBuf::from))
             .map_err(|e| dataplane_error(&e))
     }
 
     #[napi]
     pub fn set_global_mode(&self, mode: Value) -> napi::Result<()> {
         self.shared.check_open()?;
-        let mode = parse_mode(&mode).map_err(|e| validation_error("DataplaneMode", &e))?;
+        let mode =
+            parse_literal::<Mode>(&mode).map_err(|e| validation_error("DataplaneMode", &e))?;
         self.shared
             .dataplane
             .set_global_mode(mode)
@@ -394,22 +377,23 @@ impl NativeInterceptor {
     #[napi]
     pub fn set_cgroup_mode(&self, target: Value) -> napi::Result<()> {
         self.shared.check_open()?;
-        let t = parse_cgroup_target(&target, TargetKind::SetMode)
+        let t = parse_interceptor_target(&target, TargetKind::SetMode)
             .map_err(|e| validation_error("CgroupModeChange", &e))?;
         let Some(mode) = t.mode else {
-            // parse_cgroup_target reports a missing mode for TargetKind::SetMode.
+            // Unreachable: the contract requires `mode` for TargetKind::SetMode.
             return Err(napi::Error::new(Status::InvalidArg, "mode is required"));
         };
         self.shared
             .dataplane
-            .set_cgroup_mode(&t.target, mode)
+            .set_cgroup_mode(&t.target.map_path(PathBuf::from), mode)
             .map_err(|e| dataplane_error(&e))
     }
 
     #[napi]
     pub fn set_fail_mode(&self, mode: Value) -> napi::Result<()> {
         self.shared.check_open()?;
-        let mode = parse_fail_mode(&mode).map_err(|e| validation_error("FailMode", &e))?;
+        let mode =
+            parse_literal::<FailMode>(&mode).map_err(|e| validation_error("FailMode", &e))?;
         self.shared
             .dataplane
             .set_fail_mode(mode)
@@ -485,22 +469,5 @@ impl NativeInterceptor {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn error_codes_come_from_variant_names() {
-        assert_eq!(
-            dataplane_error_code(&DataplaneError::Closed),
-            "ERR_DATAPLANE_CLOSED"
-        );
-        assert_eq!(
-            dataplane_error_code(&DataplaneError::AlreadySubscribed),
-            "ERR_DATAPLANE_ALREADY_SUBSCRIBED"
-        );
     }
 }

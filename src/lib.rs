@@ -10,7 +10,6 @@ mod control;
 mod event_batch;
 mod events;
 mod interceptor;
-mod interceptor_options;
 mod issues;
 mod napi_raw;
 mod utf16;

@@ -836,7 +836,7 @@ fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
     assert_eq!(st.attached_hooks, Hook::ALL.to_vec());
     assert_eq!(st.generation, summary.generation);
     assert_eq!(
-        (st.ipv4_rules, st.ipv6_rules),
+        (u64::from(st.ipv4_rules), u64::from(st.ipv6_rules)),
         (summary.ipv4_rules, summary.ipv6_rules)
     );
     assert_eq!(st.managed_cgroups.len(), 1);

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use super::json_reader::{self, join, object, Issues};
 use super::validation::{IssueCode, PathSegment, ValidationError};
+use super::wire_literal::{wire_literal_from_all, WireLiteral};
 
 /// Where the agent runs; production always fails closed on unknown reason codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -89,11 +90,7 @@ pub const CONFIG_KEYS: [&str; 9] = [
     "privilegedControllerGids",
 ];
 
-const ENVIRONMENTS: &[(&str, Environment)] = &[
-    ("development", Environment::Development),
-    ("test", Environment::Test),
-    ("production", Environment::Production),
-];
+wire_literal_from_all!(Environment);
 
 impl EbpfInterceptorConfig {
     /// Parses a strict config; absent keys take their defaults.
@@ -122,7 +119,7 @@ fn read_config(
 ) -> Option<EbpfInterceptorConfig> {
     let obj = object(v, path, &CONFIG_KEYS, issues)?;
     let d = EbpfInterceptorConfig::default();
-    let environment = obj.opt_literal("environment", ENVIRONMENTS, issues);
+    let environment = obj.opt_literal::<Environment>("environment", issues);
     let reject = match obj.get("rejectUnknownReasonCodes") {
         None => Some(d.reject_unknown_reason_codes),
         Some(_) => obj.bool("rejectUnknownReasonCodes", issues),

@@ -11,9 +11,12 @@
 
 mod strict_text;
 
+use std::borrow::Cow;
+
 use serde_json::{Map, Value};
 
 use super::validation::{Issue, IssueCode, PathSegment};
+use super::wire_literal::{alternatives, WireLiteral};
 
 pub use strict_text::parse_json_strict;
 
@@ -26,6 +29,22 @@ pub fn type_name(v: &Value) -> &'static str {
         Value::String(_) => "string",
         Value::Array(_) => "array",
         Value::Object(_) => "object",
+    }
+}
+
+/// The Node API's convention for option objects and arguments: `undefined` (which napi's conversion turns into
+/// `null`) and `null` both mean "not given". Returns `v` without its `null` keys, and `None` for a `null` or
+/// absent `v`; every other value is returned as it is, for the strict readers to judge.
+pub fn js_options(v: Option<&Value>) -> Option<Cow<'_, Value>> {
+    match v? {
+        Value::Null => None,
+        Value::Object(map) if map.values().any(Value::is_null) => Some(Cow::Owned(Value::Object(
+            map.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        ))),
+        other => Some(Cow::Borrowed(other)),
     }
 }
 
@@ -210,26 +229,16 @@ impl<'v> ObjectReader<'v> {
         array(self.get(key), &self.path_of(key), issues)
     }
 
-    /// A required literal out of `options` (given with their typed values).
-    pub fn literal<T: Copy>(
-        &self,
-        key: &str,
-        options: &[(&str, T)],
-        issues: &mut Issues,
-    ) -> Option<T> {
-        literal(self.get(key), &self.path_of(key), options, issues)
+    /// A required literal of `T`'s list.
+    pub fn literal<T: WireLiteral>(&self, key: &str, issues: &mut Issues) -> Option<T> {
+        literal(self.get(key), &self.path_of(key), issues)
     }
 
     /// An optional literal.
-    pub fn opt_literal<T: Copy>(
-        &self,
-        key: &str,
-        options: &[(&str, T)],
-        issues: &mut Issues,
-    ) -> Option<Option<T>> {
+    pub fn opt_literal<T: WireLiteral>(&self, key: &str, issues: &mut Issues) -> Option<Option<T>> {
         match self.get(key) {
             None => Some(None),
-            v => literal(v, &self.path_of(key), options, issues).map(Some),
+            v => literal(v, &self.path_of(key), issues).map(Some),
         }
     }
 }
@@ -337,32 +346,29 @@ pub fn integer(
     }
 }
 
-/// One of a fixed set of string literals.
-pub fn literal<T: Copy>(
+/// A bare argument that must be one of `T`'s strings (`setGlobalMode('observe')`); the issue has an empty path.
+pub fn parse_literal<T: WireLiteral>(v: &Value) -> Result<T, super::validation::ValidationError> {
+    let mut issues = Issues::new();
+    let value = literal(Some(v), &[], &mut issues);
+    issues.finish(value)
+}
+
+/// One of the strings of `T`'s list ([`WireLiteral`]).
+pub fn literal<T: WireLiteral>(
     v: Option<&Value>,
     path: &[PathSegment],
-    options: &[(&str, T)],
     issues: &mut Issues,
 ) -> Option<T> {
-    let expected = || {
-        options
-            .iter()
-            .map(|(s, _)| format!("`{s}`"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
+    let expected = || alternatives::<T>(|s| format!("`{s}`"), " | ");
     match v {
-        Some(Value::String(s)) => match options.iter().find(|(o, _)| o == s) {
-            Some((_, t)) => Some(*t),
-            None => {
-                issues.push(
-                    path.to_vec(),
-                    IssueCode::InvalidValue,
-                    format!("expected one of {}, received `{s}`", expected()),
-                );
-                None
-            }
-        },
+        Some(Value::String(s)) => T::from_wire_literal(s).or_else(|| {
+            issues.push(
+                path.to_vec(),
+                IssueCode::InvalidValue,
+                format!("expected one of {}, received `{s}`", expected()),
+            );
+            None
+        }),
         v => {
             issues.wrong_type(path, &format!("one of {}", expected()), v);
             None

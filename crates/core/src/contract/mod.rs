@@ -1,5 +1,6 @@
 //! The contract layer (SPEC sections 2 and 3): everything other parts and other processes agree on.
 
+pub mod cgroup;
 pub mod code_headers;
 pub mod config;
 pub mod control_authz;
@@ -10,9 +11,12 @@ pub mod heartbeat;
 pub mod hook;
 pub mod ip_text;
 pub mod json_reader;
+pub mod load_options;
 pub mod modes;
 pub mod peer_auth;
 pub mod policy;
 pub mod reason_codes;
+pub mod slot_id;
 pub mod timestamp;
 pub mod validation;
+pub mod wire_literal;

@@ -72,6 +72,13 @@ macro_rules! reason_codes {
             }
         }
 
+        impl crate::contract::wire_literal::WireLiteral for $name {
+            const VALUES: &'static [Self] = $name::ALL;
+            fn wire(self) -> &'static str {
+                self.as_str()
+            }
+        }
+
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.serialize_str(self.as_str())

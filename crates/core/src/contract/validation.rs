@@ -110,6 +110,11 @@ impl Issue {
     }
 }
 
+/// `Number.MAX_SAFE_INTEGER`: the largest integer every JSON consumer (JavaScript above all) holds exactly. The
+/// bound of every counter, generation and numeric id this package writes as a JSON number; exported to
+/// JavaScript once (`native.limits().maxSafeInteger`).
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
 /// A string for an issue message, JSON-quoted (control characters escaped) and cut at 64 characters, so an
 /// attacker-sized or hostile value can neither flood nor forge log lines.
 pub fn quoted(s: &str) -> String {

@@ -1,41 +1,29 @@
 //! Cgroup v2 paths and ids. On cgroup v2 a cgroup's id (what `bpf_get_current_cgroup_id` returns) is the inode
-//! number of its directory.
+//! number of its directory. Which paths and ids are acceptable is the contract's rule set
+//! ([`crate::contract::cgroup`]); this file only resolves them on the file system.
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::error::DataplaneError;
 use super::mounts;
+use crate::contract::cgroup::{directory_of, refuse_root};
 
-/// A cgroup named by path (absolute, or relative to the cgroup root) or by id.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CgroupRef {
-    Path(PathBuf),
-    Id(u64),
-}
+/// A cgroup named by its directory (absolute, or relative to the dataplane's cgroup root) or by its id: the
+/// contract's [`crate::contract::cgroup::CgroupRef`] holding a file-system path.
+pub type CgroupRef = crate::contract::cgroup::CgroupRef<PathBuf>;
 
-impl std::fmt::Display for CgroupRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            CgroupRef::Path(p) => write!(f, "{}", p.display()),
-            CgroupRef::Id(id) => write!(f, "id {id}"),
-        }
-    }
-}
+/// A managed-cgroup entry with its directory: the contract's [`crate::contract::cgroup::ManagedCgroup`]
+/// holding a file-system path.
+pub type ManagedCgroup = crate::contract::cgroup::ManagedCgroup<PathBuf>;
+
+/// The id of the root cgroup of the cgroup2 hierarchy: kernfs numbers its root node 1.
+const HIERARCHY_ROOT_ID: u64 = 1;
 
 /// A resolved cgroup: its id and, when known, its directory.
 pub(crate) struct ResolvedCgroup {
     pub id: u64,
     pub path: Option<PathBuf>,
-}
-
-/// The absolute directory of a path reference.
-pub(crate) fn absolute(root: &Path, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        path.to_path_buf()
-    } else {
-        root.join(path)
-    }
 }
 
 /// The id of the cgroup directory at `path`, which must be on cgroup v2.
@@ -52,7 +40,7 @@ pub fn cgroup_id(path: &Path) -> Result<u64, DataplaneError> {
 pub(crate) fn resolve(root: &Path, target: &CgroupRef) -> Result<ResolvedCgroup, DataplaneError> {
     match target {
         CgroupRef::Path(p) => {
-            let path = absolute(root, p);
+            let path = directory_of(root, p);
             Ok(ResolvedCgroup {
                 id: cgroup_id(&path)?,
                 path: Some(path),
@@ -63,6 +51,31 @@ pub(crate) fn resolve(root: &Path, target: &CgroupRef) -> Result<ResolvedCgroup,
             path: find_by_id(root, *id),
         }),
     }
+}
+
+/// True for the root cgroup of the hierarchy and for the root of every cgroup2 mount this process sees (in a
+/// cgroup namespace or a container, the mount's root holds every process there, the agent's own included).
+fn is_hierarchy_root(id: u64) -> bool {
+    id == HIERARCHY_ROOT_ID
+        || mounts::mount_points("cgroup2").is_ok_and(|mounts| {
+            mounts
+                .iter()
+                .any(|m| std::fs::metadata(m).is_ok_and(|meta| meta.ino() == id))
+        })
+}
+
+/// Applies the contract's root rule to a resolved cgroup.
+pub(crate) fn refuse_hierarchy_root(
+    target: &CgroupRef,
+    resolved: &ResolvedCgroup,
+    allow_root: bool,
+) -> Result<(), DataplaneError> {
+    refuse_root(is_hierarchy_root(resolved.id), allow_root).map_err(|(_, reason)| {
+        DataplaneError::CgroupRootRefused {
+            cgroup: target.to_string(),
+            reason,
+        }
+    })
 }
 
 /// Walks the hierarchy under `root` for the directory whose inode is `id` (bounded by the tree's size).

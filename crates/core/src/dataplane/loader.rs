@@ -18,7 +18,7 @@ use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 
 use super::abi::{self, c, Managed};
-use super::cgroup::{self, CgroupRef};
+use super::cgroup::{self, CgroupRef, ManagedCgroup};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
 use super::events::{self, EventContext, EventQueue, EventReceiver, RuleIdCache};
@@ -26,33 +26,18 @@ use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
 use super::slots::{self, BatchHandles, PolicyMaps};
+use crate::contract::cgroup::directory_of;
 use crate::contract::hook::Hook;
-use crate::contract::policy::PolicySnapshot;
+use crate::contract::policy::{PolicySnapshot, PolicySummary};
+use crate::contract::slot_id::{check_slot_id, MAX_SLOT_ID_BYTES};
+use crate::contract::validation::{Issue, IssueCode, ValidationError};
 
 const PIN_DIR_NAME: &str = "broker-interceptor-ebpf";
 /// The map whose pin marks an existing state to adopt.
 const CONFIG_MAP: &str = "dp_config";
 
-/// What a replacement applied.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PolicySummary {
-    pub generation: u64,
-    pub ipv4_rules: u32,
-    pub ipv6_rules: u32,
-    pub broker_endpoints: u32,
-    pub dns_endpoints: u32,
-}
-
-/// A managed-cgroup entry.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ManagedCgroup {
-    pub cgroup_id: u64,
-    /// Known when given by path or found under the cgroup root.
-    pub path: Option<PathBuf>,
-    /// `None`: the global mode applies.
-    pub mode: Option<Mode>,
-    pub workload_id: Option<String>,
-}
+// The contract's id-slot rule (rule and workload ids) is what the kernel slot holds, terminating NUL included.
+const _: () = assert!(MAX_SLOT_ID_BYTES + 1 == abi::ID_BYTES);
 
 /// A snapshot of the dataplane's state.
 #[derive(Clone, Debug)]
@@ -160,33 +145,33 @@ fn typed<T: TryFrom<aya::maps::Map, Error = MapError>>(
     ebpf: &mut Ebpf,
     name: &'static str,
 ) -> Result<T, DataplaneError> {
-    T::try_from(take_map(ebpf, name)?).map_err(|e| DataplaneError::map(name, error_chain(&e)))
+    T::try_from(take_map(ebpf, name)?).map_err(|e| DataplaneError::map(name, e))
 }
 
 fn object_error(e: EbpfError) -> DataplaneError {
     match e {
-        EbpfError::ProgramError(ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        }) => DataplaneError::Load {
-            program: "(object)".into(),
-            message: io_error.to_string(),
-            verifier_log: verifier_log.to_string(),
-        },
-        other => DataplaneError::Object(error_chain(&other)),
+        EbpfError::ProgramError(e) => program_error("(object)", e),
+        other => DataplaneError::Object(Box::new(other)),
     }
 }
 
-/// An error and its sources, one line (aya's messages keep the errno in the source).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
+/// A failed program load: the syscall's error and the verifier's log, split so the log is not in the message.
+fn program_error(program: &str, e: ProgramError) -> DataplaneError {
+    match e {
+        ProgramError::LoadError {
+            io_error,
+            verifier_log,
+        } => DataplaneError::Load {
+            program: program.into(),
+            source: Box::new(io_error),
+            verifier_log: verifier_log.to_string(),
+        },
+        other => DataplaneError::Load {
+            program: program.into(),
+            source: Box::new(other),
+            verifier_log: String::new(),
+        },
     }
-    out
 }
 
 /// How many times a program load is tried when the verifier gives up with EAGAIN. The verifier stops with
@@ -207,21 +192,7 @@ fn load_program(prog: &mut CgroupSockAddr, name: &str) -> Result<(), DataplaneEr
             other => break other,
         }
     };
-    result.map_err(|e| match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => DataplaneError::Load {
-            program: name.into(),
-            message: io_error.to_string(),
-            verifier_log: verifier_log.to_string(),
-        },
-        other => DataplaneError::Load {
-            program: name.into(),
-            message: error_chain(&other),
-            verifier_log: String::new(),
-        },
-    })
+    result.map_err(|e| program_error(name, e))
 }
 
 /// Loads (if needed), attaches and pins one hook, or adopts its pinned link.
@@ -233,48 +204,38 @@ fn attach_hook(
 ) -> Result<(PinnedLink, bool), DataplaneError> {
     let link_pin = pin_dir.join(format!("link_{}", hook.as_str()));
     if link_pin.exists() {
-        let link = PinnedLink::from_pin(&link_pin).map_err(|e| DataplaneError::Attach {
-            hook,
-            reason: format!("adopt {}: {e}", link_pin.display()),
+        let link = PinnedLink::from_pin(&link_pin).map_err(|e| {
+            DataplaneError::attach(hook, format!("adopt {}", link_pin.display()), e)
         })?;
         return Ok((link, true));
     }
     let name = hook_program(hook);
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
-        .ok_or_else(|| DataplaneError::Object(format!("program {name} missing")))?
+        .ok_or_else(|| DataplaneError::Object(format!("program {name} missing").into()))?
         .try_into()
-        .map_err(|e: ProgramError| DataplaneError::Object(e.to_string()))?;
+        .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
     load_program(prog, name)?;
     let prog_pin = pin_dir.join(format!("prog_{}", hook.as_str()));
     if prog_pin.exists() {
         // Left by a loader that died between pinning the program and pinning its link.
         std::fs::remove_file(&prog_pin).map_err(|e| DataplaneError::io("remove", &prog_pin, e))?;
     }
-    prog.pin(&prog_pin).map_err(|e| DataplaneError::Attach {
-        hook,
-        reason: format!("pin program: {}", error_chain(&e)),
-    })?;
+    prog.pin(&prog_pin)
+        .map_err(|e| DataplaneError::attach(hook, "pin program", e))?;
     // With bpf_link (kernel >= 5.7) the kernel requires flags 0 (`Single` here) and always runs the link next to
     // other multi-attached programs of the cgroup (e.g. systemd's): every one must allow.
     let id = prog
         .attach(cgroup_root.as_fd(), CgroupAttachMode::Single)
-        .map_err(|e| DataplaneError::Attach {
-            hook,
-            reason: error_chain(&e),
-        })?;
-    let link = prog.take_link(id).map_err(|e| DataplaneError::Attach {
-        hook,
-        reason: e.to_string(),
-    })?;
-    let fd_link = FdLink::try_from(link).map_err(|e| DataplaneError::Attach {
-        hook,
-        reason: format!("not a bpf_link: {e}"),
-    })?;
-    let pinned = fd_link.pin(&link_pin).map_err(|e| DataplaneError::Attach {
-        hook,
-        reason: format!("pin link: {}", error_chain(&e)),
-    })?;
+        .map_err(|e| DataplaneError::attach(hook, "attach", e))?;
+    let link = prog
+        .take_link(id)
+        .map_err(|e| DataplaneError::attach(hook, "take link", e))?;
+    let fd_link =
+        FdLink::try_from(link).map_err(|e| DataplaneError::attach(hook, "not a bpf_link", e))?;
+    let pinned = fd_link
+        .pin(&link_pin)
+        .map_err(|e| DataplaneError::attach(hook, "pin link", e))?;
     Ok((pinned, false))
 }
 
@@ -283,9 +244,10 @@ impl Dataplane {
     /// programs and maps under `pin_dir`, or adopts an existing pinned state there (`status().adopted`; policy,
     /// managed cgroups and modes are kept). Starts the heartbeat thread. fail_mode, global_mode and grace from
     /// `opts` are applied to an adopted state too. A verifier rejection returns [`DataplaneError::Load`] with
-    /// the verifier log.
+    /// the verifier log. Options that break the contract's rules ([`DataplaneOptions::validate`], e.g. a
+    /// heartbeat interval not shorter than the grace) are refused with [`DataplaneError::InvalidOption`].
     pub fn load(opts: DataplaneOptions) -> Result<Dataplane, DataplaneError> {
-        opts.validate()?;
+        opts.validate().map_err(DataplaneError::InvalidOption)?;
         let cgroup_root = match &opts.cgroup_root {
             Some(p) => p.clone(),
             None => mounts::cgroup2_root()?,
@@ -413,27 +375,52 @@ impl Dataplane {
         debug_assert_eq!(applied, generation);
         Ok(PolicySummary {
             generation: applied,
-            ipv4_rules: compiled.ipv4_rules,
-            ipv6_rules: compiled.ipv6_rules,
-            broker_endpoints: compiled.broker_endpoints,
-            dns_endpoints: compiled.dns_endpoints,
+            ipv4_rules: u64::from(compiled.ipv4_rules),
+            ipv6_rules: u64::from(compiled.ipv6_rules),
+            broker_endpoints: u64::from(compiled.broker_endpoints),
+            dns_endpoints: u64::from(compiled.dns_endpoints),
         })
     }
 
+    /// Adds or updates the managed entry of `target` (the root cgroup is refused: see
+    /// [`Self::upsert_managed_cgroup_with`]).
     pub fn upsert_managed_cgroup(
         &self,
         target: &CgroupRef,
         mode: Option<Mode>,
         workload_id: Option<&str>,
     ) -> Result<ManagedCgroup, DataplaneError> {
-        let resolved = cgroup::resolve(&self.cgroup_root, target)?;
+        self.upsert_managed_cgroup_with(target, mode, workload_id, false)
+    }
+
+    /// [`Self::upsert_managed_cgroup`], where `allow_root: true` lets the root cgroup of the hierarchy be
+    /// managed (the contract's root rule, [`crate::contract::cgroup::refuse_root`]: every process of the host
+    /// then falls under enforcement). The workload id follows the contract's id-slot rule.
+    pub fn upsert_managed_cgroup_with(
+        &self,
+        target: &CgroupRef,
+        mode: Option<Mode>,
+        workload_id: Option<&str>,
+        allow_root: bool,
+    ) -> Result<ManagedCgroup, DataplaneError> {
+        let invalid = |(code, message)| {
+            DataplaneError::InvalidOption(ValidationError::single(Issue::at(
+                "workloadId",
+                code,
+                message,
+            )))
+        };
         let encoded = match workload_id {
-            Some(w) => slots::encode_id(w).ok_or_else(|| DataplaneError::InvalidOption {
-                name: "workload_id",
-                reason: format!("at most {} bytes without NUL", abi::ID_BYTES),
-            })?,
+            Some(w) => {
+                check_slot_id("workloadId", w).map_err(invalid)?;
+                slots::encode_id(w).ok_or_else(|| {
+                    invalid((IssueCode::TooBig, "does not fit the id slot".to_owned()))
+                })?
+            }
             None => [0; abi::ID_BYTES],
         };
+        let resolved = cgroup::resolve(&self.cgroup_root, target)?;
+        cgroup::refuse_hierarchy_root(target, &resolved, allow_root)?;
         let entry = Managed {
             mode: mode.map_or(abi::MODE_INHERIT, Mode::to_abi),
             reserved: 0,
@@ -449,16 +436,13 @@ impl Dataplane {
             Ok(())
         })?;
         if let Ok(mut w) = self.workloads.write() {
-            w.insert(
-                resolved.id,
-                workload_id.filter(|w| !w.is_empty()).map(str::to_owned),
-            );
+            w.insert(resolved.id, workload_id.map(str::to_owned));
         }
         Ok(ManagedCgroup {
             cgroup_id: resolved.id,
             path: resolved.path,
             mode,
-            workload_id: workload_id.filter(|w| !w.is_empty()).map(str::to_owned),
+            workload_id: workload_id.map(str::to_owned),
         })
     }
 
@@ -466,7 +450,7 @@ impl Dataplane {
     pub fn delete_managed_cgroup(&self, target: &CgroupRef) -> Result<bool, DataplaneError> {
         let id = match target {
             CgroupRef::Id(id) => *id,
-            CgroupRef::Path(p) => cgroup::cgroup_id(&cgroup::absolute(&self.cgroup_root, p))?,
+            CgroupRef::Path(p) => cgroup::cgroup_id(&directory_of(&self.cgroup_root, p))?,
         };
         let removed = self.with(|i| {
             match i.managed.get(&id, 0) {
@@ -592,13 +576,14 @@ impl Dataplane {
 
     /// Starts (once) the tokio task reading the ring buffer; must be called inside a tokio runtime.
     pub fn subscribe(&self) -> Result<EventReceiver, DataplaneError> {
-        let handle = tokio::runtime::Handle::try_current()
-            .map_err(|e| DataplaneError::EventReader(format!("not inside a tokio runtime: {e}")))?;
+        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
+            DataplaneError::EventReader(format!("not inside a tokio runtime: {e}").into())
+        })?;
         self.with(|i| {
             let ring = i.ring.take().ok_or(DataplaneError::AlreadySubscribed)?;
             let _enter = handle.enter();
             let fd =
-                events::register(ring).map_err(|e| DataplaneError::EventReader(e.to_string()))?;
+                events::register(ring).map_err(|e| DataplaneError::EventReader(Box::new(e)))?;
             let ctx = EventContext {
                 rule_ids: self.rule_ids.clone(),
                 workloads: self.workloads.clone(),
@@ -629,10 +614,7 @@ impl Dataplane {
                 // Dropping the last fd of an unpinned bpf_link detaches the program.
                 Ok(fd_link) => drop(fd_link),
                 Err(e) => {
-                    first_error.get_or_insert(DataplaneError::Attach {
-                        hook,
-                        reason: format!("unpin link: {e}"),
-                    });
+                    first_error.get_or_insert(DataplaneError::attach(hook, "unpin link", e));
                 }
             }
         }
@@ -758,21 +740,26 @@ mod tests {
             .try_into()
             .expect("sock_addr program");
         match load_program(prog, "dp_connect4") {
-            Err(DataplaneError::Load {
-                program,
-                verifier_log,
-                ..
-            }) => {
+            Err(e @ DataplaneError::Load { .. }) => {
+                let DataplaneError::Load {
+                    program,
+                    verifier_log,
+                    source,
+                } = &e
+                else {
+                    unreachable!()
+                };
                 assert_eq!(program, "dp_connect4");
                 // The kernel explains the return-value range violation in the log.
                 assert!(verifier_log.contains("R0"), "verifier log: {verifier_log}");
-                let shown = DataplaneError::Load {
-                    program,
-                    message: String::new(),
-                    verifier_log,
-                }
-                .to_string();
-                assert!(shown.contains("R0"), "the error's message includes the log");
+                // The syscall's error is the typed source; the log is kept out of the message (the Node API
+                // sends it once, as `verifierLog`).
+                let errno = source
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(std::io::Error::raw_os_error);
+                assert!(errno.is_some(), "source: {source:?}");
+                assert!(!e.to_string().contains("R0"), "message: {e}");
+                assert_eq!(e.code(), "ERR_DATAPLANE_LOAD");
             }
             other => panic!("expected a verifier rejection, got {other:?}"),
         }

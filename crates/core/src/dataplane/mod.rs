@@ -14,10 +14,11 @@ mod options;
 mod policy_compile;
 mod slots;
 
-pub use cgroup::{cgroup_id, CgroupRef};
+pub use crate::contract::policy::PolicySummary;
+pub use cgroup::{cgroup_id, CgroupRef, ManagedCgroup};
 pub use error::DataplaneError;
 pub use events::{EventReceiver, VerdictEvent};
-pub use loader::{Dataplane, DataplaneStatus, ManagedCgroup, PolicySummary};
+pub use loader::{Dataplane, DataplaneStatus};
 pub use mounts::{bpffs_root, cgroup2_root};
 pub use options::{DataplaneOptions, FailMode, Mode};
 pub use policy_compile::{

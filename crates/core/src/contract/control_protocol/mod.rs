@@ -10,10 +10,10 @@
 //!   package's exported schemas checked) and each command's payload and data (`parse_command_payload`,
 //!   `parse_command_data`); the strict request and response parsers are the envelope's rules plus those.
 //! - Layout: `request.rs` (typed requests, their parser), `response.rs` (typed responses, serializer and
-//!   parser), `envelope.rs` (the generic envelope, each command's payload and data on their own) and
-//!   `cgroup_target.rs` (how a message names a cgroup, checked the same way in both directions).
+//!   parser) and `envelope.rs` (the generic envelope, each command's payload and data on their own). How a
+//!   message names a cgroup is the contract's one cgroup rule set ([`crate::contract::cgroup`], shared with
+//!   the Node API), checked the same way in both directions.
 
-mod cgroup_target;
 mod envelope;
 mod request;
 mod response;
@@ -25,11 +25,14 @@ use super::control_authz::ControlPlaneAuthzEvent;
 use super::json_reader::{parse_json_strict, Issues};
 use super::reason_codes::ControlAuthzCode;
 use super::validation::{Issue, IssueCode, PathSegment};
+use super::wire_literal::{alternatives, wire_literal_from_all, WireLiteral};
 
-pub use super::modes::{FailMode, Mode};
-pub use cgroup_target::{
-    check_cgroup_path, parse_cgroup_id, CgroupRef, MAX_CGROUP_PATH_BYTES, MAX_WORKLOAD_ID_BYTES,
+pub use super::cgroup::{
+    check_cgroup_path, parse_cgroup_id, CgroupRef, ManagedCgroup, MAX_CGROUP_PATH_BYTES,
+    MAX_WORKLOAD_ID_BYTES,
 };
+pub use super::modes::{FailMode, Mode};
+pub use super::policy::PolicySummary;
 pub use envelope::{
     parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
     parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
@@ -38,15 +41,15 @@ pub use request::{
     parse_request_line, CommandRequest, ControlRequest, RequestRejection, UpsertManagedCgroup,
 };
 pub use response::{
-    parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus, ManagedCgroup,
-    PolicySummary, ResponseData, Status,
+    parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus, ResponseData,
+    Status,
 };
 
 /// Longest accepted line, excluding its `\n`.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
-/// Counters and generations are bounded by JavaScript's `Number.MAX_SAFE_INTEGER` so that a JS client reads
-/// exactly what the agent sent.
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+// Counters and generations are bounded by JavaScript's `Number.MAX_SAFE_INTEGER` so that a JS client reads
+// exactly what the agent sent.
+pub use super::validation::MAX_SAFE_INTEGER;
 /// An error message lists at most this many issues, so a response to a huge invalid payload stays far below
 /// the 16 MiB line limit; the rest are counted.
 pub const MAX_ISSUES_IN_MESSAGE: usize = 100;
@@ -58,7 +61,7 @@ macro_rules! commands {
         pub enum Command { $( $(#[$m])* $variant ),+ }
 
         impl Command {
-            pub const ALL: [Command; 10] = [$(Command::$variant),+];
+            pub const ALL: [Command; [$(Command::$variant),+].len()] = [$(Command::$variant),+];
 
             /// The wire string, identical to the variant name.
             pub const fn as_str(self) -> &'static str {
@@ -101,6 +104,8 @@ commands! {
     SubscribeEvents => true,
 }
 
+wire_literal_from_all!(Command);
+
 impl std::fmt::Display for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
@@ -112,9 +117,6 @@ impl Serialize for Command {
         s.serialize_str(self.as_str())
     }
 }
-
-/// The wire strings of [`Mode`], shared by request payloads and response data.
-const MODES: &[(&str, Mode)] = &[("enforce", Mode::Enforce), ("observe", Mode::Observe)];
 
 /// A `control_authz` error whose command, when present, is a [`Command`]: the `error` of a failure response.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -156,14 +158,6 @@ impl ControlProtocolError {
     }
 }
 
-fn command_list() -> String {
-    Command::ALL
-        .iter()
-        .map(|c| c.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 /// A known command, or an issue naming the known ones (requests, responses and errors alike).
 fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Command> {
     match v {
@@ -171,7 +165,10 @@ fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) ->
             issues.push(
                 path.to_vec(),
                 IssueCode::InvalidValue,
-                format!("unknown command `{s}`; expected one of {}", command_list()),
+                format!(
+                    "unknown command `{s}`; expected one of {}",
+                    alternatives::<Command>(str::to_owned, ", ")
+                ),
             );
             None
         }),

@@ -4,9 +4,9 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::cgroup_target::{read_cgroup_ref, read_workload_id, CgroupRef};
 use super::envelope::read_request_envelope;
-use super::{Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE, MODES};
+use super::{Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE};
+use crate::contract::cgroup::{read_cgroup_ref, read_workload_id, CgroupRef, PathSyntax};
 use crate::contract::json_reader::{self, object, Issues};
 use crate::contract::policy::{parse_snapshot, PolicySnapshot};
 use crate::contract::reason_codes::ControlAuthzCode;
@@ -281,8 +281,8 @@ pub(super) fn read_payload(
         },
         Command::UpsertManagedCgroup => {
             let obj = object(v, &path, &["path", "id", "mode", "workloadId"], issues)?;
-            let cgroup = read_cgroup_ref(&obj, issues);
-            let mode = obj.opt_literal("mode", MODES, issues);
+            let cgroup = read_cgroup_ref(&obj, PathSyntax::BelowMount, issues);
+            let mode = obj.opt_literal::<Mode>("mode", issues);
             let workload = read_workload_id(&obj, issues);
             Some(CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
                 cgroup: cgroup?,
@@ -292,17 +292,18 @@ pub(super) fn read_payload(
         }
         Command::DeleteManagedCgroup => {
             let obj = object(v, &path, &["path", "id"], issues)?;
-            read_cgroup_ref(&obj, issues).map(CommandRequest::DeleteManagedCgroup)
+            read_cgroup_ref(&obj, PathSyntax::BelowMount, issues)
+                .map(CommandRequest::DeleteManagedCgroup)
         }
         Command::SetGlobalMode => {
             let obj = object(v, &path, &["mode"], issues)?;
-            obj.literal("mode", MODES, issues)
+            obj.literal::<Mode>("mode", issues)
                 .map(CommandRequest::SetGlobalMode)
         }
         Command::SetCgroupMode => {
             let obj = object(v, &path, &["path", "id", "mode"], issues)?;
-            let cgroup = read_cgroup_ref(&obj, issues);
-            let mode = obj.literal("mode", MODES, issues);
+            let cgroup = read_cgroup_ref(&obj, PathSyntax::BelowMount, issues);
+            let mode = obj.literal::<Mode>("mode", issues);
             Some(CommandRequest::SetCgroupMode {
                 cgroup: cgroup?,
                 mode: mode?,

@@ -4,13 +4,17 @@
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use super::cgroup_target::{check_cgroup_path, parse_cgroup_id, read_workload_id};
-use super::{read_command, Command, ControlProtocolError, FailMode, Mode, MAX_SAFE_INTEGER, MODES};
+use super::{read_command, Command, ControlProtocolError, FailMode, Mode, MAX_SAFE_INTEGER};
+use crate::contract::cgroup::{
+    check_cgroup_path, parse_cgroup_id, read_workload_id, ManagedCgroup,
+};
 use crate::contract::control_authz::read_event;
 use crate::contract::hook::Hook;
 use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
+use crate::contract::policy::PolicySummary;
 use crate::contract::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
 use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
+use crate::contract::wire_literal::{wire_literal_from_all, WireLiteral};
 
 /// `healthy` or not, as GetHealth reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -20,21 +24,18 @@ pub enum HealthStatus {
     Degraded,
 }
 
-const FAIL_MODES: &[(&str, FailMode)] = &[("closed", FailMode::Closed), ("open", FailMode::Open)];
-const HEALTH: &[(&str, HealthStatus)] = &[
-    ("ok", HealthStatus::Ok),
-    ("degraded", HealthStatus::Degraded),
-];
-const HOOKS: &[(&str, Hook)] = &[
-    ("connect4", Hook::Connect4),
-    ("connect6", Hook::Connect6),
-    ("sendmsg4", Hook::Sendmsg4),
-    ("sendmsg6", Hook::Sendmsg6),
-];
+impl HealthStatus {
+    pub const ALL: [HealthStatus; 2] = [HealthStatus::Ok, HealthStatus::Degraded];
 
-fn ser_u64_string<S: Serializer>(v: &u64, s: S) -> Result<S::Ok, S::Error> {
-    s.collect_str(v)
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HealthStatus::Ok => "ok",
+            HealthStatus::Degraded => "degraded",
+        }
+    }
 }
+
+wire_literal_from_all!(HealthStatus);
 
 fn ser_hooks<S: Serializer>(v: &[Hook], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(|h| h.as_str()))
@@ -47,21 +48,6 @@ pub struct Health {
     /// `Degraded` exactly when `degraded_reasons` is non-empty.
     pub status: HealthStatus,
     pub degraded_reasons: Vec<String>,
-}
-
-/// One managed-cgroup entry, as GetStatus lists it and the cgroup commands return it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ManagedCgroup {
-    #[serde(serialize_with = "ser_u64_string")]
-    pub cgroup_id: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub path: Option<String>,
-    /// `None`: follows the global mode.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<Mode>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub workload_id: Option<String>,
 }
 
 /// GetStatus data.
@@ -83,17 +69,6 @@ pub struct Status {
     /// Events dropped between the ring buffer and subscribers/logs.
     pub dropped_in_queue: u64,
     pub degraded: bool,
-}
-
-/// GetPolicySummary and ReplacePolicySnapshot data. Generation 0 means no policy loaded (all counts 0).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
-#[serde(rename_all = "camelCase")]
-pub struct PolicySummary {
-    pub generation: u64,
-    pub ipv4_rules: u64,
-    pub ipv6_rules: u64,
-    pub broker_endpoints: u64,
-    pub dns_endpoints: u64,
 }
 
 /// SetGlobalMode data: the mode now in force.
@@ -368,7 +343,7 @@ pub(super) fn read_data(
         Command::SetCgroupMode => read_managed(v, path, issues).map(ResponseData::SetCgroupMode),
         Command::SetGlobalMode => {
             let obj = object(v, path, &["globalMode"], issues)?;
-            obj.literal("globalMode", MODES, issues)
+            obj.literal::<Mode>("globalMode", issues)
                 .map(|global_mode| ResponseData::SetGlobalMode(GlobalModeData { global_mode }))
         }
     }
@@ -376,7 +351,7 @@ pub(super) fn read_data(
 
 fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Health> {
     let obj = object(v, path, &["status", "degradedReasons"], issues)?;
-    let status = obj.literal("status", HEALTH, issues);
+    let status = obj.literal::<HealthStatus>("status", issues);
     let reasons = obj.array("degradedReasons", issues).and_then(|items| {
         let rp = obj.path_of("degradedReasons");
         let mut out = Vec::with_capacity(items.len());
@@ -425,7 +400,7 @@ fn read_managed(
         Some(None) => Some(None),
         None => None,
     };
-    let mode = obj.opt_literal("mode", MODES, issues);
+    let mode = obj.opt_literal::<Mode>("mode", issues);
     let workload = read_workload_id(&obj, issues);
     Some(ManagedCgroup {
         cgroup_id: id?,
@@ -495,7 +470,7 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         let mut out: Vec<Hook> = Vec::with_capacity(items.len());
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
-            match json_reader::literal(Some(item), &join(&hp, i), HOOKS, issues) {
+            match json_reader::literal::<Hook>(Some(item), &join(&hp, i), issues) {
                 Some(h) if out.contains(&h) => {
                     issues.push(
                         join(&hp, i),
@@ -522,8 +497,8 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         }
         ok.then_some(out)
     });
-    let global_mode = obj.literal("globalMode", MODES, issues);
-    let fail_mode = obj.literal("failMode", FAIL_MODES, issues);
+    let global_mode = obj.literal::<Mode>("globalMode", issues);
+    let fail_mode = obj.literal::<FailMode>("failMode", issues);
     let generation = counter(&obj, "generation", issues);
     let ipv4 = counter(&obj, "ipv4Rules", issues);
     let ipv6 = counter(&obj, "ipv6Rules", issues);

@@ -129,7 +129,7 @@ pub fn key_index(k: &str) -> Option<usize> {
 /// Largest `comm` in UTF-8 bytes (the kernel's `TASK_COMM_LEN`).
 pub const COMM_MAX_BYTES: usize = 16;
 /// Largest `policy_generation`: 2^53 - 1, the largest integer every JSON consumer (JavaScript) holds exactly.
-pub const POLICY_GENERATION_MAX: u64 = (1 << 53) - 1;
+pub const POLICY_GENERATION_MAX: u64 = super::validation::MAX_SAFE_INTEGER;
 
 /// A process name of at most [`COMM_MAX_BYTES`] UTF-8 bytes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

@@ -1,14 +1,19 @@
 //! The one validator of a DataplanePacketEvent ([`validate_fields`]) and the `serde_json::Value` reader that
 //! feeds it. Every rule is listed in the module documentation of [`crate::contract::events`].
+
 use super::{key, EventFields, EventView, COMM_MAX_BYTES, EVENT_KEYS, POLICY_GENERATION_MAX};
 use super::{key_index, DataplanePacketEvent};
 use crate::contract::hook::{Hook, Protocol};
+use std::sync::LazyLock;
+
+use crate::contract::cgroup::decimal_u64;
 use crate::contract::ip_text::parse_canonical_ip;
 use crate::contract::reason_codes::{
     ControlAuthzCode, DataplaneReasonCode, Verdict, CONTROL_AUTHZ_NAMESPACE, DATAPLANE_NAMESPACE,
 };
 use crate::contract::timestamp;
 use crate::contract::validation::{quoted, Field, Issue, IssueCode, PathSegment, ValidationError};
+use crate::contract::wire_literal::{alternatives, WireLiteral};
 
 fn received(f: &Field<'_>) -> String {
     match f {
@@ -128,29 +133,15 @@ impl<'a> Checker<'a, '_> {
     }
 }
 
-/// Parses `cgroup_id` text: decimal digits, no leading zero except `"0"`, at most u64::MAX.
-fn parse_cgroup_id(s: &str) -> Result<u64, (IssueCode, &'static str)> {
-    let b = s.as_bytes();
-    if b.is_empty() || !b.iter().all(u8::is_ascii_digit) {
-        return Err((
-            IssueCode::InvalidFormat,
-            "expected decimal digits only (a u64 cgroup id as text)",
-        ));
-    }
-    if b.len() > 1 && b[0] == b'0' {
-        return Err((IssueCode::InvalidFormat, "must not have leading zeros"));
-    }
-    s.parse::<u64>().map_err(|_| {
-        (
-            IssueCode::TooBig,
-            "does not fit in 64 bits (max 18446744073709551615)",
-        )
-    })
+/// What each literal field accepts, spelled from its one list ([`WireLiteral`]) once, on first use.
+fn one_of<T: WireLiteral>() -> String {
+    format!("one of {}", alternatives::<T>(|s| format!("\"{s}\""), ", "))
 }
-
-const REASON_CODE_LIST: &str = "UNMANAGED_ALLOW, OBSERVE_WOULD_ALLOW, OBSERVE_WOULD_DENY_EXPLICIT, \
-     OBSERVE_WOULD_DENY_DEFAULT, ALLOW_EXPLICIT, ALLOW_BROKER, ALLOW_DNS, DENY_EXPLICIT, DENY_DEFAULT, \
-     DENY_DEGRADED_FAIL_CLOSED, ALLOW_DEGRADED_FAIL_OPEN";
+static REASON_CODES: LazyLock<String> =
+    LazyLock::new(|| alternatives::<DataplaneReasonCode>(str::to_owned, ", "));
+static VERDICTS: LazyLock<String> = LazyLock::new(one_of::<Verdict>);
+static HOOKS: LazyLock<String> = LazyLock::new(one_of::<Hook>);
+static PROTOCOLS: LazyLock<String> = LazyLock::new(one_of::<Protocol>);
 
 /// The one validator: checks every rule of the module documentation and returns the event or every issue.
 pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, ValidationError> {
@@ -189,8 +180,9 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
                     )
                 } else {
                     format!(
-                        "unknown dataplane_verdict reason code {}; expected one of {REASON_CODE_LIST}",
-                        quoted(s)
+                        "unknown dataplane_verdict reason code {}; expected one of {}",
+                        quoted(s),
+                        *REASON_CODES
                     )
                 };
                 c.push(REASON_CODE, IssueCode::InvalidValue, msg);
@@ -200,14 +192,14 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
         None => None,
     };
 
-    let verdict = match c.required(VERDICT, "\"allow\" or \"deny\"") {
+    let verdict = match c.required(VERDICT, &VERDICTS) {
         Some(s) => match Verdict::from_wire(s) {
             Some(v) => Some(v),
             None => {
                 c.push(
                     VERDICT,
                     IssueCode::InvalidValue,
-                    format!("expected \"allow\" or \"deny\", received {}", quoted(s)),
+                    format!("expected {}, received {}", *VERDICTS, quoted(s)),
                 );
                 None
             }
@@ -267,42 +259,37 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
         }
     }
 
-    let hook = c
-        .string(HOOK, "one of \"connect4\", \"connect6\", \"sendmsg4\", \"sendmsg6\"")
-        .and_then(|s| {
-            let h = Hook::from_wire(s);
-            if h.is_none() {
-                c.push(
-                    HOOK,
-                    IssueCode::InvalidValue,
-                    format!(
-                        "expected one of \"connect4\", \"connect6\", \"sendmsg4\", \"sendmsg6\", received {}",
-                        quoted(s)
-                    ),
-                );
-            }
-            h
-        });
+    let hook = c.string(HOOK, &HOOKS).and_then(|s| {
+        let h = Hook::from_wire(s);
+        if h.is_none() {
+            c.push(
+                HOOK,
+                IssueCode::InvalidValue,
+                format!("expected {}, received {}", *HOOKS, quoted(s)),
+            );
+        }
+        h
+    });
 
-    let cgroup_id = c
-        .string(CGROUP_ID, "a string of decimal digits")
-        .and_then(|s| match parse_cgroup_id(s) {
-            Ok(v) => Some((s, v)),
-            Err((code, msg)) => {
-                c.push(CGROUP_ID, code, format!("{msg}, received {}", quoted(s)));
-                None
-            }
-        });
+    let cgroup_id =
+        c.string(CGROUP_ID, "a string of decimal digits")
+            .and_then(|s| match decimal_u64(s) {
+                Ok(v) => Some((s, v)),
+                Err((code, msg)) => {
+                    c.push(CGROUP_ID, code, format!("{msg}, received {}", quoted(s)));
+                    None
+                }
+            });
 
     let message = c.string(MESSAGE, "a string");
 
-    let protocol = c.string(PROTOCOL, "\"tcp\" or \"udp\"").and_then(|s| {
+    let protocol = c.string(PROTOCOL, &PROTOCOLS).and_then(|s| {
         let p = Protocol::from_wire(s);
         if p.is_none() {
             c.push(
                 PROTOCOL,
                 IssueCode::InvalidValue,
-                format!("expected \"tcp\" or \"udp\", received {}", quoted(s)),
+                format!("expected {}, received {}", *PROTOCOLS, quoted(s)),
             );
         }
         p

@@ -15,11 +15,13 @@ use serde::{Deserialize, Deserializer};
 use super::parse::{check_rule_id, report_duplicates};
 use super::{
     parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    Sampling, ACTIONS, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
-    MAX_RULES_PER_FAMILY, PROTOCOLS,
+    RuleAction, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
+    MAX_RULES_PER_FAMILY,
 };
+use crate::contract::hook::Protocol;
 use crate::contract::json_reader::Issues;
 use crate::contract::validation::PathSegment;
+use crate::contract::wire_literal::WireLiteral;
 
 /// A derived wire struct read from a JSON object only. serde's derived struct impls also accept a JSON
 /// array of the field values in declaration order (`[[], [], []]` would be an empty snapshot), which the
@@ -150,7 +152,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
     for r in &wire.rules {
         let id = check_rule_id(&r.id, no_path, &mut scratch)?;
         ids.insert(id).then_some(())?;
-        let action = ACTIONS.iter().find(|(name, _)| *name == r.action)?.1;
+        let action = RuleAction::from_wire_literal(&r.action)?;
         let cidr = parse_canonical_cidr(&r.cidr, no_path, &mut scratch)?;
         let ports = match &r.ports {
             None => Vec::new(),
@@ -162,7 +164,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
         };
         let protocol = match &r.protocol {
             None => None,
-            Some(name) => Some(PROTOCOLS.iter().find(|(n, _)| *n == name.as_ref())?.1),
+            Some(name) => Some(Protocol::from_wire_literal(name)?),
         };
         v4 += usize::from(cidr.is_ipv4());
         rules.push(Rule {

@@ -23,14 +23,28 @@ mod test_fixtures;
 
 use std::net::IpAddr;
 
+use serde::Serialize;
 use serde_json::Value;
 
 use super::hook::Protocol;
 use super::json_reader;
 use super::validation::{Issue, IssueCode, ValidationError};
+use super::wire_literal::{wire_literal_from_all, WireLiteral};
 
 pub use cidr::{parse_canonical_cidr, parse_endpoint_ip};
 pub(crate) use parse::parse_snapshot;
+
+/// What applying a snapshot did: GetPolicySummary and ReplacePolicySnapshot data, and what
+/// `Dataplane::replace_policy` returns. Generation 0 means no policy loaded (all counts 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicySummary {
+    pub generation: u64,
+    pub ipv4_rules: u64,
+    pub ipv6_rules: u64,
+    pub broker_endpoints: u64,
+    pub dns_endpoints: u64,
+}
 
 /// Whether a matching rule lets the connection through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -107,14 +121,13 @@ pub const MAX_BROKER_ENDPOINTS: usize = 1_024;
 /// At most this many DNS endpoints (the size of the dataplane's DNS hash map).
 pub const MAX_DNS_ENDPOINTS: usize = 1_024;
 /// Rule ids live in fixed 64-byte kernel slots with a terminating NUL, so at most 63 bytes.
-pub const MAX_RULE_ID_BYTES: usize = 63;
+pub const MAX_RULE_ID_BYTES: usize = crate::contract::slot_id::MAX_SLOT_ID_BYTES;
 /// Port of a DNS endpoint that does not name one.
 pub const DEFAULT_DNS_PORT: u16 = 53;
 
-const ACTIONS: &[(&str, RuleAction)] = &[("allow", RuleAction::Allow), ("deny", RuleAction::Deny)];
-const PROTOCOLS: &[(&str, Protocol)] = &[("tcp", Protocol::Tcp), ("udp", Protocol::Udp)];
-
 impl RuleAction {
+    pub const ALL: [RuleAction; 2] = [RuleAction::Allow, RuleAction::Deny];
+
     pub const fn as_str(self) -> &'static str {
         match self {
             RuleAction::Allow => "allow",
@@ -122,6 +135,8 @@ impl RuleAction {
         }
     }
 }
+
+wire_literal_from_all!(RuleAction);
 
 impl IpNet {
     /// True for IPv4 prefixes.

@@ -8,10 +8,12 @@ use serde_json::Value;
 
 use super::{
     parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    Sampling, ACTIONS, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
-    MAX_RULES_PER_FAMILY, MAX_RULE_ID_BYTES, PROTOCOLS,
+    RuleAction, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
+    MAX_RULES_PER_FAMILY,
 };
+use crate::contract::hook::Protocol;
 use crate::contract::json_reader::{self, join, object, Issues};
+use crate::contract::slot_id::check_slot_id;
 use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
 
 /// Parses a snapshot found at `path` (the root, or `payload` inside a control request).
@@ -200,7 +202,7 @@ fn read_rule(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<Rul
     let id = obj
         .str("id", issues)
         .and_then(|id| check_rule_id(id, &obj.path_of("id"), issues));
-    let action = obj.literal("action", ACTIONS, issues);
+    let action = obj.literal::<RuleAction>("action", issues);
     let cidr = obj
         .str("cidr", issues)
         .and_then(|s| parse_canonical_cidr(s, &obj.path_of("cidr"), issues));
@@ -208,7 +210,7 @@ fn read_rule(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<Rul
         None => Some(Vec::new()),
         v => read_ports(v, &obj.path_of("ports"), issues),
     };
-    let protocol = obj.opt_literal("protocol", PROTOCOLS, issues);
+    let protocol = obj.opt_literal::<Protocol>("protocol", issues);
     Some(Rule {
         id: id?.to_owned(),
         action: action?,
@@ -223,36 +225,13 @@ pub(super) fn check_rule_id<'a>(
     path: &[PathSegment],
     issues: &mut Issues,
 ) -> Option<&'a str> {
-    if id.is_empty() {
-        issues.push(
-            path.to_vec(),
-            IssueCode::TooSmall,
-            "rule id must not be empty",
-        );
-        return None;
+    match check_slot_id("rule id", id) {
+        Ok(()) => Some(id),
+        Err((code, message)) => {
+            issues.push(path.to_vec(), code, message);
+            None
+        }
     }
-    if id.len() > MAX_RULE_ID_BYTES {
-        issues.push(
-            path.to_vec(),
-            IssueCode::TooBig,
-            format!(
-                "rule id is {} bytes; at most {MAX_RULE_ID_BYTES} bytes fit the dataplane's 64-byte rule slot",
-                id.len()
-            ),
-        );
-        return None;
-    }
-    // A NUL would silently truncate the id in its C string slot; other control characters would corrupt
-    // log lines that print it.
-    if id.chars().any(char::is_control) {
-        issues.push(
-            path.to_vec(),
-            IssueCode::InvalidFormat,
-            "rule id must not contain control characters (including NUL)",
-        );
-        return None;
-    }
-    Some(id)
 }
 
 fn read_ports(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Vec<u16>> {
