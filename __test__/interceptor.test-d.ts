@@ -16,6 +16,9 @@ async function typeTest(): Promise<void> {
   void n
   const m: ManagedCgroup = i.upsertManagedCgroup({ path: 'workload', mode: 'enforce', workloadId: 'w1' })
   i.upsertManagedCgroup({ id: m.cgroupId })
+  i.upsertManagedCgroup({ id: '1', allowRoot: true })
+  // @ts-expect-error allowRoot is a boolean
+  i.upsertManagedCgroup({ id: '1', allowRoot: 'yes' })
   // @ts-expect-error path and id are exclusive
   i.upsertManagedCgroup({ path: 'a', id: 1 })
   // @ts-expect-error mode is required

@@ -8,11 +8,11 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
-import { Isolation, isRoot, run, runIn } from '../bench/dataplane/isolation.mjs'
+import { Isolation, cgroup2Mount, isRoot, run, runIn } from '../bench/dataplane/isolation.mjs'
 
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
-const { Interceptor, ContractValidationError } = require('../index.js')
+const { Interceptor, ContractValidationError, parseControlCommandPayload } = require('../index.js')
 const native = require('../binding.js')
 const { decodeEventBatch } = require('../js/interceptor.js')
 
@@ -46,6 +46,19 @@ describe('Interceptor without privileges', () => {
       },
     )
     await assert.rejects(Interceptor.load('x'), ContractValidationError)
+  })
+
+  test('load(): a heartbeat setting that can only flap is refused, naming both options', async () => {
+    await assert.rejects(Interceptor.load({ heartbeatIntervalMs: 1000, heartbeatGraceMs: 400 }), (e) => {
+      assert.ok(e instanceof ContractValidationError)
+      assert.equal(e.issues.length, 1)
+      assert.match(e.issues[0].message, /heartbeatIntervalMs.*heartbeatGraceMs/)
+      return true
+    })
+    // Interval only: the default grace (5000 ms) must still be longer.
+    await assert.rejects(Interceptor.load({ heartbeatIntervalMs: 5000 }), ContractValidationError)
+    // Grace only, too short to derive a third of it.
+    await assert.rejects(Interceptor.load({ heartbeatGraceMs: 2 }), (e) => e.issues[0].path[0] === 'heartbeatGraceMs')
   })
 
   test('the constructor is private', () => {
@@ -179,6 +192,31 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.equal(s.degraded, false)
   })
 
+  test('cgroup targets: what the control protocol refuses is refused here too; the root needs allowRoot', () => {
+    const refusedByBoth = [{ id: '0' }, { id: '007' }, { id: '+7' }, { path: `${workload}//x` }, { path: `${workload}/../x` }]
+    for (const target of refusedByBoth) {
+      assert.throws(() => parseControlCommandPayload('UpsertManagedCgroup', target), ContractValidationError, JSON.stringify(target))
+      assert.throws(() => interceptor.upsertManagedCgroup(target), ContractValidationError, JSON.stringify(target))
+    }
+    for (const workloadId of ['', 'a\nb', 'x'.repeat(64)]) {
+      assert.throws(() => parseControlCommandPayload('UpsertManagedCgroup', { path: '/a', workloadId }), ContractValidationError)
+      assert.throws(() => interceptor.upsertManagedCgroup({ path: workload, workloadId }), ContractValidationError)
+    }
+    for (const target of [{ id: 0 }, { path: '../escape' }, { path: 'a/' }, { path: workload, allowRoot: 'yes' }]) {
+      assert.throws(() => interceptor.upsertManagedCgroup(target), ContractValidationError, JSON.stringify(target))
+    }
+    // The root cgroup, by path or id: every process of the host.
+    for (const target of [{ path: cgroup2Mount() }, { id: '1' }, { id: 1 }]) {
+      assert.throws(() => interceptor.upsertManagedCgroup(target), (e) => e.code === 'ERR_DATAPLANE_CGROUP_ROOT_REFUSED')
+    }
+    assert.equal(interceptor.status().managedCgroups.length, 1, 'nothing was added')
+    // Explicitly allowed: the test's programs only see this test's cgroups, where the workload's own entry is nearer.
+    const root = interceptor.upsertManagedCgroup({ id: '1', mode: 'observe', allowRoot: true })
+    assert.equal(root.cgroupId, '1')
+    assert.equal(interceptor.deleteManagedCgroup({ id: '1' }), true)
+    assert.equal(interceptor.status().managedCgroups.length, 1)
+  })
+
   test('a bad snapshot is rejected whole and the active policy stays', async () => {
     await assert.rejects(interceptor.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'deny', cidr: '10.0.0.1/8' }] }), ContractValidationError)
     const r = await probe('tcp', '10.77.0.10', 8081)
@@ -192,5 +230,52 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.throws(() => interceptor.status(), (e) => e.code === 'ERR_DATAPLANE_CLOSED')
     const r = await probe('tcp', '10.77.0.98', 443)
     assert.equal(r.errno, 'ECONNREFUSED', 'no enforcement after detach')
+  })
+})
+
+describe('Interceptor as root: heartbeatGraceMs alone never degrades a live dataplane', { skip: rootSkip }, () => {
+  // The dataplane issue's example: with {heartbeatGraceMs: 400} the interval used to stay at its 1,000 ms
+  // default, so a fail-closed workload was refused ~60% of the time between beats. Given only the grace, the
+  // interval is now a third of it.
+  test('fail closed, grace 400 ms: never degraded, connects to the broker never DENY_DEGRADED_FAIL_CLOSED', async () => {
+    const iso = new Isolation('ebpf-hbtest')
+    try {
+      const netns = iso.netns('ns')
+      run('ip', ['-n', netns, 'addr', 'add', '10.78.0.10/32', 'dev', 'lo'])
+      const parent = iso.cgroup('attach')
+      const workload = iso.cgroup('attach/workload')
+      const interceptor = await Interceptor.load({
+        cgroupRoot: parent,
+        pinDir: iso.pinDir('pins'),
+        failMode: 'closed',
+        heartbeatGraceMs: 400,
+      })
+      iso.defer(() => interceptor.close({ detach: true }))
+      assert.equal(interceptor.status().heartbeatGraceMs, 400)
+      await interceptor.replacePolicySnapshot({ broker: [{ ip: '10.78.0.10', port: 8081 }], dns: [], rules: [] })
+      interceptor.upsertManagedCgroup({ path: workload })
+      const errnos = []
+      let degraded = 0
+      let samples = 0
+      // 3 s is 7.5 grace periods: under the old 1,000 ms interval most samples and most connects were degraded.
+      for (const deadline = Date.now() + 3000; Date.now() < deadline; ) {
+        const probe = runIn(workload, netns, [process.execPath, path.join(here, 'interceptor-probe.mjs'), 'tcp', '10.78.0.10', 8081])
+        while (true) {
+          const done = await Promise.race([probe.then(() => true), new Promise((r) => setTimeout(() => r(false), 20))])
+          samples++
+          if (interceptor.status().degraded) degraded++
+          if (done) break
+        }
+        const r = await probe
+        assert.equal(r.code, 0, r.stderr)
+        errnos.push(JSON.parse(r.stdout).errno)
+      }
+      assert.ok(errnos.length >= 5, `${errnos.length} connects in 3 s`)
+      assert.deepEqual([...new Set(errnos)], ['ECONNREFUSED'], 'every connect reached the broker address (nothing listens)')
+      assert.equal(degraded, 0, `degraded in ${degraded} of ${samples} status samples`)
+    } finally {
+      const errors = await iso.cleanup()
+      assert.deepEqual(errors.map((e) => e.message), [])
+    }
   })
 })

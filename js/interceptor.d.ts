@@ -15,7 +15,10 @@ export interface InterceptorOptions {
   failMode?: DataplaneFailMode
   /** How old the heartbeat may get before enforced cgroups are degraded. Integer ms, default 5000. */
   heartbeatGraceMs?: number
-  /** The loader's own heartbeat period. Integer ms, default 1000. */
+  /**
+   * The loader's own heartbeat period: integer ms, shorter than `heartbeatGraceMs`. Default 1000, or a third of
+   * `heartbeatGraceMs` when only that is given.
+   */
   heartbeatIntervalMs?: number
   /** Kernel ring buffer size: a power of two and a multiple of the page size. Default 8 MiB. */
   ringBufferBytes?: number
@@ -25,10 +28,22 @@ export interface InterceptorOptions {
   eventQueueCapacity?: number
 }
 
-/** A cgroup, by path (absolute, or relative to `cgroupRoot`) or by id (decimal text as in events, or a safe integer). */
+/**
+ * A cgroup, by path (absolute, or relative to `cgroupRoot`; normalised: no empty, `.` or `..` segments) or by id
+ * (decimal text as in events without leading zeros, or a safe integer; never 0).
+ */
 export type CgroupTarget = { path: string; id?: never } | { id: string | number; path?: never }
 
-export type ManagedCgroupUpsert = CgroupTarget & { mode?: DataplaneMode; workloadId?: string }
+export type ManagedCgroupUpsert = CgroupTarget & {
+  mode?: DataplaneMode
+  /** 1..=63 bytes, no control characters; reported as `workload_id` in events. */
+  workloadId?: string
+  /**
+   * The root cgroup of the cgroup2 hierarchy holds every process of the host: it is refused
+   * (`ERR_DATAPLANE_CGROUP_ROOT_REFUSED`) unless this is `true`.
+   */
+  allowRoot?: boolean
+}
 export type CgroupModeChange = CgroupTarget & { mode: DataplaneMode }
 
 export interface ManagedCgroup {
