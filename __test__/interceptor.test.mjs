@@ -12,7 +12,7 @@ import { Isolation, cgroup2Mount, isRoot, run, runIn } from '../bench/dataplane/
 
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
-const { Interceptor, ContractValidationError, parseControlCommandPayload } = require('../index.js')
+const { Interceptor, ContractValidationError, parseControlCommandPayload, parseDataplanePacketEvent } = require('../index.js')
 const native = require('../binding.js')
 const { decodeEventBatch } = require('../js/interceptor.js')
 
@@ -126,8 +126,8 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.ok(!run('ip', ['netns', 'list']).includes(netns), 'netns removed')
   })
 
-  async function probe(proto, ip, port) {
-    const r = await runIn(workload, netns, [process.execPath, path.join(here, 'interceptor-probe.mjs'), proto, ip, port])
+  async function probe(proto, ip, port, ...commHex) {
+    const r = await runIn(workload, netns, [process.execPath, path.join(here, 'interceptor-probe.mjs'), proto, ip, port, ...commHex])
     assert.equal(r.code, 0, r.stderr)
     return JSON.parse(r.stdout)
   }
@@ -166,6 +166,16 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
       assert.equal(e.comm, 'node')
     })
   }
+
+  test('a process name that is not UTF-8 arrives as at most 16 bytes the package itself accepts', async () => {
+    // 15 bytes 0xff: each becomes a 3-byte U+FFFD, 45 bytes that the contract's 16-byte limit would refuse.
+    const r = await probe('tcp', '10.77.0.98', 443, 'ff'.repeat(15))
+    assert.equal(r.errno, 'EPERM')
+    const e = await eventFor(r.pid)
+    assert.ok(Buffer.byteLength(e.comm) <= 16, e.comm)
+    assert.equal(e.comm, '\ufffd'.repeat(5))
+    assert.deepEqual(parseDataplanePacketEvent(e), e)
+  })
 
   test('observe mode lets the connect through and reports would_block', async () => {
     interceptor.setCgroupMode({ path: workload, mode: 'observe' })

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use super::abi::{self, RawEvent};
 use super::config_map;
 use super::slots::PolicyMaps;
+use crate::contract::events::Comm;
 use crate::contract::hook::{Hook, Protocol};
 use crate::contract::reason_codes::DataplaneReasonCode;
 
@@ -33,7 +34,7 @@ pub struct VerdictEvent {
     /// tgid.
     pub pid: u32,
     pub uid: u32,
-    /// Lossy UTF-8, NULs trimmed, at most 16 bytes.
+    /// The task's name as text: [`Comm::from_kernel_bytes`] (lossy UTF-8, cut to at most 16 bytes).
     pub comm: String,
     pub hook: Hook,
     pub protocol: Protocol,
@@ -130,12 +131,7 @@ pub(crate) fn decode(
     } else {
         IpAddr::V6(Ipv6Addr::from(raw.dst_addr))
     };
-    let end = raw
-        .comm
-        .iter()
-        .position(|b| *b == 0)
-        .unwrap_or(raw.comm.len());
-    let comm = String::from_utf8_lossy(&raw.comm[..end]).into_owned();
+    let comm = Comm::from_kernel_bytes(&raw.comm).into_string();
     let wall_ns = i128::from(raw.monotonic_ns) + boot_offset_ns;
     let observed_at = if wall_ns >= 0 {
         UNIX_EPOCH + Duration::from_nanos(u64::try_from(wall_ns).unwrap_or(u64::MAX))
@@ -325,6 +321,50 @@ mod tests {
         assert_eq!(e.rule_id, None);
         raw.hook = 9;
         assert!(decode(&raw, 0, None).is_none());
+    }
+
+    /// A process may name itself with any bytes (prctl(PR_SET_NAME), /proc/self/comm). Lossy decoding turns
+    /// each invalid byte into a 3-byte U+FFFD: the decoder must still produce a record this package's own
+    /// parser accepts.
+    #[test]
+    fn a_comm_that_is_not_utf8_still_gives_a_valid_event() {
+        use crate::contract::events::{parse_value, COMM_MAX_BYTES};
+        let mut raw = RawEvent {
+            cgroup_id: 42,
+            reason: DataplaneReasonCode::DenyDefault as u32,
+            rule_index: abi::RULE_INDEX_NONE,
+            dst_port: 443,
+            hook: Hook::Connect4 as u8,
+            protocol: Protocol::Tcp as u8,
+            family: abi::FAMILY_INET,
+            ..RawEvent::default()
+        };
+        raw.dst_addr[..4].copy_from_slice(&[192, 0, 2, 1]);
+        for comm in [[0xff; 16], *b"caf\xc3\xa9\xff\xfe\x80abcdefg\xe2"] {
+            raw.comm = comm;
+            let e = decode(&raw, 0, None).expect("decodes");
+            assert!(e.comm.len() <= COMM_MAX_BYTES, "{:?}", e.comm);
+            let event = serde_json::json!({
+                "code_namespace": "dataplane_verdict", "reason_code": e.reason.as_str(),
+                "verdict": e.reason.verdict().as_str(), "hook": e.hook.as_str(),
+                "cgroup_id": e.cgroup_id.to_string(), "protocol": e.protocol.as_str(),
+                "dst_ip": e.dst_ip.to_string(), "dst_port": e.dst_port, "pid": e.pid, "uid": e.uid,
+                "comm": e.comm,
+            });
+            if let Err(err) = parse_value(&event) {
+                panic!("the package's parser rejects the decoded event: {err}");
+            }
+        }
+        raw.comm = [0xff; 16];
+        assert_eq!(
+            decode(&raw, 0, None).expect("decodes").comm,
+            "\u{fffd}".repeat(5)
+        );
+        raw.comm = *b"caf\xc3\xa9\xff\xfe\x80abcdefg\xe2";
+        assert_eq!(
+            decode(&raw, 0, None).expect("decodes").comm,
+            "caf\u{e9}\u{fffd}\u{fffd}\u{fffd}ab"
+        );
     }
 
     #[test]

@@ -142,8 +142,28 @@ impl Comm {
         (s.len() <= COMM_MAX_BYTES).then_some(Comm(s))
     }
 
+    /// The kernel's `comm` (a NUL-padded 16-byte array holding whatever bytes the process set, UTF-8 or not)
+    /// as a `comm` field: the bytes up to the first NUL, invalid UTF-8 replaced with U+FFFD, then cut at a
+    /// character boundary to at most [`COMM_MAX_BYTES`]. The cut is needed because a replacement character
+    /// takes 3 bytes: 16 invalid bytes would otherwise become 48, which the contract (and so every parser of
+    /// this package) rejects. Cutting keeps the event; the name was not text to begin with.
+    pub fn from_kernel_bytes(raw: &[u8]) -> Comm {
+        let end = raw.iter().position(|b| *b == 0).unwrap_or(raw.len());
+        let mut s = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let mut cut = s.len().min(COMM_MAX_BYTES);
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        Comm(s)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
     }
 }
 
