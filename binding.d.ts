@@ -75,11 +75,14 @@ export interface DataplaneEventTables {
   wouldBlock: Array<boolean | undefined | null>
   /** Hook wire string by value (index 0 unused). */
   hooks: Array<string>
-  /** Protocol wire string by IANA number (only 6 and 17 used). */
+  /** Protocol wire string by value (the values of `Protocol`; 0 is never one). */
   protocols: Array<string>
   recordSlots: number
-  /** Where each value sits in a record: the one definition of the layout, read by `js/events.js`. */
-  slots: SlotLayout
+  /**
+   * `slots[k]`: the slot of key `k` of `keys` in a record (a string's start; its end is the next slot), or
+   * -1 for keys that follow from the code. The one definition of the layout, read by `js/event-fields.js`.
+   */
+  slots: Array<number>
 }
 
 /** `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate. */
@@ -219,23 +222,5 @@ export declare function reasonCodeOverlap(): Array<string>
 export declare function serializeControlPlaneAuthzErrorToLogJson(input: unknown): ParseOutcome
 
 export declare function shouldFailClosedOnUnknownReasonCodeJson(config: unknown): ParseOutcome
-
-/** Slot index of each value in a record (strings: start; the end is the next slot). */
-export interface SlotLayout {
-  code: number
-  hook: number
-  protocol: number
-  dstPort: number
-  pid: number
-  uid: number
-  policyGeneration: number
-  cgroupId: number
-  message: number
-  dstIp: number
-  comm: number
-  ruleId: number
-  workloadId: number
-  observedAt: number
-}
 
 export declare function validateSocketSecurityMetadataJson(meta: unknown, expected: unknown): ParseOutcome

@@ -20,6 +20,8 @@
 //! (`__test__/events.test.mjs` feeds hostile inputs to check this).
 
 mod fast_path;
+#[cfg(test)]
+mod generated_js;
 
 use napi::bindgen_prelude::Unknown;
 use napi::{Env, JsValue, ValueType};
@@ -28,7 +30,7 @@ use napi_derive::napi;
 use crate::codes::js_type_name;
 use crate::issues::{to_js_issues, JsIssue};
 use crate::napi_raw::{RawCallback, Scope};
-use interceptor_ebpf_core::contract::events::{not_an_object, EVENT_KEYS};
+use interceptor_ebpf_core::contract::events::{key, not_an_object, EVENT_KEYS, KEY_COUNT};
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
 
@@ -53,6 +55,49 @@ mod slot {
     pub const OBSERVED_AT: usize = 19;
 }
 
+/// How a key of a DataplanePacketEvent travels in a record and is rebuilt in JavaScript: the record layout,
+/// from which `js/event-fields.js` is generated (`events/generated_js.rs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Carried {
+    /// `code_namespace`: always the dataplane namespace, not stored.
+    Namespace,
+    /// `reason_code`: the code's value at this slot; the keys below follow from it.
+    Code(usize),
+    /// A value looked up by code value in the named table (`verdicts`, `wouldBlock`, where `null` means absent).
+    ByCode(&'static str),
+    /// A value index into the named table (`hooks`, `protocols`) at this slot; 0 when absent.
+    Indexed(usize, &'static str),
+    /// A number at this slot; -1 when absent.
+    Number(usize),
+    /// A string at this slot and the next: UTF-16 start and end in the input, `-(2 + k)` for `extras[k]`, or -1
+    /// when absent.
+    Text(usize),
+}
+
+/// The layout of key `k` (an index into [`EVENT_KEYS`]).
+const fn carried(k: usize) -> Carried {
+    match k {
+        key::CODE_NAMESPACE => Carried::Namespace,
+        key::REASON_CODE => Carried::Code(slot::CODE),
+        key::VERDICT => Carried::ByCode("verdicts"),
+        key::WOULD_BLOCK => Carried::ByCode("wouldBlock"),
+        key::HOOK => Carried::Indexed(slot::HOOK, "hooks"),
+        key::PROTOCOL => Carried::Indexed(slot::PROTOCOL, "protocols"),
+        key::DST_PORT => Carried::Number(slot::DST_PORT),
+        key::PID => Carried::Number(slot::PID),
+        key::UID => Carried::Number(slot::UID),
+        key::POLICY_GENERATION => Carried::Number(slot::POLICY_GENERATION),
+        key::CGROUP_ID => Carried::Text(slot::CGROUP_ID),
+        key::MESSAGE => Carried::Text(slot::MESSAGE),
+        key::DST_IP => Carried::Text(slot::DST_IP),
+        key::COMM => Carried::Text(slot::COMM),
+        key::RULE_ID => Carried::Text(slot::RULE_ID),
+        key::WORKLOAD_ID => Carried::Text(slot::WORKLOAD_ID),
+        // key::OBSERVED_AT, the last key; a key added to EVENT_KEYS must be given its own arm.
+        _ => Carried::Text(slot::OBSERVED_AT),
+    }
+}
+
 /// Value tables for the JS side, indexed by the numeric value the slots carry.
 #[napi(object)]
 pub struct DataplaneEventTables {
@@ -66,80 +111,57 @@ pub struct DataplaneEventTables {
     pub would_block: Vec<Option<bool>>,
     /// Hook wire string by value (index 0 unused).
     pub hooks: Vec<String>,
-    /// Protocol wire string by IANA number (only 6 and 17 used).
+    /// Protocol wire string by value (the values of `Protocol`; 0 is never one).
     pub protocols: Vec<String>,
     pub record_slots: u32,
-    /// Where each value sits in a record: the one definition of the layout, read by `js/events.js`.
-    pub slots: SlotLayout,
+    /// `slots[k]`: the slot of key `k` of `keys` in a record (a string's start; its end is the next slot), or
+    /// -1 for keys that follow from the code. The one definition of the layout, read by `js/event-fields.js`.
+    pub slots: Vec<i32>,
 }
 
-/// Slot index of each value in a record (strings: start; the end is the next slot).
-#[napi(object)]
-pub struct SlotLayout {
-    pub code: u32,
-    pub hook: u32,
-    pub protocol: u32,
-    pub dst_port: u32,
-    pub pid: u32,
-    pub uid: u32,
-    pub policy_generation: u32,
-    pub cgroup_id: u32,
-    pub message: u32,
-    pub dst_ip: u32,
-    pub comm: u32,
-    pub rule_id: u32,
-    pub workload_id: u32,
-    pub observed_at: u32,
+/// Names by value: `out[v]` is the name of the item whose value is `v` (empty where none has it).
+fn by_value(items: impl Iterator<Item = (usize, &'static str)>) -> Vec<String> {
+    let mut out = Vec::new();
+    for (v, name) in items {
+        if out.len() <= v {
+            out.resize(v + 1, String::new());
+        }
+        out[v] = name.to_owned();
+    }
+    out
 }
 
 #[napi(catch_unwind)]
 pub fn dataplane_event_tables() -> DataplaneEventTables {
-    let max_code = DataplaneReasonCode::ALL
-        .iter()
-        .map(|c| c.value() as usize)
-        .max()
-        .unwrap_or(0);
-    let mut codes = vec![String::new(); max_code + 1];
-    let mut verdicts = vec![String::new(); max_code + 1];
-    let mut would_block = vec![None; max_code + 1];
-    for c in DataplaneReasonCode::ALL {
-        let i = c.value() as usize;
-        codes[i] = c.as_str().to_owned();
-        verdicts[i] = c.verdict().as_str().to_owned();
-        would_block[i] = c.would_block();
-    }
-    let mut hooks = vec![String::new(); Hook::ALL.len() + 1];
-    for h in Hook::ALL {
-        hooks[h as usize] = h.as_str().to_owned();
-    }
-    let mut protocols = vec![String::new(); 18];
-    for p in Protocol::ALL {
-        protocols[p as usize] = p.as_str().to_owned();
+    let codes = || {
+        DataplaneReasonCode::ALL
+            .iter()
+            .map(|c| (c.value() as usize, *c))
+    };
+    let mut would_block = Vec::new();
+    for (v, c) in codes() {
+        if would_block.len() <= v {
+            would_block.resize(v + 1, None);
+        }
+        would_block[v] = c.would_block();
     }
     DataplaneEventTables {
         keys: EVENT_KEYS.iter().map(|k| (*k).to_owned()).collect(),
-        codes,
-        verdicts,
+        codes: by_value(codes().map(|(v, c)| (v, c.as_str()))),
+        verdicts: by_value(codes().map(|(v, c)| (v, c.verdict().as_str()))),
         would_block,
-        hooks,
-        protocols,
+        hooks: by_value(Hook::ALL.iter().map(|h| (*h as usize, h.as_str()))),
+        protocols: by_value(Protocol::ALL.iter().map(|p| (*p as usize, p.as_str()))),
         record_slots: RECORD_SLOTS as u32,
-        slots: SlotLayout {
-            code: slot::CODE as u32,
-            hook: slot::HOOK as u32,
-            protocol: slot::PROTOCOL as u32,
-            dst_port: slot::DST_PORT as u32,
-            pid: slot::PID as u32,
-            uid: slot::UID as u32,
-            policy_generation: slot::POLICY_GENERATION as u32,
-            cgroup_id: slot::CGROUP_ID as u32,
-            message: slot::MESSAGE as u32,
-            dst_ip: slot::DST_IP as u32,
-            comm: slot::COMM as u32,
-            rule_id: slot::RULE_ID as u32,
-            workload_id: slot::WORKLOAD_ID as u32,
-            observed_at: slot::OBSERVED_AT as u32,
-        },
+        slots: (0..KEY_COUNT)
+            .map(|k| match carried(k) {
+                Carried::Code(s)
+                | Carried::Indexed(s, _)
+                | Carried::Number(s)
+                | Carried::Text(s) => s as i32,
+                Carried::Namespace | Carried::ByCode(_) => -1,
+            })
+            .collect(),
     }
 }
 
@@ -183,9 +205,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn slot_layout_covers_every_key_once() {
-        // 7 scalar slots + 7 strings of two slots; code_namespace/verdict/would_block derive from the code.
-        assert_eq!(RECORD_SLOTS, 7 + 7 * 2);
-        assert_eq!(slot::OBSERVED_AT + 2, RECORD_SLOTS);
+    fn the_layout_gives_every_stored_key_its_own_slots() {
+        let mut used = [false; RECORD_SLOTS];
+        for (k, name) in EVENT_KEYS.iter().enumerate() {
+            let (at, width) = match carried(k) {
+                Carried::Code(s) | Carried::Indexed(s, _) | Carried::Number(s) => (s, 1),
+                Carried::Text(s) => (s, 2),
+                Carried::Namespace | Carried::ByCode(_) => continue,
+            };
+            for (s, taken) in used.iter_mut().enumerate().skip(at).take(width) {
+                assert!(!*taken, "slot {s} of key {name} is taken twice");
+                *taken = true;
+            }
+        }
+        assert!(used.iter().all(|u| *u), "every slot of a record is used");
+        assert_eq!(carried(key::OBSERVED_AT), Carried::Text(slot::OBSERVED_AT));
+        assert_eq!(carried(key::COMM), Carried::Text(slot::COMM));
     }
 }

@@ -88,6 +88,9 @@ pub mod key {
     pub const OBSERVED_AT: usize = 16;
 }
 
+/// The keys every event has (indexes into [`EVENT_KEYS`]); the others are optional.
+pub const REQUIRED_KEYS: [usize; 3] = [key::CODE_NAMESPACE, key::REASON_CODE, key::VERDICT];
+
 /// Maps a key to its index in [`EVENT_KEYS`]; `None` for keys the schema does not know.
 pub fn key_index(k: &str) -> Option<usize> {
     // Dispatch on length first: this runs for every key of every record on the byte path.
@@ -365,6 +368,22 @@ mod tests {
             "wouldxblock",
         ] {
             assert_eq!(key_index(k), None, "{k}");
+        }
+    }
+
+    #[test]
+    fn exactly_the_required_keys_are_required() {
+        for (k, name) in EVENT_KEYS.iter().enumerate() {
+            let mut v = full();
+            let removed = v.as_object_mut().and_then(|o| o.remove(*name));
+            if removed.is_none() {
+                continue; // would_block: absent from `full()` already
+            }
+            assert_eq!(
+                parse_value(&v).is_err(),
+                REQUIRED_KEYS.contains(&k),
+                "without {name}"
+            );
         }
     }
 
