@@ -53,6 +53,8 @@ export interface CodeTables {
   controlPlaneAuthzErrorCodes: Array<string>
   verdicts: Array<string>
   hooks: Array<string>
+  /** The control protocol's commands (`controlProtocolCommands`). */
+  controlProtocolCommands: Array<string>
 }
 
 /** Creates the raw fast-path functions; `js/events.js` calls this once per module instance (per worker). */
@@ -84,6 +86,9 @@ export interface DataplaneEventTables {
    */
   slots: Array<number>
 }
+
+/** The batch size of `events({batchSize?})` / `eventBatches({batchSize?})`. */
+export declare function eventBatchSize(options?: any | undefined | null): number
 
 /** `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate. */
 export interface JsDataplaneStatus {
@@ -151,13 +156,13 @@ export interface NdjsonLineIssues {
 export declare function packedEventTables(): PackedEventTables
 
 /**
- * What `js/interceptor.js` needs to decode a packed batch, indexed by the numeric values the records carry,
- * so the JavaScript decoder holds no code table of its own.
+ * What `js/interceptor.js` needs to decode a packed batch: the layout, and tables indexed by the numeric
+ * values the records carry, so the JavaScript decoder holds no offset or code table of its own.
  */
 export interface PackedEventTables {
-  wordsPerEvent: number
-  hasRuleId: number
-  hasWorkloadId: number
+  layout: PackedLayout
+  /** `code_namespace` of every event. */
+  namespace: string
   /** `reasonCodes[value]`: the wire name of the code with that value (`null` for 0, never on the wire). */
   reasonCodes: Array<string | undefined | null>
   verdicts: Array<string | undefined | null>
@@ -165,6 +170,32 @@ export interface PackedEventTables {
   wouldBlock: Array<boolean | undefined | null>
   hooks: Array<string | undefined | null>
   protocols: Array<string | undefined | null>
+}
+
+/** Where each value sits in a packed batch ([`packed`]), for `js/interceptor.js`. */
+export interface PackedLayout {
+  headerWords: number
+  count: number
+  stringCount: number
+  wordsPerEvent: number
+  reason: number
+  kinds: number
+  cgroupId: number
+  dstIp: number
+  dstPort: number
+  pid: number
+  uid: number
+  comm: number
+  ruleId: number
+  generationLow: number
+  generationHigh: number
+  workloadId: number
+  observedAt: number
+  kindMask: number
+  protocolShift: number
+  flagsShift: number
+  hasRuleId: number
+  hasWorkloadId: number
 }
 
 /** The data's JSON (`null` for commands without any); issue paths from the data's root. */

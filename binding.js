@@ -843,6 +843,7 @@ module.exports.codeTables = nativeBinding.codeTables
 module.exports.dataplaneEventFastPaths = nativeBinding.dataplaneEventFastPaths
 module.exports.dataplaneEventRootIssues = nativeBinding.dataplaneEventRootIssues
 module.exports.dataplaneEventTables = nativeBinding.dataplaneEventTables
+module.exports.eventBatchSize = nativeBinding.eventBatchSize
 module.exports.LiteralSet = nativeBinding.LiteralSet
 module.exports.loadInterceptor = nativeBinding.loadInterceptor
 module.exports.packedEventTables = nativeBinding.packedEventTables

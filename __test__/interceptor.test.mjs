@@ -227,6 +227,13 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.equal(interceptor.status().managedCgroups.length, 1)
   })
 
+  test('events options: batchSize 1..65536, unknown keys refused, before anything is read', async () => {
+    for (const options of [{ batchSize: 0 }, { batchSize: 65537 }, { batchSize: 1.5 }, { size: 8 }, 'x']) {
+      assert.throws(() => interceptor.eventBatches(options), ContractValidationError, JSON.stringify(options))
+      await assert.rejects(interceptor.events(options).next(), ContractValidationError)
+    }
+  })
+
   test('a bad snapshot is rejected whole and the active policy stays', async () => {
     await assert.rejects(interceptor.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'deny', cidr: '10.0.0.1/8' }] }), ContractValidationError)
     const r = await probe('tcp', '10.77.0.10', 8081)

@@ -15,18 +15,8 @@ const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 const { unwrapOutcome } = require('./policy.js')
 
-const controlProtocolCommands = Object.freeze([
-  'GetHealth',
-  'GetStatus',
-  'GetPolicySummary',
-  'ReplacePolicySnapshot',
-  'UpsertManagedCgroup',
-  'DeleteManagedCgroup',
-  'SetGlobalMode',
-  'SetCgroupMode',
-  'Shutdown',
-  'SubscribeEvents',
-])
+// The command list is Rust's (crates/core/src/contract/control_protocol/mod.rs), like the code lists.
+const controlProtocolCommands = Object.freeze(native.codeTables().controlProtocolCommands)
 
 /**
  * Thrown for a rejected control request. Besides the issues it carries the failure the agent sends back:

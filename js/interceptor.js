@@ -46,14 +46,38 @@ async function callAsync(fn) {
 }
 
 const tables = native.packedEventTables()
-const WORDS = tables.wordsPerEvent
-const HAS_RULE_ID = tables.hasRuleId
-const HAS_WORKLOAD_ID = tables.hasWorkloadId
+// Every offset, shift and flag of the packed layout comes from Rust (src/event_batch.rs, `packed`).
+const {
+  headerWords: HEADER_WORDS,
+  count: COUNT,
+  stringCount: STRING_COUNT,
+  wordsPerEvent: WORDS,
+  reason: W_REASON,
+  kinds: W_KINDS,
+  cgroupId: W_CGROUP_ID,
+  dstIp: W_DST_IP,
+  dstPort: W_DST_PORT,
+  pid: W_PID,
+  uid: W_UID,
+  comm: W_COMM,
+  ruleId: W_RULE_ID,
+  generationLow: W_GENERATION_LOW,
+  generationHigh: W_GENERATION_HIGH,
+  workloadId: W_WORKLOAD_ID,
+  observedAt: W_OBSERVED_AT,
+  kindMask: KIND_MASK,
+  protocolShift: PROTOCOL_SHIFT,
+  flagsShift: FLAGS_SHIFT,
+  hasRuleId: HAS_RULE_ID,
+  hasWorkloadId: HAS_WORKLOAD_ID,
+} = tables.layout
+const NAMESPACE = tables.namespace
 const REASON = tables.reasonCodes
 const VERDICT = tables.verdicts
 const WOULD_BLOCK = tables.wouldBlock
 const HOOK = tables.hooks
 const PROTOCOL = tables.protocols
+// A policy generation travels as two u32 words: low, then high.
 const TWO_POW_32 = 2 ** 32
 
 // Buffer#utf8Slice is what Buffer#toString('utf8', …) calls after its argument checks; use it when present.
@@ -63,7 +87,7 @@ const utf8Slice =
     : (buf, start, end) => buf.toString('utf8', start, end)
 
 /**
- * Decodes a packed batch (layout: src/node/event_batch.rs `to_packed`) into DataplanePacketEvent objects in
+ * Decodes a packed batch (layout: src/event_batch.rs `packed`) into DataplanePacketEvent objects in
  * SPEC 3 key order. Keys are added in that order and optional keys only when present, so every object has
  * exactly the keys of its code.
  * @param {Buffer} buf
@@ -71,9 +95,9 @@ const utf8Slice =
 function decodePackedBatch(buf) {
   const words = buf.byteOffset % 4 === 0 ? buf : Buffer.from(buf)
   const u32 = new Uint32Array(words.buffer, words.byteOffset, words.byteLength >>> 2)
-  const count = u32[0]
-  const stringCount = u32[1]
-  const endsAt = 3 + count * WORDS
+  const count = u32[COUNT]
+  const stringCount = u32[STRING_COUNT]
+  const endsAt = HEADER_WORDS + count * WORDS
   const bytesAt = 4 * (endsAt + stringCount)
   const strings = new Array(stringCount)
   let start = 0
@@ -84,25 +108,25 @@ function decodePackedBatch(buf) {
   }
   const out = new Array(count)
   for (let n = 0; n < count; n++) {
-    const w = 3 + n * WORDS
-    const code = u32[w]
-    const packed = u32[w + 1]
-    const flags = packed >>> 16
-    const e = { code_namespace: 'dataplane_verdict', reason_code: REASON[code], verdict: VERDICT[code] }
+    const w = HEADER_WORDS + n * WORDS
+    const code = u32[w + W_REASON]
+    const kinds = u32[w + W_KINDS]
+    const flags = kinds >>> FLAGS_SHIFT
+    const e = { code_namespace: NAMESPACE, reason_code: REASON[code], verdict: VERDICT[code] }
     const wouldBlock = WOULD_BLOCK[code]
     if (wouldBlock !== null) e.would_block = wouldBlock
-    e.hook = HOOK[packed & 0xff]
-    e.cgroup_id = strings[u32[w + 2]]
-    e.protocol = PROTOCOL[(packed >>> 8) & 0xff]
-    e.dst_ip = strings[u32[w + 3]]
-    e.dst_port = u32[w + 4]
-    e.pid = u32[w + 5]
-    e.uid = u32[w + 6]
-    e.comm = strings[u32[w + 7]]
-    if (flags & HAS_RULE_ID) e.rule_id = strings[u32[w + 8]]
-    e.policy_generation = u32[w + 9] + u32[w + 10] * TWO_POW_32
-    if (flags & HAS_WORKLOAD_ID) e.workload_id = strings[u32[w + 11]]
-    e.observed_at = strings[u32[w + 12]]
+    e.hook = HOOK[kinds & KIND_MASK]
+    e.cgroup_id = strings[u32[w + W_CGROUP_ID]]
+    e.protocol = PROTOCOL[(kinds >>> PROTOCOL_SHIFT) & KIND_MASK]
+    e.dst_ip = strings[u32[w + W_DST_IP]]
+    e.dst_port = u32[w + W_DST_PORT]
+    e.pid = u32[w + W_PID]
+    e.uid = u32[w + W_UID]
+    e.comm = strings[u32[w + W_COMM]]
+    if (flags & HAS_RULE_ID) e.rule_id = strings[u32[w + W_RULE_ID]]
+    e.policy_generation = u32[w + W_GENERATION_LOW] + u32[w + W_GENERATION_HIGH] * TWO_POW_32
+    if (flags & HAS_WORKLOAD_ID) e.workload_id = strings[u32[w + W_WORKLOAD_ID]]
+    e.observed_at = strings[u32[w + W_OBSERVED_AT]]
     out[n] = e
   }
   return out
@@ -115,36 +139,7 @@ function decodeBatch(batch) {
   return batch
 }
 
-const MAX_BATCH = 65536
-const DEFAULT_BATCH = 4096
 const constructing = Symbol('Interceptor.load')
-
-function batchSizeOf(options, schema) {
-  if (options === undefined || options === null) return DEFAULT_BATCH
-  const issues = []
-  if (typeof options !== 'object' || Array.isArray(options)) {
-    issues.push({ path: [], code: 'invalid_type', message: `expected an object, received ${typeof options}` })
-  } else {
-    const unknown = Object.keys(options).filter((k) => k !== 'batchSize')
-    if (unknown.length > 0) {
-      issues.push({
-        path: [],
-        code: 'unrecognized_keys',
-        message: `unrecognized key(s) ${unknown.map((k) => `\`${k}\``).join(', ')}; accepted keys are batchSize`,
-      })
-    }
-    const size = options.batchSize
-    if (size !== undefined && !(Number.isInteger(size) && size >= 1 && size <= MAX_BATCH)) {
-      issues.push({
-        path: ['batchSize'],
-        code: 'invalid_value',
-        message: `expected an integer from 1 to ${MAX_BATCH}`,
-      })
-    }
-    if (issues.length === 0) return size === undefined ? DEFAULT_BATCH : size
-  }
-  throw new ContractValidationError(schema, issues)
-}
 
 function snapshotText(snapshot) {
   if (typeof snapshot === 'string' || Buffer.isBuffer(snapshot)) return snapshot
@@ -236,7 +231,7 @@ class Interceptor {
    * iterator nobody drives keeps no handle open and never holds the process alive.
    */
   eventBatches(options) {
-    const max = batchSizeOf(options, 'InterceptorEventsOptions')
+    const max = callSync(() => native.eventBatchSize(options))
     const nativeInterceptor = this.#native
     let done = false
     return {

@@ -5,34 +5,37 @@ use napi::ValueType;
 use napi_derive::napi;
 
 use crate::issues::JsIssue;
+use interceptor_ebpf_core::contract::control_protocol::Command;
 use interceptor_ebpf_core::contract::hook::Hook;
 use interceptor_ebpf_core::contract::reason_codes::{
     reason_code_lists_are_disjoint, ControlAuthzCode, DataplaneReasonCode, Verdict,
 };
 use interceptor_ebpf_core::contract::validation::{Issue, IssueCode};
+use interceptor_ebpf_core::contract::wire_literal::{alternatives, WireLiteral};
 
 /// The code lists and literal sets, in value order, as the single source for the JavaScript arrays.
-#[napi(object)]
+#[napi(object, object_from_js = false)]
 pub struct CodeTables {
-    pub dataplane_verdict_reason_codes: Vec<String>,
-    pub control_plane_authz_error_codes: Vec<String>,
-    pub verdicts: Vec<String>,
-    pub hooks: Vec<String>,
+    pub dataplane_verdict_reason_codes: Vec<&'static str>,
+    pub control_plane_authz_error_codes: Vec<&'static str>,
+    pub verdicts: Vec<&'static str>,
+    pub hooks: Vec<&'static str>,
+    /// The control protocol's commands (`controlProtocolCommands`).
+    pub control_protocol_commands: Vec<&'static str>,
+}
+
+fn wire_strings<T: WireLiteral>() -> Vec<&'static str> {
+    T::VALUES.iter().map(|v| v.wire()).collect()
 }
 
 #[napi]
 pub fn code_tables() -> CodeTables {
     CodeTables {
-        dataplane_verdict_reason_codes: DataplaneReasonCode::ALL
-            .iter()
-            .map(|c| c.as_str().to_owned())
-            .collect(),
-        control_plane_authz_error_codes: ControlAuthzCode::ALL
-            .iter()
-            .map(|c| c.as_str().to_owned())
-            .collect(),
-        verdicts: Verdict::ALL.iter().map(|v| v.as_str().to_owned()).collect(),
-        hooks: Hook::ALL.iter().map(|h| h.as_str().to_owned()).collect(),
+        dataplane_verdict_reason_codes: wire_strings::<DataplaneReasonCode>(),
+        control_plane_authz_error_codes: wire_strings::<ControlAuthzCode>(),
+        verdicts: wire_strings::<Verdict>(),
+        hooks: wire_strings::<Hook>(),
+        control_protocol_commands: wire_strings::<Command>(),
     }
 }
 
@@ -53,10 +56,12 @@ pub fn check_literal(set: LiteralSet, value: Unknown) -> napi::Result<Option<Vec
             // SAFETY: the value's type was just checked to be a string.
             let s: String = unsafe { value.cast::<String>() }?;
             let ok = match set {
-                LiteralSet::DataplaneReasonCode => DataplaneReasonCode::from_wire(&s).is_some(),
-                LiteralSet::ControlAuthzCode => ControlAuthzCode::from_wire(&s).is_some(),
-                LiteralSet::Verdict => Verdict::from_wire(&s).is_some(),
-                LiteralSet::Hook => Hook::from_wire(&s).is_some(),
+                LiteralSet::DataplaneReasonCode => {
+                    DataplaneReasonCode::from_wire_literal(&s).is_some()
+                }
+                LiteralSet::ControlAuthzCode => ControlAuthzCode::from_wire_literal(&s).is_some(),
+                LiteralSet::Verdict => Verdict::from_wire_literal(&s).is_some(),
+                LiteralSet::Hook => Hook::from_wire_literal(&s).is_some(),
             };
             (format!("`{s}`"), ok)
         }
@@ -65,11 +70,12 @@ pub fn check_literal(set: LiteralSet, value: Unknown) -> napi::Result<Option<Vec
     if ok {
         return Ok(None);
     }
+    let one_of = |list: String| format!("one of {list}");
     let what = match set {
-        LiteralSet::DataplaneReasonCode => "a dataplane_verdict reason code",
-        LiteralSet::ControlAuthzCode => "a control_authz error code",
-        LiteralSet::Verdict => "`allow` or `deny`",
-        LiteralSet::Hook => "one of connect4, connect6, sendmsg4, sendmsg6",
+        LiteralSet::DataplaneReasonCode => "a dataplane_verdict reason code".to_owned(),
+        LiteralSet::ControlAuthzCode => "a control_authz error code".to_owned(),
+        LiteralSet::Verdict => one_of(alternatives::<Verdict>(|s| format!("`{s}`"), ", ")),
+        LiteralSet::Hook => one_of(alternatives::<Hook>(|s| format!("`{s}`"), ", ")),
     };
     Ok(Some(vec![JsIssue::from(&Issue::new(
         vec![],

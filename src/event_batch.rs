@@ -22,6 +22,7 @@ use napi_derive::napi;
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::reason_codes::{DataplaneReasonCode, DATAPLANE_NAMESPACE};
 use interceptor_ebpf_core::contract::timestamp::Timestamp;
+use interceptor_ebpf_core::contract::validation::MAX_SAFE_INTEGER;
 use interceptor_ebpf_core::dataplane::VerdictEvent;
 
 /// A transport for a batch of events.
@@ -112,8 +113,7 @@ impl ToNapiValue for JsDataplanePacketEvent {
 /// A generation is a counter starting at 1; it stays far below 2^53, where a JavaScript number stops being
 /// exact. Saturating there keeps a (theoretical) overflow visible instead of silently rounding.
 fn generation_as_number(g: u64) -> f64 {
-    const MAX_SAFE: u64 = (1 << 53) - 1;
-    g.min(MAX_SAFE) as f64
+    g.min(MAX_SAFE_INTEGER) as f64
 }
 
 fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
@@ -193,7 +193,7 @@ pub fn to_json(events: &[VerdictEvent]) -> String {
         let _ = write!(
             out,
             ",\"policy_generation\":{}",
-            e.policy_generation.min((1 << 53) - 1)
+            e.policy_generation.min(MAX_SAFE_INTEGER)
         );
         if let Some(w) = &e.workload_id {
             out.push_str(",\"workload_id\":");
@@ -209,16 +209,47 @@ pub fn to_json(events: &[VerdictEvent]) -> String {
     out
 }
 
-/// Words per event in the packed layout. Every word is a little-endian u32:
-/// 0 reason code value, 1 hook value | protocol value << 8 | flags << 16 (1: rule_id, 2: workload_id),
-/// 2 cgroup_id string, 3 dst_ip string, 4 dst_port, 5 pid, 6 uid, 7 comm string, 8 rule_id string,
-/// 9 policy_generation low 32 bits, 10 policy_generation high bits, 11 workload_id string,
-/// 12 observed_at string. "string" words are indexes into the batch's string table.
-pub const PACKED_WORDS_PER_EVENT: usize = 13;
-/// Flag bit: the event has a rule_id.
-pub const PACKED_HAS_RULE_ID: u32 = 1;
-/// Flag bit: the event has a workload_id.
-pub const PACKED_HAS_WORKLOAD_ID: u32 = 2;
+/// The packed layout: every word is a little-endian u32. A batch is `HEADER_WORDS` words (event count, string
+/// count, string bytes), `WORDS_PER_EVENT` words per event, one end offset per string, then the strings' UTF-8
+/// bytes. "String" words are indexes into the batch's string table. The one definition of the layout: the
+/// writer below uses it, and `js/interceptor.js` reads the same numbers from [`packed_event_tables`].
+pub mod packed {
+    /// Header word: number of events.
+    pub const COUNT: usize = 0;
+    /// Header word: number of strings.
+    pub const STRING_COUNT: usize = 1;
+    /// Header word: length of the string bytes.
+    pub const STRING_BYTES: usize = 2;
+    pub const HEADER_WORDS: usize = STRING_BYTES + 1;
+
+    /// Event word: the reason code's value.
+    pub const REASON: usize = 0;
+    /// Event word: hook value | protocol value << [`PROTOCOL_SHIFT`] | flags << [`FLAGS_SHIFT`].
+    pub const KINDS: usize = 1;
+    pub const CGROUP_ID: usize = 2;
+    pub const DST_IP: usize = 3;
+    pub const DST_PORT: usize = 4;
+    pub const PID: usize = 5;
+    pub const UID: usize = 6;
+    pub const COMM: usize = 7;
+    pub const RULE_ID: usize = 8;
+    /// Event word: the policy generation's low 32 bits.
+    pub const GENERATION_LOW: usize = 9;
+    /// Event word: the policy generation's high bits.
+    pub const GENERATION_HIGH: usize = 10;
+    pub const WORKLOAD_ID: usize = 11;
+    pub const OBSERVED_AT: usize = 12;
+    pub const WORDS_PER_EVENT: usize = OBSERVED_AT + 1;
+
+    /// Width of the hook and protocol fields of [`KINDS`].
+    pub const KIND_MASK: u32 = 0xff;
+    pub const PROTOCOL_SHIFT: u32 = 8;
+    pub const FLAGS_SHIFT: u32 = 16;
+    /// Flag bit: the event has a rule_id.
+    pub const HAS_RULE_ID: u32 = 1;
+    /// Flag bit: the event has a workload_id.
+    pub const HAS_WORKLOAD_ID: u32 = 2;
+}
 
 /// Interns the strings of one batch so a string repeated across events is decoded once in JavaScript.
 #[derive(Default)]
@@ -247,20 +278,19 @@ impl StringTable {
     }
 }
 
-/// The batch in the packed layout:
-/// `u32 event_count, u32 string_count, u32 string_bytes_len, event_count * PACKED_WORDS_PER_EVENT u32 words,
-/// string_count u32 end offsets, string bytes (UTF-8)`.
+/// The batch in the [`packed`] layout.
 pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
+    use packed::*;
     let mut strings = StringTable::default();
-    let mut words: Vec<u32> = Vec::with_capacity(events.len() * PACKED_WORDS_PER_EVENT);
+    let mut words: Vec<u32> = Vec::with_capacity(events.len() * WORDS_PER_EVENT);
     let mut scratch = String::new();
     for e in events {
         let mut flags = 0u32;
         if e.rule_id.is_some() {
-            flags |= PACKED_HAS_RULE_ID;
+            flags |= HAS_RULE_ID;
         }
         if e.workload_id.is_some() {
-            flags |= PACKED_HAS_WORKLOAD_ID;
+            flags |= HAS_WORKLOAD_ID;
         }
         scratch.clear();
         {
@@ -278,27 +308,28 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         let rule = e.rule_id.as_deref().map_or(0, |r| strings.intern(r));
         let workload = e.workload_id.as_deref().map_or(0, |w| strings.intern(w));
         let observed = strings.push_unique(&rfc3339_nanos(e.observed_at));
-        words.extend_from_slice(&[
-            e.reason.value(),
-            u32::from(e.hook as u8) | (u32::from(e.protocol as u8) << 8) | (flags << 16),
-            cgroup,
-            dst,
-            u32::from(e.dst_port),
-            e.pid,
-            e.uid,
-            comm,
-            rule,
-            e.policy_generation as u32,
-            (e.policy_generation >> 32) as u32,
-            workload,
-            observed,
-        ]);
+        let mut record = [0u32; WORDS_PER_EVENT];
+        record[REASON] = e.reason.value();
+        record[KINDS] = u32::from(e.hook as u8)
+            | (u32::from(e.protocol as u8) << PROTOCOL_SHIFT)
+            | (flags << FLAGS_SHIFT);
+        record[CGROUP_ID] = cgroup;
+        record[DST_IP] = dst;
+        record[DST_PORT] = u32::from(e.dst_port);
+        record[PID] = e.pid;
+        record[UID] = e.uid;
+        record[COMM] = comm;
+        record[RULE_ID] = rule;
+        record[GENERATION_LOW] = e.policy_generation as u32;
+        record[GENERATION_HIGH] = (e.policy_generation >> 32) as u32;
+        record[WORKLOAD_ID] = workload;
+        record[OBSERVED_AT] = observed;
+        words.extend_from_slice(&record);
     }
-    let header = [
-        u32::try_from(events.len()).unwrap_or(u32::MAX),
-        u32::try_from(strings.ends.len()).unwrap_or(u32::MAX),
-        u32::try_from(strings.bytes.len()).unwrap_or(u32::MAX),
-    ];
+    let mut header = [0u32; HEADER_WORDS];
+    header[COUNT] = u32::try_from(events.len()).unwrap_or(u32::MAX);
+    header[STRING_COUNT] = u32::try_from(strings.ends.len()).unwrap_or(u32::MAX);
+    header[STRING_BYTES] = u32::try_from(strings.bytes.len()).unwrap_or(u32::MAX);
     let mut out = Vec::with_capacity(
         4 * (header.len() + words.len() + strings.ends.len()) + strings.bytes.len(),
     );
@@ -309,13 +340,40 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
     out
 }
 
-/// What `js/interceptor.js` needs to decode a packed batch, indexed by the numeric values the records carry,
-/// so the JavaScript decoder holds no code table of its own.
+/// Where each value sits in a packed batch ([`packed`]), for `js/interceptor.js`.
 #[napi(object, object_from_js = false)]
-pub struct PackedEventTables {
+pub struct PackedLayout {
+    pub header_words: u32,
+    pub count: u32,
+    pub string_count: u32,
     pub words_per_event: u32,
+    pub reason: u32,
+    pub kinds: u32,
+    pub cgroup_id: u32,
+    pub dst_ip: u32,
+    pub dst_port: u32,
+    pub pid: u32,
+    pub uid: u32,
+    pub comm: u32,
+    pub rule_id: u32,
+    pub generation_low: u32,
+    pub generation_high: u32,
+    pub workload_id: u32,
+    pub observed_at: u32,
+    pub kind_mask: u32,
+    pub protocol_shift: u32,
+    pub flags_shift: u32,
     pub has_rule_id: u32,
     pub has_workload_id: u32,
+}
+
+/// What `js/interceptor.js` needs to decode a packed batch: the layout, and tables indexed by the numeric
+/// values the records carry, so the JavaScript decoder holds no offset or code table of its own.
+#[napi(object, object_from_js = false)]
+pub struct PackedEventTables {
+    pub layout: PackedLayout,
+    /// `code_namespace` of every event.
+    pub namespace: &'static str,
     /// `reasonCodes[value]`: the wire name of the code with that value (`null` for 0, never on the wire).
     pub reason_codes: Vec<Option<&'static str>>,
     pub verdicts: Vec<Option<&'static str>>,
@@ -343,10 +401,33 @@ pub fn packed_event_tables() -> PackedEventTables {
             .iter()
             .map(|c| (c.value() as usize, *c))
     };
+    let word = |w: usize| w as u32;
     PackedEventTables {
-        words_per_event: PACKED_WORDS_PER_EVENT as u32,
-        has_rule_id: PACKED_HAS_RULE_ID,
-        has_workload_id: PACKED_HAS_WORKLOAD_ID,
+        layout: PackedLayout {
+            header_words: word(packed::HEADER_WORDS),
+            count: word(packed::COUNT),
+            string_count: word(packed::STRING_COUNT),
+            words_per_event: word(packed::WORDS_PER_EVENT),
+            reason: word(packed::REASON),
+            kinds: word(packed::KINDS),
+            cgroup_id: word(packed::CGROUP_ID),
+            dst_ip: word(packed::DST_IP),
+            dst_port: word(packed::DST_PORT),
+            pid: word(packed::PID),
+            uid: word(packed::UID),
+            comm: word(packed::COMM),
+            rule_id: word(packed::RULE_ID),
+            generation_low: word(packed::GENERATION_LOW),
+            generation_high: word(packed::GENERATION_HIGH),
+            workload_id: word(packed::WORKLOAD_ID),
+            observed_at: word(packed::OBSERVED_AT),
+            kind_mask: packed::KIND_MASK,
+            protocol_shift: packed::PROTOCOL_SHIFT,
+            flags_shift: packed::FLAGS_SHIFT,
+            has_rule_id: packed::HAS_RULE_ID,
+            has_workload_id: packed::HAS_WORKLOAD_ID,
+        },
+        namespace: DATAPLANE_NAMESPACE,
         reason_codes: by_value(codes().map(|(v, c)| (v, c.as_str()))),
         verdicts: by_value(codes().map(|(v, c)| (v, c.verdict().as_str()))),
         would_block: by_value(codes().map(|(v, c)| (v, c.would_block())))
@@ -502,14 +583,19 @@ mod tests {
 
     #[test]
     fn packed_batch_round_trips_its_string_table() {
+        use packed::*;
         let events = synthetic_events(25);
         let buf = to_packed(&events);
         let word = |i: usize| {
             u32::from_le_bytes([buf[4 * i], buf[4 * i + 1], buf[4 * i + 2], buf[4 * i + 3]])
         };
-        let (count, nstrings, nbytes) = (word(0) as usize, word(1) as usize, word(2) as usize);
+        let (count, nstrings, nbytes) = (
+            word(COUNT) as usize,
+            word(STRING_COUNT) as usize,
+            word(STRING_BYTES) as usize,
+        );
         assert_eq!(count, 25);
-        let ends_at = 3 + count * PACKED_WORDS_PER_EVENT;
+        let ends_at = HEADER_WORDS + count * WORDS_PER_EVENT;
         let bytes_at = 4 * (ends_at + nstrings);
         assert_eq!(buf.len(), bytes_at + nbytes);
         let string = |idx: u32| {
@@ -522,22 +608,28 @@ mod tests {
             let end = word(ends_at + idx) as usize;
             String::from_utf8_lossy(&buf[bytes_at + start..bytes_at + end]).into_owned()
         };
+        let record = |n: usize, k: usize| word(HEADER_WORDS + n * WORDS_PER_EVENT + k);
         // A string repeated across events is stored once: every event points at the same comm entry.
-        let comm_index = word(3 + 7);
-        assert!((0..count).all(|n| word(3 + n * PACKED_WORDS_PER_EVENT + 7) == comm_index));
+        assert!((0..count).all(|n| record(n, COMM) == record(0, COMM)));
         for (n, e) in events.iter().enumerate() {
-            let w = |k: usize| word(3 + n * PACKED_WORDS_PER_EVENT + k);
-            assert_eq!(w(0), e.reason.value());
-            assert_eq!(w(1) & 0xff, e.hook as u32);
-            assert_eq!((w(1) >> 8) & 0xff, e.protocol as u32);
-            assert_eq!(string(w(2)), e.cgroup_id.to_string());
-            assert_eq!(string(w(3)), e.dst_ip.to_string());
-            assert_eq!(string(w(7)), e.comm);
-            assert_eq!((w(1) >> 16) & PACKED_HAS_RULE_ID != 0, e.rule_id.is_some());
+            let w = |k: usize| record(n, k);
+            assert_eq!(w(REASON), e.reason.value());
+            assert_eq!(w(KINDS) & KIND_MASK, e.hook as u32);
+            assert_eq!((w(KINDS) >> PROTOCOL_SHIFT) & KIND_MASK, e.protocol as u32);
+            assert_eq!(string(w(CGROUP_ID)), e.cgroup_id.to_string());
+            assert_eq!(string(w(DST_IP)), e.dst_ip.to_string());
+            assert_eq!(w(DST_PORT), u32::from(e.dst_port));
+            assert_eq!((w(PID), w(UID)), (e.pid, e.uid));
+            assert_eq!(string(w(COMM)), e.comm);
+            let flags = w(KINDS) >> FLAGS_SHIFT;
+            assert_eq!(flags & HAS_RULE_ID != 0, e.rule_id.is_some());
+            assert_eq!(flags & HAS_WORKLOAD_ID != 0, e.workload_id.is_some());
             if let Some(r) = &e.rule_id {
-                assert_eq!(&string(w(8)), r);
+                assert_eq!(&string(w(RULE_ID)), r);
             }
-            assert_eq!(string(w(12)), rfc3339_nanos(e.observed_at));
+            let generation = u64::from(w(GENERATION_LOW)) | (u64::from(w(GENERATION_HIGH)) << 32);
+            assert_eq!(generation, e.policy_generation);
+            assert_eq!(string(w(OBSERVED_AT)), rfc3339_nanos(e.observed_at));
         }
     }
 }

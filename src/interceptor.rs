@@ -24,7 +24,9 @@ use crate::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
 use crate::issues::to_js_issues;
 use interceptor_ebpf_core::contract::cgroup::{parse_interceptor_target, TargetKind};
 use interceptor_ebpf_core::contract::json_reader::parse_literal;
-use interceptor_ebpf_core::contract::load_options::{parse_close_options, parse_load_options};
+use interceptor_ebpf_core::contract::load_options::{
+    parse_close_options, parse_events_options, parse_load_options, MAX_EVENT_BATCH,
+};
 use interceptor_ebpf_core::contract::modes::{FailMode, Mode};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::validation::ValidationError;
@@ -32,9 +34,6 @@ use interceptor_ebpf_core::dataplane::{
     Dataplane, DataplaneError, DataplaneOptions, DataplaneStatus, EventReceiver, ManagedCgroup,
     PolicySummary,
 };
-
-/// Largest batch one `nextEventBatch` call returns; bounds the latency of one N-API crossing.
-const MAX_BATCH: u32 = 65_536;
 
 /// A dataplane error as JavaScript sees it: its stable `code` ([`DataplaneError::code`]), its one-line message
 /// (causes included), and for a verifier rejection the log, once, as `verifierLog`.
@@ -211,6 +210,13 @@ impl Task for LoadTask {
             }),
         })
     }
+}
+
+/// The batch size of `events({batchSize?})` / `eventBatches({batchSize?})`.
+#[napi(js_name = "eventBatchSize")]
+pub fn event_batch_size(options: Option<Value>) -> napi::Result<u32> {
+    parse_events_options(options.as_ref())
+        .map_err(|e| validation_error("InterceptorEventsOptions", &e))
 }
 
 /// Validates `options` now (a bad option rejects without touching the kernel) and loads off-thread.
@@ -440,7 +446,7 @@ impl NativeInterceptor {
         max: u32,
     ) -> napi::Result<PromiseRaw<'env, Option<EncodedBatch>>> {
         let shared = Arc::clone(&self.shared);
-        let max = max.clamp(1, MAX_BATCH) as usize;
+        let max = max.clamp(1, MAX_EVENT_BATCH) as usize;
         env.spawn_future(async move {
             let batch = next_batch(Arc::clone(&shared), max).await?;
             Ok(batch.map(|events| {

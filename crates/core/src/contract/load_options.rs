@@ -1,7 +1,8 @@
 //! How the dataplane is loaded: [`DataplaneOptions`], its defaults, and every rule its values obey. The Node
 //! API reads `Interceptor.load(options)` with [`parse_load_options`]; the agent fills the struct from its own
 //! configuration; `Dataplane::load` calls [`DataplaneOptions::validate`], the same rules, for Rust callers.
-//! Issue paths are the Node option names (`ringBufferBytes`), the names the documentation uses.
+//! Issue paths are the Node option names (`ringBufferBytes`), the names the documentation uses. The two other
+//! option objects of `Interceptor` methods are here too: `close({detach?})` and `events({batchSize?})`.
 //!
 //! Rules:
 //! - `cgroupRoot`, `pinDir`: absolute paths without NUL ([`absolute_path_rule`]).
@@ -267,6 +268,26 @@ pub fn parse_load_options(input: Option<&Value>) -> Result<DataplaneOptions, Val
     issues.finish(Some(opts))
 }
 
+/// Most events one `events()`/`eventBatches()` step fetches from the native queue: bounds the latency of one
+/// N-API crossing.
+pub const MAX_EVENT_BATCH: u32 = 65_536;
+/// The batch size when `batchSize` is not given.
+pub const DEFAULT_EVENT_BATCH: u32 = 4_096;
+
+/// `events({batchSize?})` and `eventBatches({batchSize?})`: the batch size, 1..=[`MAX_EVENT_BATCH`], default
+/// [`DEFAULT_EVENT_BATCH`].
+pub fn parse_events_options(input: Option<&Value>) -> Result<u32, ValidationError> {
+    let Some(input) = json_reader::js_options(input) else {
+        return Ok(DEFAULT_EVENT_BATCH);
+    };
+    let mut issues = Issues::new();
+    let size = object(Some(&*input), &[], &["batchSize"], &mut issues).and_then(|obj| {
+        obj.opt_int("batchSize", 1, u64::from(MAX_EVENT_BATCH), &mut issues)
+            .map(|n| n.map_or(DEFAULT_EVENT_BATCH, |n| n as u32))
+    });
+    issues.finish(size)
+}
+
 /// `close({detach?})`: `detach` defaults to `false` (programs, links and maps stay pinned).
 pub fn parse_close_options(input: Option<&Value>) -> Result<bool, ValidationError> {
     let Some(input) = json_reader::js_options(input) else {
@@ -415,6 +436,29 @@ mod tests {
         assert!(ring_buffer_rule(page * 3).is_err());
         assert!(ring_buffer_rule(page / 2).is_err());
         assert!(ring_buffer_rule(MAX_RING_BUFFER_BYTES * 2).is_err());
+    }
+
+    #[test]
+    fn events_options() {
+        assert_eq!(parse_events_options(None), Ok(DEFAULT_EVENT_BATCH));
+        assert_eq!(
+            parse_events_options(Some(&json!({"batchSize": 128}))),
+            Ok(128)
+        );
+        assert_eq!(
+            parse_events_options(Some(&json!({"batchSize": MAX_EVENT_BATCH}))),
+            Ok(MAX_EVENT_BATCH)
+        );
+        for bad in [
+            json!({"batchSize": 0}),
+            json!({"batchSize": 65_537}),
+            json!({"batchSize": 1.5}),
+            json!({"batchSize": "8"}),
+            json!({"size": 8}),
+            json!(8),
+        ] {
+            assert!(parse_events_options(Some(&bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
