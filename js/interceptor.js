@@ -1,6 +1,6 @@
 'use strict'
 // `Interceptor`: the eBPF dataplane as a JavaScript class. Every rule and every kernel operation is in Rust
-// (src/node/interceptor.rs forwarding to src/dataplane); this file turns the native results into promises,
+// (src/interceptor.rs forwarding to crates/core/src/dataplane); this file turns the native results into promises,
 // errors with stable codes, and the `events()` async iterator.
 
 const native = require('./native.js')
@@ -9,7 +9,7 @@ const { ContractValidationError } = require('./errors.js')
 const ERROR_PREFIX = '{"code":"'
 
 /**
- * Native errors carry a JSON body (`{code, message, issues?, verifierLog?}`, see src/node/interceptor.rs);
+ * Native errors carry a JSON body (`{code, message, issues?, verifierLog?}`, see src/interceptor.rs);
  * this rebuilds the JavaScript error users see. Anything else is a bug or a napi type error and is rethrown.
  */
 function toPublicError(error) {

@@ -507,6 +507,7 @@ pub fn bench_event_batch(format: String, count: u32) -> napi::Result<EncodedBatc
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interceptor_ebpf_core::contract::events::EVENT_KEYS;
     use std::time::UNIX_EPOCH;
 
     #[test]
@@ -546,24 +547,8 @@ mod tests {
             })
             .collect();
         assert_eq!(key_orders.len(), 10);
-        let order = [
-            "code_namespace",
-            "reason_code",
-            "verdict",
-            "would_block",
-            "hook",
-            "cgroup_id",
-            "protocol",
-            "dst_ip",
-            "dst_port",
-            "pid",
-            "uid",
-            "comm",
-            "rule_id",
-            "policy_generation",
-            "workload_id",
-            "observed_at",
-        ];
+        // Every key of the table but `message`, which the dataplane never sets.
+        let order: Vec<&str> = EVENT_KEYS.into_iter().filter(|k| *k != "message").collect();
         for ((obj, keys), e) in parsed.iter().zip(&key_orders).zip(&events) {
             let expected: Vec<&str> = order
                 .iter()

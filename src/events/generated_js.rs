@@ -3,6 +3,7 @@
 //! committed artefact of the package, like `binding.js`.
 
 use super::{carried, Carried, EVENT_KEYS, KEY_COUNT};
+use interceptor_ebpf_core::contract::code_headers::compare_or_bless;
 use interceptor_ebpf_core::contract::events::REQUIRED_KEYS;
 use interceptor_ebpf_core::contract::reason_codes::DATAPLANE_NAMESPACE;
 
@@ -133,20 +134,7 @@ fn render_event_fields_js() -> String {
 #[test]
 fn committed_event_fields_js_matches_the_layout() {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/event-fields.js");
-    let rendered = render_event_fields_js();
-    if std::env::var_os("BLESS").is_some() {
-        std::fs::write(&path, &rendered)
-            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
-        return;
+    if let Err(e) = compare_or_bless(&path, &render_event_fields_js()) {
+        panic!("{e}");
     }
-    let committed = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "reading {}: {e}; run `pnpm run gen:headers`",
-            path.display()
-        )
-    });
-    assert_eq!(
-        committed, rendered,
-        "js/event-fields.js drifted from EVENT_KEYS or the record layout; run `pnpm run gen:headers` and commit"
-    );
 }

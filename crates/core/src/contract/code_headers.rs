@@ -7,6 +7,27 @@
 
 use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
 
+/// The drift check of a generated file: `Ok` when the committed file at `path` equals `rendered`. With `BLESS`
+/// set in the environment the file is rewritten instead (what `pnpm run gen:headers` does). The error says
+/// what to run.
+pub fn compare_or_bless(path: &std::path::Path, rendered: &str) -> Result<(), String> {
+    if std::env::var_os("BLESS").is_some() {
+        return std::fs::write(path, rendered)
+            .map_err(|e| format!("writing {}: {e}", path.display()));
+    }
+    match std::fs::read_to_string(path) {
+        Ok(committed) if committed == rendered => Ok(()),
+        Ok(_) => Err(format!(
+            "{} drifted from the Rust source it is generated from; run `pnpm run gen:headers` and commit",
+            path.display()
+        )),
+        Err(e) => Err(format!(
+            "reading {}: {e}; run `pnpm run gen:headers`",
+            path.display()
+        )),
+    }
+}
+
 /// Path (relative to the crate root) and contents of every generated file.
 pub fn render_all() -> Vec<(&'static str, String)> {
     vec![

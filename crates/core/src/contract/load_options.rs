@@ -80,7 +80,8 @@ impl Default for DataplaneOptions {
     }
 }
 
-/// The size of a memory page, the unit of a BPF ring buffer.
+/// The size of a memory page: the unit of a BPF ring buffer (the rule above) and of the dataplane's mmap of
+/// its config map. The one place that asks the system.
 pub fn page_size() -> u64 {
     // SAFETY: sysconf only reads a system constant; it has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use super::abi::{self, Config};
 use super::error::DataplaneError;
+use crate::contract::load_options::page_size;
 
 pub(crate) struct ConfigMapping {
     base: NonNull<u8>,
@@ -21,9 +22,7 @@ unsafe impl Sync for ConfigMapping {}
 
 impl ConfigMapping {
     pub(crate) fn new(fd: BorrowedFd<'_>) -> Result<Self, DataplaneError> {
-        // SAFETY: sysconf has no preconditions.
-        let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-        let len = usize::try_from(page)
+        let len = usize::try_from(page_size())
             .unwrap_or(4096)
             .max(std::mem::size_of::<Config>());
         // SAFETY: a fresh shared mapping of a BPF_F_MMAPABLE array fd; the kernel checks the length and flags.

@@ -293,21 +293,28 @@ pub(crate) async fn run_reader(
 mod tests {
     use super::*;
 
+    /// A DENY_DEFAULT record of a TCP connect to port 443 from cgroup 42, on `hook`.
+    fn denied_connect(hook: Hook, family: u8) -> RawEvent {
+        RawEvent {
+            cgroup_id: 42,
+            reason: DataplaneReasonCode::DenyDefault as u32,
+            rule_index: abi::RULE_INDEX_NONE,
+            dst_port: 443,
+            hook: hook as u8,
+            protocol: Protocol::Tcp as u8,
+            family,
+            ..RawEvent::default()
+        }
+    }
+
     #[test]
     fn decodes_a_record_and_keeps_mapped_ipv6() {
         let mut raw = RawEvent {
             monotonic_ns: 5_000_000_000,
-            cgroup_id: 42,
             tgid: 7,
             uid: 1000,
-            reason: DataplaneReasonCode::DenyDefault as u32,
-            rule_index: abi::RULE_INDEX_NONE,
-            dst_port: 443,
-            hook: Hook::Connect6 as u8,
-            protocol: Protocol::Tcp as u8,
-            family: abi::FAMILY_INET6,
             policy_generation: 3,
-            ..RawEvent::default()
+            ..denied_connect(Hook::Connect6, abi::FAMILY_INET6)
         };
         raw.dst_addr[10] = 0xff;
         raw.dst_addr[11] = 0xff;
@@ -329,16 +336,7 @@ mod tests {
     #[test]
     fn a_comm_that_is_not_utf8_still_gives_a_valid_event() {
         use crate::contract::events::{parse_value, COMM_MAX_BYTES};
-        let mut raw = RawEvent {
-            cgroup_id: 42,
-            reason: DataplaneReasonCode::DenyDefault as u32,
-            rule_index: abi::RULE_INDEX_NONE,
-            dst_port: 443,
-            hook: Hook::Connect4 as u8,
-            protocol: Protocol::Tcp as u8,
-            family: abi::FAMILY_INET,
-            ..RawEvent::default()
-        };
+        let mut raw = denied_connect(Hook::Connect4, abi::FAMILY_INET);
         raw.dst_addr[..4].copy_from_slice(&[192, 0, 2, 1]);
         for comm in [[0xff; 16], *b"caf\xc3\xa9\xff\xfe\x80abcdefg\xe2"] {
             raw.comm = comm;

@@ -158,6 +158,31 @@ impl ControlProtocolError {
     }
 }
 
+/// The `payload` or `data` of a command that has none: absent or `null`. `what` completes the message
+/// (`"{command} {what} (absent or null)"`).
+fn absent_or_null(
+    command: Command,
+    what: &str,
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> bool {
+    match v {
+        None | Some(Value::Null) => true,
+        Some(other) => {
+            issues.push(
+                path.to_vec(),
+                IssueCode::InvalidType,
+                format!(
+                    "{command} {what} (absent or null), received {}",
+                    super::json_reader::type_name(other)
+                ),
+            );
+            false
+        }
+    }
+}
+
 /// A known command, or an issue naming the known ones (requests, responses and errors alike).
 fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Command> {
     match v {

@@ -5,12 +5,14 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::envelope::read_request_envelope;
-use super::{Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE};
+use super::{
+    absent_or_null, Command, ControlProtocolError, ControlResponse, Mode, MAX_ISSUES_IN_MESSAGE,
+};
 use crate::contract::cgroup::{read_cgroup_ref, read_workload_id, CgroupRef, PathSyntax};
-use crate::contract::json_reader::{self, object, Issues};
+use crate::contract::json_reader::{object, Issues};
 use crate::contract::policy::{parse_snapshot, PolicySnapshot};
 use crate::contract::reason_codes::ControlAuthzCode;
-use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
+use crate::contract::validation::{Issue, PathSegment, ValidationError};
 
 /// The UpsertManagedCgroup payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -236,36 +238,15 @@ fn read_request(v: &Value) -> Result<ControlRequest, RequestRejection> {
     }
 }
 
-fn no_payload(
-    command: Command,
-    v: Option<&Value>,
-    path: &[PathSegment],
-    issues: &mut Issues,
-) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(other) => {
-            issues.push(
-                path.to_vec(),
-                IssueCode::InvalidType,
-                format!(
-                    "{command} takes no payload (absent or null), received {}",
-                    json_reader::type_name(other)
-                ),
-            );
-            false
-        }
-    }
-}
-
 pub(super) fn read_payload(
     command: Command,
     v: Option<&Value>,
     issues: &mut Issues,
 ) -> Option<CommandRequest> {
     let path = vec![PathSegment::from("payload")];
-    let simple =
-        |c: CommandRequest, issues: &mut Issues| no_payload(command, v, &path, issues).then_some(c);
+    let simple = |c: CommandRequest, issues: &mut Issues| {
+        absent_or_null(command, "takes no payload", v, &path, issues).then_some(c)
+    };
     match command {
         Command::GetHealth => simple(CommandRequest::GetHealth, issues),
         Command::GetStatus => simple(CommandRequest::GetStatus, issues),

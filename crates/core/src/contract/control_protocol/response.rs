@@ -4,7 +4,9 @@
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use super::{read_command, Command, ControlProtocolError, FailMode, Mode, MAX_SAFE_INTEGER};
+use super::{
+    absent_or_null, read_command, Command, ControlProtocolError, FailMode, Mode, MAX_SAFE_INTEGER,
+};
 use crate::contract::cgroup::{
     check_cgroup_path, parse_cgroup_id, read_workload_id, ManagedCgroup,
 };
@@ -298,23 +300,6 @@ fn read_protocol_error(
     })
 }
 
-fn no_data(command: Command, v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> bool {
-    match v {
-        None | Some(Value::Null) => true,
-        Some(other) => {
-            issues.push(
-                path.to_vec(),
-                IssueCode::InvalidType,
-                format!(
-                    "{command} responds without data (absent or null), received {}",
-                    json_reader::type_name(other)
-                ),
-            );
-            false
-        }
-    }
-}
-
 pub(super) fn read_data(
     command: Command,
     v: Option<&Value>,
@@ -322,9 +307,11 @@ pub(super) fn read_data(
     issues: &mut Issues,
 ) -> Option<ResponseData> {
     match command {
-        Command::Shutdown => no_data(command, v, path, issues).then_some(ResponseData::Shutdown),
+        Command::Shutdown => absent_or_null(command, "responds without data", v, path, issues)
+            .then_some(ResponseData::Shutdown),
         Command::SubscribeEvents => {
-            no_data(command, v, path, issues).then_some(ResponseData::SubscribeEvents)
+            absent_or_null(command, "responds without data", v, path, issues)
+                .then_some(ResponseData::SubscribeEvents)
         }
         Command::GetHealth => read_health(v, path, issues).map(ResponseData::GetHealth),
         Command::GetStatus => read_status(v, path, issues).map(ResponseData::GetStatus),

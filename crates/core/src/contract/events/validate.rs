@@ -93,6 +93,20 @@ impl<'a> Checker<'a, '_> {
         self.string(k, expected)
     }
 
+    /// An optional string of `T`'s list; `expected` names the list in messages.
+    fn literal<T: WireLiteral>(&mut self, k: usize, expected: &str) -> Option<T> {
+        let s = self.string(k, expected)?;
+        let value = T::from_wire_literal(s);
+        if value.is_none() {
+            self.push(
+                k,
+                IssueCode::InvalidValue,
+                format!("expected {expected}, received {}", quoted(s)),
+            );
+        }
+        value
+    }
+
     /// An optional integer in `0..=max`.
     fn integer(&mut self, k: usize, max: u64) -> Option<u64> {
         let n = match self.field(k) {
@@ -259,17 +273,7 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
         }
     }
 
-    let hook = c.string(HOOK, &HOOKS).and_then(|s| {
-        let h = Hook::from_wire(s);
-        if h.is_none() {
-            c.push(
-                HOOK,
-                IssueCode::InvalidValue,
-                format!("expected {}, received {}", *HOOKS, quoted(s)),
-            );
-        }
-        h
-    });
+    let hook = c.literal::<Hook>(HOOK, &HOOKS);
 
     let cgroup_id =
         c.string(CGROUP_ID, "a string of decimal digits")
@@ -283,17 +287,7 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
 
     let message = c.string(MESSAGE, "a string");
 
-    let protocol = c.string(PROTOCOL, &PROTOCOLS).and_then(|s| {
-        let p = Protocol::from_wire(s);
-        if p.is_none() {
-            c.push(
-                PROTOCOL,
-                IssueCode::InvalidValue,
-                format!("expected {}, received {}", *PROTOCOLS, quoted(s)),
-            );
-        }
-        p
-    });
+    let protocol = c.literal::<Protocol>(PROTOCOL, &PROTOCOLS);
 
     let dst_ip =
         c.string(DST_IP, "an IP address string")
