@@ -1,4 +1,4 @@
-// Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit.
+// Generated from the Rust lists of crates/core/src/contract/ by `pnpm run gen:headers`. Do not edit.
 
 /** Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1. */
 export declare const dataplaneVerdictReasonCodes: readonly [
@@ -26,3 +26,30 @@ export declare const controlPlaneAuthzErrorCodes: readonly [
   'CTRL_REQUEST_PAYLOAD_INVALID',
   'CTRL_COMMAND_FAILED',
 ]
+
+/** The verdict of a dataplane reason code. */
+export type Verdict = 'allow' | 'deny'
+
+/** The cgroup sock_addr hooks the dataplane attaches to. */
+export type Hook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+
+/** The transport protocols the dataplane judges. */
+export type Protocol = 'tcp' | 'udp'
+
+/** Enforcement mode. */
+export type Mode = 'enforce' | 'observe'
+
+/** What enforce mode does while degraded. */
+export type FailMode = 'closed' | 'open'
+
+/** What a matching policy rule does. */
+export type RuleAction = 'allow' | 'deny'
+
+/** The control protocol's commands. */
+export type ControlProtocolCommand = 'GetHealth' | 'GetStatus' | 'GetPolicySummary' | 'ReplacePolicySnapshot' | 'UpsertManagedCgroup' | 'DeleteManagedCgroup' | 'SetGlobalMode' | 'SetCgroupMode' | 'Shutdown' | 'SubscribeEvents'
+
+/** GetHealth's status. */
+export type HealthStatus = 'ok' | 'degraded'
+
+/** The agent configuration's environment. */
+export type Environment = 'development' | 'test' | 'production'

@@ -1,12 +1,12 @@
 import type { Schema } from './errors'
-import type { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes } from './code-lists'
+import type { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes, Verdict, Hook } from './code-lists'
 
 export { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes } from './code-lists'
 
 export type DataplaneVerdictReasonCode = (typeof dataplaneVerdictReasonCodes)[number]
 export type ControlPlaneAuthzErrorCode = (typeof controlPlaneAuthzErrorCodes)[number]
-export type DataplaneVerdict = 'allow' | 'deny'
-export type DataplaneHook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+export type DataplaneVerdict = Verdict
+export type DataplaneHook = Hook
 
 type OverlappingCodes = Extract<DataplaneVerdictReasonCode, ControlPlaneAuthzErrorCode>
 

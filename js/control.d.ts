@@ -1,5 +1,12 @@
 import type { ContractIssue, ContractValidationError, Schema } from './errors'
 import type { ControlPlaneAuthzErrorCode, DataplaneHook } from './codes'
+import type {
+  ControlProtocolCommand as CommandLiteral,
+  Environment,
+  FailMode,
+  HealthStatus,
+  Mode,
+} from './code-lists'
 import type { PolicySnapshot, PolicySnapshotInput } from './policy'
 
 // ---- ControlPlaneAuthzEvent -------------------------------------------------------------------------------
@@ -31,22 +38,13 @@ export declare function serializeControlPlaneAuthzErrorToLog(event: unknown): Co
 
 // ---- Control protocol -------------------------------------------------------------------------------------
 
-export type ControlProtocolCommand =
-  | 'GetHealth'
-  | 'GetStatus'
-  | 'GetPolicySummary'
-  | 'ReplacePolicySnapshot'
-  | 'UpsertManagedCgroup'
-  | 'DeleteManagedCgroup'
-  | 'SetGlobalMode'
-  | 'SetCgroupMode'
-  | 'Shutdown'
-  | 'SubscribeEvents'
+/** The commands, from the Rust list (js/code-lists.d.ts is generated from it). */
+export type ControlProtocolCommand = CommandLiteral
 
 export declare const controlProtocolCommands: readonly ControlProtocolCommand[]
 
-export type ControlMode = 'enforce' | 'observe'
-export type ControlFailMode = 'closed' | 'open'
+export type ControlMode = Mode
+export type ControlFailMode = FailMode
 
 /**
  * A cgroup by path (absolute from the cgroup2 mount as /proc/<pid>/cgroup prints it, normalised, not `/`) or by
@@ -123,7 +121,7 @@ export type ControlProtocolError = {
 
 export interface HealthData {
   /** `degraded` exactly when `degradedReasons` is non-empty. */
-  status: 'ok' | 'degraded'
+  status: HealthStatus
   degradedReasons: string[]
 }
 
@@ -258,7 +256,7 @@ export declare const ControlCommandResponseSchema: Schema<ControlCommandResponse
 /** Strict; every field defaulted, so `{}` and `undefined` parse to the all-defaults config. */
 export type EbpfInterceptorConfig = {
   /** Default `development`. */
-  environment: 'development' | 'test' | 'production'
+  environment: Environment
   /** Default true. */
   rejectUnknownReasonCodes: boolean
   /** Absolute, at most 107 bytes. Default `/var/run/broker-interceptor-ebpf/agentd.sock`. */

@@ -1,5 +1,6 @@
 import type { ContractIssue, Schema } from './errors'
 import type { DataplaneHook } from './codes'
+import type { Protocol } from './code-lists'
 
 /** Fields every DataplanePacketEvent may carry besides the code, verdict and would_block. */
 export type DataplanePacketEventFields = {
@@ -8,7 +9,7 @@ export type DataplanePacketEventFields = {
   /** cgroup v2 id as decimal text (a u64 does not fit a JavaScript number); no leading zeros. */
   cgroup_id?: string
   message?: string
-  protocol?: 'tcp' | 'udp'
+  protocol?: Protocol
   /** Canonical IPv4 or IPv6 text (`10.0.0.1`, `2001:db8::1`, `::ffff:10.0.0.1`). */
   dst_ip?: string
   /** Integer 0..65535. */

@@ -1,9 +1,10 @@
-import type { DataplaneVerdictReasonCode } from './codes'
+import type { DataplaneVerdictReasonCode, DataplaneHook } from './codes'
+import type { FailMode, Mode, Protocol } from './code-lists'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
-export type DataplaneMode = 'enforce' | 'observe'
+export type DataplaneMode = Mode
 /** What an enforced, managed cgroup gets while the agent's heartbeat is stale or no policy was ever loaded. */
-export type DataplaneFailMode = 'closed' | 'open'
+export type DataplaneFailMode = FailMode
 
 /** Options of `Interceptor.load()`. Every key is optional; unknown keys are rejected. */
 export interface InterceptorOptions {
@@ -64,7 +65,7 @@ export interface PolicySummary {
 }
 
 export interface DataplaneStatus {
-  attachedHooks: Array<'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'>
+  attachedHooks: DataplaneHook[]
   cgroupRoot: string
   pinDir: string
   /** The pinned state of an earlier loader was adopted instead of starting empty. */
@@ -93,10 +94,10 @@ type DenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED'
 
 interface InterceptorEventFields {
   code_namespace: 'dataplane_verdict'
-  hook: 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+  hook: DataplaneHook
   /** u64 as decimal text. */
   cgroup_id: string
-  protocol: 'tcp' | 'udp'
+  protocol: Protocol
   /** Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). */
   dst_ip: string
   dst_port: number

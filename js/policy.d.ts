@@ -1,4 +1,5 @@
 import type { Schema } from './errors'
+import type { Protocol, RuleAction } from './code-lists'
 
 /** A broker endpoint: always TCP. `ip` is canonical IPv4 or IPv6 text (not IPv4-mapped IPv6). */
 export interface PolicyBrokerEndpoint {
@@ -17,13 +18,13 @@ export interface PolicyDnsEndpoint {
 export interface PolicyRule {
   /** 1..=63 bytes, no control characters, unique in the snapshot; reported as `rule_id` in events. */
   id: string
-  action: 'allow' | 'deny'
+  action: RuleAction
   /** Canonical CIDR with host bits zero (`10.0.0.0/8`, `2001:db8::/32`); IPv4-mapped IPv6 ranges are refused. */
   cidr: string
   /** Non-empty, each 1..=65535, no duplicates; omit to match every port. */
   ports?: number[]
   /** Omit to match TCP and UDP. */
-  protocol?: 'tcp' | 'udp'
+  protocol?: Protocol
 }
 
 export interface PolicySampling {

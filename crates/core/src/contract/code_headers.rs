@@ -5,7 +5,13 @@
 //! The committed files are compared with this output by `tests/code_headers.rs`; `pnpm run gen:headers`
 //! (`BLESS=1 cargo test --test code_headers`) rewrites them.
 
-use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
+use super::config::Environment;
+use super::control_protocol::{Command, HealthStatus};
+use super::hook::{Hook, Protocol};
+use super::modes::{FailMode, Mode};
+use super::policy::RuleAction;
+use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode, Verdict};
+use super::wire_literal::{alternatives, WireLiteral};
 
 /// The drift check of a generated file: `Ok` when the committed file at `path` equals `rendered`. With `BLESS`
 /// set in the environment the file is rewritten instead (what `pnpm run gen:headers` does). The error says
@@ -40,7 +46,9 @@ pub fn render_all() -> Vec<(&'static str, String)> {
     ]
 }
 
-/// `js/code-lists.d.ts`: both lists as readonly tuples, so TypeScript derives exact unions from them.
+/// `js/code-lists.d.ts`: both code lists as readonly tuples, so TypeScript derives exact unions from them, and
+/// every other closed list of the contract as a union type, so no `.d.ts` spells a hook, protocol, mode or
+/// command by hand and a value appended to a Rust list reaches the types.
 pub fn render_ts_code_lists() -> String {
     fn tuple(out: &mut String, doc: &str, name: &str, codes: impl Iterator<Item = &'static str>) {
         out.push_str(&format!(
@@ -51,7 +59,7 @@ pub fn render_ts_code_lists() -> String {
         }
         out.push_str("]\n");
     }
-    let mut out = String::from("// Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit.\n\n");
+    let mut out = String::from("// Generated from the Rust lists of crates/core/src/contract/ by `pnpm run gen:headers`. Do not edit.\n\n");
     tuple(
         &mut out,
         "Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1.",
@@ -65,6 +73,54 @@ pub fn render_ts_code_lists() -> String {
         "controlPlaneAuthzErrorCodes",
         ControlAuthzCode::ALL.iter().map(|c| c.as_str()),
     );
+    fn union<T: WireLiteral>() -> String {
+        alternatives::<T>(|s| format!("'{s}'"), " | ")
+    }
+    for (name, doc, values) in [
+        (
+            "Verdict",
+            "The verdict of a dataplane reason code.",
+            union::<Verdict>(),
+        ),
+        (
+            "Hook",
+            "The cgroup sock_addr hooks the dataplane attaches to.",
+            union::<Hook>(),
+        ),
+        (
+            "Protocol",
+            "The transport protocols the dataplane judges.",
+            union::<Protocol>(),
+        ),
+        ("Mode", "Enforcement mode.", union::<Mode>()),
+        (
+            "FailMode",
+            "What enforce mode does while degraded.",
+            union::<FailMode>(),
+        ),
+        (
+            "RuleAction",
+            "What a matching policy rule does.",
+            union::<RuleAction>(),
+        ),
+        (
+            "ControlProtocolCommand",
+            "The control protocol's commands.",
+            union::<Command>(),
+        ),
+        (
+            "HealthStatus",
+            "GetHealth's status.",
+            union::<HealthStatus>(),
+        ),
+        (
+            "Environment",
+            "The agent configuration's environment.",
+            union::<Environment>(),
+        ),
+    ] {
+        out.push_str(&format!("\n/** {doc} */\nexport type {name} = {values}\n"));
+    }
     out
 }
 
