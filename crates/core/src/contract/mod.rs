@@ -3,9 +3,11 @@
 pub mod code_headers;
 pub mod config;
 pub mod control_authz;
+pub mod control_client;
 pub mod control_protocol;
 pub mod event_json;
 pub mod events;
+pub mod heartbeat;
 pub mod hook;
 pub mod json_reader;
 pub mod modes;
