@@ -243,7 +243,14 @@ class ControlClient {
     if (this.connection === null || this.connection.closed) {
       this.connection = new Connection(await connectSocket(this.socketPath, timeoutMs), (c) => this.onClose(c))
     }
-    return this.connection.send(line, command, id, timeoutMs)
+    const connection = this.connection
+    const data = await connection.send(line, command, id, timeoutMs)
+    if (command === 'Shutdown') {
+      // The agent stops after this reply and its end of the connection goes with it; drop ours now, so the
+      // next call connects afresh (and says the agent is gone) instead of racing the close on this one.
+      connection.fail(new ControlClientError('ERR_CONTROL_CLOSED', 'the agent stopped (Shutdown)'))
+    }
+    return data
   }
 
   getHealth(options) {
