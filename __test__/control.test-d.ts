@@ -20,6 +20,9 @@ import {
   type ControlCommandRequestInput,
   type ControlProtocolRequest,
   type StatusData,
+  type HealthData,
+  type ControlCommandPayloads,
+  type ShutdownPayload,
   type ControlProtocolResponse,
   type EbpfInterceptorConfig,
   type PolicySnapshot,
@@ -54,6 +57,29 @@ const both: ControlCommandRequestInput = { command: 'DeleteManagedCgroup', paylo
 const noPayload: ControlCommandRequestInput = { command: 'SetGlobalMode' }
 // @ts-expect-error GetHealth takes no payload
 const extraPayload: ControlCommandRequestInput = { command: 'GetHealth', payload: { verbose: true } }
+// Shutdown's payload is optional: absent, null, or {detach?}.
+const shutdowns: ControlCommandRequestInput[] = [
+  { command: 'Shutdown' },
+  { command: 'Shutdown', payload: null },
+  { command: 'Shutdown', payload: {} },
+  { command: 'Shutdown', payload: { detach: true }, id: 'bye' },
+]
+// @ts-expect-error detach is a boolean
+const detachString: ControlCommandRequestInput = { command: 'Shutdown', payload: { detach: 'yes' } }
+const shutdownInput: ShutdownPayload = { detach: false }
+const normalisedShutdown: ControlCommandPayloads['Shutdown'] = parseControlCommandPayload('Shutdown', shutdownInput)
+if (normalisedShutdown !== undefined) {
+  const detach: true = normalisedShutdown.detach
+  void detach
+}
+const checkedShutdown = parseControlCommandRequest({ command: 'Shutdown', payload: { detach: true } })
+if (checkedShutdown.command === 'Shutdown') {
+  const detach: true | undefined = checkedShutdown.payload?.detach
+  void detach
+}
+// @ts-expect-error the normalised form only says `detach: true`
+const notNormalised: ControlCommandPayloads['Shutdown'] = { detach: false }
+void [shutdowns, detachString, notNormalised]
 
 const plain: ControlProtocolResponse = parseControlProtocolResponseLine(Buffer.from('{"ok":true,"command":"Shutdown"}'))
 void plain
@@ -62,6 +88,16 @@ const statusData: StatusData = parseControlCommandData('GetStatus', {})
 const modePayload: 'enforce' | 'observe' = parseControlCommandPayload('SetGlobalMode', {}).mode
 const nothing: undefined = parseControlCommandPayload('GetHealth', null)
 const viaSchema: 'ok' | 'degraded' = ControlCommandDataSchemas.GetHealth.parse({}).status
+const health: HealthData = parseControlCommandData('GetHealth', {})
+const healthExtras: [string | undefined, string | undefined, boolean | undefined, number | undefined, number | undefined, number | undefined] = [
+  health.degradedSince,
+  health.startedAt,
+  health.adopted,
+  health.adoptedHeartbeatAgeMs,
+  health.heartbeatAgeMs,
+  health.heartbeatGraceMs,
+]
+void healthExtras
 const payloadSchema: number = ControlCommandPayloadSchemas.ReplacePolicySnapshot.parse({}).dns[0]!.port
 // @ts-expect-error not a command
 parseControlCommandPayload('Reboot', {})

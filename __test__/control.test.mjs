@@ -9,9 +9,13 @@ import {
   ControlProtocolRequestError,
   ControlCommandRequestSchema,
   ControlCommandResponseSchema,
+  ControlCommandDataSchemas,
+  ControlCommandPayloadSchemas,
   ControlProtocolSuccessResponseSchema,
   controlProtocolCommands,
   parseControlPlaneAuthzEvent,
+  parseControlCommandData,
+  parseControlCommandPayload,
   parseControlCommandRequest,
   parseControlCommandRequestLine,
   parseControlCommandResponse,
@@ -195,4 +199,60 @@ test('responses: data schemas reject what they must', () => {
   ]
   for (const res of bad) assert.equal(ControlCommandResponseSchema.safeParse(res).success, false, JSON.stringify(res))
   assert.throws(() => parseControlCommandResponseLine('{"ok":true,"ok":false}'), { code: 'ERR_CONTRACT_VALIDATION' })
+})
+
+test('Shutdown: optional {detach} payload, at every command-level export; the envelope takes anything', () => {
+  for (const payload of [undefined, null, {}, { detach: false }]) {
+    assert.equal(parseControlCommandPayload('Shutdown', payload), undefined, JSON.stringify(payload))
+    assert.equal(ControlCommandPayloadSchemas.Shutdown.parse(payload), undefined)
+    const req = payload === undefined ? { command: 'Shutdown' } : { command: 'Shutdown', payload }
+    assert.deepEqual(parseControlCommandRequest(req), { command: 'Shutdown' }, 'a plain shutdown carries no payload')
+  }
+  assert.deepEqual(parseControlCommandPayload('Shutdown', { detach: true }), { detach: true })
+  assert.deepEqual(parseControlCommandRequestLine('{"command":"Shutdown","payload":{"detach":true},"id":"bye"}\n'), {
+    command: 'Shutdown',
+    payload: { detach: true },
+    id: 'bye',
+  })
+  for (const payload of [{ detach: 'yes' }, { force: true }, [], 0]) {
+    assert.equal(ControlCommandPayloadSchemas.Shutdown.safeParse(payload).success, false, JSON.stringify(payload))
+    const e = rejection(() => parseControlCommandRequest({ command: 'Shutdown', payload, id: 's' }))
+    assert.equal(e.controlError.reason_code, 'CTRL_REQUEST_PAYLOAD_INVALID', JSON.stringify(payload))
+  }
+  const e = ControlCommandPayloadSchemas.Shutdown.safeParse({ detach: 1 })
+  assert.deepEqual(e.error.issues.map((i) => i.path), [['detach']])
+})
+
+test('GetHealth data: the optional agent fields, and their rules', () => {
+  const full = {
+    status: 'degraded',
+    degradedReasons: ['no policy loaded'],
+    degradedSince: '2026-11-29T11:00:20.599926676Z',
+    startedAt: '2026-11-29T11:00:20Z',
+    adopted: true,
+    adoptedHeartbeatAgeMs: 7059,
+    heartbeatAgeMs: 389,
+    heartbeatGraceMs: 5000,
+  }
+  assert.deepEqual(parseControlCommandData('GetHealth', full), full)
+  assert.deepEqual(ControlCommandDataSchemas.GetHealth.parse({ status: 'ok', degradedReasons: [], adopted: false }), {
+    status: 'ok',
+    degradedReasons: [],
+    adopted: false,
+  })
+  const res = { ok: true, command: 'GetHealth', data: full, id: '2' }
+  assert.deepEqual(parseControlCommandResponseLine(JSON.stringify(res)), res)
+  const ok = { status: 'ok', degradedReasons: [] }
+  for (const bad of [
+    { ...ok, degradedSince: '2026-11-29T11:00:20Z' },
+    { ...ok, adoptedHeartbeatAgeMs: 5 },
+    { ...ok, adopted: false, adoptedHeartbeatAgeMs: 5 },
+    { ...ok, startedAt: 'yesterday' },
+    { ...ok, adopted: 'yes' },
+    { ...ok, heartbeatAgeMs: -1 },
+    { ...ok, heartbeatGraceMs: 1.5 },
+    { ...ok, uptimeMs: 1 },
+  ]) {
+    assert.equal(ControlCommandDataSchemas.GetHealth.safeParse(bad).success, false, JSON.stringify(bad))
+  }
 })

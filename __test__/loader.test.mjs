@@ -72,3 +72,21 @@ test('NAPI_RS_NATIVE_LIBRARY_PATH pointing nowhere is reported as such', (t) => 
 test('the package loads normally from the checkout', () => {
   assert.deepEqual(load(root), { loaded: true })
 })
+
+test('every module in js/ loads the addon through js/native.js, never binding.js directly', (t) => {
+  const dir = path.join(root, 'js')
+  const modules = fs.readdirSync(dir).filter((f) => f.endsWith('.js') && f !== 'native.js')
+  const text = (f) => fs.readFileSync(path.join(dir, f), 'utf8')
+  const direct = modules.filter((f) => /require\(\s*['"][^'"]*binding(\.js)?['"]\s*\)/.test(text(f)))
+  assert.deepEqual(direct, [], 'these require binding.js and would bypass the load error of js/native.js')
+  const native = modules.filter((f) => text(f).includes("require('./native.js')"))
+  assert.ok(native.includes('control-client.js') && native.includes('control.js'), native.join(', '))
+  if (!onGlibcX64) return
+  // Each of them alone (not only after index.js loaded another one first) gives the named error.
+  const copy = packageWithoutBinary(t)
+  for (const f of native) {
+    const script = `try { require(${JSON.stringify(path.join(copy, 'js', f))}); console.log('loaded') } catch (e) { console.log(e.code) }`
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' })
+    assert.equal(r.stdout.trim(), 'ERR_INTERCEPTOR_EBPF_BINARY_MISSING', `js/${f}`)
+  }
+})

@@ -63,8 +63,21 @@ export interface SetGlobalModePayload {
   mode: ControlMode
 }
 export type SetCgroupModePayload = CgroupSelector & { mode: ControlMode }
+/** Absent, `null`, `{}` or `{detach: false}`: the pinned enforcement stays; `detach: true` detaches and removes the pins. */
+export interface ShutdownPayload {
+  detach?: boolean
+}
 
-/** What each command's request carries: its strict payload type (`undefined` = no payload; absent or null on the wire). */
+/**
+ * A Shutdown payload as the agent reads it: a plain shutdown has none (`undefined`), a detaching one is
+ * `{detach: true}`.
+ */
+export type ShutdownRequestPayload = { detach: true } | undefined
+
+/**
+ * What each command's request carries: its strict payload type, normalised (`undefined` = no payload; absent or
+ * null on the wire). Shutdown's payload is optional.
+ */
 export interface ControlCommandPayloads {
   GetHealth: undefined
   GetStatus: undefined
@@ -74,13 +87,15 @@ export interface ControlCommandPayloads {
   DeleteManagedCgroup: DeleteManagedCgroupPayload
   SetGlobalMode: SetGlobalModePayload
   SetCgroupMode: SetCgroupModePayload
-  Shutdown: undefined
+  Shutdown: ShutdownRequestPayload
   SubscribeEvents: undefined
 }
 
-/** The payloads a client may write: the snapshot's defaults may be omitted. */
-export interface ControlCommandPayloadInputs extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot'> {
+/** The payloads a client may write: the snapshot's defaults may be omitted, Shutdown's `detach` too. */
+export interface ControlCommandPayloadInputs
+  extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot' | 'Shutdown'> {
   ReplacePolicySnapshot: PolicySnapshotInput
+  Shutdown: ShutdownPayload | undefined
 }
 
 /**
@@ -94,9 +109,12 @@ export type ControlProtocolRequest = {
   id?: string
 }
 
+// No payload (`[P] extends [undefined]`), an optional one (`undefined extends P`: Shutdown), or a required one.
 type CommandRequestOf<C extends ControlProtocolCommand, P> = [P] extends [undefined]
   ? { command: C; id?: string; payload?: null }
-  : { command: C; id?: string; payload: P }
+  : undefined extends P
+    ? { command: C; id?: string; payload?: Exclude<P, undefined> | null }
+    : { command: C; id?: string; payload: P }
 
 /** A request, discriminated by `command`, with its strict payload: what a client sends. */
 export type ControlCommandRequestInput = {
@@ -107,7 +125,9 @@ export type ControlCommandRequestInput = {
 export type ControlCommandRequest = {
   [C in ControlProtocolCommand]: [ControlCommandPayloads[C]] extends [undefined]
     ? { command: C; id?: string }
-    : { command: C; id?: string; payload: ControlCommandPayloads[C] }
+    : undefined extends ControlCommandPayloads[C]
+      ? { command: C; id?: string; payload?: Exclude<ControlCommandPayloads[C], undefined> }
+      : { command: C; id?: string; payload: ControlCommandPayloads[C] }
 }[ControlProtocolCommand]
 
 /** A ControlPlaneAuthzEvent whose `command`, when present, is a ControlProtocolCommand. */
@@ -119,10 +139,23 @@ export type ControlProtocolError = {
   command?: ControlProtocolCommand
 }
 
+/** The fields after `degradedReasons` are optional (older agents did not send them); this agent sends all that apply. */
 export interface HealthData {
   /** `degraded` exactly when `degradedReasons` is non-empty. */
   status: HealthStatus
   degradedReasons: string[]
+  /** RFC 3339: since when the current degraded condition holds; only while degraded. */
+  degradedSince?: string
+  /** RFC 3339: when the agent started. */
+  startedAt?: string
+  /** The agent adopted a pinned state (policy, managed cgroups, links) instead of starting empty. */
+  adopted?: boolean
+  /** Only with `adopted: true`: the pinned heartbeat's age at adoption (beyond the grace: degraded verdicts). */
+  adoptedHeartbeatAgeMs?: number
+  /** Age of the last heartbeat the agent wrote. */
+  heartbeatAgeMs?: number
+  /** How long the kernel goes without a heartbeat before managed traffic gets the degraded verdicts. */
+  heartbeatGraceMs?: number
 }
 
 export interface ManagedCgroupData {

@@ -44,10 +44,10 @@ done
 # (Listings are read whole: `grep -q` closing a pipe early would fail the pipeline under pipefail.)
 main_list=$(tar -tzf "dist/$main_tgz")
 platform_list=$(tar -tzf "dist/$platform_tgz")
-for required in LICENSE README.md CHANGELOG.md package.json index.js index.d.ts binding.js js/native.js; do
+for required in LICENSE README.md CHANGELOG.md package.json index.js index.d.ts binding.js js/native.js bin/interceptor-ebpf.js; do
   grep -qx "package/$required" <<<"$main_list" || fail "$main_tgz lacks $required"
 done
-for required in LICENSE README.md package.json interceptor-ebpf.linux-x64-gnu.node; do
+for required in LICENSE README.md package.json interceptor-ebpf.linux-x64-gnu.node interceptor-ebpf; do
   grep -qx "package/$required" <<<"$platform_list" || fail "$platform_tgz lacks $required"
 done
 license=$(tar -xzOf "dist/$main_tgz" package/LICENSE)
@@ -104,6 +104,19 @@ node_file=$(readlink -f "$(dirname "$(readlink -f "$installed")")/interceptor-eb
 floor=$(objdump -T "$node_file" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -uV | tail -1)
 grep -q "glibc $floor" "$installed/README.md" || fail "the README does not state the binary's glibc floor ($floor)"
 echo "glibc floor of the shipped binary: $floor (stated in the README)"
+
+step "the interceptor-ebpf bin runs the platform package's agent binary"
+(
+  cd "$app"
+  out=$(pnpm exec interceptor-ebpf --version)
+  echo "$out"
+  [[ "$out" == *"$version"* ]] || { echo "expected version $version from the bin" >&2; exit 1; }
+  resolved=$(node -e '
+    const shim = require.resolve("@broker-interceptor/interceptor-ebpf/package.json").replace(/package\.json$/, "bin/interceptor-ebpf.js")
+    const found = require(shim).resolveBinary()
+    console.log(found.path ?? found.error)')
+  [[ "$resolved" == */interceptor-ebpf-linux-x64-gnu/interceptor-ebpf ]] || { echo "the bin resolved $resolved" >&2; exit 1; }
+)
 
 step "tsc (strict, nodenext) compiles the original API's callers; node runs them"
 (

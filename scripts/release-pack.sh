@@ -47,28 +47,15 @@ napi.targets and npm/."
 package.json has $version: run \`pnpm exec napi version\` and commit the result"
 done
 
-say "building the addon (release)"
+# `pnpm run build` is one cargo invocation for the addon and the agent (package.json), so the core is compiled
+# once, with one feature set, and both binaries come out of it.
+say "building the addon and the agent (release)"
 pnpm run build >/dev/null
 if ! git diff --quiet -- binding.js binding.d.ts 2>/dev/null; then
   die "the build changed binding.js/binding.d.ts: commit the regenerated files first"
 fi
-
-# The agent daemon ships in the platform package next to the addon when the workspace has it (crates/agent).
-agent_bin=""
-agent_pkg=$(cargo metadata --no-deps --format-version 1 |
-  node -e 'const m = JSON.parse(require("fs").readFileSync(0, "utf8"));
-    const p = m.packages.find((p) => p.targets.some((t) => t.kind.includes("bin") && t.name === "interceptor-ebpf"));
-    console.log(p ? p.name : "")')
-if [[ -n "$agent_pkg" ]]; then
-  say "building the agent (release, package $agent_pkg)"
-  # With the addon's package too, so that cargo unifies features exactly as `pnpm run build` does when it
-  # builds both: then this is a no-op after that build instead of a second compile of the core.
-  cargo build --release --quiet -p interceptor-ebpf-node -p "$agent_pkg"
-  agent_bin="$root/target/release/interceptor-ebpf"
-  [[ -x "$agent_bin" ]] || die "cargo built the agent but $agent_bin is not there"
-else
-  say "no \`interceptor-ebpf\` binary target in the workspace yet: the platform package carries the addon only"
-fi
+# napi's `--platform` build passes `--target <triple>`, so both binaries are under target/<triple>/release.
+target_dir=$(cargo metadata --no-deps --format-version 1 | node -p 'JSON.parse(require("fs").readFileSync(0, "utf8")).target_directory')
 
 rm -rf "$dist"
 mkdir -p "$dist/stage"
@@ -92,14 +79,18 @@ for target in "${targets[@]}"; do
   strip --strip-unneeded "$stage/$node_file"
   say "$node_file: $(stat -c %s "$node_file") bytes, stripped $(stat -c %s "$stage/$node_file") bytes"
   floor=$(glibc_floor "$stage/$node_file")
-  if [[ -n "$agent_bin" ]]; then
-    cp "$agent_bin" "$stage/interceptor-ebpf"
-    strip --strip-unneeded "$stage/interceptor-ebpf"
-    chmod 0755 "$stage/interceptor-ebpf"
-    say "interceptor-ebpf (agent): $(stat -c %s "$agent_bin") bytes, stripped $(stat -c %s "$stage/interceptor-ebpf") bytes"
-    agent_floor=$(glibc_floor "$stage/interceptor-ebpf")
-    floor=$(printf '%s\n%s\n' "$floor" "$agent_floor" | sort -V | tail -1)
-  fi
+  # The agent daemon ships in the platform package next to the addon, as `interceptor-ebpf`: where
+  # bin/interceptor-ebpf.js looks for it.
+  agent_bin="$target_dir/$target/release/interceptor-ebpf"
+  [[ -x "$agent_bin" ]] || die "\`pnpm run build\` did not produce the agent binary $agent_bin"
+  node -e 'process.exit(require(process.argv[1]).files.includes("interceptor-ebpf") ? 0 : 1)' "$root/npm/$suffix/package.json" ||
+    die "npm/$suffix/package.json \`files\` does not list interceptor-ebpf: npm pack would leave the agent out"
+  cp "$agent_bin" "$stage/interceptor-ebpf"
+  strip --strip-unneeded "$stage/interceptor-ebpf"
+  chmod 0755 "$stage/interceptor-ebpf"
+  say "interceptor-ebpf (agent): $(stat -c %s "$agent_bin") bytes, stripped $(stat -c %s "$stage/interceptor-ebpf") bytes"
+  agent_floor=$(glibc_floor "$stage/interceptor-ebpf")
+  floor=$(printf '%s\n%s\n' "$floor" "$agent_floor" | sort -V | tail -1)
   if [[ "$target" == *-gnu ]]; then
     [[ "$floor" == "$documented_floor" ]] || die "the $suffix binaries need glibc $floor but js/native.js \
 GLIBC_FLOOR (and the README, npm/$suffix/README.md, docs/release.md) say $documented_floor: update them"

@@ -9,12 +9,14 @@
 //! - Two levels: the generic envelope (`envelope.rs`: `payload` and `data` any JSON value, what the original
 //!   package's exported schemas checked) and each command's payload and data (`parse_command_payload`,
 //!   `parse_command_data`); the strict request and response parsers are the envelope's rules plus those.
-//! - Layout: `request.rs` (typed requests, their parser), `response.rs` (typed responses, serializer and
-//!   parser) and `envelope.rs` (the generic envelope, each command's payload and data on their own). How a
-//!   message names a cgroup is the contract's one cgroup rule set ([`crate::contract::cgroup`], shared with
-//!   the Node API), checked the same way in both directions.
+//! - Layout: `request.rs` (typed requests, their parser), `fast.rs` (the strict request parser's typed fast
+//!   path for ReplacePolicySnapshot), `response.rs` (typed responses, serializer and parser) and `envelope.rs`
+//!   (the generic envelope, each command's payload and data on their own). How a message names a cgroup is
+//!   the contract's one cgroup rule set ([`crate::contract::cgroup`], shared with the Node API), checked the
+//!   same way in both directions.
 
 mod envelope;
+mod fast;
 mod request;
 mod response;
 
@@ -38,7 +40,8 @@ pub use envelope::{
     parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
 };
 pub use request::{
-    parse_request_line, CommandRequest, ControlRequest, RequestRejection, UpsertManagedCgroup,
+    parse_request_line, CommandRequest, ControlRequest, RequestRejection, ShutdownOptions,
+    UpsertManagedCgroup,
 };
 pub use response::{
     parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus, ResponseData,
@@ -98,7 +101,7 @@ commands! {
     SetGlobalMode => false,
     /// Sets one managed cgroup's mode.
     SetCgroupMode => false,
-    /// Stops the agent (pinned enforcement stays).
+    /// Stops the agent; pinned enforcement stays unless the payload says `detach: true`.
     Shutdown => false,
     /// Streams DataplanePacketEvents, one per line, until the connection closes.
     SubscribeEvents => true,
@@ -207,6 +210,11 @@ fn read_command(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) ->
 /// The rules every line obeys before it is read as a message (`what` is `request` or `response`): at most
 /// [`MAX_LINE_BYTES`] without its `\n`, no other newline, strict UTF-8 JSON without duplicate keys.
 fn read_line(line: &[u8], what: &str) -> Result<Value, Issue> {
+    parse_line_json(check_line(line, what)?, what)
+}
+
+/// The framing half of [`read_line`]: the line without its `\n`, at most [`MAX_LINE_BYTES`], no other newline.
+fn check_line<'l>(line: &'l [u8], what: &str) -> Result<&'l [u8], Issue> {
     let body = line.strip_suffix(b"\n").unwrap_or(line);
     if body.len() > MAX_LINE_BYTES {
         return Err(Issue::new(
@@ -225,6 +233,11 @@ fn read_line(line: &[u8], what: &str) -> Result<Value, Issue> {
             format!("a {what} is exactly one line: a newline may only end it"),
         ));
     }
+    Ok(body)
+}
+
+/// The JSON half of [`read_line`]: strict UTF-8 JSON without duplicate keys.
+fn parse_line_json(body: &[u8], what: &str) -> Result<Value, Issue> {
     parse_json_strict(body).map_err(|e| {
         Issue::new(
             vec![],

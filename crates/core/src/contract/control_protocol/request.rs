@@ -23,6 +23,13 @@ pub struct UpsertManagedCgroup {
     pub workload_id: Option<String>,
 }
 
+/// The Shutdown payload: absent, `null` or `{}` keep the pinned enforcement in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownOptions {
+    /// `true`: also detach the programs and remove every pin (enforcement stops).
+    pub detach: bool,
+}
+
 /// A request's command with its typed payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandRequest {
@@ -34,7 +41,7 @@ pub enum CommandRequest {
     DeleteManagedCgroup(CgroupRef),
     SetGlobalMode(Mode),
     SetCgroupMode { cgroup: CgroupRef, mode: Mode },
-    Shutdown,
+    Shutdown(ShutdownOptions),
     SubscribeEvents,
 }
 
@@ -49,7 +56,7 @@ impl CommandRequest {
             CommandRequest::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
             CommandRequest::SetGlobalMode(_) => Command::SetGlobalMode,
             CommandRequest::SetCgroupMode { .. } => Command::SetCgroupMode,
-            CommandRequest::Shutdown => Command::Shutdown,
+            CommandRequest::Shutdown(_) => Command::Shutdown,
             CommandRequest::SubscribeEvents => Command::SubscribeEvents,
         }
     }
@@ -82,6 +89,10 @@ impl CommandRequest {
                 let mut m = cgroup_obj(cgroup);
                 m.insert("mode".into(), Value::from(mode.as_str()));
                 Some(Value::Object(m))
+            }
+            // `{"command":"Shutdown"}` stays the form of a plain shutdown.
+            CommandRequest::Shutdown(ShutdownOptions { detach: true }) => {
+                Some(serde_json::json!({"detach": true}))
             }
             _ => None,
         }
@@ -197,9 +208,15 @@ fn summarize(issues: &[Issue]) -> String {
     out
 }
 
-/// Parses one request line as read from the socket, with or without its trailing `\n`.
+/// Parses one request line as read from the socket, with or without its trailing `\n`: the envelope and the
+/// command's payload, strictly. A valid ReplacePolicySnapshot takes the typed fast path (`fast.rs`), which
+/// accepts exactly what the full reader below accepts and hands it every other line.
 pub fn parse_request_line(line: &[u8]) -> Result<ControlRequest, RequestRejection> {
-    let v = super::read_line(line, "request").map_err(RequestRejection::malformed)?;
+    let body = super::check_line(line, "request").map_err(RequestRejection::malformed)?;
+    if let Some(request) = super::fast::parse_request(body) {
+        return Ok(request);
+    }
+    let v = super::parse_line_json(body, "request").map_err(RequestRejection::malformed)?;
     read_request(&v)
 }
 
@@ -251,7 +268,19 @@ pub(super) fn read_payload(
         Command::GetHealth => simple(CommandRequest::GetHealth, issues),
         Command::GetStatus => simple(CommandRequest::GetStatus, issues),
         Command::GetPolicySummary => simple(CommandRequest::GetPolicySummary, issues),
-        Command::Shutdown => simple(CommandRequest::Shutdown, issues),
+        Command::Shutdown => match v {
+            None | Some(Value::Null) => Some(CommandRequest::Shutdown(ShutdownOptions::default())),
+            _ => {
+                let obj = object(v, &path, &["detach"], issues)?;
+                let detach = match obj.get("detach") {
+                    None => Some(false),
+                    Some(_) => obj.bool("detach", issues),
+                };
+                Some(CommandRequest::Shutdown(ShutdownOptions {
+                    detach: detach?,
+                }))
+            }
+        },
         Command::SubscribeEvents => simple(CommandRequest::SubscribeEvents, issues),
         Command::ReplacePolicySnapshot => match parse_snapshot(v, &path) {
             Ok(s) => Some(CommandRequest::ReplacePolicySnapshot(s)),

@@ -35,7 +35,8 @@ fn every_command_round_trips() {
             cgroup: CgroupRef::Id(7),
             mode: Mode::Observe,
         },
-        CommandRequest::Shutdown,
+        CommandRequest::Shutdown(ShutdownOptions::default()),
+        CommandRequest::Shutdown(ShutdownOptions { detach: true }),
         CommandRequest::SubscribeEvents,
     ];
     for (n, request) in requests.into_iter().enumerate() {
@@ -95,6 +96,9 @@ fn payload_problems_are_payload_invalid_with_paths() {
     for line in [
         r#"{"command":"GetHealth","payload":{}}"#,
         r#"{"command":"Shutdown","payload":0}"#,
+        r#"{"command":"Shutdown","payload":{"detach":"yes"}}"#,
+        r#"{"command":"Shutdown","payload":{"force":true}}"#,
+        r#"{"command":"Shutdown","payload":[]}"#,
         r#"{"command":"UpsertManagedCgroup","payload":{}}"#,
         r#"{"command":"UpsertManagedCgroup","payload":{"path":"/a","id":"5"}}"#,
         r#"{"command":"UpsertManagedCgroup","payload":{"id":"05"}}"#,
@@ -163,4 +167,37 @@ fn huge_issue_lists_are_summarised() {
         "{}",
         &r.error.message[r.error.message.len() - 60..]
     );
+}
+
+#[test]
+fn shutdown_payload_forms() {
+    let plain = CommandRequest::Shutdown(ShutdownOptions::default());
+    let detach = CommandRequest::Shutdown(ShutdownOptions { detach: true });
+    for (line, expected) in [
+        (r#"{"command":"Shutdown"}"#, &plain),
+        (r#"{"command":"Shutdown","payload":null}"#, &plain),
+        (r#"{"command":"Shutdown","payload":{}}"#, &plain),
+        (
+            r#"{"command":"Shutdown","payload":{"detach":false}}"#,
+            &plain,
+        ),
+        (
+            r#"{"command":"Shutdown","payload":{"detach":true}}"#,
+            &detach,
+        ),
+    ] {
+        let r = parse_request_line(line.as_bytes()).expect("valid");
+        assert_eq!(&r.request, expected, "{line}");
+    }
+    // The canonical line of a plain shutdown carries no payload; a detaching one says so.
+    assert_eq!(plain.payload_json(), None);
+    assert_eq!(detach.payload_json(), Some(json!({"detach": true})));
+    // The per-command export takes the same payloads, with paths from the payload's root.
+    assert_eq!(
+        super::super::parse_command_payload(Command::Shutdown, Some(&json!({"detach": true}))),
+        Ok(detach)
+    );
+    let e = super::super::parse_command_payload(Command::Shutdown, Some(&json!({"detach": 1})))
+        .expect_err("not a boolean");
+    assert_eq!(e.issues[0].path, vec![PathSegment::from("detach")]);
 }

@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::contract::hook::Hook;
+use crate::contract::timestamp::Timestamp;
 
 fn status() -> Status {
     Status {
@@ -40,9 +41,15 @@ fn responses_round_trip_for_every_command() {
         workload_id: None,
     };
     let datas = [
+        ResponseData::GetHealth(Health::from_reasons(vec!["heartbeat stale".into()])),
         ResponseData::GetHealth(Health {
-            status: HealthStatus::Degraded,
-            degraded_reasons: vec!["heartbeat stale".into()],
+            degraded_since: Timestamp::parse("2026-01-02T03:04:05.000000006Z").ok(),
+            started_at: Timestamp::parse("2026-01-02T03:04:00Z").ok(),
+            adopted: Some(true),
+            adopted_heartbeat_age_ms: Some(7000),
+            heartbeat_age_ms: Some(12),
+            heartbeat_grace_ms: Some(5000),
+            ..Health::from_reasons(vec!["no policy loaded".into()])
         }),
         ResponseData::GetStatus(status()),
         ResponseData::GetPolicySummary(PolicySummary::default()),
@@ -93,6 +100,14 @@ fn response_schemas_are_strict() {
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": ["x"]}}),
         json!({"ok": true, "command": "GetHealth", "data": {"status": "degraded", "degradedReasons": []}}),
         json!({"ok": true, "command": "GetHealth"}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "degradedSince": "2026-01-02T03:04:05Z"}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "adopted": false, "adoptedHeartbeatAgeMs": 5}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "adoptedHeartbeatAgeMs": 5}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "startedAt": "yesterday"}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "adopted": "yes"}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "heartbeatAgeMs": -1}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "heartbeatGraceMs": 9007199254740992u64}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "uptimeMs": 1}}),
         json!({"ok": true, "command": "Shutdown", "data": {}}),
         json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 0, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0}}),
         json!({"ok": true, "command": "SetGlobalMode", "data": {"globalMode": "off"}}),
