@@ -1,0 +1,34 @@
+# The agent image: the `interceptor-ebpf` binary (agent daemon and `ctl` client) on Debian 12, nothing else
+# (no Node runtime, no shell tools needed at run time). Built by `pnpm docker:agent:build`
+# (docker/build.sh agent), which compiles the binary with cargo on the build host and stages it here.
+#
+# Running the daemon needs, from the container runtime (see docker/compose.yaml, deploy/kubernetes/):
+#   capabilities  BPF (maps, programs), NET_ADMIN (attach to cgroup sock_addr hooks), PERFMON (the programs
+#                 read kernel memory: comm, task fields), SYS_ADMIN (bpffs pins and BPF_OBJ_GET on kernels
+#                 without the finer capabilities), CHOWN and FOWNER (give the control socket its owner and
+#                 mode); every other capability dropped
+#   mounts        the host's bpffs (read-write, for pins), the host's cgroup2 (read-only is enough: the agent
+#                 opens cgroup directories to attach), the control socket directory
+#   namespaces    the host's cgroup namespace (paths in /proc/<pid>/cgroup must mean the same to workloads and
+#                 to the agent) and the host's pid namespace (event pids are the host's)
+# The daemon runs as uid 0 inside the container because Docker and Kubernetes give no ambient capabilities
+# to a non-root user; it keeps only the capabilities above. The `ctl` client needs none and runs as any user.
+ARG DEBIAN_IMAGE=debian:12-slim
+FROM ${DEBIAN_IMAGE}
+
+COPY interceptor-ebpf /usr/local/bin/interceptor-ebpf
+# 10001: the group that owns the control socket; controllers run with it as a supplementary group.
+RUN interceptor-ebpf --version \
+ && groupadd --system --gid 10001 interceptor-ebpf-ctl \
+ && useradd --system --uid 10001 --gid interceptor-ebpf-ctl --no-create-home --shell /usr/sbin/nologin interceptor-ebpf-ctl
+
+ENV BROKER_EBPF_CONTROL_SOCKET=/run/broker-interceptor-ebpf/agentd.sock \
+    BROKER_EBPF_SOCKET_MODE=0660 \
+    BROKER_EBPF_SOCKET_UID=0 \
+    BROKER_EBPF_SOCKET_GID=10001 \
+    BROKER_EBPF_PIN_DIR=/sys/fs/bpf/broker-interceptor-ebpf \
+    BROKER_EBPF_FAIL_MODE=closed \
+    BROKER_EBPF_ENVIRONMENT=production
+
+ENTRYPOINT ["/usr/local/bin/interceptor-ebpf"]
+CMD ["agent"]
