@@ -49,18 +49,26 @@ else
     mkdir -p "$(dirname "$wrapper")"
     cat >"$wrapper" <<'WRAPPER'
 #!/bin/sh
-# Installed by interceptor-ebpf's scripts/ci-docker-setup.sh (CI only). Before `runc create|run`, removes
-# from the bundle's config.json every capability that this process's bounding set lacks, then runs runc.
+# Installed by interceptor-ebpf's scripts/ci-docker-setup.sh (CI only). Before runc creates a container
+# (`--bundle DIR`: DIR/config.json) or execs into one (`--process FILE`), removes from the OCI spec every
+# capability that this process's bounding set lacks, then runs runc with the same arguments.
 bundle=""
+process=""
 prev=""
 for arg in "$@"; do
-  case "$prev" in --bundle|-b) bundle="$arg" ;; esac
-  case "$arg" in --bundle=*) bundle="${arg#--bundle=}" ;; esac
+  case "$prev" in
+    --bundle | -b) bundle="$arg" ;;
+    --process | -p) process="$arg" ;;
+  esac
+  case "$arg" in
+    --bundle=*) bundle="${arg#--bundle=}" ;;
+    --process=*) process="${arg#--process=}" ;;
+  esac
   prev="$arg"
 done
-if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
+drop_missing_caps() { # spec-file jq-path-to-capabilities
+  [ -f "$1" ] || return 0
   bnd=$(awk '/^CapBnd:/ {print $2}' /proc/self/status)
-  tmp="$bundle/config.json.ci-caps"
   # Capability names by number (linux/capability.h); a name whose bit is clear in CapBnd is removed.
   jq --arg bnd "$bnd" '
     ["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_DAC_READ_SEARCH","CAP_FOWNER","CAP_FSETID","CAP_KILL","CAP_SETGID",
@@ -72,10 +80,12 @@ if [ -n "$bundle" ] && [ -f "$bundle/config.json" ]; then
      "CAP_BLOCK_SUSPEND","CAP_AUDIT_READ","CAP_PERFMON","CAP_BPF","CAP_CHECKPOINT_RESTORE"] as $names
     | ($bnd | ascii_downcase | explode | reduce .[] as $c (0; . * 16 + (if $c >= 97 then $c - 87 else $c - 48 end))) as $b
     | [range(0; $names | length) | select((($b / pow(2; .)) | floor) % 2 == 0) | $names[.]] as $drop
-    | if .process.capabilities then
-        .process.capabilities |= with_entries(.value |= ((. // []) | map(select(. as $c | $drop | index($c) | not))))
-      else . end' "$bundle/config.json" >"$tmp" && mv "$tmp" "$bundle/config.json"
-fi
+    | if '"$2"' then
+        '"$2"' |= with_entries(.value |= ((. // []) | map(select(. as $c | $drop | index($c) | not))))
+      else . end' "$1" >"$1.ci-caps" && mv "$1.ci-caps" "$1"
+}
+[ -n "$bundle" ] && drop_missing_caps "$bundle/config.json" .process.capabilities
+[ -n "$process" ] && drop_missing_caps "$process" .capabilities
 exec runc "$@"
 WRAPPER
     chmod 0755 "$wrapper"

@@ -6,7 +6,8 @@
 #
 # Files: ca.crt ca.key broker.crt broker.key workload.crt workload.key. The workload certificate's CN is the
 # workload id (BROKER_WORKLOAD_ID, default w_f73d1dc18e9c41bc89c5928d5bc67230); the broker checks it against the
-# x-broker-workload-id header. The server certificate names localhost, broker, 127.0.0.1 and ::1.
+# x-broker-workload-id header. The server certificate names localhost, broker, host.docker.internal,
+# 127.0.0.1 and ::1.
 # These keys protect nothing but the lab: the leaf keys are readable by all (mode 0644) so that a container
 # running as a non-root user can read them from a bind mount; the CA key is 0600.
 set -euo pipefail
@@ -47,7 +48,7 @@ leaf() { # name subject extensions
 leaf broker "/CN=broker" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,DNS:broker,IP:127.0.0.1,IP:::1"
+subjectAltName=DNS:localhost,DNS:broker,DNS:host.docker.internal,IP:127.0.0.1,IP:::1"
 
 leaf workload "/CN=$workload_id" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
