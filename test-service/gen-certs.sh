@@ -22,6 +22,7 @@ valid() {
 
 mkdir -p "$dir"
 if valid ca && valid broker && valid workload &&
+  openssl x509 -in "$dir/broker.crt" -noout -ext subjectAltName 2>/dev/null | grep -q 'DNS:host.docker.internal' &&
   [[ "$(openssl x509 -in "$dir/workload.crt" -noout -subject -nameopt multiline | awk -F' = ' '/commonName/ {print $2}')" == "$workload_id" ]]; then
   exit 0
 fi
