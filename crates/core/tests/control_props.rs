@@ -3,7 +3,7 @@
 
 use interceptor_ebpf_core::contract::control_protocol::{
     parse_request_line, parse_response_line, CgroupRef, CommandRequest, ControlRequest,
-    ControlResponse, Mode, PolicySummary, ResponseData, UpsertManagedCgroup,
+    ControlResponse, Mode, PolicySummary, ResponseData, ShutdownOptions, UpsertManagedCgroup,
 };
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use proptest::prelude::*;
@@ -29,7 +29,7 @@ fn request() -> impl Strategy<Value = ControlRequest> {
         Just(CommandRequest::GetHealth),
         Just(CommandRequest::GetStatus),
         Just(CommandRequest::GetPolicySummary),
-        Just(CommandRequest::Shutdown),
+        any::<bool>().prop_map(|detach| CommandRequest::Shutdown(ShutdownOptions { detach })),
         Just(CommandRequest::SubscribeEvents),
         (
             cgroup(),

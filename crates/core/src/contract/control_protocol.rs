@@ -15,6 +15,7 @@ use super::hook::Hook;
 use super::json_reader::{self, join, object, parse_json_strict, Issues, ObjectReader};
 use super::policy::{parse_snapshot, PolicySnapshot};
 use super::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
+use super::timestamp::Timestamp;
 use super::validation::{Issue, IssueCode, PathSegment, ValidationError};
 
 /// Longest accepted line, excluding its `\n`.
@@ -131,6 +132,13 @@ pub struct UpsertManagedCgroup {
     pub workload_id: Option<String>,
 }
 
+/// The Shutdown payload: absent, `null` or `{}` keep the pinned enforcement in place.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ShutdownOptions {
+    /// `true`: also detach the programs and remove every pin (enforcement stops).
+    pub detach: bool,
+}
+
 /// A request's command with its typed payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandRequest {
@@ -142,7 +150,7 @@ pub enum CommandRequest {
     DeleteManagedCgroup(CgroupRef),
     SetGlobalMode(Mode),
     SetCgroupMode { cgroup: CgroupRef, mode: Mode },
-    Shutdown,
+    Shutdown(ShutdownOptions),
     SubscribeEvents,
 }
 
@@ -157,7 +165,7 @@ impl CommandRequest {
             CommandRequest::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
             CommandRequest::SetGlobalMode(_) => Command::SetGlobalMode,
             CommandRequest::SetCgroupMode { .. } => Command::SetCgroupMode,
-            CommandRequest::Shutdown => Command::Shutdown,
+            CommandRequest::Shutdown(_) => Command::Shutdown,
             CommandRequest::SubscribeEvents => Command::SubscribeEvents,
         }
     }
@@ -190,6 +198,10 @@ impl CommandRequest {
                 let mut m = cgroup_obj(cgroup);
                 m.insert("mode".into(), Value::from(mode.as_str()));
                 Some(Value::Object(m))
+            }
+            // `{"command":"Shutdown"}` stays the form of a plain shutdown.
+            CommandRequest::Shutdown(ShutdownOptions { detach: true }) => {
+                Some(serde_json::json!({"detach": true}))
             }
             _ => None,
         }
@@ -472,7 +484,19 @@ fn read_payload(
         Command::GetHealth => simple(CommandRequest::GetHealth, issues),
         Command::GetStatus => simple(CommandRequest::GetStatus, issues),
         Command::GetPolicySummary => simple(CommandRequest::GetPolicySummary, issues),
-        Command::Shutdown => simple(CommandRequest::Shutdown, issues),
+        Command::Shutdown => match v {
+            None | Some(Value::Null) => Some(CommandRequest::Shutdown(ShutdownOptions::default())),
+            _ => {
+                let obj = object(v, &path, &["detach"], issues)?;
+                let detach = match obj.get("detach") {
+                    None => Some(false),
+                    Some(_) => obj.bool("detach", issues),
+                };
+                Some(CommandRequest::Shutdown(ShutdownOptions {
+                    detach: detach?,
+                }))
+            }
+        },
         Command::SubscribeEvents => simple(CommandRequest::SubscribeEvents, issues),
         Command::ReplacePolicySnapshot => match parse_snapshot(v, &path) {
             Ok(s) => Some(CommandRequest::ReplacePolicySnapshot(s)),
@@ -664,13 +688,65 @@ fn ser_hooks<S: Serializer>(v: &[Hook], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(|h| h.as_str()))
 }
 
-/// GetHealth data.
+fn ser_timestamp<S: Serializer>(v: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        Some(t) => s.serialize_str(t.as_str()),
+        None => s.serialize_none(),
+    }
+}
+
+/// GetHealth data. The fields after `degraded_reasons` are optional on the wire (a reader accepts their
+/// absence); the agent always sends those that apply.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
     /// `Degraded` exactly when `degraded_reasons` is non-empty.
     pub status: HealthStatus,
     pub degraded_reasons: Vec<String>,
+    /// Since when the current degraded condition holds; only while degraded.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_timestamp"
+    )]
+    pub degraded_since: Option<Timestamp>,
+    /// When the agent started.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "ser_timestamp"
+    )]
+    pub started_at: Option<Timestamp>,
+    /// The agent adopted a pinned state (policy, managed cgroups, links) instead of starting empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted: Option<bool>,
+    /// Only with `adopted: true`: how old the pinned heartbeat was when the agent adopted the state; beyond
+    /// `heartbeatGraceMs` the kernel had been giving the degraded verdicts for the difference.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub adopted_heartbeat_age_ms: Option<u64>,
+    /// Age of the last heartbeat the agent wrote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_age_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub heartbeat_grace_ms: Option<u64>,
+}
+
+impl Health {
+    /// Status and reasons only: `Degraded` exactly when `degraded_reasons` is non-empty.
+    pub fn from_reasons(degraded_reasons: Vec<String>) -> Self {
+        Health {
+            status: if degraded_reasons.is_empty() {
+                HealthStatus::Ok
+            } else {
+                HealthStatus::Degraded
+            },
+            degraded_reasons,
+            degraded_since: None,
+            started_at: None,
+            adopted: None,
+            adopted_heartbeat_age_ms: None,
+            heartbeat_age_ms: None,
+            heartbeat_grace_ms: None,
+        }
+    }
 }
 
 /// One managed-cgroup entry, as GetStatus lists it and the cgroup commands return it.
@@ -1039,8 +1115,39 @@ fn read_data(
     }
 }
 
+fn read_timestamp(
+    obj: &ObjectReader<'_>,
+    key: &str,
+    issues: &mut Issues,
+) -> Option<Option<Timestamp>> {
+    let Some(text) = obj.opt_str(key, issues)? else {
+        return Some(None);
+    };
+    match Timestamp::parse(text) {
+        Ok(t) => Some(Some(t)),
+        Err(e) => {
+            issues.push(obj.path_of(key), IssueCode::InvalidFormat, e.to_string());
+            None
+        }
+    }
+}
+
 fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Health> {
-    let obj = object(v, path, &["status", "degradedReasons"], issues)?;
+    let obj = object(
+        v,
+        path,
+        &[
+            "status",
+            "degradedReasons",
+            "degradedSince",
+            "startedAt",
+            "adopted",
+            "adoptedHeartbeatAgeMs",
+            "heartbeatAgeMs",
+            "heartbeatGraceMs",
+        ],
+        issues,
+    )?;
     let status = obj.literal("status", HEALTH, issues);
     let reasons = obj.array("degradedReasons", issues).and_then(|items| {
         let rp = obj.path_of("degradedReasons");
@@ -1059,6 +1166,15 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         }
         ok.then_some(out)
     });
+    let degraded_since = read_timestamp(&obj, "degradedSince", issues);
+    let started_at = read_timestamp(&obj, "startedAt", issues);
+    let adopted = match obj.get("adopted") {
+        None => Some(None),
+        Some(_) => obj.bool("adopted", issues).map(Some),
+    };
+    let adopted_age = obj.opt_int("adoptedHeartbeatAgeMs", 0, MAX_SAFE_INTEGER, issues);
+    let age = obj.opt_int("heartbeatAgeMs", 0, MAX_SAFE_INTEGER, issues);
+    let grace = obj.opt_int("heartbeatGraceMs", 0, MAX_SAFE_INTEGER, issues);
     let (status, reasons) = (status?, reasons?);
     if (status == HealthStatus::Degraded) == reasons.is_empty() {
         issues.push(
@@ -1068,9 +1184,32 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         );
         return None;
     }
+    let (degraded_since, adopted, adopted_age) = (degraded_since?, adopted?, adopted_age?);
+    if degraded_since.is_some() && status != HealthStatus::Degraded {
+        issues.push(
+            obj.path_of("degradedSince"),
+            IssueCode::Custom,
+            "degradedSince is only present while the status is `degraded`",
+        );
+        return None;
+    }
+    if adopted_age.is_some() && adopted != Some(true) {
+        issues.push(
+            obj.path_of("adoptedHeartbeatAgeMs"),
+            IssueCode::Custom,
+            "adoptedHeartbeatAgeMs is only present with `adopted: true`",
+        );
+        return None;
+    }
     Some(Health {
         status,
         degraded_reasons: reasons,
+        degraded_since,
+        started_at: started_at?,
+        adopted,
+        adopted_heartbeat_age_ms: adopted_age,
+        heartbeat_age_ms: age?,
+        heartbeat_grace_ms: grace?,
     })
 }
 

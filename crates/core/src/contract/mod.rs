@@ -6,6 +6,7 @@ pub mod control_authz;
 pub mod control_protocol;
 pub mod event_json;
 pub mod events;
+pub mod heartbeat;
 pub mod hook;
 pub mod json_reader;
 pub mod modes;

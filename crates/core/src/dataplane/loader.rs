@@ -149,6 +149,7 @@ pub struct Dataplane {
     cgroup_root: PathBuf,
     pin_dir: PathBuf,
     adopted: bool,
+    adopted_heartbeat_age: Option<Duration>,
 }
 
 fn take_map(ebpf: &mut Ebpf, name: &'static str) -> Result<aya::maps::Map, DataplaneError> {
@@ -338,6 +339,10 @@ impl Dataplane {
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
         let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
 
+        // Read before this loader's first beat: how long an adopted state went without one.
+        let adopted_heartbeat_age = adopted.then(|| {
+            Duration::from_nanos(config_map::monotonic_ns().saturating_sub(config.heartbeat_ns()))
+        });
         // Options first, then the programs: an attached program must never see a fresh state without a grace.
         config.set_grace_ns(opts.heartbeat_grace.as_nanos() as u64);
         config.set_fail_mode(opts.fail_mode.to_abi());
@@ -377,7 +382,34 @@ impl Dataplane {
             cgroup_root,
             pin_dir,
             adopted,
+            adopted_heartbeat_age,
         })
+    }
+
+    /// The active policy's generation and counts, from the pinned slot metadata (so an adopted policy reports
+    /// what the loader that applied it reported). Generation 0: no policy was ever loaded.
+    pub fn policy_summary(&self) -> Result<PolicySummary, DataplaneError> {
+        self.with(|i| {
+            let active = i.config.active_slot();
+            let meta = i
+                .maps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .meta(active)?;
+            Ok(PolicySummary {
+                generation: meta.generation,
+                ipv4_rules: meta.ipv4_rules,
+                ipv6_rules: meta.ipv6_rules,
+                broker_endpoints: meta.broker_endpoints,
+                dns_endpoints: meta.dns_endpoints,
+            })
+        })
+    }
+
+    /// For an adopted state: how old its heartbeat was when this loader adopted it (beyond the grace period the
+    /// kernel was giving the degraded verdicts). `None` for a fresh state.
+    pub fn adopted_heartbeat_age(&self) -> Option<Duration> {
+        self.adopted_heartbeat_age
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, Option<Inner>>, DataplaneError> {

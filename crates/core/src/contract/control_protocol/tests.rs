@@ -55,7 +55,8 @@ fn every_command_round_trips() {
             cgroup: CgroupRef::Id(7),
             mode: Mode::Observe,
         },
-        CommandRequest::Shutdown,
+        CommandRequest::Shutdown(ShutdownOptions::default()),
+        CommandRequest::Shutdown(ShutdownOptions { detach: true }),
         CommandRequest::SubscribeEvents,
     ];
     for (n, request) in requests.into_iter().enumerate() {
@@ -115,6 +116,8 @@ fn payload_problems_are_payload_invalid_with_paths() {
     for line in [
         r#"{"command":"GetHealth","payload":{}}"#,
         r#"{"command":"Shutdown","payload":0}"#,
+        r#"{"command":"Shutdown","payload":{"detach":"yes"}}"#,
+        r#"{"command":"Shutdown","payload":{"force":true}}"#,
         r#"{"command":"UpsertManagedCgroup","payload":{}}"#,
         r#"{"command":"UpsertManagedCgroup","payload":{"path":"/a","id":"5"}}"#,
         r#"{"command":"UpsertManagedCgroup","payload":{"id":"05"}}"#,
@@ -222,9 +225,15 @@ fn responses_round_trip_for_every_command() {
         workload_id: None,
     };
     let datas = [
+        ResponseData::GetHealth(Health::from_reasons(vec!["heartbeat stale".into()])),
         ResponseData::GetHealth(Health {
-            status: HealthStatus::Degraded,
-            degraded_reasons: vec!["heartbeat stale".into()],
+            degraded_since: Timestamp::parse("2026-01-02T03:04:05.000000006Z").ok(),
+            started_at: Timestamp::parse("2026-01-02T03:04:00Z").ok(),
+            adopted: Some(true),
+            adopted_heartbeat_age_ms: Some(7000),
+            heartbeat_age_ms: Some(12),
+            heartbeat_grace_ms: Some(5000),
+            ..Health::from_reasons(vec!["no policy loaded".into()])
         }),
         ResponseData::GetStatus(status()),
         ResponseData::GetPolicySummary(PolicySummary::default()),

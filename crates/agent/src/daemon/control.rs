@@ -1,0 +1,437 @@
+//! The agent's command handling: one request line in, one response line out.
+//!
+//! Order of checks for every line: the strict per-command parser of the contract (CTRL_REQUEST_MALFORMED /
+//! CTRL_REQUEST_PAYLOAD_INVALID); for a mutating command the peer check on the connection's SO_PEERCRED
+//! (codes 1-3) and a fresh check of the socket file's mode and owner (codes 4-5); then the command, whose
+//! failure to apply is CTRL_COMMAND_FAILED with the reason. Mutations run one at a time. Every refusal is
+//! logged as a ControlPlaneAuthzEvent record; every applied mutation as an `agent_event: "command"` line.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::sync::{broadcast, watch};
+
+use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
+use interceptor_ebpf_core::contract::control_protocol::{
+    parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlResponse,
+    GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status, UpsertManagedCgroup,
+    MAX_SAFE_INTEGER,
+};
+use interceptor_ebpf_core::contract::peer_auth::{
+    authorize_controller_peer, ControllerAuthorizationPolicy, PeerCredentials,
+};
+use interceptor_ebpf_core::contract::policy::PolicySnapshot;
+use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
+use interceptor_ebpf_core::dataplane::{self, Dataplane, DataplaneError};
+
+use super::health::HealthState;
+use super::log::Log;
+use super::metrics::Metrics;
+use super::socket::SocketFile;
+use crate::cgroups::CgroupScope;
+
+/// What the connection does after a request.
+pub enum Outcome {
+    /// Write this line and read the next request.
+    Reply(String),
+    /// Write this success line, then stream events until the peer closes.
+    Subscribe(String),
+    /// The reply to Shutdown: write this line, close, and let the process exit.
+    Stopped(String),
+}
+
+/// Shared by every connection and task.
+pub struct Agent {
+    pub dp: Arc<Dataplane>,
+    pub scope: CgroupScope,
+    pub health: Arc<HealthState>,
+    pub metrics: Metrics,
+    pub log: Arc<Log>,
+    pub socket: SocketFile,
+    pub authz: ControllerAuthorizationPolicy,
+    /// Serialises mutations (and Shutdown) so each sees the result of the previous one.
+    mutate: tokio::sync::Mutex<()>,
+    /// Verdict log lines for SubscribeEvents connections.
+    pub events: broadcast::Sender<Arc<[u8]>>,
+    pub dropped_subscriber: Arc<AtomicU64>,
+    stopping: watch::Sender<bool>,
+    closed: AtomicBool,
+    /// Signalled once the reply to Shutdown was written, so the process exits only after it.
+    pub shutdown_replied: tokio::sync::Notify,
+}
+
+/// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
+pub const SUBSCRIBER_BACKLOG: usize = 8192;
+
+fn to_contract_summary(s: &dataplane::PolicySummary) -> PolicySummary {
+    if s.generation == 0 {
+        return PolicySummary::default();
+    }
+    PolicySummary {
+        generation: s.generation.min(MAX_SAFE_INTEGER),
+        ipv4_rules: u64::from(s.ipv4_rules),
+        ipv6_rules: u64::from(s.ipv6_rules),
+        broker_endpoints: u64::from(s.broker_endpoints),
+        dns_endpoints: u64::from(s.dns_endpoints),
+    }
+}
+
+/// Runs a blocking dataplane call off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DataplaneError> + Send + 'static,
+) -> Result<T, String> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("the dataplane call did not finish: {e}")),
+    }
+}
+
+fn peer_json(peer: Option<&PeerCredentials>) -> Value {
+    match peer {
+        Some(p) => json!({"uid": p.uid, "gid": p.gid, "pid": p.pid}),
+        None => Value::Null,
+    }
+}
+
+impl Agent {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        dp: Arc<Dataplane>,
+        scope: CgroupScope,
+        health: Arc<HealthState>,
+        metrics: Metrics,
+        log: Arc<Log>,
+        socket: SocketFile,
+        authz: ControllerAuthorizationPolicy,
+        dropped_subscriber: Arc<AtomicU64>,
+    ) -> Agent {
+        let (events, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
+        let (stopping, _) = watch::channel(false);
+        Agent {
+            dp,
+            scope,
+            health,
+            metrics,
+            log,
+            socket,
+            authz,
+            mutate: tokio::sync::Mutex::new(()),
+            events,
+            dropped_subscriber,
+            stopping,
+            closed: AtomicBool::new(false),
+            shutdown_replied: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Becomes `true` when the agent starts stopping.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        *self.stopping.borrow()
+    }
+
+    /// Stops serving and closes the dataplane (once): `detach` also detaches the programs and removes the pins.
+    pub async fn stop(&self, reason: &str, detach: bool) -> Result<(), String> {
+        if self.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.log
+            .lifecycle("stopping", json!({"reason": reason, "detach": detach}));
+        let _ = self.stopping.send(true);
+        let dp = self.dp.clone();
+        let result = blocking(move || dp.close(detach)).await;
+        self.log.lifecycle(
+            "stopped",
+            json!({
+                "enforcement": if detach && result.is_ok() { "detached" } else { "pinned" },
+                "error": result.as_ref().err(),
+            }),
+        );
+        result
+    }
+
+    fn fail(
+        &self,
+        code: ControlAuthzCode,
+        message: impl Into<String>,
+        command: Option<Command>,
+        id: Option<String>,
+    ) -> String {
+        let error = ControlProtocolError::new(code, message, command);
+        self.metrics.request(command, Some(code));
+        self.log.authz(&error.to_event());
+        ControlResponse::Failure { error, id }.to_line()
+    }
+
+    fn ok(&self, data: ResponseData, id: Option<String>) -> String {
+        self.metrics.request(Some(data.command()), None);
+        ControlResponse::Success { data, id }.to_line()
+    }
+
+    /// Handles one request line (without its `\n`).
+    pub async fn handle(&self, line: &[u8], peer: Option<&PeerCredentials>) -> Outcome {
+        let request = match parse_request_line(line) {
+            Ok(r) => r,
+            Err(rejection) => {
+                let error = rejection.error;
+                return Outcome::Reply(self.fail(
+                    error.reason_code,
+                    error.message,
+                    error.command,
+                    rejection.id,
+                ));
+            }
+        };
+        let command = request.command();
+        let id = request.id;
+        if !command.is_read_only() {
+            let checked =
+                authorize_controller_peer(peer, &self.authz).and_then(|()| self.socket.check());
+            if let Err(refusal) = checked {
+                return Outcome::Reply(self.refuse(refusal, command, id));
+            }
+        }
+        match request.request {
+            CommandRequest::GetHealth => {
+                Outcome::Reply(self.ok(ResponseData::GetHealth(self.health.snapshot()), id))
+            }
+            CommandRequest::GetStatus => Outcome::Reply(match self.status().await {
+                Ok(s) => self.ok(ResponseData::GetStatus(s), id),
+                Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
+            }),
+            CommandRequest::GetPolicySummary => {
+                let dp = self.dp.clone();
+                Outcome::Reply(match blocking(move || dp.policy_summary()).await {
+                    Ok(s) => self.ok(ResponseData::GetPolicySummary(to_contract_summary(&s)), id),
+                    Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
+                })
+            }
+            CommandRequest::SubscribeEvents => {
+                if self.is_stopping() {
+                    return Outcome::Reply(self.fail(
+                        ControlAuthzCode::CommandFailed,
+                        "the agent is stopping",
+                        Some(command),
+                        id,
+                    ));
+                }
+                Outcome::Subscribe(self.ok(ResponseData::SubscribeEvents, id))
+            }
+            CommandRequest::Shutdown(options) => {
+                let _serial = self.mutate.lock().await;
+                self.log_command(command, peer, json!({"detach": options.detach}));
+                match self.stop("Shutdown", options.detach).await {
+                    Ok(()) => Outcome::Stopped(self.ok(ResponseData::Shutdown, id)),
+                    Err(e) => Outcome::Stopped(self.fail(
+                        ControlAuthzCode::CommandFailed,
+                        format!("the agent stopped, but closing the dataplane failed: {e}"),
+                        Some(command),
+                        id,
+                    )),
+                }
+            }
+            mutation => {
+                let _serial = self.mutate.lock().await;
+                if self.is_stopping() {
+                    return Outcome::Reply(self.fail(
+                        ControlAuthzCode::CommandFailed,
+                        "the agent is stopping",
+                        Some(command),
+                        id,
+                    ));
+                }
+                let result = self.mutate(mutation, peer).await;
+                Outcome::Reply(match result {
+                    Ok(data) => self.ok(data, id),
+                    Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
+                })
+            }
+        }
+    }
+
+    fn refuse(
+        &self,
+        refusal: ControlPlaneAuthzEvent,
+        command: Command,
+        id: Option<String>,
+    ) -> String {
+        let error = ControlProtocolError::from_event(refusal, Some(command));
+        self.fail(error.reason_code, error.message, Some(command), id)
+    }
+
+    fn log_command(&self, command: Command, peer: Option<&PeerCredentials>, detail: Value) {
+        self.log.lifecycle(
+            "command",
+            json!({"command": command.as_str(), "peer": peer_json(peer), "result": detail}),
+        );
+    }
+
+    fn managed(&self, m: &dataplane::ManagedCgroup) -> ManagedCgroup {
+        ManagedCgroup {
+            cgroup_id: m.cgroup_id,
+            path: m.path.as_deref().and_then(|p| self.scope.payload_path(p)),
+            mode: m.mode,
+            workload_id: m.workload_id.clone(),
+        }
+    }
+
+    /// A cgroup named by the payload, as a directory below the root (for add) .
+    fn directory_of(&self, cgroup: &CgroupRef) -> Result<PathBuf, String> {
+        match cgroup {
+            CgroupRef::Path(p) => self.scope.directory(p),
+            CgroupRef::Id(id) => self.scope.find_id(*id).ok_or_else(|| {
+                format!(
+                    "no cgroup with id {id} below the agent's cgroup root {}",
+                    self.scope.root_path()
+                )
+            }),
+        }
+    }
+
+    /// The id a payload names (an id as is: its cgroup may be gone while its entry remains).
+    fn id_of(&self, cgroup: &CgroupRef) -> Result<u64, String> {
+        match cgroup {
+            CgroupRef::Id(id) => Ok(*id),
+            CgroupRef::Path(p) => {
+                let dir = self.scope.directory(p)?;
+                dataplane::cgroup_id(&dir).map_err(|e| {
+                    format!(
+                        "cgroup {p}: {e} (the entry of a removed cgroup is addressed by its id)"
+                    )
+                })
+            }
+        }
+    }
+
+    async fn entry(&self, id: u64) -> Result<Option<ManagedCgroup>, String> {
+        let dp = self.dp.clone();
+        let status = blocking(move || dp.status()).await?;
+        Ok(status
+            .managed_cgroups
+            .iter()
+            .find(|m| m.cgroup_id == id)
+            .map(|m| self.managed(m)))
+    }
+
+    async fn mutate(
+        &self,
+        request: CommandRequest,
+        peer: Option<&PeerCredentials>,
+    ) -> Result<ResponseData, String> {
+        let command = request.command();
+        let dp = self.dp.clone();
+        let data = match request {
+            CommandRequest::ReplacePolicySnapshot(snapshot) => {
+                let snapshot: PolicySnapshot = snapshot;
+                let summary = blocking(move || dp.replace_policy(&snapshot)).await?;
+                self.health.set_generation(summary.generation);
+                ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
+            }
+            CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
+                cgroup,
+                mode,
+                workload_id,
+            }) => {
+                let dir = self.directory_of(&cgroup)?;
+                let entry = blocking(move || {
+                    dp.upsert_managed_cgroup(
+                        &dataplane::CgroupRef::Path(dir),
+                        mode,
+                        workload_id.as_deref(),
+                    )
+                })
+                .await?;
+                ResponseData::UpsertManagedCgroup(self.managed(&entry))
+            }
+            CommandRequest::DeleteManagedCgroup(cgroup) => {
+                let id = self.id_of(&cgroup)?;
+                let entry = self
+                    .entry(id)
+                    .await?
+                    .ok_or_else(|| format!("cgroup {} is not managed", describe(&cgroup)))?;
+                let removed =
+                    blocking(move || dp.delete_managed_cgroup(&dataplane::CgroupRef::Id(id)))
+                        .await?;
+                if !removed {
+                    return Err(format!("cgroup {} is not managed", describe(&cgroup)));
+                }
+                ResponseData::DeleteManagedCgroup(entry)
+            }
+            CommandRequest::SetGlobalMode(mode) => {
+                blocking(move || dp.set_global_mode(mode)).await?;
+                ResponseData::SetGlobalMode(GlobalModeData { global_mode: mode })
+            }
+            CommandRequest::SetCgroupMode { cgroup, mode } => {
+                let id = self.id_of(&cgroup)?;
+                blocking(move || dp.set_cgroup_mode(&dataplane::CgroupRef::Id(id), mode))
+                    .await
+                    .map_err(|e| match e.contains("is not managed") {
+                        true => format!("cgroup {} is not managed", describe(&cgroup)),
+                        false => e,
+                    })?;
+                let entry = self
+                    .entry(id)
+                    .await?
+                    .ok_or_else(|| format!("cgroup {} is not managed", describe(&cgroup)))?;
+                ResponseData::SetCgroupMode(entry)
+            }
+            other => return Err(format!("{} is not a mutation", other.command())),
+        };
+        let detail = match &data {
+            ResponseData::ReplacePolicySnapshot(s) => json!({
+                "generation": s.generation, "ipv4Rules": s.ipv4_rules, "ipv6Rules": s.ipv6_rules,
+                "brokerEndpoints": s.broker_endpoints, "dnsEndpoints": s.dns_endpoints,
+            }),
+            ResponseData::UpsertManagedCgroup(m)
+            | ResponseData::DeleteManagedCgroup(m)
+            | ResponseData::SetCgroupMode(m) => json!({
+                "cgroupId": m.cgroup_id.to_string(), "path": m.path, "mode": m.mode.map(|m| m.as_str()),
+                "workloadId": m.workload_id,
+            }),
+            ResponseData::SetGlobalMode(g) => json!({"globalMode": g.global_mode.as_str()}),
+            _ => Value::Null,
+        };
+        self.log_command(command, peer, detail);
+        Ok(data)
+    }
+
+    async fn status(&self) -> Result<Status, String> {
+        let dp = self.dp.clone();
+        let s = blocking(move || dp.status()).await?;
+        let clamp = |v: u64| v.min(MAX_SAFE_INTEGER);
+        let generation = if s.generation == 0 {
+            0
+        } else {
+            clamp(s.generation)
+        };
+        Ok(Status {
+            attached_hooks: s.attached_hooks.clone(),
+            managed_cgroups: s.managed_cgroups.iter().map(|m| self.managed(m)).collect(),
+            global_mode: s.global_mode,
+            fail_mode: s.fail_mode,
+            generation,
+            ipv4_rules: u64::from(s.ipv4_rules),
+            ipv6_rules: u64::from(s.ipv6_rules),
+            events_emitted: clamp(s.events_emitted),
+            dropped_in_kernel: clamp(s.dropped_in_kernel),
+            dropped_in_queue: clamp(
+                s.dropped_in_queue
+                    .saturating_add(self.dropped_subscriber.load(Ordering::Relaxed))
+                    .saturating_add(self.log.dropped()),
+            ),
+            degraded: s.degraded || self.health.is_degraded(),
+        })
+    }
+}
+
+fn describe(c: &CgroupRef) -> String {
+    match c {
+        CgroupRef::Path(p) => p.clone(),
+        CgroupRef::Id(id) => format!("id {id}"),
+    }
+}

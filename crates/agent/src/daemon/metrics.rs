@@ -1,0 +1,353 @@
+//! Prometheus metrics (OpenMetrics text, built by `prometheus-client`) and the `/metrics` HTTP endpoint.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `interceptor_ebpf_verdicts_total` | counter | `reason_code`, `hook` |
+//! | `interceptor_ebpf_kernel_events_emitted_total` | counter | |
+//! | `interceptor_ebpf_events_dropped_total` | counter | `stage`: `kernel`, `queue`, `subscriber`, `log` |
+//! | `interceptor_ebpf_control_requests_total` | counter | `command`, `outcome` (`ok` or the reason code) |
+//! | `interceptor_ebpf_control_connections` | gauge | |
+//! | `interceptor_ebpf_event_subscribers` | gauge | |
+//! | `interceptor_ebpf_policy_generation` | gauge | |
+//! | `interceptor_ebpf_managed_cgroups` | gauge | |
+//! | `interceptor_ebpf_heartbeat_age_seconds` | gauge | |
+//! | `interceptor_ebpf_degraded` | gauge | |
+
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use interceptor_ebpf_core::contract::control_protocol::Command;
+use interceptor_ebpf_core::contract::hook::Hook;
+use interceptor_ebpf_core::contract::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerdictLabels {
+    reason_code: &'static str,
+    hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    command: &'static str,
+    outcome: &'static str,
+}
+
+/// What the collector reads at scrape time, refreshed from `Dataplane::status` just before encoding.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataplaneCounters {
+    pub events_emitted: u64,
+    pub dropped_in_kernel: u64,
+    pub dropped_in_queue: u64,
+    pub managed_cgroups: u64,
+}
+
+/// Values owned elsewhere (subscriber and log drops, generation, heartbeat age), read on each scrape.
+pub trait Sampler: Send + Sync + 'static {
+    fn dropped_subscriber(&self) -> u64;
+    fn dropped_log(&self) -> u64;
+    fn generation(&self) -> u64;
+    fn heartbeat_age(&self) -> Duration;
+    fn degraded(&self) -> bool;
+}
+
+struct SampledCollector {
+    sampler: Arc<dyn Sampler>,
+    cache: Mutex<DataplaneCounters>,
+}
+
+impl std::fmt::Debug for SampledCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SampledCollector")
+    }
+}
+
+impl Collector for SampledCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let dp = self.cache.lock().map(|c| *c).unwrap_or_default();
+        let emitted = ConstCounter::new(dp.events_emitted);
+        emitted.encode(encoder.encode_descriptor(
+            "interceptor_ebpf_kernel_events_emitted",
+            "Verdict records the kernel put in the ring buffer (since the pinned state was created)",
+            None,
+            emitted.metric_type(),
+        )?)?;
+        let drops = [
+            ("kernel", dp.dropped_in_kernel),
+            ("queue", dp.dropped_in_queue),
+            ("subscriber", self.sampler.dropped_subscriber()),
+            ("log", self.sampler.dropped_log()),
+        ];
+        let mut family = encoder.encode_descriptor(
+            "interceptor_ebpf_events_dropped",
+            "Events or log lines that could not be delivered, by stage: kernel (ring buffer full), queue (user-space \
+             queue full), subscriber (a SubscribeEvents client fell behind), log (standard output too slow)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (stage, v) in drops {
+            let labels = [("stage", stage)];
+            ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+        }
+        let gauges: [(&str, &str, i64); 3] = [
+            (
+                "interceptor_ebpf_policy_generation",
+                "Generation of the active policy (0: none loaded)",
+                i64::try_from(self.sampler.generation()).unwrap_or(i64::MAX),
+            ),
+            (
+                "interceptor_ebpf_managed_cgroups",
+                "Managed-cgroup entries",
+                i64::try_from(dp.managed_cgroups).unwrap_or(i64::MAX),
+            ),
+            (
+                "interceptor_ebpf_degraded",
+                "1 while GetHealth reports degraded",
+                i64::from(self.sampler.degraded()),
+            ),
+        ];
+        for (name, help, v) in gauges {
+            let g = ConstGauge::new(v);
+            g.encode(encoder.encode_descriptor(name, help, None, g.metric_type())?)?;
+        }
+        let age = ConstGauge::new(self.sampler.heartbeat_age().as_secs_f64());
+        age.encode(encoder.encode_descriptor(
+            "interceptor_ebpf_heartbeat_age_seconds",
+            "Age of the last heartbeat the agent wrote",
+            None,
+            age.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
+/// The agent's metrics.
+pub struct Metrics {
+    registry: Registry,
+    verdicts: Family<VerdictLabels, Counter>,
+    requests: Family<RequestLabels, Counter>,
+    connections: Gauge<i64, AtomicI64>,
+    subscribers: Gauge<i64, AtomicI64>,
+    collector: Arc<SampledCollector>,
+    /// Verdict events received from the dataplane (also in `verdicts`; kept for the status counters).
+    pub verdicts_seen: AtomicU64,
+}
+
+impl Metrics {
+    pub fn new(sampler: Arc<dyn Sampler>) -> Metrics {
+        let mut registry = Registry::default();
+        let verdicts = Family::<VerdictLabels, Counter>::default();
+        registry.register(
+            "interceptor_ebpf_verdicts",
+            "Verdict events received from the dataplane, by reason code and hook",
+            verdicts.clone(),
+        );
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "interceptor_ebpf_control_requests",
+            "Control requests by command (`unknown` when it could not be read) and outcome (`ok` or the reason code)",
+            requests.clone(),
+        );
+        let connections = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "interceptor_ebpf_control_connections",
+            "Open control-socket connections",
+            connections.clone(),
+        );
+        let subscribers = Gauge::<i64, AtomicI64>::default();
+        registry.register(
+            "interceptor_ebpf_event_subscribers",
+            "Connections streaming events (SubscribeEvents)",
+            subscribers.clone(),
+        );
+        let collector = Arc::new(SampledCollector {
+            sampler,
+            cache: Mutex::new(DataplaneCounters::default()),
+        });
+        registry.register_collector(Box::new(collector.clone()));
+        // Every reason code and hook from the start, so a rate over a code that has not fired yet reads 0.
+        for code in DataplaneReasonCode::ALL {
+            for hook in Hook::ALL {
+                let _ = verdicts.get_or_create(&VerdictLabels {
+                    reason_code: code.as_str(),
+                    hook: hook.as_str(),
+                });
+            }
+        }
+        Metrics {
+            registry,
+            verdicts,
+            requests,
+            connections,
+            subscribers,
+            collector,
+            verdicts_seen: AtomicU64::new(0),
+        }
+    }
+
+    pub fn verdict(&self, code: DataplaneReasonCode, hook: Hook) {
+        self.verdicts
+            .get_or_create(&VerdictLabels {
+                reason_code: code.as_str(),
+                hook: hook.as_str(),
+            })
+            .inc();
+        self.verdicts_seen.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `outcome`: `None` = ok.
+    pub fn request(&self, command: Option<Command>, outcome: Option<ControlAuthzCode>) {
+        self.requests
+            .get_or_create(&RequestLabels {
+                command: command.map_or("unknown", Command::as_str),
+                outcome: outcome.map_or("ok", ControlAuthzCode::as_str),
+            })
+            .inc();
+    }
+
+    pub fn connections(&self) -> &Gauge<i64, AtomicI64> {
+        &self.connections
+    }
+
+    pub fn subscribers(&self) -> &Gauge<i64, AtomicI64> {
+        &self.subscribers
+    }
+
+    /// The exposition, after refreshing the dataplane counters.
+    pub fn encode(&self, dataplane: DataplaneCounters) -> String {
+        if let Ok(mut c) = self.collector.cache.lock() {
+            *c = dataplane;
+        }
+        let mut out = String::with_capacity(16 * 1024);
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const MAX_REQUEST_HEAD: usize = 8 * 1024;
+
+/// Serves `GET /metrics` until the listener's task is aborted. Each scrape calls `render`.
+pub async fn serve<F, Fut>(listener: TcpListener, render: F)
+where
+    F: Fn() -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = String> + Send,
+{
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let render = render.clone();
+        tokio::spawn(async move {
+            let _ = tokio::time::timeout(Duration::from_secs(10), respond(stream, render)).await;
+        });
+    }
+}
+
+async fn respond<F, Fut>(mut stream: TcpStream, render: F) -> std::io::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = String>,
+{
+    let mut head = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 || head.len() + n > MAX_REQUEST_HEAD {
+            return Ok(());
+        }
+        head.extend_from_slice(&chunk[..n]);
+    }
+    let line = head.split(|b| *b == b'\r').next().unwrap_or_default();
+    let mut parts = line.split(|b| *b == b' ');
+    let (method, target) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let path = target.split(|b| *b == b'?').next().unwrap_or_default();
+    let (status, content_type, body) = match (method, path) {
+        (b"GET", b"/metrics") => ("200 OK", CONTENT_TYPE, render().await),
+        (b"GET", _) => (
+            "404 Not Found",
+            "text/plain; charset=utf-8",
+            "not found: the metrics are at /metrics\n".to_owned(),
+        ),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain; charset=utf-8",
+            "only GET is served\n".to_owned(),
+        ),
+    };
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(response.as_bytes()).await?;
+    stream.shutdown().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Fixed;
+    impl Sampler for Fixed {
+        fn dropped_subscriber(&self) -> u64 {
+            2
+        }
+        fn dropped_log(&self) -> u64 {
+            0
+        }
+        fn generation(&self) -> u64 {
+            7
+        }
+        fn heartbeat_age(&self) -> Duration {
+            Duration::from_millis(250)
+        }
+        fn degraded(&self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn exposition_has_every_family() {
+        let m = Metrics::new(Arc::new(Fixed));
+        m.verdict(DataplaneReasonCode::DenyDefault, Hook::Connect4);
+        m.request(Some(Command::GetHealth), None);
+        m.request(None, Some(ControlAuthzCode::RequestMalformed));
+        let text = m.encode(DataplaneCounters {
+            events_emitted: 10,
+            dropped_in_kernel: 1,
+            dropped_in_queue: 0,
+            managed_cgroups: 3,
+        });
+        for want in [
+            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_DEFAULT\",hook=\"connect4\"} 1",
+            "interceptor_ebpf_verdicts_total{reason_code=\"ALLOW_BROKER\",hook=\"sendmsg6\"} 0",
+            "interceptor_ebpf_control_requests_total{command=\"GetHealth\",outcome=\"ok\"} 1",
+            "interceptor_ebpf_control_requests_total{command=\"unknown\",outcome=\"CTRL_REQUEST_MALFORMED\"} 1",
+            "interceptor_ebpf_kernel_events_emitted_total 10",
+            "interceptor_ebpf_events_dropped_total{stage=\"kernel\"} 1",
+            "interceptor_ebpf_events_dropped_total{stage=\"subscriber\"} 2",
+            "interceptor_ebpf_policy_generation 7",
+            "interceptor_ebpf_managed_cgroups 3",
+            "interceptor_ebpf_heartbeat_age_seconds 0.25",
+            "interceptor_ebpf_degraded 0",
+            "# EOF",
+        ] {
+            assert!(text.contains(want), "missing {want}:\n{text}");
+        }
+    }
+}

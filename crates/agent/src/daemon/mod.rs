@@ -1,0 +1,378 @@
+//! `interceptor-ebpf agent`: the daemon.
+//!
+//! Start-up, in an order that never leaves a window of open egress and never touches another agent's state:
+//! 1. configuration (any bad value stops here, before anything is attached);
+//! 2. the control socket (a live agent on the path stops us before we load anything) and the metrics port;
+//! 3. `Dataplane::load`: attach, or adopt what a previous agent pinned (its policy, managed cgroups and links keep
+//!    enforcing throughout: there is no moment without programs);
+//! 4. the initial policy file, when no policy is loaded;
+//! 5. the agent's own heartbeat (the loader's timer thread is paused: the beat proves the agent's runtime is
+//!    alive, not merely one thread), the event pump, the control socket and the metrics endpoint.
+//!
+//! Stop: Shutdown (optionally detaching), SIGTERM or SIGINT close the dataplane leaving its pins enforcing;
+//! without heartbeat, managed traffic gets the configured degraded verdict after the grace period.
+
+pub mod control;
+pub mod framing;
+pub mod health;
+pub mod log;
+pub mod metrics;
+pub mod server;
+pub mod socket;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::signal::unix::{signal, SignalKind};
+
+use interceptor_ebpf_core::contract::peer_auth::ControllerAuthorizationPolicy;
+use interceptor_ebpf_core::dataplane::{Dataplane, DataplaneOptions, EventReceiver};
+
+use crate::config::AgentConfig;
+use crate::exit::Exit;
+use control::{Agent, SUBSCRIBER_BACKLOG};
+use health::{HealthState, Transition};
+use log::Log;
+use metrics::{DataplaneCounters, Metrics, Sampler};
+
+const EVENT_BATCH: usize = 1024;
+
+struct AgentSampler {
+    health: Arc<HealthState>,
+    log: Arc<Log>,
+    dropped_subscriber: Arc<AtomicU64>,
+}
+
+impl Sampler for AgentSampler {
+    fn dropped_subscriber(&self) -> u64 {
+        self.dropped_subscriber.load(Ordering::Relaxed)
+    }
+    fn dropped_log(&self) -> u64 {
+        self.log.dropped()
+    }
+    fn generation(&self) -> u64 {
+        self.health.generation()
+    }
+    fn heartbeat_age(&self) -> Duration {
+        self.health.heartbeat_age()
+    }
+    fn degraded(&self) -> bool {
+        self.health.is_degraded()
+    }
+}
+
+fn ms(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Runs the agent until it is stopped; returns the exit code.
+pub fn run(config: AgentConfig) -> Exit {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)))
+        .thread_name("agent-worker")
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("interceptor-ebpf agent: cannot start the async runtime: {e}");
+            return Exit::Failure;
+        }
+    };
+    let log = match Log::start(Box::new(std::io::stdout())) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("interceptor-ebpf agent: cannot start the log writer: {e}");
+            return Exit::Failure;
+        }
+    };
+    let exit = runtime.block_on(run_async(config, log.clone()));
+    // Give in-flight replies a moment; the dataplane is already closed.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    log.finish();
+    exit
+}
+
+fn start_failed(log: &Log, what: &str, error: String) -> Exit {
+    eprintln!("interceptor-ebpf agent: {what}: {error}");
+    log.lifecycle("start_failed", json!({"stage": what, "error": error}));
+    Exit::Failure
+}
+
+async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
+    let (std_listener, socket_file) = match socket::bind(&config.contract) {
+        Ok(s) => s,
+        Err(e) => return start_failed(&log, "control socket", e.to_string()),
+    };
+    let listener = match tokio::net::UnixListener::from_std(std_listener) {
+        Ok(l) => l,
+        Err(e) => return start_failed(&log, "control socket", e.to_string()),
+    };
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => Some(l),
+            Err(e) => return start_failed(&log, "metrics endpoint", format!("bind {addr}: {e}")),
+        },
+        None => None,
+    };
+
+    let options = DataplaneOptions {
+        cgroup_root: Some(config.cgroups.root().to_path_buf()),
+        pin_dir: config.pin_dir.clone(),
+        fail_mode: config.fail_mode,
+        heartbeat_grace: config.heartbeat.grace,
+        heartbeat_interval: config.heartbeat.interval,
+        global_mode: config.global_mode,
+        ..DataplaneOptions::default()
+    };
+    let dp = match tokio::task::spawn_blocking(move || Dataplane::load(options)).await {
+        Ok(Ok(dp)) => Arc::new(dp),
+        Ok(Err(e)) => return start_failed(&log, "dataplane", e.to_string()),
+        Err(e) => return start_failed(&log, "dataplane", e.to_string()),
+    };
+    // From here on the agent's own task beats (see the module comment).
+    dp.pause_heartbeat_timer();
+    let receiver = match dp.subscribe() {
+        Ok(r) => r,
+        Err(e) => return start_failed(&log, "event reader", e.to_string()),
+    };
+    let status = match dp.status() {
+        Ok(s) => s,
+        Err(e) => return start_failed(&log, "dataplane", e.to_string()),
+    };
+    let mut generation = status.generation;
+    let adopted_age = dp.adopted_heartbeat_age();
+    if status.adopted {
+        let age = adopted_age.unwrap_or_default();
+        log.lifecycle(
+            "adopted",
+            json!({
+                "pin_dir": status.pin_dir.display().to_string(),
+                "generation": generation,
+                "managed_cgroups": status.managed_cgroups.len(),
+                "pinned_heartbeat_age_ms": ms(age),
+                "kernel_degraded_for_ms": ms(age.saturating_sub(config.heartbeat.grace)),
+            }),
+        );
+    }
+    if let Some((path, snapshot)) = &config.policy {
+        if generation == 0 {
+            let dp2 = dp.clone();
+            let snapshot = snapshot.clone();
+            match tokio::task::spawn_blocking(move || dp2.replace_policy(&snapshot)).await {
+                Ok(Ok(summary)) => {
+                    generation = summary.generation;
+                    log.lifecycle(
+                        "policy_loaded",
+                        json!({
+                            "file": path.display().to_string(),
+                            "generation": summary.generation,
+                            "ipv4_rules": summary.ipv4_rules,
+                            "ipv6_rules": summary.ipv6_rules,
+                        }),
+                    );
+                }
+                Ok(Err(e)) => {
+                    return start_failed(&log, "policy file", format!("{}: {e}", path.display()))
+                }
+                Err(e) => return start_failed(&log, "policy file", e.to_string()),
+            }
+        } else {
+            log.lifecycle(
+                "policy_file_skipped",
+                json!({
+                    "file": path.display().to_string(),
+                    "reason": "the adopted state already has a policy (the latest a controller applied)",
+                    "generation": generation,
+                }),
+            );
+        }
+    }
+
+    let health = Arc::new(HealthState::new(
+        status.adopted,
+        adopted_age,
+        config.heartbeat.grace,
+        config.fail_mode,
+        generation,
+    ));
+    health.beat(dp.heartbeat().map_err(|e| e.to_string()));
+    let dropped_subscriber = Arc::new(AtomicU64::new(0));
+    let metrics = Metrics::new(Arc::new(AgentSampler {
+        health: health.clone(),
+        log: log.clone(),
+        dropped_subscriber: dropped_subscriber.clone(),
+    }));
+    let agent = Arc::new(Agent::new(
+        dp.clone(),
+        config.cgroups.clone(),
+        health.clone(),
+        metrics,
+        log.clone(),
+        socket_file,
+        ControllerAuthorizationPolicy::from(&config.contract),
+        dropped_subscriber,
+    ));
+
+    tokio::spawn(heartbeat(agent.clone(), config.heartbeat.interval));
+    tokio::spawn(pump(agent.clone(), receiver));
+    tokio::spawn(server::serve(
+        listener,
+        agent.clone(),
+        server::Limits {
+            max_clients: config.max_clients,
+            idle_timeout: config.idle_timeout,
+            request_timeout: config.request_timeout,
+        },
+    ));
+    let metrics_task = metrics_listener.map(|l| {
+        let agent = agent.clone();
+        tokio::spawn(metrics::serve(l, move || {
+            let agent = agent.clone();
+            async move {
+                let dp = agent.dp.clone();
+                let counters = tokio::task::spawn_blocking(move || dp.status())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|s| DataplaneCounters {
+                        events_emitted: s.events_emitted,
+                        dropped_in_kernel: s.dropped_in_kernel,
+                        dropped_in_queue: s.dropped_in_queue,
+                        managed_cgroups: s.managed_cgroups.len() as u64,
+                    })
+                    .unwrap_or_default();
+                agent.metrics.encode(counters)
+            }
+        }))
+    });
+
+    let permissive = config.contract.privileged_controller_uids.is_empty()
+        && config.contract.privileged_controller_gids.is_empty();
+    log.lifecycle(
+        "started",
+        json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "pid": std::process::id(),
+            "environment": config.contract.environment.as_str(),
+            "control_socket": config.contract.control_socket_path,
+            "cgroup_root": config.cgroups.root().display().to_string(),
+            "pin_dir": status.pin_dir.display().to_string(),
+            "adopted": status.adopted,
+            "generation": generation,
+            "managed_cgroups": status.managed_cgroups.len(),
+            "global_mode": status.global_mode.as_str(),
+            "fail_mode": config.fail_mode.as_str(),
+            "heartbeat_interval_ms": ms(config.heartbeat.interval),
+            "heartbeat_grace_ms": ms(config.heartbeat.grace),
+            "metrics_listen": config.metrics_listen.map(|a| a.to_string()),
+            "privileged_uids": config.contract.privileged_controller_uids,
+            "privileged_gids": config.contract.privileged_controller_gids,
+        }),
+    );
+    if permissive {
+        log.lifecycle(
+            "warning",
+            json!({"message": "no privileged uids or gids are configured: every peer that can connect to the \
+                               control socket may send mutating commands"}),
+        );
+    }
+    let (_, transition) = health.update();
+    log_transition(&log, transition);
+
+    let exit = wait_for_stop(&agent).await;
+    if let Some(t) = metrics_task {
+        t.abort();
+    }
+    exit
+}
+
+async fn wait_for_stop(agent: &Arc<Agent>) -> Exit {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        agent.log.lifecycle(
+            "warning",
+            json!({"message": "cannot install signal handlers; stop the agent with the Shutdown command"}),
+        );
+        let mut stopping = agent.stopping();
+        let _ = stopping.wait_for(|s| *s).await;
+        return Exit::Ok;
+    };
+    let mut stopping = agent.stopping();
+    loop {
+        let reason = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+            _ = hup.recv() => {
+                agent.log.lifecycle("warning", json!({"message": "SIGHUP ignored: the configuration is read at start only"}));
+                continue;
+            }
+            _ = stopping.wait_for(|s| *s) => {
+                // Stopped by the Shutdown command: its handler closes the dataplane, then writes the reply.
+                let _ = tokio::time::timeout(Duration::from_secs(15), agent.shutdown_replied.notified()).await;
+                return Exit::Ok;
+            }
+        };
+        return match agent.stop(reason, false).await {
+            Ok(()) => Exit::Ok,
+            Err(_) => Exit::Failure,
+        };
+    }
+}
+
+fn log_transition(log: &Log, t: Option<Transition>) {
+    match t {
+        Some(Transition::Degraded { reasons }) => {
+            log.lifecycle("degraded", json!({"reasons": reasons}))
+        }
+        Some(Transition::Recovered { degraded_for }) => {
+            log.lifecycle("recovered", json!({"degraded_for_ms": ms(degraded_for)}))
+        }
+        None => {}
+    }
+}
+
+async fn heartbeat(agent: Arc<Agent>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stopping = agent.stopping();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopping.wait_for(|s| *s) => return,
+        }
+        let result = agent.dp.heartbeat().map_err(|e| e.to_string());
+        if agent.is_stopping() {
+            return;
+        }
+        agent.health.beat(result);
+        let (_, transition) = agent.health.update();
+        log_transition(&agent.log, transition);
+    }
+}
+
+async fn pump(agent: Arc<Agent>, mut receiver: EventReceiver) {
+    while let Some(batch) = receiver.recv_batch(EVENT_BATCH).await {
+        let subscribed = agent.events.receiver_count() > 0;
+        for e in &batch {
+            agent.metrics.verdict(e.reason, e.hook);
+            let line: Arc<[u8]> = crate::events::log_line(e).into();
+            if subscribed {
+                let _ = agent.events.send(line.clone());
+            }
+            agent.log.line(line);
+        }
+    }
+    if !agent.is_stopping() {
+        agent.health.events_stopped();
+        agent.log.lifecycle(
+            "warning",
+            json!({"message": "the dataplane event reader stopped", "subscriber_backlog": SUBSCRIBER_BACKLOG}),
+        );
+    }
+}

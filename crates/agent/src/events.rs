@@ -1,0 +1,114 @@
+//! A dataplane verdict as the contract's DataplanePacketEvent: the same fields, in the same form, as the Node
+//! API's `events()` (`src/event_batch.rs` of the addon): `cgroup_id` is the caller's own cgroup, `comm`,
+//! `rule_id` (when a rule decided), `policy_generation`, `workload_id` (from the managed entry), `observed_at`
+//! (RFC 3339 UTC with nanoseconds). No `message`.
+
+use interceptor_ebpf_core::contract::events::{Comm, DataplanePacketEvent, PolicyGeneration};
+use interceptor_ebpf_core::contract::timestamp::Timestamp;
+use interceptor_ebpf_core::dataplane::VerdictEvent;
+
+/// `comm` holds at most 16 bytes; the kernel's comm decoded lossily can exceed that (each invalid byte becomes a
+/// 3-byte U+FFFD), so cut at a character boundary.
+fn comm(s: &str) -> Option<Comm> {
+    let mut end = s
+        .len()
+        .min(interceptor_ebpf_core::contract::events::COMM_MAX_BYTES);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    Comm::new(&s[..end])
+}
+
+pub fn packet_event(e: &VerdictEvent) -> DataplanePacketEvent {
+    DataplanePacketEvent {
+        reason_code: e.reason,
+        hook: Some(e.hook),
+        cgroup_id: Some(e.cgroup_id),
+        message: None,
+        protocol: Some(e.protocol),
+        dst_ip: Some(e.dst_ip),
+        dst_port: Some(e.dst_port),
+        pid: Some(e.pid),
+        uid: Some(e.uid),
+        comm: comm(&e.comm),
+        rule_id: e.rule_id.clone(),
+        // A generation counts policy replacements from 1: it stays far below 2^53; saturate rather than drop.
+        policy_generation: PolicyGeneration::new(
+            e.policy_generation
+                .min(interceptor_ebpf_core::contract::events::POLICY_GENERATION_MAX),
+        ),
+        workload_id: e.workload_id.clone(),
+        observed_at: Timestamp::from_system_time(e.observed_at)
+            .or_else(|| Timestamp::from_unix(0, 0)),
+    }
+}
+
+/// The event's log record as one line, `\n` included: what the agent writes to standard output and streams to
+/// SubscribeEvents clients.
+pub fn log_line(e: &VerdictEvent) -> Vec<u8> {
+    let mut out = Vec::with_capacity(400);
+    packet_event(e).write_log_json(&mut out);
+    out.push(b'\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use interceptor_ebpf_core::contract::event_json::parse_json;
+    use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+    use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    fn event() -> VerdictEvent {
+        VerdictEvent {
+            observed_at: UNIX_EPOCH + Duration::new(1_700_000_000, 42),
+            monotonic_ns: 1,
+            cgroup_id: 4242,
+            pid: 7,
+            uid: 1000,
+            comm: "curl".into(),
+            hook: Hook::Connect4,
+            protocol: Protocol::Tcp,
+            dst_ip: "192.0.2.1".parse().expect("ip"),
+            dst_port: 443,
+            reason: DataplaneReasonCode::DenyExplicit,
+            rule_id: Some("block-all".into()),
+            policy_generation: 3,
+            workload_id: Some("wl-a".into()),
+            managed_cgroup_id: 4242,
+        }
+    }
+
+    #[test]
+    fn the_log_line_is_the_contract_record_and_parses_back() {
+        let line = log_line(&event());
+        assert_eq!(
+            std::str::from_utf8(&line).expect("utf8"),
+            "{\"code_namespace\":\"dataplane_verdict\",\"reason_code\":\"DENY_EXPLICIT\",\"verdict\":\"deny\",\
+             \"hook\":\"connect4\",\"cgroup_id\":\"4242\",\"protocol\":\"tcp\",\"dst_ip\":\"192.0.2.1\",\
+             \"dst_port\":443,\"pid\":7,\"uid\":1000,\"comm\":\"curl\",\"rule_id\":\"block-all\",\
+             \"policy_generation\":3,\"workload_id\":\"wl-a\",\"observed_at\":\"2023-11-14T22:13:20.000000042Z\"}\n"
+        );
+        let parsed = parse_json(&line[..line.len() - 1]).expect("valid event");
+        assert_eq!(parsed, packet_event(&event()));
+    }
+
+    #[test]
+    fn observe_codes_keep_would_block_and_long_comms_are_cut() {
+        let mut e = event();
+        e.reason = DataplaneReasonCode::ObserveWouldAllow;
+        e.comm = "\u{fffd}".repeat(6);
+        let line = log_line(&e);
+        let text = std::str::from_utf8(&line).expect("utf8");
+        assert!(
+            text.contains("\"verdict\":\"allow\",\"would_block\":false"),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("\"comm\":\"{}\"", "\u{fffd}".repeat(5))),
+            "{text}"
+        );
+        assert!(parse_json(&line[..line.len() - 1]).is_ok());
+    }
+}
