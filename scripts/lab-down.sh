@@ -13,6 +13,8 @@ source scripts/lab-common.sh
 [[ -s "$state/pin-dir" ]] && pin_dir=$(cat "$state/pin-dir")
 [[ "$lab_cg" == */"$lab_name" ]] || lab_cg=""
 [[ "$pin_dir" == */"$lab_name" ]] || pin_dir=""
+programs=()
+[[ -s "$state/programs" ]] && mapfile -t programs <"$state/programs"
 
 # 1. Ask the agent to detach and remove its pins: the clean way, while it still runs.
 if live_pid agent >/dev/null && [[ -x "$agent_bin" ]]; then
@@ -54,8 +56,12 @@ left=()
 [[ -n "$lab_cg" && -e "$lab_cg" ]] && left+=("cgroup $lab_cg")
 [[ -n "$pin_dir" && -e "$pin_dir" ]] && left+=("pins $pin_dir")
 [[ -e "$state" ]] && left+=("$state")
+for id in "${programs[@]}"; do
+  # A program lives while something holds it: a link, a pin, a process. None of those is left.
+  bpftool prog show id "$id" >/dev/null 2>&1 && left+=("program $id")
+done
 if ((${#left[@]})); then
   say "could not remove: ${left[*]}"
   exit 1
 fi
-say "removed: processes, pins, cgroups and $state of $lab_name"
+say "removed: processes, ${#programs[@]} programs, pins, cgroups and $state of $lab_name"

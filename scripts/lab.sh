@@ -102,6 +102,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 ctl health >/dev/null
+# The programs the agent attached (lab:down checks that each one is gone).
+bpftool cgroup show "$lab_cg/workloads" 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}' >"$state/programs"
 workload_cgroup="${lab_cg#"$cg2"}/workloads/test-service"
 ctl cgroup add "$workload_cgroup" --mode enforce --workload-id "$workload_id" >/dev/null
 # The event log: what lab:status shows and where the test service looks up the reason code of a refusal.
