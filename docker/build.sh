@@ -44,6 +44,9 @@ build() { # image dockerfile context
   if ! docker build "${build_args[@]}" -t "$1" "$3" >"$3.log" 2>&1; then
     tail -n 40 "$3.log" >&2
     log "building $1 failed"
+    if grep -qE 'registry|pull access denied|manifest unknown|no such host' "$3.log"; then
+      log "the base image could not be pulled: without a registry, build local ones with docker/offline-base-images.sh and pass NODE_IMAGE=... DEBIAN_IMAGE=..."
+    fi
     exit 1
   fi
   log "$1 built in $(($(date +%s) - start)) s"

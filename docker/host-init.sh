@@ -22,8 +22,17 @@ socket="${BROKER_EBPF_CONTROL_SOCKET:-/run/broker-interceptor-ebpf/agentd.sock}"
 workloads=/ebpf-lab-workloads
 pins=/sys/fs/bpf/interceptor-ebpf
 
-log() { printf '{"time":"%s","level":"info","service":"ebpf-lab-host","msg":"%s"}\n' "$(date -u +%FT%T.%3NZ)" "$*"; }
-die() { printf '{"time":"%s","level":"error","service":"ebpf-lab-host","msg":"%s"}\n' "$(date -u +%FT%T.%3NZ)" "$*"; exit 1; }
+# JSON log lines, like the agent's: the message escaped for a JSON string.
+emit() { # level message
+  local msg=${2//\\/\\\\}
+  msg=${msg//\"/\\\"}
+  printf '{"time":"%s","level":"%s","service":"ebpf-lab-host","msg":"%s"}\n' "$(date -u +%FT%T.%3NZ)" "$1" "${msg//$'\n'/ }"
+}
+log() { emit info "$*"; }
+die() {
+  emit error "$*"
+  exit 1
+}
 
 mkdir -p "$state/events" "$(dirname "$socket")"
 rm -f "$state/ready"
@@ -61,6 +70,10 @@ children=()
 # shellcheck disable=SC2317 # called by the trap below
 stop() {
   log "stopping"
+  # The nested containers first, at once: nothing in them needs a graceful stop, and dockerd would
+  # otherwise wait out their stop timeouts.
+  mapfile -t nested < <(docker ps -q 2>/dev/null)
+  ((${#nested[@]})) && docker kill "${nested[@]}" >/dev/null 2>&1
   for pid in "${children[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait || true
   exit 0
@@ -91,7 +104,7 @@ agent=$!
 children+=("$agent")
 for _ in $(seq 1 100); do
   interceptor-ebpf ctl health >/dev/null 2>&1 && break
-  kill -0 "$agent" 2>/dev/null || die "the agent exited: $(tail -n 5 /var/log/interceptor-ebpf-agent.log | tr '"' "'")"
+  kill -0 "$agent" 2>/dev/null || die "the agent exited: $(tail -n 5 /var/log/interceptor-ebpf-agent.log)"
   sleep 0.1
 done
 interceptor-ebpf ctl health >/dev/null || die "the agent does not answer on $socket"
@@ -114,10 +127,10 @@ for _ in $(seq 1 300); do
   docker version >/dev/null 2>&1 && break
   sleep 0.1
 done
-docker version >/dev/null 2>&1 || die "the nested dockerd did not start: $(tail -n 5 /var/log/dockerd.log | tr '"' "'")"
+docker version >/dev/null 2>&1 || die "the nested dockerd did not start: $(tail -n 5 /var/log/dockerd.log)"
 touch "$state/ready"
 log "ready: dockerd, agent, broker tunnel 127.0.0.1:$tunnel_port -> $broker_target"
 
 # Stay up while the agent runs; a dead agent is what -status.sh reports, and the container stops with it.
 wait "$agent"
-die "the agent exited: $(tail -n 5 /var/log/interceptor-ebpf-agent.log | tr '"' "'")"
+die "the agent exited: $(tail -n 5 /var/log/interceptor-ebpf-agent.log)"

@@ -22,7 +22,7 @@ in_host interceptor-ebpf ctl health || true
 echo "== agent status (interceptor-ebpf ctl status)"
 in_host interceptor-ebpf ctl status || true
 echo "== last verdicts (of $(in_host sh -c 'wc -l </run/ebpf-lab/events/events.ndjson') events)"
-in_host tail -n 8 /run/ebpf-lab/events/events.ndjson || true
+in_host tail -n 8 /run/ebpf-lab/events/events.ndjson | sed 's/^/  /' || true
 echo "== a direct call around the broker, now"
 direct=$(service POST /direct-call 2>&1 || true)
 echo "  $direct"

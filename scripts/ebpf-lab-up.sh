@@ -101,6 +101,12 @@ in_host docker run -d --name "$nested_container" \
   -e "DIRECT_CALL_URL=http://${upstream_ip}:8082/v1/chat/completions" \
   "$nested_image" >/dev/null
 
+# The container is already enforced through its managed parent; its own entry adds the workload id to its
+# events (the nearest managed ancestor's entry decides).
+nested_pid=$(in_host docker inspect -f '{{.State.Pid}}' "$nested_container")
+nested_cgroup=$(in_host sed -n 's/^0:://p' "/proc/$nested_pid/cgroup")
+in_host interceptor-ebpf ctl cgroup add "$nested_cgroup" --mode enforce --workload-id "${BROKER_WORKLOAD_ID:-w_f73d1dc18e9c41bc89c5928d5bc67230}" >/dev/null
+
 for _ in $(seq 1 60); do
   service GET /health >/dev/null 2>&1 && break
   sleep 0.5
