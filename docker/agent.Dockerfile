@@ -3,10 +3,10 @@
 # (docker/build.sh agent), which compiles the binary with cargo on the build host and stages it here.
 #
 # Running the daemon needs, from the container runtime (see docker/compose.yaml, deploy/kubernetes/):
-#   capabilities  BPF (maps, programs), NET_ADMIN (attach to cgroup sock_addr hooks), PERFMON (the programs
-#                 read kernel memory: comm, task fields), SYS_ADMIN (bpffs pins and BPF_OBJ_GET on kernels
-#                 without the finer capabilities), CHOWN and FOWNER (give the control socket its owner and
-#                 mode); every other capability dropped
+#   capabilities  BPF (maps, programs), PERFMON (the programs read task fields), NET_ADMIN (attach to the
+#                 cgroup sock_addr hooks), CHOWN (give the control socket its group); FOWNER as well only if
+#                 BROKER_EBPF_SOCKET_UID is not 0. Every other capability dropped. (Measured: the agent
+#                 fails to start without any one of them, and needs no other; docs/deployment.md.)
 #   mounts        the host's bpffs (read-write, for pins), the host's cgroup2 (read-only is enough: the agent
 #                 opens cgroup directories to attach), the control socket directory
 #   namespaces    the host's cgroup namespace (paths in /proc/<pid>/cgroup must mean the same to workloads and

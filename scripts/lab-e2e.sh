@@ -141,13 +141,20 @@ compose() {
     echo "lab-e2e: compose: the controller's policy was not applied (status: $status)" >&2
     return 1
   fi
-  "${dc[@]}" exec -T agent interceptor-ebpf ctl shutdown --detach >/dev/null
   "${dc[@]}" down -v --remove-orphans
+  # The agent is gone, its enforcement is not: the programs stay attached through the pinned links.
+  local attached
+  attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
+  [[ "$attached" -eq 4 ]] || { echo "lab-e2e: compose: $attached programs attached after down, expected 4 (pinned)" >&2; return 1; }
+  # Removing the pins is what removes enforcement (docs/deployment.md).
+  rm -rf "${bpffs:?}/$project"
+  attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
+  [[ "$attached" -eq 0 ]] || { echo "lab-e2e: compose: $attached programs still attached after the pins went" >&2; return 1; }
   cleanup=""
   eval "$remove_cgroups"
   [[ ! -e "$cg2/$project" ]] || { echo "lab-e2e: compose: cgroup $cg2/$project left" >&2; return 1; }
   [[ ! -e "$bpffs/$project" ]] || { echo "lab-e2e: compose: pins left in $bpffs/$project" >&2; return 1; }
-  results+=("compose: agent (6 capabilities, read-only cgroupfs) + non-root controller applying the policy ($(elapsed "$t"))")
+  results+=("compose: agent (cap_drop ALL + 3, read-only cgroupfs) + non-root controller applying the policy; pinned after down, gone with the pins ($(elapsed "$t"))")
 }
 
 for stage in "${stages[@]}"; do
