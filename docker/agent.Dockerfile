@@ -11,8 +11,9 @@
 #                 opens cgroup directories to attach), the control socket directory
 #   namespaces    the host's cgroup namespace (paths in /proc/<pid>/cgroup must mean the same to workloads and
 #                 to the agent) and the host's pid namespace (event pids are the host's)
-# The daemon runs as uid 0 inside the container because Docker and Kubernetes give no ambient capabilities
-# to a non-root user; it keeps only the capabilities above. The `ctl` client needs none and runs as any user.
+# The image's default user is the unprivileged 10001 (the socket's group), which is all the `ctl` client
+# needs. The daemon must be started as uid 0 (`user: "0:0"`, `runAsUser: 0`): Docker and Kubernetes give no
+# ambient capabilities to a non-root user; it keeps only the capabilities above.
 ARG DEBIAN_IMAGE=debian:12-slim
 FROM ${DEBIAN_IMAGE}
 
@@ -30,5 +31,6 @@ ENV BROKER_EBPF_CONTROL_SOCKET=/run/broker-interceptor-ebpf/agentd.sock \
     BROKER_EBPF_FAIL_MODE=closed \
     BROKER_EBPF_ENVIRONMENT=production
 
+USER 10001:10001
 ENTRYPOINT ["/usr/local/bin/interceptor-ebpf"]
 CMD ["agent"]
