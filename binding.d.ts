@@ -55,6 +55,31 @@ export interface CodeTables {
   hooks: Array<string>
 }
 
+export declare function controlClientReadReply(line: Uint8Array, command: string, id: string): ControlClientReply
+
+/**
+ * The agent's reply: `json` is the normalised response line (`ok: true` with `data`, or `ok: false` with
+ * `error`); `issues` when the line is not a valid reply to this request.
+ */
+export interface ControlClientReply {
+  json?: string
+  issues?: Array<JsIssue>
+}
+
+/**
+ * A request checked before it is sent: `line` (without `
+`), or `issues` and `rejection` (the failure line
+ * the agent would answer, with its CTRL_REQUEST_* code).
+ */
+export interface ControlClientRequest {
+  line?: string
+  issues?: Array<JsIssue>
+  rejection?: string
+}
+
+/** `request_json`: `JSON.stringify({command, payload, id})`. */
+export declare function controlClientRequestLine(requestJson: string): ControlClientRequest
+
 /** Creates the raw fast-path functions; `js/events.js` calls this once per module instance (per worker). */
 export declare function dataplaneEventFastPaths(): unknown
 

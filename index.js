@@ -9,4 +9,5 @@ module.exports = {
   ...require('./js/control.js'),
   ...require('./js/interceptor.js'),
   ...require('./js/events.js'),
+  ...require('./js/control-client.js'),
 }

@@ -63,6 +63,10 @@ export interface SetGlobalModePayload {
   mode: ControlMode
 }
 export type SetCgroupModePayload = CgroupSelector & { mode: ControlMode }
+/** Absent, `null` or `{}`: the pinned enforcement stays; `detach: true` detaches and removes the pins. */
+export interface ShutdownPayload {
+  detach?: boolean
+}
 
 interface RequestBase<C extends ControlProtocolCommand> {
   command: C
@@ -82,7 +86,7 @@ export type ControlProtocolRequestInput =
   | WithPayload<'DeleteManagedCgroup', DeleteManagedCgroupPayload>
   | WithPayload<'SetGlobalMode', SetGlobalModePayload>
   | WithPayload<'SetCgroupMode', SetCgroupModePayload>
-  | NoPayload<'Shutdown'>
+  | (RequestBase<'Shutdown'> & { payload?: ShutdownPayload | null })
   | NoPayload<'SubscribeEvents'>
 
 /** A validated request: commands without payload have none, the snapshot has its defaults filled. */
@@ -95,7 +99,7 @@ export type ControlProtocolRequest =
   | WithPayload<'DeleteManagedCgroup', DeleteManagedCgroupPayload>
   | WithPayload<'SetGlobalMode', SetGlobalModePayload>
   | WithPayload<'SetCgroupMode', SetCgroupModePayload>
-  | RequestBase<'Shutdown'>
+  | (RequestBase<'Shutdown'> & { payload?: { detach: true } })
   | RequestBase<'SubscribeEvents'>
 
 /** A ControlPlaneAuthzEvent whose `command`, when present, is a ControlProtocolCommand. */
@@ -107,6 +111,17 @@ export interface HealthData {
   /** `degraded` exactly when `degradedReasons` is non-empty. */
   status: 'ok' | 'degraded'
   degradedReasons: string[]
+  /** RFC 3339: since when the current degraded condition holds; only while degraded. */
+  degradedSince?: string
+  /** RFC 3339: when the agent started. */
+  startedAt?: string
+  /** The agent adopted a pinned state (policy, managed cgroups, links) instead of starting empty. */
+  adopted?: boolean
+  /** Only with `adopted: true`: the pinned heartbeat's age at adoption (beyond the grace: degraded verdicts). */
+  adoptedHeartbeatAgeMs?: number
+  /** Age of the last heartbeat the agent wrote. */
+  heartbeatAgeMs?: number
+  heartbeatGraceMs?: number
 }
 
 export interface ManagedCgroupData {

@@ -7,6 +7,7 @@
 
 mod codes;
 mod control;
+mod control_client;
 mod event_batch;
 mod events;
 mod interceptor;

@@ -1,17 +1,17 @@
 //! A blocking control-protocol client: what `ctl`, the integration tests and the benchmark use.
 //!
 //! Requests are built from the contract's typed [`CommandRequest`] (so only valid requests are sent) with an
-//! `id`; every response is read with the contract's strict per-command parser and must echo that id and
-//! command.
+//! `id`; every response is read by the contract's `read_reply` (strict per-command schemas, the request's
+//! command and id).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use interceptor_ebpf_core::contract::control_client::{read_reply, ReplyError};
 use interceptor_ebpf_core::contract::control_protocol::{
-    parse_response_line, CommandRequest, ControlProtocolError, ControlRequest, ControlResponse,
-    ResponseData, MAX_LINE_BYTES,
+    CommandRequest, ControlProtocolError, ControlRequest, ResponseData, MAX_LINE_BYTES,
 };
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 
@@ -123,34 +123,10 @@ impl Client {
 
     fn receive(&mut self, id: &str, request: &CommandRequest) -> Result<ResponseData, ClientError> {
         let line = read_line(&mut self.reader, self.timeout)?.ok_or(ClientError::Closed)?;
-        let response =
-            parse_response_line(&line).map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        match response {
-            ControlResponse::Success { data, id: got } => {
-                if got.as_deref() != Some(id) {
-                    return Err(ClientError::BadResponse(format!(
-                        "expected the response to request {id}, got id {got:?}"
-                    )));
-                }
-                if data.command() != request.command() {
-                    return Err(ClientError::BadResponse(format!(
-                        "expected a {} response, got {}",
-                        request.command(),
-                        data.command()
-                    )));
-                }
-                Ok(data)
-            }
-            // A failure for a frame the agent could not read carries no id.
-            ControlResponse::Failure { error, id: got }
-                if got.is_none() || got.as_deref() == Some(id) =>
-            {
-                Err(ClientError::Refused(error))
-            }
-            ControlResponse::Failure { id: got, .. } => Err(ClientError::BadResponse(format!(
-                "expected the response to request {id}, got id {got:?}"
-            ))),
-        }
+        read_reply(&line, request.command(), Some(id)).map_err(|e| match e {
+            ReplyError::Refused(error) => ClientError::Refused(error),
+            ReplyError::Invalid(e) => ClientError::BadResponse(e.to_string()),
+        })
     }
 
     /// Sends one request and waits for its response.

@@ -67,8 +67,22 @@ fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Raises the soft open-files limit to the hard one: every control connection is a descriptor, and the default
+/// soft limit (often 1024) is below the default `max_clients`.
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit write and read a plain struct we own.
+    unsafe {
+        let mut lim: libc::rlimit = std::mem::zeroed();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
 /// Runs the agent until it is stopped; returns the exit code.
 pub fn run(config: AgentConfig) -> Exit {
+    raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)))
         .thread_name("agent-worker")
@@ -117,6 +131,9 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         },
         None => None,
     };
+
+    // The bound address (a configured port 0 becomes the port the kernel chose).
+    let metrics_addr = metrics_listener.as_ref().and_then(|l| l.local_addr().ok());
 
     let options = DataplaneOptions {
         cgroup_root: Some(config.cgroups.root().to_path_buf()),
@@ -267,7 +284,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
             "fail_mode": config.fail_mode.as_str(),
             "heartbeat_interval_ms": ms(config.heartbeat.interval),
             "heartbeat_grace_ms": ms(config.heartbeat.grace),
-            "metrics_listen": config.metrics_listen.map(|a| a.to_string()),
+            "metrics_listen": metrics_addr.map(|a| a.to_string()),
             "privileged_uids": config.contract.privileged_controller_uids,
             "privileged_gids": config.contract.privileged_controller_gids,
         }),

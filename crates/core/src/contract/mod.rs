@@ -3,6 +3,7 @@
 pub mod code_headers;
 pub mod config;
 pub mod control_authz;
+pub mod control_client;
 pub mod control_protocol;
 pub mod event_json;
 pub mod events;

@@ -1,0 +1,87 @@
+import type {
+  ControlMode,
+  ControlProtocolCommand,
+  ControlProtocolError,
+  DeleteManagedCgroupPayload,
+  HealthData,
+  ManagedCgroupData,
+  PolicySummaryData,
+  SetCgroupModePayload,
+  SetGlobalModeData,
+  StatusData,
+  UpsertManagedCgroupPayload,
+} from './control'
+import type { ContractIssue } from './errors'
+import type { DataplanePacketEvent } from './events'
+import type { PolicySnapshotInput } from './policy'
+
+export type ControlClientErrorCode =
+  | 'ERR_CONTROL_REFUSED'
+  | 'ERR_CONTROL_TIMEOUT'
+  | 'ERR_CONTROL_CONNECTION'
+  | 'ERR_CONTROL_CLOSED'
+  | 'ERR_CONTROL_BAD_RESPONSE'
+
+/**
+ * A control call that returned no data. `ERR_CONTROL_REFUSED`: the agent answered with a failure, whose
+ * `reason_code` and whole `controlError` are here. A payload that fails its schema is refused before it is sent,
+ * with a `ControlProtocolRequestError` (a ContractValidationError) instead.
+ */
+export declare class ControlClientError extends Error {
+  readonly name: 'ControlClientError'
+  readonly code: ControlClientErrorCode
+  /** The response's reason code (ERR_CONTROL_REFUSED only). */
+  readonly reason_code?: ControlProtocolError['reason_code']
+  readonly controlError?: ControlProtocolError
+  readonly command?: ControlProtocolCommand
+  readonly requestId?: string
+  /** Why a reply was not valid (ERR_CONTROL_BAD_RESPONSE). */
+  readonly issues?: ContractIssue[]
+}
+
+export interface ControlCallOptions {
+  /** Integer ms, 1..=2147483647; default: the client's `timeoutMs`. */
+  timeoutMs?: number
+}
+
+export interface ControlClientOptions {
+  /** Bounds connecting and every request. Integer ms, default 10000. */
+  timeoutMs?: number
+}
+
+export interface ShutdownOptions {
+  /** Also detach the programs and remove every pin: enforcement stops. Default false (pins keep enforcing). */
+  detach?: boolean
+}
+
+/** The agent's events: an async iterator on a connection of its own. */
+export interface ControlEventStream extends AsyncIterableIterator<DataplanePacketEvent> {
+  next(): Promise<IteratorResult<DataplanePacketEvent, undefined>>
+  /** Closes the stream's connection. */
+  return(): Promise<IteratorResult<DataplanePacketEvent, undefined>>
+}
+
+/**
+ * The controller side of the agent's control socket (docs/control-protocol.md). Requests on one connection are
+ * pipelined and matched to their replies by id; an idle connection the agent closed is reopened on the next
+ * call; a timed-out request closes its connection (a late reply is never taken for another's).
+ */
+export declare class ControlClient {
+  /** `socketPath` defaults to `parseEbpfInterceptorConfig().controlSocketPath`. */
+  static connect(socketPath?: string, options?: ControlClientOptions): Promise<ControlClient>
+  private constructor()
+  readonly socketPath: string
+  readonly timeoutMs: number
+  getHealth(options?: ControlCallOptions): Promise<HealthData>
+  getStatus(options?: ControlCallOptions): Promise<StatusData>
+  getPolicySummary(options?: ControlCallOptions): Promise<PolicySummaryData>
+  replacePolicySnapshot(snapshot: PolicySnapshotInput, options?: ControlCallOptions): Promise<PolicySummaryData>
+  upsertManagedCgroup(payload: UpsertManagedCgroupPayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
+  deleteManagedCgroup(payload: DeleteManagedCgroupPayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
+  setGlobalMode(mode: ControlMode, options?: ControlCallOptions): Promise<SetGlobalModeData>
+  setCgroupMode(payload: SetCgroupModePayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
+  shutdown(shutdown?: ShutdownOptions, options?: ControlCallOptions): Promise<void>
+  subscribeEvents(options?: ControlCallOptions): ControlEventStream
+  /** Closes every connection: pending calls reject with ERR_CONTROL_CLOSED, event streams end. */
+  close(): void
+}
