@@ -29,8 +29,8 @@ build_args=()
 log() { printf 'docker/build: %s\n' "$*" >&2; }
 
 agent_binary() {
-  # --workspace --bin picks the member that defines the `interceptor-ebpf` binary (crates/agent).
-  cargo build --release --quiet --workspace --bin interceptor-ebpf >&2
+  # The same packages as `pnpm run build` (one feature resolution): after it, this rebuilds nothing.
+  cargo build --release --quiet -p interceptor-ebpf-node -p interceptor-ebpf-agent --bin interceptor-ebpf >&2
   local bin=target/release/interceptor-ebpf
   [[ -x "$bin" ]] || { log "cargo did not produce $bin"; exit 1; }
   printf '%s\n' "$bin"

@@ -35,8 +35,9 @@ done
 command -v setpriv >/dev/null || { say "setpriv (util-linux) is missing"; exit 1; }
 node_bin=$(command -v node) || { say "node is missing"; exit 1; }
 
+# The same packages as `pnpm run build` (one feature resolution): after scripts/setup.sh this rebuilds nothing.
 say "building the agent (cargo build --release --bin interceptor-ebpf)"
-cargo build --release --quiet --workspace --bin interceptor-ebpf
+cargo build --release --quiet -p interceptor-ebpf-node -p interceptor-ebpf-agent --bin interceptor-ebpf
 bash test-service/gen-certs.sh
 
 # From here on everything created is recorded under $state; on failure the lab stays for inspection.
