@@ -16,8 +16,9 @@ function isMusl() {
   try {
     return fs.readFileSync('/usr/bin/ldd', 'utf8').includes('musl')
   } catch {
+    // No ldd: ask the process report, as napi-rs's loader does; without one, assume glibc.
     const report = typeof process.report?.getReport === 'function' ? process.report.getReport() : null
-    return !report?.header?.glibcVersionRuntime
+    return report !== null && !report.header?.glibcVersionRuntime
   }
 }
 

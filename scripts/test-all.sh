@@ -33,6 +33,11 @@ pnpm run typecheck
 step "Rust tests (release profile)"
 cargo test --release --workspace
 
+step "interceptor-ebpf through the npm bin shim (--version, --help of agent and ctl)"
+node bin/interceptor-ebpf.js --version
+node bin/interceptor-ebpf.js agent --help >/dev/null
+node bin/interceptor-ebpf.js ctl --help >/dev/null
+
 step "Node tests"
 pnpm test
 

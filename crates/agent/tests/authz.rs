@@ -114,6 +114,13 @@ fn the_authorization_matrix_with_real_client_processes() {
         v["globalMode"], "observe",
         "the refused SetGlobalMode changed nothing"
     );
+    // Five refusals, each logged (the log is written asynchronously: wait for the last).
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while refusals(&agent, "CTRL_AUTH_PEERCRED_REJECTED_UID").len() < 5
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert_eq!(refusals(&agent, "CTRL_AUTH_PEERCRED_REJECTED_UID").len(), 5);
     drop(agent);
 
@@ -246,12 +253,34 @@ fn a_live_agents_socket_is_not_stolen_and_a_stale_one_is_replaced() {
         world.socket.exists(),
         "a killed agent leaves its socket file"
     );
-    let third = Agent::start(&world, &[]);
+    let mut third = Agent::start(&world, &[]);
     let out = ctl(&world.socket, &["--json", "health"], None);
     let h: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(
         h["adopted"], true,
         "the stale socket was replaced and the pins adopted"
     );
-    drop(third);
+
+    // SIGTERM: a clean stop that leaves the pins enforcing and removes the socket file.
+    third.signal(libc::SIGTERM);
+    assert_eq!(
+        third.wait_exit(Duration::from_secs(10)),
+        Some(0),
+        "{}",
+        third.stderr()
+    );
+    // The output thread may still be reading the last lines after the exit.
+    let stopping = third
+        .wait_line(Duration::from_secs(5), |r| r["agent_event"] == "stopping")
+        .expect("stopping line");
+    assert_eq!(stopping["reason"], "SIGTERM");
+    assert!(third
+        .wait_line(Duration::from_secs(5), |r| r["agent_event"] == "stopped"
+            && r["enforcement"] == "pinned")
+        .is_some());
+    assert!(!world.socket.exists(), "the socket file is removed");
+    assert!(
+        world.pins.path.join("link_connect4").exists(),
+        "the pins stay"
+    );
 }

@@ -239,9 +239,7 @@ fn refusals_reach_subscribers_ctl_events_and_the_log() {
     let r = dp::probe(&workload, &netns, Probe::TcpConnect, sa("10.9.9.9:443"));
     assert_eq!(r.errno, libc::EPERM, "still enforced after Shutdown");
     let stopped = agent
-        .records()
-        .into_iter()
-        .find(|r| r["agent_event"] == "stopped")
+        .wait_line(Duration::from_secs(5), |r| r["agent_event"] == "stopped")
         .expect("stopped line");
     assert_eq!(stopped["enforcement"], "pinned");
     // Every line the agent wrote is one of the three kinds.

@@ -5,6 +5,7 @@ use interceptor_ebpf_core::contract::control_protocol::{
     parse_request_line, parse_response_line, CgroupRef, CommandRequest, ControlRequest,
     ControlResponse, Mode, PolicySummary, ResponseData, ShutdownOptions, UpsertManagedCgroup,
 };
+use interceptor_ebpf_core::contract::policy::{IpNet, PolicySnapshot, Rule, RuleAction};
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use proptest::prelude::*;
 
@@ -47,6 +48,30 @@ fn request() -> impl Strategy<Value = ControlRequest> {
         mode().prop_map(CommandRequest::SetGlobalMode),
         (cgroup(), mode())
             .prop_map(|(cgroup, mode)| CommandRequest::SetCgroupMode { cgroup, mode }),
+        // Snapshots take the typed fast path of the request parser: every property below holds for it too.
+        proptest::collection::vec((any::<[u8; 4]>(), any::<bool>()), 0..6).prop_map(|rules| {
+            CommandRequest::ReplacePolicySnapshot(PolicySnapshot {
+                rules: rules
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, (ip, deny))| Rule {
+                        id: format!("r{i}"),
+                        action: if deny {
+                            RuleAction::Deny
+                        } else {
+                            RuleAction::Allow
+                        },
+                        cidr: IpNet {
+                            addr: std::net::Ipv4Addr::from(ip).into(),
+                            prefix_len: 32,
+                        },
+                        ports: vec![],
+                        protocol: None,
+                    })
+                    .collect(),
+                ..PolicySnapshot::default()
+            })
+        }),
     ];
     (cmd, proptest::option::of(".{0,20}")).prop_map(|(request, id)| ControlRequest { request, id })
 }

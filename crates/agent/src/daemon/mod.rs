@@ -289,6 +289,11 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
             "privileged_gids": config.contract.privileged_controller_gids,
         }),
     );
+    if let Some(warning) =
+        socket::directory_warning(std::path::Path::new(&config.contract.control_socket_path))
+    {
+        log.lifecycle("warning", json!({ "message": warning }));
+    }
     if permissive {
         log.lifecycle(
             "warning",

@@ -97,7 +97,8 @@ pub fn bind(
         .create(true)
         .truncate(false)
         .mode(0o600)
-        .custom_flags(libc::O_CLOEXEC)
+        // A symlink planted at the lock's path must not make root open another file.
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
         .open(&lock_path)
         .map_err(io("open", &lock_path))?;
     // SAFETY: flock on an fd we own; LOCK_NB makes it return at once.
@@ -206,6 +207,20 @@ fn clear_stale(path: &Path) -> Result<(), SocketError> {
         }
         Err(e) => Err(io("connect to the existing socket", path)(e)),
     }
+}
+
+/// A warning when others may replace the socket file: a directory writable by group or others lets them
+/// unlink it and bind their own socket at the path, where clients would then connect.
+pub fn directory_warning(socket: &Path) -> Option<String> {
+    let dir = socket.parent()?;
+    let mode = std::fs::metadata(dir).ok()?.mode() & 0o7777;
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "the control socket's directory {} is writable by group or others (mode {mode:04o}): they could \
+             replace the socket file; use a directory of its own (BROKER_EBPF_CONTROL_SOCKET)",
+            dir.display()
+        )
+    })
 }
 
 impl SocketFile {

@@ -377,6 +377,9 @@ pub fn parse_request_line(line: &[u8]) -> Result<ControlRequest, RequestRejectio
             "a request is exactly one line: a newline may only end it",
         )));
     }
+    if let Some(request) = fast::parse_request(body) {
+        return Ok(request);
+    }
     let v = parse_json_strict(body).map_err(|e| {
         RequestRejection::malformed(Issue::new(
             vec![],
@@ -1349,6 +1352,8 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         degraded: degraded?,
     })
 }
+
+mod fast;
 
 #[cfg(test)]
 mod tests;

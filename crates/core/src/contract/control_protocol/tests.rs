@@ -320,16 +320,25 @@ fn every_example_in_the_docs_parses() {
         .lines()
         .filter(|l| l.starts_with("> ") || l.starts_with("< "))
         .collect();
-    assert_eq!(lines.len(), 22, "11 exchanges");
+    assert_eq!(lines.len(), 30, "15 exchanges");
     for pair in lines.chunks(2) {
         let (req, res) = (&pair[0][2..], &pair[1][2..]);
         let expected = parse_response_line(res.as_bytes()).unwrap_or_else(|e| panic!("{res}: {e}"));
         match parse_request_line(req.as_bytes()) {
             Ok(r) => {
-                let ControlResponse::Success { data, .. } = &expected else {
-                    panic!("{res} should be a success")
+                // A valid request gets a success for its command, or a refusal naming it (authorization, a
+                // failure to apply).
+                let command = match &expected {
+                    ControlResponse::Success { data, .. } => data.command(),
+                    ControlResponse::Failure { error, .. } => {
+                        error.command.expect("a refusal names the command")
+                    }
                 };
-                assert_eq!(data.command(), r.command(), "{req}");
+                assert_eq!(command, r.command(), "{req}");
+                let id = match &expected {
+                    ControlResponse::Success { id, .. } | ControlResponse::Failure { id, .. } => id,
+                };
+                assert_eq!(id, &r.id, "{req}: the id is echoed");
             }
             Err(rej) => assert_eq!(rej.into_response().to_line().trim_end(), res, "{req}"),
         }

@@ -1,0 +1,61 @@
+// Compiled by `pnpm typecheck` against the published index.d.ts; never run.
+import {
+  ControlClient,
+  ControlClientError,
+  ControlProtocolRequestError,
+  type ControlClientErrorCode,
+  type DataplanePacketEvent,
+  type HealthData,
+  type ManagedCgroupData,
+  type PolicySummaryData,
+  type StatusData,
+} from '../index.js'
+
+async function typed(): Promise<void> {
+  const client: ControlClient = await ControlClient.connect()
+  const other = await ControlClient.connect('/run/agent.sock', { timeoutMs: 500 })
+  const health: HealthData = await client.getHealth()
+  const since: string | undefined = health.degradedSince
+  const adopted: boolean | undefined = health.adopted
+  const status: StatusData = await client.getStatus({ timeoutMs: 100 })
+  const dropped: number = status.droppedInQueue
+  const summary: PolicySummaryData = await client.replacePolicySnapshot({
+    broker: [{ ip: '10.0.0.5', port: 8081 }],
+    dns: [{ ip: '10.0.0.53' }],
+    rules: [{ id: 'gh', action: 'allow', cidr: '140.82.112.0/20', ports: [443] }],
+  })
+  const entry: ManagedCgroupData = await client.upsertManagedCgroup({ path: '/workloads/a', workloadId: 'wl-a' })
+  const removed: ManagedCgroupData = await client.deleteManagedCgroup({ id: entry.cgroupId })
+  const mode: 'enforce' | 'observe' = (await client.setGlobalMode('observe')).globalMode
+  await client.setCgroupMode({ id: '42', mode: 'enforce' })
+  const stopped: void = await client.shutdown({ detach: true })
+  for await (const event of client.subscribeEvents()) {
+    const e: DataplanePacketEvent = event
+    const code: string = e.reason_code
+    void code
+  }
+  client.close()
+  other.close()
+  void [since, adopted, dropped, summary, removed, mode, stopped]
+
+  // @ts-expect-error the global mode is enforce or observe
+  await client.setGlobalMode('audit')
+  // @ts-expect-error path and id together are not a cgroup selector
+  await client.deleteManagedCgroup({ path: '/a', id: '1' })
+  // @ts-expect-error the constructor is private: use ControlClient.connect()
+  new ControlClient()
+}
+
+function handle(error: unknown): void {
+  if (error instanceof ControlClientError) {
+    const code: ControlClientErrorCode = error.code
+    const reason: string | undefined = error.reason_code
+    void [code, reason]
+  } else if (error instanceof ControlProtocolRequestError) {
+    const payloadInvalid: string = error.controlError.reason_code
+    void payloadInvalid
+  }
+}
+
+void typed
+void handle
