@@ -44,7 +44,9 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   trap 'rm -rf "$tmp"' EXIT
   # verify wants ExecStart's binary to exist: point it at the one cargo built, else at a stand-in binary.
   binary=/bin/true
-  [[ -x target/release/interceptor-ebpf ]] && binary="$PWD/target/release/interceptor-ebpf"
+  for built in target/*/release/interceptor-ebpf target/release/interceptor-ebpf; do
+    [[ -x "$built" ]] && binary="$PWD/$built" && break
+  done
   sed "s|^ExecStart=/usr/local/bin/interceptor-ebpf|ExecStart=$binary|" "$unit" >"$tmp/$(basename "$unit")"
   out=$(systemd-analyze verify "$tmp/$(basename "$unit")" 2>&1) || fail "systemd-analyze verify failed: $out"
   if [[ -n "$out" ]]; then

@@ -29,9 +29,12 @@ build_args=()
 log() { printf 'docker/build: %s\n' "$*" >&2; }
 
 agent_binary() {
-  # The same packages as `pnpm run build` (one feature resolution): after it, this rebuilds nothing.
-  cargo build --release --quiet -p interceptor-ebpf-node -p interceptor-ebpf-agent --bin interceptor-ebpf >&2
-  local bin=target/release/interceptor-ebpf
+  # The same packages and target as `pnpm run build`: after it, this rebuilds nothing.
+  local triple
+  triple=$(rustc -vV | sed -n 's/^host: //p')
+  cargo build --release --quiet --target "$triple" -p interceptor-ebpf-node -p interceptor-ebpf-agent \
+    --bin interceptor-ebpf >&2
+  local bin="target/$triple/release/interceptor-ebpf"
   [[ -x "$bin" ]] || { log "cargo did not produce $bin"; exit 1; }
   printf '%s\n' "$bin"
 }

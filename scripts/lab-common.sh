@@ -21,7 +21,9 @@ broker_port="${LAB_BROKER_PORT:-8081}"
 upstream_port="${LAB_UPSTREAM_PORT:-8082}"
 state="/run/$lab_name"
 workload_id="${BROKER_WORKLOAD_ID:-w_f73d1dc18e9c41bc89c5928d5bc67230}"
-agent_bin="$PWD/target/release/interceptor-ebpf"
+# Where `pnpm run build` puts the agent: napi builds for the explicit host target.
+host_triple=$(rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+agent_bin="$PWD/target/${host_triple:-unknown}/release/interceptor-ebpf"
 export BROKER_EBPF_CONTROL_SOCKET="$state/agentd.sock"
 
 if ! [[ "$lab_name" =~ ^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$ ]]; then

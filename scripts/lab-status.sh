@@ -35,5 +35,5 @@ check "direct call refused: EPERM" \
   "outcome=$(json_field outcome <<<"$direct") errno=$(json_field errno <<<"$direct")"
 check "its reason code" "$(ok test -n "$(json_field reasonCode <<<"$direct")")" "$(json_field reasonCode <<<"$direct") $(json_field event <<<"$direct")"
 echo
-echo "follow the verdicts: BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock $agent_bin ctl events --follow"
+echo "follow the verdicts: BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock node bin/interceptor-ebpf.js ctl events --follow"
 exit "$report_failed"

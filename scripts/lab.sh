@@ -35,9 +35,10 @@ done
 command -v setpriv >/dev/null || { say "setpriv (util-linux) is missing"; exit 1; }
 node_bin=$(command -v node) || { say "node is missing"; exit 1; }
 
-# The same packages as `pnpm run build` (one feature resolution): after scripts/setup.sh this rebuilds nothing.
-say "building the agent (cargo build --release --bin interceptor-ebpf)"
-cargo build --release --quiet -p interceptor-ebpf-node -p interceptor-ebpf-agent --bin interceptor-ebpf
+# The same packages and target as `pnpm run build`: after scripts/setup.sh this rebuilds nothing.
+[[ -n "$host_triple" ]] || { say "rustc is missing (scripts/setup.sh)"; exit 1; }
+say "building the agent if needed (cargo build --release --target $host_triple -p interceptor-ebpf-agent)"
+cargo build --release --quiet --target "$host_triple" -p interceptor-ebpf-node -p interceptor-ebpf-agent --bin interceptor-ebpf
 bash test-service/gen-certs.sh
 
 # From here on everything created is recorded under $state; on failure the lab stays for inspection.
@@ -174,6 +175,6 @@ Native lab up in $(($(date +%s) - start)) s, enforcement verified. The test serv
           curl -XPOST localhost:${lab_port}/chat -H 'content-type: application/json' -d '{"message":"hi"}'
           curl -XPOST localhost:${lab_port}/direct-call
   look    pnpm lab:status
-          BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock target/release/interceptor-ebpf ctl events --follow
+          BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock node bin/interceptor-ebpf.js ctl events --follow
   stop    pnpm lab:down
 MSG
