@@ -142,9 +142,14 @@ if ((report_failed)); then
   say "enforcement NOT verified (see FAIL lines); the lab is left up for inspection: scripts/ebpf-lab-status.sh, then scripts/ebpf-lab-down.sh"
   exit 1
 fi
+if ((require_host_port)); then
+  try="curl localhost:${lab_port}/health          curl -XPOST localhost:${lab_port}/direct-call"
+else
+  try="docker exec ${host_container} curl -s localhost:3000/health   (EBPF_LAB_REQUIRE_HOST_PORT=0: not published)"
+fi
 cat <<MSG
 Docker lab up in $(($(date +%s) - start)) s, enforcement verified.
-  service   curl localhost:${lab_port}/health          curl -XPOST localhost:${lab_port}/direct-call
+  service   $try
   look      pnpm docker:ebpf-lab:status
             docker exec ${host_container} interceptor-ebpf ctl events --follow
   stop      pnpm docker:ebpf-lab:down
