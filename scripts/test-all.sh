@@ -9,8 +9,11 @@ step "rustfmt"
 cargo fmt --all --check
 
 step "shellcheck and hadolint"
-shellcheck scripts/*.sh .ci/run
-hadolint docker/Dockerfile
+shellcheck -x scripts/*.sh docker/*.sh test-service/*.sh deploy/*.sh .ci/run
+hadolint docker/Dockerfile docker/*.Dockerfile
+
+step "deployment files: Kubernetes manifests (pinned version, strict), systemd unit, compose file"
+bash deploy/validate.sh
 
 step "clippy (release profile, shared with the addon build)"
 cargo clippy --release --workspace --all-targets -- -D warnings
@@ -40,3 +43,9 @@ pnpm test
 
 step "consumer test: pack, pnpm add the tarballs into a fresh project, strict TypeScript, ESM and CommonJS"
 bash scripts/consumer-test.sh
+
+step "test service and broker stand-in"
+node --test test-service/test/
+
+step "the labs end to end: native, Docker-in-Docker, compose (root and a Docker engine; CI runs all)"
+bash scripts/lab-e2e.sh

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Validates the deployment files without a cluster or an init system (part of scripts/test-all.sh):
+#   - every Kubernetes manifest against the pinned Kubernetes version's schemas, strictly (unknown fields
+#     fail), with kubernetes-validate (PyPI; its schemas are bundled, no network); every file of
+#     deploy/kubernetes/ is in the kustomization or under examples/, and every kustomization entry exists;
+#   - the systemd unit with `systemd-analyze verify` (any warning fails: verify itself exits 0 on
+#     unparseable directives);
+#   - docker/compose.yaml with `docker-compose config` (or `docker compose config`) when one is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+kubernetes_version="${KUBERNETES_VERSION:-1.33.0}"
+failed=0
+fail() { echo "deploy/validate: $*" >&2; failed=1; }
+
+if ! command -v kubernetes-validate >/dev/null 2>&1; then
+  echo "deploy/validate: kubernetes-validate is missing (scripts/setup.sh installs it)" >&2
+  exit 1
+fi
+
+k8s=deploy/kubernetes
+mapfile -t listed < <(awk '/^resources:/ {on=1; next} on && /^  - / {print $2; next} on && !/^  / {on=0}' "$k8s/kustomization.yaml")
+((${#listed[@]})) || fail "no resources in $k8s/kustomization.yaml"
+for f in "${listed[@]}"; do
+  [[ -f "$k8s/$f" ]] || fail "$k8s/kustomization.yaml lists $f, which does not exist"
+done
+for f in "$k8s"/*.yaml; do
+  name=$(basename "$f")
+  [[ "$name" == kustomization.yaml ]] && continue
+  [[ " ${listed[*]} " == *" $name "* ]] || fail "$f is not in the kustomization (move it to examples/ or list it)"
+done
+manifests=()
+for f in "${listed[@]}"; do manifests+=("$k8s/$f"); done
+manifests+=("$k8s"/examples/*.yaml)
+if ! kubernetes-validate --kubernetes-version "$kubernetes_version" --strict --quiet "${manifests[@]}"; then
+  fail "Kubernetes manifests do not validate against $kubernetes_version"
+else
+  echo "deploy/validate: ${#manifests[@]} manifests valid for Kubernetes $kubernetes_version (strict)"
+fi
+
+unit=deploy/systemd/interceptor-ebpf-agent.service
+if command -v systemd-analyze >/dev/null 2>&1; then
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  # verify wants ExecStart's binary to exist: point it at the one cargo built, else at a stand-in binary.
+  binary=/bin/true
+  for built in target/*/release/interceptor-ebpf target/release/interceptor-ebpf; do
+    [[ -x "$built" ]] && binary="$PWD/$built" && break
+  done
+  sed "s|^ExecStart=/usr/local/bin/interceptor-ebpf|ExecStart=$binary|" "$unit" >"$tmp/$(basename "$unit")"
+  out=$(systemd-analyze verify "$tmp/$(basename "$unit")" 2>&1) || fail "systemd-analyze verify failed: $out"
+  if [[ -n "$out" ]]; then
+    fail "systemd-analyze verify warns about $unit: $out"
+  else
+    echo "deploy/validate: $unit verified (ExecStart checked against $binary)"
+  fi
+else
+  fail "systemd-analyze is missing (Debian package systemd)"
+fi
+
+compose=()
+if command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+elif docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+fi
+if ((${#compose[@]})); then
+  for profile in "" example; do
+    args=(-f docker/compose.yaml)
+    [[ -n "$profile" ]] && args+=(--profile "$profile")
+    "${compose[@]}" "${args[@]}" config -q || fail "docker/compose.yaml does not validate (${compose[*]} config${profile:+ --profile $profile})"
+  done
+  echo "deploy/validate: docker/compose.yaml valid (${compose[*]})"
+else
+  echo "deploy/validate: docker/compose.yaml not checked: neither docker-compose nor the compose plugin is installed"
+fi
+exit "$failed"

@@ -1,0 +1,180 @@
+#!/usr/bin/env bash
+# The native lab (pnpm lab): no Docker. As root on a Linux host with BTF and cgroup v2, it
+#   1. builds the agent (cargo, release) and the lab's certificates (test-service/gen-certs.sh, once);
+#   2. creates its own cgroup tree (scripts/lab-common.sh lists everything it creates) and starts the agent
+#      with its cgroup root there and a policy that allows the broker stand-in and the DNS resolvers only;
+#   3. starts the broker stand-in (mTLS on localhost:$LAB_BROKER_PORT, and the "upstream" stand-in on
+#      127.0.0.1:$LAB_UPSTREAM_PORT) and the agent's event log;
+#   4. starts the test service as nobody, without capabilities, in a managed cgroup in enforce mode;
+#   5. verifies, and exits non-zero unless all of it holds: /health answers; a chat goes through the broker
+#      and the agent reported ALLOW_BROKER for it; a direct call to the upstream fails with EPERM and the
+#      agent reported DENY_DEFAULT for it.
+# It leaves the lab running on localhost:$LAB_PORT: pnpm lab:status to look, pnpm lab:down to remove it all.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lab-common.sh
+source scripts/lab-common.sh
+# shellcheck source=scripts/lab-report.sh
+source scripts/lab-report.sh
+
+start=$(date +%s)
+# --- preflight: say exactly what is missing ---------------------------------------------------------------
+[[ $(id -u) -eq 0 ]] || { say "run as root: the agent loads eBPF programs and the lab creates cgroups"; exit 1; }
+[[ -r /sys/kernel/btf/vmlinux ]] || { say "this kernel has no BTF (/sys/kernel/btf/vmlinux): the programs are CO-RE"; exit 1; }
+[[ -n "$cg2" ]] || { say "no cgroup v2 hierarchy is mounted (see /proc/self/mountinfo)"; exit 1; }
+if [[ -e "$state" || -e "$lab_cg" || ( -n "$bpffs" && -e "$pin_dir" ) ]]; then
+  say "a lab named $lab_name exists already ($state, $lab_cg or $pin_dir): pnpm lab:status, or pnpm lab:down first"
+  exit 1
+fi
+for port in "$lab_port" "$broker_port" "$upstream_port"; do
+  if [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
+    say "port $port is in use (LAB_PORT, LAB_BROKER_PORT, LAB_UPSTREAM_PORT choose others)"
+    exit 1
+  fi
+done
+command -v setpriv >/dev/null || { say "setpriv (util-linux) is missing"; exit 1; }
+node_bin=$(command -v node) || { say "node is missing"; exit 1; }
+
+# The same packages and target as `pnpm run build`: after scripts/setup.sh this rebuilds nothing.
+[[ -n "$host_triple" ]] || { say "rustc is missing (scripts/setup.sh)"; exit 1; }
+say "building the agent if needed (cargo build --release --target $host_triple -p interceptor-ebpf-agent)"
+cargo build --release --quiet --target "$host_triple" -p interceptor-ebpf-node -p interceptor-ebpf-agent --bin interceptor-ebpf
+bash test-service/gen-certs.sh
+
+# From here on everything created is recorded under $state; on failure the lab stays for inspection.
+trap 'say "FAILED: look with pnpm lab:status and the logs in $state/*.log; remove everything with pnpm lab:down"' ERR
+mkdir -p "$state"
+chmod 0755 "$state"
+if [[ -z "$bpffs" ]]; then
+  mkdir -p /sys/fs/bpf
+  mount -t bpf bpf /sys/fs/bpf
+  bpffs=/sys/fs/bpf
+  pin_dir="$bpffs/$lab_name"
+  echo /sys/fs/bpf >"$state/mounted-bpffs"
+fi
+mkdir -p "$lab_cg/infra" "$lab_cg/workloads/test-service"
+echo "$lab_cg" >"$state/cgroup"
+echo "$pin_dir" >"$state/pin-dir"
+
+# The services run from a copy under $state, readable by the unprivileged service user wherever the
+# repository lives.
+mkdir -p "$state/app/test-service"
+cp test-service/*.mjs "$state/app/test-service/"
+cp -r test-service/certs "$state/app/test-service/certs"
+chmod -R a+rX "$state/app"
+: >"$state/events.ndjson"
+chmod 0644 "$state/events.ndjson"
+
+# spawn NAME CGROUP-DIR COMMAND...: detached (own session), in the cgroup from its first instruction, in
+# $state/app; standard output to ${SPAWN_STDOUT:-$state/NAME.log}, standard error to $state/NAME.log; the
+# pid in $state/NAME.pid.
+spawn() {
+  local name=$1 cg=$2
+  shift 2
+  # shellcheck disable=SC2016 # expanded by the child shell
+  setsid bash -c 'echo $$ >"$1/cgroup.procs" && cd "$2" && shift 2 && exec "$@"' spawn "$cg" "$state/app" "$@" \
+    </dev/null >>"${SPAWN_STDOUT:-$state/$name.log}" 2>>"$state/$name.log" &
+  echo $! >"$state/$name.pid"
+}
+
+# --- the agent ------------------------------------------------------------------------------------------------
+# shellcheck disable=SC2016 # JavaScript
+resolvers=$("$node_bin" -e '
+  const ips = require("fs").readFileSync("/etc/resolv.conf", "utf8").split("\n")
+    .map((l) => l.trim().split(/\s+/)).filter((f) => f[0] === "nameserver" && f[1] && !f[1].includes("%"))
+    .map((f) => require("net").isIPv6(f[1]) ? new URL(`http://[${f[1]}]`).hostname.slice(1, -1) : f[1])
+  process.stdout.write([...new Set(ips)].map((ip) => JSON.stringify({ ip })).join(","))')
+printf '{"broker":[{"ip":"127.0.0.1","port":%s},{"ip":"::1","port":%s}],"dns":[%s],"rules":[]}\n' \
+  "$broker_port" "$broker_port" "$resolvers" >"$state/policy.json"
+
+say "starting the agent (cgroup root ${lab_cg#"$cg2"}/workloads, pins $pin_dir)"
+BROKER_EBPF_CGROUP_ROOT="$lab_cg/workloads" \
+  BROKER_EBPF_PIN_DIR="$pin_dir" \
+  BROKER_EBPF_POLICY_FILE="$state/policy.json" \
+  BROKER_EBPF_FAIL_MODE=closed \
+  BROKER_EBPF_SOCKET_MODE=0660 \
+  BROKER_EBPF_SOCKET_UID=0 \
+  BROKER_EBPF_SOCKET_GID=0 \
+  BROKER_EBPF_PRIVILEGED_UIDS=0 \
+  BROKER_EBPF_ENVIRONMENT=test \
+  spawn agent "$lab_cg/infra" "$agent_bin" agent
+for _ in $(seq 1 100); do
+  ctl health >/dev/null 2>&1 && break
+  live_pid agent >/dev/null || { tail -n 20 "$state/agent.log" >&2; say "the agent exited"; false; }
+  sleep 0.1
+done
+ctl health >/dev/null
+# The programs the agent attached (lab:down checks that each one is gone).
+bpftool cgroup show "$lab_cg/workloads" 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}' >"$state/programs"
+workload_cgroup="${lab_cg#"$cg2"}/workloads/test-service"
+ctl cgroup add "$workload_cgroup" --mode enforce --workload-id "$workload_id" >/dev/null
+# The event log: what lab:status shows and where the test service looks up the reason code of a refusal.
+SPAWN_STDOUT="$state/events.ndjson" spawn events "$lab_cg/infra" "$agent_bin" ctl events --follow
+
+# --- the broker stand-in and the test service -----------------------------------------------------------------
+say "starting the broker stand-in (https://localhost:$broker_port) and the test service (localhost:$lab_port)"
+BROKER_PORT="$broker_port" UPSTREAM_PORT="$upstream_port" UPSTREAM_HOST=127.0.0.1 BROKER_LOG_LEVEL=info \
+  spawn broker "$lab_cg/infra" "$node_bin" test-service/broker-stand-in.mjs
+for _ in $(seq 1 50); do
+  [[ -n "$(ss -Hltn "sport = :$broker_port")" ]] && break
+  sleep 0.1
+done
+PORT="$lab_port" BROKER_URL="https://localhost:$broker_port" BROKER_WORKLOAD_ID="$workload_id" \
+  BROKER_LOG_LEVEL=info BROKER_FAIL_ON_MANIFEST_ERROR=false \
+  DIRECT_CALL_URL="http://127.0.0.1:$upstream_port/v1/chat/completions" \
+  BROKER_EBPF_EVENTS_FILE="$state/events.ndjson" \
+  spawn service "$lab_cg/workloads/test-service" \
+  setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all --no-new-privs \
+  "$node_bin" test-service/server.mjs
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$lab_port/health" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+trap - ERR
+
+# --- verification ---------------------------------------------------------------------------------------------
+echo
+echo "Native lab: verifying enforcement on the test service (cgroup $workload_cgroup, enforce)"
+health=$(curl -sS --max-time 10 "http://127.0.0.1:$lab_port/health" 2>&1 || true)
+check "health" "$(ok test "$(json_field status <<<"$health")" == ok)" "$health"
+
+mark=$(wc -l <"$state/events.ndjson")
+for _ in 1 2 3 4 5; do
+  chat=$(curl -sS --max-time 10 -H 'content-type: application/json' -d '{"message":"hello from the native lab"}' \
+    "http://127.0.0.1:$lab_port/chat" 2>&1 || true)
+  [[ "$(json_field via <<<"$chat")" == broker && -n "$(json_field reply <<<"$chat")" ]] && break
+  sleep 1
+done
+check "chat through the broker" "$(ok test "$(json_field via <<<"$chat") $(json_field reply <<<"$chat" | cut -c1-15)" == "broker broker stand-in")" "$chat"
+allow_event=""
+for _ in $(seq 1 30); do
+  allow_event=$(tail -n "+$((mark + 1))" "$state/events.ndjson" |
+    grep -F '"reason_code":"ALLOW_BROKER"' | grep -F "\"dst_port\":$broker_port" | tail -n 1 || true)
+  [[ -n "$allow_event" ]] && break
+  sleep 0.1
+done
+check "its event: ALLOW_BROKER" "$(ok test -n "$allow_event")" "${allow_event:-no ALLOW_BROKER event for port $broker_port}"
+
+direct=$(curl -sS --max-time 15 -X POST "http://127.0.0.1:$lab_port/direct-call" 2>&1 || true)
+check "direct call refused: EPERM" \
+  "$(ok test "$(json_field outcome <<<"$direct") $(json_field errno <<<"$direct")" == "refused EPERM")" \
+  "outcome=$(json_field outcome <<<"$direct") errno=$(json_field errno <<<"$direct") target=$(json_field target <<<"$direct")"
+check "its event: DENY_DEFAULT" "$(ok test "$(json_field reasonCode <<<"$direct")" == DENY_DEFAULT)" \
+  "$(json_field event <<<"$direct")"
+upstream_reached=$(grep -c 'went around the broker' "$state/broker.log" || true)
+check "upstream never reached" "$(ok test "$upstream_reached" == 0)" "upstream stand-in requests: $upstream_reached"
+
+echo
+if ((report_failed)); then
+  say "enforcement NOT verified (FAIL lines above). The lab is left running for inspection: pnpm lab:status; remove it: pnpm lab:down"
+  exit 1
+fi
+cat <<MSG
+Native lab up in $(($(date +%s) - start)) s, enforcement verified. The test service runs on localhost:${lab_port}.
+  try     curl localhost:${lab_port}/health
+          curl -XPOST localhost:${lab_port}/chat -H 'content-type: application/json' -d '{"message":"hi"}'
+          curl -XPOST localhost:${lab_port}/direct-call
+  look    pnpm lab:status
+          BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock node bin/interceptor-ebpf.js ctl events --follow
+  stop    pnpm lab:down
+MSG
