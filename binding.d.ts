@@ -75,7 +75,7 @@ export interface DataplaneEventTables {
   wouldBlock: Array<boolean | undefined | null>
   /** Hook wire string by value (index 0 unused). */
   hooks: Array<string>
-  /** Protocol wire string by IANA number (only 6 and 17 used). */
+  /** Protocol wire string by value (the values of `Protocol`; 0 is never one). */
   protocols: Array<string>
   recordSlots: number
   /** Where each value sits in a record: the one definition of the layout, read by `js/events.js`. */
@@ -100,12 +100,32 @@ export interface JsDataplaneStatus {
   droppedInQueue: number
   eventsDelivered: number
   degraded: boolean
+  /** Every bypass layer by name (`sock_create`, `socket_create_lsm`, ...) with its state. */
+  layers: Array<JsLayerStatus>
+  /** Names of the layers in force. */
+  activeLayers: Array<string>
+  layerCounters: JsLayerCounters
 }
 
 export interface JsIssue {
   path: Array<string | number>
   code: string
   message: string
+}
+
+/** `status().layerCounters`. */
+export interface JsLayerCounters {
+  socketsRefused: number
+  socketsWouldRefuse: number
+}
+
+/** One bypass layer in `status().layers`. */
+export interface JsLayerStatus {
+  layer: string
+  /** `active`, `disabled` or `unavailable`. */
+  state: string
+  /** Why the layer is unavailable on this kernel. */
+  reason?: string
 }
 
 /**
@@ -155,6 +175,7 @@ export interface PackedEventTables {
   wordsPerEvent: number
   hasRuleId: number
   hasWorkloadId: number
+  hasDestination: number
   /** `reasonCodes[value]`: the wire name of the code with that value (`null` for 0, never on the wire). */
   reasonCodes: Array<string | undefined | null>
   verdicts: Array<string | undefined | null>

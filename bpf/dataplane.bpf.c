@@ -504,3 +504,6 @@ int dp_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return run(ctx, DP_HOOK_SENDMSG6, 1);
 }
+
+/* ---- Bypass layers: socket creation and cgroup LSM programs (docs/threat-model.md) -------------------------- */
+#include "bypass_layers.h"

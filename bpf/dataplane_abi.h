@@ -186,6 +186,68 @@ struct dp_event {
 #define DP_EVENT_OFF_FAMILY 84
 #define DP_EVENT_OFF_VERDICT 85
 
+/* ---- Bypass layers (docs/threat-model.md): socket creation, cgroup LSM, egress backstop ----------------------- */
+
+/* Hooks and protocols of the layers (values of src/contract/hook.rs, checked from Rust). */
+#define DP_HOOK_SOCK_CREATE 5
+#define DP_HOOK_SOCKET_CREATE_LSM 6
+#define DP_HOOK_EGRESS 7
+#define DP_PROTO_ICMP 1
+#define DP_PROTO_UDPLITE 136
+#define DP_PROTO_RAW 255
+#define DP_PROTO_PACKET 254
+#define DP_PROTO_XDP 253
+/* An event's family when the judged call has no destination (a socket being created). */
+#define DP_FAMILY_NONE 0
+
+/* Socket families and types the creation layers look at (the kernel's uapi values). */
+#define DP_AF_PACKET 17
+#define DP_AF_XDP 44
+#define DP_SOCK_STREAM 1
+#define DP_SOCK_DGRAM 2
+#define DP_SOCK_RAW 3
+#define DP_IPPROTO_ICMPV6 58
+#define DP_IPPROTO_MPTCP 262
+
+/* dp_layer_state.flags: set by the loader from the layers it attached. */
+#define DP_LAYER_F_EGRESS 1
+
+/* dp_layer_counters (per CPU). */
+#define DP_LC_SOCKETS_REFUSED 0
+#define DP_LC_SOCKETS_WOULD_REFUSE 1
+#define DP_LC_PACKETS_DROPPED 2
+#define DP_LC_PACKETS_WOULD_DROP 3
+#define DP_LC_PACKETS_JUDGED 4
+#define DP_LC_MARKS_WRITTEN 5
+#define DP_LAYER_COUNTERS 6
+
+/* Runtime state of the layers: one value of an array map, written by the loader. mark_epoch grows on every
+ * change of the managed cgroups or modes, so a socket mark taken before such a change is judged again. */
+struct dp_layer_state {
+	__u32 mark_epoch;
+	__u32 flags;
+};
+#define DP_LAYER_STATE_SIZE 8
+
+/* Socket marks (BPF_MAP_TYPE_SK_STORAGE value): what a socket was last judged for. A mark is valid while its
+ * generation is the active policy generation and its epoch the current mark_epoch. */
+#define DP_MARK_ALLOW 1
+#define DP_MARK_OBSERVED 2
+#define DP_MARK_UNMANAGED 3
+struct dp_sk_mark {
+	__u64 generation;
+	__u32 epoch;
+	__u8 kind;     /* DP_MARK_* */
+	__u8 family;   /* of addr: DP_FAMILY_INET or DP_FAMILY_INET6 (an IPv4-mapped destination is INET) */
+	__u8 protocol; /* DP_PROTO_* */
+	__u8 pad;
+	__u16 port;    /* host order */
+	__u16 pad2;
+	__u32 pad3;
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+};
+#define DP_SK_MARK_SIZE 40
+
 #ifdef __bpf__
 _Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");
 _Static_assert(sizeof(struct dp_slot_meta) == DP_SLOT_META_SIZE, "dp_slot_meta");
@@ -205,6 +267,8 @@ _Static_assert(DP_RULE_ENTRIES_TOTAL == DP_SLOTS * DP_RULE_SLOT_ENTRIES, "rule t
 _Static_assert(DP_LPM_ENTRIES == DP_SLOTS * DP_PREFIXES_PER_FAMILY, "lpm entries");
 _Static_assert(DP_RULE_IDS_TOTAL == DP_SLOTS * DP_RULE_IDS_PER_SLOT, "rule ids");
 _Static_assert(DP_ENDPOINT_ENTRIES == DP_SLOTS * DP_ENDPOINTS_PER_SLOT, "endpoints");
+_Static_assert(sizeof(struct dp_layer_state) == DP_LAYER_STATE_SIZE, "dp_layer_state");
+_Static_assert(sizeof(struct dp_sk_mark) == DP_SK_MARK_SIZE, "dp_sk_mark");
 #endif
 
 #endif /* BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H */

@@ -1,12 +1,13 @@
 import type { Schema } from './errors'
+import type { DataplaneHook } from './code-lists'
 import type { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes } from './code-lists'
 
 export { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes } from './code-lists'
+export type { DataplaneHook, DataplaneProtocol } from './code-lists'
 
 export type DataplaneVerdictReasonCode = (typeof dataplaneVerdictReasonCodes)[number]
 export type ControlPlaneAuthzErrorCode = (typeof controlPlaneAuthzErrorCodes)[number]
 export type DataplaneVerdict = 'allow' | 'deny'
-export type DataplaneHook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
 
 type OverlappingCodes = Extract<DataplaneVerdictReasonCode, ControlPlaneAuthzErrorCode>
 

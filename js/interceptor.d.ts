@@ -1,4 +1,11 @@
 import type { DataplaneVerdictReasonCode } from './codes'
+import type {
+  DataplaneHook,
+  DataplaneObserveWouldAllowCode,
+  DataplaneObserveWouldBlockCode,
+  DataplaneDenyCode,
+  DataplaneProtocol,
+} from './code-lists'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = 'enforce' | 'observe'
@@ -23,6 +30,22 @@ export interface InterceptorOptions {
   globalMode?: DataplaneMode
   /** Events the user-space queue holds before counting drops in `droppedInQueue`. Default 65,536. */
   eventQueueCapacity?: number
+  /**
+   * Bypass layers not to attach (docs/threat-model.md); `status().layers` reports them as `disabled`, and an
+   * adopted state drops their pinned links. Default: every layer the kernel offers is attached.
+   */
+  disableLayers?: DataplaneLayer[]
+}
+
+/** A bypass layer (docs/threat-model.md). */
+export type DataplaneLayer = 'sock_create' | 'socket_create_lsm'
+
+/** One bypass layer in `status().layers`. */
+export interface DataplaneLayerStatus {
+  layer: DataplaneLayer
+  /** `active`: attached; `disabled`: by `disableLayers`; `unavailable`: the kernel lacks it (`reason` says what). */
+  state: 'active' | 'disabled' | 'unavailable'
+  reason?: string
 }
 
 /** A cgroup, by path (absolute, or relative to `cgroupRoot`) or by id (decimal text as in events, or a safe integer). */
@@ -49,6 +72,7 @@ export interface PolicySummary {
 }
 
 export interface DataplaneStatus {
+  /** The four sock_addr hooks; the bypass layers are listed in `layers`. */
   attachedHooks: Array<'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'>
   cgroupRoot: string
   pinDir: string
@@ -71,20 +95,34 @@ export interface DataplaneStatus {
   eventsDelivered: number
   /** Heartbeat older than the grace period, or no policy loaded. */
   degraded: boolean
+  /** Every bypass layer, in a fixed order, with its state. */
+  layers: DataplaneLayerStatus[]
+  /** The layers in force (`state: 'active'`). */
+  activeLayers: DataplaneLayer[]
+  /** What the bypass layers refused since their counters were created (they are pinned). */
+  layerCounters: {
+    /** Sockets refused at creation (enforce). */
+    socketsRefused: number
+    /** Sockets observe mode let through that enforce would have refused. */
+    socketsWouldRefuse: number
+  }
 }
 
-type ObserveCode = 'OBSERVE_WOULD_ALLOW' | 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
-type DenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED'
+type ObserveCode = DataplaneObserveWouldAllowCode | DataplaneObserveWouldBlockCode
+type DenyCode = DataplaneDenyCode
 
 interface InterceptorEventFields {
   code_namespace: 'dataplane_verdict'
-  hook: 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+  hook: DataplaneHook
   /** u64 as decimal text. */
   cgroup_id: string
-  protocol: 'tcp' | 'udp'
-  /** Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). */
-  dst_ip: string
-  dst_port: number
+  protocol: DataplaneProtocol
+  /**
+   * Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). Absent, with
+   * `dst_port`, for a socket refused at creation (hooks `sock_create`, `socket_create_lsm`): it has none.
+   */
+  dst_ip?: string
+  dst_port?: number
   pid: number
   uid: number
   comm: string
@@ -100,12 +138,8 @@ interface InterceptorEventFields {
  * keys appear in SPEC order, and `would_block` exists exactly for the observe codes.
  */
 export type InterceptorPacketEvent =
-  | (InterceptorEventFields & { reason_code: 'OBSERVE_WOULD_ALLOW'; verdict: 'allow'; would_block: false })
-  | (InterceptorEventFields & {
-      reason_code: 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
-      verdict: 'allow'
-      would_block: true
-    })
+  | (InterceptorEventFields & { reason_code: DataplaneObserveWouldAllowCode; verdict: 'allow'; would_block: false })
+  | (InterceptorEventFields & { reason_code: DataplaneObserveWouldBlockCode; verdict: 'allow'; would_block: true })
   | (InterceptorEventFields & { reason_code: DenyCode; verdict: 'deny'; would_block?: never })
   | (InterceptorEventFields & {
       reason_code: Exclude<DataplaneVerdictReasonCode, ObserveCode | DenyCode>

@@ -49,6 +49,7 @@ const tables = native.packedEventTables()
 const WORDS = tables.wordsPerEvent
 const HAS_RULE_ID = tables.hasRuleId
 const HAS_WORKLOAD_ID = tables.hasWorkloadId
+const HAS_DESTINATION = tables.hasDestination
 const REASON = tables.reasonCodes
 const VERDICT = tables.verdicts
 const WOULD_BLOCK = tables.wouldBlock
@@ -94,8 +95,10 @@ function decodePackedBatch(buf) {
     e.hook = HOOK[packed & 0xff]
     e.cgroup_id = strings[u32[w + 2]]
     e.protocol = PROTOCOL[(packed >>> 8) & 0xff]
-    e.dst_ip = strings[u32[w + 3]]
-    e.dst_port = u32[w + 4]
+    if (flags & HAS_DESTINATION) {
+      e.dst_ip = strings[u32[w + 3]]
+      e.dst_port = u32[w + 4]
+    }
     e.pid = u32[w + 5]
     e.uid = u32[w + 6]
     e.comm = strings[u32[w + 7]]

@@ -69,7 +69,7 @@ pub fn check_literal(set: LiteralSet, value: Unknown) -> napi::Result<Option<Vec
         LiteralSet::DataplaneReasonCode => "a dataplane_verdict reason code",
         LiteralSet::ControlAuthzCode => "a control_authz error code",
         LiteralSet::Verdict => "`allow` or `deny`",
-        LiteralSet::Hook => "one of connect4, connect6, sendmsg4, sendmsg6",
+        LiteralSet::Hook => Hook::EXPECTED,
     };
     Ok(Some(vec![JsIssue::from(&Issue::new(
         vec![],

@@ -57,8 +57,9 @@ pub struct JsDataplanePacketEvent {
     pub hook: &'static str,
     pub cgroup_id: String,
     pub protocol: &'static str,
-    pub dst_ip: String,
-    pub dst_port: u32,
+    /// Absent for a verdict on a call without destination (a socket refused at creation).
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u32>,
     pub pid: u32,
     pub uid: u32,
     pub comm: String,
@@ -91,8 +92,12 @@ impl ToNapiValue for JsDataplanePacketEvent {
         o.set("hook", e.hook)?;
         o.set("cgroup_id", e.cgroup_id)?;
         o.set("protocol", e.protocol)?;
-        o.set("dst_ip", e.dst_ip)?;
-        o.set("dst_port", e.dst_port)?;
+        if let Some(ip) = e.dst_ip {
+            o.set("dst_ip", ip)?;
+        }
+        if let Some(port) = e.dst_port {
+            o.set("dst_port", port)?;
+        }
         o.set("pid", e.pid)?;
         o.set("uid", e.uid)?;
         o.set("comm", e.comm)?;
@@ -125,8 +130,8 @@ fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
         hook: e.hook.as_str(),
         cgroup_id: e.cgroup_id.to_string(),
         protocol: e.protocol.as_str(),
-        dst_ip: e.dst_ip.to_string(),
-        dst_port: u32::from(e.dst_port),
+        dst_ip: e.dst_ip.map(|ip| ip.to_string()),
+        dst_port: e.dst_port.map(u32::from),
         pid: e.pid,
         uid: e.uid,
         comm: e.comm.clone(),
@@ -176,15 +181,18 @@ pub fn to_json(events: &[VerdictEvent]) -> String {
         }
         let _ = write!(
             out,
-            ",\"hook\":\"{}\",\"cgroup_id\":\"{}\",\"protocol\":\"{}\",\"dst_ip\":\"{}\",\"dst_port\":{},\"pid\":{},\"uid\":{},\"comm\":",
+            ",\"hook\":\"{}\",\"cgroup_id\":\"{}\",\"protocol\":\"{}\"",
             e.hook.as_str(),
             e.cgroup_id,
             e.protocol.as_str(),
-            e.dst_ip,
-            e.dst_port,
-            e.pid,
-            e.uid
         );
+        if let Some(ip) = e.dst_ip {
+            let _ = write!(out, ",\"dst_ip\":\"{ip}\"");
+        }
+        if let Some(port) = e.dst_port {
+            let _ = write!(out, ",\"dst_port\":{port}");
+        }
+        let _ = write!(out, ",\"pid\":{},\"uid\":{},\"comm\":", e.pid, e.uid);
         push_json_str(&mut out, &e.comm);
         if let Some(r) = &e.rule_id {
             out.push_str(",\"rule_id\":");
@@ -210,7 +218,8 @@ pub fn to_json(events: &[VerdictEvent]) -> String {
 }
 
 /// Words per event in the packed layout. Every word is a little-endian u32:
-/// 0 reason code value, 1 hook value | protocol value << 8 | flags << 16 (1: rule_id, 2: workload_id),
+/// 0 reason code value, 1 hook value | protocol value << 8 | flags << 16 (1: rule_id, 2: workload_id,
+/// 4: dst_ip and dst_port),
 /// 2 cgroup_id string, 3 dst_ip string, 4 dst_port, 5 pid, 6 uid, 7 comm string, 8 rule_id string,
 /// 9 policy_generation low 32 bits, 10 policy_generation high bits, 11 workload_id string,
 /// 12 observed_at string. "string" words are indexes into the batch's string table.
@@ -219,6 +228,8 @@ pub const PACKED_WORDS_PER_EVENT: usize = 13;
 pub const PACKED_HAS_RULE_ID: u32 = 1;
 /// Flag bit: the event has a workload_id.
 pub const PACKED_HAS_WORKLOAD_ID: u32 = 2;
+/// Flag bit: the event has a destination (dst_ip and dst_port); words 3 and 4 are 0 otherwise.
+pub const PACKED_HAS_DESTINATION: u32 = 4;
 
 /// Interns the strings of one batch so a string repeated across events is decoded once in JavaScript.
 #[derive(Default)]
@@ -262,18 +273,26 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         if e.workload_id.is_some() {
             flags |= PACKED_HAS_WORKLOAD_ID;
         }
+        if e.dst_ip.is_some() {
+            flags |= PACKED_HAS_DESTINATION;
+        }
         scratch.clear();
         {
             use std::fmt::Write;
             let _ = write!(scratch, "{}", e.cgroup_id);
         }
         let cgroup = strings.intern(&scratch);
-        scratch.clear();
-        {
-            use std::fmt::Write;
-            let _ = write!(scratch, "{}", e.dst_ip);
-        }
-        let dst = strings.intern(&scratch);
+        let dst = match e.dst_ip {
+            Some(ip) => {
+                scratch.clear();
+                {
+                    use std::fmt::Write;
+                    let _ = write!(scratch, "{ip}");
+                }
+                strings.intern(&scratch)
+            }
+            None => 0,
+        };
         let comm = strings.intern(&e.comm);
         let rule = e.rule_id.as_deref().map_or(0, |r| strings.intern(r));
         let workload = e.workload_id.as_deref().map_or(0, |w| strings.intern(w));
@@ -283,7 +302,7 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
             u32::from(e.hook as u8) | (u32::from(e.protocol as u8) << 8) | (flags << 16),
             cgroup,
             dst,
-            u32::from(e.dst_port),
+            u32::from(e.dst_port.unwrap_or(0)),
             e.pid,
             e.uid,
             comm,
@@ -316,6 +335,7 @@ pub struct PackedEventTables {
     pub words_per_event: u32,
     pub has_rule_id: u32,
     pub has_workload_id: u32,
+    pub has_destination: u32,
     /// `reasonCodes[value]`: the wire name of the code with that value (`null` for 0, never on the wire).
     pub reason_codes: Vec<Option<&'static str>>,
     pub verdicts: Vec<Option<&'static str>>,
@@ -347,6 +367,7 @@ pub fn packed_event_tables() -> PackedEventTables {
         words_per_event: PACKED_WORDS_PER_EVENT as u32,
         has_rule_id: PACKED_HAS_RULE_ID,
         has_workload_id: PACKED_HAS_WORKLOAD_ID,
+        has_destination: PACKED_HAS_DESTINATION,
         reason_codes: by_value(codes().map(|(v, c)| (v, c.as_str()))),
         verdicts: by_value(codes().map(|(v, c)| (v, c.verdict().as_str()))),
         would_block: by_value(codes().map(|(v, c)| (v, c.would_block())))
@@ -395,8 +416,8 @@ pub fn synthetic_events(count: usize) -> Vec<VerdictEvent> {
                 } else {
                     Protocol::Udp
                 },
-                dst_ip,
-                dst_port: 443,
+                dst_ip: (i % 13 != 12).then_some(dst_ip),
+                dst_port: (i % 13 != 12).then_some(443),
                 reason,
                 rule_id: (i % 5 != 0).then(|| format!("egress-rule-{}", i % 100)),
                 policy_generation: 7,
@@ -441,14 +462,15 @@ mod tests {
 
     #[test]
     fn json_batch_keeps_spec_key_order_and_omits_absent_keys() {
-        let events = synthetic_events(10);
+        // 13 events: the last one has no destination (a refused socket).
+        let events = synthetic_events(13);
         let text = to_json(&events);
         let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
             match serde_json::from_str(&text) {
                 Ok(v) => v,
                 Err(e) => panic!("batch is not JSON: {e}: {text}"),
             };
-        assert_eq!(parsed.len(), 10);
+        assert_eq!(parsed.len(), 13);
         // serde_json's Map sorts keys, so read the order from the text itself: every `"key":` token of each
         // object (the synthetic strings contain no braces, quotes or colons).
         let key_orders: Vec<Vec<&str>> = text
@@ -464,7 +486,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        assert_eq!(key_orders.len(), 10);
+        assert_eq!(key_orders.len(), 13);
         let order = [
             "code_namespace",
             "reason_code",
@@ -491,6 +513,7 @@ mod tests {
                     "would_block" => e.reason.would_block().is_some(),
                     "rule_id" => e.rule_id.is_some(),
                     "workload_id" => e.workload_id.is_some(),
+                    "dst_ip" | "dst_port" => e.dst_ip.is_some(),
                     _ => true,
                 })
                 .collect();
@@ -531,7 +554,14 @@ mod tests {
             assert_eq!(w(1) & 0xff, e.hook as u32);
             assert_eq!((w(1) >> 8) & 0xff, e.protocol as u32);
             assert_eq!(string(w(2)), e.cgroup_id.to_string());
-            assert_eq!(string(w(3)), e.dst_ip.to_string());
+            assert_eq!(
+                (w(1) >> 16) & PACKED_HAS_DESTINATION != 0,
+                e.dst_ip.is_some()
+            );
+            if let Some(ip) = e.dst_ip {
+                assert_eq!(string(w(3)), ip.to_string());
+                assert_eq!(Some(w(4) as u16), e.dst_port);
+            }
             assert_eq!(string(w(7)), e.comm);
             assert_eq!((w(1) >> 16) & PACKED_HAS_RULE_ID != 0, e.rule_id.is_some());
             if let Some(r) = &e.rule_id {

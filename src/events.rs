@@ -74,7 +74,7 @@ pub struct DataplaneEventTables {
     pub would_block: Vec<Option<bool>>,
     /// Hook wire string by value (index 0 unused).
     pub hooks: Vec<String>,
-    /// Protocol wire string by IANA number (only 6 and 17 used).
+    /// Protocol wire string by value (the values of `Protocol`; 0 is never one).
     pub protocols: Vec<String>,
     pub record_slots: u32,
     /// Where each value sits in a record: the one definition of the layout, read by `js/events.js`.
@@ -116,11 +116,13 @@ pub fn dataplane_event_tables() -> DataplaneEventTables {
         verdicts[i] = c.verdict().as_str().to_owned();
         would_block[i] = c.would_block();
     }
-    let mut hooks = vec![String::new(); Hook::ALL.len() + 1];
+    let max_hook = Hook::ALL.iter().map(|h| *h as usize).max().unwrap_or(0);
+    let mut hooks = vec![String::new(); max_hook + 1];
     for h in Hook::ALL {
         hooks[h as usize] = h.as_str().to_owned();
     }
-    let mut protocols = vec![String::new(); 18];
+    let max_protocol = Protocol::ALL.iter().map(|p| *p as usize).max().unwrap_or(0);
+    let mut protocols = vec![String::new(); max_protocol + 1];
     for p in Protocol::ALL {
         protocols[p as usize] = p.as_str().to_owned();
     }

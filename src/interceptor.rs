@@ -28,8 +28,8 @@ use crate::issues::to_js_issues;
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::validation::ValidationError;
 use interceptor_ebpf_core::dataplane::{
-    Dataplane, DataplaneError, DataplaneOptions, DataplaneStatus, EventReceiver, ManagedCgroup,
-    PolicySummary,
+    Dataplane, DataplaneError, DataplaneOptions, DataplaneStatus, EventReceiver, LayerState,
+    ManagedCgroup, PolicySummary,
 };
 
 /// Largest batch one `nextEventBatch` call returns; bounds the latency of one N-API crossing.
@@ -181,6 +181,28 @@ pub struct JsDataplaneStatus {
     pub dropped_in_queue: f64,
     pub events_delivered: f64,
     pub degraded: bool,
+    /// Every bypass layer by name (`sock_create`, `socket_create_lsm`, ...) with its state.
+    pub layers: Vec<JsLayerStatus>,
+    /// Names of the layers in force.
+    pub active_layers: Vec<String>,
+    pub layer_counters: JsLayerCounters,
+}
+
+/// One bypass layer in `status().layers`.
+#[napi(object)]
+pub struct JsLayerStatus {
+    pub layer: String,
+    /// `active`, `disabled` or `unavailable`.
+    pub state: String,
+    /// Why the layer is unavailable on this kernel.
+    pub reason: Option<String>,
+}
+
+/// `status().layerCounters`.
+#[napi(object)]
+pub struct JsLayerCounters {
+    pub sockets_refused: f64,
+    pub sockets_would_refuse: f64,
 }
 
 fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
@@ -205,6 +227,25 @@ fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
         dropped_in_queue: s.dropped_in_queue as f64,
         events_delivered: delivered as f64,
         degraded: s.degraded,
+        active_layers: s
+            .layers
+            .iter()
+            .filter(|l| l.state == LayerState::Active)
+            .map(|l| l.layer.as_str().to_owned())
+            .collect(),
+        layers: s
+            .layers
+            .iter()
+            .map(|l| JsLayerStatus {
+                layer: l.layer.as_str().to_owned(),
+                state: l.state.as_str().to_owned(),
+                reason: l.state.reason().map(str::to_owned),
+            })
+            .collect(),
+        layer_counters: JsLayerCounters {
+            sockets_refused: s.layer_counters.sockets_refused as f64,
+            sockets_would_refuse: s.layer_counters.sockets_would_refuse as f64,
+        },
     }
 }
 

@@ -9,11 +9,13 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-use interceptor_ebpf_core::contract::validation::{Field, Issue, IssueCode, ValidationError};
-use interceptor_ebpf_core::dataplane::{CgroupRef, DataplaneOptions, FailMode, Mode};
+use interceptor_ebpf_core::contract::validation::{
+    Field, Issue, IssueCode, PathSegment, ValidationError,
+};
+use interceptor_ebpf_core::dataplane::{CgroupRef, DataplaneOptions, FailMode, Layer, Mode};
 
 /// Keys `Interceptor.load()` accepts, in documentation order.
-pub const LOAD_OPTION_KEYS: [&str; 8] = [
+pub const LOAD_OPTION_KEYS: [&str; 9] = [
     "cgroupRoot",
     "pinDir",
     "failMode",
@@ -22,6 +24,7 @@ pub const LOAD_OPTION_KEYS: [&str; 8] = [
     "globalMode",
     "eventQueueCapacity",
     "heartbeatIntervalMs",
+    "disableLayers",
 ];
 
 /// A day: a grace or beat interval longer than that is a typo, not a configuration.
@@ -317,11 +320,62 @@ pub fn parse_load_options(input: Option<&Value>) -> Result<DataplaneOptions, Val
     ) {
         opts.event_queue_capacity = n as usize;
     }
+    if let Some(layers) = layer_list("disableLayers", obj.get("disableLayers"), &mut issues) {
+        opts.disable_layers = layers;
+    }
     if issues.is_empty() {
         Ok(opts)
     } else {
         Err(ValidationError::new(issues))
     }
+}
+
+/// An array of bypass layer names (`Layer::from_wire`); duplicates are harmless.
+fn layer_list(key: &str, value: Option<&Value>, issues: &mut Vec<Issue>) -> Option<Vec<Layer>> {
+    let items = match value {
+        None | Some(Value::Null) => return None,
+        Some(Value::Array(items)) => items,
+        Some(other) => {
+            issues.push(Issue::at(
+                key,
+                IssueCode::InvalidType,
+                format!(
+                    "expected an array of layer names, received {}",
+                    Field::from_json(Some(other)).type_name()
+                ),
+            ));
+            return None;
+        }
+    };
+    let expected = Layer::ALL.map(Layer::as_str).join(", ");
+    let mut out = Vec::new();
+    let before = issues.len();
+    for (i, item) in items.iter().enumerate() {
+        let path = vec![PathSegment::from(key), PathSegment::Index(i)];
+        match item {
+            Value::String(s) => match Layer::from_wire(s) {
+                Some(l) => {
+                    if !out.contains(&l) {
+                        out.push(l);
+                    }
+                }
+                None => issues.push(Issue::new(
+                    path,
+                    IssueCode::InvalidValue,
+                    format!("expected one of {expected}, received `{s}`"),
+                )),
+            },
+            other => issues.push(Issue::new(
+                path,
+                IssueCode::InvalidType,
+                format!(
+                    "expected string, received {}",
+                    Field::from_json(Some(other)).type_name()
+                ),
+            )),
+        }
+    }
+    (issues.len() == before).then_some(out)
 }
 
 /// `close({detach?})`: `detach` defaults to `false` (programs, links and maps stay pinned).
@@ -549,7 +603,8 @@ mod tests {
         let o = match parse_load_options(Some(&json!({
             "cgroupRoot": "/sys/fs/cgroup/x", "pinDir": "/sys/fs/bpf/y", "failMode": "open",
             "heartbeatGraceMs": 250, "ringBufferBytes": 1 << 20, "globalMode": "observe",
-            "eventQueueCapacity": 1024, "heartbeatIntervalMs": 50
+            "eventQueueCapacity": 1024, "heartbeatIntervalMs": 50,
+            "disableLayers": ["socket_create_lsm", "sock_create", "socket_create_lsm"]
         }))) {
             Ok(o) => o,
             Err(e) => panic!("{e}"),
@@ -562,13 +617,18 @@ mod tests {
         assert_eq!(o.ring_buffer_bytes, 1 << 20);
         assert_eq!(o.global_mode, Mode::Observe);
         assert_eq!(o.event_queue_capacity, 1024);
+        assert_eq!(
+            o.disable_layers,
+            vec![Layer::SocketCreateLsm, Layer::SockCreate]
+        );
     }
 
     #[test]
     fn load_options_list_every_issue() {
         let e = match parse_load_options(Some(&json!({
             "cgroupRoot": "relative", "failMode": "ajar", "heartbeatGraceMs": 1.5,
-            "ringBufferBytes": 12288, "globalMode": 3, "bogus": true
+            "ringBufferBytes": 12288, "globalMode": 3, "bogus": true,
+            "disableLayers": ["sock_create", "firewall", 7]
         }))) {
             Ok(_) => panic!("accepted bad options"),
             Err(e) => e,
@@ -582,8 +642,11 @@ mod tests {
                 ("heartbeatGraceMs".into(), "invalid_type"),
                 ("ringBufferBytes".into(), "invalid_value"),
                 ("globalMode".into(), "invalid_type"),
+                ("disableLayers[1]".into(), "invalid_value"),
+                ("disableLayers[2]".into(), "invalid_type"),
             ]
         );
+        assert!(parse_load_options(Some(&json!({"disableLayers": "sock_create"}))).is_err());
         assert!(parse_load_options(Some(&json!("x"))).is_err());
         assert!(parse_load_options(Some(&json!({"heartbeatGraceMs": 0}))).is_err());
     }

@@ -56,7 +56,7 @@ fn loads_attaches_and_detach_removes_every_pin() {
     let env = TestEnv::new("load");
     let dp = env.load();
     let st = dp.status().expect("status");
-    assert_eq!(st.attached_hooks, Hook::ALL.to_vec());
+    assert_eq!(st.attached_hooks, Hook::SOCK_ADDR.to_vec());
     assert!(!st.adopted);
     assert!(st.degraded, "no policy loaded yet");
     assert_eq!(st.generation, 0);
@@ -164,8 +164,8 @@ impl World {
             (Probe::UdpSendto, Some(v4)) => (false, std::net::IpAddr::V4(v4)),
             _ => (sa(dst).is_ipv6(), sa(dst).ip()),
         };
-        assert_eq!(ev.dst_ip, want_ip);
-        assert_eq!(ev.dst_port, sa(dst).port());
+        assert_eq!(ev.dst_ip, Some(want_ip));
+        assert_eq!(ev.dst_port, Some(sa(dst).port()));
         let proto = if kind == Probe::TcpConnect {
             Protocol::Tcp
         } else {
@@ -522,7 +522,7 @@ fn ipv6_and_ipv4_mapped_destinations() {
     assert_eq!(ev.rule_id.as_deref(), Some("allow-10-1"));
     assert_eq!(
         ev.dst_ip,
-        "::ffff:10.1.2.3".parse::<std::net::IpAddr>().expect("ip")
+        Some("::ffff:10.1.2.3".parse::<std::net::IpAddr>().expect("ip"))
     );
     let ev = w.expect(
         &rt,
@@ -833,7 +833,7 @@ fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
     let dp = env.load();
     let st = dp.status().expect("status");
     assert!(st.adopted);
-    assert_eq!(st.attached_hooks, Hook::ALL.to_vec());
+    assert_eq!(st.attached_hooks, Hook::SOCK_ADDR.to_vec());
     assert_eq!(st.generation, summary.generation);
     assert_eq!(
         (st.ipv4_rules, st.ipv6_rules),

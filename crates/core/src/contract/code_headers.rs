@@ -5,7 +5,8 @@
 //! The committed files are compared with this output by `tests/code_headers.rs`; `pnpm run gen:headers`
 //! (`BLESS=1 cargo test --test code_headers`) rewrites them.
 
-use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
+use super::hook::{Hook, Protocol};
+use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode, Verdict};
 
 /// Path (relative to the crate root) and contents of every generated file.
 pub fn render_all() -> Vec<(&'static str, String)> {
@@ -30,7 +31,7 @@ pub fn render_ts_code_lists() -> String {
         }
         out.push_str("]\n");
     }
-    let mut out = String::from("// Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit.\n\n");
+    let mut out = String::from("// Generated from src/contract/reason_codes.rs and src/contract/hook.rs by `pnpm run gen:headers`. Do not edit.\n\n");
     tuple(
         &mut out,
         "Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1.",
@@ -43,6 +44,54 @@ pub fn render_ts_code_lists() -> String {
         "Control-plane error codes (namespace `control_authz`), in value order from 1.",
         "controlPlaneAuthzErrorCodes",
         ControlAuthzCode::ALL.iter().map(|c| c.as_str()),
+    );
+    fn union(out: &mut String, doc: &str, name: &str, items: impl Iterator<Item = &'static str>) {
+        out.push_str(&format!("\n/** {doc} */\nexport type {name} =\n"));
+        for item in items {
+            out.push_str(&format!("  | '{item}'\n"));
+        }
+    }
+    let codes = |verdict: Verdict, would_block: Option<bool>| {
+        DataplaneReasonCode::ALL
+            .iter()
+            .filter(move |c| c.verdict() == verdict && c.would_block() == would_block)
+            .map(|c| c.as_str())
+    };
+    union(
+        &mut out,
+        "Dataplane codes whose verdict is `allow` and that carry no would_block.",
+        "DataplaneAllowCode",
+        codes(Verdict::Allow, None),
+    );
+    union(
+        &mut out,
+        "Dataplane codes whose verdict is `deny`.",
+        "DataplaneDenyCode",
+        codes(Verdict::Deny, None),
+    );
+    union(
+        &mut out,
+        "Observe-mode codes with verdict `allow` and would_block `false`.",
+        "DataplaneObserveWouldAllowCode",
+        codes(Verdict::Allow, Some(false)),
+    );
+    union(
+        &mut out,
+        "Observe-mode codes with verdict `allow` and would_block `true`: enforce would have refused.",
+        "DataplaneObserveWouldBlockCode",
+        codes(Verdict::Allow, Some(true)),
+    );
+    union(
+        &mut out,
+        "Where a verdict was made (src/contract/hook.rs), in value order from 1.",
+        "DataplaneHook",
+        Hook::ALL.iter().map(|h| h.as_str()),
+    );
+    union(
+        &mut out,
+        "The transport of a judged call or packet (src/contract/hook.rs).",
+        "DataplaneProtocol",
+        Protocol::ALL.iter().map(|p| p.as_str()),
     );
     out
 }

@@ -741,22 +741,17 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
         }
     }
 
-    let hook = c
-        .string(HOOK, "one of \"connect4\", \"connect6\", \"sendmsg4\", \"sendmsg6\"")
-        .and_then(|s| {
-            let h = Hook::from_wire(s);
-            if h.is_none() {
-                c.push(
-                    HOOK,
-                    IssueCode::InvalidValue,
-                    format!(
-                        "expected one of \"connect4\", \"connect6\", \"sendmsg4\", \"sendmsg6\", received {}",
-                        quoted(s)
-                    ),
-                );
-            }
-            h
-        });
+    let hook = c.string(HOOK, Hook::EXPECTED).and_then(|s| {
+        let h = Hook::from_wire(s);
+        if h.is_none() {
+            c.push(
+                HOOK,
+                IssueCode::InvalidValue,
+                format!("expected {}, received {}", Hook::EXPECTED, quoted(s)),
+            );
+        }
+        h
+    });
 
     let cgroup_id = c
         .string(CGROUP_ID, "a string of decimal digits")
@@ -770,13 +765,13 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
 
     let message = c.string(MESSAGE, "a string");
 
-    let protocol = c.string(PROTOCOL, "\"tcp\" or \"udp\"").and_then(|s| {
+    let protocol = c.string(PROTOCOL, Protocol::EXPECTED).and_then(|s| {
         let p = Protocol::from_wire(s);
         if p.is_none() {
             c.push(
                 PROTOCOL,
                 IssueCode::InvalidValue,
-                format!("expected \"tcp\" or \"udp\", received {}", quoted(s)),
+                format!("expected {}, received {}", Protocol::EXPECTED, quoted(s)),
             );
         }
         p

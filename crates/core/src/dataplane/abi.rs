@@ -28,6 +28,8 @@ pub(crate) const FAMILY_INET6: u8 = c::DP_FAMILY_INET6 as u8;
 pub(crate) const RULE_INDEX_NONE: u32 = c::DP_RULE_INDEX_NONE as u32;
 pub(crate) const LPM_SLOT_BITS: u32 = c::DP_LPM_SLOT_BITS as u32;
 pub(crate) const ID_BYTES: usize = c::DP_ID_BYTES as usize;
+pub(crate) const FAMILY_NONE: u8 = c::DP_FAMILY_NONE as u8;
+pub(crate) const LAYER_FLAG_EGRESS: u32 = c::DP_LAYER_F_EGRESS as u32;
 
 // The hook and protocol numbers the programs write are the contract's.
 const _: () = assert!(c::DP_HOOK_CONNECT4 == Hook::Connect4 as u64);
@@ -36,6 +38,22 @@ const _: () = assert!(c::DP_HOOK_SENDMSG4 == Hook::Sendmsg4 as u64);
 const _: () = assert!(c::DP_HOOK_SENDMSG6 == Hook::Sendmsg6 as u64);
 const _: () = assert!(c::DP_PROTO_TCP == Protocol::Tcp as u64);
 const _: () = assert!(c::DP_PROTO_UDP == Protocol::Udp as u64);
+const _: () = assert!(c::DP_HOOK_SOCK_CREATE == Hook::SockCreate as u64);
+const _: () = assert!(c::DP_HOOK_SOCKET_CREATE_LSM == Hook::SocketCreateLsm as u64);
+const _: () = assert!(c::DP_HOOK_EGRESS == Hook::Egress as u64);
+const _: () = assert!(c::DP_PROTO_ICMP == Protocol::Icmp as u64);
+const _: () = assert!(c::DP_PROTO_UDPLITE == Protocol::Udplite as u64);
+const _: () = assert!(c::DP_PROTO_RAW == Protocol::Raw as u64);
+const _: () = assert!(c::DP_PROTO_PACKET == Protocol::Packet as u64);
+const _: () = assert!(c::DP_PROTO_XDP == Protocol::Xdp as u64);
+const _: () = assert!(c::DP_AF_PACKET == libc::AF_PACKET as u64);
+// AF_XDP is 44 in include/linux/socket.h (libc does not define it for every target libc).
+const _: () = assert!(c::DP_AF_XDP == 44);
+const _: () = assert!(c::DP_SOCK_STREAM == libc::SOCK_STREAM as u64);
+const _: () = assert!(c::DP_SOCK_DGRAM == libc::SOCK_DGRAM as u64);
+const _: () = assert!(c::DP_SOCK_RAW == libc::SOCK_RAW as u64);
+const _: () = assert!(c::DP_IPPROTO_ICMPV6 == libc::IPPROTO_ICMPV6 as u64);
+const _: () = assert!(c::DP_IPPROTO_MPTCP == libc::IPPROTO_MPTCP as u64);
 const _: () = assert!(c::DP_FAMILY_INET == libc::AF_INET as u64);
 const _: () = assert!(c::DP_FAMILY_INET6 == libc::AF_INET6 as u64);
 
@@ -187,6 +205,15 @@ const _: () = assert!(offset_of!(RawEvent, protocol) as u64 == c::DP_EVENT_OFF_P
 const _: () = assert!(offset_of!(RawEvent, family) as u64 == c::DP_EVENT_OFF_FAMILY);
 const _: () = assert!(offset_of!(RawEvent, verdict) as u64 == c::DP_EVENT_OFF_VERDICT);
 
+/// `struct dp_layer_state`: flags and the mark epoch of the bypass layers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LayerState {
+    pub mark_epoch: u32,
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<LayerState>() as u64 == c::DP_LAYER_STATE_SIZE);
+
 // SAFETY: every type below is #[repr(C)], made only of integers and byte arrays with explicit padding fields, so
 // every bit pattern is valid and there are no implicit padding bytes (checked by the size asserts above).
 unsafe impl aya::Pod for SlotMeta {}
@@ -204,6 +231,8 @@ unsafe impl aya::Pod for RuleEntry {}
 unsafe impl aya::Pod for EndpointKey {}
 // SAFETY: see above.
 unsafe impl aya::Pod for IdSlot {}
+// SAFETY: see above.
+unsafe impl aya::Pod for LayerState {}
 
 impl RawEvent {
     /// Copies a record out of the ring buffer; `None` when the length is not the record size.

@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use super::layers::Layer;
 use crate::contract::hook::Hook;
 
 /// Everything that can go wrong loading, driving or reading the dataplane.
@@ -37,6 +38,10 @@ pub enum DataplaneError {
     /// Attaching (or pinning the link of) a hook failed.
     #[error("cannot attach {}: {reason}", hook.as_str())]
     Attach { hook: Hook, reason: String },
+    /// Pinning or unpinning a bypass layer failed after the kernel accepted it (a layer the kernel lacks is
+    /// reported as unavailable in the status instead).
+    #[error("layer {layer}: {reason}")]
+    Layer { layer: Layer, reason: String },
     /// A map operation failed.
     #[error("map {map}: {reason}")]
     Map { map: &'static str, reason: String },

@@ -37,9 +37,11 @@ pub struct VerdictEvent {
     pub comm: String,
     pub hook: Hook,
     pub protocol: Protocol,
-    /// As the caller wrote it: an IPv4-mapped IPv6 destination stays IPv6.
-    pub dst_ip: IpAddr,
-    pub dst_port: u16,
+    /// As the caller wrote it: an IPv4-mapped IPv6 destination stays IPv6. `None` for a verdict on a call
+    /// that has no destination (a socket refused at creation: hooks `sock_create`, `socket_create_lsm`).
+    pub dst_ip: Option<IpAddr>,
+    /// `None` exactly when `dst_ip` is.
+    pub dst_port: Option<u16>,
     pub reason: DataplaneReasonCode,
     /// The id of the rule that decided, from the generation that decided.
     pub rule_id: Option<String>,
@@ -119,16 +121,16 @@ pub(crate) fn decode(
     let hook = Hook::from_value(raw.hook)?;
     let protocol = Protocol::from_value(raw.protocol)?;
     let reason = DataplaneReasonCode::from_value(raw.reason)?;
-    let dst_ip = if raw.family == abi::FAMILY_INET {
-        let a = [
+    let dst_ip = match raw.family {
+        abi::FAMILY_INET => Some(IpAddr::V4(Ipv4Addr::from([
             raw.dst_addr[0],
             raw.dst_addr[1],
             raw.dst_addr[2],
             raw.dst_addr[3],
-        ];
-        IpAddr::V4(Ipv4Addr::from(a))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(raw.dst_addr))
+        ]))),
+        abi::FAMILY_INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.dst_addr))),
+        abi::FAMILY_NONE => None,
+        _ => return None,
     };
     let end = raw
         .comm
@@ -151,8 +153,8 @@ pub(crate) fn decode(
         comm,
         hook,
         protocol,
+        dst_port: dst_ip.map(|_| raw.dst_port),
         dst_ip,
-        dst_port: raw.dst_port,
         reason,
         rule_id: ctx.and_then(|c| c.rule_id(raw.policy_generation, raw.rule_index)),
         policy_generation: raw.policy_generation,
@@ -318,13 +320,34 @@ mod tests {
         raw.dst_addr[12..].copy_from_slice(&[192, 0, 2, 1]);
         raw.comm[..4].copy_from_slice(b"curl");
         let e = decode(&raw, 1_000_000_000, None).expect("decodes");
-        assert_eq!(e.dst_ip, "::ffff:192.0.2.1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            e.dst_ip,
+            Some("::ffff:192.0.2.1".parse::<IpAddr>().expect("ip"))
+        );
+        assert_eq!(e.dst_port, Some(443));
         assert_eq!(e.comm, "curl");
         assert_eq!(e.reason, DataplaneReasonCode::DenyDefault);
         assert_eq!(e.observed_at, UNIX_EPOCH + Duration::from_secs(6));
         assert_eq!(e.rule_id, None);
         raw.hook = 9;
         assert!(decode(&raw, 0, None).is_none());
+    }
+
+    #[test]
+    fn a_socket_refusal_has_no_destination() {
+        let raw = RawEvent {
+            reason: DataplaneReasonCode::DenySocketCreate as u32,
+            rule_index: abi::RULE_INDEX_NONE,
+            hook: Hook::SockCreate as u8,
+            protocol: Protocol::Raw as u8,
+            family: abi::FAMILY_NONE,
+            ..RawEvent::default()
+        };
+        let e = decode(&raw, 0, None).expect("decodes");
+        assert_eq!((e.dst_ip, e.dst_port), (None, None));
+        assert_eq!((e.hook, e.protocol), (Hook::SockCreate, Protocol::Raw));
+        // A family the programs never write is not guessed at.
+        assert!(decode(&RawEvent { family: 3, ..raw }, 0, None).is_none());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::cgroup::{self, CgroupRef};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
 use super::events::{self, EventContext, EventQueue, EventReceiver, RuleIdCache};
+use super::layers::{self, LayerCounters, LayerStatus, Layers};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
@@ -76,14 +77,21 @@ pub struct DataplaneStatus {
     pub dropped_in_queue: u64,
     /// Heartbeat older than the grace period, or no policy loaded.
     pub degraded: bool,
+    /// Every bypass layer and whether it is active, disabled by the options or unavailable on this kernel
+    /// (docs/threat-model.md), in [`super::Layer::ALL`] order.
+    pub layers: Vec<LayerStatus>,
+    /// What the bypass layers refused.
+    pub layer_counters: LayerCounters,
 }
 
-fn hook_program(hook: Hook) -> &'static str {
+/// The program of a sock_addr hook; the layers' programs are named in `layers.rs`.
+fn hook_program(hook: Hook) -> Option<&'static str> {
     match hook {
-        Hook::Connect4 => "dp_connect4",
-        Hook::Connect6 => "dp_connect6",
-        Hook::Sendmsg4 => "dp_sendmsg4",
-        Hook::Sendmsg6 => "dp_sendmsg6",
+        Hook::Connect4 => Some("dp_connect4"),
+        Hook::Connect6 => Some("dp_connect6"),
+        Hook::Sendmsg4 => Some("dp_sendmsg4"),
+        Hook::Sendmsg6 => Some("dp_sendmsg6"),
+        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress => None,
     }
 }
 
@@ -129,6 +137,7 @@ struct Inner {
     // Kept for the programs this loader loaded (their fds); links are owned separately.
     _ebpf: Ebpf,
     links: Vec<(Hook, PinnedLink)>,
+    layers: Layers,
     config: Arc<ConfigMapping>,
     _config_map: MapData,
     maps: Arc<Mutex<PolicyMaps>>,
@@ -192,7 +201,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// How many times a program load is tried when the verifier gives up with EAGAIN. The verifier stops with
 /// EAGAIN whenever the loading thread has a signal pending (a timer, SIGCHLD, a profiler): nothing is wrong
 /// with the program, so libbpf tries again, 5 times in all; so does this loader.
-const PROG_LOAD_ATTEMPTS: usize = 5;
+pub(crate) const PROG_LOAD_ATTEMPTS: usize = 5;
 
 fn is_eagain(e: &ProgramError) -> bool {
     matches!(e, ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EAGAIN))
@@ -239,7 +248,10 @@ fn attach_hook(
         })?;
         return Ok((link, true));
     }
-    let name = hook_program(hook);
+    let name = hook_program(hook).ok_or_else(|| DataplaneError::Attach {
+        hook,
+        reason: "not a sock_addr hook".into(),
+    })?;
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
         .ok_or_else(|| DataplaneError::Object(format!("program {name} missing")))?
@@ -346,21 +358,38 @@ impl Dataplane {
 
         let root_dir =
             File::open(&cgroup_root).map_err(|e| DataplaneError::io("open", &cgroup_root, e))?;
-        let mut links = Vec::with_capacity(Hook::ALL.len());
-        for hook in Hook::ALL {
+        let mut links = Vec::with_capacity(Hook::SOCK_ADDR.len());
+        for hook in Hook::SOCK_ADDR {
             let (link, _was_pinned) = attach_hook(&mut ebpf, hook, &root_dir, &pin_dir)?;
             links.push((hook, link));
         }
+        let layers = layers::attach(
+            &mut ebpf,
+            btf.as_ref(),
+            &root_dir,
+            &pin_dir,
+            &opts.disable_layers,
+        )?;
+        log::info!(
+            "dataplane attached to {}: hooks {}; bypass layers: {}",
+            cgroup_root.display(),
+            Hook::SOCK_ADDR.map(Hook::as_str).join(", "),
+            layers.summary()
+        );
 
         let mut workloads = StdHashMap::new();
         for (id, entry) in managed.iter().filter_map(Result::ok) {
             workloads.insert(id, slots::decode_id(&entry.workload_id));
         }
+        // Attaching took time (verification, probing the layers): beat now, so a short grace does not start
+        // degraded before the timer's first beat.
+        config.set_heartbeat_ns(config_map::monotonic_ns());
         let heartbeat = HeartbeatTimer::start(config.clone(), opts.heartbeat_interval)?;
         Ok(Dataplane {
             inner: Mutex::new(Some(Inner {
                 _ebpf: ebpf,
                 links,
+                layers,
                 config,
                 _config_map: config_map,
                 maps: Arc::new(Mutex::new(maps)),
@@ -586,6 +615,8 @@ impl Dataplane {
                 dropped_in_kernel: sum(c::DP_COUNTER_RINGBUF_FULL)?,
                 dropped_in_queue: i.queue.dropped.load(Ordering::Relaxed),
                 degraded: stale || meta.generation == 0,
+                layers: i.layers.status.clone(),
+                layer_counters: i.layers.counters()?,
             })
         })
     }
@@ -624,6 +655,17 @@ impl Dataplane {
             return Ok(());
         }
         let mut first_error = None;
+        for (layer, link) in inner.layers.links.drain(..) {
+            match link.unpin() {
+                Ok(fd_link) => drop(fd_link),
+                Err(e) => {
+                    first_error.get_or_insert(DataplaneError::Layer {
+                        layer,
+                        reason: format!("unpin link: {e}"),
+                    });
+                }
+            }
+        }
         for (hook, link) in inner.links.drain(..) {
             match link.unpin() {
                 // Dropping the last fd of an unpinned bpf_link detaches the program.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use super::abi;
 use super::error::DataplaneError;
+use super::layers::Layer;
 
 pub use crate::contract::modes::{FailMode, Mode};
 
@@ -58,6 +59,10 @@ pub struct DataplaneOptions {
     pub event_queue_capacity: usize,
     /// Period of the loader's own heartbeat timer.
     pub heartbeat_interval: Duration,
+    /// Bypass layers not to attach (an adopted state drops their pinned links); the status reports them as
+    /// disabled. For tests and for kernels where a layer misbehaves; `BROKER_EBPF_DISABLE_LAYERS` in the agent
+    /// ([`Layer::parse_list`]).
+    pub disable_layers: Vec<Layer>,
 }
 
 impl Default for DataplaneOptions {
@@ -71,6 +76,7 @@ impl Default for DataplaneOptions {
             global_mode: Mode::Enforce,
             event_queue_capacity: 65_536,
             heartbeat_interval: Duration::from_secs(1),
+            disable_layers: Vec::new(),
         }
     }
 }

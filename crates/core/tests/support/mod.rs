@@ -220,13 +220,20 @@ pub struct ProbeResult {
     pub errno: i32,
 }
 
-struct SockAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
-    family: libc::c_int,
+/// A socket address in the kernel's layout, prepared before a fork so the child only passes pointers.
+pub struct SockAddr {
+    pub storage: libc::sockaddr_storage,
+    pub len: libc::socklen_t,
+    pub family: libc::c_int,
 }
 
-fn sockaddr(addr: SocketAddr) -> SockAddr {
+impl SockAddr {
+    pub fn ptr(&self) -> *const libc::sockaddr {
+        (&self.storage as *const libc::sockaddr_storage).cast()
+    }
+}
+
+pub fn sockaddr(addr: SocketAddr) -> SockAddr {
     // SAFETY: sockaddr_storage is plain old data; zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     match addr {
@@ -339,6 +346,69 @@ pub fn probe(cgroup: &Path, netns: &NetNs, kind: Probe, dst: SocketAddr) -> Prob
         pid: pid as u32,
         errno,
     }
+}
+
+/// Forks a child that joins `cgroup`, enters `netns` and runs `f`, whose result (an errno, 0 for success, or
+/// any other code the caller defines) comes back with the child's pid. `f` runs in a forked copy of a
+/// multi-threaded process: it must only make raw syscalls on memory prepared before the call (no allocation,
+/// no locks), like every probe here.
+pub fn run_in_child(cgroup: &Path, netns: &NetNs, f: impl FnOnce() -> i32) -> ProbeResult {
+    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: `pipe` has room for the two fds.
+    assert_eq!(
+        unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) },
+        0,
+        "pipe2"
+    );
+    let nsfd = netns.fd.as_raw_fd();
+    // SAFETY: the child below only makes raw syscalls on data prepared before fork, then _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY (whole block): raw syscalls on valid pointers prepared by the parent; never returns.
+        unsafe {
+            let report = |stage: i32, v: i32| -> ! {
+                let out: [i32; 2] = [stage, v];
+                libc::write(pipe[1], out.as_ptr().cast(), 8);
+                libc::_exit(0)
+            };
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                report(1, *libc::__errno_location());
+            }
+            libc::close(fd);
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                report(2, *libc::__errno_location());
+            }
+            report(0, f())
+        }
+    }
+    // SAFETY: closing our copy of the write end; reading 8 bytes into a valid buffer; waiting for our own child.
+    let (stage, value) = unsafe {
+        libc::close(pipe[1]);
+        let mut v = [0i32; 2];
+        let n = libc::read(pipe[0], v.as_mut_ptr().cast(), 8);
+        libc::close(pipe[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert_eq!(n, 8, "child did not report (status {status})");
+        (v[0], v[1])
+    };
+    assert_eq!(
+        stage, 0,
+        "child setup failed at stage {stage} (1 cgroup, 2 setns): errno {value}"
+    );
+    ProbeResult {
+        pid: pid as u32,
+        errno: value,
+    }
+}
+
+/// The calling thread's errno (for the closures of [`run_in_child`]).
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
 }
 
 /// One test's isolated world: its parent cgroup (where the programs attach), netns and pin directory.
