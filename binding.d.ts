@@ -117,6 +117,10 @@ export interface JsIssue {
 export interface JsLayerCounters {
   socketsRefused: number
   socketsWouldRefuse: number
+  packetsDropped: number
+  packetsWouldDrop: number
+  packetsJudged: number
+  marksWritten: number
 }
 
 /** One bypass layer in `status().layers`. */

@@ -175,6 +175,20 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.equal(s.degraded, false)
   })
 
+  test('status() reports every bypass layer and the active ones', () => {
+    const s = interceptor.status()
+    assert.deepEqual(s.layers.map((l) => l.layer), ['sock_create', 'socket_create_lsm', 'egress', 'socket_storage'])
+    for (const l of s.layers) {
+      assert.ok(['active', 'disabled', 'unavailable'].includes(l.state), JSON.stringify(l))
+      assert.equal(l.state === 'unavailable', typeof l.reason === 'string' && l.reason.length > 0, JSON.stringify(l))
+    }
+    assert.deepEqual(s.activeLayers, s.layers.filter((l) => l.state === 'active').map((l) => l.layer))
+    assert.ok(s.activeLayers.includes('sock_create') && s.activeLayers.includes('egress'), JSON.stringify(s.layers))
+    for (const k of ['socketsRefused', 'socketsWouldRefuse', 'packetsDropped', 'packetsWouldDrop', 'packetsJudged', 'marksWritten']) {
+      assert.equal(typeof s.layerCounters[k], 'number', k)
+    }
+  })
+
   test('a bad snapshot is rejected whole and the active policy stays', async () => {
     await assert.rejects(interceptor.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'deny', cidr: '10.0.0.1/8' }] }), ContractValidationError)
     const r = await probe('tcp', '10.77.0.10', 8081)

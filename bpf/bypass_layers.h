@@ -6,45 +6,12 @@
  *   dp_socket_create_lsm  lsm_cgroup/socket_create  refuses packet and XDP sockets (needs BPF LSM, kernel >= 6.0)
  *
  * Included at the end of dataplane.bpf.c: it shares that file's maps (dp_config, dp_slot_meta, dp_managed,
- * dp_events, dp_counters) and its managed-cgroup lookup (find_managed). The loader attaches each program as a
- * separate layer and reports which ones the kernel accepted (src/dataplane/layers.rs).
+ * dp_events, dp_counters, and dp_layer_state/dp_layer_counters of socket_marks.h) and its managed-cgroup lookup
+ * (find_managed). The loader attaches each program as a separate layer and reports which ones the kernel
+ * accepted (src/dataplane/layers.rs). The egress backstop is in egress_backstop.h.
  */
 #ifndef BROKER_INTERCEPTOR_EBPF_BYPASS_LAYERS_H
 #define BROKER_INTERCEPTOR_EBPF_BYPASS_LAYERS_H
-
-/* Flags and the mark epoch, written by the loader (struct dp_layer_state). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct dp_layer_state);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_layer_state SEC(".maps");
-
-/* What the layers refused or dropped, per CPU (DP_LC_*). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, DP_LAYER_COUNTERS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_layer_counters SEC(".maps");
-
-static __always_inline void layer_count(__u32 idx)
-{
-	__u64 *c = bpf_map_lookup_elem(&dp_layer_counters, &idx);
-
-	if (c)
-		__sync_fetch_and_add(c, 1);
-}
-
-static __always_inline __u32 layer_flags(void)
-{
-	__u32 zero = 0;
-	struct dp_layer_state *st = bpf_map_lookup_elem(&dp_layer_state, &zero);
-
-	return st ? *(volatile __u32 *)&st->flags : 0;
-}
 
 /* The generation in force, for the event only: a socket refusal does not depend on the policy. */
 static __always_inline __u64 active_generation(struct dp_config *cfg)

@@ -109,6 +109,9 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_readers SEC(".maps");
 
+/* ---- Socket marks read by the egress backstop (docs/threat-model.md); judge() calls mark_verdict() ---------- */
+#include "socket_marks.h"
+
 /* One connect/sendmsg being judged. */
 struct dp_request {
 	__u32 slot;
@@ -283,7 +286,8 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct dp_requ
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->dst_port = r->port;
 	e->hook = hook;
-	e->protocol = r->protocol;
+	/* A ping socket's protocol: ICMPv6 is reported as icmp, like ICMP (contract/hook.rs). */
+	e->protocol = r->protocol == DP_IPPROTO_ICMPV6 ? DP_PROTO_ICMP : r->protocol;
 	e->family = family;
 	e->verdict = verdict;
 	e->pad[0] = 0;
@@ -381,6 +385,7 @@ static __always_inline int judge(struct bpf_sock_addr *ctx, struct dp_config *cf
 out:
 	allow = reason != BROKER_DP_REASON_DENY_EXPLICIT && reason != BROKER_DP_REASON_DENY_DEFAULT &&
 		reason != BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
+	mark_verdict(ctx, r.protocol, r.port, r.judge_v4, r.ip4, r.ip6, reason, generation);
 	/* Deny, observe would-deny and degraded verdicts are always reported; plain allows are sampled. */
 	if (always_emit || sampled(allow_one_in))
 		emit(ctx, &r, hook, family, cgroup_id, managed_id, generation, reason, rule_index,
@@ -505,5 +510,6 @@ int dp_sendmsg6(struct bpf_sock_addr *ctx)
 	return run(ctx, DP_HOOK_SENDMSG6, 1);
 }
 
-/* ---- Bypass layers: socket creation and cgroup LSM programs (docs/threat-model.md) -------------------------- */
+/* ---- Bypass layers: socket creation, cgroup LSM and egress backstop programs (docs/threat-model.md) ---------- */
 #include "bypass_layers.h"
+#include "egress_backstop.h"

@@ -209,8 +209,16 @@ struct dp_event {
 #define DP_IPPROTO_ICMPV6 58
 #define DP_IPPROTO_MPTCP 262
 
-/* dp_layer_state.flags: set by the loader from the layers it attached. */
+/* dp_layer_state.flags: set by the loader from the layers it attached. EGRESS: the egress layer judges the
+ * packets of ping sockets (so sock_create lets them be created). MARKS: sockets are marked with their verdicts
+ * and the egress layer passes marked flows without judging them again. */
 #define DP_LAYER_F_EGRESS 1
+#define DP_LAYER_F_MARKS 2
+/* struct bpf_sock.state of a socket whose SYN is being sent (the uapi BPF_TCP_SYN_SENT). */
+#define DP_TCP_SYN_SENT 2
+/* __sk_buff.protocol values (ETH_P_IP, ETH_P_IPV6), host order. */
+#define DP_ETH_P_IP 2048
+#define DP_ETH_P_IPV6 34525
 
 /* dp_layer_counters (per CPU). */
 #define DP_LC_SOCKETS_REFUSED 0
@@ -230,10 +238,12 @@ struct dp_layer_state {
 #define DP_LAYER_STATE_SIZE 8
 
 /* Socket marks (BPF_MAP_TYPE_SK_STORAGE value): what a socket was last judged for. A mark is valid while its
- * generation is the active policy generation and its epoch the current mark_epoch. */
+ * generation is the active policy generation and its epoch the current mark_epoch; a FAIL_OPEN mark only while
+ * the dataplane is still degraded; an UNMANAGED mark ignores the generation and the destination. */
 #define DP_MARK_ALLOW 1
 #define DP_MARK_OBSERVED 2
 #define DP_MARK_UNMANAGED 3
+#define DP_MARK_FAIL_OPEN 4
 struct dp_sk_mark {
 	__u64 generation;
 	__u32 epoch;

@@ -38,7 +38,7 @@ export interface InterceptorOptions {
 }
 
 /** A bypass layer (docs/threat-model.md). */
-export type DataplaneLayer = 'sock_create' | 'socket_create_lsm'
+export type DataplaneLayer = 'sock_create' | 'socket_create_lsm' | 'egress' | 'socket_storage'
 
 /** One bypass layer in `status().layers`. */
 export interface DataplaneLayerStatus {
@@ -105,6 +105,14 @@ export interface DataplaneStatus {
     socketsRefused: number
     /** Sockets observe mode let through that enforce would have refused. */
     socketsWouldRefuse: number
+    /** Packets the egress layer dropped (each with an event, or counted in `droppedInKernel`). */
+    packetsDropped: number
+    /** Packets observe mode let through that the egress layer would have dropped (one report per flow). */
+    packetsWouldDrop: number
+    /** Packets the egress layer judged against the policy (not covered by a valid socket mark). */
+    packetsJudged: number
+    /** Socket marks written by connect/sendmsg or egress verdicts. */
+    marksWritten: number
   }
 }
 

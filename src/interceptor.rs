@@ -203,6 +203,10 @@ pub struct JsLayerStatus {
 pub struct JsLayerCounters {
     pub sockets_refused: f64,
     pub sockets_would_refuse: f64,
+    pub packets_dropped: f64,
+    pub packets_would_drop: f64,
+    pub packets_judged: f64,
+    pub marks_written: f64,
 }
 
 fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
@@ -245,6 +249,10 @@ fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
         layer_counters: JsLayerCounters {
             sockets_refused: s.layer_counters.sockets_refused as f64,
             sockets_would_refuse: s.layer_counters.sockets_would_refuse as f64,
+            packets_dropped: s.layer_counters.packets_dropped as f64,
+            packets_would_drop: s.layer_counters.packets_would_drop as f64,
+            packets_judged: s.layer_counters.packets_judged as f64,
+            marks_written: s.layer_counters.marks_written as f64,
         },
     }
 }

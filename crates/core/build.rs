@@ -49,6 +49,12 @@ fn build_bpf(root: &Path, out_dir: &Path) {
         &root.join("bpf/dataplane.bpf.c"),
         &out_dir.join("dataplane.bpf.o"),
     );
+    // Feature probes of the bypass layers (src/dataplane/layers.rs).
+    compile(
+        root,
+        &root.join("bpf/probes.bpf.c"),
+        &out_dir.join("probes.bpf.o"),
+    );
     // A program the verifier rejects: the fixture of the verifier-log test.
     compile(
         root,

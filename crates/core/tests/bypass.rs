@@ -6,6 +6,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::time::Duration;
 
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
@@ -16,7 +17,7 @@ use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode as R;
 use interceptor_ebpf_core::dataplane::{
     CgroupRef, Dataplane, DataplaneOptions, EventReceiver, Layer, LayerState, Mode, VerdictEvent,
 };
-use support::{errno, probe, run_in_child, sockaddr, Probe, ProbeResult, TestEnv};
+use support::{errno, probe, run_in_child, sockaddr, NetNs, Probe, ProbeResult, TestEnv};
 
 const EPERM: i32 = libc::EPERM;
 /// The legacy packet socket type (`socket(AF_INET, SOCK_PACKET, ...)`); libc deprecates the constant.
@@ -136,9 +137,16 @@ impl World {
     }
 
     fn event(&mut self, pid: u32, what: &str) -> VerdictEvent {
-        self.rt
-            .block_on(support::event_for(&mut self.rx, &mut self.backlog, pid))
-            .unwrap_or_else(|| panic!("{what}: no event for pid {pid}"))
+        let ev = self
+            .rt
+            .block_on(support::event_for(&mut self.rx, &mut self.backlog, pid));
+        ev.unwrap_or_else(|| {
+            let st = self.dp.status().expect("status");
+            panic!(
+                "{what}: no event for pid {pid}; other events: {:?}; emitted {}, dropped in kernel {}, undecodable or queue-dropped: see status {:?}",
+                self.backlog, st.events_emitted, st.dropped_in_kernel, st.dropped_in_queue
+            )
+        })
     }
 
     fn no_event(&mut self, pid: u32) {
@@ -212,6 +220,8 @@ fn every_layer_is_reported_with_its_state() {
         Layer::ALL.to_vec()
     );
     assert_eq!(w.layer(Layer::SockCreate), LayerState::Active);
+    assert_eq!(w.layer(Layer::Egress), LayerState::Active);
+    assert_eq!(w.layer(Layer::SocketStorage), LayerState::Active);
     match w.layer(Layer::SocketCreateLsm) {
         LayerState::Active => {}
         LayerState::Unavailable(why) => {
@@ -228,6 +238,9 @@ fn every_layer_is_reported_with_its_state() {
     for name in [
         "link_sock_create",
         "prog_sock_create",
+        "link_egress",
+        "prog_egress",
+        "dp_sk_marks",
         "dp_layer_state",
         "dp_layer_counters",
     ] {
@@ -410,9 +423,14 @@ fn judged_calls_that_skip_plain_connect_are_still_judged() {
 
 #[test]
 fn ping_sockets_are_refused_while_no_layer_judges_their_sends() {
-    let Some(mut w) = World::new("pingnoegress", |_| {}) else {
+    let Some(mut w) = World::new("pingnoegress", |o| o.disable_layers = vec![Layer::Egress]) else {
         return;
     };
+    assert_eq!(w.layer(Layer::Egress), LayerState::Disabled);
+    assert!(matches!(
+        w.layer(Layer::SocketStorage),
+        LayerState::Unavailable(_)
+    ));
     // An unconnected sendto() of a ping socket reaches no sock_addr hook; without the egress layer nothing would
     // judge it, so the socket is refused at creation.
     for (what, family, protocol) in [
@@ -540,6 +558,701 @@ fn a_disabled_layer_is_reported_and_an_adopted_state_drops_it() {
         "raw socket after sock_create was disabled again"
     );
     dp.close(true).expect("close");
+}
+
+/// A socket created inside `netns` by a helper thread (setns changes only the calling thread's namespace), for
+/// the test's own listeners and clients; the test process itself is in no cgroup the programs watch.
+fn netns_socket(ns: &NetNs, family: i32, ty: i32, bind: Option<SocketAddr>) -> OwnedFd {
+    let nsfd = ns.fd.as_raw_fd();
+    let fd = std::thread::spawn(move || {
+        // SAFETY: setns on this thread only, then a plain socket() and bind() on a prepared address.
+        unsafe {
+            assert_eq!(libc::setns(nsfd, libc::CLONE_NEWNET), 0, "setns");
+            let s = libc::socket(family, ty | libc::SOCK_CLOEXEC, 0);
+            assert!(s >= 0, "socket: {}", errno());
+            let one: libc::c_int = 1;
+            libc::setsockopt(
+                s,
+                libc::SOL_SOCKET,
+                libc::SO_REUSEADDR,
+                (&one as *const libc::c_int).cast(),
+                4,
+            );
+            // The netns routes every address to lo, but IPv6 binds only configured addresses without this.
+            libc::setsockopt(
+                s,
+                libc::SOL_IP,
+                libc::IP_FREEBIND,
+                (&one as *const libc::c_int).cast(),
+                4,
+            );
+            if let Some(addr) = bind {
+                let a = sockaddr(addr);
+                assert_eq!(libc::bind(s, a.ptr(), a.len), 0, "bind {addr}: {}", errno());
+            }
+            s
+        }
+    })
+    .join()
+    .expect("netns thread");
+    // SAFETY: a fresh fd this function owns.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// What a datagram socket received within `wait`, if anything.
+fn recv_within(fd: &OwnedFd, wait: Duration) -> Option<Vec<u8>> {
+    let tv = libc::timeval {
+        tv_sec: wait.as_secs() as libc::time_t,
+        tv_usec: wait.subsec_micros() as libc::suseconds_t,
+    };
+    let mut buf = vec![0u8; 2048];
+    // SAFETY: setsockopt with a timeval; recv into a buffer of the given length.
+    let n = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0)
+    };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(buf)
+}
+
+/// A UDP datagram for a raw socket (IPPROTO_UDP, the kernel writes the IP header): 8 bytes of UDP header to
+/// `port` and the payload. The checksum is 0 (none) for IPv4; for IPv6 the kernel fills it (IPV6_CHECKSUM).
+fn udp_datagram(port: u16, payload: &[u8; 6]) -> [u8; 14] {
+    let mut d = [0u8; 14];
+    d[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    d[2..4].copy_from_slice(&port.to_be_bytes());
+    d[4..6].copy_from_slice(&14u16.to_be_bytes());
+    d[8..].copy_from_slice(payload);
+    d
+}
+
+/// In a child: a raw IPPROTO_UDP socket sends one datagram to `dst` (its port is the UDP port). 0 or errno.
+fn raw_udp_send(dst: &support::SockAddr, port: u16, payload: &[u8; 6]) -> i32 {
+    let datagram = udp_datagram(port, payload);
+    // SAFETY: raw syscalls on stack memory and the address prepared by the caller.
+    unsafe {
+        let s = libc::socket(dst.family, libc::SOCK_RAW, libc::IPPROTO_UDP);
+        if s < 0 {
+            return 30_000 + errno();
+        }
+        if dst.family == libc::AF_INET6 {
+            let offset: libc::c_int = 6;
+            libc::setsockopt(
+                s,
+                libc::IPPROTO_IPV6,
+                libc::IPV6_CHECKSUM,
+                (&offset as *const libc::c_int).cast(),
+                4,
+            );
+        }
+        // The raw socket's "port" must be 0 for IPv6 (it is the protocol there); the UDP port is in the datagram.
+        let mut to = *dst;
+        zero_port(&mut to);
+        let rc = libc::sendto(
+            s,
+            datagram.as_ptr().cast(),
+            datagram.len(),
+            0,
+            to.ptr(),
+            to.len,
+        );
+        if rc < 0 {
+            errno()
+        } else {
+            0
+        }
+    }
+}
+
+fn zero_port(a: &mut support::SockAddr) {
+    // Both sockaddr_in and sockaddr_in6 keep the port at offset 2.
+    // SAFETY: sockaddr_storage is at least 4 bytes; the port field of either family is at bytes 2..4.
+    unsafe {
+        let p = (&mut a.storage as *mut libc::sockaddr_storage).cast::<u8>();
+        *p.add(2) = 0;
+        *p.add(3) = 0;
+    }
+}
+
+#[test]
+fn a_raw_packet_that_escaped_the_socket_hooks_is_dropped_at_egress() {
+    // sock_create disabled (the degraded combination of a kernel or setup without it): the raw socket is created,
+    // and only the egress layer stands between its packets and the destination.
+    let Some(mut w) = World::new("escape", |o| o.disable_layers = vec![Layer::SockCreate]) else {
+        return;
+    };
+    assert_eq!(w.layer(Layer::SockCreate), LayerState::Disabled);
+    assert_eq!(w.layer(Layer::Egress), LayerState::Active);
+    let before = w.dp.status().expect("status").layer_counters;
+    let allowed4: SocketAddr = "10.1.0.7:9999".parse().expect("addr");
+    let allowed6: SocketAddr = "[2001:db8:1::7]:9999".parse().expect("addr");
+    // 2001:db8:1::/48 is allowed for this test only: the base policy allows 10.1.0.0/16 and nothing in IPv6.
+    let mut p = policy();
+    p.rules.push(Rule {
+        id: "allow-v6-1".into(),
+        action: RuleAction::Allow,
+        cidr: IpNet {
+            addr: "2001:db8:1::".parse().expect("ip"),
+            prefix_len: 48,
+        },
+        ports: vec![],
+        protocol: None,
+    });
+    w.dp.replace_policy(&p).expect("policy");
+    for (denied, allowed) in [(denied4(), allowed4), (denied6(), allowed6)] {
+        let family = if denied.is_ipv4() {
+            libc::AF_INET
+        } else {
+            libc::AF_INET6
+        };
+        let listen_denied = netns_socket(&w.env.netns, family, libc::SOCK_DGRAM, Some(denied));
+        let listen_allowed = netns_socket(&w.env.netns, family, libc::SOCK_DGRAM, Some(allowed));
+        // The allowed destination receives the raw socket's datagram: the listener would see an escape.
+        let to = sockaddr(allowed);
+        let r = w.in_wl(|| raw_udp_send(&to, allowed.port(), b"allow!"));
+        assert_eq!(r.errno, 0, "raw send to {allowed}");
+        assert_eq!(
+            recv_within(&listen_allowed, Duration::from_millis(500)).as_deref(),
+            Some(&b"allow!"[..]),
+            "the allowed destination {allowed} receives the raw datagram"
+        );
+        let ev = w.event(r.pid, "egress allow");
+        assert_eq!(
+            (ev.reason, ev.hook, ev.protocol),
+            (R::AllowExplicit, Hook::Egress, Protocol::Udp)
+        );
+        // The denied one does not: dropped at egress, EPERM, and an event with the packet's destination.
+        let to = sockaddr(denied);
+        let r = w.in_wl(|| raw_udp_send(&to, denied.port(), b"escape"));
+        assert_eq!(r.errno, EPERM, "raw send to {denied}");
+        assert_eq!(
+            recv_within(&listen_denied, Duration::from_millis(300)),
+            None,
+            "{denied} must not receive anything"
+        );
+        let ev = w.event(r.pid, "egress deny");
+        assert_eq!(ev.reason, R::DenyPacketEgress, "{ev:?}");
+        assert_eq!(ev.hook, Hook::Egress);
+        assert_eq!(ev.protocol, Protocol::Udp);
+        assert_eq!(ev.dst_ip, Some(denied.ip()));
+        assert_eq!(ev.dst_port, Some(denied.port()));
+        assert_eq!(ev.rule_id, None);
+        assert_eq!(ev.workload_id.as_deref(), Some("wl-bypass"));
+        assert_eq!(ev.cgroup_id, w.wl_id);
+        assert_eq!(ev.uid, 0);
+    }
+    let after = w.dp.status().expect("status").layer_counters;
+    assert_eq!(after.packets_dropped - before.packets_dropped, 2);
+    // An unmanaged cgroup's raw packets are not judged.
+    let listen = netns_socket(
+        &w.env.netns,
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        Some(denied4()),
+    );
+    let to = sockaddr(denied4());
+    let r = w.in_other(|| raw_udp_send(&to, DENIED_PORT, b"other!"));
+    assert_eq!(r.errno, 0);
+    assert!(recv_within(&listen, Duration::from_millis(500)).is_some());
+    w.no_event(r.pid);
+}
+
+/// In a child: an unconnected ping socket sends one echo request to `dst` and waits 300 ms for the reply.
+/// 1000 + errno when sendto() failed, 1 when the reply came back (the request reached `dst`), 0 when not.
+fn ping_once(dst: &support::SockAddr) -> i32 {
+    let (proto, echo): (i32, [u8; 8]) = if dst.family == libc::AF_INET {
+        (libc::IPPROTO_ICMP, [8, 0, 0, 0, 0, 0, 0, 1])
+    } else {
+        (libc::IPPROTO_ICMPV6, [128, 0, 0, 0, 0, 0, 0, 1])
+    };
+    // SAFETY: raw syscalls on stack memory and the prepared address.
+    unsafe {
+        let s = libc::socket(dst.family, libc::SOCK_DGRAM, proto);
+        if s < 0 {
+            return 30_000 + errno();
+        }
+        if libc::sendto(s, echo.as_ptr().cast(), echo.len(), 0, dst.ptr(), dst.len) < 0 {
+            return 1000 + errno();
+        }
+        let tv = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 300_000,
+        };
+        libc::setsockopt(
+            s,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        );
+        let mut buf = [0u8; 64];
+        i32::from(libc::recv(s, buf.as_mut_ptr().cast(), buf.len(), 0) > 0)
+    }
+}
+
+#[test]
+fn ping_sockets_are_judged_at_connect_and_their_sends_at_egress() {
+    let Some(mut w) = World::new("ping", |_| {}) else {
+        return;
+    };
+    let mut p = policy();
+    p.rules.push(Rule {
+        id: "allow-v6-1".into(),
+        action: RuleAction::Allow,
+        cidr: IpNet {
+            addr: "2001:db8:1::".parse().expect("ip"),
+            prefix_len: 48,
+        },
+        ports: vec![],
+        protocol: None,
+    });
+    w.dp.replace_policy(&p).expect("policy");
+    for (dst, allowed, hook) in [
+        (denied4(), "10.1.0.7:0", Hook::Connect4),
+        (denied6(), "[2001:db8:1::7]:0", Hook::Connect6),
+    ] {
+        let (family, proto) = if dst.is_ipv4() {
+            (libc::AF_INET, libc::IPPROTO_ICMP)
+        } else {
+            (libc::AF_INET6, libc::IPPROTO_ICMPV6)
+        };
+        let to = sockaddr(dst);
+        // connect() goes through connect4/connect6, whose ping verdicts are now events with protocol icmp.
+        let r = w.in_wl(|| {
+            // SAFETY: raw syscalls on the prepared address.
+            unsafe {
+                let s = libc::socket(family, libc::SOCK_DGRAM, proto);
+                if s < 0 {
+                    return 30_000 + errno();
+                }
+                if libc::connect(s, to.ptr(), to.len) < 0 {
+                    errno()
+                } else {
+                    0
+                }
+            }
+        });
+        w.expect_denied(r, "ping connect", hook, Protocol::Icmp);
+
+        // An allowed destination answers the echo request: the check below would see a request that got out.
+        let ok = sockaddr(allowed.parse().expect("addr"));
+        let r = w.in_wl(|| ping_once(&ok));
+        assert_eq!(r.errno, 1, "echo reply from {allowed}");
+
+        // An unconnected sendto() reaches no sock_addr hook: the egress layer drops the echo request.
+        let r = w.in_wl(|| ping_once(&to));
+        if family == libc::AF_INET {
+            assert_eq!(r.errno, 1000 + EPERM, "ping sendto {dst}");
+        } else {
+            // ping_v6_sendmsg does not return the egress drop to the caller (kernel behaviour, documented in
+            // docs/threat-model.md): sendto() succeeds, but no reply comes back and the drop has its event.
+            assert_eq!(r.errno, 0, "ping sendto {dst}: sent, never answered");
+        }
+        let ev = w.event(r.pid, "ping sendto");
+        assert_eq!(
+            (ev.reason, ev.hook, ev.protocol),
+            (R::DenyPacketEgress, Hook::Egress, Protocol::Icmp),
+            "{ev:?}"
+        );
+        assert_eq!((ev.dst_ip, ev.dst_port), (Some(dst.ip()), Some(0)));
+    }
+    // The same from an unmanaged cgroup is not judged: the request gets out and is answered.
+    let to = sockaddr(denied4());
+    let r = w.in_other(|| ping_once(&to));
+    assert_eq!(r.errno, 1);
+    w.no_event(r.pid);
+}
+
+/// In a child: a UDP socket connected to `dst` sends `count` datagrams. 0 or the first errno.
+fn udp_flow(dst: &support::SockAddr, count: u32) -> i32 {
+    // SAFETY: raw syscalls on stack memory and the prepared address.
+    unsafe {
+        let s = libc::socket(dst.family, libc::SOCK_DGRAM, 0);
+        if libc::connect(s, dst.ptr(), dst.len) < 0 {
+            return 40_000 + errno();
+        }
+        for _ in 0..count {
+            if libc::send(s, b"flow".as_ptr().cast(), 4, 0) < 0 {
+                return errno();
+            }
+        }
+        0
+    }
+}
+
+#[test]
+fn judged_flows_pass_egress_without_being_judged_again() {
+    let Some(mut w) = World::new("fastpath", |_| {}) else {
+        return;
+    };
+    let _listen = netns_socket(
+        &w.env.netns,
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        Some("10.1.0.9:7000".parse().expect("addr")),
+    );
+    let to = sockaddr("10.1.0.9:7000".parse().expect("addr"));
+    let before = w.dp.status().expect("status").layer_counters;
+    let r = w.in_wl(|| udp_flow(&to, 200));
+    assert_eq!(r.errno, 0);
+    let after = w.dp.status().expect("status").layer_counters;
+    // connect() marked the socket; none of the 200 packets needed a policy lookup at egress.
+    assert_eq!(after.marks_written - before.marks_written, 1);
+    assert_eq!(after.packets_judged, before.packets_judged);
+    let ev = w.event(r.pid, "connect");
+    assert_eq!((ev.reason, ev.hook), (R::AllowExplicit, Hook::Connect4));
+    w.no_event(r.pid); // one event for the flow, none per packet
+}
+
+#[test]
+fn without_socket_storage_egress_judges_every_packet_that_is_not_tcp() {
+    let Some(w) = World::new("nostorage", |o| {
+        o.disable_layers = vec![Layer::SocketStorage]
+    }) else {
+        return;
+    };
+    assert_eq!(w.layer(Layer::SocketStorage), LayerState::Disabled);
+    assert_eq!(w.layer(Layer::Egress), LayerState::Active);
+    let _listen = netns_socket(
+        &w.env.netns,
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        Some("10.1.0.9:7000".parse().expect("addr")),
+    );
+    let to = sockaddr("10.1.0.9:7000".parse().expect("addr"));
+    let before = w.dp.status().expect("status").layer_counters;
+    let r = w.in_wl(|| udp_flow(&to, 50));
+    assert_eq!(r.errno, 0);
+    let after = w.dp.status().expect("status").layer_counters;
+    assert_eq!(after.marks_written, before.marks_written);
+    assert_eq!(after.packets_judged - before.packets_judged, 50);
+}
+
+/// A child that connects a `ty` socket to `dst`, sends "one", waits until the parent writes to `go`, sends "two"
+/// and reports the errno of the second send (the first must succeed).
+fn connected_flow_across_a_change(
+    w: &World,
+    ty: i32,
+    dst: SocketAddr,
+    change: impl FnOnce(),
+) -> ProbeResult {
+    let to = sockaddr(dst);
+    let mut ready = [0 as libc::c_int; 2];
+    let mut go = [0 as libc::c_int; 2];
+    // SAFETY: arrays of two fds.
+    unsafe {
+        assert_eq!(libc::pipe2(ready.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        assert_eq!(libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC), 0);
+    }
+    let (ready_r, ready_w, go_r, go_w) = (ready[0], ready[1], go[0], go[1]);
+    let wl = w.wl.clone();
+    let handle = std::thread::scope(|scope| {
+        let child = scope.spawn(|| {
+            run_in_child(&wl, &w.env.netns, || {
+                // SAFETY: raw syscalls on the prepared address and the inherited pipe fds.
+                unsafe {
+                    let s = libc::socket(to.family, ty, 0);
+                    if libc::connect(s, to.ptr(), to.len) < 0 {
+                        return 40_000 + errno();
+                    }
+                    if libc::send(s, b"one".as_ptr().cast(), 3, 0) < 0 {
+                        return 50_000 + errno();
+                    }
+                    libc::write(ready_w, b"r".as_ptr().cast(), 1);
+                    let mut b = [0u8; 1];
+                    libc::read(go_r, b.as_mut_ptr().cast(), 1);
+                    if libc::send(s, b"two".as_ptr().cast(), 3, 0) < 0 {
+                        return errno();
+                    }
+                    // Give a TCP segment time to leave (or to be dropped) before the socket closes.
+                    libc::usleep(200_000);
+                    0
+                }
+            })
+        });
+        let mut b = [0u8; 1];
+        // SAFETY: reading one byte from our pipe.
+        assert_eq!(
+            unsafe { libc::read(ready_r, b.as_mut_ptr().cast(), 1) },
+            1,
+            "child ready"
+        );
+        change();
+        // SAFETY: writing one byte to our pipe.
+        assert_eq!(unsafe { libc::write(go_w, b"g".as_ptr().cast(), 1) }, 1);
+        child.join().expect("child thread")
+    });
+    // SAFETY: closing the pipe fds this function created.
+    unsafe {
+        for fd in [ready_r, ready_w, go_r, go_w] {
+            libc::close(fd);
+        }
+    }
+    handle
+}
+
+#[test]
+fn a_new_policy_revokes_established_flows_it_denies() {
+    let Some(mut w) = World::new("revoke", |_| {}) else {
+        return;
+    };
+    let mut revoked = policy();
+    revoked.rules.clear(); // 10.1.0.0/16 no longer allowed
+    std::thread::sleep(Duration::from_millis(150)); // the slot quiesce interval since the first policy
+
+    // UDP: connected while allowed, the next send after the new policy is dropped at egress with EPERM.
+    let dst: SocketAddr = "10.1.0.20:7001".parse().expect("addr");
+    let listen = netns_socket(&w.env.netns, libc::AF_INET, libc::SOCK_DGRAM, Some(dst));
+    let dp = &w.dp;
+    let r = connected_flow_across_a_change(&w, libc::SOCK_DGRAM, dst, || {
+        dp.replace_policy(&revoked).expect("revoke");
+    });
+    assert_eq!(r.errno, EPERM, "UDP send after the revocation");
+    assert_eq!(
+        recv_within(&listen, Duration::from_millis(300)).as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(recv_within(&listen, Duration::from_millis(300)), None);
+    let connect = w.event(r.pid, "connect");
+    assert_eq!(connect.reason, R::AllowExplicit);
+    let ev = w.event(r.pid, "revoked packet");
+    assert_eq!(
+        (ev.reason, ev.hook),
+        (R::DenyPacketEgress, Hook::Egress),
+        "{ev:?}"
+    );
+    assert_eq!(ev.dst_ip, Some(dst.ip()));
+
+    // TCP: the established connection's next segment is dropped; the listener never sees "two".
+    std::thread::sleep(Duration::from_millis(150));
+    w.dp.replace_policy(&policy()).expect("allow again");
+    let dst: SocketAddr = "10.1.0.21:7002".parse().expect("addr");
+    let listener = netns_socket(&w.env.netns, libc::AF_INET, libc::SOCK_STREAM, Some(dst));
+    // SAFETY: listen on our own socket.
+    assert_eq!(unsafe { libc::listen(listener.as_raw_fd(), 4) }, 0);
+    std::thread::sleep(Duration::from_millis(150));
+    let dp = &w.dp;
+    let r = connected_flow_across_a_change(&w, libc::SOCK_STREAM, dst, || {
+        dp.replace_policy(&revoked).expect("revoke");
+    });
+    // send() only queues TCP data: the call succeeds, the segment does not leave.
+    assert_eq!(r.errno, 0);
+    // SAFETY: accept on our listener; the connection was established before the revocation.
+    let conn = unsafe {
+        libc::accept(
+            listener.as_raw_fd(),
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+        )
+    };
+    assert!(conn >= 0, "accept");
+    // SAFETY: a fresh fd from accept.
+    let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+    let mut got = Vec::new();
+    while let Some(chunk) = recv_within(&conn, Duration::from_millis(400)) {
+        if chunk.is_empty() {
+            break;
+        }
+        got.extend(chunk);
+    }
+    assert_eq!(
+        got, b"one",
+        "only the data sent before the revocation arrives"
+    );
+    let ev = w.event(r.pid, "connect");
+    assert_eq!(ev.reason, R::AllowExplicit);
+    let ev = w.event(r.pid, "revoked segment");
+    assert_eq!(
+        (ev.reason, ev.hook, ev.protocol),
+        (R::DenyPacketEgress, Hook::Egress, Protocol::Tcp)
+    );
+}
+
+#[test]
+fn inbound_connections_to_a_managed_server_are_not_egress() {
+    let Some(mut w) = World::new("server", |_| {}) else {
+        return;
+    };
+    // The server binds an address the policy denies as a destination; its clients connect from anywhere.
+    let server: SocketAddr = "10.7.7.7:7100".parse().expect("addr");
+    let srv = sockaddr(server);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wl = w.wl.clone();
+    let netns = &w.env.netns;
+    let r = std::thread::scope(|scope| {
+        let child = scope.spawn(|| {
+            run_in_child(&wl, netns, || {
+                // SAFETY: raw syscalls on the prepared address.
+                unsafe {
+                    let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+                    let one: libc::c_int = 1;
+                    libc::setsockopt(
+                        s,
+                        libc::SOL_SOCKET,
+                        libc::SO_REUSEADDR,
+                        (&one as *const libc::c_int).cast(),
+                        4,
+                    );
+                    if libc::bind(s, srv.ptr(), srv.len) < 0 || libc::listen(s, 4) < 0 {
+                        return 40_000 + errno();
+                    }
+                    let c = libc::accept(s, std::ptr::null_mut(), std::ptr::null_mut());
+                    if c < 0 {
+                        return 50_000 + errno();
+                    }
+                    if libc::send(c, b"hello".as_ptr().cast(), 5, 0) < 0 {
+                        return errno();
+                    }
+                    libc::usleep(200_000);
+                    0
+                }
+            })
+        });
+        // The client is the test process (unmanaged), connecting from inside the netns.
+        let client = netns_socket(netns, libc::AF_INET, libc::SOCK_STREAM, None);
+        let a = sockaddr(server);
+        let mut connected = false;
+        for _ in 0..100 {
+            // SAFETY: connect our own socket to the prepared address.
+            if unsafe { libc::connect(client.as_raw_fd(), a.ptr(), a.len) } == 0 {
+                connected = true;
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(connected, "connect to the managed server");
+        tx.send(recv_within(&client, Duration::from_millis(1000)))
+            .expect("send");
+        child.join().expect("child")
+    });
+    assert_eq!(r.errno, 0, "server reply");
+    assert_eq!(
+        rx.recv().expect("reply").as_deref(),
+        Some(&b"hello"[..]),
+        "the managed server's reply reaches its client"
+    );
+    w.no_event(r.pid);
+}
+
+#[test]
+fn observe_mode_reports_an_escaping_flow_once_and_lets_it_through() {
+    let Some(mut w) = World::new("egressobs", |o| o.disable_layers = vec![Layer::SockCreate])
+    else {
+        return;
+    };
+    w.dp.set_cgroup_mode(&CgroupRef::Path(w.wl.clone()), Mode::Observe)
+        .expect("observe");
+    let listen = netns_socket(
+        &w.env.netns,
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        Some(denied4()),
+    );
+    let to = sockaddr(denied4());
+    let before = w.dp.status().expect("status").layer_counters;
+    // Three datagrams from one raw socket: all arrive, one report for the flow.
+    let r = w.in_wl(|| {
+        let datagram = udp_datagram(DENIED_PORT, b"obsrv!");
+        let mut dst = to;
+        zero_port(&mut dst);
+        // SAFETY: raw syscalls on stack memory and the prepared address.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_RAW, libc::IPPROTO_UDP);
+            for _ in 0..3 {
+                if libc::sendto(
+                    s,
+                    datagram.as_ptr().cast(),
+                    datagram.len(),
+                    0,
+                    dst.ptr(),
+                    dst.len,
+                ) < 0
+                {
+                    return errno();
+                }
+            }
+            0
+        }
+    });
+    assert_eq!(r.errno, 0);
+    for _ in 0..3 {
+        assert_eq!(
+            recv_within(&listen, Duration::from_millis(500)).as_deref(),
+            Some(&b"obsrv!"[..])
+        );
+    }
+    let ev = w.event(r.pid, "observe egress");
+    assert_eq!(
+        (ev.reason, ev.hook),
+        (R::ObserveWouldDenyPacketEgress, Hook::Egress)
+    );
+    assert_eq!(ev.reason.would_block(), Some(true));
+    w.no_event(r.pid);
+    let after = w.dp.status().expect("status").layer_counters;
+    assert_eq!(after.packets_would_drop - before.packets_would_drop, 1);
+    assert_eq!(after.packets_dropped, before.packets_dropped);
+    // Back to enforce: the mode change invalidates the marks, the same flow is dropped from its next packet.
+    w.dp.set_cgroup_mode(&CgroupRef::Path(w.wl.clone()), Mode::Enforce)
+        .expect("enforce");
+    let r = w.in_wl(|| raw_udp_send(&to, DENIED_PORT, b"enforc"));
+    assert_eq!(r.errno, EPERM);
+    assert_eq!(recv_within(&listen, Duration::from_millis(300)), None);
+    assert_eq!(w.event(r.pid, "enforce egress").reason, R::DenyPacketEgress);
+}
+
+#[test]
+fn a_degraded_fail_open_flow_is_judged_again_when_the_agent_is_back() {
+    let Some(mut w) = World::new("failopen", |o| {
+        o.heartbeat_grace = Duration::from_millis(300);
+        o.fail_mode = interceptor_ebpf_core::dataplane::FailMode::Open;
+    }) else {
+        return;
+    };
+    w.dp.pause_heartbeat_timer();
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(w.dp.status().expect("status").degraded);
+    let listen = netns_socket(
+        &w.env.netns,
+        libc::AF_INET,
+        libc::SOCK_DGRAM,
+        Some(denied4()),
+    );
+    let dp = &w.dp;
+    let r = connected_flow_across_a_change(&w, libc::SOCK_DGRAM, denied4(), || {
+        dp.heartbeat().expect("beat");
+    });
+    // Fail-open let the flow start; with the agent back the rules apply to its next packet.
+    assert_eq!(r.errno, EPERM);
+    assert_eq!(
+        recv_within(&listen, Duration::from_millis(300)).as_deref(),
+        Some(&b"one"[..])
+    );
+    assert_eq!(recv_within(&listen, Duration::from_millis(300)), None);
+    assert_eq!(w.event(r.pid, "connect").reason, R::AllowDegradedFailOpen);
+    let ev = w.event(r.pid, "after the beat");
+    assert_eq!((ev.reason, ev.hook), (R::DenyPacketEgress, Hook::Egress));
+
+    // Fail-closed: an escaping packet is dropped while degraded, with the degraded code.
+    w.dp.set_fail_mode(interceptor_ebpf_core::dataplane::FailMode::Closed)
+        .expect("fail mode");
+    std::thread::sleep(Duration::from_millis(600));
+    let to = sockaddr("10.1.0.7:0".parse().expect("addr"));
+    let r = w.in_wl(|| ping_once(&to));
+    assert_eq!(r.errno, 1000 + EPERM, "ping while degraded, fail-closed");
+    let ev = w.event(r.pid, "degraded egress");
+    assert_eq!(
+        (ev.reason, ev.hook),
+        (R::DenyDegradedFailClosed, Hook::Egress)
+    );
 }
 
 /// Drops CAP_NET_RAW from the calling process's effective, permitted and bounding sets, as

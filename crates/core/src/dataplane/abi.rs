@@ -14,6 +14,10 @@ pub(crate) mod c {
 pub(crate) static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
 
+/// The feature probes built from bpf/probes.bpf.c (src/dataplane/layers.rs loads them, never attaches them).
+pub(crate) static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
+
 pub(crate) const MODE_INHERIT: u32 = c::DP_MODE_INHERIT as u32;
 pub(crate) const MODE_ENFORCE: u32 = c::DP_MODE_ENFORCE as u32;
 pub(crate) const MODE_OBSERVE: u32 = c::DP_MODE_OBSERVE as u32;
@@ -30,6 +34,7 @@ pub(crate) const LPM_SLOT_BITS: u32 = c::DP_LPM_SLOT_BITS as u32;
 pub(crate) const ID_BYTES: usize = c::DP_ID_BYTES as usize;
 pub(crate) const FAMILY_NONE: u8 = c::DP_FAMILY_NONE as u8;
 pub(crate) const LAYER_FLAG_EGRESS: u32 = c::DP_LAYER_F_EGRESS as u32;
+pub(crate) const LAYER_FLAG_MARKS: u32 = c::DP_LAYER_F_MARKS as u32;
 
 // The hook and protocol numbers the programs write are the contract's.
 const _: () = assert!(c::DP_HOOK_CONNECT4 == Hook::Connect4 as u64);

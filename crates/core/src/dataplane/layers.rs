@@ -7,6 +7,13 @@
 //! |---|---|---|
 //! | `sock_create` | `dp_sock_create` (`cgroup/sock_create`) | cgroup BPF (4.10) |
 //! | `socket_create_lsm` | `dp_socket_create_lsm` (`lsm_cgroup/socket_create`) | BPF LSM active + BPF_LSM_CGROUP (6.0) |
+//! | `egress` | `dp_egress` (`cgroup_skb/egress`) | cgroup_skb with socket storage (5.2) |
+//! | `socket_storage` | marks written by the sock_addr programs, read by `dp_egress` | socket storage in sock_addr programs (probed) |
+//!
+//! Order of attachment: the egress layer first, then the layer flags (`dp_layer_state`) that tell the other
+//! programs what is attached, then the socket-creation layers. A ping socket is created only while the egress
+//! layer judges its sends, so the flags change before a layer is added or after it is removed, never leaving a
+//! moment where neither judges.
 
 use std::fs::File;
 use std::os::fd::AsFd;
@@ -14,8 +21,11 @@ use std::path::{Path, PathBuf};
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
-use aya::programs::{CgroupAttachMode, CgroupSock, LsmCgroup, ProgramError};
-use aya::{Btf, Ebpf};
+use aya::programs::{
+    CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, CgroupSock, CgroupSockAddr, LsmCgroup,
+    ProgramError,
+};
+use aya::{Btf, Ebpf, EbpfLoader};
 
 use super::abi::{self, c, LayerState as RawLayerState};
 use super::error::DataplaneError;
@@ -30,15 +40,29 @@ pub enum Layer {
     /// `lsm_cgroup/socket_create`: refuses packet (`AF_PACKET`) and XDP (`AF_XDP`) sockets created in managed
     /// cgroups. Needs the BPF LSM to be active and BPF_LSM_CGROUP (kernel >= 6.0).
     SocketCreateLsm,
+    /// `cgroup_skb/egress`: drops IP packets of managed cgroups whose destination the policy denies, whatever
+    /// socket made them (the packet-level backstop).
+    Egress,
+    /// Socket marks: connect/sendmsg verdicts and egress verdicts are stored on the socket, so the egress layer
+    /// passes the packets of an already judged flow without judging them again. Without it the egress layer
+    /// judges every packet that is not TCP, and only the SYN of TCP (no revocation of established flows).
+    SocketStorage,
 }
 
 impl Layer {
-    pub const ALL: [Layer; 2] = [Layer::SockCreate, Layer::SocketCreateLsm];
+    pub const ALL: [Layer; 4] = [
+        Layer::SockCreate,
+        Layer::SocketCreateLsm,
+        Layer::Egress,
+        Layer::SocketStorage,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Layer::SockCreate => "sock_create",
             Layer::SocketCreateLsm => "socket_create_lsm",
+            Layer::Egress => "egress",
+            Layer::SocketStorage => "socket_storage",
         }
     }
 
@@ -65,11 +89,14 @@ impl Layer {
         Ok(out)
     }
 
-    /// The program in bpf/dataplane.bpf.c, also the suffix of its pins (`prog_<name>`, `link_<name>`).
-    const fn program(self) -> &'static str {
+    /// The program in bpf/dataplane.bpf.c (pinned as `prog_<layer>`, its link as `link_<layer>`); `None` for
+    /// socket storage, which is a mode of the other programs.
+    const fn program(self) -> Option<&'static str> {
         match self {
-            Layer::SockCreate => "dp_sock_create",
-            Layer::SocketCreateLsm => "dp_socket_create_lsm",
+            Layer::SockCreate => Some("dp_sock_create"),
+            Layer::SocketCreateLsm => Some("dp_socket_create_lsm"),
+            Layer::Egress => Some("dp_egress"),
+            Layer::SocketStorage => None,
         }
     }
 
@@ -124,14 +151,52 @@ pub struct LayerStatus {
     pub state: LayerState,
 }
 
-/// What the layers refused, summed over CPUs since the counters map was created (it is pinned: an adopted
-/// state keeps counting).
+/// What the layers refused, dropped and judged, summed over CPUs since the counters map was created (it is
+/// pinned: an adopted state keeps counting).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct LayerCounters {
     /// Sockets refused at creation (enforce).
     pub sockets_refused: u64,
     /// Sockets observe mode let through that enforce would have refused.
     pub sockets_would_refuse: u64,
+    /// Packets the egress layer dropped (every one also has an event, or a count in `dropped_in_kernel`).
+    pub packets_dropped: u64,
+    /// Packets observe mode let through that the egress layer would have dropped (reported once per flow).
+    pub packets_would_drop: u64,
+    /// Packets the egress layer judged against the policy: not covered by a valid socket mark.
+    pub packets_judged: u64,
+    /// Socket marks written (by a connect/sendmsg verdict or an egress verdict).
+    pub marks_written: u64,
+}
+
+/// What the kernel lets the programs do, probed before the dataplane object is loaded.
+#[derive(Clone, Debug)]
+pub(crate) struct KernelSupport {
+    /// `Err(why)`: sock_addr programs cannot use socket storage, so they are loaded without the marking code.
+    pub sock_addr_storage: Result<(), String>,
+}
+
+impl KernelSupport {
+    /// Loads (never attaches) the probe programs of bpf/probes.bpf.c.
+    pub(crate) fn probe(btf: Option<&Btf>) -> KernelSupport {
+        KernelSupport {
+            sock_addr_storage: probe_sock_addr_storage(btf),
+        }
+    }
+}
+
+fn probe_sock_addr_storage(btf: Option<&Btf>) -> Result<(), String> {
+    let mut ebpf = EbpfLoader::new()
+        .btf(btf)
+        .load(abi::PROBES_OBJECT)
+        .map_err(|e| format!("socket storage maps: {}", chain(&e)))?;
+    let prog: &mut CgroupSockAddr = ebpf
+        .program_mut("probe_sock_addr_storage")
+        .ok_or("probe program missing")?
+        .try_into()
+        .map_err(|e: ProgramError| e.to_string())?;
+    load_retrying(|| prog.load())
+        .map_err(|e| program_reason("use socket storage in a sock_addr program", &e))
 }
 
 /// The layers a loader attached (or adopted) and the maps it drives them with.
@@ -154,14 +219,32 @@ impl Layers {
         Ok(LayerCounters {
             sockets_refused: sum(c::DP_LC_SOCKETS_REFUSED)?,
             sockets_would_refuse: sum(c::DP_LC_SOCKETS_WOULD_REFUSE)?,
+            packets_dropped: sum(c::DP_LC_PACKETS_DROPPED)?,
+            packets_would_drop: sum(c::DP_LC_PACKETS_WOULD_DROP)?,
+            packets_judged: sum(c::DP_LC_PACKETS_JUDGED)?,
+            marks_written: sum(c::DP_LC_MARKS_WRITTEN)?,
         })
     }
 
-    fn write_state(&mut self, flags: u32) -> Result<(), DataplaneError> {
-        let mut st = self
-            .state
+    fn state(&self) -> Result<RawLayerState, DataplaneError> {
+        self.state
             .get(&0, 0)
-            .map_err(|e| DataplaneError::map("dp_layer_state", e))?;
+            .map_err(|e| DataplaneError::map("dp_layer_state", e))
+    }
+
+    /// Invalidates every socket mark: the next packet of each flow is judged again. Called when the managed
+    /// cgroups or the modes change (a new policy invalidates them through its generation). One 4-byte value
+    /// written with a map update, which the programs read with one aligned load.
+    pub(crate) fn bump_epoch(&mut self) -> Result<(), DataplaneError> {
+        let mut st = self.state()?;
+        st.mark_epoch = st.mark_epoch.wrapping_add(1);
+        self.state
+            .set(0, st, 0)
+            .map_err(|e| DataplaneError::map("dp_layer_state", e))
+    }
+
+    fn write_flags(&mut self, flags: u32) -> Result<(), DataplaneError> {
+        let mut st = self.state()?;
         st.flags = flags;
         self.state
             .set(0, st, 0)
@@ -310,7 +393,9 @@ fn attach_one(
     cgroup_root: &File,
     pin_dir: &Path,
 ) -> Result<Result<PinnedLink, String>, DataplaneError> {
-    let name = layer.program();
+    let Some(name) = layer.program() else {
+        return Ok(Err(format!("{layer} has no program")));
+    };
     let program = ebpf
         .program_mut(name)
         .ok_or_else(|| DataplaneError::Object(format!("program {name} missing")))?;
@@ -352,6 +437,26 @@ fn attach_one(
             };
             FdLink::from(prog.take_link(id).map_err(|e| attach_error(layer, e))?)
         }
+        Layer::Egress => {
+            let prog: &mut CgroupSkb = program
+                .try_into()
+                .map_err(|e: ProgramError| DataplaneError::Object(e.to_string()))?;
+            if let Err(e) = load_retrying(|| prog.load()) {
+                return Ok(Err(program_reason("load cgroup_skb/egress", &e)));
+            }
+            pin_program(prog.pin(layer.prog_pin(pin_dir)), layer, pin_dir)?;
+            let id = match prog.attach(
+                cgroup_root.as_fd(),
+                CgroupSkbAttachType::Egress,
+                CgroupAttachMode::Single,
+            ) {
+                Ok(id) => id,
+                Err(e) => return Ok(Err(program_reason("attach cgroup_skb/egress", &e))),
+            };
+            let link = prog.take_link(id).map_err(|e| attach_error(layer, e))?;
+            FdLink::try_from(link).map_err(|e| attach_error(layer, e))?
+        }
+        Layer::SocketStorage => return Ok(Err(format!("{layer} has no program"))),
     };
     let pinned = link
         .pin(layer.link_pin(pin_dir))
@@ -393,6 +498,7 @@ pub(crate) fn attach(
     cgroup_root: &File,
     pin_dir: &Path,
     disabled: &[Layer],
+    kernel: &KernelSupport,
 ) -> Result<Layers, DataplaneError> {
     let state: Array<MapData, RawLayerState> = typed(ebpf, "dp_layer_state")?;
     let counters: PerCpuArray<MapData, u64> = typed(ebpf, "dp_layer_counters")?;
@@ -402,15 +508,71 @@ pub(crate) fn attach(
         state,
         counters,
     };
-    for layer in Layer::ALL {
-        if disabled.contains(&layer) {
+    let mut states: Vec<(Layer, LayerState)> = Vec::new();
+
+    // 1. The egress layer, and the flags saying whether it is there: removed after its flags, added before.
+    let egress = if disabled.contains(&Layer::Egress) {
+        layers.write_flags(0)?;
+        remove_pins(Layer::Egress, pin_dir)?;
+        LayerState::Disabled
+    } else {
+        layers.attach_program(ebpf, btf, Layer::Egress, cgroup_root, pin_dir)?
+    };
+    let storage = if disabled.contains(&Layer::SocketStorage) {
+        LayerState::Disabled
+    } else if egress != LayerState::Active {
+        LayerState::Unavailable("the egress layer, which reads the marks, is not attached".into())
+    } else {
+        match &kernel.sock_addr_storage {
+            Ok(()) => LayerState::Active,
+            // The egress layer still marks the flows it judges itself (cgroup_skb programs have socket storage).
+            Err(why) => LayerState::Unavailable(format!(
+                "connect/sendmsg verdicts cannot mark sockets ({why}); the egress layer marks the flows it judges"
+            )),
+        }
+    };
+    let mut flags = 0;
+    if egress == LayerState::Active {
+        flags |= abi::LAYER_FLAG_EGRESS;
+        if !disabled.contains(&Layer::SocketStorage) {
+            flags |= abi::LAYER_FLAG_MARKS;
+        }
+    }
+    layers.write_flags(flags)?;
+    states.push((Layer::Egress, egress));
+    states.push((Layer::SocketStorage, storage));
+
+    // 2. The socket-creation layers.
+    for layer in [Layer::SockCreate, Layer::SocketCreateLsm] {
+        let state = if disabled.contains(&layer) {
             remove_pins(layer, pin_dir)?;
+            LayerState::Disabled
+        } else {
+            layers.attach_program(ebpf, btf, layer, cgroup_root, pin_dir)?
+        };
+        states.push((layer, state));
+    }
+    for layer in Layer::ALL {
+        if let Some((_, state)) = states.iter().find(|(l, _)| *l == layer) {
             layers.status.push(LayerStatus {
                 layer,
-                state: LayerState::Disabled,
+                state: state.clone(),
             });
-            continue;
         }
+    }
+    Ok(layers)
+}
+
+impl Layers {
+    /// Adopts the pinned link of a layer's program, or loads, attaches and pins it.
+    fn attach_program(
+        &mut self,
+        ebpf: &mut Ebpf,
+        btf: Option<&Btf>,
+        layer: Layer,
+        cgroup_root: &File,
+        pin_dir: &Path,
+    ) -> Result<LayerState, DataplaneError> {
         let link_pin = layer.link_pin(pin_dir);
         let outcome = if link_pin.exists() {
             let link = PinnedLink::from_pin(&link_pin).map_err(|e| DataplaneError::Adopt {
@@ -427,26 +589,18 @@ pub(crate) fn attach(
             }
             attach_one(ebpf, btf, layer, cgroup_root, pin_dir)?
         };
-        match outcome {
+        Ok(match outcome {
             Ok(link) => {
-                layers.links.push((layer, link));
-                layers.status.push(LayerStatus {
-                    layer,
-                    state: LayerState::Active,
-                });
+                self.links.push((layer, link));
+                LayerState::Active
             }
             Err(why) => {
                 // A program pinned before the attach failed must not stay behind.
                 let _ = std::fs::remove_file(layer.prog_pin(pin_dir));
-                layers.status.push(LayerStatus {
-                    layer,
-                    state: LayerState::Unavailable(why),
-                });
+                LayerState::Unavailable(why)
             }
-        }
+        })
     }
-    layers.write_state(0)?;
-    Ok(layers)
 }
 
 fn typed<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
@@ -458,9 +612,6 @@ fn typed<T: TryFrom<aya::maps::Map, Error = aya::maps::MapError>>(
         .ok_or_else(|| DataplaneError::map(name, "missing from the eBPF object"))?;
     T::try_from(map).map_err(|e| DataplaneError::map(name, chain(&e)))
 }
-
-// The record layouts the layers share with the programs.
-const _: () = assert!(abi::LAYER_FLAG_EGRESS == 1);
 
 #[cfg(test)]
 mod tests {

@@ -22,7 +22,7 @@ use super::cgroup::{self, CgroupRef};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
 use super::events::{self, EventContext, EventQueue, EventReceiver, RuleIdCache};
-use super::layers::{self, LayerCounters, LayerStatus, Layers};
+use super::layers::{self, KernelSupport, LayerCounters, LayerStatus, Layers};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
@@ -323,10 +323,14 @@ impl Dataplane {
         };
 
         let btf = Btf::from_sys_fs().ok();
+        // What the kernel lets the programs do decides how they are loaded (socket marks in sock_addr programs).
+        let kernel = KernelSupport::probe(btf.as_ref());
+        let sock_addr_storage: u32 = u32::from(kernel.sock_addr_storage.is_ok());
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .default_map_pin_directory(&pin_dir)
             .map_max_entries("dp_events", ring_bytes)
+            .override_global("dp_sock_addr_storage", &sock_addr_storage, true)
             .load(abi::BPF_OBJECT)
             .map_err(object_error)?;
 
@@ -369,6 +373,7 @@ impl Dataplane {
             &root_dir,
             &pin_dir,
             &opts.disable_layers,
+            &kernel,
         )?;
         log::info!(
             "dataplane attached to {}: hooks {}; bypass layers: {}",
@@ -475,7 +480,8 @@ impl Dataplane {
             if let Some(p) = &resolved.path {
                 i.paths.insert(resolved.id, p.clone());
             }
-            Ok(())
+            // After the change, so no socket keeps a mark taken under the old entry.
+            i.layers.bump_epoch()
         })?;
         if let Ok(mut w) = self.workloads.write() {
             w.insert(
@@ -507,6 +513,7 @@ impl Dataplane {
                 .remove(&id)
                 .map_err(|e| DataplaneError::map("dp_managed", e))?;
             i.paths.remove(&id);
+            i.layers.bump_epoch()?;
             Ok(true)
         })?;
         if removed {
@@ -520,7 +527,7 @@ impl Dataplane {
     pub fn set_global_mode(&self, mode: Mode) -> Result<(), DataplaneError> {
         self.with(|i| {
             i.config.set_global_mode(mode.to_abi());
-            Ok(())
+            i.layers.bump_epoch()
         })
     }
 
@@ -540,7 +547,8 @@ impl Dataplane {
             entry.mode = mode.to_abi();
             i.managed
                 .insert(resolved.id, entry, 0)
-                .map_err(|e| DataplaneError::map("dp_managed", e))
+                .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            i.layers.bump_epoch()
         })
     }
 

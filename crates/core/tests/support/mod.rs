@@ -221,6 +221,7 @@ pub struct ProbeResult {
 }
 
 /// A socket address in the kernel's layout, prepared before a fork so the child only passes pointers.
+#[derive(Clone, Copy)]
 pub struct SockAddr {
     pub storage: libc::sockaddr_storage,
     pub len: libc::socklen_t,
