@@ -266,7 +266,7 @@ eachParser('every issue is collected, not only the first', (parse) => {
       would_block: false,
       hook: 'bind4',
       cgroup_id: '007',
-      protocol: 'icmp',
+      protocol: 'sctp',
       dst_ip: '010.0.0.1',
       dst_port: 65536,
       pid: -1,

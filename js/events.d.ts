@@ -8,7 +8,8 @@ export interface DataplanePacketEventFields {
   /** cgroup v2 id as decimal text (a u64 does not fit a JavaScript number); no leading zeros. */
   cgroup_id?: string
   message?: string
-  protocol?: 'tcp' | 'udp'
+  /** `icmp`: an ICMP or ICMPv6 ping socket. */
+  protocol?: 'tcp' | 'udp' | 'icmp'
   /** Canonical IPv4 or IPv6 text (`10.0.0.1`, `2001:db8::1`, `::ffff:10.0.0.1`). */
   dst_ip?: string
   /** Integer 0..65535. */

@@ -81,7 +81,8 @@ interface InterceptorEventFields {
   hook: 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
   /** u64 as decimal text. */
   cgroup_id: string
-  protocol: 'tcp' | 'udp'
+  /** `icmp`: an ICMP or ICMPv6 ping socket (judged on connect()). */
+  protocol: 'tcp' | 'udp' | 'icmp'
   /** Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). */
   dst_ip: string
   dst_port: number

@@ -43,21 +43,24 @@ impl Hook {
     }
 }
 
-/// A transport protocol; the discriminant is the IANA protocol number the kernel reports.
+/// A transport protocol; the discriminant is the IANA protocol number the kernel reports. `Icmp` is an ICMP
+/// ping socket (`socket(AF_INET, SOCK_DGRAM, IPPROTO_ICMP)`); an ICMPv6 ping socket is reported as `Icmp` too.
 #[repr(u8)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Tcp = 6,
     Udp = 17,
+    Icmp = 1,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 2] = [Protocol::Tcp, Protocol::Udp];
+    pub const ALL: [Protocol; 3] = [Protocol::Tcp, Protocol::Udp, Protocol::Icmp];
 
     pub const fn as_str(self) -> &'static str {
         match self {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
+            Protocol::Icmp => "icmp",
         }
     }
 
@@ -69,6 +72,7 @@ impl Protocol {
         match v {
             6 => Some(Protocol::Tcp),
             17 => Some(Protocol::Udp),
+            1 => Some(Protocol::Icmp),
             _ => None,
         }
     }
@@ -94,5 +98,12 @@ mod tests {
         assert_eq!(Protocol::Udp as u8, 17);
         assert_eq!(Protocol::from_wire("TCP"), None);
         assert_eq!(Protocol::from_value(17), Some(Protocol::Udp));
+        assert_eq!(Protocol::Icmp as u8, 1);
+        assert_eq!(Protocol::from_wire("icmp"), Some(Protocol::Icmp));
+        assert_eq!(
+            Protocol::from_value(58),
+            None,
+            "ICMPv6 is folded into icmp by the programs"
+        );
     }
 }
