@@ -16,7 +16,7 @@
 /* The generation in force, for the event only: a socket refusal does not depend on the policy. */
 static __always_inline __u64 active_generation(struct dp_config *cfg)
 {
-	__u32 slot = *(volatile __u32 *)&cfg->active_slot & 1;
+	__u32 slot = dp_active_slot(cfg);
 	struct dp_slot_meta *meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
 
 	return meta ? meta->generation : 0;

@@ -22,8 +22,10 @@
  *      every allow) is emitted once per flow and policy, not per packet. Observe mode passes and reports
  *      OBSERVE_WOULD_DENY_PACKET_EGRESS once per flow (the mark remembers it).
  *
- * The judgment is written against the current lookup of dataplane.bpf.c (slot_acquire, endpoint_kind,
- * match_rules); it shares that file's maps. A packet's pid and comm are those of the task running when it left
+ * The judgment is the sock_addr programs' own: the lookup of policy_lookup.h on the slot read once from dp_config,
+ * inside the RCU read-side section the kernel holds around cgroup programs (so a replacement never rewrites the
+ * slot under it: docs/dataplane.md, "Atomic replacement"). A packet's pid and comm are those of the task running
+ * when it left
  * (the sender for UDP, ICMP and raw sends; for TCP segments sent from a timer or softirq, whichever task ran);
  * its uid is the socket owner's.
  */
@@ -32,11 +34,10 @@
 
 /* The destination of one IP packet. */
 struct dp_packet {
-	__u32 ip4;    /* network order */
-	__u32 ip6[4]; /* network order */
-	__u16 port;   /* host order; 0 without ports (ICMP, other protocols, a non-first fragment) */
-	__u8 protocol; /* IP protocol number as in the header; DP_PROTO_RAW for a fragment without L4 header */
-	__u8 family;  /* DP_FAMILY_INET or DP_FAMILY_INET6 */
+	__u32 addr[4]; /* network order; IPv4 in addr[0] */
+	__u16 port;    /* host order; 0 without ports (ICMP, other protocols, a non-first fragment) */
+	__u8 protocol; /* DP_PROTO_TCP, UDP, UDPLITE, ICMP (also ICMPv6), or DP_PROTO_RAW for anything else */
+	__u8 family;   /* DP_FAMILY_INET or DP_FAMILY_INET6 */
 };
 
 struct dp_ipv4_hdr {
@@ -66,6 +67,17 @@ static __always_inline int has_ports(__u8 protocol)
 	return protocol == DP_PROTO_TCP || protocol == DP_PROTO_UDP || protocol == DP_PROTO_UDPLITE;
 }
 
+/* The protocol a packet is judged and reported as: the ones the sock_addr hooks know, ICMPv6 folded into ICMP as
+ * they fold it, anything else DP_PROTO_RAW (rules without a protocol still apply to it, endpoints never do). */
+static __always_inline __u8 packet_protocol(__u8 ip_protocol)
+{
+	if (has_ports(ip_protocol) || ip_protocol == DP_PROTO_ICMP)
+		return ip_protocol;
+	if (ip_protocol == DP_IPPROTO_ICMPV6)
+		return DP_PROTO_ICMP;
+	return DP_PROTO_RAW;
+}
+
 /* Reads the packet's destination; 0 when it is not an IPv4/IPv6 packet or too short. For IPv6 the first next
  * header decides: a packet with extension headers is judged by address as protocol DP_PROTO_RAW. */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct dp_packet *p)
@@ -79,8 +91,8 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct dp_packet 
 		if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
 			return 0;
 		p->family = DP_FAMILY_INET;
-		p->ip4 = h.daddr;
-		p->protocol = h.protocol;
+		p->addr[0] = h.daddr;
+		p->protocol = packet_protocol(h.protocol);
 		if (bpf_ntohs(h.frag_off) & 0x1fff) {
 			p->protocol = DP_PROTO_RAW; /* a later fragment: no transport header to judge */
 			return 1;
@@ -96,30 +108,16 @@ static __always_inline int parse_packet(struct __sk_buff *skb, struct dp_packet 
 		if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
 			return 0;
 		p->family = DP_FAMILY_INET6;
-		p->ip6[0] = h.daddr[0];
-		p->ip6[1] = h.daddr[1];
-		p->ip6[2] = h.daddr[2];
-		p->ip6[3] = h.daddr[3];
-		p->protocol = h.nexthdr;
-		if (has_ports(h.nexthdr)) {
-			if (!bpf_skb_load_bytes(skb, sizeof(h), ports, sizeof(ports)))
-				p->port = bpf_ntohs(ports[1]);
-		} else if (h.nexthdr != DP_PROTO_ICMP && h.nexthdr != DP_IPPROTO_ICMPV6) {
-			p->protocol = DP_PROTO_RAW;
-		}
+		p->addr[0] = h.daddr[0];
+		p->addr[1] = h.daddr[1];
+		p->addr[2] = h.daddr[2];
+		p->addr[3] = h.daddr[3];
+		p->protocol = packet_protocol(h.nexthdr);
+		if (has_ports(h.nexthdr) && !bpf_skb_load_bytes(skb, sizeof(h), ports, sizeof(ports)))
+			p->port = bpf_ntohs(ports[1]);
 		return 1;
 	}
 	return 0;
-}
-
-/* The protocol an event reports for a packet. */
-static __always_inline __u8 event_protocol(__u8 protocol)
-{
-	if (protocol == DP_PROTO_TCP || protocol == DP_PROTO_UDP || protocol == DP_PROTO_UDPLITE)
-		return protocol;
-	if (protocol == DP_PROTO_ICMP || protocol == DP_IPPROTO_ICMPV6)
-		return DP_PROTO_ICMP;
-	return DP_PROTO_RAW;
 }
 
 static __always_inline int mark_matches(const struct dp_sk_mark *m, const struct dp_packet *p)
@@ -127,15 +125,16 @@ static __always_inline int mark_matches(const struct dp_sk_mark *m, const struct
 	if (m->family != p->family || m->protocol != p->protocol || m->port != mark_port(p->protocol, p->port))
 		return 0;
 	if (p->family == DP_FAMILY_INET)
-		return *(const __u32 *)m->addr == p->ip4;
-	return *(const __u32 *)&m->addr[0] == p->ip6[0] && *(const __u32 *)&m->addr[4] == p->ip6[1] &&
-	       *(const __u32 *)&m->addr[8] == p->ip6[2] && *(const __u32 *)&m->addr[12] == p->ip6[3];
+		return *(const __u32 *)m->addr == p->addr[0];
+	return *(const __u32 *)&m->addr[0] == p->addr[0] && *(const __u32 *)&m->addr[4] == p->addr[1] &&
+	       *(const __u32 *)&m->addr[8] == p->addr[2] && *(const __u32 *)&m->addr[12] == p->addr[3];
 }
 
-/* Enforce-mode degradation (SPEC 4, step 4): no policy yet, or the heartbeat is older than the grace period. */
+/* Enforce-mode degradation (SPEC 4, step 4): no policy yet, or the heartbeat is older than the grace period
+ * (the coarse clock, as in run()). */
 static __always_inline int is_degraded(struct dp_config *cfg, __u64 generation)
 {
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	__u64 beat = *(volatile __u64 *)&cfg->heartbeat_ns;
 	__u64 grace = *(volatile __u64 *)&cfg->grace_ns;
 
@@ -205,13 +204,13 @@ static __always_inline void emit_packet_event(struct __sk_buff *skb, const struc
 	e->rule_index = rule_index;
 	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
 	if (p->family == DP_FAMILY_INET)
-		__builtin_memcpy(e->dst_addr, &p->ip4, 4);
+		__builtin_memcpy(e->dst_addr, &p->addr[0], 4);
 	else
-		__builtin_memcpy(e->dst_addr, p->ip6, 16);
+		__builtin_memcpy(e->dst_addr, p->addr, 16);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	e->dst_port = p->port;
 	e->hook = DP_HOOK_EGRESS;
-	e->protocol = event_protocol(p->protocol);
+	e->protocol = p->protocol;
 	e->family = p->family;
 	e->verdict = verdict;
 	e->pad[0] = 0;
@@ -228,10 +227,10 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 	struct dp_managed *managed = find_managed_skb(skb, cgroup_id, &managed_id);
 	__u32 flags = *(volatile __u32 *)&st->flags, epoch = *(volatile __u32 *)&st->mark_epoch;
 	__u32 reason, rule_index = DP_RULE_INDEX_NONE, mode, allow_one_in, slot;
-	struct dp_request r = {};
 	struct dp_slot_meta *meta;
 	struct dp_sk_mark *m;
-	int observe, allow, always_emit = 1;
+	int observe, degraded = 0, allow, always_emit = 1;
+	struct dp_walk w;
 	__u8 kind;
 
 	layer_count(DP_LC_PACKETS_JUDGED);
@@ -251,59 +250,49 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 		mode = *(volatile __u32 *)&cfg->global_mode;
 	observe = mode == DP_MODE_OBSERVE;
 
-	slot = slot_acquire(cfg);
-	r.slot = slot;
-	meta = bpf_map_lookup_elem(&dp_slot_meta, &r.slot);
-	if (!meta) {
-		reader_add(slot, -1);
+	/* The slot is read once; the lookup and the metadata use only it (one generation per verdict). */
+	slot = dp_active_slot(cfg);
+	meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
+	if (!meta)
 		return 1; /* unreachable: index 0 or 1 of a 2-entry array */
-	}
 	generation = meta->generation;
 	allow_one_in = meta->allow_one_in;
-	r.protocol = p->protocol;
-	r.port = p->port;
-	r.judge_v4 = p->family == DP_FAMILY_INET;
-	r.ip4 = p->ip4;
-	r.ip6[0] = p->ip6[0];
-	r.ip6[1] = p->ip6[1];
-	r.ip6[2] = p->ip6[2];
-	r.ip6[3] = p->ip6[3];
+	if (!observe)
+		degraded = is_degraded(cfg, generation);
+	dp_walk_init(&w, slot, p->addr, p->family == DP_FAMILY_INET, p->port, p->protocol, degraded);
+	dp_policy_lookup(&w);
 
-	switch (endpoint_kind(&r)) {
-	case DP_ENDPOINT_BROKER:
+	switch (w.action) {
+	case DP_ACTION_BROKER:
 		reason = BROKER_DP_REASON_ALLOW_BROKER;
 		always_emit = 0;
-		goto out;
-	case DP_ENDPOINT_DNS:
+		break;
+	case DP_ACTION_DNS:
 		reason = BROKER_DP_REASON_ALLOW_DNS;
 		always_emit = 0;
-		goto out;
-	}
-	if (!observe && is_degraded(cfg, generation)) {
-		if (*(volatile __u32 *)&cfg->fail_mode == DP_FAIL_OPEN) {
-			reason = BROKER_DP_REASON_ALLOW_DEGRADED_FAIL_OPEN;
-			always_emit = 0; /* once per flow: the FAIL_OPEN mark keeps it off this path while degraded */
-		} else {
-			reason = BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
-		}
-		goto out;
-	}
-	switch (match_rules(&r, &rule_index)) {
+		break;
 	case DP_ACTION_DENY:
+		rule_index = w.rule_index;
 		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_PACKET_EGRESS : BROKER_DP_REASON_DENY_PACKET_EGRESS;
 		break;
 	case DP_ACTION_ALLOW:
+		rule_index = w.rule_index;
 		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_ALLOW : BROKER_DP_REASON_ALLOW_EXPLICIT;
 		always_emit = 0;
 		break;
 	default:
-		rule_index = DP_RULE_INDEX_NONE;
-		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_PACKET_EGRESS : BROKER_DP_REASON_DENY_PACKET_EGRESS;
+		if (degraded && *(volatile __u32 *)&cfg->fail_mode == DP_FAIL_OPEN) {
+			reason = BROKER_DP_REASON_ALLOW_DEGRADED_FAIL_OPEN;
+			always_emit = 0; /* once per flow: the FAIL_OPEN mark keeps it off this path while degraded */
+		} else if (degraded) {
+			reason = BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
+		} else {
+			reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_PACKET_EGRESS :
+					   BROKER_DP_REASON_DENY_PACKET_EGRESS;
+		}
 		break;
 	}
 
-out:
-	reader_add(slot, -1);
 	allow = reason != BROKER_DP_REASON_DENY_PACKET_EGRESS && reason != BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
 	if (!allow)
 		layer_count(DP_LC_PACKETS_DROPPED);
@@ -313,10 +302,7 @@ out:
 	if (kind && (flags & DP_LAYER_F_MARKS)) {
 		m = bpf_sk_storage_get(&dp_sk_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (m) {
-			if (p->family == DP_FAMILY_INET)
-				write_mark(m, kind, generation, epoch, DP_FAMILY_INET, p->protocol, p->port, &p->ip4);
-			else
-				write_mark(m, kind, generation, epoch, DP_FAMILY_INET6, p->protocol, p->port, p->ip6);
+			write_mark(m, kind, generation, epoch, p->family, p->protocol, p->port, p->addr);
 			layer_count(DP_LC_MARKS_WRITTEN);
 		}
 	}

@@ -11,7 +11,8 @@
  * while the dataplane stays degraded (the flow is judged by the rules again once the agent is back). Denied calls
  * send nothing and leave the mark as it was.
  *
- * Included by dataplane.bpf.c after its maps and before judge(), which calls mark_verdict().
+ * Included by dataplane.bpf.c after its maps and before run(), which calls mark_verdict() with every managed
+ * verdict (`addr` as judged: an IPv4 destination, also an IPv4-mapped one, in addr[0]).
  */
 #ifndef BROKER_INTERCEPTOR_EBPF_SOCKET_MARKS_H
 #define BROKER_INTERCEPTOR_EBPF_SOCKET_MARKS_H
@@ -91,10 +92,11 @@ static __always_inline __u8 mark_kind_of(__u32 reason)
 	}
 }
 
-/* ICMP has no ports: a ping socket's sin_port is an identifier, and its packets carry none. */
+/* ICMP has no ports: a ping socket's sin_port is an identifier, and its packets carry none. (ICMPv6 is folded
+ * into DP_PROTO_ICMP by the programs, on both sides of the comparison.) */
 static __always_inline __u16 mark_port(__u8 protocol, __u16 port)
 {
-	return (protocol == DP_PROTO_ICMP || protocol == DP_IPPROTO_ICMPV6) ? 0 : port;
+	return protocol == DP_PROTO_ICMP ? 0 : port;
 }
 
 /* Writes the mark of one judged destination (family INET: addr[0..4]). */
@@ -124,7 +126,7 @@ static __always_inline void write_mark(struct dp_sk_mark *m, __u8 kind, __u64 ge
  * socket storage. An IPv4-mapped destination is marked as the IPv4 address its packets carry.
  */
 static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, __u8 protocol, __u16 port, int judge_v4,
-					 __u32 ip4, const __u32 *ip6, __u32 reason, __u64 generation)
+					 const __u32 addr[4], __u32 reason, __u64 generation)
 {
 	struct dp_layer_state *st;
 	struct dp_sk_mark *m;
@@ -141,12 +143,8 @@ static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, __u8 protoco
 	m = bpf_sk_storage_get(&dp_sk_marks, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!m)
 		return; /* no memory for the mark: the egress layer judges the packets instead */
-	if (judge_v4)
-		write_mark(m, kind, generation, *(volatile __u32 *)&st->mark_epoch, DP_FAMILY_INET, protocol, port,
-			   &ip4);
-	else
-		write_mark(m, kind, generation, *(volatile __u32 *)&st->mark_epoch, DP_FAMILY_INET6, protocol, port,
-			   ip6);
+	write_mark(m, kind, generation, *(volatile __u32 *)&st->mark_epoch,
+		   judge_v4 ? DP_FAMILY_INET : DP_FAMILY_INET6, protocol, port, addr);
 	layer_count(DP_LC_MARKS_WRITTEN);
 }
 

@@ -17,6 +17,7 @@ export interface DataplanePacketEventFields {
   /** cgroup v2 id as decimal text (a u64 does not fit a JavaScript number); no leading zeros. */
   cgroup_id?: string
   message?: string
+  /** `icmp`: an ICMP or ICMPv6 ping socket; `raw`, `packet`, `xdp`: a socket refused at creation (or a raw packet). */
   protocol?: DataplaneProtocol
   /** Canonical IPv4 or IPv6 text (`10.0.0.1`, `2001:db8::1`, `::ffff:10.0.0.1`). */
   dst_ip?: string

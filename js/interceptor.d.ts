@@ -124,6 +124,7 @@ interface InterceptorEventFields {
   hook: DataplaneHook
   /** u64 as decimal text. */
   cgroup_id: string
+  /** `icmp`: an ICMP or ICMPv6 ping socket; `raw`, `packet`, `xdp`: a socket refused at creation (or a raw packet). */
   protocol: DataplaneProtocol
   /**
    * Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). Absent, with

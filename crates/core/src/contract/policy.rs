@@ -52,7 +52,7 @@ pub struct Rule {
     pub cidr: IpNet,
     /// Destination ports this rule covers; empty means every port.
     pub ports: Vec<u16>,
-    /// `None` means TCP and UDP.
+    /// `None` means every protocol the hooks judge: TCP, UDP and ICMP ping sockets.
     pub protocol: Option<Protocol>,
 }
 

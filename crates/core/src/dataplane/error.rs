@@ -58,7 +58,8 @@ pub enum DataplaneError {
     /// The cgroup has no managed entry.
     #[error("cgroup {cgroup} is not managed")]
     NotManaged { cgroup: String },
-    /// `subscribe()` was already called on this dataplane.
+    /// Not returned since every `subscribe()` gets its own stream of every event; kept so that code matching
+    /// on it (and its error code) keeps compiling.
     #[error("the event stream is already subscribed")]
     AlreadySubscribed,
     /// `subscribe()` was called outside a tokio runtime, or the ring buffer cannot be polled.

@@ -115,6 +115,24 @@ impl std::fmt::Display for Layer {
     }
 }
 
+/// `enum bpf_attach_type` values of the layers' links (the kernel's uapi `linux/bpf.h`, a stable ABI).
+const BPF_CGROUP_INET_EGRESS: u32 = 1;
+const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
+const BPF_LSM_CGROUP: u32 = 43;
+
+/// The link pins a pinned state may hold for the layers: (name, attach type, link pin, program pin), for the
+/// adoption check (`adoption.rs`).
+pub(crate) fn pinned_links(pin_dir: &Path) -> Vec<(&'static str, u32, PathBuf, PathBuf)> {
+    [
+        (Layer::SockCreate, BPF_CGROUP_INET_SOCK_CREATE),
+        (Layer::SocketCreateLsm, BPF_LSM_CGROUP),
+        (Layer::Egress, BPF_CGROUP_INET_EGRESS),
+    ]
+    .into_iter()
+    .map(|(l, attach)| (l.as_str(), attach, l.link_pin(pin_dir), l.prog_pin(pin_dir)))
+    .collect()
+}
+
 /// Whether a layer is in force.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LayerState {
