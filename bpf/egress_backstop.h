@@ -79,42 +79,69 @@ static __always_inline __u8 packet_protocol(__u8 ip_protocol)
 }
 
 /* Reads the packet's destination; 0 when it is not an IPv4/IPv6 packet or too short. For IPv6 the first next
- * header decides: a packet with extension headers is judged by address as protocol DP_PROTO_RAW. */
+ * header decides: a packet with extension headers is judged by address as protocol DP_PROTO_RAW. The headers
+ * are read in place (direct packet access: a locally built packet has them in its linear part), through
+ * bpf_skb_load_bytes only when they are not. */
 static __always_inline int parse_packet(struct __sk_buff *skb, struct dp_packet *p)
 {
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
 	__u16 ports[2];
 
 	if (skb->protocol == bpf_htons(DP_ETH_P_IP)) {
-		struct dp_ipv4_hdr h;
+		struct dp_ipv4_hdr copy, *h = data;
 		__u32 ihl;
 
-		if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
-			return 0;
+		if ((void *)(h + 1) > end) {
+			if (bpf_skb_load_bytes(skb, 0, &copy, sizeof(copy)))
+				return 0;
+			h = &copy;
+		}
 		p->family = DP_FAMILY_INET;
-		p->addr[0] = h.daddr;
-		p->protocol = packet_protocol(h.protocol);
-		if (bpf_ntohs(h.frag_off) & 0x1fff) {
+		p->addr[0] = h->daddr;
+		p->protocol = packet_protocol(h->protocol);
+		if (bpf_ntohs(h->frag_off) & 0x1fff) {
 			p->protocol = DP_PROTO_RAW; /* a later fragment: no transport header to judge */
 			return 1;
 		}
-		ihl = (__u32)(h.version_ihl & 0xf) * 4;
-		if (has_ports(h.protocol) && ihl >= sizeof(h) && !bpf_skb_load_bytes(skb, ihl, ports, sizeof(ports)))
+		if (!has_ports(p->protocol))
+			return 1;
+		ihl = (__u32)(h->version_ihl & 0xf) * 4;
+		if (ihl < sizeof(*h))
+			return 1;
+		if (data + ihl + sizeof(ports) <= end) {
+			__u16 *l4 = data + ihl;
+
+			if ((void *)(l4 + 2) <= end)
+				p->port = bpf_ntohs(l4[1]);
+		} else if (!bpf_skb_load_bytes(skb, ihl, ports, sizeof(ports))) {
 			p->port = bpf_ntohs(ports[1]);
+		}
 		return 1;
 	}
 	if (skb->protocol == bpf_htons(DP_ETH_P_IPV6)) {
-		struct dp_ipv6_hdr h;
+		struct dp_ipv6_hdr copy, *h = data;
 
-		if (bpf_skb_load_bytes(skb, 0, &h, sizeof(h)))
-			return 0;
+		if ((void *)(h + 1) > end) {
+			if (bpf_skb_load_bytes(skb, 0, &copy, sizeof(copy)))
+				return 0;
+			h = &copy;
+		}
 		p->family = DP_FAMILY_INET6;
-		p->addr[0] = h.daddr[0];
-		p->addr[1] = h.daddr[1];
-		p->addr[2] = h.daddr[2];
-		p->addr[3] = h.daddr[3];
-		p->protocol = packet_protocol(h.nexthdr);
-		if (has_ports(h.nexthdr) && !bpf_skb_load_bytes(skb, sizeof(h), ports, sizeof(ports)))
+		p->addr[0] = h->daddr[0];
+		p->addr[1] = h->daddr[1];
+		p->addr[2] = h->daddr[2];
+		p->addr[3] = h->daddr[3];
+		p->protocol = packet_protocol(h->nexthdr);
+		if (!has_ports(h->nexthdr))
+			return 1;
+		if (data + sizeof(*h) + sizeof(ports) <= end) {
+			__u16 *l4 = data + sizeof(*h);
+
+			p->port = bpf_ntohs(l4[1]);
+		} else if (!bpf_skb_load_bytes(skb, sizeof(*h), ports, sizeof(ports))) {
 			p->port = bpf_ntohs(ports[1]);
+		}
 		return 1;
 	}
 	return 0;
@@ -338,6 +365,8 @@ int dp_egress(struct __sk_buff *skb)
 		if (m && m->kind == DP_MARK_UNMANAGED && m->epoch == epoch)
 			return 1;
 	}
+	if (!m && sk->protocol == DP_PROTO_TCP && sk->state != DP_TCP_SYN_SENT)
+		return 1; /* 3., decided before reading the packet */
 	if (!parse_packet(skb, &p))
 		return 1; /* an inet socket's egress carries IPv4 or IPv6 only */
 	if (m && mark_matches(m, &p)) { /* 2. */
@@ -353,8 +382,6 @@ int dp_egress(struct __sk_buff *skb)
 		    (m->kind != DP_MARK_FAIL_OPEN || is_degraded(cfg, generation)))
 			return 1;
 	}
-	if (sk->protocol == DP_PROTO_TCP && sk->state != DP_TCP_SYN_SENT && !m)
-		return 1; /* 3. */
 	return egress_judge(skb, sk, cfg, st, &p) ? 1 : 0; /* 4. */
 }
 
