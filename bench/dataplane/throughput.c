@@ -16,7 +16,10 @@
 //
 // Usage: throughput <mode> <ipv4> <port> <duration_ms> [cpu]
 // Output: {"mode":"...","ops":N,"bytes":N,"received":N,"errors":N,"first_errno":E,"elapsed_ns":N,"per_sec":R,
-//          "bytes_per_sec":R}
+//          "bytes_per_sec":R,"cpu_ns_per_op":R}
+// cpu_ns_per_op is the sending thread's own CPU time (CLOCK_THREAD_CPUTIME_ID) per call: the cost of one call
+// with everything the kernel runs in its context (the egress program runs there for these sends), and far less
+// sensitive than the wall-clock rate to other load on a shared machine.
 
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -39,11 +42,13 @@
 static atomic_int stop;
 static atomic_ullong received;
 
-static uint64_t now_ns(void) {
+static uint64_t clock_ns(clockid_t clock) {
   struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
+  clock_gettime(clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
+
+static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 static void pin_to_cpu(int cpu) {
   if (cpu < 0) return;
@@ -135,6 +140,7 @@ int main(int argc, char **argv) {
 
   static char buf[CHUNK];
   memset(buf, 'x', sizeof(buf));
+  uint64_t cpu_start = clock_ns(CLOCK_THREAD_CPUTIME_ID);
   uint64_t start = now_ns(), end = start + duration, t = start;
   while (t < end) {
     for (int i = 0; i < 64; i++) {
@@ -162,6 +168,7 @@ int main(int argc, char **argv) {
     t = now_ns();
   }
   uint64_t elapsed = now_ns() - start;
+  uint64_t cpu_used = clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu_start;
   if (!sockets) {
     if (stream) shutdown(tx, SHUT_WR);
     usleep(stream ? 200000 : 50000);  // let the receiver drain what is in flight
@@ -172,8 +179,8 @@ int main(int argc, char **argv) {
   double secs = (double)elapsed / 1e9;
   double per_sec = stream ? (double)got / secs : (double)ops / secs;
   printf("{\"mode\":\"%s\",\"ops\":%llu,\"bytes\":%llu,\"received\":%llu,\"errors\":%llu,\"first_errno\":%d,"
-         "\"elapsed_ns\":%llu,\"per_sec\":%.1f,\"bytes_per_sec\":%.1f}\n",
+         "\"elapsed_ns\":%llu,\"per_sec\":%.1f,\"bytes_per_sec\":%.1f,\"cpu_ns_per_op\":%.1f}\n",
          mode, ops, bytes, got, errors, first_errno, (unsigned long long)elapsed, per_sec,
-         stream ? (double)got / secs : (double)bytes / secs);
+         stream ? (double)got / secs : (double)bytes / secs, ops ? (double)cpu_used / (double)ops : 0.0);
   return 0;
 }
