@@ -368,6 +368,31 @@ fn judged_calls_that_skip_plain_connect_are_still_judged() {
         w.expect_denied(r, "TCP Fast Open", hook, Protocol::Tcp);
     }
 
+    // MPTCP: the first subflow's connect() runs connect4 (reported as tcp, the subflow's protocol).
+    let dst = sockaddr(denied4());
+    let r = w.in_wl(|| {
+        // SAFETY: raw syscalls on the prepared address.
+        unsafe {
+            let s = libc::socket(libc::AF_INET, libc::SOCK_STREAM, libc::IPPROTO_MPTCP);
+            if s < 0 {
+                return 30_000 + errno();
+            }
+            if libc::connect(s, dst.ptr(), dst.len) < 0 {
+                errno()
+            } else {
+                0
+            }
+        }
+    });
+    if r.errno >= 30_000 {
+        eprintln!(
+            "MPTCP sockets are not available here (errno {}): MPTCP connect not tried",
+            r.errno - 30_000
+        );
+    } else {
+        w.expect_denied(r, "MPTCP connect", Hook::Connect4, Protocol::Tcp);
+    }
+
     // sendmmsg: every datagram goes through sendmsg4; the first denied one ends the call with EPERM.
     let dst = sockaddr(denied4());
     let r = w.in_wl(|| {
