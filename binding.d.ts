@@ -133,12 +133,36 @@ export interface JsDataplaneStatus {
   droppedInQueue: number
   eventsDelivered: number
   degraded: boolean
+  /** Every bypass layer by name (`sock_create`, `socket_create_lsm`, ...) with its state. */
+  layers: Array<JsLayerStatus>
+  /** Names of the layers in force. */
+  activeLayers: Array<string>
+  layerCounters: JsLayerCounters
 }
 
 export interface JsIssue {
   path: Array<string | number>
   code: string
   message: string
+}
+
+/** `status().layerCounters`. */
+export interface JsLayerCounters {
+  socketsRefused: number
+  socketsWouldRefuse: number
+  packetsDropped: number
+  packetsWouldDrop: number
+  packetsJudged: number
+  marksWritten: number
+}
+
+/** One bypass layer in `status().layers`. */
+export interface JsLayerStatus {
+  layer: string
+  /** `active`, `disabled` or `unavailable`. */
+  state: string
+  /** Why the layer is unavailable on this kernel. */
+  reason?: string
 }
 
 /**
@@ -221,6 +245,7 @@ export interface PackedLayout {
   flagsShift: number
   hasRuleId: number
   hasWorkloadId: number
+  hasDestination: number
 }
 
 /** The data's JSON (`null` for commands without any); issue paths from the data's root. */

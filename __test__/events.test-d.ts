@@ -41,8 +41,27 @@ const missing: DataplanePacketEvent = { code_namespace: 'dataplane_verdict', rea
 const flipped: DataplanePacketEvent = { code_namespace: 'dataplane_verdict', reason_code: 'OBSERVE_WOULD_ALLOW', verdict: 'allow', would_block: true }
 // @ts-expect-error control codes are not dataplane codes
 const control: DataplanePacketEvent = { code_namespace: 'dataplane_verdict', reason_code: 'CTRL_COMMAND_FAILED', verdict: 'deny' }
-// @ts-expect-error the protocol is tcp or udp
+// @ts-expect-error sctp is not one of the protocol names
 const sctp: DataplanePacketEvent = { ...deny, protocol: 'sctp' }
+const refused: DataplanePacketEvent = {
+  code_namespace: 'dataplane_verdict',
+  reason_code: 'DENY_SOCKET_CREATE',
+  verdict: 'deny',
+  hook: 'sock_create',
+  protocol: 'raw',
+}
+void refused
+const wouldDrop: DataplanePacketEvent = {
+  code_namespace: 'dataplane_verdict',
+  reason_code: 'OBSERVE_WOULD_DENY_SOCKET_CREATE',
+  verdict: 'allow',
+  would_block: true,
+  hook: 'socket_create_lsm',
+  protocol: 'packet',
+}
+void wouldDrop
+// @ts-expect-error a socket refusal is a deny
+const refusedAllow: DataplanePacketEvent = { ...refused, verdict: 'allow' }
 // @ts-expect-error cgroup ids are strings
 const numericCgroup: DataplanePacketEvent = { ...deny, cgroup_id: 42 }
 // @ts-expect-error unknown keys do not compile either
@@ -73,5 +92,5 @@ if (safe.success) {
   void ok
 }
 const firstKey: string = DATAPLANE_PACKET_EVENT_KEYS[0]
-void [deny, observe, observeDeny, contradicts, forbidden, missing, flipped, control, sctp, numericCgroup, extra]
+void [deny, observe, observeDeny, contradicts, forbidden, missing, flipped, control, sctp, numericCgroup, extra, refusedAllow]
 void [log, fromText, fromBytes, firstLine, issues, records, firstKey]

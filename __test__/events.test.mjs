@@ -55,8 +55,18 @@ const VERDICT = {
   DENY_DEFAULT: 'deny',
   DENY_DEGRADED_FAIL_CLOSED: 'deny',
   ALLOW_DEGRADED_FAIL_OPEN: 'allow',
+  DENY_SOCKET_CREATE: 'deny',
+  OBSERVE_WOULD_DENY_SOCKET_CREATE: 'allow',
+  DENY_PACKET_EGRESS: 'deny',
+  OBSERVE_WOULD_DENY_PACKET_EGRESS: 'allow',
 }
-const WOULD_BLOCK = { OBSERVE_WOULD_ALLOW: false, OBSERVE_WOULD_DENY_EXPLICIT: true, OBSERVE_WOULD_DENY_DEFAULT: true }
+const WOULD_BLOCK = {
+  OBSERVE_WOULD_ALLOW: false,
+  OBSERVE_WOULD_DENY_EXPLICIT: true,
+  OBSERVE_WOULD_DENY_DEFAULT: true,
+  OBSERVE_WOULD_DENY_SOCKET_CREATE: true,
+  OBSERVE_WOULD_DENY_PACKET_EGRESS: true,
+}
 
 function minimal(code) {
   const e = { code_namespace: 'dataplane_verdict', reason_code: code, verdict: VERDICT[code] }
@@ -129,7 +139,8 @@ function eachParser(name, check) {
 }
 
 eachParser('accepts every dataplane code with its verdict and would_block', (parse) => {
-  assert.equal(dataplaneVerdictReasonCodes.length, 11)
+  // SPEC 2: the list only grows (values 1..11 of the original, then 12.. appended); every code is listed here.
+  assert.deepEqual([...dataplaneVerdictReasonCodes], Object.keys(VERDICT))
   for (const code of dataplaneVerdictReasonCodes) {
     assert.deepEqual(parse(minimal(code)), minimal(code), code)
   }
@@ -266,7 +277,7 @@ eachParser('every issue is collected, not only the first', (parse) => {
       would_block: false,
       hook: 'bind4',
       cgroup_id: '007',
-      protocol: 'icmp',
+      protocol: 'sctp',
       dst_ip: '010.0.0.1',
       dst_port: 65536,
       pid: -1,

@@ -8,6 +8,9 @@ async function typeTest(): Promise<void> {
   await Interceptor.load({ cgroupPath: '/x' })
   // @ts-expect-error bad fail mode
   await Interceptor.load({ failMode: 'ajar' })
+  await Interceptor.load({ disableLayers: ['sock_create', 'socket_create_lsm'] })
+  // @ts-expect-error unknown layer
+  await Interceptor.load({ disableLayers: ['firewall'] })
   // @ts-expect-error the constructor is private: use load()
   new Interceptor()
 
@@ -32,6 +35,12 @@ async function typeTest(): Promise<void> {
   const s: DataplaneStatus = i.status()
   const lost: number = s.eventsEmitted - s.eventsDelivered - s.droppedInKernel - s.droppedInQueue
   void lost
+  for (const l of s.layers) {
+    const why: string | undefined = l.state === 'unavailable' ? l.reason : undefined
+    void why
+  }
+  const raw: boolean = s.activeLayers.includes('sock_create') && s.layerCounters.socketsRefused >= 0
+  void raw
 
   for await (const e of i.events({ batchSize: 128 })) {
     const ev: InterceptorPacketEvent = e
@@ -46,6 +55,15 @@ async function typeTest(): Promise<void> {
     }
     const id: string = ev.cgroup_id
     void id
+    if (ev.reason_code === 'DENY_SOCKET_CREATE' || ev.reason_code === 'OBSERVE_WOULD_DENY_SOCKET_CREATE') {
+      // A refused socket has no destination.
+      const dst: string | undefined = ev.dst_ip
+      void dst
+    }
+    if (ev.reason_code === 'OBSERVE_WOULD_DENY_SOCKET_CREATE') {
+      const wb: true = ev.would_block
+      void wb
+    }
   }
   await i.close({ detach: true })
   // @ts-expect-error unknown close option

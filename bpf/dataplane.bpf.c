@@ -12,26 +12,10 @@
 #include <bpf/bpf_endian.h>
 
 #include "dataplane_abi.h"
+#include "policy_lookup.h"
 #include "reason_codes.h"
 
 char LICENSE[] SEC("license") = "GPL";
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct dp_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_SLOTS);
-	__type(key, __u32);
-	__type(value, struct dp_slot_meta);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_slot_meta SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -41,32 +25,6 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_managed SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, DP_LPM_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dp_lpm4_key);
-	__type(value, struct dp_prefix_group);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_lpm4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
-	__uint(max_entries, DP_LPM_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dp_lpm6_key);
-	__type(value, struct dp_prefix_group);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_lpm6 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_RULE_ENTRIES_TOTAL);
-	__type(key, __u32);
-	__type(value, struct dp_rule_entry);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_rules SEC(".maps");
-
 /* Read by user space only (rule_index -> rule id of the generation that decided); pinned for adoption. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -75,14 +33,6 @@ struct {
 	__type(value, struct dp_id);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_rule_ids SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DP_ENDPOINT_ENTRIES);
-	__type(key, struct dp_endpoint_key);
-	__type(value, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_endpoints SEC(".maps");
 
 /* max_entries is set by the loader (DataplaneOptions::ring_buffer_bytes). */
 struct {
@@ -99,39 +49,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_counters SEC(".maps");
 
-/* Programs currently reading each slot, per CPU (a program runs with migration disabled, so it increments and
- * decrements on the same CPU). The loader waits for the inactive slot's sum to be 0 before rewriting it. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, DP_SLOTS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_readers SEC(".maps");
+/* ---- Socket marks read by the egress backstop (docs/threat-model.md); run() calls mark_verdict() ----------- */
+#include "socket_marks.h"
 
 /* One connect/sendmsg being judged. */
 struct dp_request {
-	__u32 slot;
-	__u32 ip4;     /* network order; the IPv4 destination (also for an IPv4-mapped IPv6 one) */
-	__u32 ip6[4];  /* network order, as written */
+	__u32 addr[4]; /* network order, as judged: the IPv4 destination (also of a mapped IPv6 one) in addr[0] */
+	__u32 ip6[4];  /* network order, as written (connect6/sendmsg6) */
 	__u16 port;    /* host order */
-	__u8 protocol;
-	__u8 judge_v4; /* judged by the IPv4 rules and endpoints */
-};
-
-/* State of one walk over the prefixes covering the destination. */
-struct dp_walk {
-	union {
-		struct dp_lpm4_key k4;
-		struct dp_lpm6_key k6;
-	};
-	__s32 next_prefix; /* the longest prefix length still to consider; < 0: done */
-	__u32 base;        /* first rule entry of this slot and family */
-	__u16 port;
-	__u8 protocol;
-	__u8 action;       /* 0 until a rule matched */
-	__u32 rule_index;
-	__u32 scan_first;
+	__u8 protocol; /* DP_PROTO_*: ICMPv6 ping sockets report DP_PROTO_ICMP */
+	__u8 judge_v4; /* judged by the IPv4 tables */
 };
 
 static __always_inline void counter_add(__u32 idx)
@@ -140,111 +67,6 @@ static __always_inline void counter_add(__u32 idx)
 
 	if (c)
 		__sync_fetch_and_add(c, 1);
-}
-
-/* Scans one prefix group; entries are sorted deny first, so the first match is the verdict of this prefix. */
-static long scan_entry(__u64 i, void *data)
-{
-	struct dp_walk *w = data;
-	__u32 idx = w->scan_first + (__u32)i;
-	struct dp_rule_entry *e = bpf_map_lookup_elem(&dp_rules, &idx);
-
-	if (!e)
-		return 1;
-	if (e->protocol != 0 && e->protocol != w->protocol)
-		return 0;
-	if (w->port < e->port_lo || w->port > e->port_hi)
-		return 0;
-	w->action = e->action;
-	w->rule_index = e->rule_index;
-	return 1;
-}
-
-static __always_inline long scan_group(struct dp_walk *w, struct dp_prefix_group *g)
-{
-	__u32 count = g->count;
-
-	if (count > DP_ENTRIES_PER_PREFIX)
-		count = DP_ENTRIES_PER_PREFIX;
-	w->scan_first = w->base + g->first;
-	bpf_loop(count, scan_entry, w, 0);
-	if (w->action)
-		return 1;
-	/* No rule of this prefix matches port/protocol: continue with the next shorter covering prefix. */
-	w->next_prefix = (__s32)g->prefix_len - 1;
-	return w->next_prefix < 0;
-}
-
-static long walk4_step(__u64 i, void *data)
-{
-	struct dp_walk *w = data;
-	struct dp_prefix_group *g;
-
-	if (w->next_prefix < 0)
-		return 1;
-	w->k4.prefixlen = DP_LPM_SLOT_BITS + (__u32)w->next_prefix;
-	g = bpf_map_lookup_elem(&dp_lpm4, &w->k4);
-	if (!g)
-		return 1;
-	return scan_group(w, g);
-}
-
-static long walk6_step(__u64 i, void *data)
-{
-	struct dp_walk *w = data;
-	struct dp_prefix_group *g;
-
-	if (w->next_prefix < 0)
-		return 1;
-	w->k6.prefixlen = DP_LPM_SLOT_BITS + (__u32)w->next_prefix;
-	g = bpf_map_lookup_elem(&dp_lpm6, &w->k6);
-	if (!g)
-		return 1;
-	return scan_group(w, g);
-}
-
-/* Returns the action of the longest matching prefix (deny first within it), 0 when no rule matches. */
-static __always_inline __u8 match_rules(const struct dp_request *r, __u32 *rule_index)
-{
-	struct dp_walk w = {};
-
-	w.port = r->port;
-	w.protocol = r->protocol;
-	w.rule_index = DP_RULE_INDEX_NONE;
-	if (r->judge_v4) {
-		w.k4.slot = (__u8)r->slot;
-		__builtin_memcpy(w.k4.addr, &r->ip4, 4);
-		w.next_prefix = 32;
-		w.base = r->slot * DP_RULE_SLOT_ENTRIES;
-		bpf_loop(33, walk4_step, &w, 0);
-	} else {
-		w.k6.slot = (__u8)r->slot;
-		__builtin_memcpy(w.k6.addr, r->ip6, 16);
-		w.next_prefix = 128;
-		w.base = r->slot * DP_RULE_SLOT_ENTRIES + DP_RULE_ENTRIES_PER_FAMILY;
-		bpf_loop(129, walk6_step, &w, 0);
-	}
-	*rule_index = w.rule_index;
-	return w.action;
-}
-
-static __always_inline __u32 endpoint_kind(const struct dp_request *r)
-{
-	struct dp_endpoint_key k = {};
-	__u32 *kind;
-
-	k.slot = (__u8)r->slot;
-	k.protocol = r->protocol;
-	k.port = r->port;
-	if (r->judge_v4) {
-		k.family = DP_FAMILY_INET;
-		__builtin_memcpy(k.addr, &r->ip4, 4);
-	} else {
-		k.family = DP_FAMILY_INET6;
-		__builtin_memcpy(k.addr, r->ip6, 16);
-	}
-	kind = bpf_map_lookup_elem(&dp_endpoints, &k);
-	return kind ? *kind : 0;
 }
 
 /* 1 in n; n == 0 never, n == 1 always. bpf_get_prandom_u32 is the kernel's per-CPU PRNG. */
@@ -257,9 +79,8 @@ static __always_inline int sampled(__u32 n)
 	return bpf_get_prandom_u32() % n == 0;
 }
 
-static __always_inline void emit(struct bpf_sock_addr *ctx, const struct dp_request *r, __u8 hook, __u8 family,
-				 __u64 cgroup_id, __u64 managed_id, __u64 generation, __u32 reason, __u32 rule_index,
-				 __u8 verdict)
+static __always_inline void emit(const struct dp_request *r, __u8 hook, __u8 family, __u64 cgroup_id,
+				 __u64 managed_id, __u64 generation, __u32 reason, __u32 rule_index, __u8 verdict)
 {
 	struct dp_event *e = bpf_ringbuf_reserve(&dp_events, sizeof(*e), 0);
 
@@ -277,7 +98,7 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct dp_requ
 	e->rule_index = rule_index;
 	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
 	if (family == DP_FAMILY_INET)
-		__builtin_memcpy(e->dst_addr, &r->ip4, 4);
+		__builtin_memcpy(e->dst_addr, &r->addr[0], 4);
 	else
 		__builtin_memcpy(e->dst_addr, r->ip6, 16);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
@@ -292,136 +113,37 @@ static __always_inline void emit(struct bpf_sock_addr *ctx, const struct dp_requ
 	counter_add(DP_COUNTER_EVENTS_EMITTED);
 }
 
-static __always_inline int judge(struct bpf_sock_addr *ctx, struct dp_config *cfg, __u32 slot, __u8 hook, int v6,
-				 struct dp_managed *managed, __u64 cgroup_id, __u64 managed_id)
+/* 1 for the reasons whose verdict is allow, 0 for deny (the program's return value: exactly 0 or 1). */
+static __always_inline int reason_allows(__u32 reason)
 {
-	struct dp_slot_meta *meta;
-	struct dp_request r = {};
-	__u64 generation;
-	__u32 reason, rule_index = DP_RULE_INDEX_NONE, mode, allow_one_in, unmanaged_one_in;
-	__u8 family = v6 ? DP_FAMILY_INET6 : DP_FAMILY_INET;
-	int observe, allow, always_emit = 1;
+	return reason != BROKER_DP_REASON_DENY_EXPLICIT && reason != BROKER_DP_REASON_DENY_DEFAULT &&
+	       reason != BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
+}
 
-	r.slot = slot;
-	meta = bpf_map_lookup_elem(&dp_slot_meta, &r.slot);
-	if (!meta)
-		return 1; /* unreachable: index 0 or 1 of a 2-entry array */
-	generation = meta->generation;
-	allow_one_in = meta->allow_one_in;
-	unmanaged_one_in = meta->unmanaged_one_in;
+static __always_inline void read_request(struct bpf_sock_addr *ctx, int v6, struct dp_request *r)
+{
+	__u8 protocol = (__u8)ctx->protocol;
 
-	r.protocol = (__u8)ctx->protocol;
-	r.port = bpf_ntohs((__u16)ctx->user_port);
+	r->protocol = protocol == DP_IPPROTO_ICMPV6 ? DP_PROTO_ICMP : protocol;
+	r->port = bpf_ntohs((__u16)ctx->user_port);
 	if (v6) {
-		r.ip6[0] = ctx->user_ip6[0];
-		r.ip6[1] = ctx->user_ip6[1];
-		r.ip6[2] = ctx->user_ip6[2];
-		r.ip6[3] = ctx->user_ip6[3];
-		if (r.ip6[0] == 0 && r.ip6[1] == 0 && r.ip6[2] == bpf_htonl(0x0000ffff)) {
-			r.ip4 = r.ip6[3];
-			r.judge_v4 = 1;
+		r->ip6[0] = ctx->user_ip6[0];
+		r->ip6[1] = ctx->user_ip6[1];
+		r->ip6[2] = ctx->user_ip6[2];
+		r->ip6[3] = ctx->user_ip6[3];
+		if (r->ip6[0] == 0 && r->ip6[1] == 0 && r->ip6[2] == bpf_htonl(0x0000ffff)) {
+			r->addr[0] = r->ip6[3];
+			r->judge_v4 = 1;
+		} else {
+			r->addr[0] = r->ip6[0];
+			r->addr[1] = r->ip6[1];
+			r->addr[2] = r->ip6[2];
+			r->addr[3] = r->ip6[3];
 		}
 	} else {
-		r.ip4 = ctx->user_ip4;
-		r.judge_v4 = 1;
+		r->addr[0] = ctx->user_ip4;
+		r->judge_v4 = 1;
 	}
-
-	if (!managed) {
-		if (sampled(unmanaged_one_in))
-			emit(ctx, &r, hook, family, cgroup_id, 0, generation, BROKER_DP_REASON_UNMANAGED_ALLOW,
-			     DP_RULE_INDEX_NONE, DP_VERDICT_ALLOW);
-		return 1;
-	}
-	mode = managed->mode;
-	if (mode == DP_MODE_INHERIT)
-		mode = *(volatile __u32 *)&cfg->global_mode;
-	observe = mode == DP_MODE_OBSERVE;
-
-	switch (endpoint_kind(&r)) {
-	case DP_ENDPOINT_BROKER: /* 2. */
-		reason = BROKER_DP_REASON_ALLOW_BROKER;
-		always_emit = 0;
-		goto out;
-	case DP_ENDPOINT_DNS: /* 3. */
-		reason = BROKER_DP_REASON_ALLOW_DNS;
-		always_emit = 0;
-		goto out;
-	}
-
-	/* 4. Degraded: only in enforce mode (observe never blocks, so it keeps reporting rule verdicts). */
-	if (!observe) {
-		__u64 now = bpf_ktime_get_ns();
-		__u64 beat = *(volatile __u64 *)&cfg->heartbeat_ns;
-		__u64 grace = *(volatile __u64 *)&cfg->grace_ns;
-
-		if (generation == 0 || (now > beat && now - beat > grace)) {
-			if (*(volatile __u32 *)&cfg->fail_mode == DP_FAIL_OPEN)
-				reason = BROKER_DP_REASON_ALLOW_DEGRADED_FAIL_OPEN;
-			else
-				reason = BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
-			goto out;
-		}
-	}
-
-	/* 5./6. Rules. */
-	switch (match_rules(&r, &rule_index)) {
-	case DP_ACTION_DENY:
-		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_EXPLICIT : BROKER_DP_REASON_DENY_EXPLICIT;
-		break;
-	case DP_ACTION_ALLOW:
-		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_ALLOW : BROKER_DP_REASON_ALLOW_EXPLICIT;
-		always_emit = 0;
-		break;
-	default:
-		rule_index = DP_RULE_INDEX_NONE;
-		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_DEFAULT : BROKER_DP_REASON_DENY_DEFAULT;
-		break;
-	}
-
-out:
-	allow = reason != BROKER_DP_REASON_DENY_EXPLICIT && reason != BROKER_DP_REASON_DENY_DEFAULT &&
-		reason != BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
-	/* Deny, observe would-deny and degraded verdicts are always reported; plain allows are sampled. */
-	if (always_emit || sampled(allow_one_in))
-		emit(ctx, &r, hook, family, cgroup_id, managed_id, generation, reason, rule_index,
-		     allow ? DP_VERDICT_ALLOW : DP_VERDICT_DENY);
-	return allow ? 1 : 0;
-}
-
-static __always_inline __s64 reader_add(__u32 slot, __s64 delta)
-{
-	__u64 *n = bpf_map_lookup_elem(&dp_readers, &slot);
-
-	if (!n)
-		return -1;
-	__sync_fetch_and_add(n, delta);
-	return 0;
-}
-
-/*
- * The one read of active_slot that selects the generation, registered as a reader of that slot: count first,
- * then check the slot is still active. The loader flips first, then waits for the old slot's count to reach 0
- * before rewriting it; the atomic add is a full barrier, so either the loader sees this reader, or this reader
- * sees the flip and moves to the new slot (a Dekker pair). Everything after reads only the returned slot.
- */
-static __always_inline __u32 slot_acquire(struct dp_config *cfg)
-{
-	__u32 slot = *(volatile __u32 *)&cfg->active_slot & 1;
-	int i;
-
-	for (i = 0; i < DP_SLOT_ACQUIRE_TRIES; i++) {
-		__u32 now;
-
-		reader_add(slot, 1);
-		now = *(volatile __u32 *)&cfg->active_slot & 1;
-		if (now == slot)
-			break;
-		reader_add(slot, -1);
-		slot = now;
-		if (i == DP_SLOT_ACQUIRE_TRIES - 1)
-			reader_add(slot, 1); /* two flips within one program run: the quiesce interval still covers it */
-	}
-	return slot;
 }
 
 /*
@@ -453,32 +175,100 @@ static __always_inline struct dp_managed *find_managed(__u64 cgroup_id, __u64 *m
 	return managed;
 }
 
+/*
+ * Judges one connect/sendmsg (SPEC 4, in its order). The slot is read once, here; the lookup and the slot's
+ * metadata use only that slot, so the verdict and its event belong to one generation. The slot a replacement
+ * rewrites is never the one a running program may have read: user space waits for an RCU grace period after each
+ * flip before touching the old slot, and this program runs inside the RCU read-side section the kernel holds
+ * around cgroup programs (docs/dataplane.md, "Atomic replacement").
+ */
 static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 {
-	__u32 zero = 0;
+	__u32 zero = 0, slot, reason, mode, rule_index = DP_RULE_INDEX_NONE;
 	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
+	__u8 family = v6 ? DP_FAMILY_INET6 : DP_FAMILY_INET;
+	struct dp_request r = {};
+	struct dp_slot_meta *meta;
 	struct dp_managed *managed;
-	__u64 cgroup_id, managed_id = 0;
-	__u32 slot;
-	int verdict;
+	__u64 cgroup_id, managed_id = 0, generation;
+	int observe, degraded = 0, allow, always_emit = 1;
+	struct dp_walk w;
 
 	if (!cfg)
 		return 1; /* unreachable: an array map always has index 0 */
 	cgroup_id = bpf_get_current_cgroup_id();
 	managed = find_managed(cgroup_id, &managed_id);
-	/* An unmanaged caller is allowed whatever the policy says; it only needs a slot to sample an event. */
-	if (!managed) {
-		__u32 meta_slot = *(volatile __u32 *)&cfg->active_slot & 1;
-		struct dp_slot_meta *meta = bpf_map_lookup_elem(&dp_slot_meta, &meta_slot);
+	slot = dp_active_slot(cfg);
+	meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
+	if (!meta)
+		return 1; /* unreachable: index 0 or 1 of a 2-entry array */
+	generation = meta->generation;
 
-		if (!meta || meta->unmanaged_one_in == 0)
+	/* 1. Not managed: allowed whatever the policy says; an event only when the policy samples them. */
+	if (!managed) {
+		if (!sampled(meta->unmanaged_one_in))
 			return 1;
-		return judge(ctx, cfg, meta_slot, hook, v6, 0, cgroup_id, 0);
+		read_request(ctx, v6, &r);
+		reason = BROKER_DP_REASON_UNMANAGED_ALLOW;
+		goto out;
 	}
-	slot = slot_acquire(cfg);
-	verdict = judge(ctx, cfg, slot, hook, v6, managed, cgroup_id, managed_id);
-	reader_add(slot, -1);
-	return verdict;
+	mode = managed->mode;
+	if (mode == DP_MODE_INHERIT)
+		mode = *(volatile __u32 *)&cfg->global_mode;
+	observe = mode == DP_MODE_OBSERVE;
+
+	/* 4. is decided before the lookup, which then honours only broker and DNS (2., 3.): observe mode is never
+	 * degraded, it blocks nothing and keeps reporting rule verdicts. The coarse clock (same base as
+	 * CLOCK_MONOTONIC, one tick of resolution) is enough for a grace period and costs no clock-source read. */
+	if (!observe) {
+		__u64 now = bpf_ktime_get_coarse_ns();
+		__u64 beat = *(volatile __u64 *)&cfg->heartbeat_ns;
+		__u64 grace = *(volatile __u64 *)&cfg->grace_ns;
+
+		degraded = generation == 0 || (now > beat && now - beat > grace);
+	}
+
+	read_request(ctx, v6, &r);
+	dp_walk_init(&w, slot, r.addr, r.judge_v4, r.port, r.protocol, degraded);
+	dp_policy_lookup(&w);
+
+	switch (w.action) {
+	case DP_ACTION_BROKER: /* 2. */
+		reason = BROKER_DP_REASON_ALLOW_BROKER;
+		always_emit = 0;
+		break;
+	case DP_ACTION_DNS: /* 3. */
+		reason = BROKER_DP_REASON_ALLOW_DNS;
+		always_emit = 0;
+		break;
+	case DP_ACTION_DENY: /* 5. */
+		rule_index = w.rule_index;
+		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_EXPLICIT : BROKER_DP_REASON_DENY_EXPLICIT;
+		break;
+	case DP_ACTION_ALLOW:
+		rule_index = w.rule_index;
+		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_ALLOW : BROKER_DP_REASON_ALLOW_EXPLICIT;
+		always_emit = 0;
+		break;
+	default:
+		if (degraded) /* 4. */
+			reason = *(volatile __u32 *)&cfg->fail_mode == DP_FAIL_OPEN ?
+					 BROKER_DP_REASON_ALLOW_DEGRADED_FAIL_OPEN :
+					 BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
+		else /* 6. */
+			reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_DEFAULT : BROKER_DP_REASON_DENY_DEFAULT;
+		break;
+	}
+
+	mark_verdict(ctx, r.protocol, r.port, r.judge_v4, r.addr, reason, generation);
+	/* Deny, observe would-deny and degraded verdicts are always reported; plain allows are sampled. */
+	if (!always_emit && !sampled(meta->allow_one_in))
+		return reason_allows(reason);
+out:
+	allow = reason_allows(reason);
+	emit(&r, hook, family, cgroup_id, managed_id, generation, reason, rule_index,
+	     allow ? DP_VERDICT_ALLOW : DP_VERDICT_DENY);
+	return allow ? 1 : 0;
 }
 
 SEC("cgroup/connect4")
@@ -504,3 +294,7 @@ int dp_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return run(ctx, DP_HOOK_SENDMSG6, 1);
 }
+
+/* ---- Bypass layers: socket creation, cgroup LSM and egress backstop programs (docs/threat-model.md) ---------- */
+#include "bypass_layers.h"
+#include "egress_backstop.h"

@@ -1,24 +1,35 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The one definition of every structure and constant shared by the eBPF programs (bpf/dataplane.bpf.c) and the
- * Rust loader (src/dataplane/abi.rs). build.rs turns every `#define DP_<NAME> <integer>` line of this file into a
- * Rust constant, and abi.rs checks at compile time that the Rust mirrors have the sizes and offsets below and that
- * the hook and protocol values equal src/contract/hook.rs. Keep each define on one line with a plain integer.
+ * The one definition of every structure and constant shared by the eBPF programs (bpf/dataplane.bpf.c,
+ * bpf/policy_lookup.h) and the Rust loader (crates/core/src/dataplane/abi.rs). build.rs turns every
+ * `#define DP_<NAME> <integer>` line of this file into a Rust constant, and abi.rs checks at compile time that the
+ * Rust mirrors have the sizes and offsets below and that the hook and protocol values equal
+ * crates/core/src/contract/hook.rs. Keep each define on one line with a plain integer.
+ *
+ * Pinned state is adopted only by a build with the same layout: build.rs derives DP_ABI_FINGERPRINT from the bytes
+ * of this header and of policy_lookup.h, the loader stores it in dp_config when it creates the maps and refuses to
+ * adopt a pin directory holding another value. Bump DP_ABI_VERSION when dataplane.bpf.c changes what the maps
+ * mean without touching either header, so the fingerprint changes too.
  */
 #ifndef BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H
 #define BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H
 
 #include <linux/types.h>
 
-/* Hooks and protocols: the values of src/contract/hook.rs (checked from Rust). */
+#define DP_ABI_VERSION 2
+
+/* Hooks and protocols: the values of crates/core/src/contract/hook.rs (checked from Rust). */
 #define DP_HOOK_CONNECT4 1
 #define DP_HOOK_CONNECT6 2
 #define DP_HOOK_SENDMSG4 3
 #define DP_HOOK_SENDMSG6 4
 #define DP_PROTO_TCP 6
 #define DP_PROTO_UDP 17
+/* ICMP ping sockets (IPPROTO_ICMP); an ICMPv6 ping socket reports IPPROTO_ICMPV6, folded into this value. */
+#define DP_PROTO_ICMP 1
+#define DP_IPPROTO_ICMPV6 58
 
-/* Address families as written into events and endpoint keys (the kernel's AF_INET / AF_INET6). */
+/* Address families as written into events (the kernel's AF_INET / AF_INET6). */
 #define DP_FAMILY_INET 2
 #define DP_FAMILY_INET6 10
 
@@ -29,52 +40,68 @@
 #define DP_FAIL_CLOSED 0
 #define DP_FAIL_OPEN 1
 
+/* What a group entry decides. Within a group, entries are sorted by descending action: broker, DNS, deny,
+ * allow; the first entry matching port and protocol decides (so broker beats DNS beats every rule, and deny wins
+ * a tie between rules of the same prefix). Broker and DNS entries exist only in host groups (/32, /128). */
 #define DP_ACTION_ALLOW 1
 #define DP_ACTION_DENY 2
-#define DP_ENDPOINT_BROKER 1
-#define DP_ENDPOINT_DNS 2
+#define DP_ACTION_DNS 3
+#define DP_ACTION_BROKER 4
 #define DP_VERDICT_DENY 0
 #define DP_VERDICT_ALLOW 1
 
-/* Capacities. Rules live in two slots (the active one and the one being written), each slot holding both
- * families: index = slot * DP_RULE_SLOT_ENTRIES + (family == v6 ? DP_RULE_ENTRIES_PER_FAMILY : 0) + i. */
+/* Capacities. Policy data lives in two slots (the active one and the one being written). */
 #define DP_SLOTS 2
+/* Kernel rule entries (rules x port ranges) of one family in one snapshot. */
 #define DP_RULE_ENTRIES_PER_FAMILY 131072
-#define DP_RULE_SLOT_ENTRIES 262144
-#define DP_RULE_ENTRIES_TOTAL 524288
+/* Broker and DNS entries (broker = 1, DNS = 2: udp and tcp) of one snapshot. */
+#define DP_ENDPOINTS_PER_SLOT 8192
+/* Rule + endpoint entries of one family in one slot: that family's share of the overflow array. */
+#define DP_ENTRIES_PER_FAMILY 139264
+/* Overflow array layout: index = slot * DP_ENTRY_SLOT_ENTRIES + (v6 ? DP_ENTRIES_PER_FAMILY : 0) + i. */
+#define DP_ENTRY_SLOT_ENTRIES 278528
+#define DP_ENTRIES_TOTAL 557056
+/* Distinct rule CIDRs of one family in one snapshot. */
 #define DP_PREFIXES_PER_FAMILY 131072
-#define DP_LPM_ENTRIES 262144
+/* Groups of one family in one slot: every CIDR plus every endpoint host. */
+#define DP_GROUPS_PER_FAMILY 139264
+#define DP_GROUP_MAP_ENTRIES 278528
+/* Entries of one group (rules x port ranges of one CIDR, plus the endpoints of a host). */
 #define DP_ENTRIES_PER_PREFIX 1024
+/* A group of at most this many entries carries them in its own value: one map lookup decides it. */
+#define DP_GROUP_INLINE 4
 #define DP_RULE_IDS_PER_SLOT 262144
 #define DP_RULE_IDS_TOTAL 524288
-#define DP_ENDPOINTS_PER_SLOT 8192
-#define DP_ENDPOINT_ENTRIES 16384
 #define DP_MANAGED_CGROUPS 65536
 #define DP_MAX_CGROUP_LEVELS 64
 #define DP_ID_BYTES 64
 #define DP_RULE_INDEX_NONE 4294967295
-/* The slot byte that prefixes every LPM key: prefixlen = DP_LPM_SLOT_BITS + CIDR prefix length. */
-#define DP_LPM_SLOT_BITS 8
+/* Prefix lengths a family can hold (0..32, 0..128), and the room reserved for their list in dp_slot_meta: a power
+ * of two, so a program indexes it with a mask the verifier can see is in bounds. */
+#define DP_V4_LENGTHS 33
+#define DP_V6_LENGTHS 129
+#define DP_V4_LENGTHS_ROOM 64
+#define DP_V6_LENGTHS_ROOM 256
 
 #define DP_COUNTER_EVENTS_EMITTED 0
 #define DP_COUNTER_RINGBUF_FULL 1
 #define DP_COUNTERS 2
-/* Retries of a program that saw active_slot change while registering as a reader of it. */
-#define DP_SLOT_ACQUIRE_TRIES 3
 
 /* Global configuration: one value of an mmap-able array. User space writes each field with one aligned atomic
  * store through the mapping, so a program never reads a torn field. */
 struct dp_config {
-	__u64 heartbeat_ns; /* CLOCK_MONOTONIC ns of the last agent beat (bpf_ktime_get_ns clock) */
+	__u64 heartbeat_ns; /* CLOCK_MONOTONIC ns of the last agent beat (the base of bpf_ktime_get_coarse_ns) */
 	__u64 grace_ns;
 	__u32 active_slot; /* 0 or 1: the only value a replacement flips */
 	__u32 global_mode; /* DP_MODE_ENFORCE or DP_MODE_OBSERVE */
 	__u32 fail_mode;   /* DP_FAIL_CLOSED or DP_FAIL_OPEN */
 	__u32 reserved;
+	__u64 abi_fingerprint; /* DP_ABI_FINGERPRINT of the build that created the maps; programs never read it */
 };
-#define DP_CONFIG_SIZE 32
+#define DP_CONFIG_SIZE 40
 
-/* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy. */
+/* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy.
+ * len4/len6 list the prefix lengths present in the slot's groups, longest first: the walk looks up only those. */
 struct dp_slot_meta {
 	__u64 generation;
 	__u32 allow_one_in;
@@ -83,8 +110,13 @@ struct dp_slot_meta {
 	__u32 ipv6_rules;
 	__u32 broker_endpoints;
 	__u32 dns_endpoints;
+	__u8 n_len4;
+	__u8 n_len6;
+	__u8 pad[6];
+	__u8 len4[DP_V4_LENGTHS_ROOM];
+	__u8 len6[DP_V6_LENGTHS_ROOM];
 };
-#define DP_SLOT_META_SIZE 32
+#define DP_SLOT_META_SIZE 360
 
 /* A managed cgroup (key: cgroup id). The workload id is NUL-padded, for user space only. */
 struct dp_managed {
@@ -94,35 +126,25 @@ struct dp_managed {
 };
 #define DP_MANAGED_SIZE 72
 
-/* LPM keys: the slot byte first, then the address, so both slots share one trie. */
-struct dp_lpm4_key {
-	__u32 prefixlen;
+/* Group keys: the slot, the prefix length and the address masked to it (network order). */
+struct dp_key4 {
 	__u8 slot;
-	__u8 addr[4];
-	__u8 pad[3];
+	__u8 prefix_len;
+	__u16 pad;
+	__u32 addr;
 };
-#define DP_LPM4_KEY_SIZE 12
+#define DP_KEY4_SIZE 8
 
-struct dp_lpm6_key {
-	__u32 prefixlen;
+struct dp_key6 {
 	__u8 slot;
-	__u8 addr[16];
-	__u8 pad[3];
+	__u8 prefix_len;
+	__u16 pad;
+	__u32 addr[4];
 };
-#define DP_LPM6_KEY_SIZE 24
+#define DP_KEY6_SIZE 20
 
-/* LPM value: the kernel rule entries of one CIDR, sorted deny first; prefix_len lets the walk continue with the
- * next shorter covering prefix. */
-struct dp_prefix_group {
-	__u32 first;
-	__u32 count;
-	__u32 prefix_len;
-	__u32 reserved;
-};
-#define DP_PREFIX_GROUP_SIZE 16
-
-/* One kernel rule entry: a port range, a protocol (0 = any) and an action. A policy rule with several ports
- * becomes several entries carrying the same rule_index. */
+/* One entry: a port range, a protocol (0 = any) and an action. A policy rule with several ports becomes several
+ * entries carrying the same rule_index; broker and DNS entries carry DP_RULE_INDEX_NONE. */
 struct dp_rule_entry {
 	__u16 port_lo;
 	__u16 port_hi;
@@ -133,17 +155,14 @@ struct dp_rule_entry {
 };
 #define DP_RULE_ENTRY_SIZE 12
 
-/* Broker and DNS endpoints. IPv4 addresses use the first 4 bytes of addr; port in host order. */
-struct dp_endpoint_key {
-	__u8 slot;
-	__u8 family;
-	__u8 protocol;
-	__u8 reserved;
-	__u16 port;
-	__u16 reserved2;
-	__u8 addr[16];
+/* The entries of one CIDR (and, for a host, its broker/DNS endpoints), sorted by descending action. Up to
+ * DP_GROUP_INLINE of them live in `entries`; a larger group keeps all of them in dp_entries from `first`. */
+struct dp_group {
+	__u32 count;
+	__u32 first;
+	struct dp_rule_entry entries[DP_GROUP_INLINE];
 };
-#define DP_ENDPOINT_KEY_SIZE 24
+#define DP_GROUP_SIZE 56
 
 /* A rule id (NUL-padded) in user space's rule_index -> rule_id table. */
 struct dp_id {
@@ -186,25 +205,100 @@ struct dp_event {
 #define DP_EVENT_OFF_FAMILY 84
 #define DP_EVENT_OFF_VERDICT 85
 
+/* ---- Bypass layers (docs/threat-model.md): socket creation, cgroup LSM, egress backstop ----------------------- */
+
+/* Hooks and protocols of the layers (values of src/contract/hook.rs, checked from Rust). */
+#define DP_HOOK_SOCK_CREATE 5
+#define DP_HOOK_SOCKET_CREATE_LSM 6
+#define DP_HOOK_EGRESS 7
+#define DP_PROTO_UDPLITE 136
+#define DP_PROTO_RAW 255
+#define DP_PROTO_PACKET 254
+#define DP_PROTO_XDP 253
+/* An event's family when the judged call has no destination (a socket being created). */
+#define DP_FAMILY_NONE 0
+
+/* Socket families and types the creation layers look at (the kernel's uapi values). */
+#define DP_AF_PACKET 17
+#define DP_AF_XDP 44
+#define DP_SOCK_STREAM 1
+#define DP_SOCK_DGRAM 2
+#define DP_SOCK_RAW 3
+#define DP_IPPROTO_MPTCP 262
+
+/* dp_layer_state.flags: set by the loader from the layers it attached. EGRESS: the egress layer judges the
+ * packets of ping sockets (so sock_create lets them be created). MARKS: sockets are marked with their verdicts
+ * and the egress layer passes marked flows without judging them again. */
+#define DP_LAYER_F_EGRESS 1
+#define DP_LAYER_F_MARKS 2
+/* struct bpf_sock.state of a socket whose SYN is being sent (the uapi BPF_TCP_SYN_SENT). */
+#define DP_TCP_SYN_SENT 2
+/* __sk_buff.protocol values (ETH_P_IP, ETH_P_IPV6), host order. */
+#define DP_ETH_P_IP 2048
+#define DP_ETH_P_IPV6 34525
+
+/* dp_layer_counters (per CPU). */
+#define DP_LC_SOCKETS_REFUSED 0
+#define DP_LC_SOCKETS_WOULD_REFUSE 1
+#define DP_LC_PACKETS_DROPPED 2
+#define DP_LC_PACKETS_WOULD_DROP 3
+#define DP_LC_PACKETS_JUDGED 4
+#define DP_LC_MARKS_WRITTEN 5
+#define DP_LAYER_COUNTERS 6
+
+/* Runtime state of the layers: one value of an array map, written by the loader. mark_epoch grows on every
+ * change of the managed cgroups or modes, so a socket mark taken before such a change is judged again. */
+struct dp_layer_state {
+	__u32 mark_epoch;
+	__u32 flags;
+};
+#define DP_LAYER_STATE_SIZE 8
+
+/* Socket marks (BPF_MAP_TYPE_SK_STORAGE value): what a socket was last judged for. A mark is valid while its
+ * generation is the active policy generation and its epoch the current mark_epoch; a FAIL_OPEN mark only while
+ * the dataplane is still degraded; an UNMANAGED mark ignores the generation and the destination. */
+#define DP_MARK_ALLOW 1
+#define DP_MARK_OBSERVED 2
+#define DP_MARK_UNMANAGED 3
+#define DP_MARK_FAIL_OPEN 4
+struct dp_sk_mark {
+	__u64 generation;
+	__u32 epoch;
+	__u8 kind;     /* DP_MARK_* */
+	__u8 family;   /* of addr: DP_FAMILY_INET or DP_FAMILY_INET6 (an IPv4-mapped destination is INET) */
+	__u8 protocol; /* DP_PROTO_* */
+	__u8 pad;
+	__u16 port;    /* host order */
+	__u16 pad2;
+	__u32 pad3;
+	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+};
+#define DP_SK_MARK_SIZE 40
+
 #ifdef __bpf__
 _Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");
 _Static_assert(sizeof(struct dp_slot_meta) == DP_SLOT_META_SIZE, "dp_slot_meta");
 _Static_assert(sizeof(struct dp_managed) == DP_MANAGED_SIZE, "dp_managed");
-_Static_assert(sizeof(struct dp_lpm4_key) == DP_LPM4_KEY_SIZE, "dp_lpm4_key");
-_Static_assert(sizeof(struct dp_lpm6_key) == DP_LPM6_KEY_SIZE, "dp_lpm6_key");
-_Static_assert(sizeof(struct dp_prefix_group) == DP_PREFIX_GROUP_SIZE, "dp_prefix_group");
+_Static_assert(sizeof(struct dp_key4) == DP_KEY4_SIZE, "dp_key4");
+_Static_assert(sizeof(struct dp_key6) == DP_KEY6_SIZE, "dp_key6");
+_Static_assert(sizeof(struct dp_group) == DP_GROUP_SIZE, "dp_group");
 _Static_assert(sizeof(struct dp_rule_entry) == DP_RULE_ENTRY_SIZE, "dp_rule_entry");
-_Static_assert(sizeof(struct dp_endpoint_key) == DP_ENDPOINT_KEY_SIZE, "dp_endpoint_key");
 _Static_assert(sizeof(struct dp_id) == DP_ID_BYTES, "dp_id");
 _Static_assert(sizeof(struct dp_event) == DP_EVENT_SIZE, "dp_event");
 _Static_assert(__builtin_offsetof(struct dp_event, dst_addr) == DP_EVENT_OFF_DST_ADDR, "dst_addr");
 _Static_assert(__builtin_offsetof(struct dp_event, dst_port) == DP_EVENT_OFF_DST_PORT, "dst_port");
 _Static_assert(__builtin_offsetof(struct dp_event, verdict) == DP_EVENT_OFF_VERDICT, "verdict");
-_Static_assert(DP_RULE_SLOT_ENTRIES == 2 * DP_RULE_ENTRIES_PER_FAMILY, "rule slot");
-_Static_assert(DP_RULE_ENTRIES_TOTAL == DP_SLOTS * DP_RULE_SLOT_ENTRIES, "rule total");
-_Static_assert(DP_LPM_ENTRIES == DP_SLOTS * DP_PREFIXES_PER_FAMILY, "lpm entries");
+_Static_assert(DP_ENTRIES_PER_FAMILY == DP_RULE_ENTRIES_PER_FAMILY + DP_ENDPOINTS_PER_SLOT, "entries per family");
+_Static_assert(DP_ENTRY_SLOT_ENTRIES == 2 * DP_ENTRIES_PER_FAMILY, "entry slot");
+_Static_assert(DP_ENTRIES_TOTAL == DP_SLOTS * DP_ENTRY_SLOT_ENTRIES, "entry total");
+_Static_assert(DP_GROUPS_PER_FAMILY == DP_PREFIXES_PER_FAMILY + DP_ENDPOINTS_PER_SLOT, "groups per family");
+_Static_assert(DP_GROUP_MAP_ENTRIES == DP_SLOTS * DP_GROUPS_PER_FAMILY, "group map");
 _Static_assert(DP_RULE_IDS_TOTAL == DP_SLOTS * DP_RULE_IDS_PER_SLOT, "rule ids");
-_Static_assert(DP_ENDPOINT_ENTRIES == DP_SLOTS * DP_ENDPOINTS_PER_SLOT, "endpoints");
+_Static_assert(DP_V4_LENGTHS <= DP_V4_LENGTHS_ROOM && DP_V6_LENGTHS <= DP_V6_LENGTHS_ROOM, "length lists");
+_Static_assert((DP_V4_LENGTHS_ROOM & (DP_V4_LENGTHS_ROOM - 1)) == 0, "v4 room: power of two");
+_Static_assert((DP_V6_LENGTHS_ROOM & (DP_V6_LENGTHS_ROOM - 1)) == 0, "v6 room: power of two");
+_Static_assert(sizeof(struct dp_layer_state) == DP_LAYER_STATE_SIZE, "dp_layer_state");
+_Static_assert(sizeof(struct dp_sk_mark) == DP_SK_MARK_SIZE, "dp_sk_mark");
 #endif
 
 #endif /* BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H */

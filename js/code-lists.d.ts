@@ -13,6 +13,10 @@ export declare const dataplaneVerdictReasonCodes: readonly [
   'DENY_DEFAULT',
   'DENY_DEGRADED_FAIL_CLOSED',
   'ALLOW_DEGRADED_FAIL_OPEN',
+  'DENY_SOCKET_CREATE',
+  'OBSERVE_WOULD_DENY_SOCKET_CREATE',
+  'DENY_PACKET_EGRESS',
+  'OBSERVE_WOULD_DENY_PACKET_EGRESS',
 ]
 
 /** Control-plane error codes (namespace `control_authz`), in value order from 1. */
@@ -30,11 +34,35 @@ export declare const controlPlaneAuthzErrorCodes: readonly [
 /** The verdict of a dataplane reason code. */
 export type Verdict = 'allow' | 'deny'
 
-/** The cgroup sock_addr hooks the dataplane attaches to. */
-export type Hook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+/** Dataplane codes whose verdict is `allow` and that carry no would_block. */
+export type DataplaneAllowCode = 'UNMANAGED_ALLOW' | 'ALLOW_EXPLICIT' | 'ALLOW_BROKER' | 'ALLOW_DNS' | 'ALLOW_DEGRADED_FAIL_OPEN'
 
-/** The transport protocols the dataplane judges. */
-export type Protocol = 'tcp' | 'udp'
+/** Dataplane codes whose verdict is `deny`. */
+export type DataplaneDenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED' | 'DENY_SOCKET_CREATE' | 'DENY_PACKET_EGRESS'
+
+/** Observe-mode codes with verdict `allow` and would_block `false`. */
+export type DataplaneObserveWouldAllowCode = 'OBSERVE_WOULD_ALLOW'
+
+/** Observe-mode codes with verdict `allow` and would_block `true`: enforce would have refused. */
+export type DataplaneObserveWouldBlockCode = 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT' | 'OBSERVE_WOULD_DENY_SOCKET_CREATE' | 'OBSERVE_WOULD_DENY_PACKET_EGRESS'
+
+/** Where a verdict was made: the four cgroup sock_addr hooks, then the bypass layers' hooks. */
+export type Hook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'sock_create' | 'socket_create_lsm' | 'egress'
+
+/** The four cgroup sock_addr hooks that judge `connect()` and UDP `sendmsg()` (`attachedHooks`). */
+export type SockAddrHook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'
+
+/** The transport of a judged call, socket or packet. */
+export type Protocol = 'tcp' | 'udp' | 'icmp' | 'udplite' | 'raw' | 'packet' | 'xdp'
+
+/** The protocols a policy rule may name (a rule without one covers every protocol the hooks judge). */
+export type RuleProtocol = 'tcp' | 'udp'
+
+/** The bypass layers (docs/threat-model.md). */
+export type Layer = 'sock_create' | 'socket_create_lsm' | 'egress' | 'socket_storage'
+
+/** A bypass layer's state: attached, disabled by the options, or unavailable on this kernel. */
+export type LayerState = 'active' | 'disabled' | 'unavailable'
 
 /** Enforcement mode. */
 export type Mode = 'enforce' | 'observe'

@@ -1,5 +1,5 @@
 import type { Schema } from './errors'
-import type { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes, Verdict, Hook } from './code-lists'
+import type { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes, Verdict, Hook, Protocol } from './code-lists'
 
 export { dataplaneVerdictReasonCodes, controlPlaneAuthzErrorCodes } from './code-lists'
 
@@ -7,6 +7,7 @@ export type DataplaneVerdictReasonCode = (typeof dataplaneVerdictReasonCodes)[nu
 export type ControlPlaneAuthzErrorCode = (typeof controlPlaneAuthzErrorCodes)[number]
 export type DataplaneVerdict = Verdict
 export type DataplaneHook = Hook
+export type DataplaneProtocol = Protocol
 
 type OverlappingCodes = Extract<DataplaneVerdictReasonCode, ControlPlaneAuthzErrorCode>
 

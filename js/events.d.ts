@@ -1,6 +1,13 @@
 import type { ContractIssue, Schema } from './errors'
-import type { DataplaneHook } from './codes'
-import type { Protocol } from './code-lists'
+import type { DataplaneHook, DataplaneProtocol } from './codes'
+import type {
+  DataplaneAllowCode,
+  DataplaneDenyCode,
+  DataplaneObserveWouldAllowCode,
+  DataplaneObserveWouldBlockCode,
+} from './code-lists'
+
+export type { DataplaneAllowCode, DataplaneDenyCode } from './code-lists'
 
 /** Fields every DataplanePacketEvent may carry besides the code, verdict and would_block. */
 export type DataplanePacketEventFields = {
@@ -9,7 +16,8 @@ export type DataplanePacketEventFields = {
   /** cgroup v2 id as decimal text (a u64 does not fit a JavaScript number); no leading zeros. */
   cgroup_id?: string
   message?: string
-  protocol?: Protocol
+  /** `icmp`: an ICMP or ICMPv6 ping socket; `raw`, `packet`, `xdp`: a socket refused at creation (or a raw packet). */
+  protocol?: DataplaneProtocol
   /** Canonical IPv4 or IPv6 text (`10.0.0.1`, `2001:db8::1`, `::ffff:10.0.0.1`). */
   dst_ip?: string
   /** Integer 0..65535. */
@@ -30,31 +38,18 @@ export type DataplanePacketEventFields = {
   observed_at?: string
 }
 
-/** Codes whose verdict is `allow` and that carry no would_block. */
-export type DataplaneAllowCode =
-  | 'UNMANAGED_ALLOW'
-  | 'ALLOW_EXPLICIT'
-  | 'ALLOW_BROKER'
-  | 'ALLOW_DNS'
-  | 'ALLOW_DEGRADED_FAIL_OPEN'
-/** Codes whose verdict is `deny`. */
-export type DataplaneDenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED'
 /** Observe-mode codes: verdict `allow`, would_block required. */
-export type DataplaneObserveCode = 'OBSERVE_WOULD_ALLOW' | 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
+export type DataplaneObserveCode = DataplaneObserveWouldAllowCode | DataplaneObserveWouldBlockCode
 
 /**
  * A dataplane verdict event. Discriminated by `reason_code`: the verdict is the code's verdict, and
- * `would_block` exists exactly for the three observe codes (false for OBSERVE_WOULD_ALLOW, true otherwise).
+ * `would_block` exists exactly for the observe codes (false for OBSERVE_WOULD_ALLOW, true for the OBSERVE_WOULD_DENY_* codes).
  */
 export type DataplanePacketEvent =
   | (DataplanePacketEventFields & { reason_code: DataplaneAllowCode; verdict: 'allow'; would_block?: never })
   | (DataplanePacketEventFields & { reason_code: DataplaneDenyCode; verdict: 'deny'; would_block?: never })
-  | (DataplanePacketEventFields & { reason_code: 'OBSERVE_WOULD_ALLOW'; verdict: 'allow'; would_block: false })
-  | (DataplanePacketEventFields & {
-      reason_code: 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
-      verdict: 'allow'
-      would_block: true
-    })
+  | (DataplanePacketEventFields & { reason_code: DataplaneObserveWouldAllowCode; verdict: 'allow'; would_block: false })
+  | (DataplanePacketEventFields & { reason_code: DataplaneObserveWouldBlockCode; verdict: 'allow'; would_block: true })
 
 /**
  * The log record of an event: the same shape, keys in table order starting with `code_namespace`,

@@ -1,5 +1,14 @@
-import type { DataplaneVerdictReasonCode, DataplaneHook } from './codes'
-import type { FailMode, Mode, Protocol } from './code-lists'
+import type { DataplaneVerdictReasonCode, DataplaneHook, DataplaneProtocol } from './codes'
+import type {
+  DataplaneDenyCode,
+  DataplaneObserveWouldAllowCode,
+  DataplaneObserveWouldBlockCode,
+  FailMode,
+  Layer,
+  LayerState,
+  Mode,
+  SockAddrHook,
+} from './code-lists'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = Mode
@@ -27,6 +36,42 @@ export interface InterceptorOptions {
   globalMode?: DataplaneMode
   /** Events the user-space queue holds before counting drops in `droppedInQueue`. Default 65,536. */
   eventQueueCapacity?: number
+  /**
+   * Bypass layers not to attach (docs/threat-model.md); `status().layers` reports them as `disabled`, and an
+   * adopted state drops their pinned links. Default: every layer the kernel offers is attached.
+   */
+  disableLayers?: DataplaneLayer[]
+}
+
+/** A bypass layer (docs/threat-model.md). */
+export type DataplaneLayer = Layer
+/** `active`: attached; `disabled`: by `disableLayers` (`BROKER_EBPF_DISABLE_LAYERS`); `unavailable`: the kernel lacks it. */
+export type DataplaneLayerState = LayerState
+
+/** One bypass layer in `status().layers` (and the agent's GetStatus data): `reason` exactly when `unavailable`. */
+export type DataplaneLayerStatus =
+  | { layer: DataplaneLayer; state: 'active' | 'disabled'; reason?: never }
+  | {
+      layer: DataplaneLayer
+      state: 'unavailable'
+      /** What the kernel lacks. */
+      reason: string
+    }
+
+/** What the bypass layers refused since their counters were created (they are pinned). */
+export interface DataplaneLayerCounters {
+  /** Sockets refused at creation (enforce). */
+  socketsRefused: number
+  /** Sockets observe mode let through that enforce would have refused. */
+  socketsWouldRefuse: number
+  /** Packets the egress layer dropped (each with an event, or counted in `droppedInKernel`). */
+  packetsDropped: number
+  /** Packets observe mode let through that the egress layer would have dropped (one report per flow). */
+  packetsWouldDrop: number
+  /** Packets the egress layer judged against the policy (not covered by a valid socket mark). */
+  packetsJudged: number
+  /** Socket marks written by connect/sendmsg or egress verdicts. */
+  marksWritten: number
 }
 
 /**
@@ -65,7 +110,8 @@ export interface PolicySummary {
 }
 
 export interface DataplaneStatus {
-  attachedHooks: DataplaneHook[]
+  /** The four sock_addr hooks; the bypass layers are listed in `layers`. */
+  attachedHooks: SockAddrHook[]
   cgroupRoot: string
   pinDir: string
   /** The pinned state of an earlier loader was adopted instead of starting empty. */
@@ -87,20 +133,30 @@ export interface DataplaneStatus {
   eventsDelivered: number
   /** Heartbeat older than the grace period, or no policy loaded. */
   degraded: boolean
+  /** Every bypass layer, in a fixed order, with its state. */
+  layers: DataplaneLayerStatus[]
+  /** The layers in force (`state: 'active'`). */
+  activeLayers: DataplaneLayer[]
+  /** What the bypass layers refused since their counters were created (they are pinned). */
+  layerCounters: DataplaneLayerCounters
 }
 
-type ObserveCode = 'OBSERVE_WOULD_ALLOW' | 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
-type DenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED'
+type ObserveCode = DataplaneObserveWouldAllowCode | DataplaneObserveWouldBlockCode
+type DenyCode = DataplaneDenyCode
 
 interface InterceptorEventFields {
   code_namespace: 'dataplane_verdict'
   hook: DataplaneHook
   /** u64 as decimal text. */
   cgroup_id: string
-  protocol: Protocol
-  /** Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). */
-  dst_ip: string
-  dst_port: number
+  /** `icmp`: an ICMP or ICMPv6 ping socket; `raw`, `packet`, `xdp`: a socket refused at creation (or a raw packet). */
+  protocol: DataplaneProtocol
+  /**
+   * Canonical IPv4 or IPv6 text (an IPv4-mapped IPv6 destination stays `::ffff:a.b.c.d`). Absent, with
+   * `dst_port`, for a socket refused at creation (hooks `sock_create`, `socket_create_lsm`): it has none.
+   */
+  dst_ip?: string
+  dst_port?: number
   pid: number
   uid: number
   comm: string
@@ -116,12 +172,8 @@ interface InterceptorEventFields {
  * keys appear in SPEC order, and `would_block` exists exactly for the observe codes.
  */
 export type InterceptorPacketEvent =
-  | (InterceptorEventFields & { reason_code: 'OBSERVE_WOULD_ALLOW'; verdict: 'allow'; would_block: false })
-  | (InterceptorEventFields & {
-      reason_code: 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT'
-      verdict: 'allow'
-      would_block: true
-    })
+  | (InterceptorEventFields & { reason_code: DataplaneObserveWouldAllowCode; verdict: 'allow'; would_block: false })
+  | (InterceptorEventFields & { reason_code: DataplaneObserveWouldBlockCode; verdict: 'allow'; would_block: true })
   | (InterceptorEventFields & { reason_code: DenyCode; verdict: 'deny'; would_block?: never })
   | (InterceptorEventFields & {
       reason_code: Exclude<DataplaneVerdictReasonCode, ObserveCode | DenyCode>

@@ -70,6 +70,7 @@ const {
   flagsShift: FLAGS_SHIFT,
   hasRuleId: HAS_RULE_ID,
   hasWorkloadId: HAS_WORKLOAD_ID,
+  hasDestination: HAS_DESTINATION,
 } = tables.layout
 const NAMESPACE = tables.namespace
 const REASON = tables.reasonCodes
@@ -118,8 +119,10 @@ function decodePackedBatch(buf) {
     e.hook = HOOK[kinds & KIND_MASK]
     e.cgroup_id = strings[u32[w + W_CGROUP_ID]]
     e.protocol = PROTOCOL[(kinds >>> PROTOCOL_SHIFT) & KIND_MASK]
-    e.dst_ip = strings[u32[w + W_DST_IP]]
-    e.dst_port = u32[w + W_DST_PORT]
+    if (flags & HAS_DESTINATION) {
+      e.dst_ip = strings[u32[w + W_DST_IP]]
+      e.dst_port = u32[w + W_DST_PORT]
+    }
     e.pid = u32[w + W_PID]
     e.uid = u32[w + W_UID]
     e.comm = strings[u32[w + W_COMM]]

@@ -1,5 +1,5 @@
 import type { Schema } from './errors'
-import type { Protocol, RuleAction } from './code-lists'
+import type { RuleAction, RuleProtocol } from './code-lists'
 
 /** A broker endpoint: always TCP. `ip` is canonical IPv4 or IPv6 text (not IPv4-mapped IPv6). */
 export interface PolicyBrokerEndpoint {
@@ -23,8 +23,8 @@ export interface PolicyRule {
   cidr: string
   /** Non-empty, each 1..=65535, no duplicates; omit to match every port. */
   ports?: number[]
-  /** Omit to match TCP and UDP. */
-  protocol?: Protocol
+  /** Omit to match every protocol the hooks judge: TCP, UDP and ICMP ping sockets. */
+  protocol?: RuleProtocol
 }
 
 export interface PolicySampling {

@@ -58,8 +58,9 @@ pub struct JsDataplanePacketEvent {
     pub hook: &'static str,
     pub cgroup_id: String,
     pub protocol: &'static str,
-    pub dst_ip: String,
-    pub dst_port: u32,
+    /// Absent for a verdict on a call without destination (a socket refused at creation).
+    pub dst_ip: Option<String>,
+    pub dst_port: Option<u32>,
     pub pid: u32,
     pub uid: u32,
     pub comm: String,
@@ -92,8 +93,12 @@ impl ToNapiValue for JsDataplanePacketEvent {
         o.set("hook", e.hook)?;
         o.set("cgroup_id", e.cgroup_id)?;
         o.set("protocol", e.protocol)?;
-        o.set("dst_ip", e.dst_ip)?;
-        o.set("dst_port", e.dst_port)?;
+        if let Some(ip) = e.dst_ip {
+            o.set("dst_ip", ip)?;
+        }
+        if let Some(port) = e.dst_port {
+            o.set("dst_port", port)?;
+        }
         o.set("pid", e.pid)?;
         o.set("uid", e.uid)?;
         o.set("comm", e.comm)?;
@@ -125,8 +130,8 @@ fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
         hook: e.hook.as_str(),
         cgroup_id: e.cgroup_id.to_string(),
         protocol: e.protocol.as_str(),
-        dst_ip: e.dst_ip.to_string(),
-        dst_port: u32::from(e.dst_port),
+        dst_ip: e.dst_ip.map(|ip| ip.to_string()),
+        dst_port: e.dst_port.map(u32::from),
         pid: e.pid,
         uid: e.uid,
         comm: e.comm.clone(),
@@ -176,15 +181,18 @@ pub fn to_json(events: &[VerdictEvent]) -> String {
         }
         let _ = write!(
             out,
-            ",\"hook\":\"{}\",\"cgroup_id\":\"{}\",\"protocol\":\"{}\",\"dst_ip\":\"{}\",\"dst_port\":{},\"pid\":{},\"uid\":{},\"comm\":",
+            ",\"hook\":\"{}\",\"cgroup_id\":\"{}\",\"protocol\":\"{}\"",
             e.hook.as_str(),
             e.cgroup_id,
             e.protocol.as_str(),
-            e.dst_ip,
-            e.dst_port,
-            e.pid,
-            e.uid
         );
+        if let Some(ip) = e.dst_ip {
+            let _ = write!(out, ",\"dst_ip\":\"{ip}\"");
+        }
+        if let Some(port) = e.dst_port {
+            let _ = write!(out, ",\"dst_port\":{port}");
+        }
+        let _ = write!(out, ",\"pid\":{},\"uid\":{},\"comm\":", e.pid, e.uid);
         push_json_str(&mut out, &e.comm);
         if let Some(r) = &e.rule_id {
             out.push_str(",\"rule_id\":");
@@ -249,6 +257,9 @@ pub mod packed {
     pub const HAS_RULE_ID: u32 = 1;
     /// Flag bit: the event has a workload_id.
     pub const HAS_WORKLOAD_ID: u32 = 2;
+    /// Flag bit: the event has a destination (dst_ip and dst_port); [`DST_IP`] and [`DST_PORT`] are 0
+    /// otherwise (a socket refused at creation has none).
+    pub const HAS_DESTINATION: u32 = 4;
 }
 
 /// Interns the strings of one batch so a string repeated across events is decoded once in JavaScript.
@@ -292,18 +303,26 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         if e.workload_id.is_some() {
             flags |= HAS_WORKLOAD_ID;
         }
+        if e.dst_ip.is_some() {
+            flags |= HAS_DESTINATION;
+        }
         scratch.clear();
         {
             use std::fmt::Write;
             let _ = write!(scratch, "{}", e.cgroup_id);
         }
         let cgroup = strings.intern(&scratch);
-        scratch.clear();
-        {
-            use std::fmt::Write;
-            let _ = write!(scratch, "{}", e.dst_ip);
-        }
-        let dst = strings.intern(&scratch);
+        let dst = match e.dst_ip {
+            Some(ip) => {
+                scratch.clear();
+                {
+                    use std::fmt::Write;
+                    let _ = write!(scratch, "{ip}");
+                }
+                strings.intern(&scratch)
+            }
+            None => 0,
+        };
         let comm = strings.intern(&e.comm);
         let rule = e.rule_id.as_deref().map_or(0, |r| strings.intern(r));
         let workload = e.workload_id.as_deref().map_or(0, |w| strings.intern(w));
@@ -315,7 +334,7 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
             | (flags << FLAGS_SHIFT);
         record[CGROUP_ID] = cgroup;
         record[DST_IP] = dst;
-        record[DST_PORT] = u32::from(e.dst_port);
+        record[DST_PORT] = u32::from(e.dst_port.unwrap_or(0));
         record[PID] = e.pid;
         record[UID] = e.uid;
         record[COMM] = comm;
@@ -365,6 +384,7 @@ pub struct PackedLayout {
     pub flags_shift: u32,
     pub has_rule_id: u32,
     pub has_workload_id: u32,
+    pub has_destination: u32,
 }
 
 /// What `js/interceptor.js` needs to decode a packed batch: the layout, and tables indexed by the numeric
@@ -426,6 +446,7 @@ pub fn packed_event_tables() -> PackedEventTables {
             flags_shift: packed::FLAGS_SHIFT,
             has_rule_id: packed::HAS_RULE_ID,
             has_workload_id: packed::HAS_WORKLOAD_ID,
+            has_destination: packed::HAS_DESTINATION,
         },
         namespace: DATAPLANE_NAMESPACE,
         reason_codes: by_value(codes().map(|(v, c)| (v, c.as_str()))),
@@ -476,8 +497,8 @@ pub fn synthetic_events(count: usize) -> Vec<VerdictEvent> {
                 } else {
                     Protocol::Udp
                 },
-                dst_ip,
-                dst_port: 443,
+                dst_ip: (i % 13 != 12).then_some(dst_ip),
+                dst_port: (i % 13 != 12).then_some(443),
                 reason,
                 rule_id: (i % 5 != 0).then(|| format!("egress-rule-{}", i % 100)),
                 policy_generation: 7,
@@ -523,14 +544,15 @@ mod tests {
 
     #[test]
     fn json_batch_keeps_spec_key_order_and_omits_absent_keys() {
-        let events = synthetic_events(10);
+        // 13 events: the last one has no destination (a refused socket).
+        let events = synthetic_events(13);
         let text = to_json(&events);
         let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
             match serde_json::from_str(&text) {
                 Ok(v) => v,
                 Err(e) => panic!("batch is not JSON: {e}: {text}"),
             };
-        assert_eq!(parsed.len(), 10);
+        assert_eq!(parsed.len(), 13);
         // serde_json's Map sorts keys, so read the order from the text itself: every `"key":` token of each
         // object (the synthetic strings contain no braces, quotes or colons).
         let key_orders: Vec<Vec<&str>> = text
@@ -546,7 +568,7 @@ mod tests {
                     .collect()
             })
             .collect();
-        assert_eq!(key_orders.len(), 10);
+        assert_eq!(key_orders.len(), 13);
         // Every key of the table but `message`, which the dataplane never sets.
         let order: Vec<&str> = EVENT_KEYS.into_iter().filter(|k| *k != "message").collect();
         for ((obj, keys), e) in parsed.iter().zip(&key_orders).zip(&events) {
@@ -557,6 +579,7 @@ mod tests {
                     "would_block" => e.reason.would_block().is_some(),
                     "rule_id" => e.rule_id.is_some(),
                     "workload_id" => e.workload_id.is_some(),
+                    "dst_ip" | "dst_port" => e.dst_ip.is_some(),
                     _ => true,
                 })
                 .collect();
@@ -602,8 +625,17 @@ mod tests {
             assert_eq!(w(KINDS) & KIND_MASK, e.hook as u32);
             assert_eq!((w(KINDS) >> PROTOCOL_SHIFT) & KIND_MASK, e.protocol as u32);
             assert_eq!(string(w(CGROUP_ID)), e.cgroup_id.to_string());
-            assert_eq!(string(w(DST_IP)), e.dst_ip.to_string());
-            assert_eq!(w(DST_PORT), u32::from(e.dst_port));
+            assert_eq!(
+                (w(KINDS) >> FLAGS_SHIFT) & HAS_DESTINATION != 0,
+                e.dst_ip.is_some()
+            );
+            match e.dst_ip {
+                Some(ip) => {
+                    assert_eq!(string(w(DST_IP)), ip.to_string());
+                    assert_eq!(Some(w(DST_PORT) as u16), e.dst_port);
+                }
+                None => assert_eq!((w(DST_IP), w(DST_PORT)), (0, 0)),
+            }
             assert_eq!((w(PID), w(UID)), (e.pid, e.uid));
             assert_eq!(string(w(COMM)), e.comm);
             let flags = w(KINDS) >> FLAGS_SHIFT;

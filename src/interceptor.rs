@@ -24,6 +24,7 @@ use crate::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
 use crate::issues::to_js_issues;
 use interceptor_ebpf_core::contract::cgroup::{parse_interceptor_target, TargetKind};
 use interceptor_ebpf_core::contract::json_reader::parse_literal;
+use interceptor_ebpf_core::contract::layer::active_layers;
 use interceptor_ebpf_core::contract::load_options::{
     parse_close_options, parse_events_options, parse_load_options, MAX_EVENT_BATCH,
 };
@@ -157,6 +158,32 @@ pub struct JsDataplaneStatus {
     pub dropped_in_queue: f64,
     pub events_delivered: f64,
     pub degraded: bool,
+    /// Every bypass layer by name (`sock_create`, `socket_create_lsm`, ...) with its state.
+    pub layers: Vec<JsLayerStatus>,
+    /// Names of the layers in force.
+    pub active_layers: Vec<String>,
+    pub layer_counters: JsLayerCounters,
+}
+
+/// One bypass layer in `status().layers`.
+#[napi(object)]
+pub struct JsLayerStatus {
+    pub layer: String,
+    /// `active`, `disabled` or `unavailable`.
+    pub state: String,
+    /// Why the layer is unavailable on this kernel.
+    pub reason: Option<String>,
+}
+
+/// `status().layerCounters`.
+#[napi(object)]
+pub struct JsLayerCounters {
+    pub sockets_refused: f64,
+    pub sockets_would_refuse: f64,
+    pub packets_dropped: f64,
+    pub packets_would_drop: f64,
+    pub packets_judged: f64,
+    pub marks_written: f64,
 }
 
 fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
@@ -181,6 +208,27 @@ fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
         dropped_in_queue: s.dropped_in_queue as f64,
         events_delivered: delivered as f64,
         degraded: s.degraded,
+        active_layers: active_layers(&s.layers)
+            .into_iter()
+            .map(|l| l.as_str().to_owned())
+            .collect(),
+        layers: s
+            .layers
+            .iter()
+            .map(|l| JsLayerStatus {
+                layer: l.layer.as_str().to_owned(),
+                state: l.state.as_str().to_owned(),
+                reason: l.state.reason().map(str::to_owned),
+            })
+            .collect(),
+        layer_counters: JsLayerCounters {
+            sockets_refused: s.layer_counters.sockets_refused as f64,
+            sockets_would_refuse: s.layer_counters.sockets_would_refuse as f64,
+            packets_dropped: s.layer_counters.packets_dropped as f64,
+            packets_would_drop: s.layer_counters.packets_would_drop as f64,
+            packets_judged: s.layer_counters.packets_judged as f64,
+            marks_written: s.layer_counters.marks_written as f64,
+        },
     }
 }
 

@@ -12,8 +12,8 @@
 //! - ReplacePolicySnapshot of 10,000 rules, end to end through the protocol client (request serialized from
 //!   the typed snapshot, sent, parsed and applied by the agent, reply parsed): p50 and max per snapshot;
 //!   the baselines: the same bytes to the echo server, and the typed snapshot applied in-process by
-//!   `Dataplane::replace_policy` (the dataplane's own cost). Snapshots are spaced by the dataplane's slot
-//!   quiesce interval (see `quiesce`).
+//!   `Dataplane::replace_policy` (the dataplane's own cost). Snapshots are spaced 100 ms apart, past the
+//!   RCU grace period a replacement may wait for (see `quiesce`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
@@ -177,11 +177,11 @@ fn snapshot_in_process(dp: &dataplane::Dataplane, s: &PolicySnapshot, n: usize) 
         .collect()
 }
 
-/// The dataplane leaves the slot it just retired untouched for `SLOT_QUIESCE_INTERVAL` (100 ms) after a flip, so
-/// back-to-back replacements are throttled to one per interval by design. Each measured snapshot therefore
-/// starts after that interval (plus a margin), as an operator's snapshot does: the wait is not measured.
+/// After a flip the dataplane rewrites the slot it retired only once an RCU grace period has passed (waited in
+/// the background, milliseconds), so a replacement right behind another one first waits for that. Each measured
+/// snapshot starts well after it, as an operator's snapshot does: the wait is not measured.
 fn quiesce() {
-    std::thread::sleep(dataplane::SLOT_QUIESCE_INTERVAL + Duration::from_millis(50));
+    std::thread::sleep(Duration::from_millis(100));
 }
 
 /// The agent: typed request through the protocol client. Returns per-snapshot durations.

@@ -22,6 +22,10 @@ fn main() {
     build_bpf(&root, &out_dir);
     generate_abi_constants(
         &root.join("bpf/dataplane_abi.h"),
+        &[
+            root.join("bpf/dataplane_abi.h"),
+            root.join("bpf/policy_lookup.h"),
+        ],
         &out_dir.join("dataplane_abi.rs"),
     );
 }
@@ -48,6 +52,12 @@ fn build_bpf(root: &Path, out_dir: &Path) {
         root,
         &root.join("bpf/dataplane.bpf.c"),
         &out_dir.join("dataplane.bpf.o"),
+    );
+    // Feature probes of the bypass layers (src/dataplane/layers.rs).
+    compile(
+        root,
+        &root.join("bpf/probes.bpf.c"),
+        &out_dir.join("probes.bpf.o"),
     );
     // A program the verifier rejects: the fixture of the verifier-log test.
     compile(
@@ -77,8 +87,23 @@ fn compile(root: &Path, src: &Path, out: &Path) {
     }
 }
 
-/// Turns every `#define DP_<NAME> <integer>` of the ABI header into `pub const DP_<NAME>: u64`.
-fn generate_abi_constants(header: &Path, out: &Path) {
+/// FNV-1a (64 bit) of the files' bytes, in order: the layout fingerprint a pinned state must match to be adopted.
+fn fingerprint(files: &[PathBuf]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for file in files {
+        let bytes =
+            fs::read(file).unwrap_or_else(|e| panic!("cannot read {}: {e}", file.display()));
+        for b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// Turns every `#define DP_<NAME> <integer>` of the ABI header into `pub const DP_<NAME>: u64`, and adds
+/// `DP_ABI_FINGERPRINT`, derived from the files that define the pinned maps' layout and meaning.
+fn generate_abi_constants(header: &Path, layout_files: &[PathBuf], out: &Path) {
     let text = fs::read_to_string(header)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", header.display()));
     let mut rust =
@@ -99,5 +124,9 @@ fn generate_abi_constants(header: &Path, out: &Path) {
         });
         rust.push_str(&format!("pub const {name}: u64 = {value};\n"));
     }
+    rust.push_str(&format!(
+        "pub const DP_ABI_FINGERPRINT: u64 = {:#018x};\n",
+        fingerprint(layout_files)
+    ));
     fs::write(out, rust).unwrap_or_else(|e| panic!("cannot write {}: {e}", out.display()));
 }

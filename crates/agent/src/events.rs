@@ -14,8 +14,9 @@ pub fn packet_event(e: &VerdictEvent) -> DataplanePacketEvent {
         cgroup_id: Some(e.cgroup_id),
         message: None,
         protocol: Some(e.protocol),
-        dst_ip: Some(e.dst_ip),
-        dst_port: Some(e.dst_port),
+        // A socket refused at creation has no destination: both keys are left out, as in the Node API.
+        dst_ip: e.dst_ip,
+        dst_port: e.dst_port,
         pid: Some(e.pid),
         uid: Some(e.uid),
         // The dataplane cuts a comm to 16 bytes of UTF-8 (`Comm::from_kernel_bytes`), so it always fits.
@@ -59,8 +60,8 @@ mod tests {
             comm: "curl".into(),
             hook: Hook::Connect4,
             protocol: Protocol::Tcp,
-            dst_ip: "192.0.2.1".parse().expect("ip"),
-            dst_port: 443,
+            dst_ip: Some("192.0.2.1".parse().expect("ip")),
+            dst_port: Some(443),
             reason: DataplaneReasonCode::DenyExplicit,
             rule_id: Some("block-all".into()),
             policy_generation: 3,

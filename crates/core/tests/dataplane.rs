@@ -56,7 +56,7 @@ fn loads_attaches_and_detach_removes_every_pin() {
     let env = TestEnv::new("load");
     let dp = env.load();
     let st = dp.status().expect("status");
-    assert_eq!(st.attached_hooks, Hook::ALL.to_vec());
+    assert_eq!(st.attached_hooks, Hook::SOCK_ADDR.to_vec());
     assert!(!st.adopted);
     assert!(st.degraded, "no policy loaded yet");
     assert_eq!(st.generation, 0);
@@ -164,12 +164,12 @@ impl World {
             (Probe::UdpSendto, Some(v4)) => (false, std::net::IpAddr::V4(v4)),
             _ => (sa(dst).is_ipv6(), sa(dst).ip()),
         };
-        assert_eq!(ev.dst_ip, want_ip);
-        assert_eq!(ev.dst_port, sa(dst).port());
-        let proto = if kind == Probe::TcpConnect {
-            Protocol::Tcp
-        } else {
-            Protocol::Udp
+        assert_eq!(ev.dst_ip, Some(want_ip));
+        assert_eq!(ev.dst_port, Some(sa(dst).port()));
+        let proto = match kind {
+            Probe::TcpConnect => Protocol::Tcp,
+            Probe::UdpConnect | Probe::UdpSendto => Protocol::Udp,
+            Probe::PingConnect => Protocol::Icmp,
         };
         assert_eq!(ev.protocol, proto);
         let hook = match (kind, v6) {
@@ -522,7 +522,7 @@ fn ipv6_and_ipv4_mapped_destinations() {
     assert_eq!(ev.rule_id.as_deref(), Some("allow-10-1"));
     assert_eq!(
         ev.dst_ip,
-        "::ffff:10.1.2.3".parse::<std::net::IpAddr>().expect("ip")
+        Some("::ffff:10.1.2.3".parse::<std::net::IpAddr>().expect("ip"))
     );
     let ev = w.expect(
         &rt,
@@ -703,20 +703,10 @@ fn allow_sampling_never_hides_denies() {
     assert_eq!(st.dropped_in_queue, 0);
 }
 
-#[test]
-fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
-    // A worker thread drains the ring buffer while the connect loop runs.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let Some(mut w) = World::new("atomic", &rt, |o| o.ring_buffer_bytes = 4 << 20) else {
-        return;
-    };
-    let wl = w.wl.clone();
-    // Two policies giving different verdicts for 10.9.0.1:80, each with a different rule count and ids, so an
-    // event mixing them (reason of one, rule id or generation of the other) is detectable.
+/// Two policies that judge 10.9.0.1:80 (TCP) differently and are laid out differently in the maps (other prefix
+/// lengths, an inline group against an overflow group, other rule indexes and ids), so a verdict that read
+/// anything of the other generation shows up in its reason, rule id or errno.
+fn alternating_policies() -> (PolicySnapshot, PolicySnapshot) {
     let a = snapshot(vec![
         rule("a-deny-8", RuleAction::Deny, "10.0.0.0/8", &[], None),
         rule(
@@ -730,64 +720,121 @@ fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
     let b = snapshot(vec![
         rule("b-allow-8", RuleAction::Allow, "10.0.0.0/8", &[], None),
         rule("b-filler", RuleAction::Allow, "10.9.1.0/24", &[], None),
+        rule(
+            "b-allow-other-ports",
+            RuleAction::Allow,
+            "10.9.0.0/16",
+            &[1, 3, 5, 7, 9],
+            None,
+        ),
         rule("b-deny", RuleAction::Deny, "10.9.0.0/16", &[80, 81], None),
     ]);
-    const CONNECTS: usize = 30_000;
+    (a, b)
+}
+
+/// Replaces the policy `flips` times, alternating two policies, while a child connects in a loop; between two
+/// replacements it waits until the child has completed `between` more connects, so every generation judges
+/// connects whatever the machine's speed. Then checks every connect's errno and event against the generation
+/// the event names: no verdict mixes two generations, none is lost, and generations never go back.
+fn atomic_replacements(tag: &str, flips: usize, between: usize) {
+    // A worker thread drains the ring buffer while the connect loop runs.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let Some(w) = World::new(tag, &rt, |o| {
+        o.ring_buffer_bytes = 16 << 20;
+        o.event_queue_capacity = 1 << 20;
+    }) else {
+        return;
+    };
+    let (a, b) = alternating_policies();
     let first = w.dp.replace_policy(&a).expect("policy a").generation;
-    let dp = &w.dp;
-    let netns = &w.env.netns;
-    let (pid, errnos, generations) = std::thread::scope(|s| {
-        let looper = s.spawn(|| support::probe_loop(&wl, netns, sa("10.9.0.1:80"), CONNECTS));
-        let mut generations = vec![(first, true)];
-        let mut use_b = true;
-        while !looper.is_finished() {
-            let g = dp
-                .replace_policy(if use_b { &b } else { &a })
+    let mut generations = vec![(first, true)];
+    let looper = support::ConnectLoop::start(&w.wl, &w.env.netns, sa("10.9.0.1:80"));
+    let pid = looper.pid;
+    // Every event of the child, collected as it comes (the queue and the ring buffer stay short).
+    let mut rx = w.rx;
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done_c = done.clone();
+    let collector = rt.spawn(async move {
+        let mut out = Vec::new();
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), rx.recv_batch(8192)).await {
+                Ok(Some(batch)) => out.extend(batch.into_iter().filter(|e| e.pid == pid)),
+                Ok(None) => break,
+                Err(_) if done_c.load(std::sync::atomic::Ordering::SeqCst) => break,
+                Err(_) => {}
+            }
+        }
+        out
+    });
+    let started = std::time::Instant::now();
+    let patience = Duration::from_secs(30);
+    for i in 0..flips {
+        // Of the connects returning from here on, all but the one in flight started after the previous
+        // replacement returned: `between` of them are judged by its generation alone.
+        looper.wait_for(looper.progress() + between + 1, patience);
+        let use_b = i % 2 == 0;
+        let g =
+            w.dp.replace_policy(if use_b { &b } else { &a })
                 .expect("replace")
                 .generation;
-            generations.push((g, !use_b));
-            use_b = !use_b;
-        }
-        let (pid, errnos) = looper.join().expect("looper");
-        (pid, errnos, generations)
-    });
-    assert!(
-        generations.len() >= 3,
-        "the loop must overlap several replacements: {generations:?}"
-    );
-    let events = rt.block_on(support::events_for(
-        &mut w.rx,
-        pid,
-        errnos.len(),
-        Duration::from_secs(5),
-    ));
+        generations.push((g, !use_b));
+    }
+    let replacing = started.elapsed();
+    looper.wait_for(looper.progress() + between + 1, patience);
+    let errnos = looper.stop();
+    // The collector stops once the queue stays empty after the last event arrived.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while w.dp.status().expect("status").events_emitted < errnos.len() as u64 {
+        assert!(std::time::Instant::now() < deadline, "events not emitted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let events = rt.block_on(collector).expect("collector");
+
     assert_eq!(events.len(), errnos.len(), "one event per connect");
-    let mut seen_a = 0;
-    let mut seen_b = 0;
+    let mut judged: std::collections::BTreeMap<u64, usize> = Default::default();
+    let mut last_generation = 0;
     for (i, (ev, errno)) in events.iter().zip(&errnos).enumerate() {
         let is_a = generations
             .iter()
             .find(|(g, _)| *g == ev.policy_generation)
-            .unwrap_or_else(|| panic!("event {i} has unknown generation: {ev:?}"))
+            .unwrap_or_else(|| panic!("event {i} has an unknown generation: {ev:?}"))
             .1;
+        let got = (ev.reason, ev.rule_id.as_deref(), *errno);
         if is_a {
-            seen_a += 1;
             assert_eq!(
-                (ev.reason, ev.rule_id.as_deref(), *errno),
-                (R::AllowExplicit, Some("a-allow"), ECONNREFUSED)
+                got,
+                (R::AllowExplicit, Some("a-allow"), ECONNREFUSED),
+                "event {i}: {ev:?}"
             );
         } else {
-            seen_b += 1;
             assert_eq!(
-                (ev.reason, ev.rule_id.as_deref(), *errno),
-                (R::DenyExplicit, Some("b-deny"), EPERM)
+                got,
+                (R::DenyExplicit, Some("b-deny"), EPERM),
+                "event {i}: {ev:?}"
             );
         }
+        assert!(
+            ev.policy_generation >= last_generation,
+            "connect {i} was judged by generation {} after one judged by {last_generation}",
+            ev.policy_generation
+        );
+        last_generation = ev.policy_generation;
+        *judged.entry(ev.policy_generation).or_default() += 1;
     }
-    assert!(
-        seen_a > 0 && seen_b > 0,
-        "both generations judged connects: a={seen_a} b={seen_b}"
-    );
+    // Every replacement took effect while the child was connecting, and each generation judged connects.
+    for (g, _) in &generations {
+        assert!(
+            judged.get(g).copied().unwrap_or(0) >= between,
+            "generation {g} judged {:?} connects (want >= {between}): {judged:?}",
+            judged.get(g)
+        );
+    }
     let st = w.dp.status().expect("status");
     assert_eq!(
         (st.dropped_in_kernel, st.dropped_in_queue),
@@ -795,9 +842,30 @@ fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
         "every event was delivered"
     );
     eprintln!(
-        "{CONNECTS} connects across {} generations: a={seen_a} b={seen_b}",
+        "{tag}: {flips} replacements in {replacing:?} while {} connects ran across {} generations, 0 mixed verdicts",
+        errnos.len(),
         generations.len()
     );
+}
+
+#[test]
+fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
+    atomic_replacements("atomic", 40, 20);
+}
+
+/// The soak of 1,000 back-to-back replacements (no quiesce floor: each waits only for the RCU grace period of
+/// the previous flip). The old 100 ms floor would have needed at least 100 s.
+#[test]
+fn a_thousand_replacements_while_a_workload_connects_judge_no_connect_by_a_mix() {
+    let started = std::time::Instant::now();
+    atomic_replacements("soak", 1_000, 2);
+    if support::skip_reason().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "1,000 replacements took {:?}",
+            started.elapsed()
+        );
+    }
 }
 
 #[test]
@@ -833,7 +901,7 @@ fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
     let dp = env.load();
     let st = dp.status().expect("status");
     assert!(st.adopted);
-    assert_eq!(st.attached_hooks, Hook::ALL.to_vec());
+    assert_eq!(st.attached_hooks, Hook::SOCK_ADDR.to_vec());
     assert_eq!(st.generation, summary.generation);
     assert_eq!(
         (u64::from(st.ipv4_rules), u64::from(st.ipv6_rules)),
@@ -851,19 +919,19 @@ fn enforcement_survives_the_loader_and_a_new_loader_adopts_it() {
         let _g = rt.enter();
         dp.subscribe().expect("subscribe")
     };
-    assert!(matches!(
-        {
-            let _g = rt.enter();
-            dp.subscribe()
-        },
-        Err(interceptor_ebpf_core::dataplane::DataplaneError::AlreadySubscribed)
-    ));
+    // A second subscriber gets its own stream of every event (outside the runtime too: the reader runs).
+    let mut rx2 = dp.subscribe().expect("second subscriber");
     let r = probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80"));
     assert_eq!(r.errno, EPERM);
     let mut backlog = Vec::new();
     let ev = rt
         .block_on(support::event_for(&mut rx, &mut backlog, r.pid))
         .expect("event");
+    let ev2 = rt
+        .block_on(support::event_for(&mut rx2, &mut Vec::new(), r.pid))
+        .expect("the second subscriber sees the event too");
+    assert_eq!(ev2, ev);
+    drop(rx2);
     assert_eq!(ev.reason, R::DenyExplicit);
     assert_eq!(ev.rule_id.as_deref(), Some("deny-10"));
     assert_eq!(ev.workload_id.as_deref(), Some("wl-adopt"));
@@ -1007,5 +1075,164 @@ fn ring_buffer_and_queue_overflow_are_counted_not_buffered() {
     assert!(
         got <= 16 && st.dropped_in_queue > 0,
         "queue bounded: got {got}, {st:?}"
+    );
+}
+
+fn adopt_error(
+    result: Result<Dataplane, interceptor_ebpf_core::dataplane::DataplaneError>,
+) -> String {
+    match result {
+        Err(e @ interceptor_ebpf_core::dataplane::DataplaneError::Adopt { .. }) => e.to_string(),
+        Err(other) => panic!("expected an adoption refusal, got {other}"),
+        Ok(_) => panic!("expected an adoption refusal, the state was adopted"),
+    }
+}
+
+/// Rewrites the layout fingerprint of the pinned dp_config (bytes 32..40), as another build would have left it.
+fn set_pinned_fingerprint(pin_dir: &std::path::Path, fingerprint: u64) -> u64 {
+    let data = aya::maps::MapData::from_pin(pin_dir.join("dp_config")).expect("dp_config pin");
+    let mut config: aya::maps::Array<_, [u8; 40]> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 40-byte values");
+    let mut value = config.get(&0, 0).expect("dp_config[0]");
+    let mut old = [0u8; 8];
+    old.copy_from_slice(&value[32..40]);
+    value[32..40].copy_from_slice(&fingerprint.to_ne_bytes());
+    config.set(0, value, 0).expect("write dp_config[0]");
+    u64::from_ne_bytes(old)
+}
+
+#[test]
+fn adoption_refuses_a_pinned_state_of_another_layout_and_changes_nothing() {
+    if support::skip("adoption_layout") {
+        return;
+    }
+    let mut env = TestEnv::new("adopt-layout");
+    let (wl, _) = env.cgroup.child("wl");
+    {
+        let dp = env.load();
+        dp.upsert_managed_cgroup(&CgroupRef::Path(wl.clone()), None, Some("wl"))
+            .expect("upsert");
+        dp.replace_policy(&snapshot(base_rules())).expect("policy");
+    }
+    let pins_before = support::listing(&env.pins.path);
+    let ours = set_pinned_fingerprint(&env.pins.path, 0x0123_4567_89ab_cdef);
+    let msg = adopt_error(Dataplane::load(env.options()));
+    assert!(
+        msg.contains("another map layout") && msg.contains("0x0123456789abcdef"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("detach") && msg.contains("rm -r"),
+        "says how to recover: {msg}"
+    );
+    // Nothing was adopted, created or detached: the pinned dataplane keeps enforcing.
+    assert_eq!(support::listing(&env.pins.path), pins_before);
+    assert_eq!(
+        probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80")).errno,
+        EPERM
+    );
+    // A state pinned before layouts carried a fingerprint.
+    set_pinned_fingerprint(&env.pins.path, 0);
+    let msg = adopt_error(Dataplane::load(env.options()));
+    assert!(msg.contains("no layout fingerprint"), "{msg}");
+    // The matching build adopts it.
+    set_pinned_fingerprint(&env.pins.path, ours);
+    let dp = env.load();
+    assert!(dp.status().expect("status").adopted);
+    dp.close(true).expect("detach");
+
+    // A dp_config of another size (the 32-byte one of the first layout), and a pin dir with leftovers only.
+    std::fs::create_dir_all(&env.pins.path).expect("pin dir");
+    support::pin_array_map(&env.pins.path.join("dp_config"), 32);
+    let msg = adopt_error(Dataplane::load(env.options()));
+    assert!(msg.contains("dp_config holds 32 bytes"), "{msg}");
+    std::fs::remove_file(env.pins.path.join("dp_config")).expect("unpin");
+    support::pin_array_map(&env.pins.path.join("dp_groups4"), 56);
+    let msg = adopt_error(Dataplane::load(env.options()));
+    assert!(msg.contains("no dp_config"), "{msg}");
+    assert_eq!(support::listing(&env.pins.path), vec!["dp_groups4"]);
+}
+
+#[test]
+fn adoption_refuses_links_attached_to_another_cgroup_root() {
+    if support::skip("adoption_root") {
+        return;
+    }
+    let mut env = TestEnv::new("adopt-root");
+    let (root_a, _) = env.cgroup.child("a");
+    let (wl, _) = env.cgroup.child("a/wl");
+    let (root_b, _) = env.cgroup.child("b");
+    let on = |root: &std::path::Path| interceptor_ebpf_core::dataplane::DataplaneOptions {
+        cgroup_root: Some(root.to_path_buf()),
+        ..env.options()
+    };
+    {
+        let dp = Dataplane::load(on(&root_a)).expect("load on a");
+        dp.upsert_managed_cgroup(&CgroupRef::Path(wl.clone()), None, None)
+            .expect("upsert");
+        dp.replace_policy(&snapshot(base_rules())).expect("policy");
+    }
+    let pins_before = support::listing(&env.pins.path);
+    let msg = adopt_error(Dataplane::load(on(&root_b)));
+    assert!(
+        msg.contains(&format!("attached to cgroup {}", root_a.display()))
+            && msg.contains(&root_b.display().to_string()),
+        "{msg}"
+    );
+    assert!(msg.contains("detach"), "says how to recover: {msg}");
+    assert_eq!(support::listing(&env.pins.path), pins_before);
+    assert_eq!(
+        probe(&wl, &env.netns, Probe::TcpConnect, sa("10.9.0.1:80")).errno,
+        EPERM,
+        "still enforced on a"
+    );
+    let dp = Dataplane::load(on(&root_a)).expect("adopt on a");
+    assert!(dp.status().expect("status").adopted);
+    dp.close(true).expect("detach");
+}
+
+#[test]
+fn icmp_ping_sockets_are_judged_and_reported_as_icmp() {
+    let rt = rt();
+    let Some(mut w) = World::new("icmp", &rt, |_| {}) else {
+        return;
+    };
+    let wl = w.wl.clone();
+    w.dp.replace_policy(&snapshot(base_rules()))
+        .expect("policy");
+    // A rule without protocol covers ping sockets; tcp- or udp-only rules do not.
+    let ev = w.expect(&rt, &wl, Probe::PingConnect, "10.9.0.1:0", R::DenyExplicit);
+    assert_eq!(ev.rule_id.as_deref(), Some("deny-10"));
+    w.expect(&rt, &wl, Probe::PingConnect, "10.1.0.1:0", R::AllowExplicit);
+    w.expect(&rt, &wl, Probe::PingConnect, "10.3.0.1:0", R::DenyExplicit);
+    w.expect(
+        &rt,
+        &wl,
+        Probe::PingConnect,
+        "198.51.100.1:0",
+        R::DenyDefault,
+    );
+    // ICMPv6 ping sockets are reported as icmp as well.
+    w.expect(
+        &rt,
+        &wl,
+        Probe::PingConnect,
+        "[2001:db8::1]:0",
+        R::AllowExplicit,
+    );
+    w.expect(
+        &rt,
+        &wl,
+        Probe::PingConnect,
+        "[2001:db8:1::1]:0",
+        R::DenyExplicit,
+    );
+    // A DNS endpoint is udp and tcp only.
+    w.expect(
+        &rt,
+        &wl,
+        Probe::PingConnect,
+        "10.0.0.53:53",
+        R::DenyExplicit,
     );
 }

@@ -8,8 +8,9 @@
 use super::config::Environment;
 use super::control_protocol::{Command, HealthStatus};
 use super::hook::{Hook, Protocol};
+use super::layer::{Layer, LayerStateName};
 use super::modes::{FailMode, Mode};
-use super::policy::RuleAction;
+use super::policy::{RuleAction, RuleProtocol};
 use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode, Verdict};
 use super::wire_literal::{alternatives, WireLiteral};
 
@@ -76,6 +77,15 @@ pub fn render_ts_code_lists() -> String {
     fn union<T: WireLiteral>() -> String {
         alternatives::<T>(|s| format!("'{s}'"), " | ")
     }
+    // The reason codes by what an event with the code must carry: the arms of the event's union type.
+    let codes = |verdict: Verdict, would_block: Option<bool>| {
+        DataplaneReasonCode::ALL
+            .iter()
+            .filter(|c| c.verdict() == verdict && c.would_block() == would_block)
+            .map(|c| format!("'{}'", c.as_str()))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    };
     for (name, doc, values) in [
         (
             "Verdict",
@@ -83,14 +93,58 @@ pub fn render_ts_code_lists() -> String {
             union::<Verdict>(),
         ),
         (
+            "DataplaneAllowCode",
+            "Dataplane codes whose verdict is `allow` and that carry no would_block.",
+            codes(Verdict::Allow, None),
+        ),
+        (
+            "DataplaneDenyCode",
+            "Dataplane codes whose verdict is `deny`.",
+            codes(Verdict::Deny, None),
+        ),
+        (
+            "DataplaneObserveWouldAllowCode",
+            "Observe-mode codes with verdict `allow` and would_block `false`.",
+            codes(Verdict::Allow, Some(false)),
+        ),
+        (
+            "DataplaneObserveWouldBlockCode",
+            "Observe-mode codes with verdict `allow` and would_block `true`: enforce would have refused.",
+            codes(Verdict::Allow, Some(true)),
+        ),
+        (
             "Hook",
-            "The cgroup sock_addr hooks the dataplane attaches to.",
+            "Where a verdict was made: the four cgroup sock_addr hooks, then the bypass layers' hooks.",
             union::<Hook>(),
         ),
         (
+            "SockAddrHook",
+            "The four cgroup sock_addr hooks that judge `connect()` and UDP `sendmsg()` (`attachedHooks`).",
+            Hook::SOCK_ADDR
+                .iter()
+                .map(|h| format!("'{}'", h.as_str()))
+                .collect::<Vec<_>>()
+                .join(" | "),
+        ),
+        (
             "Protocol",
-            "The transport protocols the dataplane judges.",
+            "The transport of a judged call, socket or packet.",
             union::<Protocol>(),
+        ),
+        (
+            "RuleProtocol",
+            "The protocols a policy rule may name (a rule without one covers every protocol the hooks judge).",
+            union::<RuleProtocol>(),
+        ),
+        (
+            "Layer",
+            "The bypass layers (docs/threat-model.md).",
+            union::<Layer>(),
+        ),
+        (
+            "LayerState",
+            "A bypass layer's state: attached, disabled by the options, or unavailable on this kernel.",
+            union::<LayerStateName>(),
         ),
         ("Mode", "Enforcement mode.", union::<Mode>()),
         (

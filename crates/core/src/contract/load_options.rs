@@ -11,6 +11,8 @@
 //! - `ringBufferBytes`: a power of two, a multiple of the page size, at most 1 GiB ([`ring_buffer_rule`]).
 //! - `eventQueueCapacity`: 1..=16,777,216 events ([`event_queue_rule`]).
 //! - `failMode`, `globalMode`: their literal lists.
+//! - `disableLayers`: names of [`Layer::ALL`] (an array in the Node API, a comma list in the agent's
+//!   `BROKER_EBPF_DISABLE_LAYERS`, [`parse_layer_list`]); a name given twice counts once.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -21,9 +23,11 @@ use super::heartbeat::{
     heartbeat_timing, DEFAULT_HEARTBEAT_GRACE_MS, DEFAULT_HEARTBEAT_INTERVAL_MS, GRACE_OPTION,
     INTERVAL_OPTION,
 };
-use super::json_reader::{self, object, Issues, ObjectReader};
+use super::json_reader::{self, join, object, Issues, ObjectReader};
+use super::layer::Layer;
 use super::modes::{FailMode, Mode};
 use super::validation::{Issue, IssueCode, ValidationError};
+use super::wire_literal::{alternatives, WireLiteral};
 
 /// Keys `Interceptor.load()` accepts, in documentation order.
 pub const LOAD_OPTION_KEYS: &[&str] = &[
@@ -35,7 +39,11 @@ pub const LOAD_OPTION_KEYS: &[&str] = &[
     "globalMode",
     "eventQueueCapacity",
     INTERVAL_OPTION,
+    DISABLE_LAYERS_OPTION,
 ];
+
+/// The option naming the bypass layers not to attach.
+pub const DISABLE_LAYERS_OPTION: &str = "disableLayers";
 
 /// The kernel caps a BPF ring buffer well below 4 GiB; 1 GiB is already far more than any queue needs.
 pub const MAX_RING_BUFFER_BYTES: u64 = 1 << 30;
@@ -63,6 +71,9 @@ pub struct DataplaneOptions {
     pub event_queue_capacity: usize,
     /// Period of the loader's own heartbeat timer; shorter than `heartbeat_grace`.
     pub heartbeat_interval: Duration,
+    /// Bypass layers not to attach (an adopted state drops their pinned links); the status reports them as
+    /// disabled. For tests and for kernels where a layer misbehaves (docs/threat-model.md).
+    pub disable_layers: Vec<Layer>,
 }
 
 impl Default for DataplaneOptions {
@@ -76,6 +87,7 @@ impl Default for DataplaneOptions {
             global_mode: Mode::Enforce,
             event_queue_capacity: DEFAULT_EVENT_QUEUE_CAPACITY,
             heartbeat_interval: Duration::from_millis(DEFAULT_HEARTBEAT_INTERVAL_MS),
+            disable_layers: Vec::new(),
         }
     }
 }
@@ -146,6 +158,60 @@ pub fn event_queue_rule(events: u64) -> Result<usize, Refusal> {
             format!("expected 1..={MAX_EVENT_QUEUE_CAPACITY} events, received {events}"),
         )),
     }
+}
+
+/// One layer name of `disableLayers` or `BROKER_EBPF_DISABLE_LAYERS`.
+pub fn layer_rule(name: &str) -> Result<Layer, Refusal> {
+    Layer::from_wire_literal(name).ok_or_else(|| {
+        (
+            IssueCode::InvalidValue,
+            format!(
+                "expected one of {}, received `{name}`",
+                alternatives::<Layer>(|s| format!("`{s}`"), " | ")
+            ),
+        )
+    })
+}
+
+/// Adds `layer` unless it is already listed: naming a layer twice disables it once.
+fn push_layer(out: &mut Vec<Layer>, layer: Layer) {
+    if !out.contains(&layer) {
+        out.push(layer);
+    }
+}
+
+/// `BROKER_EBPF_DISABLE_LAYERS`: a comma-separated list of layer names (`"sock_create, socket_create_lsm"`);
+/// blanks around names and empty items are ignored, so an empty text disables nothing. The error is the first
+/// unknown name's.
+pub fn parse_layer_list(text: &str) -> Result<Vec<Layer>, Refusal> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        push_layer(&mut out, layer_rule(item)?);
+    }
+    Ok(out)
+}
+
+/// `disableLayers` of `Interceptor.load()`: an array of layer names, every bad item reported with its index.
+fn opt_layer_array(obj: &ObjectReader<'_>, issues: &mut Issues) -> Option<Option<Vec<Layer>>> {
+    if obj.get(DISABLE_LAYERS_OPTION).is_none() {
+        return Some(None);
+    }
+    let items = obj.array(DISABLE_LAYERS_OPTION, issues)?;
+    let path = obj.path_of(DISABLE_LAYERS_OPTION);
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = join(&path, i);
+        match json_reader::string(Some(item), &p, issues).map(layer_rule) {
+            Some(Ok(layer)) => push_layer(&mut out, layer),
+            Some(Err((code, message))) => {
+                issues.push(p, code, message);
+                ok = false;
+            }
+            None => ok = false,
+        }
+    }
+    ok.then_some(Some(out))
 }
 
 fn whole_ms(d: Duration) -> u64 {
@@ -264,6 +330,9 @@ pub fn parse_load_options(input: Option<&Value>) -> Result<DataplaneOptions, Val
     {
         opts.event_queue_capacity = n;
     }
+    if let Some(layers) = opt_layer_array(&obj, &mut issues).flatten() {
+        opts.disable_layers = layers;
+    }
     opts.cgroup_root = cgroup_root;
     opts.pin_dir = pin_dir;
     issues.finish(Some(opts))
@@ -332,7 +401,8 @@ mod tests {
         let o = parse_load_options(Some(&json!({
             "cgroupRoot": "/sys/fs/cgroup/x", "pinDir": "/sys/fs/bpf/y", "failMode": "open",
             "heartbeatGraceMs": 250, "ringBufferBytes": 1 << 20, "globalMode": "observe",
-            "eventQueueCapacity": 1024, "heartbeatIntervalMs": 50
+            "eventQueueCapacity": 1024, "heartbeatIntervalMs": 50,
+            "disableLayers": ["socket_create_lsm", "sock_create", "socket_create_lsm"]
         })))
         .expect("valid");
         assert_eq!(o.cgroup_root, Some(PathBuf::from("/sys/fs/cgroup/x")));
@@ -343,6 +413,10 @@ mod tests {
         assert_eq!(o.ring_buffer_bytes, 1 << 20);
         assert_eq!(o.global_mode, Mode::Observe);
         assert_eq!(o.event_queue_capacity, 1024);
+        assert_eq!(
+            o.disable_layers,
+            vec![Layer::SocketCreateLsm, Layer::SockCreate]
+        );
         assert_eq!(o.validate(), Ok(()));
         let nulls = parse_load_options(Some(&json!({"failMode": null, "pinDir": null})));
         assert_eq!(nulls, Ok(DataplaneOptions::default()));
@@ -352,7 +426,8 @@ mod tests {
     fn every_issue_is_listed_in_key_order() {
         let e = parse_load_options(Some(&json!({
             "cgroupRoot": "relative", "failMode": "ajar", "heartbeatGraceMs": 1.5,
-            "ringBufferBytes": 12288, "globalMode": 3, "bogus": true
+            "ringBufferBytes": 12288, "globalMode": 3, "bogus": true,
+            "disableLayers": ["sock_create", "firewall", 7]
         })))
         .expect_err("invalid");
         assert_eq!(
@@ -364,8 +439,11 @@ mod tests {
                 ("heartbeatGraceMs".into(), IssueCode::InvalidType),
                 ("ringBufferBytes".into(), IssueCode::InvalidValue),
                 ("globalMode".into(), IssueCode::InvalidType),
+                ("disableLayers[1]".into(), IssueCode::InvalidValue),
+                ("disableLayers[2]".into(), IssueCode::InvalidType),
             ]
         );
+        assert!(parse_load_options(Some(&json!({"disableLayers": "sock_create"}))).is_err());
         assert!(parse_load_options(Some(&json!("x"))).is_err());
         assert!(parse_load_options(Some(&json!({"heartbeatGraceMs": 0}))).is_err());
         assert!(parse_load_options(Some(&json!({"eventQueueCapacity": 0}))).is_err());
@@ -427,6 +505,22 @@ mod tests {
                 "eventQueueCapacity"
             ]
         );
+    }
+
+    #[test]
+    fn layer_lists_parse_from_text_with_the_names_of_the_one_list() {
+        assert_eq!(
+            parse_layer_list(" socket_create_lsm,, sock_create ,socket_create_lsm"),
+            Ok(vec![Layer::SocketCreateLsm, Layer::SockCreate])
+        );
+        assert_eq!(parse_layer_list(""), Ok(vec![]));
+        let (code, message) = parse_layer_list("sock_create,raw").expect_err("unknown");
+        assert_eq!(code, IssueCode::InvalidValue);
+        assert!(message.contains("`raw`"), "{message}");
+        for l in Layer::ALL {
+            assert!(message.contains(&format!("`{l}`")), "{message}");
+            assert_eq!(parse_layer_list(l.as_str()), Ok(vec![l]));
+        }
     }
 
     #[test]

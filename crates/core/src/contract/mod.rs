@@ -12,6 +12,7 @@ pub mod heartbeat;
 pub mod hook;
 pub mod ip_text;
 pub mod json_reader;
+pub mod layer;
 pub mod load_options;
 pub mod modes;
 pub mod peer_auth;

@@ -129,6 +129,16 @@ reason_codes! {
         DenyDegradedFailClosed = 10 => "DENY_DEGRADED_FAIL_CLOSED",
         /// The agent is not beating (or no policy was loaded) and the fail mode is open.
         AllowDegradedFailOpen = 11 => "ALLOW_DEGRADED_FAIL_OPEN",
+        /// A socket that the connect/sendmsg hooks cannot judge (a raw IP socket, a packet or XDP socket, ...)
+        /// was refused at creation in a managed cgroup: `socket()` failed with EPERM.
+        DenySocketCreate = 12 => "DENY_SOCKET_CREATE",
+        /// Observe mode: enforce would have refused this socket at creation.
+        ObserveWouldDenySocketCreate = 13 => "OBSERVE_WOULD_DENY_SOCKET_CREATE",
+        /// The egress backstop dropped an IP packet of a managed cgroup whose destination the policy denies
+        /// (a deny rule, `rule_id` set, or no rule); the sending call failed with EPERM where it was synchronous.
+        DenyPacketEgress = 14 => "DENY_PACKET_EGRESS",
+        /// Observe mode: the egress backstop would have dropped this packet.
+        ObserveWouldDenyPacketEgress = 15 => "OBSERVE_WOULD_DENY_PACKET_EGRESS",
     }
 }
 
@@ -158,17 +168,24 @@ impl DataplaneReasonCode {
     /// The verdict this code stands for (SPEC 2, verdict column).
     pub const fn verdict(self) -> Verdict {
         match self {
-            Self::DenyExplicit | Self::DenyDefault | Self::DenyDegradedFailClosed => Verdict::Deny,
+            Self::DenyExplicit
+            | Self::DenyDefault
+            | Self::DenyDegradedFailClosed
+            | Self::DenySocketCreate
+            | Self::DenyPacketEgress => Verdict::Deny,
             _ => Verdict::Allow,
         }
     }
 
-    /// `Some(would_block)` for the three observe codes, which must carry it; `None` for every other code,
-    /// which must not.
+    /// `Some(would_block)` for the observe codes, which must carry it; `None` for every other code, which must
+    /// not.
     pub const fn would_block(self) -> Option<bool> {
         match self {
             Self::ObserveWouldAllow => Some(false),
-            Self::ObserveWouldDenyExplicit | Self::ObserveWouldDenyDefault => Some(true),
+            Self::ObserveWouldDenyExplicit
+            | Self::ObserveWouldDenyDefault
+            | Self::ObserveWouldDenySocketCreate
+            | Self::ObserveWouldDenyPacketEgress => Some(true),
             _ => None,
         }
     }
@@ -257,6 +274,20 @@ mod tests {
             (9, "DENY_DEFAULT", Verdict::Deny, None),
             (10, "DENY_DEGRADED_FAIL_CLOSED", Verdict::Deny, None),
             (11, "ALLOW_DEGRADED_FAIL_OPEN", Verdict::Allow, None),
+            (12, "DENY_SOCKET_CREATE", Verdict::Deny, None),
+            (
+                13,
+                "OBSERVE_WOULD_DENY_SOCKET_CREATE",
+                Verdict::Allow,
+                Some(true),
+            ),
+            (14, "DENY_PACKET_EGRESS", Verdict::Deny, None),
+            (
+                15,
+                "OBSERVE_WOULD_DENY_PACKET_EGRESS",
+                Verdict::Allow,
+                Some(true),
+            ),
         ];
         assert_eq!(DataplaneReasonCode::ALL.len(), published.len());
         for (value, wire, verdict, would_block) in published {
@@ -268,7 +299,7 @@ mod tests {
             assert_eq!(DataplaneReasonCode::from_value(value), Some(code));
         }
         assert_eq!(DataplaneReasonCode::from_value(0), None);
-        assert_eq!(DataplaneReasonCode::from_value(12), None);
+        assert_eq!(DataplaneReasonCode::from_value(16), None);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! appended to a list (a new hook, protocol or reason code) is accepted and named everywhere at once.
 
 use super::hook::{Hook, Protocol};
+use super::layer::{Layer, LayerStateName};
 use super::modes::{FailMode, Mode};
 use super::reason_codes::Verdict;
 
@@ -46,7 +47,15 @@ macro_rules! wire_literal_from_all {
 }
 pub(crate) use wire_literal_from_all;
 
-wire_literal_from_all!(Hook, Protocol, Mode, FailMode, Verdict);
+wire_literal_from_all!(
+    Hook,
+    Protocol,
+    Mode,
+    FailMode,
+    Verdict,
+    Layer,
+    LayerStateName
+);
 
 #[cfg(test)]
 mod tests {
@@ -67,6 +76,8 @@ mod tests {
         check::<Mode>();
         check::<FailMode>();
         check::<Verdict>();
+        check::<Layer>();
+        check::<LayerStateName>();
         assert_eq!(
             alternatives::<Mode>(|s| format!("`{s}`"), " | "),
             "`enforce` | `observe`"

@@ -14,6 +14,10 @@ pub(crate) mod c {
 pub(crate) static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
 
+/// The feature probes built from bpf/probes.bpf.c (src/dataplane/layers.rs loads them, never attaches them).
+pub(crate) static PROBES_OBJECT: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
+
 pub(crate) const MODE_INHERIT: u32 = c::DP_MODE_INHERIT as u32;
 pub(crate) const MODE_ENFORCE: u32 = c::DP_MODE_ENFORCE as u32;
 pub(crate) const MODE_OBSERVE: u32 = c::DP_MODE_OBSERVE as u32;
@@ -21,13 +25,18 @@ pub(crate) const FAIL_CLOSED: u32 = c::DP_FAIL_CLOSED as u32;
 pub(crate) const FAIL_OPEN: u32 = c::DP_FAIL_OPEN as u32;
 pub(crate) const ACTION_ALLOW: u8 = c::DP_ACTION_ALLOW as u8;
 pub(crate) const ACTION_DENY: u8 = c::DP_ACTION_DENY as u8;
-pub(crate) const ENDPOINT_BROKER: u32 = c::DP_ENDPOINT_BROKER as u32;
-pub(crate) const ENDPOINT_DNS: u32 = c::DP_ENDPOINT_DNS as u32;
+pub(crate) const ACTION_DNS: u8 = c::DP_ACTION_DNS as u8;
+pub(crate) const ACTION_BROKER: u8 = c::DP_ACTION_BROKER as u8;
 pub(crate) const FAMILY_INET: u8 = c::DP_FAMILY_INET as u8;
 pub(crate) const FAMILY_INET6: u8 = c::DP_FAMILY_INET6 as u8;
 pub(crate) const RULE_INDEX_NONE: u32 = c::DP_RULE_INDEX_NONE as u32;
-pub(crate) const LPM_SLOT_BITS: u32 = c::DP_LPM_SLOT_BITS as u32;
 pub(crate) const ID_BYTES: usize = c::DP_ID_BYTES as usize;
+pub(crate) const FAMILY_NONE: u8 = c::DP_FAMILY_NONE as u8;
+pub(crate) const LAYER_FLAG_EGRESS: u32 = c::DP_LAYER_F_EGRESS as u32;
+pub(crate) const LAYER_FLAG_MARKS: u32 = c::DP_LAYER_F_MARKS as u32;
+pub(crate) const GROUP_INLINE: usize = c::DP_GROUP_INLINE as usize;
+/// This build's map layout: build.rs hashes bpf/dataplane_abi.h and bpf/policy_lookup.h into it.
+pub(crate) const ABI_FINGERPRINT: u64 = c::DP_ABI_FINGERPRINT;
 
 // The hook and protocol numbers the programs write are the contract's.
 const _: () = assert!(c::DP_HOOK_CONNECT4 == Hook::Connect4 as u64);
@@ -36,8 +45,28 @@ const _: () = assert!(c::DP_HOOK_SENDMSG4 == Hook::Sendmsg4 as u64);
 const _: () = assert!(c::DP_HOOK_SENDMSG6 == Hook::Sendmsg6 as u64);
 const _: () = assert!(c::DP_PROTO_TCP == Protocol::Tcp as u64);
 const _: () = assert!(c::DP_PROTO_UDP == Protocol::Udp as u64);
+const _: () = assert!(c::DP_HOOK_SOCK_CREATE == Hook::SockCreate as u64);
+const _: () = assert!(c::DP_HOOK_SOCKET_CREATE_LSM == Hook::SocketCreateLsm as u64);
+const _: () = assert!(c::DP_HOOK_EGRESS == Hook::Egress as u64);
+const _: () = assert!(c::DP_PROTO_ICMP == Protocol::Icmp as u64);
+const _: () = assert!(c::DP_PROTO_UDPLITE == Protocol::Udplite as u64);
+const _: () = assert!(c::DP_PROTO_RAW == Protocol::Raw as u64);
+const _: () = assert!(c::DP_PROTO_PACKET == Protocol::Packet as u64);
+const _: () = assert!(c::DP_PROTO_XDP == Protocol::Xdp as u64);
+const _: () = assert!(c::DP_AF_PACKET == libc::AF_PACKET as u64);
+// AF_XDP is 44 in include/linux/socket.h (libc does not define it for every target libc).
+const _: () = assert!(c::DP_AF_XDP == 44);
+const _: () = assert!(c::DP_SOCK_STREAM == libc::SOCK_STREAM as u64);
+const _: () = assert!(c::DP_SOCK_DGRAM == libc::SOCK_DGRAM as u64);
+const _: () = assert!(c::DP_SOCK_RAW == libc::SOCK_RAW as u64);
+const _: () = assert!(c::DP_IPPROTO_ICMPV6 == libc::IPPROTO_ICMPV6 as u64);
+const _: () = assert!(c::DP_IPPROTO_MPTCP == libc::IPPROTO_MPTCP as u64);
+const _: () = assert!(c::DP_PROTO_ICMP == libc::IPPROTO_ICMP as u64);
 const _: () = assert!(c::DP_FAMILY_INET == libc::AF_INET as u64);
 const _: () = assert!(c::DP_FAMILY_INET6 == libc::AF_INET6 as u64);
+// Entries of a group sort by descending action: broker, DNS, deny, allow (the first match decides).
+const _: () =
+    assert!(ACTION_BROKER > ACTION_DNS && ACTION_DNS > ACTION_DENY && ACTION_DENY > ACTION_ALLOW);
 
 /// `struct dp_config`: the mmap-ed global configuration.
 #[repr(C)]
@@ -49,6 +78,7 @@ pub(crate) struct Config {
     pub global_mode: u32,
     pub fail_mode: u32,
     pub reserved: u32,
+    pub abi_fingerprint: u64,
 }
 const _: () = assert!(size_of::<Config>() as u64 == c::DP_CONFIG_SIZE);
 pub(crate) const CONFIG_OFF_HEARTBEAT: usize = offset_of!(Config, heartbeat_ns);
@@ -56,10 +86,14 @@ pub(crate) const CONFIG_OFF_GRACE: usize = offset_of!(Config, grace_ns);
 pub(crate) const CONFIG_OFF_ACTIVE_SLOT: usize = offset_of!(Config, active_slot);
 pub(crate) const CONFIG_OFF_GLOBAL_MODE: usize = offset_of!(Config, global_mode);
 pub(crate) const CONFIG_OFF_FAIL_MODE: usize = offset_of!(Config, fail_mode);
+pub(crate) const CONFIG_OFF_ABI_FINGERPRINT: usize = offset_of!(Config, abi_fingerprint);
+
+pub(crate) const V4_LENGTHS_ROOM: usize = c::DP_V4_LENGTHS_ROOM as usize;
+pub(crate) const V6_LENGTHS_ROOM: usize = c::DP_V6_LENGTHS_ROOM as usize;
 
 /// `struct dp_slot_meta`.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct SlotMeta {
     pub generation: u64,
     pub allow_one_in: u32,
@@ -68,8 +102,32 @@ pub(crate) struct SlotMeta {
     pub ipv6_rules: u32,
     pub broker_endpoints: u32,
     pub dns_endpoints: u32,
+    pub n_len4: u8,
+    pub n_len6: u8,
+    pub pad: [u8; 6],
+    pub len4: [u8; V4_LENGTHS_ROOM],
+    pub len6: [u8; V6_LENGTHS_ROOM],
 }
 const _: () = assert!(size_of::<SlotMeta>() as u64 == c::DP_SLOT_META_SIZE);
+
+impl Default for SlotMeta {
+    fn default() -> Self {
+        SlotMeta {
+            generation: 0,
+            allow_one_in: 0,
+            unmanaged_one_in: 0,
+            ipv4_rules: 0,
+            ipv6_rules: 0,
+            broker_endpoints: 0,
+            dns_endpoints: 0,
+            n_len4: 0,
+            n_len6: 0,
+            pad: [0; 6],
+            len4: [0; V4_LENGTHS_ROOM],
+            len6: [0; V6_LENGTHS_ROOM],
+        }
+    }
+}
 
 /// `struct dp_managed`.
 #[repr(C)]
@@ -81,36 +139,27 @@ pub(crate) struct Managed {
 }
 const _: () = assert!(size_of::<Managed>() as u64 == c::DP_MANAGED_SIZE);
 
-/// `struct dp_lpm4_key` without the LPM prefixlen header (aya's `Key` adds it).
+/// `struct dp_key4`: slot, prefix length, address masked to it (network order bytes).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Lpm4Data {
+pub(crate) struct Key4 {
     pub slot: u8,
+    pub prefix_len: u8,
+    pub pad: u16,
     pub addr: [u8; 4],
-    pub pad: [u8; 3],
 }
-const _: () = assert!(size_of::<Lpm4Data>() as u64 + 4 == c::DP_LPM4_KEY_SIZE);
+const _: () = assert!(size_of::<Key4>() as u64 == c::DP_KEY4_SIZE);
 
-/// `struct dp_lpm6_key` without the prefixlen header.
+/// `struct dp_key6`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct Lpm6Data {
+pub(crate) struct Key6 {
     pub slot: u8,
+    pub prefix_len: u8,
+    pub pad: u16,
     pub addr: [u8; 16],
-    pub pad: [u8; 3],
 }
-const _: () = assert!(size_of::<Lpm6Data>() as u64 + 4 == c::DP_LPM6_KEY_SIZE);
-
-/// `struct dp_prefix_group`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct PrefixGroup {
-    pub first: u32,
-    pub count: u32,
-    pub prefix_len: u32,
-    pub reserved: u32,
-}
-const _: () = assert!(size_of::<PrefixGroup>() as u64 == c::DP_PREFIX_GROUP_SIZE);
+const _: () = assert!(size_of::<Key6>() as u64 == c::DP_KEY6_SIZE);
 
 /// `struct dp_rule_entry`.
 #[repr(C)]
@@ -125,19 +174,15 @@ pub(crate) struct RuleEntry {
 }
 const _: () = assert!(size_of::<RuleEntry>() as u64 == c::DP_RULE_ENTRY_SIZE);
 
-/// `struct dp_endpoint_key`.
+/// `struct dp_group`: the entries of one CIDR (or host), inline when at most GROUP_INLINE.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) struct EndpointKey {
-    pub slot: u8,
-    pub family: u8,
-    pub protocol: u8,
-    pub reserved: u8,
-    pub port: u16,
-    pub reserved2: u16,
-    pub addr: [u8; 16],
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Group {
+    pub count: u32,
+    pub first: u32,
+    pub entries: [RuleEntry; GROUP_INLINE],
 }
-const _: () = assert!(size_of::<EndpointKey>() as u64 == c::DP_ENDPOINT_KEY_SIZE);
+const _: () = assert!(size_of::<Group>() as u64 == c::DP_GROUP_SIZE);
 
 /// `struct dp_id`: a NUL-padded rule id.
 #[repr(C)]
@@ -187,23 +232,32 @@ const _: () = assert!(offset_of!(RawEvent, protocol) as u64 == c::DP_EVENT_OFF_P
 const _: () = assert!(offset_of!(RawEvent, family) as u64 == c::DP_EVENT_OFF_FAMILY);
 const _: () = assert!(offset_of!(RawEvent, verdict) as u64 == c::DP_EVENT_OFF_VERDICT);
 
+/// `struct dp_layer_state`: flags and the mark epoch of the bypass layers.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct LayerState {
+    pub mark_epoch: u32,
+    pub flags: u32,
+}
+const _: () = assert!(size_of::<LayerState>() as u64 == c::DP_LAYER_STATE_SIZE);
+
 // SAFETY: every type below is #[repr(C)], made only of integers and byte arrays with explicit padding fields, so
 // every bit pattern is valid and there are no implicit padding bytes (checked by the size asserts above).
 unsafe impl aya::Pod for SlotMeta {}
 // SAFETY: see above.
 unsafe impl aya::Pod for Managed {}
 // SAFETY: see above.
-unsafe impl aya::Pod for Lpm4Data {}
+unsafe impl aya::Pod for Key4 {}
 // SAFETY: see above.
-unsafe impl aya::Pod for Lpm6Data {}
-// SAFETY: see above.
-unsafe impl aya::Pod for PrefixGroup {}
+unsafe impl aya::Pod for Key6 {}
 // SAFETY: see above.
 unsafe impl aya::Pod for RuleEntry {}
 // SAFETY: see above.
-unsafe impl aya::Pod for EndpointKey {}
+unsafe impl aya::Pod for Group {}
 // SAFETY: see above.
 unsafe impl aya::Pod for IdSlot {}
+// SAFETY: see above.
+unsafe impl aya::Pod for LayerState {}
 
 impl RawEvent {
     /// Copies a record out of the ring buffer; `None` when the length is not the record size.

@@ -93,6 +93,11 @@ impl ConfigMapping {
         self.u32_at(abi::CONFIG_OFF_GLOBAL_MODE)
             .store(v, Ordering::Release)
     }
+    /// The layout fingerprint of the build that created the maps (checked before adoption, written at creation).
+    pub(crate) fn set_abi_fingerprint(&self, v: u64) {
+        self.u64_at(abi::CONFIG_OFF_ABI_FINGERPRINT)
+            .store(v, Ordering::Release)
+    }
     pub(crate) fn fail_mode(&self) -> u32 {
         self.u32_at(abi::CONFIG_OFF_FAIL_MODE)
             .load(Ordering::Acquire)

@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 
 use crate::contract::hook::Hook;
+use crate::contract::layer::Layer;
 use crate::contract::validation::ValidationError;
 
 /// A cause kept as the error's `source()`: an aya error, an `io::Error`, or a message where none exists.
@@ -55,6 +56,15 @@ pub enum DataplaneError {
         #[source]
         source: Cause,
     },
+    /// Pinning or unpinning a bypass layer failed after the kernel accepted it (a layer the kernel lacks is
+    /// reported as unavailable in the status instead), at `step`.
+    #[error("layer {layer} ({step}): {}", chain(source.as_ref()))]
+    Layer {
+        layer: Layer,
+        step: String,
+        #[source]
+        source: Cause,
+    },
     /// A map operation failed.
     #[error("map {map}: {}", chain(source.as_ref()))]
     Map {
@@ -79,7 +89,8 @@ pub enum DataplaneError {
     /// ([`crate::contract::cgroup::refuse_root`]).
     #[error("cgroup {cgroup} is refused: {reason}")]
     CgroupRootRefused { cgroup: String, reason: String },
-    /// `subscribe()` was already called on this dataplane.
+    /// Not returned since every `subscribe()` gets its own stream of every event; kept so that code matching
+    /// on it (and its error code) keeps compiling.
     #[error("the event stream is already subscribed")]
     AlreadySubscribed,
     /// `subscribe()` was called outside a tokio runtime, or the ring buffer cannot be polled.
@@ -110,6 +121,7 @@ impl DataplaneError {
             DataplaneError::Load { .. } => "ERR_DATAPLANE_LOAD",
             DataplaneError::Object(_) => "ERR_DATAPLANE_OBJECT",
             DataplaneError::Attach { .. } => "ERR_DATAPLANE_ATTACH",
+            DataplaneError::Layer { .. } => "ERR_DATAPLANE_LAYER",
             DataplaneError::Map { .. } => "ERR_DATAPLANE_MAP",
             DataplaneError::PolicyTooLarge { .. } => "ERR_DATAPLANE_POLICY_TOO_LARGE",
             DataplaneError::InvalidPolicy(_) => "ERR_DATAPLANE_INVALID_POLICY",
@@ -147,6 +159,14 @@ impl DataplaneError {
         }
     }
 
+    pub(crate) fn layer(layer: Layer, step: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        DataplaneError::Layer {
+            layer,
+            step: step.into(),
+            source: cause.into(),
+        }
+    }
+
     pub(crate) fn attach(hook: Hook, step: impl Into<String>, cause: impl Into<Cause>) -> Self {
         DataplaneError::Attach {
             hook,
@@ -157,7 +177,7 @@ impl DataplaneError {
 }
 
 /// An error and its causes on one line: aya keeps the errno in a nested source.
-fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
@@ -193,6 +213,10 @@ mod tests {
             (
                 DataplaneError::map("dp_managed", "gone"),
                 "ERR_DATAPLANE_MAP",
+            ),
+            (
+                DataplaneError::layer(Layer::Egress, "pin link", "gone"),
+                "ERR_DATAPLANE_LAYER",
             ),
             (
                 DataplaneError::NotManaged {

@@ -1,9 +1,12 @@
-//! The event pipeline: ring buffer -> decoded [`VerdictEvent`]s -> a bounded user-space queue.
+//! The event pipeline: ring buffer -> decoded [`VerdictEvent`]s -> one bounded queue per subscriber.
 //!
 //! The reader is a tokio task waiting on the ring buffer's fd (`AsyncFd::register_with_interest`, the I/O-safe
 //! replacement of the deprecated `AsyncFd::new`). Each wake-up drains the ring buffer, decodes every record and
-//! appends it to a queue of at most `event_queue_capacity` events; what does not fit is counted in
-//! `dropped_in_queue` and discarded, so memory never grows with a slow consumer.
+//! hands the batch to the [`EventHub`], which appends it to the queue of every subscriber: each subscriber sees
+//! every event. A queue holds at most `event_queue_capacity` events; what does not fit one subscriber's queue is
+//! discarded for that subscriber and counted in `dropped_in_queue`, so memory never grows with a slow consumer
+//! and a slow consumer never slows another one. Events decoded while nobody subscribes, and events still
+//! queued when a subscriber goes away, are counted there too.
 
 use std::collections::{HashMap as StdHashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -38,9 +41,11 @@ pub struct VerdictEvent {
     pub comm: String,
     pub hook: Hook,
     pub protocol: Protocol,
-    /// As the caller wrote it: an IPv4-mapped IPv6 destination stays IPv6.
-    pub dst_ip: IpAddr,
-    pub dst_port: u16,
+    /// As the caller wrote it: an IPv4-mapped IPv6 destination stays IPv6. `None` for a verdict on a call
+    /// that has no destination (a socket refused at creation: hooks `sock_create`, `socket_create_lsm`).
+    pub dst_ip: Option<IpAddr>,
+    /// `None` exactly when `dst_ip` is.
+    pub dst_port: Option<u16>,
     pub reason: DataplaneReasonCode,
     /// The id of the rule that decided, from the generation that decided.
     pub rule_id: Option<String>,
@@ -55,19 +60,28 @@ pub struct VerdictEvent {
 #[derive(Default)]
 pub(crate) struct RuleIdCache {
     by_generation: StdHashMap<u64, Arc<Vec<String>>>,
+    ids: usize,
 }
 
 impl RuleIdCache {
-    /// Keeps the ids of the last few generations: enough for records still in the ring buffer after a switch.
+    /// Always kept: the ids of the last few generations, enough for the records still in the ring buffer.
     const KEEP: usize = 4;
+    /// Older generations are kept while all cached generations hold at most this many ids in total, so records
+    /// of small policies replaced back to back still resolve their rule ids (one 100,000-rule policy fills it).
+    const ID_BUDGET: usize = 262_144;
 
     pub(crate) fn insert(&mut self, generation: u64, ids: Arc<Vec<String>>) {
-        self.by_generation.insert(generation, ids);
-        while self.by_generation.len() > Self::KEEP {
+        self.ids += ids.len();
+        if let Some(old) = self.by_generation.insert(generation, ids) {
+            self.ids -= old.len();
+        }
+        while self.by_generation.len() > Self::KEEP && self.ids > Self::ID_BUDGET {
             let Some(oldest) = self.by_generation.keys().min().copied() else {
                 break;
             };
-            self.by_generation.remove(&oldest);
+            if let Some(old) = self.by_generation.remove(&oldest) {
+                self.ids -= old.len();
+            }
         }
     }
 
@@ -120,16 +134,16 @@ pub(crate) fn decode(
     let hook = Hook::from_value(raw.hook)?;
     let protocol = Protocol::from_value(raw.protocol)?;
     let reason = DataplaneReasonCode::from_value(raw.reason)?;
-    let dst_ip = if raw.family == abi::FAMILY_INET {
-        let a = [
+    let dst_ip = match raw.family {
+        abi::FAMILY_INET => Some(IpAddr::V4(Ipv4Addr::from([
             raw.dst_addr[0],
             raw.dst_addr[1],
             raw.dst_addr[2],
             raw.dst_addr[3],
-        ];
-        IpAddr::V4(Ipv4Addr::from(a))
-    } else {
-        IpAddr::V6(Ipv6Addr::from(raw.dst_addr))
+        ]))),
+        abi::FAMILY_INET6 => Some(IpAddr::V6(Ipv6Addr::from(raw.dst_addr))),
+        abi::FAMILY_NONE => None,
+        _ => return None,
     };
     let comm = Comm::from_kernel_bytes(&raw.comm).into_string();
     let wall_ns = i128::from(raw.monotonic_ns) + boot_offset_ns;
@@ -147,8 +161,8 @@ pub(crate) fn decode(
         comm,
         hook,
         protocol,
+        dst_port: dst_ip.map(|_| raw.dst_port),
         dst_ip,
-        dst_port: raw.dst_port,
         reason,
         rule_id: ctx.and_then(|c| c.rule_id(raw.policy_generation, raw.rule_index)),
         policy_generation: raw.policy_generation,
@@ -162,72 +176,113 @@ pub(crate) fn boot_offset_ns() -> i128 {
     i128::from(config_map::clock_ns(libc::CLOCK_REALTIME)) - i128::from(config_map::monotonic_ns())
 }
 
-/// The bounded queue between the reader task and [`EventReceiver`].
-pub(crate) struct EventQueue {
+/// One subscriber's bounded queue.
+struct EventQueue {
     events: Mutex<VecDeque<VerdictEvent>>,
-    capacity: usize,
     notify: Notify,
     closed: AtomicBool,
+}
+
+/// Fans decoded events out to every subscriber.
+pub(crate) struct EventHub {
+    subscribers: Mutex<Vec<Arc<EventQueue>>>,
+    capacity: usize,
+    closed: AtomicBool,
+    /// Events a subscriber's queue could not take, or that no subscriber was there to take (summed).
     pub dropped: AtomicU64,
     pub undecodable: AtomicU64,
 }
 
-impl EventQueue {
+impl EventHub {
     pub(crate) fn new(capacity: usize) -> Arc<Self> {
-        Arc::new(EventQueue {
-            events: Mutex::new(VecDeque::new()),
+        Arc::new(EventHub {
+            subscribers: Mutex::new(Vec::new()),
             capacity,
-            notify: Notify::new(),
             closed: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             undecodable: AtomicU64::new(0),
         })
     }
 
-    fn push_batch(&self, batch: Vec<VerdictEvent>) {
+    /// A new subscriber: it receives every event published from now on.
+    pub(crate) fn subscribe(self: &Arc<Self>) -> EventReceiver {
+        let queue = Arc::new(EventQueue {
+            events: Mutex::new(VecDeque::new()),
+            notify: Notify::new(),
+            closed: AtomicBool::new(self.closed.load(Ordering::SeqCst)),
+        });
+        lock(&self.subscribers).push(queue.clone());
+        EventReceiver {
+            queue,
+            hub: self.clone(),
+        }
+    }
+
+    fn push(&self, queue: &EventQueue, batch: impl ExactSizeIterator<Item = VerdictEvent>) {
+        let offered = batch.len();
+        let mut taken = 0usize;
+        {
+            let mut q = lock(&queue.events);
+            let room = self.capacity.saturating_sub(q.len());
+            for e in batch.take(room) {
+                q.push_back(e);
+                taken += 1;
+            }
+        }
+        if taken < offered {
+            self.dropped
+                .fetch_add((offered - taken) as u64, Ordering::Relaxed);
+        }
+        queue.notify.notify_one();
+    }
+
+    /// Appends `batch` to every subscriber's queue (the last one takes the batch itself, the others a copy).
+    pub(crate) fn publish(&self, batch: Vec<VerdictEvent>) {
         if batch.is_empty() {
             return;
         }
-        let mut dropped = 0u64;
-        if let Ok(mut q) = self.events.lock() {
-            for e in batch {
-                if q.len() < self.capacity {
-                    q.push_back(e);
-                } else {
-                    dropped += 1;
-                }
-            }
+        let subscribers = lock(&self.subscribers).clone();
+        let Some((last, others)) = subscribers.split_last() else {
+            self.dropped
+                .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            return;
+        };
+        for q in others {
+            self.push(q, batch.iter().cloned());
         }
-        if dropped > 0 {
-            self.dropped.fetch_add(dropped, Ordering::Relaxed);
-        }
-        self.notify.notify_one();
+        self.push(last, batch.into_iter());
     }
 
+    /// Ends every subscription: receivers drain what is queued, then see the end of the stream.
     pub(crate) fn close(&self) {
         self.closed.store(true, Ordering::SeqCst);
-        self.notify.notify_one();
+        for q in lock(&self.subscribers).iter() {
+            q.closed.store(true, Ordering::SeqCst);
+            q.notify.notify_one();
+        }
     }
 }
 
-/// Receives decoded events in batches.
+/// A poisoned lock only means a panic elsewhere mid-push; the queue itself is still a valid VecDeque.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One subscription to the verdict events: it receives every event decoded after it was created.
 pub struct EventReceiver {
     queue: Arc<EventQueue>,
+    hub: Arc<EventHub>,
 }
 
 impl EventReceiver {
-    pub(crate) fn new(queue: Arc<EventQueue>) -> Self {
-        EventReceiver { queue }
-    }
-
     /// Waits for at least one event and returns up to `max` (at least 1); `None` once the dataplane is closed and
-    /// the queue is empty.
+    /// this subscriber's queue is empty.
     pub async fn recv_batch(&mut self, max: usize) -> Option<Vec<VerdictEvent>> {
         let max = max.max(1);
         loop {
             let notified = self.queue.notify.notified();
             {
-                let mut q = self.queue.events.lock().ok()?;
+                let mut q = lock(&self.queue.events);
                 if !q.is_empty() {
                     let n = q.len().min(max);
                     return Some(q.drain(..n).collect());
@@ -242,9 +297,17 @@ impl EventReceiver {
 }
 
 impl Drop for EventReceiver {
+    /// Unsubscribes; events still queued for this subscriber are counted as dropped.
     fn drop(&mut self) {
-        if let Ok(mut q) = self.queue.events.lock() {
+        lock(&self.hub.subscribers).retain(|q| !Arc::ptr_eq(q, &self.queue));
+        let left = {
+            let mut q = lock(&self.queue.events);
+            let n = q.len();
             q.clear();
+            n
+        };
+        if left > 0 {
+            self.hub.dropped.fetch_add(left as u64, Ordering::Relaxed);
         }
     }
 }
@@ -260,7 +323,7 @@ pub(crate) fn register(ring: RingBuf<MapData>) -> std::io::Result<AsyncFd<RingBu
 /// The reader task: drains the ring buffer on every readiness notification until aborted.
 pub(crate) async fn run_reader(
     mut fd: AsyncFd<RingBuf<MapData>>,
-    queue: Arc<EventQueue>,
+    hub: Arc<EventHub>,
     ctx: EventContext,
 ) {
     const MAX_BATCH: usize = 4096;
@@ -276,17 +339,17 @@ pub(crate) async fn run_reader(
             match RawEvent::from_bytes(&item).and_then(|raw| decode(&raw, offset, Some(&ctx))) {
                 Some(e) => batch.push(e),
                 None => {
-                    queue.undecodable.fetch_add(1, Ordering::Relaxed);
+                    hub.undecodable.fetch_add(1, Ordering::Relaxed);
                 }
             }
             if batch.len() >= MAX_BATCH {
-                queue.push_batch(std::mem::take(&mut batch));
+                hub.publish(std::mem::take(&mut batch));
             }
         }
-        queue.push_batch(batch);
+        hub.publish(batch);
         guard.clear_ready();
     }
-    queue.close();
+    hub.close();
 }
 
 #[cfg(test)]
@@ -321,7 +384,11 @@ mod tests {
         raw.dst_addr[12..].copy_from_slice(&[192, 0, 2, 1]);
         raw.comm[..4].copy_from_slice(b"curl");
         let e = decode(&raw, 1_000_000_000, None).expect("decodes");
-        assert_eq!(e.dst_ip, "::ffff:192.0.2.1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(
+            e.dst_ip,
+            Some("::ffff:192.0.2.1".parse::<IpAddr>().expect("ip"))
+        );
+        assert_eq!(e.dst_port, Some(443));
         assert_eq!(e.comm, "curl");
         assert_eq!(e.reason, DataplaneReasonCode::DenyDefault);
         assert_eq!(e.observed_at, UNIX_EPOCH + Duration::from_secs(6));
@@ -346,7 +413,8 @@ mod tests {
                 "code_namespace": "dataplane_verdict", "reason_code": e.reason.as_str(),
                 "verdict": e.reason.verdict().as_str(), "hook": e.hook.as_str(),
                 "cgroup_id": e.cgroup_id.to_string(), "protocol": e.protocol.as_str(),
-                "dst_ip": e.dst_ip.to_string(), "dst_port": e.dst_port, "pid": e.pid, "uid": e.uid,
+                "dst_ip": e.dst_ip.expect("a connect has a destination").to_string(),
+                "dst_port": e.dst_port, "pid": e.pid, "uid": e.uid,
                 "comm": e.comm,
             });
             if let Err(err) = parse_value(&event) {
@@ -366,14 +434,101 @@ mod tests {
     }
 
     #[test]
-    fn rule_id_cache_keeps_recent_generations_only() {
+    fn a_socket_refusal_has_no_destination() {
+        let raw = RawEvent {
+            reason: DataplaneReasonCode::DenySocketCreate as u32,
+            rule_index: abi::RULE_INDEX_NONE,
+            hook: Hook::SockCreate as u8,
+            protocol: Protocol::Raw as u8,
+            family: abi::FAMILY_NONE,
+            ..RawEvent::default()
+        };
+        let e = decode(&raw, 0, None).expect("decodes");
+        assert_eq!((e.dst_ip, e.dst_port), (None, None));
+        assert_eq!((e.hook, e.protocol), (Hook::SockCreate, Protocol::Raw));
+        // A family the programs never write is not guessed at.
+        assert!(decode(&RawEvent { family: 3, ..raw }, 0, None).is_none());
+    }
+
+    #[test]
+    fn rule_id_cache_keeps_recent_generations_within_its_budget() {
         let mut c = RuleIdCache::default();
-        for g in 1..=6u64 {
+        // Small policies: far more than KEEP generations fit the id budget.
+        for g in 1..=100u64 {
             c.insert(g, Arc::new(vec![format!("r{g}")]));
         }
-        assert_eq!(c.get(6, 0), Some(Some("r6".into())));
-        assert_eq!(c.get(3, 0), Some(Some("r3".into())));
-        assert_eq!(c.get(2, 0), None);
-        assert_eq!(c.get(6, 1), Some(None));
+        assert_eq!(c.get(100, 0), Some(Some("r100".into())));
+        assert_eq!(c.get(1, 0), Some(Some("r1".into())));
+        assert_eq!(c.get(100, 1), Some(None));
+        // Large ones: only the last KEEP generations stay once the budget is exceeded.
+        let big = Arc::new(vec![String::new(); RuleIdCache::ID_BUDGET / 2]);
+        for g in 101..=106u64 {
+            c.insert(g, big.clone());
+        }
+        assert!(c.get(106, 0).is_some() && c.get(103, 0).is_some());
+        assert_eq!(c.get(102, 0), None);
+        assert_eq!(c.get(100, 0), None);
+        assert_eq!(c.ids, 4 * big.len());
+    }
+
+    fn event(port: u16) -> VerdictEvent {
+        VerdictEvent {
+            observed_at: UNIX_EPOCH,
+            monotonic_ns: 0,
+            cgroup_id: 1,
+            pid: 1,
+            uid: 0,
+            comm: String::new(),
+            hook: Hook::Connect4,
+            protocol: Protocol::Tcp,
+            dst_ip: Some(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            dst_port: Some(port),
+            reason: DataplaneReasonCode::DenyDefault,
+            rule_id: None,
+            policy_generation: 1,
+            workload_id: None,
+            managed_cgroup_id: 1,
+        }
+    }
+
+    fn ports(batch: Option<Vec<VerdictEvent>>) -> Vec<u16> {
+        batch
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|e| e.dst_port)
+            .collect()
+    }
+
+    #[test]
+    fn every_subscriber_sees_every_event_and_drops_are_counted_per_subscriber() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .expect("runtime");
+        let hub = EventHub::new(3);
+        // Nobody subscribed: counted, not kept.
+        hub.publish(vec![event(1)]);
+        assert_eq!(hub.dropped.load(Ordering::Relaxed), 1);
+        let mut a = hub.subscribe();
+        let mut b = hub.subscribe();
+        hub.publish((10..12).map(event).collect());
+        assert_eq!(rt.block_on(a.recv_batch(10)).map(|v| v.len()), Some(2));
+        // b has not read yet: of 2 + 2 events its queue of 3 takes 3 and drops 1; a takes both.
+        hub.publish((20..22).map(event).collect());
+        assert_eq!(ports(rt.block_on(b.recv_batch(10))), vec![10, 11, 20]);
+        assert_eq!(ports(rt.block_on(a.recv_batch(10))), vec![20, 21]);
+        assert_eq!(hub.dropped.load(Ordering::Relaxed), 2);
+        // A subscriber that goes away with events queued: they are counted.
+        hub.publish(vec![event(30)]);
+        drop(b);
+        assert_eq!(hub.dropped.load(Ordering::Relaxed), 3);
+        hub.publish(vec![event(40)]);
+        assert_eq!(ports(rt.block_on(a.recv_batch(10))), vec![30, 40]);
+        // Closing ends every stream once its queue is empty.
+        hub.publish(vec![event(50)]);
+        hub.close();
+        assert_eq!(ports(rt.block_on(a.recv_batch(10))), vec![50]);
+        assert!(rt.block_on(a.recv_batch(10)).is_none());
+        let mut late = hub.subscribe();
+        assert!(rt.block_on(late.recv_batch(10)).is_none());
     }
 }

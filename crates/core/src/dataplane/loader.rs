@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use aya::maps::{HashMap, MapData, MapError, MapInfo, PerCpuArray, RingBuf};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -18,16 +18,20 @@ use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 
 use super::abi::{self, c, Managed};
+use super::adoption;
 use super::cgroup::{self, CgroupRef, ManagedCgroup};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
-use super::events::{self, EventContext, EventQueue, EventReceiver, RuleIdCache};
+use super::events::{self, EventContext, EventHub, EventReceiver, RuleIdCache};
+use super::grace_period::GracePeriod;
+use super::layers::{self, KernelSupport, Layers};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
-use super::slots::{self, BatchHandles, PolicyMaps};
+use super::slots::{self, BatchHandles, PendingGrace, PolicyMaps};
 use crate::contract::cgroup::directory_of;
 use crate::contract::hook::Hook;
+use crate::contract::layer::{LayerCounters, LayerStatus};
 use crate::contract::policy::{PolicySnapshot, PolicySummary};
 use crate::contract::slot_id::{check_slot_id, MAX_SLOT_ID_BYTES};
 use crate::contract::validation::{Issue, IssueCode, ValidationError};
@@ -61,14 +65,21 @@ pub struct DataplaneStatus {
     pub dropped_in_queue: u64,
     /// Heartbeat older than the grace period, or no policy loaded.
     pub degraded: bool,
+    /// Every bypass layer and whether it is active, disabled by the options or unavailable on this kernel
+    /// (docs/threat-model.md), in [`super::Layer::ALL`] order.
+    pub layers: Vec<LayerStatus>,
+    /// What the bypass layers refused.
+    pub layer_counters: LayerCounters,
 }
 
-fn hook_program(hook: Hook) -> &'static str {
+/// The program of a sock_addr hook; the layers' programs are named in `layers.rs`.
+fn hook_program(hook: Hook) -> Option<&'static str> {
     match hook {
-        Hook::Connect4 => "dp_connect4",
-        Hook::Connect6 => "dp_connect6",
-        Hook::Sendmsg4 => "dp_sendmsg4",
-        Hook::Sendmsg6 => "dp_sendmsg6",
+        Hook::Connect4 => Some("dp_connect4"),
+        Hook::Connect6 => Some("dp_connect6"),
+        Hook::Sendmsg4 => Some("dp_sendmsg4"),
+        Hook::Sendmsg6 => Some("dp_sendmsg6"),
+        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress => None,
     }
 }
 
@@ -87,10 +98,13 @@ impl HeartbeatTimer {
         let thread = std::thread::Builder::new()
             .name("dp-heartbeat".into())
             .spawn(move || {
-                // Any message or a dropped sender stops the timer.
-                while let Err(RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                // A beat now, then one every interval; any message or a dropped sender stops the timer.
+                loop {
                     if !paused_t.load(Ordering::Relaxed) {
                         config.set_heartbeat_ns(config_map::monotonic_ns());
+                    }
+                    if !matches!(rx.recv_timeout(interval), Err(RecvTimeoutError::Timeout)) {
+                        break;
                     }
                 }
             })
@@ -114,15 +128,17 @@ struct Inner {
     // Kept for the programs this loader loaded (their fds); links are owned separately.
     _ebpf: Ebpf,
     links: Vec<(Hook, PinnedLink)>,
+    layers: Layers,
     config: Arc<ConfigMapping>,
     _config_map: MapData,
     maps: Arc<Mutex<PolicyMaps>>,
     managed: HashMap<MapData, u64, Managed>,
     counters: PerCpuArray<MapData, u64>,
+    /// Taken by the first `subscribe()`, which starts the reader.
     ring: Option<RingBuf<MapData>>,
     reader: Option<tokio::task::JoinHandle<()>>,
     heartbeat: HeartbeatTimer,
-    queue: Arc<EventQueue>,
+    hub: Arc<EventHub>,
     paths: StdHashMap<u64, PathBuf>,
 }
 
@@ -178,7 +194,7 @@ fn program_error(program: &str, e: ProgramError) -> DataplaneError {
 /// How many times a program load is tried when the verifier gives up with EAGAIN. The verifier stops with
 /// EAGAIN whenever the loading thread has a signal pending (a timer, SIGCHLD, a profiler): nothing is wrong
 /// with the program, so libbpf tries again, 5 times in all; so does this loader.
-const PROG_LOAD_ATTEMPTS: usize = 5;
+pub(crate) const PROG_LOAD_ATTEMPTS: usize = 5;
 
 fn is_eagain(e: &ProgramError) -> bool {
     matches!(e, ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EAGAIN))
@@ -203,21 +219,23 @@ fn attach_hook(
     cgroup_root: &File,
     pin_dir: &Path,
 ) -> Result<(PinnedLink, bool), DataplaneError> {
-    let link_pin = pin_dir.join(format!("link_{}", hook.as_str()));
+    let link_pin = adoption::link_pin(pin_dir, hook);
     if link_pin.exists() {
         let link = PinnedLink::from_pin(&link_pin).map_err(|e| {
             DataplaneError::attach(hook, format!("adopt {}", link_pin.display()), e)
         })?;
         return Ok((link, true));
     }
-    let name = hook_program(hook);
+    let name = hook_program(hook).ok_or_else(|| {
+        DataplaneError::attach(hook, "select its program", "not a sock_addr hook")
+    })?;
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
         .ok_or_else(|| DataplaneError::Object(format!("program {name} missing").into()))?
         .try_into()
         .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
     load_program(prog, name)?;
-    let prog_pin = pin_dir.join(format!("prog_{}", hook.as_str()));
+    let prog_pin = adoption::prog_pin(pin_dir, hook);
     if prog_pin.exists() {
         // Left by a loader that died between pinning the program and pinning its link.
         std::fs::remove_file(&prog_pin).map_err(|e| DataplaneError::io("remove", &prog_pin, e))?;
@@ -267,6 +285,12 @@ impl Dataplane {
             });
         }
         let adopted = pin_dir.join(CONFIG_MAP).exists();
+        if adopted {
+            // Before aya opens (or creates next to it) a single pinned map.
+            adoption::check(&pin_dir, &cgroup_root)?;
+        } else {
+            refuse_leftovers(&pin_dir)?;
+        }
         // An adopted ring buffer keeps its size; the reader must map exactly that size.
         let ring_bytes = match MapInfo::from_pin(pin_dir.join("dp_events")) {
             Ok(info) if adopted => info.max_entries(),
@@ -274,10 +298,14 @@ impl Dataplane {
         };
 
         let btf = Btf::from_sys_fs().ok();
+        // What the kernel lets the programs do decides how they are loaded (socket marks in sock_addr programs).
+        let kernel = KernelSupport::probe(btf.as_ref());
+        let sock_addr_storage: u32 = u32::from(kernel.sock_addr_storage.is_ok());
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .default_map_pin_directory(&pin_dir)
             .map_max_entries("dp_events", ring_bytes)
+            .override_global("dp_sock_addr_storage", &sock_addr_storage, true)
             .load(abi::BPF_OBJECT)
             .map_err(object_error)?;
 
@@ -286,17 +314,25 @@ impl Dataplane {
             _ => return Err(DataplaneError::map("dp_config", "not an array map")),
         };
         let config = Arc::new(ConfigMapping::new(config_map.fd().as_fd())?);
-        let maps = PolicyMaps {
+        if !adopted {
+            config.set_abi_fingerprint(abi::ABI_FINGERPRINT);
+        }
+        let grace = GracePeriod::new()
+            .map_err(|e| DataplaneError::map("dp_rcu_sync", format!("create: {e}")))?;
+        let mut maps = PolicyMaps {
             slot_meta: typed(&mut ebpf, "dp_slot_meta")?,
-            lpm4: typed(&mut ebpf, "dp_lpm4")?,
-            lpm6: typed(&mut ebpf, "dp_lpm6")?,
+            groups4: typed(&mut ebpf, "dp_groups4")?,
+            groups6: typed(&mut ebpf, "dp_groups6")?,
             rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
-            endpoints: typed(&mut ebpf, "dp_endpoints")?,
             batch: BatchHandles::open(&pin_dir)?,
             written: [None, None],
-            readers: typed(&mut ebpf, "dp_readers")?,
-            last_flip: Instant::now(),
+            grace: Arc::new(grace),
+            pending_grace: PendingGrace::Done,
         };
+        if adopted {
+            // The previous loader may have flipped just before it stopped: its old slot may still have readers.
+            maps.start_grace_period();
+        }
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
         let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
@@ -313,21 +349,38 @@ impl Dataplane {
 
         let root_dir =
             File::open(&cgroup_root).map_err(|e| DataplaneError::io("open", &cgroup_root, e))?;
-        let mut links = Vec::with_capacity(Hook::ALL.len());
-        for hook in Hook::ALL {
+        let mut links = Vec::with_capacity(Hook::SOCK_ADDR.len());
+        for hook in Hook::SOCK_ADDR {
             let (link, _was_pinned) = attach_hook(&mut ebpf, hook, &root_dir, &pin_dir)?;
             links.push((hook, link));
         }
+        let layers = layers::attach(
+            &mut ebpf,
+            btf.as_ref(),
+            &root_dir,
+            &pin_dir,
+            &opts.disable_layers,
+            &kernel,
+        )?;
+        log::info!(
+            "dataplane attached to {}: hooks {}; bypass layers: {}",
+            cgroup_root.display(),
+            Hook::SOCK_ADDR.map(Hook::as_str).join(", "),
+            layers.summary()
+        );
 
         let mut workloads = StdHashMap::new();
         for (id, entry) in managed.iter().filter_map(Result::ok) {
             workloads.insert(id, slots::decode_id(&entry.workload_id));
         }
+        // Loading and verifying the programs can take longer than a short grace period on a busy machine: the
+        // timer beats as soon as it starts, so the state is not left stale by the load itself.
         let heartbeat = HeartbeatTimer::start(config.clone(), opts.heartbeat_interval)?;
         Ok(Dataplane {
             inner: Mutex::new(Some(Inner {
                 _ebpf: ebpf,
                 links,
+                layers,
                 config,
                 _config_map: config_map,
                 maps: Arc::new(Mutex::new(maps)),
@@ -336,7 +389,7 @@ impl Dataplane {
                 ring: Some(ring),
                 reader: None,
                 heartbeat,
-                queue: EventQueue::new(opts.event_queue_capacity),
+                hub: EventHub::new(opts.event_queue_capacity),
                 paths: StdHashMap::new(),
             })),
             rule_ids: Arc::new(Mutex::new(RuleIdCache::default())),
@@ -465,7 +518,8 @@ impl Dataplane {
             if let Some(p) = &resolved.path {
                 i.paths.insert(resolved.id, p.clone());
             }
-            Ok(())
+            // After the change, so no socket keeps a mark taken under the old entry.
+            i.layers.bump_epoch()
         })?;
         if let Ok(mut w) = self.workloads.write() {
             w.insert(resolved.id, workload_id.map(str::to_owned));
@@ -494,6 +548,7 @@ impl Dataplane {
                 .remove(&id)
                 .map_err(|e| DataplaneError::map("dp_managed", e))?;
             i.paths.remove(&id);
+            i.layers.bump_epoch()?;
             Ok(true)
         })?;
         if removed {
@@ -507,7 +562,7 @@ impl Dataplane {
     pub fn set_global_mode(&self, mode: Mode) -> Result<(), DataplaneError> {
         self.with(|i| {
             i.config.set_global_mode(mode.to_abi());
-            Ok(())
+            i.layers.bump_epoch()
         })
     }
 
@@ -527,7 +582,8 @@ impl Dataplane {
             entry.mode = mode.to_abi();
             i.managed
                 .insert(resolved.id, entry, 0)
-                .map_err(|e| DataplaneError::map("dp_managed", e))
+                .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            i.layers.bump_epoch()
         })
     }
 
@@ -600,29 +656,41 @@ impl Dataplane {
                 ipv6_rules: meta.ipv6_rules,
                 events_emitted: sum(c::DP_COUNTER_EVENTS_EMITTED)?,
                 dropped_in_kernel: sum(c::DP_COUNTER_RINGBUF_FULL)?,
-                dropped_in_queue: i.queue.dropped.load(Ordering::Relaxed),
+                dropped_in_queue: i.hub.dropped.load(Ordering::Relaxed),
                 degraded: stale || meta.generation == 0,
+                layers: i.layers.status.clone(),
+                layer_counters: i.layers.counters()?,
             })
         })
     }
 
-    /// Starts (once) the tokio task reading the ring buffer; must be called inside a tokio runtime.
+    /// A new subscription to the verdict events: every subscriber receives every event decoded after it
+    /// subscribed, in its own bounded queue (a slow subscriber loses events, counted in `dropped_in_queue`,
+    /// without slowing the others). The first call starts the tokio task reading the ring buffer, so it must be
+    /// made inside a tokio runtime; the reader then runs on that runtime until `close()`.
     pub fn subscribe(&self) -> Result<EventReceiver, DataplaneError> {
-        let handle = tokio::runtime::Handle::try_current().map_err(|e| {
-            DataplaneError::EventReader(format!("not inside a tokio runtime: {e}").into())
-        })?;
         self.with(|i| {
-            let ring = i.ring.take().ok_or(DataplaneError::AlreadySubscribed)?;
-            let _enter = handle.enter();
-            let fd =
-                events::register(ring).map_err(|e| DataplaneError::EventReader(Box::new(e)))?;
-            let ctx = EventContext {
-                rule_ids: self.rule_ids.clone(),
-                workloads: self.workloads.clone(),
-                maps: i.maps.clone(),
-            };
-            i.reader = Some(handle.spawn(events::run_reader(fd, i.queue.clone(), ctx)));
-            Ok(EventReceiver::new(i.queue.clone()))
+            if let Some(ring) = i.ring.take() {
+                let handle = match tokio::runtime::Handle::try_current() {
+                    Ok(h) => h,
+                    Err(e) => {
+                        i.ring = Some(ring);
+                        return Err(DataplaneError::EventReader(
+                            format!("not inside a tokio runtime: {e}").into(),
+                        ));
+                    }
+                };
+                let _enter = handle.enter();
+                let fd =
+                    events::register(ring).map_err(|e| DataplaneError::EventReader(Box::new(e)))?;
+                let ctx = EventContext {
+                    rule_ids: self.rule_ids.clone(),
+                    workloads: self.workloads.clone(),
+                    maps: i.maps.clone(),
+                };
+                i.reader = Some(handle.spawn(events::run_reader(fd, i.hub.clone(), ctx)));
+            }
+            Ok(i.hub.subscribe())
         })
     }
 
@@ -636,11 +704,19 @@ impl Dataplane {
         if let Some(r) = inner.reader.take() {
             r.abort();
         }
-        inner.queue.close();
+        inner.hub.close();
         if !detach {
             return Ok(());
         }
         let mut first_error = None;
+        for (layer, link) in inner.layers.links.drain(..) {
+            match link.unpin() {
+                Ok(fd_link) => drop(fd_link),
+                Err(e) => {
+                    first_error.get_or_insert(DataplaneError::layer(layer, "unpin link", e));
+                }
+            }
+        }
         for (hook, link) in inner.links.drain(..) {
             match link.unpin() {
                 // Dropping the last fd of an unpinned bpf_link detaches the program.
@@ -656,6 +732,27 @@ impl Dataplane {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// A pin directory without `dp_config` must be empty: anything else there is a load that stopped half way, or
+/// something that is not ours, and adopting a part of it would be a half-adopted dataplane.
+fn refuse_leftovers(pin_dir: &Path) -> Result<(), DataplaneError> {
+    let entries =
+        std::fs::read_dir(pin_dir).map_err(|e| DataplaneError::io("read_dir", pin_dir, e))?;
+    let names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(DataplaneError::Adopt {
+        path: pin_dir.to_path_buf(),
+        reason: format!(
+            "it holds {names:?} but no dp_config: an interrupted load or something that is not a dataplane; \
+             remove the pin directory (`rm -r` of it) or choose another one"
+        ),
+    })
 }
 
 /// Removes every pin under `dir` (maps, programs, links) and the directory itself.
@@ -689,6 +786,25 @@ mod tests {
 
     static SIGNALS_HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
+    /// A bpffs directory of this process for pinned maps, removed with everything in it on drop.
+    struct UnitPinDir(PathBuf);
+
+    impl UnitPinDir {
+        fn new(tag: &str) -> Self {
+            let dir = mounts::bpffs_root()
+                .expect("bpffs")
+                .join(format!("ie-unit-{}-{tag}", std::process::id()));
+            std::fs::create_dir_all(&dir).expect("create the pin dir");
+            UnitPinDir(dir)
+        }
+    }
+
+    impl Drop for UnitPinDir {
+        fn drop(&mut self) {
+            let _ = remove_pins(&self.0);
+        }
+    }
+
     extern "C" fn count_signal(_: libc::c_int) {
         SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
     }
@@ -717,8 +833,12 @@ mod tests {
         }
         // SAFETY: pthread_self has no preconditions.
         let loader_thread = unsafe { libc::pthread_self() };
+        // The maps are pinned by name: into a directory of this test's own, never the bpffs root, where
+        // another run's maps (of another layout) would be reused.
+        let pins = UnitPinDir::new("signals");
         let mut ebpf = EbpfLoader::new()
             .btf(Btf::from_sys_fs().ok().as_ref())
+            .default_map_pin_directory(&pins.0)
             .load(abi::BPF_OBJECT)
             .expect("parse the dataplane object");
         let prog: &mut CgroupSockAddr = ebpf

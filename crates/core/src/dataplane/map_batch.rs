@@ -9,9 +9,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-/// `enum bpf_cmd` values from the kernel's uapi `linux/bpf.h` (stable ABI).
-const BPF_MAP_UPDATE_BATCH: libc::c_long = 26;
-const BPF_MAP_DELETE_BATCH: libc::c_long = 27;
+use super::bpf_sys::{self, BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH};
 
 /// Entries per syscall: bounds the kernel's per-call work so a huge snapshot cannot stall one syscall for long.
 const CHUNK: usize = 16_384;
@@ -33,20 +31,9 @@ struct BatchAttr {
 const _: () = assert!(std::mem::size_of::<BatchAttr>() == 56);
 
 fn bpf_batch(cmd: libc::c_long, attr: &mut BatchAttr) -> io::Result<()> {
-    // SAFETY: `attr` is a properly initialised `bpf_attr.batch` that outlives the call; the key and value
-    // pointers in it point to `count` elements of the map's key and value sizes (checked by the callers).
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr as *mut BatchAttr,
-            std::mem::size_of::<BatchAttr>(),
-        )
-    };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    // SAFETY: `attr` is a properly initialised `bpf_attr.batch`; the key and value pointers in it point to
+    // `count` elements of the map's key and value sizes (checked by the callers).
+    unsafe { bpf_sys::bpf(cmd, attr) }.map(|_| ())
 }
 
 /// Writes `keys[i] -> values[i]` for every i (BPF_ANY), in chunks. `K` and `V` must be the map's exact key

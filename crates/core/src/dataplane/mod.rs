@@ -3,10 +3,14 @@
 //! Semantics: SPEC section 4; design and limits: docs/dataplane.md.
 
 mod abi;
+mod adoption;
+mod bpf_sys;
 mod cgroup;
 mod config_map;
 mod error;
 mod events;
+mod grace_period;
+mod layers;
 mod loader;
 mod map_batch;
 mod mounts;
@@ -14,6 +18,7 @@ mod options;
 mod policy_compile;
 mod slots;
 
+pub use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
 pub use crate::contract::policy::PolicySummary;
 pub use cgroup::{cgroup_id, CgroupRef, ManagedCgroup};
 pub use error::DataplaneError;
@@ -25,4 +30,3 @@ pub use policy_compile::{
     MAX_ENDPOINT_ENTRIES, MAX_ENTRIES_PER_PREFIX, MAX_PREFIXES_PER_FAMILY, MAX_RULES,
     MAX_RULE_ENTRIES_PER_FAMILY,
 };
-pub use slots::SLOT_QUIESCE_INTERVAL;

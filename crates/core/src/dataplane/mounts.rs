@@ -72,27 +72,45 @@ pub fn bpffs_root() -> Result<PathBuf, DataplaneError> {
     std::fs::create_dir_all(target).map_err(|e| DataplaneError::BpffsUnavailable {
         reason: format!("mkdir {DEFAULT_BPFFS}: {e}"),
     })?;
-    let c_target = CString::new(target.as_os_str().as_bytes()).map_err(|e| {
-        DataplaneError::BpffsUnavailable {
-            reason: e.to_string(),
-        }
+    mount_fs("bpf", target, 0).map_err(|e| DataplaneError::BpffsUnavailable {
+        reason: e.to_string(),
     })?;
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call; data may be NULL for bpffs.
+    Ok(target.to_path_buf())
+}
+
+/// Mounts a pseudo file system of type `fstype` (bpf, securityfs) at `target`.
+pub(crate) fn mount_fs(
+    fstype: &str,
+    target: &Path,
+    flags: libc::c_ulong,
+) -> Result<(), std::io::Error> {
+    let c_target = CString::new(target.as_os_str().as_bytes())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    let c_type = CString::new(fstype)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call; data may be NULL for these
+    // pseudo file systems.
     let rc = unsafe {
         libc::mount(
-            c"bpf".as_ptr(),
+            c_type.as_ptr(),
             c_target.as_ptr(),
-            c"bpf".as_ptr(),
-            0,
+            c_type.as_ptr(),
+            flags,
             std::ptr::null(),
         )
     };
     if rc != 0 {
-        return Err(DataplaneError::BpffsUnavailable {
-            reason: std::io::Error::last_os_error().to_string(),
-        });
+        return Err(std::io::Error::last_os_error());
     }
-    Ok(target.to_path_buf())
+    Ok(())
+}
+
+/// Detaches the mount at `target` (best effort: used to undo a private, temporary mount).
+pub(crate) fn unmount(target: &Path) {
+    if let Ok(c_target) = CString::new(target.as_os_str().as_bytes()) {
+        // SAFETY: a valid NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c_target.as_ptr(), libc::MNT_DETACH) };
+    }
 }
 
 /// True when `path` is on a file system of the given magic number.

@@ -1,17 +1,22 @@
 //! Turning a validated [`PolicySnapshot`] into kernel map entries (pure: no map is touched here, so the limits
 //! and the ordering rules are unit-tested without a kernel).
 //!
-//! - Rules are grouped by CIDR; each group's entries are sorted deny first, which is how "deny wins a tie" is
-//!   decided in the kernel (the first entry matching port and protocol is the prefix's verdict).
+//! - Rules are grouped by CIDR (address masked to the prefix); broker and DNS endpoints join the group of their
+//!   host (/32, /128) as entries of their own kind. One hash lookup of that group then decides a broker, DNS or
+//!   host-rule destination.
+//! - Each group's entries are sorted broker, DNS, deny, allow (stable, so rule order is kept among equals): the
+//!   kernel takes the first entry matching port and protocol, which makes broker beat DNS beat every rule, and
+//!   deny win a tie between rules of one prefix.
 //! - A rule's ports become port ranges (consecutive ports merge); each range is one kernel entry carrying the
 //!   rule's index, so a rule with many ports spans several entries.
+//! - The prefix lengths present in each family are listed longest first: the kernel looks up only those.
 //! - IPv4-mapped IPv6 CIDRs and endpoints (`::ffff:a.b.c.d`) are stored as IPv4, because the programs judge
 //!   mapped destinations with the IPv4 tables.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use super::abi::{self, c, EndpointKey, RuleEntry};
+use super::abi::{self, c, RuleEntry};
 use super::error::DataplaneError;
 use crate::contract::hook::Protocol;
 use crate::contract::policy::{PolicySnapshot, RuleAction};
@@ -20,14 +25,15 @@ use crate::contract::policy::{PolicySnapshot, RuleAction};
 pub const MAX_RULE_ENTRIES_PER_FAMILY: usize = c::DP_RULE_ENTRIES_PER_FAMILY as usize;
 /// Per-family, per-slot capacity of distinct CIDRs.
 pub const MAX_PREFIXES_PER_FAMILY: usize = c::DP_PREFIXES_PER_FAMILY as usize;
-/// Kernel entries one CIDR may hold (rules x port ranges).
+/// Kernel entries one CIDR may hold (rules x port ranges, plus a host's broker and DNS entries).
 pub const MAX_ENTRIES_PER_PREFIX: usize = c::DP_ENTRIES_PER_PREFIX as usize;
 /// Rules (both families) per snapshot.
 pub const MAX_RULES: usize = c::DP_RULE_IDS_PER_SLOT as usize;
 /// Endpoint entries (a DNS endpoint takes two: udp and tcp) per snapshot.
 pub const MAX_ENDPOINT_ENTRIES: usize = c::DP_ENDPOINTS_PER_SLOT as usize;
 
-/// One CIDR with its entries (sorted deny first). `addr` is the network-order address bytes.
+/// One group: a CIDR (or an endpoint host) with its entries, sorted broker, DNS, deny, allow. `addr` holds the
+/// network-order address bytes, host bits zero.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct PrefixEntries<const N: usize> {
     pub addr: [u8; N],
@@ -40,8 +46,9 @@ pub(crate) struct PrefixEntries<const N: usize> {
 pub(crate) struct CompiledPolicy {
     pub v4: Vec<PrefixEntries<4>>,
     pub v6: Vec<PrefixEntries<16>>,
-    /// Endpoint keys with slot 0 (the writer sets the slot) and their kind.
-    pub endpoints: Vec<(EndpointKey, u32)>,
+    /// Prefix lengths present in `v4` / `v6`, longest first.
+    pub len4: Vec<u8>,
+    pub len6: Vec<u8>,
     pub rule_ids: Vec<String>,
     pub ipv4_rules: u32,
     pub ipv6_rules: u32,
@@ -51,7 +58,7 @@ pub(crate) struct CompiledPolicy {
     pub unmanaged_one_in: u32,
 }
 
-/// An address as the tables see it: IPv4 (also for a mapped IPv6 address) or IPv6.
+/// An address as the tables see it: IPv4 (also for a mapped IPv6 address) or IPv6, host bits zero.
 enum TableAddr {
     V4([u8; 4], u8),
     V6([u8; 16], u8),
@@ -59,12 +66,31 @@ enum TableAddr {
 
 fn table_addr(addr: IpAddr, prefix_len: u8) -> TableAddr {
     match addr {
-        IpAddr::V4(a) => TableAddr::V4(a.octets(), prefix_len),
+        IpAddr::V4(a) => {
+            let len = prefix_len.min(32);
+            TableAddr::V4(masked(a.octets(), len), len)
+        }
         IpAddr::V6(a) => match a.to_ipv4_mapped() {
-            Some(v4) if prefix_len >= 96 => TableAddr::V4(v4.octets(), prefix_len - 96),
-            _ => TableAddr::V6(a.octets(), prefix_len),
+            Some(v4) if prefix_len >= 96 => {
+                let len = (prefix_len - 96).min(32);
+                TableAddr::V4(masked(v4.octets(), len), len)
+            }
+            _ => {
+                let len = prefix_len.min(128);
+                TableAddr::V6(masked(a.octets(), len), len)
+            }
         },
     }
+}
+
+/// Zeroes every bit after the first `len`.
+fn masked<const N: usize>(mut bytes: [u8; N], len: u8) -> [u8; N] {
+    for (i, b) in bytes.iter_mut().enumerate() {
+        let first_bit = i * 8;
+        let keep = usize::from(len).saturating_sub(first_bit).min(8);
+        *b &= if keep == 0 { 0 } else { 0xffu8 << (8 - keep) };
+    }
+    bytes
 }
 
 /// Sorted, de-duplicated ports as inclusive ranges; no ports means every port.
@@ -95,68 +121,71 @@ fn id_fits(id: &str) -> Result<(), DataplaneError> {
     Ok(())
 }
 
-fn endpoint_key(ip: IpAddr, port: u16, protocol: Protocol) -> EndpointKey {
-    let mut key = EndpointKey {
-        slot: 0,
-        family: abi::FAMILY_INET,
-        protocol: protocol as u8,
+fn endpoint_entry(port: u16, protocol: u8, action: u8) -> RuleEntry {
+    RuleEntry {
+        port_lo: port,
+        port_hi: port,
+        protocol,
+        action,
         reserved: 0,
-        port,
-        reserved2: 0,
-        addr: [0; 16],
-    };
-    match table_addr(ip, 128) {
-        TableAddr::V4(a, _) => key.addr[..4].copy_from_slice(&a),
-        TableAddr::V6(a, _) => {
-            key.family = abi::FAMILY_INET6;
-            key.addr = a;
-        }
+        rule_index: abi::RULE_INDEX_NONE,
     }
-    key
 }
 
-fn sort_and_check<const N: usize>(
-    groups: BTreeMap<([u8; N], u8), Vec<RuleEntry>>,
+type Groups<const N: usize> = BTreeMap<([u8; N], u8), Vec<RuleEntry>>;
+
+/// The groups of one family, checked against the limits, entries sorted; and the prefix lengths, longest first.
+fn finish<const N: usize>(
+    groups: Groups<N>,
+    rule_prefixes: usize,
     family: &'static str,
-) -> Result<Vec<PrefixEntries<N>>, DataplaneError> {
-    if groups.len() > MAX_PREFIXES_PER_FAMILY {
+) -> Result<(Vec<PrefixEntries<N>>, Vec<u8>), DataplaneError> {
+    if rule_prefixes > MAX_PREFIXES_PER_FAMILY {
         return Err(DataplaneError::PolicyTooLarge {
             what: if N == 4 {
                 "distinct IPv4 CIDRs"
             } else {
                 "distinct IPv6 CIDRs"
             },
-            count: groups.len(),
+            count: rule_prefixes,
             limit: MAX_PREFIXES_PER_FAMILY,
         });
     }
-    let mut total = 0usize;
+    let mut rule_entries = 0usize;
     let mut out = Vec::with_capacity(groups.len());
+    let mut lengths: Vec<u8> = Vec::new();
     for ((addr, prefix_len), mut entries) in groups {
         if entries.len() > MAX_ENTRIES_PER_PREFIX {
             return Err(DataplaneError::PolicyTooLarge {
-                what: "kernel rule entries (rules x port ranges) of one CIDR",
+                what: "kernel entries (rules x port ranges, broker and DNS) of one CIDR",
                 count: entries.len(),
                 limit: MAX_ENTRIES_PER_PREFIX,
             });
         }
-        // Deny first (stable, so rule order is kept among equals): the kernel takes the first match of a prefix.
-        entries.sort_by_key(|e| e.action != abi::ACTION_DENY);
-        total += entries.len();
+        // Broker, DNS, deny, allow (stable: rule order is kept among equals). The kernel takes the first match.
+        entries.sort_by_key(|e| std::cmp::Reverse(e.action));
+        rule_entries += entries
+            .iter()
+            .filter(|e| e.rule_index != abi::RULE_INDEX_NONE)
+            .count();
+        if !lengths.contains(&prefix_len) {
+            lengths.push(prefix_len);
+        }
         out.push(PrefixEntries {
             addr,
             prefix_len,
             entries,
         });
     }
-    if total > MAX_RULE_ENTRIES_PER_FAMILY {
+    if rule_entries > MAX_RULE_ENTRIES_PER_FAMILY {
         return Err(DataplaneError::PolicyTooLarge {
             what: family,
-            count: total,
+            count: rule_entries,
             limit: MAX_RULE_ENTRIES_PER_FAMILY,
         });
     }
-    Ok(out)
+    lengths.sort_unstable_by(|a, b| b.cmp(a));
+    Ok((out, lengths))
 }
 
 /// Compiles a validated snapshot; fails when it does not fit the kernel maps.
@@ -168,8 +197,8 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
             limit: MAX_RULES,
         });
     }
-    let mut v4: BTreeMap<([u8; 4], u8), Vec<RuleEntry>> = BTreeMap::new();
-    let mut v6: BTreeMap<([u8; 16], u8), Vec<RuleEntry>> = BTreeMap::new();
+    let mut v4: Groups<4> = BTreeMap::new();
+    let mut v6: Groups<16> = BTreeMap::new();
     let mut compiled = CompiledPolicy {
         allow_one_in: snapshot.sampling.allow_one_in,
         unmanaged_one_in: snapshot.sampling.unmanaged_one_in,
@@ -182,6 +211,7 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
             RuleAction::Allow => abi::ACTION_ALLOW,
             RuleAction::Deny => abi::ACTION_DENY,
         };
+        // No protocol: every protocol the hooks judge (tcp, udp, icmp ping sockets).
         let entries = port_ranges(&rule.ports)
             .into_iter()
             .map(|(lo, hi)| RuleEntry {
@@ -203,27 +233,27 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
             }
         }
     }
-    compiled.v4 = sort_and_check(v4, "IPv4 kernel rule entries")?;
-    compiled.v6 = sort_and_check(v6, "IPv6 kernel rule entries")?;
+    let rule_prefixes4 = v4.len();
+    let rule_prefixes6 = v6.len();
 
-    // DNS first, broker last: a broker endpoint that is also a DNS (ip, port, tcp) endpoint reports
-    // ALLOW_BROKER, the earlier step of SPEC 4.
-    let mut endpoints: BTreeMap<Vec<u8>, (EndpointKey, u32)> = BTreeMap::new();
-    let key_bytes = |k: &EndpointKey| {
-        let mut v = vec![k.family, k.protocol];
-        v.extend_from_slice(&k.port.to_be_bytes());
-        v.extend_from_slice(&k.addr);
-        v
-    };
+    // Endpoints, de-duplicated. For the same (ip, port, tcp) a broker entry sorts before the DNS one, so it
+    // reports ALLOW_BROKER, the earlier step of SPEC 4.
+    let mut endpoints: BTreeMap<(IpAddr, u16, u8, u8), ()> = BTreeMap::new();
     for dns in &snapshot.dns {
         for proto in [Protocol::Udp, Protocol::Tcp] {
-            let k = endpoint_key(dns.ip, dns.port, proto);
-            endpoints.insert(key_bytes(&k), (k, abi::ENDPOINT_DNS));
+            endpoints.insert((dns.ip, dns.port, proto as u8, abi::ACTION_DNS), ());
         }
     }
     for broker in &snapshot.broker {
-        let k = endpoint_key(broker.ip, broker.port, Protocol::Tcp);
-        endpoints.insert(key_bytes(&k), (k, abi::ENDPOINT_BROKER));
+        endpoints.insert(
+            (
+                broker.ip,
+                broker.port,
+                Protocol::Tcp as u8,
+                abi::ACTION_BROKER,
+            ),
+            (),
+        );
     }
     if endpoints.len() > MAX_ENDPOINT_ENTRIES {
         return Err(DataplaneError::PolicyTooLarge {
@@ -232,7 +262,15 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
             limit: MAX_ENDPOINT_ENTRIES,
         });
     }
-    compiled.endpoints = endpoints.into_values().collect();
+    for (ip, port, protocol, action) in endpoints.into_keys() {
+        let entry = endpoint_entry(port, protocol, action);
+        match table_addr(ip, 128) {
+            TableAddr::V4(a, _) => v4.entry((a, 32)).or_default().push(entry),
+            TableAddr::V6(a, _) => v6.entry((a, 128)).or_default().push(entry),
+        }
+    }
+    (compiled.v4, compiled.len4) = finish(v4, rule_prefixes4, "IPv4 kernel rule entries")?;
+    (compiled.v6, compiled.len6) = finish(v6, rule_prefixes6, "IPv6 kernel rule entries")?;
     compiled.broker_endpoints = snapshot.broker.len() as u32;
     compiled.dns_endpoints = snapshot.dns.len() as u32;
     Ok(compiled)
@@ -272,6 +310,14 @@ mod tests {
             port_ranges(&[443, 80, 81, 82, 443, 65535]),
             vec![(80, 82), (443, 443), (65535, 65535)]
         );
+    }
+
+    #[test]
+    fn masks_host_bits() {
+        assert_eq!(masked([10, 1, 2, 3], 8), [10, 0, 0, 0]);
+        assert_eq!(masked([10, 255, 2, 3], 12), [10, 240, 0, 0]);
+        assert_eq!(masked([1, 2, 3, 4], 0), [0, 0, 0, 0]);
+        assert_eq!(masked([1, 2, 3, 4], 32), [1, 2, 3, 4]);
     }
 
     #[test]
@@ -318,10 +364,12 @@ mod tests {
         assert_eq!(mapped.prefix_len, 24);
         assert_eq!(c.v6.len(), 1);
         assert_eq!(c.rule_ids, vec!["a", "d", "v6", "m"]);
+        assert_eq!(c.len4, vec![24, 8], "longest first");
+        assert_eq!(c.len6, vec![32]);
     }
 
     #[test]
-    fn broker_wins_over_dns_on_the_same_tcp_endpoint() {
+    fn endpoints_join_their_host_group_before_its_rules_and_broker_wins_over_dns() {
         let ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 53));
         let snap = PolicySnapshot {
             broker: vec![BrokerEndpoint { ip, port: 53 }],
@@ -331,23 +379,47 @@ mod tests {
                     ip: IpAddr::V6(Ipv6Addr::LOCALHOST),
                     port: 53,
                 },
+                DnsEndpoint {
+                    ip: "::ffff:10.0.0.54".parse().expect("mapped"),
+                    port: 53,
+                },
+            ],
+            rules: vec![
+                rule("host-allow", RuleAction::Allow, "10.0.0.53/32", &[], None),
+                rule("host-deny", RuleAction::Deny, "10.0.0.53/32", &[22], None),
             ],
             ..PolicySnapshot::default()
         };
         let c = compile(&snap).expect("fits");
-        assert_eq!(c.endpoints.len(), 4);
-        let tcp = c
-            .endpoints
+        let host =
+            c.v4.iter()
+                .find(|p| p.addr == [10, 0, 0, 53])
+                .expect("host group");
+        assert_eq!(host.prefix_len, 32);
+        let kinds: Vec<(u8, u8, u32)> = host
+            .entries
             .iter()
-            .find(|(k, _)| k.family == abi::FAMILY_INET && k.protocol == 6)
-            .expect("tcp");
-        assert_eq!(tcp.1, abi::ENDPOINT_BROKER);
-        let udp = c
-            .endpoints
-            .iter()
-            .find(|(k, _)| k.family == abi::FAMILY_INET && k.protocol == 17)
-            .expect("udp");
-        assert_eq!(udp.1, abi::ENDPOINT_DNS);
+            .map(|e| (e.action, e.protocol, e.rule_index))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (abi::ACTION_BROKER, 6, abi::RULE_INDEX_NONE),
+                (abi::ACTION_DNS, 6, abi::RULE_INDEX_NONE),
+                (abi::ACTION_DNS, 17, abi::RULE_INDEX_NONE),
+                (abi::ACTION_DENY, 0, 1),
+                (abi::ACTION_ALLOW, 0, 0),
+            ]
+        );
+        assert!(
+            c.v4.iter().any(|p| p.addr == [10, 0, 0, 54]),
+            "a mapped endpoint is an IPv4 host"
+        );
+        let v6 = c.v6.first().expect("::1 host group");
+        assert_eq!((v6.prefix_len, v6.entries.len()), (128, 2));
+        assert_eq!(c.len4, vec![32]);
+        assert_eq!(c.len6, vec![128]);
+        assert_eq!((c.broker_endpoints, c.dns_endpoints), (1, 3));
     }
 
     #[test]

@@ -1,56 +1,56 @@
 //! The two policy slots and the atomic switch between them.
 //!
-//! A replacement writes the whole new generation (rule entries, LPM groups, endpoints, rule ids, slot metadata)
-//! into the inactive slot, then flips `dp_config.active_slot` with one store. A program reads `active_slot`
-//! once and afterwards reads only that slot, so every verdict uses exactly one generation. The slot that just
-//! became inactive may still be read by programs that started before the flip; it is only cleared and rewritten
-//! by the *next* replacement, after [`SLOT_QUIESCE_INTERVAL`] has passed since the flip and once the per-CPU
-//! reader count of that slot (`dp_readers`, maintained by every program run) is zero (docs/dataplane.md).
+//! A replacement writes the whole new generation (groups, overflow entries, rule ids, slot metadata) into the
+//! inactive slot, then flips `dp_config.active_slot` with one store. A program reads `active_slot` once and
+//! afterwards reads only that slot, so every verdict uses exactly one generation. The slot that just became
+//! inactive may still be read by program runs that started before the flip: it is cleared and rewritten only
+//! by the *next* replacement, and only after an RCU grace period has passed since the flip ([`GracePeriod`]),
+//! which no such run outlives (docs/dataplane.md, "Atomic replacement"). The grace period is awaited in the
+//! background right after the flip, so a replacement does not wait for its own grace period, only a
+//! replacement that follows within one grace period of the previous one does.
 
 use std::os::fd::AsFd;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 
-use aya::maps::lpm_trie::{Key, LpmTrie};
-use aya::maps::{Array, HashMap, MapData, PerCpuArray};
+use aya::maps::{Array, HashMap, MapData};
 
-use super::abi::{
-    self, c, EndpointKey, IdSlot, Lpm4Data, Lpm6Data, PrefixGroup, RuleEntry, SlotMeta,
-};
+use super::abi::{self, c, Group, IdSlot, Key4, Key6, RuleEntry, SlotMeta};
 use super::config_map::ConfigMapping;
 use super::error::DataplaneError;
+use super::grace_period::GracePeriod;
 use super::map_batch;
-use super::policy_compile::CompiledPolicy;
+use super::policy_compile::{CompiledPolicy, PrefixEntries};
 
-/// How long after a flip the now-inactive slot is left untouched. A sock_addr program runs to completion in
-/// microseconds (its loops are bounded: at most 129 prefixes x 1024 entries), so this leaves a margin of several
-/// orders of magnitude, including preemption of the program under PREEMPT_RCU.
-pub const SLOT_QUIESCE_INTERVAL: Duration = Duration::from_millis(100);
-
-/// A program registered on the inactive slot finishes in microseconds; not draining within this is a bug, and
-/// the replacement fails without touching the active policy.
-const READER_DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
-
-const RULE_SLOT_ENTRIES: u32 = c::DP_RULE_SLOT_ENTRIES as u32;
-const RULE_ENTRIES_PER_FAMILY: u32 = c::DP_RULE_ENTRIES_PER_FAMILY as u32;
+const ENTRY_SLOT_ENTRIES: u32 = c::DP_ENTRY_SLOT_ENTRIES as u32;
+const ENTRIES_PER_FAMILY: u32 = c::DP_ENTRIES_PER_FAMILY as u32;
 const RULE_IDS_PER_SLOT: u32 = c::DP_RULE_IDS_PER_SLOT as u32;
 
 /// The maps a replacement writes.
 pub(crate) struct PolicyMaps {
     pub slot_meta: Array<MapData, SlotMeta>,
-    pub lpm4: LpmTrie<MapData, Lpm4Data, PrefixGroup>,
-    pub lpm6: LpmTrie<MapData, Lpm6Data, PrefixGroup>,
+    pub groups4: HashMap<MapData, Key4, Group>,
+    pub groups6: HashMap<MapData, Key6, Group>,
     pub rule_ids: Array<MapData, IdSlot>,
-    pub endpoints: HashMap<MapData, EndpointKey, u32>,
     /// Second handles on the maps written in bulk, for the batch syscalls aya does not expose.
     pub batch: BatchHandles,
-    /// The LPM keys this process wrote into each slot, so clearing a slot deletes exactly them in a few batch
-    /// calls instead of walking the whole trie (`None` after adoption: the first clear walks the trie once).
+    /// The group keys this process wrote into each slot, so clearing a slot deletes exactly them in a few batch
+    /// calls (`None` after adoption or a failed write: the next clear walks the map once instead).
     pub written: [Option<SlotKeys>; 2],
-    /// Per-CPU count of programs reading each slot (`dp_readers`).
-    pub readers: PerCpuArray<MapData, u64>,
-    /// When the active slot last changed (at load: the load time, since a previous loader may just have flipped).
-    pub last_flip: Instant,
+    pub grace: Arc<GracePeriod>,
+    /// The grace period that started after the last flip (or at load: a previous loader may just have flipped).
+    pub pending_grace: PendingGrace,
+}
+
+/// Whether the inactive slot may still have readers.
+pub(crate) enum PendingGrace {
+    /// A grace period has passed since the last flip.
+    Done,
+    /// A background thread is waiting for it.
+    Waiting(JoinHandle<std::io::Result<()>>),
+    /// Nobody is waiting for it yet (the thread could not be started).
+    Needed,
 }
 
 impl PolicyMaps {
@@ -72,33 +72,33 @@ impl PolicyMaps {
         decode_id(&id.bytes)
     }
 
-    /// Programs currently registered as readers of `slot` (sum over CPUs; the counts wrap, so sum wrapping).
-    fn readers_of(&self, slot: u32) -> Result<i64, DataplaneError> {
-        let values = self
-            .readers
-            .get(&slot, 0)
-            .map_err(|e| DataplaneError::map("dp_readers", e))?;
-        Ok(values.iter().fold(0u64, |acc, v| acc.wrapping_add(*v)) as i64)
+    /// Starts waiting, in the background, for the grace period that ends every program run begun before now.
+    pub(crate) fn start_grace_period(&mut self) {
+        let grace = self.grace.clone();
+        // A thread that cannot be spawned leaves the wait to the next replacement, in place.
+        self.pending_grace = match std::thread::Builder::new()
+            .name("dp-grace-period".into())
+            .spawn(move || grace.wait())
+        {
+            Ok(t) => PendingGrace::Waiting(t),
+            Err(_) => PendingGrace::Needed,
+        };
     }
 
-    /// Waits until no program reads `slot` any more (see `slot_acquire` in bpf/dataplane.bpf.c).
-    fn wait_for_readers(&self, slot: u32) -> Result<(), DataplaneError> {
-        let deadline = Instant::now() + READER_DRAIN_TIMEOUT;
-        loop {
-            let n = self.readers_of(slot)?;
-            if n == 0 {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                return Err(DataplaneError::map(
-                    "dp_readers",
-                    format!(
-                        "{n} program runs still read slot {slot} after {READER_DRAIN_TIMEOUT:?}"
-                    ),
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
+    /// Returns once no program run can still read the inactive slot.
+    fn finish_grace_period(&mut self) -> Result<(), DataplaneError> {
+        let waited = match std::mem::replace(&mut self.pending_grace, PendingGrace::Needed) {
+            PendingGrace::Done => Ok(()),
+            // A failed background wait proves nothing: wait again, in place, before touching the slot.
+            PendingGrace::Waiting(t) => match t.join() {
+                Ok(Ok(())) => Ok(()),
+                _ => self.grace.wait(),
+            },
+            PendingGrace::Needed => self.grace.wait(),
+        };
+        waited.map_err(|e| DataplaneError::map("dp_rcu_sync", format!("RCU grace period: {e}")))?;
+        self.pending_grace = PendingGrace::Done;
+        Ok(())
     }
 
     fn clear_slot(&mut self, slot: u32) -> Result<(), DataplaneError> {
@@ -107,36 +107,25 @@ impl PolicyMaps {
             Some(keys) => keys,
             None => SlotKeys {
                 v4: self
-                    .lpm4
+                    .groups4
                     .keys()
                     .filter_map(Result::ok)
-                    .filter(|k| k.data().slot == slot8)
+                    .filter(|k| k.slot == slot8)
                     .collect(),
                 v6: self
-                    .lpm6
+                    .groups6
                     .keys()
                     .filter_map(Result::ok)
-                    .filter(|k| k.data().slot == slot8)
+                    .filter(|k| k.slot == slot8)
                     .collect(),
             },
         };
-        map_batch::delete(self.batch.lpm4.fd().as_fd(), &keys.v4)
-            .map_err(|e| DataplaneError::map("dp_lpm4", format!("batch delete: {e}")))?;
-        map_batch::delete(self.batch.lpm6.fd().as_fd(), &keys.v6)
-            .map_err(|e| DataplaneError::map("dp_lpm6", format!("batch delete: {e}")))?;
-        // Rules and rule ids live in arrays indexed from each group's `first`: the next write overwrites what
-        // it uses, and nothing reaches an entry no prefix group points to.
-        let eps: Vec<EndpointKey> = self
-            .endpoints
-            .keys()
-            .filter_map(Result::ok)
-            .filter(|k| k.slot == slot8)
-            .collect();
-        for k in eps {
-            self.endpoints
-                .remove(&k)
-                .map_err(|e| DataplaneError::map("dp_endpoints", e))?;
-        }
+        map_batch::delete(self.batch.groups4.fd().as_fd(), &keys.v4)
+            .map_err(|e| DataplaneError::map("dp_groups4", format!("batch delete: {e}")))?;
+        map_batch::delete(self.batch.groups6.fd().as_fd(), &keys.v6)
+            .map_err(|e| DataplaneError::map("dp_groups6", format!("batch delete: {e}")))?;
+        // Overflow entries and rule ids live in arrays indexed from each group's `first` / rule index: the next
+        // write overwrites what it uses, and nothing reaches an entry no group points to.
         self.slot_meta
             .set(slot, SlotMeta::default(), 0)
             .map_err(|e| DataplaneError::map("dp_slot_meta", e))
@@ -149,53 +138,26 @@ impl PolicyMaps {
         generation: u64,
     ) -> Result<(), DataplaneError> {
         let slot8 = slot as u8;
-        let rules_base = slot * RULE_SLOT_ENTRIES;
-        let mut rule_idx: Vec<u32> = Vec::with_capacity(p.v4.len() + p.v6.len());
-        let mut rule_vals: Vec<RuleEntry> = Vec::with_capacity(rule_idx.capacity());
-        let mut keys = SlotKeys {
-            v4: Vec::with_capacity(p.v4.len()),
-            v6: Vec::with_capacity(p.v6.len()),
-        };
-        let mut groups4 = Vec::with_capacity(p.v4.len());
-        let mut next = 0u32;
-        for group in &p.v4 {
-            groups4.push(group_entry(next, group.entries.len(), group.prefix_len));
-            for e in &group.entries {
-                rule_idx.push(rules_base + next);
-                rule_vals.push(*e);
-                next += 1;
-            }
-            keys.v4.push(Key::new(
-                abi::LPM_SLOT_BITS + u32::from(group.prefix_len),
-                Lpm4Data {
-                    slot: slot8,
-                    addr: group.addr,
-                    pad: [0; 3],
-                },
-            ));
-        }
-        let mut groups6 = Vec::with_capacity(p.v6.len());
-        let mut next = 0u32;
-        for group in &p.v6 {
-            groups6.push(group_entry(next, group.entries.len(), group.prefix_len));
-            for e in &group.entries {
-                rule_idx.push(rules_base + RULE_ENTRIES_PER_FAMILY + next);
-                rule_vals.push(*e);
-                next += 1;
-            }
-            keys.v6.push(Key::new(
-                abi::LPM_SLOT_BITS + u32::from(group.prefix_len),
-                Lpm6Data {
-                    slot: slot8,
-                    addr: group.addr,
-                    pad: [0; 3],
-                },
-            ));
-        }
-        // Rule entries before the prefixes that point to them; all of it before the flip makes any of it
+        let mut overflow_idx: Vec<u32> = Vec::new();
+        let mut overflow: Vec<RuleEntry> = Vec::new();
+        let base4 = slot * ENTRY_SLOT_ENTRIES;
+        let base6 = base4 + ENTRIES_PER_FAMILY;
+        let (keys4, groups4) = groups(&p.v4, base4, &mut overflow_idx, &mut overflow, |g| Key4 {
+            slot: slot8,
+            prefix_len: g.prefix_len,
+            pad: 0,
+            addr: g.addr,
+        });
+        let (keys6, groups6) = groups(&p.v6, base6, &mut overflow_idx, &mut overflow, |g| Key6 {
+            slot: slot8,
+            prefix_len: g.prefix_len,
+            pad: 0,
+            addr: g.addr,
+        });
+        // Overflow entries before the groups that point to them; all of it before the flip makes any of it
         // visible to a program.
-        map_batch::update(self.batch.rules.fd().as_fd(), &rule_idx, &rule_vals)
-            .map_err(|e| DataplaneError::map("dp_rules", format!("batch update: {e}")))?;
+        map_batch::update(self.batch.entries.fd().as_fd(), &overflow_idx, &overflow)
+            .map_err(|e| DataplaneError::map("dp_entries", format!("batch update: {e}")))?;
         let id_idx: Vec<u32> = (0..p.rule_ids.len() as u32)
             .map(|i| slot * RULE_IDS_PER_SLOT + i)
             .collect();
@@ -212,21 +174,15 @@ impl PolicyMaps {
             .collect();
         map_batch::update(self.batch.rule_ids.fd().as_fd(), &id_idx, &id_vals)
             .map_err(|e| DataplaneError::map("dp_rule_ids", format!("batch update: {e}")))?;
-        map_batch::update(self.batch.lpm4.fd().as_fd(), &keys.v4, &groups4)
-            .map_err(|e| DataplaneError::map("dp_lpm4", format!("batch update: {e}")))?;
-        map_batch::update(self.batch.lpm6.fd().as_fd(), &keys.v6, &groups6)
-            .map_err(|e| DataplaneError::map("dp_lpm6", format!("batch update: {e}")))?;
-        self.written[slot as usize] = Some(keys);
-        for (key, kind) in &p.endpoints {
-            let key = EndpointKey {
-                slot: slot8,
-                ..*key
-            };
-            self.endpoints
-                .insert(key, kind, 0)
-                .map_err(|e| DataplaneError::map("dp_endpoints", e))?;
-        }
-        let meta = SlotMeta {
+        map_batch::update(self.batch.groups4.fd().as_fd(), &keys4, &groups4)
+            .map_err(|e| DataplaneError::map("dp_groups4", format!("batch update: {e}")))?;
+        map_batch::update(self.batch.groups6.fd().as_fd(), &keys6, &groups6)
+            .map_err(|e| DataplaneError::map("dp_groups6", format!("batch update: {e}")))?;
+        self.written[slot as usize] = Some(SlotKeys {
+            v4: keys4,
+            v6: keys6,
+        });
+        let mut meta = SlotMeta {
             generation,
             allow_one_in: p.allow_one_in,
             unmanaged_one_in: p.unmanaged_one_in,
@@ -234,7 +190,12 @@ impl PolicyMaps {
             ipv6_rules: p.ipv6_rules,
             broker_endpoints: p.broker_endpoints,
             dns_endpoints: p.dns_endpoints,
+            n_len4: p.len4.len() as u8,
+            n_len6: p.len6.len() as u8,
+            ..SlotMeta::default()
         };
+        meta.len4[..p.len4.len()].copy_from_slice(&p.len4);
+        meta.len6[..p.len6.len()].copy_from_slice(&p.len6);
         self.slot_meta
             .set(slot, meta, 0)
             .map_err(|e| DataplaneError::map("dp_slot_meta", e))
@@ -250,24 +211,52 @@ impl PolicyMaps {
         let active = config.active_slot();
         let inactive = active ^ 1;
         let generation = self.meta(0)?.generation.max(self.meta(1)?.generation) + 1;
-        let since = self.last_flip.elapsed();
-        if since < SLOT_QUIESCE_INTERVAL {
-            std::thread::sleep(SLOT_QUIESCE_INTERVAL - since);
-        }
-        self.wait_for_readers(inactive)?;
+        self.finish_grace_period()?;
         self.clear_slot(inactive)?;
         self.write_slot(inactive, p, generation)?;
         config.set_active_slot(inactive);
-        self.last_flip = Instant::now();
+        self.start_grace_period();
         Ok(generation)
     }
 }
 
+/// The group values of one family and their keys; groups larger than the inline room go to the overflow array.
+fn groups<const N: usize, K>(
+    family: &[PrefixEntries<N>],
+    base: u32,
+    overflow_idx: &mut Vec<u32>,
+    overflow: &mut Vec<RuleEntry>,
+    key: impl Fn(&PrefixEntries<N>) -> K,
+) -> (Vec<K>, Vec<Group>) {
+    let mut keys = Vec::with_capacity(family.len());
+    let mut values = Vec::with_capacity(family.len());
+    let mut next = 0u32;
+    for g in family {
+        let mut value = Group {
+            count: g.entries.len() as u32,
+            ..Group::default()
+        };
+        if g.entries.len() <= abi::GROUP_INLINE {
+            value.entries[..g.entries.len()].copy_from_slice(&g.entries);
+        } else {
+            value.first = next;
+            for e in &g.entries {
+                overflow_idx.push(base + next);
+                overflow.push(*e);
+                next += 1;
+            }
+        }
+        keys.push(key(g));
+        values.push(value);
+    }
+    (keys, values)
+}
+
 /// Second file descriptors on the maps a replacement writes in bulk (opened from their pins).
 pub(crate) struct BatchHandles {
-    pub lpm4: MapData,
-    pub lpm6: MapData,
-    pub rules: MapData,
+    pub groups4: MapData,
+    pub groups6: MapData,
+    pub entries: MapData,
     pub rule_ids: MapData,
 }
 
@@ -278,27 +267,18 @@ impl BatchHandles {
                 .map_err(|e| DataplaneError::map(name, format!("open pin: {e}")))
         };
         Ok(BatchHandles {
-            lpm4: open("dp_lpm4")?,
-            lpm6: open("dp_lpm6")?,
-            rules: open("dp_rules")?,
+            groups4: open("dp_groups4")?,
+            groups6: open("dp_groups6")?,
+            entries: open("dp_entries")?,
             rule_ids: open("dp_rule_ids")?,
         })
     }
 }
 
-/// The LPM keys of one slot's prefixes.
+/// The group keys of one slot.
 pub(crate) struct SlotKeys {
-    v4: Vec<Key<Lpm4Data>>,
-    v6: Vec<Key<Lpm6Data>>,
-}
-
-fn group_entry(first: u32, count: usize, prefix_len: u8) -> PrefixGroup {
-    PrefixGroup {
-        first,
-        count: count as u32,
-        prefix_len: u32::from(prefix_len),
-        reserved: 0,
-    }
+    v4: Vec<Key4>,
+    v6: Vec<Key6>,
 }
 
 /// A NUL-padded id slot as a string (`None` when empty).

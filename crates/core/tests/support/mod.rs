@@ -42,7 +42,8 @@ pub fn skip_reason() -> Option<String> {
     None
 }
 
-/// Returns true (after printing why) when the calling test must skip.
+/// Returns true (after printing why) when the calling test must skip. In CI (`CI=true`), where the root tests
+/// are what is being checked, a skip is a failure instead.
 pub fn skip(test: &str) -> bool {
     match skip_reason() {
         // CI runs as root on a BPF-capable kernel precisely to run these tests: a skip there would hide a
@@ -52,6 +53,10 @@ pub fn skip(test: &str) -> bool {
              BPF-capable kernel) instead of skipping them"
         ),
         Some(why) => {
+            assert!(
+                std::env::var("CI").map_or(true, |v| v != "true"),
+                "{test} cannot run in CI: {why}"
+            );
             eprintln!("SKIPPED {test}: {why}; run `sudo -E cargo test --release --test dataplane` on a BPF-capable kernel");
             true
         }
@@ -171,6 +176,15 @@ impl NetNs {
         ip(&[
             "-n", &ns.name, "-6", "route", "add", "local", "::/0", "dev", "lo", "table", "local",
         ]);
+        // ICMP ping sockets (SOCK_DGRAM + IPPROTO_ICMP/ICMPV6) need the caller's gid in this per-namespace range.
+        ip(&[
+            "netns",
+            "exec",
+            &ns.name,
+            "sysctl",
+            "-qw",
+            "net.ipv4.ping_group_range=0 2147483647",
+        ]);
         ns
     }
 }
@@ -217,6 +231,8 @@ pub enum Probe {
     UdpConnect,
     /// Unconnected UDP sendto(): sendmsg4/sendmsg6.
     UdpSendto,
+    /// connect() of an ICMP ping socket (SOCK_DGRAM, IPPROTO_ICMP / IPPROTO_ICMPV6): connect4/connect6.
+    PingConnect,
 }
 
 /// A probe's outcome: the child's pid (the tgid in its event) and the errno of the judged call (0 = success).
@@ -226,13 +242,21 @@ pub struct ProbeResult {
     pub errno: i32,
 }
 
-struct SockAddr {
-    storage: libc::sockaddr_storage,
-    len: libc::socklen_t,
-    family: libc::c_int,
+/// A socket address in the kernel's layout, prepared before a fork so the child only passes pointers.
+#[derive(Clone, Copy)]
+pub struct SockAddr {
+    pub storage: libc::sockaddr_storage,
+    pub len: libc::socklen_t,
+    pub family: libc::c_int,
 }
 
-fn sockaddr(addr: SocketAddr) -> SockAddr {
+impl SockAddr {
+    pub fn ptr(&self) -> *const libc::sockaddr {
+        (&self.storage as *const libc::sockaddr_storage).cast()
+    }
+}
+
+pub fn sockaddr(addr: SocketAddr) -> SockAddr {
     // SAFETY: sockaddr_storage is plain old data; zero is a valid value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     match addr {
@@ -281,6 +305,8 @@ pub fn probe(cgroup: &Path, netns: &NetNs, kind: Probe, dst: SocketAddr) -> Prob
     let (sock_type, proto) = match kind {
         Probe::TcpConnect => (libc::SOCK_STREAM, libc::IPPROTO_TCP),
         Probe::UdpConnect | Probe::UdpSendto => (libc::SOCK_DGRAM, libc::IPPROTO_UDP),
+        Probe::PingConnect if dst.is_ipv4() => (libc::SOCK_DGRAM, libc::IPPROTO_ICMP),
+        Probe::PingConnect => (libc::SOCK_DGRAM, libc::IPPROTO_ICMPV6),
     };
     let mut pipe = [0 as libc::c_int; 2];
     // SAFETY: `pipe` is a local array with room for the two fds pipe2 writes.
@@ -317,7 +343,9 @@ pub fn probe(cgroup: &Path, netns: &NetNs, kind: Probe, dst: SocketAddr) -> Prob
             }
             let addr = (&sa.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
             let rc = match kind {
-                Probe::TcpConnect | Probe::UdpConnect => libc::connect(s, addr, sa.len) as isize,
+                Probe::TcpConnect | Probe::UdpConnect | Probe::PingConnect => {
+                    libc::connect(s, addr, sa.len) as isize
+                }
                 Probe::UdpSendto => {
                     libc::sendto(s, payload.as_ptr().cast(), payload.len(), 0, addr, sa.len)
                 }
@@ -344,6 +372,66 @@ pub fn probe(cgroup: &Path, netns: &NetNs, kind: Probe, dst: SocketAddr) -> Prob
         pid: pid as u32,
         errno,
     }
+}
+
+/// Forks a child that joins `cgroup`, enters `netns` and runs `f`, whose result (an errno, 0 for success, or
+/// any other code the caller defines) comes back with the child's pid. `f` runs in a forked copy of a
+/// multi-threaded process: it must only make raw syscalls on memory prepared before the call (no allocation,
+/// no locks), like every probe here.
+pub fn run_in_child(cgroup: &Path, netns: &NetNs, f: impl FnOnce() -> i32) -> ProbeResult {
+    let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
+    let mut pipe = [0 as libc::c_int; 2];
+    // SAFETY: `pipe` has room for the two fds.
+    let rc = unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+    assert_eq!(rc, 0, "pipe2");
+    let nsfd = netns.fd.as_raw_fd();
+    // SAFETY: the child below only makes raw syscalls on data prepared before fork, then _exits.
+    let pid = unsafe { libc::fork() };
+    assert!(pid >= 0, "fork failed");
+    if pid == 0 {
+        // SAFETY: (whole block) raw syscalls on valid pointers prepared by the parent; never returns.
+        unsafe {
+            let report = |stage: i32, v: i32| -> ! {
+                let out: [i32; 2] = [stage, v];
+                libc::write(pipe[1], out.as_ptr().cast(), 8);
+                libc::_exit(0)
+            };
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+            if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
+                report(1, *libc::__errno_location());
+            }
+            libc::close(fd);
+            if libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                report(2, *libc::__errno_location());
+            }
+            report(0, f())
+        }
+    }
+    // SAFETY: closing our copy of the write end; reading 8 bytes into a valid buffer; waiting for our own child.
+    let (stage, value) = unsafe {
+        libc::close(pipe[1]);
+        let mut v = [0i32; 2];
+        let n = libc::read(pipe[0], v.as_mut_ptr().cast(), 8);
+        libc::close(pipe[0]);
+        let mut status = 0;
+        libc::waitpid(pid, &mut status, 0);
+        assert_eq!(n, 8, "child did not report (status {status})");
+        (v[0], v[1])
+    };
+    assert_eq!(
+        stage, 0,
+        "child setup failed at stage {stage} (1 cgroup, 2 setns): errno {value}"
+    );
+    ProbeResult {
+        pid: pid as u32,
+        errno: value,
+    }
+}
+
+/// The calling thread's errno (for the closures of [`run_in_child`]).
+pub fn errno() -> i32 {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
 }
 
 /// One test's isolated world: its parent cgroup (where the programs attach), netns and pin directory.
@@ -512,4 +600,221 @@ pub async fn events_for(
         }
     }
     out
+}
+
+/// A child that joins a cgroup, enters a netns and TCP-connects to one destination in a loop until stopped,
+/// reporting the errno of every connect through a pipe. The parent sees how many connects have returned (a
+/// counter the child bumps in shared memory after each one, ahead of the pipe), so a test can interleave its own
+/// steps with the child's connects without relying on timing.
+pub struct ConnectLoop {
+    pub pid: u32,
+    /// A shared anonymous page: word 0 stops the child when non-zero, word 1 counts its returned connects.
+    stop: *mut u32,
+    reader: Option<std::thread::JoinHandle<Vec<i32>>>,
+}
+
+impl ConnectLoop {
+    pub fn start(cgroup: &Path, netns: &NetNs, dst: SocketAddr) -> ConnectLoop {
+        let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
+        let sa = sockaddr(dst);
+        // SAFETY: a fresh shared anonymous mapping of one page; checked against MAP_FAILED below.
+        let page = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(page, libc::MAP_FAILED, "mmap");
+        let stop = page.cast::<u32>();
+        let mut pipe = [0 as libc::c_int; 2];
+        // SAFETY: `pipe` has room for the two fds.
+        let rc = unsafe { libc::pipe2(pipe.as_mut_ptr(), libc::O_CLOEXEC) };
+        assert_eq!(rc, 0, "pipe2");
+        let nsfd = netns.fd.as_raw_fd();
+        // SAFETY: as in `probe`: the child only makes raw syscalls on data prepared before fork, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY: (whole block) raw syscalls on valid pointers prepared by the parent; the stop word is read
+            // through a volatile load of the shared page; never returns.
+            unsafe {
+                let errno = || *libc::__errno_location();
+                let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
+                if fd < 0
+                    || libc::write(fd, b"0".as_ptr().cast(), 1) != 1
+                    || libc::setns(nsfd, libc::CLONE_NEWNET) != 0
+                {
+                    libc::_exit(1);
+                }
+                libc::close(fd);
+                let addr = (&sa.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+                let done = &*stop.add(1).cast::<AtomicU32>();
+                let mut n = 0u32;
+                while std::ptr::read_volatile(stop) == 0 {
+                    let s = libc::socket(sa.family, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+                    if s < 0 {
+                        libc::_exit(2);
+                    }
+                    let rc = libc::connect(s, addr, sa.len);
+                    let e: i32 = if rc < 0 { errno() } else { 0 };
+                    n += 1;
+                    done.store(n, Ordering::SeqCst);
+                    libc::close(s);
+                    if libc::write(pipe[1], (&e as *const i32).cast(), 4) != 4 {
+                        libc::_exit(3);
+                    }
+                }
+                libc::_exit(0)
+            }
+        }
+        // SAFETY: closing our copy of the write end.
+        unsafe { libc::close(pipe[1]) };
+        let read_fd = pipe[0];
+        let reader = std::thread::spawn(move || {
+            let mut out = Vec::new();
+            let mut buf = [0u8; 4];
+            loop {
+                // SAFETY: reading 4 bytes into a 4-byte buffer from our own pipe.
+                let r = unsafe { libc::read(read_fd, buf.as_mut_ptr().cast(), 4) };
+                if r != 4 {
+                    break;
+                }
+                out.push(i32::from_ne_bytes(buf));
+            }
+            // SAFETY: our own pipe fd, read to its end.
+            unsafe { libc::close(read_fd) };
+            out
+        });
+        ConnectLoop {
+            pid: pid as u32,
+            stop,
+            reader: Some(reader),
+        }
+    }
+
+    /// Connects that have returned in the child: every later one starts after this call.
+    pub fn progress(&self) -> usize {
+        // SAFETY: word 1 of the shared page mapped in `start`, which stays mapped until Drop; the child only
+        // stores to it atomically.
+        unsafe { &*self.stop.add(1).cast::<AtomicU32>() }.load(Ordering::SeqCst) as usize
+    }
+
+    /// Waits until the child has reported `n` connects; panics after `timeout`.
+    pub fn wait_for(&self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.progress() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the connect loop made {} of {n} connects in {timeout:?}",
+                self.progress()
+            );
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+
+    /// Stops the child and returns the errno of every connect it made, in order.
+    pub fn stop(mut self) -> Vec<i32> {
+        self.halt();
+        self.reader
+            .take()
+            .and_then(|r| r.join().ok())
+            .unwrap_or_default()
+    }
+
+    fn halt(&mut self) {
+        // SAFETY: `stop` points into the shared page mapped in `start`, which stays mapped until Drop.
+        unsafe { std::ptr::write_volatile(self.stop, 1) };
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
+    }
+}
+
+impl Drop for ConnectLoop {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            self.halt();
+        }
+        // SAFETY: the page mapped in `start`; the child has exited, nothing else uses it.
+        unsafe { libc::munmap(self.stop.cast(), 4096) };
+    }
+}
+
+/// Creates a one-element BPF array map with `value_size`-byte values and pins it at `path` (a stand-in for a
+/// map pinned by another build).
+pub fn pin_array_map(path: &Path, value_size: u32) {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CreateAttr {
+        map_type: u32,
+        key_size: u32,
+        value_size: u32,
+        max_entries: u32,
+        rest: [u32; 16],
+    }
+    #[repr(C)]
+    #[derive(Default)]
+    struct PinAttr {
+        pathname: u64,
+        bpf_fd: u32,
+        file_flags: u32,
+        path_fd: i32,
+        pad: u32,
+    }
+    let mut create = CreateAttr {
+        map_type: 2, // BPF_MAP_TYPE_ARRAY
+        key_size: 4,
+        value_size,
+        max_entries: 1,
+        ..CreateAttr::default()
+    };
+    // SAFETY: BPF_MAP_CREATE (0) with a zero-initialised attr prefix that holds no pointers.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            0,
+            &mut create as *mut CreateAttr,
+            std::mem::size_of::<CreateAttr>(),
+        )
+    };
+    assert!(
+        fd >= 0,
+        "BPF_MAP_CREATE: {}",
+        std::io::Error::last_os_error()
+    );
+    let path_c = CString::new(path.as_os_str().as_bytes()).expect("path");
+    let mut pin = PinAttr {
+        pathname: path_c.as_ptr() as u64,
+        bpf_fd: fd as u32,
+        ..PinAttr::default()
+    };
+    // SAFETY: BPF_OBJ_PIN (6) with a NUL-terminated path that outlives the call; then closing our own fd.
+    let rc = unsafe {
+        let rc = libc::syscall(
+            libc::SYS_bpf,
+            6,
+            &mut pin as *mut PinAttr,
+            std::mem::size_of::<PinAttr>(),
+        );
+        libc::close(fd as i32);
+        rc
+    };
+    assert_eq!(rc, 0, "BPF_OBJ_PIN: {}", std::io::Error::last_os_error());
+}
+
+/// The names in a directory, sorted.
+pub fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
 }

@@ -15,10 +15,9 @@ use serde::{Deserialize, Deserializer};
 use super::parse::{check_rule_id, report_duplicates};
 use super::{
     parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    RuleAction, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
+    RuleAction, RuleProtocol, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
     MAX_RULES_PER_FAMILY,
 };
-use crate::contract::hook::Protocol;
 use crate::contract::json_reader::Issues;
 use crate::contract::validation::PathSegment;
 use crate::contract::wire_literal::WireLiteral;
@@ -164,7 +163,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
         };
         let protocol = match &r.protocol {
             None => None,
-            Some(name) => Some(Protocol::from_wire_literal(name)?),
+            Some(name) => Some(RuleProtocol::from_wire_literal(name)?.0),
         };
         v4 += usize::from(cidr.is_ipv4());
         rules.push(Rule {

@@ -84,7 +84,7 @@ pub struct Rule {
     pub cidr: IpNet,
     /// Destination ports this rule covers; empty means every port.
     pub ports: Vec<u16>,
-    /// `None` means TCP and UDP.
+    /// `None` means every protocol the hooks judge: TCP, UDP and ICMP ping sockets.
     pub protocol: Option<Protocol>,
 }
 
@@ -136,7 +136,21 @@ impl RuleAction {
     }
 }
 
-wire_literal_from_all!(RuleAction);
+/// A protocol a rule may name: the transports whose destination port the sock_addr hooks judge. The other
+/// protocols of [`Protocol`] (ICMP ping sockets, and the socket kinds the bypass layers refuse) are reported in
+/// events but are not rule selectors: a rule without `protocol` covers ICMP too.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RuleProtocol(pub Protocol);
+
+impl RuleProtocol {
+    pub const ALL: [RuleProtocol; 2] = [RuleProtocol(Protocol::Tcp), RuleProtocol(Protocol::Udp)];
+
+    pub const fn as_str(self) -> &'static str {
+        self.0.as_str()
+    }
+}
+
+wire_literal_from_all!(RuleAction, RuleProtocol);
 
 impl IpNet {
     /// True for IPv4 prefixes.

@@ -8,10 +8,9 @@ use serde_json::Value;
 
 use super::{
     parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    RuleAction, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
+    RuleAction, RuleProtocol, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
     MAX_RULES_PER_FAMILY,
 };
-use crate::contract::hook::Protocol;
 use crate::contract::json_reader::{self, join, object, Issues};
 use crate::contract::slot_id::check_slot_id;
 use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
@@ -210,7 +209,9 @@ fn read_rule(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<Rul
         None => Some(Vec::new()),
         v => read_ports(v, &obj.path_of("ports"), issues),
     };
-    let protocol = obj.opt_literal::<Protocol>("protocol", issues);
+    let protocol = obj
+        .opt_literal::<RuleProtocol>("protocol", issues)
+        .map(|p| p.map(|p| p.0));
     Some(Rule {
         id: id?.to_owned(),
         action: action?,

@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+/*
+ * Feature probes, loaded (never attached) by src/dataplane/layers.rs before the dataplane object: what the
+ * kernel lets a program do decides how the dataplane object is loaded. Each program is the smallest use of one
+ * feature; the verifier accepting it is the answer.
+ */
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+char LICENSE[] SEC("license") = "GPL";
+
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, __u64);
+} probe_storage SEC(".maps");
+
+/* Can a sock_addr program (connect4) use socket storage? Decides whether connect/sendmsg verdicts mark sockets. */
+SEC("cgroup/connect4")
+int probe_sock_addr_storage(struct bpf_sock_addr *ctx)
+{
+	__u64 *v = bpf_sk_storage_get(&probe_storage, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (v)
+		*v = 1;
+	return 1;
+}
