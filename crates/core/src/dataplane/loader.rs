@@ -670,6 +670,9 @@ impl Dataplane {
     /// made inside a tokio runtime; the reader then runs on that runtime until `close()`.
     pub fn subscribe(&self) -> Result<EventReceiver, DataplaneError> {
         self.with(|i| {
+            // Subscribed before the reader starts: the records already waiting in a pinned ring buffer (the
+            // verdicts given while no loader ran) reach the first subscriber instead of nobody.
+            let receiver = i.hub.subscribe();
             if let Some(ring) = i.ring.take() {
                 let handle = match tokio::runtime::Handle::try_current() {
                     Ok(h) => h,
@@ -690,7 +693,7 @@ impl Dataplane {
                 };
                 i.reader = Some(handle.spawn(events::run_reader(fd, i.hub.clone(), ctx)));
             }
-            Ok(i.hub.subscribe())
+            Ok(receiver)
         })
     }
 
