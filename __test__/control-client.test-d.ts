@@ -4,6 +4,7 @@ import {
   ControlClientError,
   ControlProtocolRequestError,
   type ControlClientErrorCode,
+  type DataplaneLayer,
   type DataplanePacketEvent,
   type HealthData,
   type ManagedCgroupData,
@@ -19,6 +20,15 @@ async function typed(): Promise<void> {
   const adopted: boolean | undefined = health.adopted
   const status: StatusData = await client.getStatus({ timeoutMs: 100 })
   const dropped: number = status.droppedInQueue
+  const inForce: DataplaneLayer[] = status.activeLayers
+  const healthLayers: DataplaneLayer[] | undefined = health.activeLayers
+  for (const l of status.layers) {
+    const why: string | undefined = l.state === 'unavailable' ? l.reason : undefined
+    // @ts-expect-error only an unavailable layer has a reason
+    const never: string = l.state === 'active' ? l.reason : ''
+    void [why, never]
+  }
+  const refused: number = status.layerCounters.socketsRefused
   const summary: PolicySummaryData = await client.replacePolicySnapshot({
     broker: [{ ip: '10.0.0.5', port: 8081 }],
     dns: [{ ip: '10.0.0.53' }],
@@ -36,7 +46,7 @@ async function typed(): Promise<void> {
   }
   client.close()
   other.close()
-  void [since, adopted, dropped, summary, removed, mode, stopped]
+  void [since, adopted, dropped, inForce, healthLayers, refused, summary, removed, mode, stopped]
 
   // @ts-expect-error the global mode is enforce or observe
   await client.setGlobalMode('audit')

@@ -152,9 +152,16 @@ const status = {
   droppedInKernel: 0,
   droppedInQueue: 0,
   degraded: false,
+  layers: [
+    { layer: 'sock_create', state: 'active' },
+    { layer: 'socket_create_lsm', state: 'unavailable', reason: 'the BPF LSM is not active' },
+    { layer: 'egress', state: 'disabled' },
+  ],
+  activeLayers: ['sock_create'],
+  layerCounters: { socketsRefused: 1, socketsWouldRefuse: 0, packetsDropped: 2, packetsWouldDrop: 0, packetsJudged: 3, marksWritten: 4 },
 }
 const validData = {
-  GetHealth: { status: 'ok', degradedReasons: [] },
+  GetHealth: { status: 'ok', degradedReasons: [], activeLayers: ['sock_create', 'egress'] },
   GetStatus: status,
   GetPolicySummary: summary,
   ReplacePolicySnapshot: summary,
@@ -191,6 +198,10 @@ test('responses: data schemas reject what they must', () => {
     { ok: true, command: 'GetStatus', data: { ...status, attachedHooks: ['bind4'] } },
     { ok: true, command: 'GetStatus', data: { ...status, managedCgroups: [{ cgroupId: 42 }] } },
     { ok: true, command: 'GetStatus', data: { ...status, failMode: 'ajar' } },
+    { ok: true, command: 'GetStatus', data: { ...status, activeLayers: ['sock_create', 'egress'] } },
+    { ok: true, command: 'GetStatus', data: { ...status, layers: [{ layer: 'egress', state: 'unavailable' }], activeLayers: [] } },
+    { ok: true, command: 'GetStatus', data: { ...status, layerCounters: { ...status.layerCounters, marksWritten: -1 } } },
+    { ok: true, command: 'GetHealth', data: { status: 'ok', degradedReasons: [], activeLayers: ['firewall'] } },
     { ok: true, command: 'GetPolicySummary', data: { ...summary, generation: 0 } },
     { ok: true, command: 'SetGlobalMode', data: { globalMode: 'observe', extra: 1 } },
     { ok: false, error: ev({ verdict: 'deny' }) },

@@ -8,6 +8,7 @@ import type {
   Mode,
 } from './code-lists'
 import type { PolicySnapshot, PolicySnapshotInput } from './policy'
+import type { DataplaneLayer, DataplaneLayerCounters, DataplaneLayerStatus } from './interceptor'
 
 // ---- ControlPlaneAuthzEvent -------------------------------------------------------------------------------
 // The original package's object types were type aliases (z.infer), which TypeScript lets stand in for
@@ -156,6 +157,8 @@ export interface HealthData {
   heartbeatAgeMs?: number
   /** How long the kernel goes without a heartbeat before managed traffic gets the degraded verdicts. */
   heartbeatGraceMs?: number
+  /** The bypass layers in force (docs/threat-model.md); no duplicates. */
+  activeLayers?: DataplaneLayer[]
 }
 
 export interface ManagedCgroupData {
@@ -180,6 +183,11 @@ export interface StatusData {
   droppedInKernel: number
   droppedInQueue: number
   degraded: boolean
+  /** Every bypass layer with its state (no layer twice); `reason` exactly when `unavailable`. */
+  layers: DataplaneLayerStatus[]
+  /** Exactly the layers of `layers` whose state is `active`, in that order. */
+  activeLayers: DataplaneLayer[]
+  layerCounters: DataplaneLayerCounters
 }
 
 /** Generation 0 means no policy has been loaded; every count is then 0. */

@@ -66,6 +66,9 @@ pub struct AgentArgs {
     /// Heartbeat age in ms after which enforced cgroups are degraded [env: BROKER_EBPF_HEARTBEAT_GRACE_MS] [default: 5000]
     #[arg(long, value_name = "MS")]
     pub heartbeat_grace_ms: Option<String>,
+    /// Bypass layers not to attach, comma-separated: sock_create, socket_create_lsm, egress, socket_storage [env: BROKER_EBPF_DISABLE_LAYERS] [default: none]
+    #[arg(long, value_name = "LIST")]
+    pub disable_layers: Option<String>,
     /// Policy snapshot (JSON) applied at start when no policy is loaded [env: BROKER_EBPF_POLICY_FILE]
     #[arg(long, value_name = "FILE")]
     pub policy_file: Option<String>,
@@ -106,7 +109,7 @@ pub struct CtlArgs {
 pub enum CtlCommand {
     /// Is the agent ok or degraded, and why (exit 6 when degraded)
     Health,
-    /// Hooks, managed cgroups, modes, policy counts and event counters
+    /// Hooks, bypass layers, managed cgroups, modes, policy counts and event counters
     Status,
     /// Show or replace the policy
     #[command(subcommand)]

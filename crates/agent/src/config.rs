@@ -14,6 +14,8 @@ use serde_json::{json, Map, Value};
 
 use interceptor_ebpf_core::contract::config::{EbpfInterceptorConfig, Environment};
 use interceptor_ebpf_core::contract::heartbeat::{heartbeat_timing_named, HeartbeatTiming};
+use interceptor_ebpf_core::contract::layer::Layer;
+use interceptor_ebpf_core::contract::load_options::parse_layer_list;
 use interceptor_ebpf_core::contract::modes::{FailMode, Mode};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::dataplane;
@@ -35,6 +37,7 @@ pub const ENV_GLOBAL_MODE: &str = "BROKER_EBPF_GLOBAL_MODE";
 pub const ENV_HEARTBEAT_INTERVAL_MS: &str = "BROKER_EBPF_HEARTBEAT_INTERVAL_MS";
 pub const ENV_HEARTBEAT_GRACE_MS: &str = "BROKER_EBPF_HEARTBEAT_GRACE_MS";
 pub const ENV_POLICY_FILE: &str = "BROKER_EBPF_POLICY_FILE";
+pub const ENV_DISABLE_LAYERS: &str = "BROKER_EBPF_DISABLE_LAYERS";
 pub const ENV_METRICS_LISTEN: &str = "BROKER_EBPF_METRICS_LISTEN";
 pub const ENV_ENVIRONMENT: &str = "BROKER_EBPF_ENVIRONMENT";
 pub const ENV_MAX_CLIENTS: &str = "BROKER_EBPF_MAX_CLIENTS";
@@ -61,6 +64,8 @@ pub struct AgentConfig {
     pub fail_mode: FailMode,
     pub global_mode: Mode,
     pub heartbeat: HeartbeatTiming,
+    /// Bypass layers not to attach (docs/threat-model.md); an adopted state drops their pinned links.
+    pub disable_layers: Vec<Layer>,
     /// The initial policy and the file it came from.
     pub policy: Option<(PathBuf, PolicySnapshot)>,
     pub metrics_listen: Option<SocketAddr>,
@@ -356,6 +361,11 @@ impl AgentConfig {
             .get(&args.pin_dir, "pin-dir", ENV_PIN_DIR)
             .map(|s| absolute(&s))
             .transpose()?;
+        let disable_layers = match r.get(&args.disable_layers, "disable-layers", ENV_DISABLE_LAYERS)
+        {
+            Some(s) => parse_layer_list(&s.value).map_err(|(_, why)| ConfigError::new(&s, why))?,
+            None => Vec::new(),
+        };
         let policy = match r.get(&args.policy_file, "policy-file", ENV_POLICY_FILE) {
             Some(s) => {
                 let path = PathBuf::from(&s.value);
@@ -414,6 +424,7 @@ impl AgentConfig {
             fail_mode,
             global_mode,
             heartbeat,
+            disable_layers,
             policy,
             metrics_listen,
             max_clients,
@@ -456,6 +467,7 @@ mod tests {
         assert_eq!(c.global_mode, Mode::Enforce);
         assert_eq!(c.heartbeat, HeartbeatTiming::default());
         assert!(c.policy.is_none() && c.metrics_listen.is_none() && c.pin_dir.is_none());
+        assert!(c.disable_layers.is_empty());
         assert_eq!(c.max_clients, DEFAULT_MAX_CLIENTS);
     }
 
@@ -479,6 +491,7 @@ mod tests {
                 (ENV_HEARTBEAT_GRACE_MS, "900"),
                 (ENV_FAIL_MODE, "open"),
                 (ENV_METRICS_LISTEN, "127.0.0.1:9464"),
+                (ENV_DISABLE_LAYERS, "egress"),
             ],
         )
         .expect("valid");
@@ -488,6 +501,19 @@ mod tests {
         assert_eq!(c.heartbeat.interval, Duration::from_millis(300));
         assert_eq!(c.fail_mode, FailMode::Open);
         assert_eq!(c.metrics_listen, "127.0.0.1:9464".parse().ok());
+        assert_eq!(c.disable_layers, [Layer::Egress]);
+        let c = resolve(
+            AgentArgs {
+                disable_layers: Some("socket_create_lsm, sock_create".into()),
+                ..AgentArgs::default()
+            },
+            &[(ENV_DISABLE_LAYERS, "egress")],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.disable_layers,
+            [Layer::SocketCreateLsm, Layer::SockCreate]
+        );
     }
 
     #[test]
@@ -542,6 +568,11 @@ mod tests {
                 "BROKER_EBPF_PIN_DIR=pins: must be an absolute path",
             ),
             (&[(ENV_MAX_CLIENTS, "0")], "BROKER_EBPF_MAX_CLIENTS=0: "),
+            (
+                &[(ENV_DISABLE_LAYERS, "sock_create,firewall")],
+                "BROKER_EBPF_DISABLE_LAYERS=sock_create,firewall: expected one of `sock_create` | \
+                 `socket_create_lsm` | `egress` | `socket_storage`, received `firewall`",
+            ),
             (
                 &[(ENV_POLICY_FILE, "/nonexistent/p.json")],
                 "BROKER_EBPF_POLICY_FILE=/nonexistent/p.json: cannot read",

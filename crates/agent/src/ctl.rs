@@ -13,6 +13,7 @@ use interceptor_ebpf_core::contract::control_protocol::{
 use interceptor_ebpf_core::contract::event_json::parse_json;
 use interceptor_ebpf_core::contract::events::DataplanePacketEvent;
 use interceptor_ebpf_core::contract::json_reader::Issues;
+use interceptor_ebpf_core::contract::layer::Layer;
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::validation::PathSegment;
 
@@ -232,7 +233,21 @@ fn health_text(h: &Health) -> String {
     if let (Some(age), Some(grace)) = (h.heartbeat_age_ms, h.heartbeat_grace_ms) {
         out.push_str(&format!("\nheartbeat: {age} ms ago (grace {grace} ms)"));
     }
+    if let Some(layers) = &h.active_layers {
+        out.push_str(&format!("\nbypass layers in force: {}", names(layers)));
+    }
     out
+}
+
+fn names(layers: &[Layer]) -> String {
+    if layers.is_empty() {
+        return "(none)".to_owned();
+    }
+    layers
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn status_text(s: &Status) -> String {
@@ -255,6 +270,27 @@ fn status_text(s: &Status) -> String {
     for c in &s.managed_cgroups {
         out.push_str(&format!("\n  {}", cgroup_text(c)));
     }
+    out.push_str(&format!(
+        "\nbypass layers in force: {}",
+        names(&s.active_layers)
+    ));
+    for l in &s.layers {
+        out.push_str(&format!("\n  {}: {}", l.layer, l.state.as_str()));
+        if let Some(why) = l.state.reason() {
+            out.push_str(&format!(" ({why})"));
+        }
+    }
+    let c = &s.layer_counters;
+    out.push_str(&format!(
+        "\nlayer counters: {} sockets refused ({} in observe), {} packets dropped ({} in observe), \
+         {} packets judged, {} socket marks written",
+        c.sockets_refused,
+        c.sockets_would_refuse,
+        c.packets_dropped,
+        c.packets_would_drop,
+        c.packets_judged,
+        c.marks_written
+    ));
     out
 }
 

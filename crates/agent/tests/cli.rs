@@ -106,6 +106,17 @@ fn a_bad_configuration_value_stops_the_agent_with_one_line_and_exit_2() {
             &[],
             "BROKER_EBPF_POLICY_FILE=/nonexistent/policy.json: ",
         ),
+        (
+            &[("BROKER_EBPF_DISABLE_LAYERS", "sock_create,raw_sockets")],
+            &[],
+            "BROKER_EBPF_DISABLE_LAYERS=sock_create,raw_sockets: expected one of `sock_create` | \
+             `socket_create_lsm` | `egress` | `socket_storage`, received `raw_sockets`",
+        ),
+        (
+            &[("BROKER_EBPF_DISABLE_LAYERS", "egress")],
+            &["--disable-layers", "lsm"],
+            "--disable-layers=lsm: expected one of ",
+        ),
     ];
     for (env, flags, want) in cases {
         let mut args = vec!["agent"];

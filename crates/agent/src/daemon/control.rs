@@ -19,6 +19,7 @@ use interceptor_ebpf_core::contract::control_protocol::{
     GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status, UpsertManagedCgroup,
     MAX_SAFE_INTEGER,
 };
+use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
 use interceptor_ebpf_core::contract::peer_auth::{
     authorize_controller_peer, ControllerAuthorizationPolicy, PeerCredentials,
 };
@@ -424,6 +425,9 @@ impl Agent {
                     .saturating_add(self.log.dropped()),
             ),
             degraded: s.degraded || self.health.is_degraded(),
+            active_layers: active_layers(&s.layers),
+            layer_counters: LayerCounters::from_values(s.layer_counters.values().map(clamp)),
+            layers: s.layers,
         })
     }
 }

@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use interceptor_ebpf_core::contract::control_protocol::{Health, HealthStatus};
+use interceptor_ebpf_core::contract::layer::Layer;
 use interceptor_ebpf_core::contract::modes::FailMode;
 use interceptor_ebpf_core::contract::timestamp::Timestamp;
 
@@ -33,6 +34,8 @@ pub struct HealthState {
     events_stopped: AtomicBool,
     /// When the current degraded condition began (wall clock and monotonic).
     degraded_since: Mutex<Option<(SystemTime, Instant)>>,
+    /// The bypass layers the dataplane attached or adopted: fixed for the agent's life.
+    active_layers: Vec<Layer>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -46,6 +49,7 @@ impl HealthState {
         grace: Duration,
         fail_mode: FailMode,
         generation: u64,
+        active_layers: Vec<Layer>,
     ) -> HealthState {
         HealthState {
             started: Instant::now(),
@@ -59,6 +63,7 @@ impl HealthState {
             generation: AtomicU64::new(generation),
             events_stopped: AtomicBool::new(false),
             degraded_since: Mutex::new(None),
+            active_layers,
         }
     }
 
@@ -173,8 +178,14 @@ impl HealthState {
             adopted_heartbeat_age_ms: self.adopted_heartbeat_age.map(ms),
             heartbeat_age_ms: Some(ms(self.heartbeat_age())),
             heartbeat_grace_ms: Some(ms(self.grace)),
+            active_layers: Some(self.active_layers.clone()),
             degraded_reasons: reasons,
         }
+    }
+
+    /// The bypass layers in force.
+    pub fn active_layers(&self) -> &[Layer] {
+        &self.active_layers
     }
 
     pub fn is_degraded(&self) -> bool {
@@ -188,7 +199,14 @@ mod tests {
 
     #[test]
     fn no_policy_is_degraded_until_one_is_loaded() {
-        let h = HealthState::new(false, None, Duration::from_secs(5), FailMode::Closed, 0);
+        let h = HealthState::new(
+            false,
+            None,
+            Duration::from_secs(5),
+            FailMode::Closed,
+            0,
+            vec![Layer::SockCreate, Layer::Egress],
+        );
         h.beat(Ok(()));
         let (reasons, t) = h.update();
         assert_eq!(reasons.len(), 1);
@@ -201,6 +219,10 @@ mod tests {
         assert_eq!(s.status, HealthStatus::Degraded);
         assert!(s.degraded_since.is_some());
         assert_eq!(s.adopted, Some(false));
+        assert_eq!(
+            s.active_layers,
+            Some(vec![Layer::SockCreate, Layer::Egress])
+        );
         h.set_generation(1);
         assert!(matches!(h.update().1, Some(Transition::Recovered { .. })));
         let s = h.snapshot();
@@ -217,6 +239,7 @@ mod tests {
             Duration::from_millis(20),
             FailMode::Open,
             3,
+            Vec::new(),
         );
         h.beat(Ok(()));
         assert!(!h.is_degraded());

@@ -12,6 +12,11 @@
 //! | `interceptor_ebpf_managed_cgroups` | gauge | |
 //! | `interceptor_ebpf_heartbeat_age_seconds` | gauge | |
 //! | `interceptor_ebpf_degraded` | gauge | |
+//! | `interceptor_ebpf_layer_active` | gauge | `layer` (every bypass layer, 1 while in force) |
+//! | `interceptor_ebpf_sockets_refused_total` | counter | `mode`: `enforce` (refused), `observe` (would have been) |
+//! | `interceptor_ebpf_egress_packets_dropped_total` | counter | `mode`: `enforce` (dropped), `observe` (would have been) |
+//! | `interceptor_ebpf_egress_packets_judged_total` | counter | |
+//! | `interceptor_ebpf_socket_marks_written_total` | counter | |
 
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -28,6 +33,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use interceptor_ebpf_core::contract::control_protocol::Command;
 use interceptor_ebpf_core::contract::hook::Hook;
+use interceptor_ebpf_core::contract::layer::{Layer, LayerCounters};
 use interceptor_ebpf_core::contract::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -49,6 +55,7 @@ pub struct DataplaneCounters {
     pub dropped_in_kernel: u64,
     pub dropped_in_queue: u64,
     pub managed_cgroups: u64,
+    pub layer_counters: LayerCounters,
 }
 
 /// Values owned elsewhere (subscriber and log drops, generation, heartbeat age), read on each scrape.
@@ -58,6 +65,8 @@ pub trait Sampler: Send + Sync + 'static {
     fn generation(&self) -> u64;
     fn heartbeat_age(&self) -> Duration;
     fn degraded(&self) -> bool;
+    /// Whether the dataplane attached (or adopted) this bypass layer.
+    fn layer_active(&self, layer: Layer) -> bool;
 }
 
 struct SampledCollector {
@@ -126,6 +135,62 @@ impl Collector for SampledCollector {
             None,
             age.metric_type(),
         )?)?;
+        let mut family = encoder.encode_descriptor(
+            "interceptor_ebpf_layer_active",
+            "1 while the bypass layer is in force, 0 when disabled or unavailable on this kernel",
+            None,
+            prometheus_client::metrics::MetricType::Gauge,
+        )?;
+        for layer in Layer::ALL {
+            let labels = [("layer", layer.as_str())];
+            ConstGauge::new(i64::from(self.sampler.layer_active(layer)))
+                .encode(family.encode_family(&labels)?)?;
+        }
+        let c = dp.layer_counters;
+        let by_mode: [(&str, &str, [u64; 2]); 2] = [
+            (
+                "interceptor_ebpf_sockets_refused",
+                "Sockets the socket-creation layers refused (enforce) or would have refused (observe)",
+                [c.sockets_refused, c.sockets_would_refuse],
+            ),
+            (
+                "interceptor_ebpf_egress_packets_dropped",
+                "Packets the egress layer dropped (enforce) or would have dropped (observe, once per flow)",
+                [c.packets_dropped, c.packets_would_drop],
+            ),
+        ];
+        for (name, help, [enforce, observe]) in by_mode {
+            let mut family = encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                prometheus_client::metrics::MetricType::Counter,
+            )?;
+            for (mode, v) in [("enforce", enforce), ("observe", observe)] {
+                ConstCounter::new(v).encode(family.encode_family(&[("mode", mode)])?)?;
+            }
+        }
+        let plain: [(&str, &str, u64); 2] = [
+            (
+                "interceptor_ebpf_egress_packets_judged",
+                "Packets the egress layer judged against the policy (not covered by a socket mark)",
+                c.packets_judged,
+            ),
+            (
+                "interceptor_ebpf_socket_marks_written",
+                "Socket marks written by connect/sendmsg or egress verdicts",
+                c.marks_written,
+            ),
+        ];
+        for (name, help, v) in plain {
+            let counter = ConstCounter::new(v);
+            counter.encode(encoder.encode_descriptor(
+                name,
+                help,
+                None,
+                counter.metric_type(),
+            )?)?;
+        }
         Ok(())
     }
 }
@@ -319,6 +384,9 @@ mod tests {
         fn degraded(&self) -> bool {
             false
         }
+        fn layer_active(&self, layer: Layer) -> bool {
+            layer != Layer::SocketCreateLsm
+        }
     }
 
     #[test]
@@ -332,6 +400,7 @@ mod tests {
             dropped_in_kernel: 1,
             dropped_in_queue: 0,
             managed_cgroups: 3,
+            layer_counters: LayerCounters::from_values([4, 5, 6, 7, 8, 9]),
         });
         for want in [
             "interceptor_ebpf_verdicts_total{reason_code=\"DENY_DEFAULT\",hook=\"connect4\"} 1",
@@ -345,6 +414,18 @@ mod tests {
             "interceptor_ebpf_managed_cgroups 3",
             "interceptor_ebpf_heartbeat_age_seconds 0.25",
             "interceptor_ebpf_degraded 0",
+            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_SOCKET_CREATE\",hook=\"sock_create\"} 0",
+            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_PACKET_EGRESS\",hook=\"egress\"} 0",
+            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_SOCKET_CREATE\",hook=\"socket_create_lsm\"} 0",
+            "interceptor_ebpf_layer_active{layer=\"sock_create\"} 1",
+            "interceptor_ebpf_layer_active{layer=\"socket_create_lsm\"} 0",
+            "interceptor_ebpf_layer_active{layer=\"socket_storage\"} 1",
+            "interceptor_ebpf_sockets_refused_total{mode=\"enforce\"} 4",
+            "interceptor_ebpf_sockets_refused_total{mode=\"observe\"} 5",
+            "interceptor_ebpf_egress_packets_dropped_total{mode=\"enforce\"} 6",
+            "interceptor_ebpf_egress_packets_dropped_total{mode=\"observe\"} 7",
+            "interceptor_ebpf_egress_packets_judged_total 8",
+            "interceptor_ebpf_socket_marks_written_total 9",
             "# EOF",
         ] {
             assert!(text.contains(want), "missing {want}:\n{text}");

@@ -27,6 +27,7 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 
+use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
 use interceptor_ebpf_core::contract::peer_auth::ControllerAuthorizationPolicy;
 use interceptor_ebpf_core::dataplane::{Dataplane, DataplaneOptions, EventReceiver};
 
@@ -60,6 +61,9 @@ impl Sampler for AgentSampler {
     }
     fn degraded(&self) -> bool {
         self.health.is_degraded()
+    }
+    fn layer_active(&self, layer: Layer) -> bool {
+        self.health.active_layers().contains(&layer)
     }
 }
 
@@ -142,6 +146,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         heartbeat_grace: config.heartbeat.grace,
         heartbeat_interval: config.heartbeat.interval,
         global_mode: config.global_mode,
+        disable_layers: config.disable_layers.clone(),
         ..DataplaneOptions::default()
     };
     let dp = match tokio::task::spawn_blocking(move || Dataplane::load(options)).await {
@@ -161,6 +166,15 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
     };
     let mut generation = status.generation;
     let adopted_age = dp.adopted_heartbeat_age();
+    let active = active_layers(&status.layers);
+    // Once, before anything else is reported: which ways around connect()/sendmsg() are closed on this kernel.
+    log.lifecycle(
+        "layers",
+        json!({
+            "active": active.iter().map(|l| l.as_str()).collect::<Vec<_>>(),
+            "layers": status.layers,
+        }),
+    );
     if status.adopted {
         let age = adopted_age.unwrap_or_default();
         log.lifecycle(
@@ -214,6 +228,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         config.heartbeat.grace,
         config.fail_mode,
         generation,
+        active,
     ));
     health.beat(dp.heartbeat().map_err(|e| e.to_string()));
     let dropped_subscriber = Arc::new(AtomicU64::new(0));
@@ -259,6 +274,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
                         dropped_in_kernel: s.dropped_in_kernel,
                         dropped_in_queue: s.dropped_in_queue,
                         managed_cgroups: s.managed_cgroups.len() as u64,
+                        layer_counters: s.layer_counters,
                     })
                     .unwrap_or_default();
                 agent.metrics.encode(counters)

@@ -13,6 +13,9 @@ use crate::contract::cgroup::{
 use crate::contract::control_authz::read_event;
 use crate::contract::hook::Hook;
 use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
+use crate::contract::layer::{
+    active_layers, Layer, LayerCounters, LayerState, LayerStateName, LayerStatus,
+};
 use crate::contract::policy::PolicySummary;
 use crate::contract::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
 use crate::contract::timestamp::Timestamp;
@@ -84,6 +87,9 @@ pub struct Health {
     /// How long the kernel waits without a heartbeat before it gives the degraded verdicts.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub heartbeat_grace_ms: Option<u64>,
+    /// The bypass layers in force (docs/threat-model.md), in [`Layer::ALL`] order, no duplicates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub active_layers: Option<Vec<Layer>>,
 }
 
 impl Health {
@@ -102,6 +108,7 @@ impl Health {
             adopted_heartbeat_age_ms: None,
             heartbeat_age_ms: None,
             heartbeat_grace_ms: None,
+            active_layers: None,
         }
     }
 }
@@ -125,6 +132,12 @@ pub struct Status {
     /// Events dropped between the ring buffer and subscribers/logs.
     pub dropped_in_queue: u64,
     pub degraded: bool,
+    /// Every bypass layer with its state, in [`Layer::ALL`] order.
+    pub layers: Vec<LayerStatus>,
+    /// The layers of `layers` whose state is `active`, in the same order.
+    pub active_layers: Vec<Layer>,
+    /// What the bypass layers refused, dropped and judged.
+    pub layer_counters: LayerCounters,
 }
 
 /// SetGlobalMode data: the mode now in force.
@@ -420,6 +433,7 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
             "adoptedHeartbeatAgeMs",
             "heartbeatAgeMs",
             "heartbeatGraceMs",
+            "activeLayers",
         ],
         issues,
     )?;
@@ -450,6 +464,10 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
     let adopted_age = obj.opt_int("adoptedHeartbeatAgeMs", 0, MAX_SAFE_INTEGER, issues);
     let age = obj.opt_int("heartbeatAgeMs", 0, MAX_SAFE_INTEGER, issues);
     let grace = obj.opt_int("heartbeatGraceMs", 0, MAX_SAFE_INTEGER, issues);
+    let layers = match obj.get("activeLayers") {
+        None => Some(None),
+        v => read_layer_names(v, &obj.path_of("activeLayers"), issues).map(Some),
+    };
     let (status, reasons) = (status?, reasons?);
     if (status == HealthStatus::Degraded) == reasons.is_empty() {
         issues.push(
@@ -485,7 +503,104 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         adopted_heartbeat_age_ms: adopted_age,
         heartbeat_age_ms: age?,
         heartbeat_grace_ms: grace?,
+        active_layers: layers?,
     })
+}
+
+/// An array of `T` whose items are each read by `item`; two items with the same `key` (a wire name) are an
+/// issue at the second one's index, naming `what` it is.
+fn read_unique<T>(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+    what: &str,
+    item: impl Fn(&Value, &[PathSegment], &mut Issues) -> Option<T>,
+    key: impl Fn(&T) -> &'static str,
+) -> Option<Vec<T>> {
+    let items = json_reader::array(v, path, issues)?;
+    let mut out: Vec<T> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, value) in items.iter().enumerate() {
+        let p = join(path, i);
+        match item(value, &p, issues) {
+            Some(x) if out.iter().any(|y| key(y) == key(&x)) => {
+                issues.push(
+                    p,
+                    IssueCode::Custom,
+                    format!("duplicate {what} `{}`", key(&x)),
+                );
+                ok = false;
+            }
+            Some(x) => out.push(x),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
+}
+
+/// `activeLayers`: layer names, no duplicates.
+fn read_layer_names(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<Vec<Layer>> {
+    read_unique(
+        v,
+        path,
+        issues,
+        "layer",
+        |v, p, issues| json_reader::literal::<Layer>(Some(v), p, issues),
+        |l| l.as_str(),
+    )
+}
+
+/// One `{layer, state, reason?}`: `reason`, a non-empty string, exactly when the state is `unavailable`.
+fn read_layer_status(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<LayerStatus> {
+    let obj = object(v, path, &["layer", "state", "reason"], issues)?;
+    let layer = obj.literal::<Layer>("layer", issues);
+    let state = obj.literal::<LayerStateName>("state", issues);
+    let reason = obj.opt_non_empty_str("reason", issues);
+    let (layer, state, reason) = (layer?, state?, reason?);
+    let state = match (state, reason) {
+        (LayerStateName::Active, None) => LayerState::Active,
+        (LayerStateName::Disabled, None) => LayerState::Disabled,
+        (LayerStateName::Unavailable, Some(r)) => LayerState::Unavailable(r.to_owned()),
+        (LayerStateName::Unavailable, None) => {
+            issues.push(
+                obj.path_of("reason"),
+                IssueCode::InvalidType,
+                "an `unavailable` layer says why in `reason`",
+            );
+            return None;
+        }
+        (_, Some(_)) => {
+            issues.push(
+                obj.path_of("reason"),
+                IssueCode::Custom,
+                "reason is only present for an `unavailable` layer",
+            );
+            return None;
+        }
+    };
+    Some(LayerStatus { layer, state })
+}
+
+fn read_layer_counters(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<LayerCounters> {
+    let obj = object(v, path, &LayerCounters::KEYS, issues)?;
+    let values = LayerCounters::KEYS.map(|k| counter(&obj, k, issues));
+    let mut out = [0u64; LayerCounters::KEYS.len()];
+    for (slot, v) in out.iter_mut().zip(values) {
+        *slot = v?;
+    }
+    Some(LayerCounters::from_values(out))
 }
 
 fn read_managed(
@@ -566,29 +681,20 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
             "droppedInKernel",
             "droppedInQueue",
             "degraded",
+            "layers",
+            "activeLayers",
+            "layerCounters",
         ],
         issues,
     )?;
-    let hooks = obj.array("attachedHooks", issues).and_then(|items| {
-        let hp = obj.path_of("attachedHooks");
-        let mut out: Vec<Hook> = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            match json_reader::literal::<Hook>(Some(item), &join(&hp, i), issues) {
-                Some(h) if out.contains(&h) => {
-                    issues.push(
-                        join(&hp, i),
-                        IssueCode::Custom,
-                        format!("duplicate hook `{}`", h.as_str()),
-                    );
-                    ok = false;
-                }
-                Some(h) => out.push(h),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
-    });
+    let hooks = read_unique(
+        obj.get("attachedHooks"),
+        &obj.path_of("attachedHooks"),
+        issues,
+        "hook",
+        |v, p, issues| json_reader::literal::<Hook>(Some(v), p, issues),
+        |h| h.as_str(),
+    );
     let cgroups = obj.array("managedCgroups", issues).and_then(|items| {
         let cp = obj.path_of("managedCgroups");
         let mut out = Vec::with_capacity(items.len());
@@ -610,6 +716,33 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
     let dk = counter(&obj, "droppedInKernel", issues);
     let dq = counter(&obj, "droppedInQueue", issues);
     let degraded = obj.bool("degraded", issues);
+    let layers = read_unique(
+        obj.get("layers"),
+        &obj.path_of("layers"),
+        issues,
+        "layer",
+        |v, p, issues| read_layer_status(Some(v), p, issues),
+        |l| l.layer.as_str(),
+    );
+    let active = read_layer_names(
+        obj.get("activeLayers"),
+        &obj.path_of("activeLayers"),
+        issues,
+    );
+    let layer_counters = read_layer_counters(
+        obj.get("layerCounters"),
+        &obj.path_of("layerCounters"),
+        issues,
+    );
+    let (layers, active) = (layers?, active?);
+    if active != active_layers(&layers) {
+        issues.push(
+            obj.path_of("activeLayers"),
+            IssueCode::Custom,
+            "activeLayers lists exactly the layers whose state is `active`, in the order of `layers`",
+        );
+        return None;
+    }
     Some(Status {
         attached_hooks: hooks?,
         managed_cgroups: cgroups?,
@@ -622,6 +755,9 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         dropped_in_kernel: dk?,
         dropped_in_queue: dq?,
         degraded: degraded?,
+        layers,
+        active_layers: active,
+        layer_counters: layer_counters?,
     })
 }
 

@@ -2,6 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::contract::hook::Hook;
+use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
 use crate::contract::timestamp::Timestamp;
 
 fn status() -> Status {
@@ -22,6 +23,22 @@ fn status() -> Status {
         dropped_in_kernel: 1,
         dropped_in_queue: 0,
         degraded: false,
+        layers: vec![
+            LayerStatus {
+                layer: Layer::SockCreate,
+                state: LayerState::Active,
+            },
+            LayerStatus {
+                layer: Layer::SocketCreateLsm,
+                state: LayerState::Unavailable("the BPF LSM is not active".into()),
+            },
+            LayerStatus {
+                layer: Layer::Egress,
+                state: LayerState::Disabled,
+            },
+        ],
+        active_layers: vec![Layer::SockCreate],
+        layer_counters: LayerCounters::from_values([1, 2, 3, 4, 5, 6]),
     }
 }
 
@@ -49,6 +66,7 @@ fn responses_round_trip_for_every_command() {
             adopted_heartbeat_age_ms: Some(7000),
             heartbeat_age_ms: Some(12),
             heartbeat_grace_ms: Some(5000),
+            active_layers: Some(vec![Layer::SockCreate, Layer::Egress]),
             ..Health::from_reasons(vec!["no policy loaded".into()])
         }),
         ResponseData::GetStatus(status()),
@@ -108,6 +126,9 @@ fn response_schemas_are_strict() {
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "heartbeatAgeMs": -1}}),
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "heartbeatGraceMs": 9007199254740992u64}}),
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "uptimeMs": 1}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "activeLayers": ["egress", "egress"]}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "activeLayers": ["firewall"]}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "activeLayers": "egress"}}),
         json!({"ok": true, "command": "Shutdown", "data": {}}),
         json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 0, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0}}),
         json!({"ok": true, "command": "SetGlobalMode", "data": {"globalMode": "off"}}),
@@ -135,4 +156,78 @@ fn response_schemas_are_strict() {
         ControlResponse::from_json_value(&json!({"ok": true, "command": "GetStatus", "data": st}))
             .expect_err("too big");
     assert_eq!(e.issues[0].path_text(), "data.eventsEmitted");
+}
+
+#[test]
+fn status_layers_are_strict_and_agree_with_active_layers() {
+    let line = ControlResponse::Success {
+        data: ResponseData::GetStatus(status()),
+        id: None,
+    }
+    .to_line();
+    assert!(
+        line.contains(
+            "\"layers\":[{\"layer\":\"sock_create\",\"state\":\"active\"},\
+             {\"layer\":\"socket_create_lsm\",\"state\":\"unavailable\",\"reason\":\"the BPF LSM is not active\"},\
+             {\"layer\":\"egress\",\"state\":\"disabled\"}],\"activeLayers\":[\"sock_create\"],\
+             \"layerCounters\":{\"socketsRefused\":1,\"socketsWouldRefuse\":2,\"packetsDropped\":3,\
+             \"packetsWouldDrop\":4,\"packetsJudged\":5,\"marksWritten\":6}}"
+        ),
+        "{line}"
+    );
+    let base = serde_json::to_value(status()).expect("json");
+    let refused = |edit: &dyn Fn(&mut Value), path: &str| {
+        let mut st = base.clone();
+        edit(&mut st);
+        let e = ControlResponse::from_json_value(
+            &json!({"ok": true, "command": "GetStatus", "data": st}),
+        )
+        .expect_err(path);
+        let paths: Vec<String> = e.issues.iter().map(|i| i.path_text()).collect();
+        assert!(paths.iter().any(|p| p == path), "{path}: {paths:?}");
+    };
+    refused(&|st| st["activeLayers"] = json!([]), "data.activeLayers");
+    refused(
+        &|st| st["activeLayers"] = json!(["sock_create", "egress"]),
+        "data.activeLayers",
+    );
+    refused(
+        &|st| st["layers"][1] = json!({"layer": "socket_create_lsm", "state": "unavailable"}),
+        "data.layers[1].reason",
+    );
+    refused(
+        &|st| {
+            st["layers"][1] =
+                json!({"layer": "socket_create_lsm", "state": "unavailable", "reason": ""})
+        },
+        "data.layers[1].reason",
+    );
+    refused(
+        &|st| st["layers"][2] = json!({"layer": "egress", "state": "disabled", "reason": "x"}),
+        "data.layers[2].reason",
+    );
+    refused(
+        &|st| st["layers"][2] = json!({"layer": "sock_create", "state": "disabled"}),
+        "data.layers[2]",
+    );
+    refused(
+        &|st| st["layers"][2] = json!({"layer": "egress", "state": "off"}),
+        "data.layers[2].state",
+    );
+    refused(
+        &|st| st["layerCounters"]["packetsDropped"] = json!(-1),
+        "data.layerCounters.packetsDropped",
+    );
+    refused(
+        &|st| st["layerCounters"]["extra"] = json!(1),
+        "data.layerCounters",
+    );
+    refused(
+        &|st| {
+            if let Some(o) = st.as_object_mut() {
+                o.remove("layers");
+            }
+        },
+        "data.layers",
+    );
 }
