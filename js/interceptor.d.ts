@@ -17,7 +17,7 @@ export type DataplaneFailMode = FailMode
 
 /** Options of `Interceptor.load()`. Every key is optional; unknown keys are rejected. */
 export interface InterceptorOptions {
-  /** cgroup v2 directory the four programs attach to (absolute). Default: the cgroup2 mount found at run time. */
+  /** cgroup v2 directory the programs attach to (absolute). Default: the cgroup2 mount found at run time. */
   cgroupRoot?: string
   /** bpffs directory for pinned links and maps (absolute). Default: `<bpffs>/broker-interceptor-ebpf`. */
   pinDir?: string
@@ -190,7 +190,8 @@ export interface InterceptorEventsOptions {
 export declare class Interceptor {
   private constructor()
   /**
-   * Loads the four programs and attaches them to `cgroupRoot`, or adopts the state pinned in `pinDir`.
+   * Loads the four sock_addr programs and the bypass layers the kernel offers and attaches them to `cgroupRoot`,
+   * or adopts the state pinned in `pinDir`.
    * Rejects with ContractValidationError for bad options, or an Error whose `code` starts with
    * `ERR_DATAPLANE_` (a verifier rejection carries `verifierLog`).
    */

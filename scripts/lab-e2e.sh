@@ -141,11 +141,17 @@ compose() {
     echo "lab-e2e: compose: the controller's policy was not applied (status: $status)" >&2
     return 1
   fi
+  # The four sock_addr programs, plus one per bypass layer in force that is a program of its own (socket_storage
+  # is a mode of the others): which ones depends on the kernel, and the agent's status says.
+  local layers expected
+  layers=$(grep -o '"activeLayers":\[[^]]*\]' <<<"$status" || true)
+  [[ -n "$layers" ]] || { echo "lab-e2e: compose: no activeLayers in the status: $status" >&2; return 1; }
+  expected=$((4 + $(grep -oE '"(sock_create|socket_create_lsm|egress)"' <<<"$layers" | wc -l)))
   "${dc[@]}" down -v --remove-orphans
   # The agent is gone, its enforcement is not: the programs stay attached through the pinned links.
   local attached
   attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
-  [[ "$attached" -eq 4 ]] || { echo "lab-e2e: compose: $attached programs attached after down, expected 4 (pinned)" >&2; return 1; }
+  [[ "$attached" -eq "$expected" ]] || { echo "lab-e2e: compose: $attached programs attached after down, expected $expected (pinned; $layers)" >&2; return 1; }
   # Removing the pins is what removes enforcement (docs/deployment.md).
   rm -rf "${bpffs:?}/$project"
   attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
