@@ -26,31 +26,8 @@ static __always_inline __u64 active_generation(struct dp_config *cfg)
 static __always_inline void emit_socket_event(__u8 hook, __u8 protocol, __u64 cgroup_id, __u64 managed_id,
 					      __u64 generation, __u32 reason, __u8 verdict)
 {
-	struct dp_event *e = bpf_ringbuf_reserve(&dp_events, sizeof(*e), 0);
-
-	if (!e) {
-		counter_add(DP_COUNTER_RINGBUF_FULL);
-		return;
-	}
-	e->monotonic_ns = bpf_ktime_get_ns();
-	e->cgroup_id = cgroup_id;
-	e->managed_cgroup_id = managed_id;
-	e->policy_generation = generation;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
-	e->reason = reason;
-	e->rule_index = DP_RULE_INDEX_NONE;
-	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->dst_port = 0;
-	e->hook = hook;
-	e->protocol = protocol;
-	e->family = DP_FAMILY_NONE;
-	e->verdict = verdict;
-	e->pad[0] = 0;
-	e->pad[1] = 0;
-	bpf_ringbuf_submit(e, 0);
-	counter_add(DP_COUNTER_EVENTS_EMITTED);
+	emit_record(hook, protocol, DP_FAMILY_NONE, NULL, 0, (__u32)bpf_get_current_uid_gid(), cgroup_id, managed_id,
+		    generation, reason, DP_RULE_INDEX_NONE, verdict);
 }
 
 /*

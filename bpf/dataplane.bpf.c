@@ -79,8 +79,15 @@ static __always_inline int sampled(__u32 n)
 	return bpf_get_prandom_u32() % n == 0;
 }
 
-static __always_inline void emit(const struct dp_request *r, __u8 hook, __u8 family, __u64 cgroup_id,
-				 __u64 managed_id, __u64 generation, __u32 reason, __u32 rule_index, __u8 verdict)
+/*
+ * The one writer of a verdict record (struct dp_event), for every program: the sock_addr hooks (emit), the
+ * socket-creation layers (emit_socket_event) and the egress backstop (emit_packet_event). `dst` holds 4
+ * (DP_FAMILY_INET) or 16 (DP_FAMILY_INET6) bytes in network order; with DP_FAMILY_NONE (a socket being created)
+ * it is not read and the record has no destination. A full ring buffer is counted, never silent.
+ */
+static __always_inline void emit_record(__u8 hook, __u8 protocol, __u8 family, const __u32 *dst, __u16 port,
+					__u32 uid, __u64 cgroup_id, __u64 managed_id, __u64 generation,
+					__u32 reason, __u32 rule_index, __u8 verdict)
 {
 	struct dp_event *e = bpf_ringbuf_reserve(&dp_events, sizeof(*e), 0);
 
@@ -93,24 +100,31 @@ static __always_inline void emit(const struct dp_request *r, __u8 hook, __u8 fam
 	e->managed_cgroup_id = managed_id;
 	e->policy_generation = generation;
 	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = (__u32)bpf_get_current_uid_gid();
+	e->uid = uid;
 	e->reason = reason;
 	e->rule_index = rule_index;
 	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
 	if (family == DP_FAMILY_INET)
-		__builtin_memcpy(e->dst_addr, &r->addr[0], 4);
-	else
-		__builtin_memcpy(e->dst_addr, r->ip6, 16);
+		__builtin_memcpy(e->dst_addr, dst, 4);
+	else if (family == DP_FAMILY_INET6)
+		__builtin_memcpy(e->dst_addr, dst, 16);
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->dst_port = r->port;
+	e->dst_port = port;
 	e->hook = hook;
-	e->protocol = r->protocol;
+	e->protocol = protocol;
 	e->family = family;
 	e->verdict = verdict;
 	e->pad[0] = 0;
 	e->pad[1] = 0;
 	bpf_ringbuf_submit(e, 0);
 	counter_add(DP_COUNTER_EVENTS_EMITTED);
+}
+
+static __always_inline void emit(const struct dp_request *r, __u8 hook, __u8 family, __u64 cgroup_id,
+				 __u64 managed_id, __u64 generation, __u32 reason, __u32 rule_index, __u8 verdict)
+{
+	emit_record(hook, r->protocol, family, family == DP_FAMILY_INET ? &r->addr[0] : r->ip6, r->port,
+		    (__u32)bpf_get_current_uid_gid(), cgroup_id, managed_id, generation, reason, rule_index, verdict);
 }
 
 /* 1 for the reasons whose verdict is allow, 0 for deny (the program's return value: exactly 0 or 1). */

@@ -215,35 +215,9 @@ static __always_inline void emit_packet_event(struct __sk_buff *skb, const struc
 					      __u64 managed_id, __u64 generation, __u32 reason, __u32 rule_index,
 					      __u8 verdict)
 {
-	struct dp_event *e = bpf_ringbuf_reserve(&dp_events, sizeof(*e), 0);
-
-	if (!e) {
-		counter_add(DP_COUNTER_RINGBUF_FULL);
-		return;
-	}
-	e->monotonic_ns = bpf_ktime_get_ns();
-	e->cgroup_id = cgroup_id;
-	e->managed_cgroup_id = managed_id;
-	e->policy_generation = generation;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = bpf_get_socket_uid(skb);
-	e->reason = reason;
-	e->rule_index = rule_index;
-	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
-	if (p->family == DP_FAMILY_INET)
-		__builtin_memcpy(e->dst_addr, &p->addr[0], 4);
-	else
-		__builtin_memcpy(e->dst_addr, p->addr, 16);
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->dst_port = p->port;
-	e->hook = DP_HOOK_EGRESS;
-	e->protocol = p->protocol;
-	e->family = p->family;
-	e->verdict = verdict;
-	e->pad[0] = 0;
-	e->pad[1] = 0;
-	bpf_ringbuf_submit(e, 0);
-	counter_add(DP_COUNTER_EVENTS_EMITTED);
+	/* The socket's owner: the program may run in a context that is not the sending task's. */
+	emit_record(DP_HOOK_EGRESS, p->protocol, p->family, p->addr, p->port, bpf_get_socket_uid(skb), cgroup_id,
+		    managed_id, generation, reason, rule_index, verdict);
 }
 
 /* Step 4 of the file comment. Returns the program's verdict. */

@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,24 +14,7 @@ use std::time::{Duration, Instant};
 use interceptor_ebpf_agent::client::Client;
 use serde_json::Value;
 use support::dp::{self, Probe};
-use support::{ctl, text, Agent, World};
-
-fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
-    out
-}
-
-fn metric(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-}
+use support::{ctl, metric, scrape, text, Agent, World};
 
 #[test]
 fn refusals_reach_subscribers_ctl_events_and_the_log() {
@@ -50,13 +33,7 @@ fn refusals_reach_subscribers_ctl_events_and_the_log() {
             ("BROKER_EBPF_METRICS_LISTEN", "127.0.0.1:0"),
         ],
     );
-    let started = agent
-        .wait_line(Duration::from_secs(1), |r| r["agent_event"] == "started")
-        .expect("started");
-    let metrics_addr = started["metrics_listen"]
-        .as_str()
-        .expect("metrics address")
-        .to_owned();
+    let metrics_addr = agent.metrics_addr();
     let out = ctl(
         &world.socket,
         &[

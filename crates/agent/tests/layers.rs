@@ -5,7 +5,6 @@
 
 mod support;
 
-use std::io::{Read, Write};
 use std::time::Duration;
 
 use interceptor_ebpf_agent::client::Client;
@@ -13,23 +12,7 @@ use interceptor_ebpf_core::contract::control_protocol::{CommandRequest, Response
 use interceptor_ebpf_core::contract::layer::{active_layers, Layer, LayerState};
 use serde_json::Value;
 use support::dp;
-use support::{ctl, text, Agent, World};
-
-fn scrape(addr: &str) -> String {
-    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
-    s.set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-        .expect("request");
-    let mut out = String::new();
-    s.read_to_string(&mut out).expect("response");
-    out
-}
-
-fn metric(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
-}
+use support::{ctl, metric, scrape, text, Agent, World};
 
 fn status(client: &mut Client) -> Status {
     match client.call(CommandRequest::GetStatus).expect("GetStatus") {
@@ -86,13 +69,7 @@ fn layers_are_reported_at_start_in_health_status_ctl_and_metrics_and_refusals_ar
             ("BROKER_EBPF_METRICS_LISTEN", "127.0.0.1:0"),
         ],
     );
-    let started = agent
-        .wait_line(Duration::from_secs(1), |r| r["agent_event"] == "started")
-        .expect("started");
-    let metrics_addr = started["metrics_listen"]
-        .as_str()
-        .expect("metrics")
-        .to_owned();
+    let metrics_addr = agent.metrics_addr();
 
     // The layers line: written once, before `started`, every layer with its state.
     let records = agent.records();
@@ -215,13 +192,7 @@ fn a_layer_named_in_broker_ebpf_disable_layers_is_not_attached() {
             ("BROKER_EBPF_METRICS_LISTEN", "127.0.0.1:0"),
         ],
     );
-    let started = agent
-        .wait_line(Duration::from_secs(1), |r| r["agent_event"] == "started")
-        .expect("started");
-    let metrics_addr = started["metrics_listen"]
-        .as_str()
-        .expect("metrics")
-        .to_owned();
+    let metrics_addr = agent.metrics_addr();
     let mut client =
         Client::connect(&world.socket, Some(Duration::from_secs(10))).expect("connect");
     let s = status(&mut client);

@@ -15,7 +15,8 @@ use interceptor_ebpf_core::contract::policy::{
 };
 use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode as R;
 use interceptor_ebpf_core::dataplane::{
-    CgroupRef, Dataplane, DataplaneOptions, EventReceiver, Layer, LayerState, Mode, VerdictEvent,
+    CgroupRef, Dataplane, DataplaneOptions, EventReceiver, Layer, LayerCounters, LayerState, Mode,
+    VerdictEvent,
 };
 use support::{errno, probe, run_in_child, sockaddr, NetNs, Probe, ProbeResult, TestEnv};
 
@@ -58,6 +59,22 @@ fn policy() -> PolicySnapshot {
         }],
         sampling: Sampling::default(),
     }
+}
+
+/// [`policy`] plus 2001:db8:1::/48 allowed, for the tests that need an allowed IPv6 destination.
+fn policy_with_v6() -> PolicySnapshot {
+    let mut p = policy();
+    p.rules.push(Rule {
+        id: "allow-v6-1".into(),
+        action: RuleAction::Allow,
+        cidr: IpNet {
+            addr: "2001:db8:1::".parse().expect("ip"),
+            prefix_len: 48,
+        },
+        ports: vec![],
+        protocol: None,
+    });
+    p
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -126,6 +143,18 @@ impl World {
             .find(|l| l.layer == layer)
             .map(|l| l.state)
             .unwrap_or_else(|| panic!("{layer} missing from the status"))
+    }
+
+    /// `count` datagrams from the workload over one connected UDP socket to a listener at 10.1.0.9:7000 (an
+    /// allowed destination); the probe and the layer counters before and after it.
+    fn counted_udp_flow(&self, count: u32) -> (ProbeResult, LayerCounters, LayerCounters) {
+        let dst: SocketAddr = "10.1.0.9:7000".parse().expect("addr");
+        let _listen = netns_socket(&self.env.netns, libc::AF_INET, libc::SOCK_DGRAM, Some(dst));
+        let to = sockaddr(dst);
+        let before = self.dp.status().expect("status").layer_counters;
+        let r = self.in_wl(|| udp_flow(&to, count));
+        assert_eq!(r.errno, 0, "the allowed flow");
+        (r, before, self.dp.status().expect("status").layer_counters)
     }
 
     fn in_wl(&self, f: impl FnOnce() -> i32) -> ProbeResult {
@@ -720,19 +749,8 @@ fn a_raw_packet_that_escaped_the_socket_hooks_is_dropped_at_egress() {
     let before = w.dp.status().expect("status").layer_counters;
     let allowed4: SocketAddr = "10.1.0.7:9999".parse().expect("addr");
     let allowed6: SocketAddr = "[2001:db8:1::7]:9999".parse().expect("addr");
-    // 2001:db8:1::/48 is allowed for this test only: the base policy allows 10.1.0.0/16 and nothing in IPv6.
-    let mut p = policy();
-    p.rules.push(Rule {
-        id: "allow-v6-1".into(),
-        action: RuleAction::Allow,
-        cidr: IpNet {
-            addr: "2001:db8:1::".parse().expect("ip"),
-            prefix_len: 48,
-        },
-        ports: vec![],
-        protocol: None,
-    });
-    w.dp.replace_policy(&p).expect("policy");
+    // The base policy allows 10.1.0.0/16 and nothing in IPv6: this one adds 2001:db8:1::/48.
+    w.dp.replace_policy(&policy_with_v6()).expect("policy");
     for (denied, allowed) in [(denied4(), allowed4), (denied6(), allowed6)] {
         let family = if denied.is_ipv4() {
             libc::AF_INET
@@ -829,18 +847,7 @@ fn ping_sockets_are_judged_at_connect_and_their_sends_at_egress() {
     let Some(mut w) = World::new("ping", |_| {}) else {
         return;
     };
-    let mut p = policy();
-    p.rules.push(Rule {
-        id: "allow-v6-1".into(),
-        action: RuleAction::Allow,
-        cidr: IpNet {
-            addr: "2001:db8:1::".parse().expect("ip"),
-            prefix_len: 48,
-        },
-        ports: vec![],
-        protocol: None,
-    });
-    w.dp.replace_policy(&p).expect("policy");
+    w.dp.replace_policy(&policy_with_v6()).expect("policy");
     for (dst, allowed, hook) in [
         (denied4(), "10.1.0.7:0", Hook::Connect4),
         (denied6(), "[2001:db8:1::7]:0", Hook::Connect6),
@@ -919,17 +926,7 @@ fn judged_flows_pass_egress_without_being_judged_again() {
     let Some(mut w) = World::new("fastpath", |_| {}) else {
         return;
     };
-    let _listen = netns_socket(
-        &w.env.netns,
-        libc::AF_INET,
-        libc::SOCK_DGRAM,
-        Some("10.1.0.9:7000".parse().expect("addr")),
-    );
-    let to = sockaddr("10.1.0.9:7000".parse().expect("addr"));
-    let before = w.dp.status().expect("status").layer_counters;
-    let r = w.in_wl(|| udp_flow(&to, 200));
-    assert_eq!(r.errno, 0);
-    let after = w.dp.status().expect("status").layer_counters;
+    let (r, before, after) = w.counted_udp_flow(200);
     // connect() marked the socket; none of the 200 packets needed a policy lookup at egress.
     assert_eq!(after.marks_written - before.marks_written, 1);
     assert_eq!(after.packets_judged, before.packets_judged);
@@ -947,17 +944,7 @@ fn without_socket_storage_egress_judges_every_packet_that_is_not_tcp() {
     };
     assert_eq!(w.layer(Layer::SocketStorage), LayerState::Disabled);
     assert_eq!(w.layer(Layer::Egress), LayerState::Active);
-    let _listen = netns_socket(
-        &w.env.netns,
-        libc::AF_INET,
-        libc::SOCK_DGRAM,
-        Some("10.1.0.9:7000".parse().expect("addr")),
-    );
-    let to = sockaddr("10.1.0.9:7000".parse().expect("addr"));
-    let before = w.dp.status().expect("status").layer_counters;
-    let r = w.in_wl(|| udp_flow(&to, 50));
-    assert_eq!(r.errno, 0);
-    let after = w.dp.status().expect("status").layer_counters;
+    let (_, before, after) = w.counted_udp_flow(50);
     assert_eq!(after.marks_written, before.marks_written);
     assert_eq!(after.packets_judged - before.packets_judged, 50);
 }

@@ -202,6 +202,17 @@ impl Agent {
         self.child.id()
     }
 
+    /// The metrics address its `started` line names (the agent was started with `BROKER_EBPF_METRICS_LISTEN`).
+    pub fn metrics_addr(&self) -> String {
+        let started = self
+            .wait_line(Duration::from_secs(1), |r| r["agent_event"] == "started")
+            .expect("started");
+        started["metrics_listen"]
+            .as_str()
+            .expect("the started line names the metrics address")
+            .to_owned()
+    }
+
     /// Every standard-output line so far.
     pub fn lines(&self) -> Vec<String> {
         self.lines
@@ -286,6 +297,26 @@ impl Drop for Agent {
         }
         let _ = self.child.wait();
     }
+}
+
+/// One scrape of the agent's `/metrics` endpoint at `addr` (`ip:port`): the whole HTTP response.
+pub fn scrape(addr: &str) -> String {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("request");
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("response");
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    out
+}
+
+/// The value of the series whose line starts with `series` (name, labels and the space).
+pub fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
 }
 
 /// Runs `interceptor-ebpf ctl --socket <socket> args...`, as `(uid, gid)` when given.
