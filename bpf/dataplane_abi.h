@@ -85,7 +85,9 @@
 
 #define DP_COUNTER_EVENTS_EMITTED 0
 #define DP_COUNTER_RINGBUF_FULL 1
-#define DP_COUNTERS 2
+/* Not a count: the per-CPU word a program's ordering fetch-add targets (see dataplane.bpf.c, order_after). */
+#define DP_COUNTER_BARRIER 2
+#define DP_COUNTERS 3
 
 /* Global configuration: one value of an mmap-able array. User space writes each field with one aligned atomic
  * store through the mapping, so a program never reads a torn field. */
@@ -97,8 +99,11 @@ struct dp_config {
 	__u32 fail_mode;   /* DP_FAIL_CLOSED or DP_FAIL_OPEN */
 	__u32 reserved;
 	__u64 abi_fingerprint; /* DP_ABI_FINGERPRINT of the build that created the maps; programs never read it */
+	/* Bumped by user space after every change a verdict depends on (a policy flip, a managed-cgroup entry or
+	 * mode, the global or fail mode): a socket's cached verdict is used only while the epoch is unchanged. */
+	__u64 epoch;
 };
-#define DP_CONFIG_SIZE 40
+#define DP_CONFIG_SIZE 48
 
 /* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy.
  * len4/len6 list the prefix lengths present in the slot's groups, longest first: the walk looks up only those. */
@@ -164,6 +169,23 @@ struct dp_group {
 };
 #define DP_GROUP_SIZE 56
 
+/* The last verdict of a UDP socket (socket-local storage, kernel only): reused for the next connect/sendmsg of
+ * the same caller cgroup, hook and destination while dp_config.epoch is unchanged and the heartbeat is fresh. */
+struct dp_sk_verdict {
+	__u64 epoch;
+	__u64 cgroup_id;
+	__u64 managed_cgroup_id;
+	__u64 generation;
+	__u32 addr[4]; /* as judged: IPv4 (also of a mapped IPv6 destination) in addr[0] */
+	__u32 reason;
+	__u32 rule_index;
+	__u32 sample_one_in; /* events: 1 = always, 0 = never, n = 1 in n */
+	__u16 port;
+	__u8 hook;
+	__u8 judge_v4;
+};
+#define DP_SK_VERDICT_SIZE 64
+
 /* A rule id (NUL-padded) in user space's rule_index -> rule_id table. */
 struct dp_id {
 	__u8 bytes[64];
@@ -214,6 +236,7 @@ _Static_assert(sizeof(struct dp_key6) == DP_KEY6_SIZE, "dp_key6");
 _Static_assert(sizeof(struct dp_group) == DP_GROUP_SIZE, "dp_group");
 _Static_assert(sizeof(struct dp_rule_entry) == DP_RULE_ENTRY_SIZE, "dp_rule_entry");
 _Static_assert(sizeof(struct dp_id) == DP_ID_BYTES, "dp_id");
+_Static_assert(sizeof(struct dp_sk_verdict) == DP_SK_VERDICT_SIZE, "dp_sk_verdict");
 _Static_assert(sizeof(struct dp_event) == DP_EVENT_SIZE, "dp_event");
 _Static_assert(__builtin_offsetof(struct dp_event, dst_addr) == DP_EVENT_OFF_DST_ADDR, "dst_addr");
 _Static_assert(__builtin_offsetof(struct dp_event, dst_port) == DP_EVENT_OFF_DST_PORT, "dst_port");

@@ -31,7 +31,7 @@ use super::error::DataplaneError;
 use crate::contract::hook::Hook;
 
 /// Every map the programs and the loader use, by pin name. `dp_config` first: its pin marks a state to adopt.
-pub(crate) const MAP_NAMES: [&str; 9] = [
+pub(crate) const MAP_NAMES: [&str; 10] = [
     "dp_config",
     "dp_slot_meta",
     "dp_groups4",
@@ -41,6 +41,7 @@ pub(crate) const MAP_NAMES: [&str; 9] = [
     "dp_rule_ids",
     "dp_events",
     "dp_counters",
+    "dp_sk_verdicts",
 ];
 
 /// `enum bpf_link_type` / `enum bpf_attach_type` values from the kernel's uapi `linux/bpf.h` (stable ABI).

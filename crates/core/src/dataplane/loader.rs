@@ -363,6 +363,8 @@ impl Dataplane {
         config.set_fail_mode(opts.fail_mode.to_abi());
         config.set_global_mode(opts.global_mode.to_abi());
         config.set_heartbeat_ns(config_map::monotonic_ns());
+        // Verdicts UDP sockets cached under an adopted state may have used another global mode.
+        config.bump_epoch();
 
         let root_dir =
             File::open(&cgroup_root).map_err(|e| DataplaneError::io("open", &cgroup_root, e))?;
@@ -465,6 +467,7 @@ impl Dataplane {
             i.managed
                 .insert(resolved.id, entry, 0)
                 .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            i.config.bump_epoch();
             if let Some(p) = &resolved.path {
                 i.paths.insert(resolved.id, p.clone());
             }
@@ -499,6 +502,7 @@ impl Dataplane {
             i.managed
                 .remove(&id)
                 .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            i.config.bump_epoch();
             i.paths.remove(&id);
             Ok(true)
         })?;
@@ -513,6 +517,7 @@ impl Dataplane {
     pub fn set_global_mode(&self, mode: Mode) -> Result<(), DataplaneError> {
         self.with(|i| {
             i.config.set_global_mode(mode.to_abi());
+            i.config.bump_epoch();
             Ok(())
         })
     }
@@ -533,7 +538,9 @@ impl Dataplane {
             entry.mode = mode.to_abi();
             i.managed
                 .insert(resolved.id, entry, 0)
-                .map_err(|e| DataplaneError::map("dp_managed", e))
+                .map_err(|e| DataplaneError::map("dp_managed", e))?;
+            i.config.bump_epoch();
+            Ok(())
         })
     }
 

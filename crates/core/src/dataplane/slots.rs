@@ -215,6 +215,7 @@ impl PolicyMaps {
         self.clear_slot(inactive)?;
         self.write_slot(inactive, p, generation)?;
         config.set_active_slot(inactive);
+        config.bump_epoch();
         self.start_grace_period();
         Ok(generation)
     }
