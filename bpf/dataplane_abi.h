@@ -63,9 +63,8 @@
 #define DP_ENTRIES_TOTAL 557056
 /* Distinct rule CIDRs of one family in one snapshot. */
 #define DP_PREFIXES_PER_FAMILY 131072
-/* Groups of one family in one slot: every CIDR plus every endpoint host. */
+/* Groups of one family in one slot (the capacity of one slot's group map): every CIDR plus every endpoint host. */
 #define DP_GROUPS_PER_FAMILY 139264
-#define DP_GROUP_MAP_ENTRIES 278528
 /* Entries of one group (rules x port ranges of one CIDR, plus the endpoints of a host). */
 #define DP_ENTRIES_PER_PREFIX 1024
 /* A group of at most this many entries carries them in its own value: one map lookup decides it. */
@@ -131,7 +130,8 @@ struct dp_managed {
 };
 #define DP_MANAGED_SIZE 72
 
-/* Group keys: the slot, the prefix length and the address masked to it (network order). */
+/* Group keys: the slot (also the slot of the map holding them), the prefix length and the address masked to it
+ * (network order). */
 struct dp_key4 {
 	__u8 slot;
 	__u8 prefix_len;
@@ -245,7 +245,6 @@ _Static_assert(DP_ENTRIES_PER_FAMILY == DP_RULE_ENTRIES_PER_FAMILY + DP_ENDPOINT
 _Static_assert(DP_ENTRY_SLOT_ENTRIES == 2 * DP_ENTRIES_PER_FAMILY, "entry slot");
 _Static_assert(DP_ENTRIES_TOTAL == DP_SLOTS * DP_ENTRY_SLOT_ENTRIES, "entry total");
 _Static_assert(DP_GROUPS_PER_FAMILY == DP_PREFIXES_PER_FAMILY + DP_ENDPOINTS_PER_SLOT, "groups per family");
-_Static_assert(DP_GROUP_MAP_ENTRIES == DP_SLOTS * DP_GROUPS_PER_FAMILY, "group map");
 _Static_assert(DP_RULE_IDS_TOTAL == DP_SLOTS * DP_RULE_IDS_PER_SLOT, "rule ids");
 _Static_assert(DP_V4_LENGTHS <= DP_V4_LENGTHS_ROOM && DP_V6_LENGTHS <= DP_V6_LENGTHS_ROOM, "length lists");
 _Static_assert((DP_V4_LENGTHS_ROOM & (DP_V4_LENGTHS_ROOM - 1)) == 0, "v4 room: power of two");

@@ -23,11 +23,11 @@ use super::cgroup::{self, CgroupRef};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
 use super::events::{self, EventContext, EventHub, EventReceiver, RuleIdCache};
-use super::grace_period::GracePeriod;
+use super::group_maps::GroupMaps;
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
-use super::slots::{self, BatchHandles, PendingGrace, PolicyMaps};
+use super::slots::{self, BatchHandles, Inactive, PolicyMaps};
 use crate::contract::hook::Hook;
 use crate::contract::policy::PolicySnapshot;
 
@@ -338,22 +338,18 @@ impl Dataplane {
         if !adopted {
             config.set_abi_fingerprint(abi::ABI_FINGERPRINT);
         }
-        let grace = GracePeriod::new()
-            .map_err(|e| DataplaneError::map("dp_rcu_sync", format!("create: {e}")))?;
+        let groups = GroupMaps::open(&pin_dir)
+            .map_err(|e| DataplaneError::map("dp_groups", format!("open pins: {e}")))?;
         let mut maps = PolicyMaps {
             slot_meta: typed(&mut ebpf, "dp_slot_meta")?,
-            groups4: typed(&mut ebpf, "dp_groups4")?,
-            groups6: typed(&mut ebpf, "dp_groups6")?,
             rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
             batch: BatchHandles::open(&pin_dir)?,
-            written: [None, None],
-            grace: Arc::new(grace),
-            pending_grace: PendingGrace::Done,
+            groups: Arc::new(groups),
+            inactive: Inactive::Dirty,
         };
-        if adopted {
-            // The previous loader may have flipped just before it stopped: its old slot may still have readers.
-            maps.start_grace_period();
-        }
+        // The inactive slot gets fresh group maps in the background; an adopted one may also still have readers
+        // (the previous loader may have flipped just before it stopped), which the reclaim waits for.
+        maps.start_reclaim(config.active_slot() ^ 1);
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
         let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
