@@ -2,9 +2,9 @@
 //!
 //! A policy replacement writes one kernel entry per rule, prefix and rule id: 100,000 rules are several
 //! hundred thousand single-element syscalls. The batch commands move the same entries in a few calls
-//! (the kernel still applies them one by one, under the same rules as single updates: arrays and hash maps
-//! have native batch support, LPM tries the generic one since Linux 5.6). This is what keeps a 100,000-rule
-//! replacement inside its budget.
+//! (the kernel still applies them one by one, under the same rules as single updates; arrays and hash maps
+//! have native batch support since Linux 5.6). This is what keeps a 100,000-rule replacement inside its
+//! budget.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
