@@ -9,6 +9,22 @@
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
 
+/**
+ * One consumer of the verdict events (`Interceptor.events()` creates one per iterator). Dropping it (`close()`,
+ * or garbage collection of an abandoned iterator) unsubscribes; events it had not read are counted in
+ * `droppedInQueue`.
+ */
+export declare class NativeEventSubscription {
+  /**
+   * Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
+   * interceptor or this subscription is closed. One call per batch: the cost of crossing into JavaScript is
+   * paid per batch.
+   */
+  nextBatch(max: number): Promise<EncodedBatch | undefined | null>
+  /** Unsubscribes (idempotent): a pending `nextBatch` resolves with `null`, and so does every later one. */
+  close(): void
+}
+
 /** A loaded dataplane. Created only by `loadInterceptor`. */
 export declare class NativeInterceptor {
   /** Parses `json` (the snapshot as JSON text) with the strict policy parser and applies it atomically. */
@@ -24,11 +40,12 @@ export declare class NativeInterceptor {
   pauseHeartbeatTimer(): void
   status(): JsDataplaneStatus
   /**
-   * Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
-   * interceptor is closed. One call per batch: the cost of crossing into JavaScript is paid per batch.
+   * A new subscription to the verdict events: every subscription receives every event from its first
+   * `nextBatch` on, in its own bounded queue (docs/dataplane.md, "Events"). `events()` makes one per iterator.
+   * On a closed interceptor the subscription's first batch is `null`, as for every iterator.
    */
-  nextEventBatch(max: number): Promise<EncodedBatch | undefined | null>
-  /** Ends every pending and future `nextEventBatch` with `null`, then stops the dataplane off-thread. */
+  subscribeEvents(): NativeEventSubscription
+  /** Ends every pending and future `nextBatch` of every subscription with `null`, then stops the dataplane off-thread. */
   close(options?: any | undefined | null): Promise<unknown>
   get closed(): boolean
 }

@@ -835,6 +835,7 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.NativeEventSubscription = nativeBinding.NativeEventSubscription
 module.exports.NativeInterceptor = nativeBinding.NativeInterceptor
 module.exports.authorizeControllerPeerJson = nativeBinding.authorizeControllerPeerJson
 module.exports.benchEventBatch = nativeBinding.benchEventBatch

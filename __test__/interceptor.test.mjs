@@ -252,6 +252,40 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     }
   })
 
+  test('every events() iterator sees every event, and break unsubscribes', async () => {
+    const seen = []
+    let stop = false
+    const second = (async () => {
+      for await (const e of interceptor.events()) {
+        seen.push(e)
+        if (stop) break
+      }
+    })()
+    // The second iterator subscribes on its first next(), off the JavaScript thread: probe until it has seen
+    // three probes; each of them reached the first iterator too, identical.
+    const pids = []
+    const mine = () => seen.filter((e) => pids.includes(e.pid))
+    for (let i = 0; i < 100 && mine().length < 3; i++) {
+      pids.push((await probe('tcp', '10.77.0.98', 443)).pid)
+      await new Promise((res) => setTimeout(res, 20))
+    }
+    assert.ok(mine().length >= 3, `the second iterator saw ${mine().length} probes`)
+    for (const e of mine()) assert.deepEqual(await eventFor(e.pid), e)
+    // One more event ends the second iterator with a break; the first one keeps going.
+    stop = true
+    await probe('tcp', '10.77.0.98', 443)
+    await second
+  })
+
+  test('return() on eventBatches() ends its pending next() at once', async () => {
+    const it = interceptor.eventBatches()
+    const pending = it.next()
+    await new Promise((res) => setTimeout(res, 50))
+    await it.return()
+    const timeout = new Promise((res) => setTimeout(() => res('still pending'), 2000))
+    assert.deepEqual(await Promise.race([pending, timeout]), { value: undefined, done: true })
+  })
+
   test('a bad snapshot is rejected whole and the active policy stays', async () => {
     await assert.rejects(interceptor.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'deny', cidr: '10.0.0.1/8' }] }), ContractValidationError)
     const r = await probe('tcp', '10.77.0.10', 8081)

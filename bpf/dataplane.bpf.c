@@ -49,7 +49,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_counters SEC(".maps");
 
-/* ---- Socket marks read by the egress backstop (docs/threat-model.md); run() calls mark_verdict() ----------- */
+/* ---- Socket marks read by the egress backstop (docs/threat-model.md) and each socket's storage record ------- */
 #include "socket_marks.h"
 
 /* One connect/sendmsg being judged. */
@@ -190,98 +190,201 @@ static __always_inline struct dp_managed *find_managed(__u64 cgroup_id, __u64 *m
 }
 
 /*
- * Judges one connect/sendmsg (SPEC 4, in its order). The slot is read once, here; the lookup and the slot's
- * metadata use only that slot, so the verdict and its event belong to one generation. The slot a replacement
- * rewrites is never the one a running program may have read: user space waits for an RCU grace period after each
- * flip before touching the old slot, and this program runs inside the RCU read-side section the kernel holds
- * around cgroup programs (docs/dataplane.md, "Atomic replacement").
+ * Orders the loads after it after the loads before it, on every architecture: a fetching atomic is a full
+ * barrier in the BPF memory model (arm64 JITs it as LDADDAL, x86 as LOCK XADD). It targets a per-CPU word, so
+ * it never bounces a cache line between CPUs. Used only when a verdict is about to be cached.
  */
-static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
+static __always_inline void order_after(void)
 {
-	__u32 zero = 0, slot, reason, mode, rule_index = DP_RULE_INDEX_NONE;
+	__u32 idx = DP_COUNTER_BARRIER;
+	__u64 *word = bpf_map_lookup_elem(&dp_counters, &idx);
+
+	if (word) {
+		__u64 v = __sync_fetch_and_add(word, 0);
+
+		asm volatile("" : : "r"(v));
+	}
+}
+
+/* A verdict and what its event needs. */
+struct dp_verdict {
+	__u64 managed_id;
+	__u64 generation;
+	__u32 reason;
+	__u32 rule_index;
+	__u32 sample_one_in; /* 1 = always report, 0 = never, n = 1 in n */
+};
+
+/*
+ * Judges one connect/sendmsg (SPEC 4, in its order) from the maps. The slot is read once, here; the lookup and
+ * the slot's metadata use only that slot, so the verdict and its event belong to one generation. The slot a
+ * replacement rewrites is never the one a running program may have read: user space waits for an RCU grace
+ * period after each flip before touching the old slot, and this program runs inside the RCU read-side section
+ * the kernel holds around cgroup programs (docs/dataplane.md, "Atomic replacement"). Returns 1 when the verdict
+ * may be cached (it does not depend on the clock). A global function: the verifier checks it once, not once per
+ * path of its caller.
+ */
+__noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, struct dp_verdict *v)
+{
+	__u32 zero = 0;
 	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
-	__u8 family = v6 ? DP_FAMILY_INET6 : DP_FAMILY_INET;
-	struct dp_request r = {};
-	struct dp_slot_meta *meta;
 	struct dp_managed *managed;
-	__u64 cgroup_id, managed_id = 0, generation;
-	int observe, degraded = 0, allow, always_emit = 1;
+	struct dp_slot_meta *meta;
+	__u32 slot, mode;
+	int observe, degraded = 0;
 	struct dp_walk w;
 
-	if (!cfg)
-		return 1; /* unreachable: an array map always has index 0 */
-	cgroup_id = bpf_get_current_cgroup_id();
-	managed = find_managed(cgroup_id, &managed_id);
+	if (!r || !v || !cfg)
+		return 0;
+	v->managed_id = 0;
+	v->rule_index = DP_RULE_INDEX_NONE;
+	v->sample_one_in = 1;
+	managed = find_managed(cgroup_id, &v->managed_id);
 	slot = dp_active_slot(cfg);
 	meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
-	if (!meta)
-		return 1; /* unreachable: index 0 or 1 of a 2-entry array */
-	generation = meta->generation;
+	if (!meta) {
+		v->reason = BROKER_DP_REASON_UNMANAGED_ALLOW; /* unreachable: index 0 or 1 of a 2-entry array */
+		v->sample_one_in = 0;
+		return 0;
+	}
+	v->generation = meta->generation;
 
 	/* 1. Not managed: allowed whatever the policy says; an event only when the policy samples them. */
 	if (!managed) {
-		if (!sampled(meta->unmanaged_one_in))
-			return 1;
-		read_request(ctx, v6, &r);
-		reason = BROKER_DP_REASON_UNMANAGED_ALLOW;
-		goto out;
+		v->reason = BROKER_DP_REASON_UNMANAGED_ALLOW;
+		v->sample_one_in = meta->unmanaged_one_in;
+		return 1;
 	}
 	mode = managed->mode;
 	if (mode == DP_MODE_INHERIT)
-		mode = *(volatile __u32 *)&cfg->global_mode;
+		mode = *(volatile const __u32 *)&cfg->global_mode;
 	observe = mode == DP_MODE_OBSERVE;
 
 	/* 4. is decided before the lookup, which then honours only broker and DNS (2., 3.): observe mode is never
-	 * degraded, it blocks nothing and keeps reporting rule verdicts. The coarse clock (same base as
-	 * CLOCK_MONOTONIC, one tick of resolution) is enough for a grace period and costs no clock-source read. */
-	if (!observe) {
-		__u64 now = bpf_ktime_get_coarse_ns();
-		__u64 beat = *(volatile __u64 *)&cfg->heartbeat_ns;
-		__u64 grace = *(volatile __u64 *)&cfg->grace_ns;
+	 * degraded, it blocks nothing and keeps reporting rule verdicts. */
+	if (!observe)
+		degraded = v->generation == 0 || !fresh;
 
-		degraded = generation == 0 || (now > beat && now - beat > grace);
-	}
-
-	read_request(ctx, v6, &r);
-	dp_walk_init(&w, slot, r.addr, r.judge_v4, r.port, r.protocol, degraded);
+	dp_walk_init(&w, slot, r->addr, r->judge_v4, r->port, r->protocol, degraded);
 	dp_policy_lookup(&w);
 
 	switch (w.action) {
 	case DP_ACTION_BROKER: /* 2. */
-		reason = BROKER_DP_REASON_ALLOW_BROKER;
-		always_emit = 0;
-		break;
+		v->reason = BROKER_DP_REASON_ALLOW_BROKER;
+		v->sample_one_in = meta->allow_one_in;
+		return 1;
 	case DP_ACTION_DNS: /* 3. */
-		reason = BROKER_DP_REASON_ALLOW_DNS;
-		always_emit = 0;
-		break;
+		v->reason = BROKER_DP_REASON_ALLOW_DNS;
+		v->sample_one_in = meta->allow_one_in;
+		return 1;
 	case DP_ACTION_DENY: /* 5. */
-		rule_index = w.rule_index;
-		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_EXPLICIT : BROKER_DP_REASON_DENY_EXPLICIT;
-		break;
+		v->rule_index = w.rule_index;
+		v->reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_EXPLICIT : BROKER_DP_REASON_DENY_EXPLICIT;
+		return 1;
 	case DP_ACTION_ALLOW:
-		rule_index = w.rule_index;
-		reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_ALLOW : BROKER_DP_REASON_ALLOW_EXPLICIT;
-		always_emit = 0;
-		break;
-	default:
-		if (degraded) /* 4. */
-			reason = *(volatile __u32 *)&cfg->fail_mode == DP_FAIL_OPEN ?
-					 BROKER_DP_REASON_ALLOW_DEGRADED_FAIL_OPEN :
-					 BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
-		else /* 6. */
-			reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_DEFAULT : BROKER_DP_REASON_DENY_DEFAULT;
-		break;
+		v->rule_index = w.rule_index;
+		v->reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_ALLOW : BROKER_DP_REASON_ALLOW_EXPLICIT;
+		v->sample_one_in = meta->allow_one_in;
+		return 1;
+	}
+	if (degraded) { /* 4. */
+		v->reason = *(volatile const __u32 *)&cfg->fail_mode == DP_FAIL_OPEN ?
+				    BROKER_DP_REASON_ALLOW_DEGRADED_FAIL_OPEN :
+				    BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
+		return 0;
+	}
+	/* 6. */
+	v->reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_DEFAULT : BROKER_DP_REASON_DENY_DEFAULT;
+	return 1;
+}
+
+static __always_inline int same_destination(const struct dp_sk_verdict *c, const struct dp_request *r, __u8 hook)
+{
+	return c->hook == hook && c->port == r->port && c->judge_v4 == r->judge_v4 && c->addr[0] == r->addr[0] &&
+	       c->addr[1] == r->addr[1] && c->addr[2] == r->addr[2] && c->addr[3] == r->addr[3];
+}
+
+/*
+ * A UDP socket keeps its last verdict (the `verdict` half of its dp_sk_state record): a socket that sends to, or
+ * connects to, the same destination again from the same cgroup reuses it without the managed-cgroup and policy
+ * lookups. It is reused only while dp_config.epoch -- bumped by user space after every change a verdict depends
+ * on -- is the one it was decided under, and while the heartbeat is fresh (a verdict that depends on the clock is
+ * never cached). A run that reuses a verdict is a run that happened before the change that bumps the epoch; its
+ * verdict and its event still come from one generation. TCP sockets connect once, so they never pay for the
+ * cache; they get a record only when the egress layer wants their mark. The socket's mark (the other half, read
+ * by the egress backstop) is written with the verdict that fills the cache; user space bumps the mark epoch
+ * before dp_config.epoch, so a verdict cached under the current epoch was marked under the current mark epoch
+ * too, and a reused verdict needs no new mark. Without socket storage in sock_addr programs
+ * (dp_sock_addr_storage, a frozen .rodata flag) the verifier drops all of this and every call is judged.
+ */
+static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
+{
+	__u32 zero = 0;
+	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
+	__u8 family = v6 ? DP_FAMILY_INET6 : DP_FAMILY_INET;
+	struct dp_sk_state *s = 0;
+	struct dp_request r = {};
+	struct dp_verdict v;
+	__u64 cgroup_id, epoch, now, beat, grace;
+	int fresh, allow;
+
+	if (!cfg)
+		return 1; /* unreachable: an array map always has index 0 */
+	cgroup_id = bpf_get_current_cgroup_id();
+	epoch = *(volatile const __u64 *)&cfg->epoch;
+	/* The coarse clock (same base as CLOCK_MONOTONIC, one tick of resolution) is enough for a grace period and
+	 * costs no clock-source read. */
+	now = bpf_ktime_get_coarse_ns();
+	beat = *(volatile const __u64 *)&cfg->heartbeat_ns;
+	grace = *(volatile const __u64 *)&cfg->grace_ns;
+	fresh = !(now > beat && now - beat > grace);
+	read_request(ctx, v6, &r);
+
+	if (dp_sock_addr_storage && r.protocol == DP_PROTO_UDP) {
+		struct bpf_sock *sk = ctx->sk;
+
+		if (sk)
+			s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (s && fresh && s->verdict.epoch == epoch && s->verdict.cgroup_id == cgroup_id &&
+		    same_destination(&s->verdict, &r, hook)) {
+			v.managed_id = s->verdict.managed_cgroup_id;
+			v.generation = s->verdict.generation;
+			v.reason = s->verdict.reason;
+			v.rule_index = s->verdict.rule_index;
+			v.sample_one_in = s->verdict.sample_one_in;
+			goto out;
+		}
+		/* The verdict about to be cached must come from the state of `epoch` or later. */
+		if (s)
+			order_after();
 	}
 
-	mark_verdict(ctx, r.protocol, r.port, r.judge_v4, r.addr, reason, generation);
-	/* Deny, observe would-deny and degraded verdicts are always reported; plain allows are sampled. */
-	if (!always_emit && !sampled(meta->allow_one_in))
-		return reason_allows(reason);
+	if (decide(&r, cgroup_id, fresh, &v) && s && fresh) {
+		struct dp_sk_verdict *c = &s->verdict;
+
+		c->epoch = epoch;
+		c->cgroup_id = cgroup_id;
+		c->managed_cgroup_id = v.managed_id;
+		c->generation = v.generation;
+		c->addr[0] = r.addr[0];
+		c->addr[1] = r.addr[1];
+		c->addr[2] = r.addr[2];
+		c->addr[3] = r.addr[3];
+		c->reason = v.reason;
+		c->rule_index = v.rule_index;
+		c->sample_one_in = v.sample_one_in;
+		c->port = r.port;
+		c->hook = hook;
+		c->judge_v4 = r.judge_v4;
+	}
+	if (v.managed_id)
+		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation);
 out:
-	allow = reason_allows(reason);
-	emit(&r, hook, family, cgroup_id, managed_id, generation, reason, rule_index,
-	     allow ? DP_VERDICT_ALLOW : DP_VERDICT_DENY);
+	allow = reason_allows(v.reason);
+	/* Deny, observe would-deny and degraded verdicts are always reported; allows as the policy samples them. */
+	if (sampled(v.sample_one_in))
+		emit(&r, hook, family, cgroup_id, v.managed_id, v.generation, v.reason, v.rule_index,
+		     allow ? DP_VERDICT_ALLOW : DP_VERDICT_DENY);
 	return allow ? 1 : 0;
 }
 

@@ -63,9 +63,8 @@
 #define DP_ENTRIES_TOTAL 557056
 /* Distinct rule CIDRs of one family in one snapshot. */
 #define DP_PREFIXES_PER_FAMILY 131072
-/* Groups of one family in one slot: every CIDR plus every endpoint host. */
+/* Groups of one family in one slot (the capacity of one slot's group map): every CIDR plus every endpoint host. */
 #define DP_GROUPS_PER_FAMILY 139264
-#define DP_GROUP_MAP_ENTRIES 278528
 /* Entries of one group (rules x port ranges of one CIDR, plus the endpoints of a host). */
 #define DP_ENTRIES_PER_PREFIX 1024
 /* A group of at most this many entries carries them in its own value: one map lookup decides it. */
@@ -85,7 +84,9 @@
 
 #define DP_COUNTER_EVENTS_EMITTED 0
 #define DP_COUNTER_RINGBUF_FULL 1
-#define DP_COUNTERS 2
+/* Not a count: the per-CPU word a program's ordering fetch-add targets (see dataplane.bpf.c, order_after). */
+#define DP_COUNTER_BARRIER 2
+#define DP_COUNTERS 3
 
 /* Global configuration: one value of an mmap-able array. User space writes each field with one aligned atomic
  * store through the mapping, so a program never reads a torn field. */
@@ -97,8 +98,11 @@ struct dp_config {
 	__u32 fail_mode;   /* DP_FAIL_CLOSED or DP_FAIL_OPEN */
 	__u32 reserved;
 	__u64 abi_fingerprint; /* DP_ABI_FINGERPRINT of the build that created the maps; programs never read it */
+	/* Bumped by user space after every change a verdict depends on (a policy flip, a managed-cgroup entry or
+	 * mode, the global or fail mode): a socket's cached verdict is used only while the epoch is unchanged. */
+	__u64 epoch;
 };
-#define DP_CONFIG_SIZE 40
+#define DP_CONFIG_SIZE 48
 
 /* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy.
  * len4/len6 list the prefix lengths present in the slot's groups, longest first: the walk looks up only those. */
@@ -126,7 +130,8 @@ struct dp_managed {
 };
 #define DP_MANAGED_SIZE 72
 
-/* Group keys: the slot, the prefix length and the address masked to it (network order). */
+/* Group keys: the slot (also the slot of the map holding them), the prefix length and the address masked to it
+ * (network order). */
 struct dp_key4 {
 	__u8 slot;
 	__u8 prefix_len;
@@ -163,6 +168,23 @@ struct dp_group {
 	struct dp_rule_entry entries[DP_GROUP_INLINE];
 };
 #define DP_GROUP_SIZE 56
+
+/* The last verdict of a UDP socket (socket-local storage, kernel only): reused for the next connect/sendmsg of
+ * the same caller cgroup, hook and destination while dp_config.epoch is unchanged and the heartbeat is fresh. */
+struct dp_sk_verdict {
+	__u64 epoch;
+	__u64 cgroup_id;
+	__u64 managed_cgroup_id;
+	__u64 generation;
+	__u32 addr[4]; /* as judged: IPv4 (also of a mapped IPv6 destination) in addr[0] */
+	__u32 reason;
+	__u32 rule_index;
+	__u32 sample_one_in; /* events: 1 = always, 0 = never, n = 1 in n */
+	__u16 port;
+	__u8 hook;
+	__u8 judge_v4;
+};
+#define DP_SK_VERDICT_SIZE 64
 
 /* A rule id (NUL-padded) in user space's rule_index -> rule_id table. */
 struct dp_id {
@@ -275,6 +297,18 @@ struct dp_sk_mark {
 };
 #define DP_SK_MARK_SIZE 40
 
+/*
+ * A socket's one storage record (dp_sk_state, BPF_MAP_TYPE_SK_STORAGE: it lives and dies with the socket), shared
+ * by the sock_addr programs and the egress backstop so that one lookup serves both: the verdict a UDP socket
+ * reuses while dp_config.epoch holds (dataplane.bpf.c, run) and the mark the egress backstop passes a flow on
+ * (socket_marks.h).
+ */
+struct dp_sk_state {
+	struct dp_sk_verdict verdict;
+	struct dp_sk_mark mark;
+};
+#define DP_SK_STATE_SIZE 104
+
 #ifdef __bpf__
 _Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");
 _Static_assert(sizeof(struct dp_slot_meta) == DP_SLOT_META_SIZE, "dp_slot_meta");
@@ -284,6 +318,7 @@ _Static_assert(sizeof(struct dp_key6) == DP_KEY6_SIZE, "dp_key6");
 _Static_assert(sizeof(struct dp_group) == DP_GROUP_SIZE, "dp_group");
 _Static_assert(sizeof(struct dp_rule_entry) == DP_RULE_ENTRY_SIZE, "dp_rule_entry");
 _Static_assert(sizeof(struct dp_id) == DP_ID_BYTES, "dp_id");
+_Static_assert(sizeof(struct dp_sk_verdict) == DP_SK_VERDICT_SIZE, "dp_sk_verdict");
 _Static_assert(sizeof(struct dp_event) == DP_EVENT_SIZE, "dp_event");
 _Static_assert(__builtin_offsetof(struct dp_event, dst_addr) == DP_EVENT_OFF_DST_ADDR, "dst_addr");
 _Static_assert(__builtin_offsetof(struct dp_event, dst_port) == DP_EVENT_OFF_DST_PORT, "dst_port");
@@ -292,13 +327,13 @@ _Static_assert(DP_ENTRIES_PER_FAMILY == DP_RULE_ENTRIES_PER_FAMILY + DP_ENDPOINT
 _Static_assert(DP_ENTRY_SLOT_ENTRIES == 2 * DP_ENTRIES_PER_FAMILY, "entry slot");
 _Static_assert(DP_ENTRIES_TOTAL == DP_SLOTS * DP_ENTRY_SLOT_ENTRIES, "entry total");
 _Static_assert(DP_GROUPS_PER_FAMILY == DP_PREFIXES_PER_FAMILY + DP_ENDPOINTS_PER_SLOT, "groups per family");
-_Static_assert(DP_GROUP_MAP_ENTRIES == DP_SLOTS * DP_GROUPS_PER_FAMILY, "group map");
 _Static_assert(DP_RULE_IDS_TOTAL == DP_SLOTS * DP_RULE_IDS_PER_SLOT, "rule ids");
 _Static_assert(DP_V4_LENGTHS <= DP_V4_LENGTHS_ROOM && DP_V6_LENGTHS <= DP_V6_LENGTHS_ROOM, "length lists");
 _Static_assert((DP_V4_LENGTHS_ROOM & (DP_V4_LENGTHS_ROOM - 1)) == 0, "v4 room: power of two");
 _Static_assert((DP_V6_LENGTHS_ROOM & (DP_V6_LENGTHS_ROOM - 1)) == 0, "v6 room: power of two");
 _Static_assert(sizeof(struct dp_layer_state) == DP_LAYER_STATE_SIZE, "dp_layer_state");
 _Static_assert(sizeof(struct dp_sk_mark) == DP_SK_MARK_SIZE, "dp_sk_mark");
+_Static_assert(sizeof(struct dp_sk_state) == DP_SK_STATE_SIZE, "dp_sk_state");
 #endif
 
 #endif /* BROKER_INTERCEPTOR_EBPF_DATAPLANE_ABI_H */

@@ -229,7 +229,7 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 	__u32 flags = *(volatile __u32 *)&st->flags, epoch = *(volatile __u32 *)&st->mark_epoch;
 	__u32 reason, rule_index = DP_RULE_INDEX_NONE, mode, allow_one_in, slot;
 	struct dp_slot_meta *meta;
-	struct dp_sk_mark *m;
+	struct dp_sk_state *s;
 	int observe, degraded = 0, allow, always_emit = 1;
 	struct dp_walk w;
 	__u8 kind;
@@ -238,10 +238,10 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 	if (!managed) {
 		/* TCP needs no mark: only its SYN gets here. Other sockets skip the cgroup walk from now on. */
 		if ((flags & DP_LAYER_F_MARKS) && sk->protocol != DP_PROTO_TCP) {
-			m = bpf_sk_storage_get(&dp_sk_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-			if (m) {
-				m->kind = DP_MARK_UNMANAGED;
-				m->epoch = epoch;
+			s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+			if (s) {
+				s->mark.kind = DP_MARK_UNMANAGED;
+				s->mark.epoch = epoch;
 			}
 		}
 		return 1;
@@ -301,9 +301,9 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 		layer_count(DP_LC_PACKETS_WOULD_DROP);
 	kind = mark_kind_of(reason);
 	if (kind && (flags & DP_LAYER_F_MARKS)) {
-		m = bpf_sk_storage_get(&dp_sk_marks, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (m) {
-			write_mark(m, kind, generation, epoch, p->family, p->protocol, p->port, p->addr);
+		s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (s) {
+			write_mark(&s->mark, kind, generation, epoch, p->family, p->protocol, p->port, p->addr);
 			layer_count(DP_LC_MARKS_WRITTEN);
 		}
 	}
@@ -335,7 +335,11 @@ int dp_egress(struct __sk_buff *skb)
 	flags = *(volatile __u32 *)&st->flags;
 	epoch = *(volatile __u32 *)&st->mark_epoch;
 	if (flags & DP_LAYER_F_MARKS) {
-		m = bpf_sk_storage_get(&dp_sk_marks, sk, 0, 0);
+		struct dp_sk_state *s = bpf_sk_storage_get(&dp_sk_state, sk, 0, 0);
+
+		/* A record without a mark (kind 0) holds only a UDP socket's cached verdict. */
+		if (s && s->mark.kind)
+			m = &s->mark;
 		if (m && m->kind == DP_MARK_UNMANAGED && m->epoch == epoch)
 			return 1;
 	}

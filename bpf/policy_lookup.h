@@ -5,8 +5,8 @@
  * any other program (e.g. a cgroup_skb egress program) that includes this header; the maps are pinned by name, so
  * programs of different objects loaded with the same pin directory share them.
  *
- * Layout (docs/dataplane.md, "Rule lookup"): per family one hash map of groups keyed by
- * (slot, prefix length, address masked to it). A group holds every entry of one CIDR -- and, for a host (/32,
+ * Layout (docs/dataplane.md, "Rule lookup"): per family and slot one hash map of groups keyed by
+ * (slot, prefix length, address masked to it), found through the map-of-maps dp_groups4/dp_groups6. A group holds every entry of one CIDR -- and, for a host (/32,
  * /128), its broker and DNS endpoints -- sorted broker, DNS, deny, allow; the first entry matching port and
  * protocol decides. dp_slot_meta lists the prefix lengths present in the slot, longest first, and the walk looks
  * up only those, longest first: the first group with a matching entry is the longest matching prefix. Broker
@@ -42,22 +42,40 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_slot_meta SEC(".maps");
 
-struct {
+/* The group maps of one slot. User space creates a fresh, empty pair for a slot before writing a policy into
+ * it, installs them in dp_groups4/dp_groups6[slot], and drops the previous pair whole (the kernel frees it in
+ * the background): clearing a slot costs nothing, whatever policy it held. The creation parameters in
+ * crates/core/src/dataplane/group_maps.rs must equal these. */
+struct dp_groups4_slot {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DP_GROUP_MAP_ENTRIES);
+	__uint(max_entries, DP_GROUPS_PER_FAMILY);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dp_key4);
-	__type(value, struct dp_group);
+	__uint(key_size, sizeof(struct dp_key4));
+	__uint(value_size, sizeof(struct dp_group));
+};
+
+struct dp_groups6_slot {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DP_GROUPS_PER_FAMILY);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(struct dp_key6));
+	__uint(value_size, sizeof(struct dp_group));
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, DP_SLOTS);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct dp_groups4_slot);
 } dp_groups4 SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DP_GROUP_MAP_ENTRIES);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct dp_key6);
-	__type(value, struct dp_group);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, DP_SLOTS);
+	__type(key, __u32);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct dp_groups6_slot);
 } dp_groups6 SEC(".maps");
 
 /* The entries of groups larger than DP_GROUP_INLINE. */
@@ -193,6 +211,7 @@ static long dp_walk4_cb(__u64 i, void *data)
 	struct dp_walk *w = data;
 	__u32 slot = w->slot;
 	struct dp_slot_meta *meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
+	void *groups;
 	__u32 len;
 
 	if (!meta || i >= meta->n_len4)
@@ -203,7 +222,10 @@ static long dp_walk4_cb(__u64 i, void *data)
 	w->k4.slot = (__u8)slot;
 	w->k4.prefix_len = (__u8)len;
 	w->k4.addr = w->addr[0] & dp_mask32(len);
-	return dp_walk_found(w, bpf_map_lookup_elem(&dp_groups4, &w->k4));
+	groups = bpf_map_lookup_elem(&dp_groups4, &slot);
+	if (!groups)
+		return 1; /* the slot has no group map yet: nothing was ever written to it */
+	return dp_walk_found(w, bpf_map_lookup_elem(groups, &w->k4));
 }
 
 /* The same for IPv6. */
@@ -212,6 +234,7 @@ static long dp_walk6_cb(__u64 i, void *data)
 	struct dp_walk *w = data;
 	__u32 slot = w->slot;
 	struct dp_slot_meta *meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
+	void *groups;
 	__u32 len;
 
 	if (!meta || i >= meta->n_len6)
@@ -225,7 +248,10 @@ static long dp_walk6_cb(__u64 i, void *data)
 	w->k6.addr[1] = w->addr[1] & dp_mask32(len > 32 ? len - 32 : 0);
 	w->k6.addr[2] = w->addr[2] & dp_mask32(len > 64 ? len - 64 : 0);
 	w->k6.addr[3] = w->addr[3] & dp_mask32(len > 96 ? len - 96 : 0);
-	return dp_walk_found(w, bpf_map_lookup_elem(&dp_groups6, &w->k6));
+	groups = bpf_map_lookup_elem(&dp_groups6, &slot);
+	if (!groups)
+		return 1;
+	return dp_walk_found(w, bpf_map_lookup_elem(groups, &w->k6));
 }
 
 /*

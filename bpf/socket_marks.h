@@ -3,8 +3,9 @@
  * Socket marks: what a socket was last judged for, so the egress backstop (egress_backstop.h) passes the packets
  * of a flow the connect/sendmsg hooks already judged without judging them again.
  *
- * A mark (struct dp_sk_mark, BPF_MAP_TYPE_SK_STORAGE: it lives and dies with the socket) holds the judged
- * destination, the policy generation and the layers' mark epoch. It is valid while both are current: a new policy
+ * A mark (struct dp_sk_mark, in the socket's one storage record dp_sk_state, which lives and dies with the socket
+ * and also holds a UDP socket's cached verdict) holds the judged destination, the policy generation and the
+ * layers' mark epoch. It is valid while both are current: a new policy
  * (generation) or a change of the managed cgroups or modes (epoch) makes the next packet of every flow be judged
  * again, once. Verdicts that hold until such a change are marked: allows and observe-mode would-denies (reported
  * once per flow instead of once per packet); a degraded fail-open allow is marked FAIL_OPEN, which holds only
@@ -26,13 +27,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_layer_state SEC(".maps");
 
+/* Each socket's one storage record: its cached verdict and its mark (struct dp_sk_state). */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, int);
-	__type(value, struct dp_sk_mark);
+	__type(value, struct dp_sk_state);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_sk_marks SEC(".maps");
+} dp_sk_state SEC(".maps");
 
 /* What the layers refused, dropped or judged, per CPU (DP_LC_*). */
 struct {
@@ -121,15 +123,15 @@ static __always_inline void write_mark(struct dp_sk_mark *m, __u8 kind, __u64 ge
 }
 
 /*
- * Called by judge() with the verdict of a managed connect/sendmsg: marks the socket with the destination it was
+ * Called by run() with the verdict of a managed connect/sendmsg: marks the socket with the destination it was
  * judged for, when the egress layer reads marks (DP_LAYER_F_MARKS) and this kernel lets sock_addr programs use
- * socket storage. An IPv4-mapped destination is marked as the IPv4 address its packets carry.
+ * socket storage. `s` is the socket's record when run() already has it (a UDP socket), 0 to look it up. An
+ * IPv4-mapped destination is marked as the IPv4 address its packets carry.
  */
-static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, __u8 protocol, __u16 port, int judge_v4,
-					 const __u32 addr[4], __u32 reason, __u64 generation)
+static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, struct dp_sk_state *s, __u8 protocol,
+					 __u16 port, int judge_v4, const __u32 addr[4], __u32 reason, __u64 generation)
 {
 	struct dp_layer_state *st;
-	struct dp_sk_mark *m;
 	__u8 kind;
 
 	if (!dp_sock_addr_storage)
@@ -140,10 +142,11 @@ static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, __u8 protoco
 	st = layer_state();
 	if (!st || !(*(volatile __u32 *)&st->flags & DP_LAYER_F_MARKS))
 		return;
-	m = bpf_sk_storage_get(&dp_sk_marks, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-	if (!m)
-		return; /* no memory for the mark: the egress layer judges the packets instead */
-	write_mark(m, kind, generation, *(volatile __u32 *)&st->mark_epoch,
+	if (!s)
+		s = bpf_sk_storage_get(&dp_sk_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!s)
+		return; /* no memory for the record: the egress layer judges the packets instead */
+	write_mark(&s->mark, kind, generation, *(volatile __u32 *)&st->mark_epoch,
 		   judge_v4 ? DP_FAMILY_INET : DP_FAMILY_INET6, protocol, port, addr);
 	layer_count(DP_LC_MARKS_WRITTEN);
 }

@@ -8,7 +8,7 @@
 //!   within the batch (comm, rule id, workload id, cgroup id, destination) is stored once; `js/interceptor.js`
 //!   decodes it with typed-array reads and object literals.
 //!
-//! The production path (`NativeInterceptor::next_event_batch`) uses [`PRODUCTION_FORMAT`], the fastest of the
+//! The production path (`NativeEventSubscription::next_batch`) uses [`PRODUCTION_FORMAT`], the fastest of the
 //! three in that measurement; the others stay only behind `benchEventBatch` so the claim can be re-measured.
 
 use std::collections::HashMap;

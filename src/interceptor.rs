@@ -72,8 +72,6 @@ fn validation_error(schema: &str, e: &ValidationError) -> napi::Error {
 
 struct Shared {
     dataplane: Dataplane,
-    /// Created by the first `nextEventBatch` (subscribing needs the tokio runtime), then reused.
-    receiver: Mutex<Option<EventReceiver>>,
     closed: AtomicBool,
     close_notify: Notify,
     /// Events handed to JavaScript, for `status().eventsDelivered` and the zero-loss accounting.
@@ -251,7 +249,6 @@ impl Task for LoadTask {
         Ok(NativeInterceptor {
             shared: Arc::new(Shared {
                 dataplane,
-                receiver: Mutex::new(None),
                 closed: AtomicBool::new(false),
                 close_notify: Notify::new(),
                 delivered: AtomicU64::new(0),
@@ -333,19 +330,32 @@ impl Task for CloseTask {
     }
 }
 
-/// Waits for the next batch unless the interceptor closes first. `None` ends the JavaScript iterator.
+/// One subscription's state, shared by its pending `nextBatch` futures and `close()`.
+struct Subscription {
+    /// Subscribed by the first `nextBatch` (the event reader needs the tokio runtime), then reused.
+    receiver: Mutex<Option<EventReceiver>>,
+    closed: AtomicBool,
+    close_notify: Notify,
+}
+
+/// Waits for the next batch of one subscription unless the interceptor or the subscription closes first. `None`
+/// ends the JavaScript iterator.
 async fn next_batch(
     shared: Arc<Shared>,
+    sub: Arc<Subscription>,
     max: usize,
 ) -> napi::Result<Option<Vec<interceptor_ebpf_core::dataplane::VerdictEvent>>> {
     let mut closed = pin!(shared.close_notify.notified());
-    // Registered before the flag is read, so a close() between the two cannot be missed.
+    let mut unsubscribed = pin!(sub.close_notify.notified());
+    // Registered before the flags are read, so a close() between the two cannot be missed.
     closed.as_mut().enable();
-    if shared.closed.load(Ordering::Acquire) {
+    unsubscribed.as_mut().enable();
+    if shared.closed.load(Ordering::Acquire) || sub.closed.load(Ordering::Acquire) {
+        sub.receiver.lock().await.take();
         return Ok(None);
     }
     let work = async {
-        let mut guard = shared.receiver.lock().await;
+        let mut guard = sub.receiver.lock().await;
         if guard.is_none() {
             *guard = Some(
                 shared
@@ -359,14 +369,22 @@ async fn next_batch(
             None => Ok(None),
         }
     };
-    let mut work = pin!(work);
-    std::future::poll_fn(|cx| {
-        if closed.as_mut().poll(cx).is_ready() {
-            return Poll::Ready(Ok(None));
-        }
-        work.as_mut().poll(cx)
-    })
-    .await
+    // The pinned future (and the receiver guard it may hold) is dropped at the end of this block.
+    let batch = {
+        let mut work = pin!(work);
+        std::future::poll_fn(|cx| {
+            if closed.as_mut().poll(cx).is_ready() || unsubscribed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ok(None));
+            }
+            work.as_mut().poll(cx)
+        })
+        .await
+    };
+    if sub.closed.load(Ordering::Acquire) {
+        // Unsubscribe now that no future holds the receiver.
+        sub.receiver.lock().await.take();
+    }
+    batch
 }
 
 #[napi]
@@ -485,28 +503,22 @@ impl NativeInterceptor {
         ))
     }
 
-    /// Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
-    /// interceptor is closed. One call per batch: the cost of crossing into JavaScript is paid per batch.
+    /// A new subscription to the verdict events: every subscription receives every event from its first
+    /// `nextBatch` on, in its own bounded queue (docs/dataplane.md, "Events"). `events()` makes one per iterator.
     #[napi]
-    pub fn next_event_batch<'env>(
-        &self,
-        env: &'env Env,
-        max: u32,
-    ) -> napi::Result<PromiseRaw<'env, Option<EncodedBatch>>> {
-        let shared = Arc::clone(&self.shared);
-        let max = max.clamp(1, MAX_EVENT_BATCH) as usize;
-        env.spawn_future(async move {
-            let batch = next_batch(Arc::clone(&shared), max).await?;
-            Ok(batch.map(|events| {
-                shared
-                    .delivered
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-                encode(&events, PRODUCTION_FORMAT)
-            }))
+    /// On a closed interceptor the subscription's first batch is `null`, as for every iterator.
+    pub fn subscribe_events(&self) -> napi::Result<NativeEventSubscription> {
+        Ok(NativeEventSubscription {
+            shared: Arc::clone(&self.shared),
+            sub: Arc::new(Subscription {
+                receiver: Mutex::new(None),
+                closed: AtomicBool::new(false),
+                close_notify: Notify::new(),
+            }),
         })
     }
 
-    /// Ends every pending and future `nextEventBatch` with `null`, then stops the dataplane off-thread.
+    /// Ends every pending and future `nextBatch` of every subscription with `null`, then stops the dataplane off-thread.
     #[napi]
     pub fn close(&self, options: Option<Value>) -> napi::Result<AsyncTask<CloseTask>> {
         let detach = parse_close_options(options.as_ref())
@@ -523,5 +535,50 @@ impl NativeInterceptor {
     #[napi(getter)]
     pub fn closed(&self) -> bool {
         self.shared.closed.load(Ordering::Acquire)
+    }
+}
+
+/// One consumer of the verdict events (`Interceptor.events()` creates one per iterator). Dropping it (`close()`,
+/// or garbage collection of an abandoned iterator) unsubscribes; events it had not read are counted in
+/// `droppedInQueue`.
+#[napi]
+pub struct NativeEventSubscription {
+    shared: Arc<Shared>,
+    sub: Arc<Subscription>,
+}
+
+#[napi]
+impl NativeEventSubscription {
+    /// Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
+    /// interceptor or this subscription is closed. One call per batch: the cost of crossing into JavaScript is
+    /// paid per batch.
+    #[napi]
+    pub fn next_batch<'env>(
+        &self,
+        env: &'env Env,
+        max: u32,
+    ) -> napi::Result<PromiseRaw<'env, Option<EncodedBatch>>> {
+        let shared = Arc::clone(&self.shared);
+        let sub = Arc::clone(&self.sub);
+        let max = max.clamp(1, MAX_EVENT_BATCH) as usize;
+        env.spawn_future(async move {
+            let batch = next_batch(Arc::clone(&shared), sub, max).await?;
+            Ok(batch.map(|events| {
+                shared
+                    .delivered
+                    .fetch_add(events.len() as u64, Ordering::Relaxed);
+                encode(&events, PRODUCTION_FORMAT)
+            }))
+        })
+    }
+
+    /// Unsubscribes (idempotent): a pending `nextBatch` resolves with `null`, and so does every later one.
+    #[napi]
+    pub fn close(&self) {
+        self.sub.closed.store(true, Ordering::Release);
+        self.sub.close_notify.notify_waiters();
+        if let Ok(mut guard) = self.sub.receiver.try_lock() {
+            guard.take();
+        }
     }
 }

@@ -11,11 +11,15 @@
 //         RST so the run never stalls on TIME_WAIT exhaustion of the ephemeral port range.
 //   udp   one UDP socket, connect() again and again to <ip>:<port>. A UDP connect has no handshake, so the
 //         time per call is the syscall plus the cgroup/connect hook: the hook cost undiluted.
+//   udpsend  one unconnected UDP socket, sendto() of 1 byte again and again to <ip>:<port>: the sendmsg hook
+//         runs on every call. A receiver socket bound to <ip>:<port> in this process never reads, so after its
+//         small buffer fills every datagram is dropped on arrival (loopback: the receive path runs on the
+//         sending CPU, the same work for every configuration).
 //
 // A refused connect (EPERM from the dataplane or iptables) is counted, not fatal: the events benchmark
 // drives the deny path on purpose, since every deny is emitted (deny events are never sampled).
 //
-// Usage: connect_rate <tcp|udp> <ipv4|ipv6> <port> <duration_ms> [client_cpu]
+// Usage: connect_rate <tcp|udp|udpsend> <ipv4|ipv6> <port> <duration_ms> [client_cpu]
 // Output: {"mode":"udp","calls":N,"ok":N,"eperm":N,"other_errors":N,"first_errno":E,"elapsed_ns":N,"per_sec":R}
 
 #define _GNU_SOURCE
@@ -113,14 +117,15 @@ static int start_listener(const struct target *t) {
 
 int main(int argc, char **argv) {
   if (argc < 5 || argc > 6) {
-    fprintf(stderr, "usage: %s <tcp|udp> <ip> <port> <duration_ms> [client_cpu]\n", argv[0]);
+    fprintf(stderr, "usage: %s <tcp|udp|udpsend> <ip> <port> <duration_ms> [client_cpu]\n", argv[0]);
     return 2;
   }
-  int tcp;
+  int tcp = 0, send = 0;
   if (strcmp(argv[1], "tcp") == 0) tcp = 1;
   else if (strcmp(argv[1], "udp") == 0) tcp = 0;
+  else if (strcmp(argv[1], "udpsend") == 0) send = 1;
   else {
-    fprintf(stderr, "mode must be tcp or udp, got %s\n", argv[1]);
+    fprintf(stderr, "mode must be tcp, udp or udpsend, got %s\n", argv[1]);
     return 2;
   }
   struct target t;
@@ -154,7 +159,7 @@ int main(int argc, char **argv) {
   }
   pin_to_cpu(client_cpu);
 
-  int udp_fd = -1;
+  int udp_fd = -1, sink_fd = -1;
   if (!tcp) {
     udp_fd = socket(t.family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     if (udp_fd < 0) {
@@ -162,6 +167,16 @@ int main(int argc, char **argv) {
       return 1;
     }
   }
+  if (send) {
+    sink_fd = socket(t.family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    int small = 1;
+    setsockopt(sink_fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    if (sink_fd < 0 || bind(sink_fd, (const struct sockaddr *)&t.addr, t.len) != 0) {
+      fprintf(stderr, "bind the receiver on %s:%s failed: %s\n", argv[2], argv[3], strerror(errno));
+      return 1;
+    }
+  }
+  const char payload = 'x';
 
   uint64_t calls = 0, ok = 0, eperm = 0, other = 0;
   int first_errno = 0;
@@ -188,7 +203,10 @@ int main(int argc, char **argv) {
         else ok++;
         close(fd);
       } else {
-        rc = connect(udp_fd, (const struct sockaddr *)&t.addr, t.len);
+        if (send)
+          rc = sendto(udp_fd, &payload, 1, 0, (const struct sockaddr *)&t.addr, t.len) == 1 ? 0 : -1;
+        else
+          rc = connect(udp_fd, (const struct sockaddr *)&t.addr, t.len);
         if (rc != 0 && first_errno == 0) first_errno = errno;
         if (rc != 0 && errno == EPERM) eperm++;
         else if (rc != 0) other++;
@@ -207,10 +225,11 @@ int main(int argc, char **argv) {
     close(acc.fd);
   } else {
     close(udp_fd);
+    if (sink_fd >= 0) close(sink_fd);
   }
   printf("{\"mode\":\"%s\",\"calls\":%llu,\"ok\":%llu,\"eperm\":%llu,\"other_errors\":%llu,"
          "\"first_errno\":%d,\"elapsed_ns\":%llu,\"per_sec\":%.1f}\n",
-         tcp ? "tcp" : "udp", (unsigned long long)calls, (unsigned long long)ok, (unsigned long long)eperm,
+         argv[1], (unsigned long long)calls, (unsigned long long)ok, (unsigned long long)eperm,
          (unsigned long long)other, first_errno, (unsigned long long)elapsed, (double)calls * 1e9 / (double)elapsed);
   return 0;
 }

@@ -269,7 +269,7 @@ fn every_layer_is_reported_with_its_state() {
         "prog_sock_create",
         "link_egress",
         "prog_egress",
-        "dp_sk_marks",
+        "dp_sk_state",
         "dp_layer_state",
         "dp_layer_counters",
     ] {

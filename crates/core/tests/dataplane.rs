@@ -7,6 +7,7 @@ mod support;
 use std::time::Duration;
 
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
 use interceptor_ebpf_core::contract::policy::{
     BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, Sampling,
 };
@@ -703,19 +704,13 @@ fn allow_sampling_never_hides_denies() {
     assert_eq!(st.dropped_in_queue, 0);
 }
 
-/// Two policies that judge 10.9.0.1:80 (TCP) differently and are laid out differently in the maps (other prefix
+/// Two policies that judge 10.9.0.1:80 differently and are laid out differently in the maps (other prefix
 /// lengths, an inline group against an overflow group, other rule indexes and ids), so a verdict that read
 /// anything of the other generation shows up in its reason, rule id or errno.
 fn alternating_policies() -> (PolicySnapshot, PolicySnapshot) {
     let a = snapshot(vec![
         rule("a-deny-8", RuleAction::Deny, "10.0.0.0/8", &[], None),
-        rule(
-            "a-allow",
-            RuleAction::Allow,
-            "10.9.0.0/16",
-            &[80],
-            Some(Protocol::Tcp),
-        ),
+        rule("a-allow", RuleAction::Allow, "10.9.0.0/16", &[80], None),
     ]);
     let b = snapshot(vec![
         rule("b-allow-8", RuleAction::Allow, "10.0.0.0/8", &[], None),
@@ -736,23 +731,30 @@ fn alternating_policies() -> (PolicySnapshot, PolicySnapshot) {
 /// replacements it waits until the child has completed `between` more connects, so every generation judges
 /// connects whatever the machine's speed. Then checks every connect's errno and event against the generation
 /// the event names: no verdict mixes two generations, none is lost, and generations never go back.
-fn atomic_replacements(tag: &str, flips: usize, between: usize) {
+fn atomic_replacements(tag: &str, kind: support::LoopKind, flips: usize, between: usize) {
     // A worker thread drains the ring buffer while the connect loop runs.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
+    // The sock_addr verdicts only: with the egress backstop, a UDP packet allowed by one generation and caught by
+    // the next one's flip on its way out is dropped there, with its own event (tested in tests/bypass.rs).
     let Some(w) = World::new(tag, &rt, |o| {
         o.ring_buffer_bytes = 16 << 20;
         o.event_queue_capacity = 1 << 20;
+        o.disable_layers = vec![Layer::Egress];
     }) else {
         return;
     };
     let (a, b) = alternating_policies();
     let first = w.dp.replace_policy(&a).expect("policy a").generation;
     let mut generations = vec![(first, true)];
-    let looper = support::ConnectLoop::start(&w.wl, &w.env.netns, sa("10.9.0.1:80"));
+    let looper = support::ConnectLoop::start(&w.wl, &w.env.netns, sa("10.9.0.1:80"), kind);
+    let allowed_errno = match kind {
+        support::LoopKind::TcpConnect => ECONNREFUSED,
+        support::LoopKind::UdpSend => 0,
+    };
     let pid = looper.pid;
     // Every event of the child, collected as it comes (the queue and the ring buffer stay short).
     let mut rx = w.rx;
@@ -809,7 +811,7 @@ fn atomic_replacements(tag: &str, flips: usize, between: usize) {
         if is_a {
             assert_eq!(
                 got,
-                (R::AllowExplicit, Some("a-allow"), ECONNREFUSED),
+                (R::AllowExplicit, Some("a-allow"), allowed_errno),
                 "event {i}: {ev:?}"
             );
         } else {
@@ -850,7 +852,13 @@ fn atomic_replacements(tag: &str, flips: usize, between: usize) {
 
 #[test]
 fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
-    atomic_replacements("atomic", 40, 20);
+    atomic_replacements("atomic", support::LoopKind::TcpConnect, 40, 20);
+}
+
+/// The same with UDP sends on one socket, whose cached verdict must give way to each new generation.
+#[test]
+fn replacement_is_atomic_for_a_udp_socket_that_sends_in_a_loop() {
+    atomic_replacements("atomic-udp", support::LoopKind::UdpSend, 40, 20);
 }
 
 /// The soak of 1,000 back-to-back replacements (no quiesce floor: each waits only for the RCU grace period of
@@ -858,7 +866,7 @@ fn replacement_is_atomic_while_another_process_connects_in_a_loop() {
 #[test]
 fn a_thousand_replacements_while_a_workload_connects_judge_no_connect_by_a_mix() {
     let started = std::time::Instant::now();
-    atomic_replacements("soak", 1_000, 2);
+    atomic_replacements("soak", support::LoopKind::TcpConnect, 1_000, 2);
     if support::skip_reason().is_none() {
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -1091,8 +1099,8 @@ fn adopt_error(
 /// Rewrites the layout fingerprint of the pinned dp_config (bytes 32..40), as another build would have left it.
 fn set_pinned_fingerprint(pin_dir: &std::path::Path, fingerprint: u64) -> u64 {
     let data = aya::maps::MapData::from_pin(pin_dir.join("dp_config")).expect("dp_config pin");
-    let mut config: aya::maps::Array<_, [u8; 40]> =
-        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 40-byte values");
+    let mut config: aya::maps::Array<_, [u8; 48]> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 48-byte values");
     let mut value = config.get(&0, 0).expect("dp_config[0]");
     let mut old = [0u8; 8];
     old.copy_from_slice(&value[32..40]);
@@ -1235,4 +1243,163 @@ fn icmp_ping_sockets_are_judged_and_reported_as_icmp() {
         "10.0.0.53:53",
         R::DenyExplicit,
     );
+}
+
+/// A UDP socket's cached verdict gives way to every change a verdict depends on: another destination, a policy,
+/// a managed entry or mode, the global mode, the heartbeat, and the caller moving to another cgroup.
+#[test]
+fn a_udp_socket_verdict_follows_every_change() {
+    let rt = rt();
+    let Some(mut w) = World::new("udp-cache", &rt, |o| {
+        o.heartbeat_grace = Duration::from_millis(400)
+    }) else {
+        return;
+    };
+    let wl = w.wl.clone();
+    let (other, _) = w.child("other");
+    let mut s = snapshot(base_rules());
+    s.sampling.unmanaged_one_in = 1;
+    let first = w.dp.replace_policy(&s).expect("policy").generation;
+    let session = support::UdpSession::start(&wl, &w.env.netns, libc::AF_INET);
+    let pid = session.pid;
+    let step = |w: &mut World, errno: i32, want_errno: i32, reason: R| {
+        assert_eq!(errno, want_errno, "errno (want {reason:?})");
+        let ev = rt
+            .block_on(support::event_for(&mut w.rx, &mut w.backlog, pid))
+            .unwrap_or_else(|| panic!("no event (want {reason:?})"));
+        assert_eq!(ev.reason, reason, "{ev:?}");
+        ev
+    };
+    // The same destination twice: decided, then reused; both reported alike.
+    let ev = step(&mut w, session.send(sa("10.1.0.1:53")), 0, R::AllowExplicit);
+    assert_eq!(
+        (ev.rule_id.as_deref(), ev.policy_generation),
+        (Some("allow-10-1"), first)
+    );
+    let ev = step(&mut w, session.send(sa("10.1.0.1:53")), 0, R::AllowExplicit);
+    assert_eq!(
+        (ev.rule_id.as_deref(), ev.policy_generation),
+        (Some("allow-10-1"), first)
+    );
+    assert_eq!(ev.hook, Hook::Sendmsg4);
+    // Another destination, then a connect() of the same socket (another hook).
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        EPERM,
+        R::DenyExplicit,
+    );
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        EPERM,
+        R::DenyExplicit,
+    );
+    let ev = step(
+        &mut w,
+        session.connect(sa("10.9.0.1:80")),
+        EPERM,
+        R::DenyExplicit,
+    );
+    assert_eq!(ev.hook, Hook::Connect4);
+    // The cgroup's mode.
+    w.dp.set_cgroup_mode(&CgroupRef::Path(wl.clone()), Mode::Observe)
+        .expect("mode");
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        0,
+        R::ObserveWouldDenyExplicit,
+    );
+    w.dp.upsert_managed_cgroup(&CgroupRef::Path(wl.clone()), None, Some("wl-1"))
+        .expect("inherit");
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        EPERM,
+        R::DenyExplicit,
+    );
+    // The global mode (the entry inherits it).
+    w.dp.set_global_mode(Mode::Observe).expect("mode");
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        0,
+        R::ObserveWouldDenyExplicit,
+    );
+    w.dp.set_global_mode(Mode::Enforce).expect("mode");
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        EPERM,
+        R::DenyExplicit,
+    );
+    // A new policy.
+    let mut allow = snapshot(vec![rule(
+        "allow-10-9",
+        RuleAction::Allow,
+        "10.9.0.0/16",
+        &[],
+        None,
+    )]);
+    allow.sampling.unmanaged_one_in = 1;
+    let next = w.dp.replace_policy(&allow).expect("policy").generation;
+    let ev = step(&mut w, session.send(sa("10.9.0.1:80")), 0, R::AllowExplicit);
+    assert_eq!(
+        (ev.rule_id.as_deref(), ev.policy_generation),
+        (Some("allow-10-9"), next)
+    );
+    // The managed entry goes: the caller is unmanaged.
+    assert!(w
+        .dp
+        .delete_managed_cgroup(&CgroupRef::Path(wl.clone()))
+        .expect("delete"));
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        0,
+        R::UnmanagedAllow,
+    );
+    w.dp.upsert_managed_cgroup(&CgroupRef::Path(wl.clone()), None, Some("wl-1"))
+        .expect("upsert");
+    step(&mut w, session.send(sa("10.9.0.1:80")), 0, R::AllowExplicit);
+    // The caller moves into an unmanaged cgroup and back, keeping its socket. The sendmsg hook judges the caller,
+    // now unmanaged (decided, then reused); the socket still belongs to the managed cgroup it was made in, whose
+    // policy the egress backstop applies to its packets when that layer is active (docs/threat-model.md).
+    let egress = active_layers(&w.dp.status().expect("status").layers).contains(&Layer::Egress);
+    session.join(&other);
+    for _ in 0..2 {
+        step(
+            &mut w,
+            session.send(sa("10.8.0.1:80")),
+            if egress { EPERM } else { 0 },
+            R::UnmanagedAllow,
+        );
+        if egress {
+            let ev = rt
+                .block_on(support::event_for(&mut w.rx, &mut w.backlog, pid))
+                .expect("the egress verdict");
+            assert_eq!((ev.hook, ev.reason), (Hook::Egress, R::DenyPacketEgress));
+            assert_eq!(ev.workload_id.as_deref(), Some("wl-1"), "{ev:?}");
+        }
+    }
+    session.join(&wl);
+    step(
+        &mut w,
+        session.send(sa("10.8.0.1:80")),
+        EPERM,
+        R::DenyDefault,
+    );
+    // The heartbeat stops: a reused allow would outlive the grace period; it must not.
+    step(&mut w, session.send(sa("10.9.0.1:80")), 0, R::AllowExplicit);
+    w.dp.pause_heartbeat_timer();
+    std::thread::sleep(Duration::from_millis(800));
+    step(
+        &mut w,
+        session.send(sa("10.9.0.1:80")),
+        EPERM,
+        R::DenyDegradedFailClosed,
+    );
+    w.dp.heartbeat().expect("beat");
+    step(&mut w, session.send(sa("10.9.0.1:80")), 0, R::AllowExplicit);
 }

@@ -79,6 +79,7 @@ pub(crate) struct Config {
     pub fail_mode: u32,
     pub reserved: u32,
     pub abi_fingerprint: u64,
+    pub epoch: u64,
 }
 const _: () = assert!(size_of::<Config>() as u64 == c::DP_CONFIG_SIZE);
 pub(crate) const CONFIG_OFF_HEARTBEAT: usize = offset_of!(Config, heartbeat_ns);
@@ -87,6 +88,7 @@ pub(crate) const CONFIG_OFF_ACTIVE_SLOT: usize = offset_of!(Config, active_slot)
 pub(crate) const CONFIG_OFF_GLOBAL_MODE: usize = offset_of!(Config, global_mode);
 pub(crate) const CONFIG_OFF_FAIL_MODE: usize = offset_of!(Config, fail_mode);
 pub(crate) const CONFIG_OFF_ABI_FINGERPRINT: usize = offset_of!(Config, abi_fingerprint);
+pub(crate) const CONFIG_OFF_EPOCH: usize = offset_of!(Config, epoch);
 
 pub(crate) const V4_LENGTHS_ROOM: usize = c::DP_V4_LENGTHS_ROOM as usize;
 pub(crate) const V6_LENGTHS_ROOM: usize = c::DP_V6_LENGTHS_ROOM as usize;

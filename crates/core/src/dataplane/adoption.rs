@@ -16,17 +16,15 @@
 //! Any mismatch is [`DataplaneError::Adopt`] with how to recover; nothing was changed.
 
 use std::collections::HashSet;
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use aya::maps::MapInfo;
 use aya::programs::ProgramInfo;
 
 use super::abi::{self, c};
-use super::bpf_sys::{bpf, BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET, BPF_OBJ_GET_INFO_BY_FD};
+use super::bpf_sys::{bpf, obj_get, ElemAttr, BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET_INFO_BY_FD};
 use super::cgroup;
 use super::error::DataplaneError;
 use crate::contract::hook::Hook;
@@ -45,7 +43,8 @@ pub(crate) const MAP_NAMES: [&str; 12] = [
     // The bypass layers' (bpf/socket_marks.h); the sock_addr programs use them too.
     "dp_layer_state",
     "dp_layer_counters",
-    "dp_sk_marks",
+    // Each socket's storage record: its cached verdict and its mark (struct dp_sk_state).
+    "dp_sk_state",
 ];
 
 /// `enum bpf_link_type` / `enum bpf_attach_type` values from the kernel's uapi `linux/bpf.h` (stable ABI).
@@ -85,17 +84,6 @@ pub(crate) fn prog_pin(pin_dir: &Path, hook: Hook) -> PathBuf {
     pin_dir.join(format!("prog_{}", hook.as_str()))
 }
 
-/// The `BPF_OBJ_GET` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct ObjGetAttr {
-    pathname: u64,
-    bpf_fd: u32,
-    file_flags: u32,
-    path_fd: i32,
-    pad: u32,
-}
-
 /// The `info` member of `union bpf_attr` (BPF_OBJ_GET_INFO_BY_FD).
 #[repr(C)]
 #[derive(Default)]
@@ -103,17 +91,6 @@ struct InfoAttr {
     bpf_fd: u32,
     info_len: u32,
     info: u64,
-}
-
-/// The `BPF_MAP_*_ELEM` member of `union bpf_attr`.
-#[repr(C)]
-#[derive(Default)]
-struct ElemAttr {
-    map_fd: u32,
-    pad: u32,
-    key: u64,
-    value: u64,
-    flags: u64,
 }
 
 /// `struct bpf_link_info` up to its `cgroup` member, with room for the kernel's larger union members (which
@@ -127,19 +104,6 @@ struct LinkInfo {
     cgroup_id: u64,
     attach_type: u32,
     rest: [u32; 25],
-}
-
-fn obj_get(path: &Path) -> io::Result<OwnedFd> {
-    let path_c = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
-    let mut attr = ObjGetAttr {
-        pathname: path_c.as_ptr() as u64,
-        ..ObjGetAttr::default()
-    };
-    // SAFETY: `pathname` points to a NUL-terminated string that outlives the call.
-    let fd = unsafe { bpf(BPF_OBJ_GET, &mut attr) }?;
-    // SAFETY: BPF_OBJ_GET returned a new file descriptor that nothing else owns.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
 }
 
 fn link_info(fd: &OwnedFd) -> io::Result<LinkInfo> {

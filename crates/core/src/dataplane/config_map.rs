@@ -93,6 +93,12 @@ impl ConfigMapping {
         self.u32_at(abi::CONFIG_OFF_GLOBAL_MODE)
             .store(v, Ordering::Release)
     }
+    /// Invalidates every verdict a UDP socket cached (bpf/dataplane.bpf.c, `run`). Called after each change a
+    /// verdict depends on has reached the maps: a program that reads the new epoch then sees the change.
+    pub(crate) fn bump_epoch(&self) {
+        self.u64_at(abi::CONFIG_OFF_EPOCH)
+            .fetch_add(1, Ordering::SeqCst);
+    }
     /// The layout fingerprint of the build that created the maps (checked before adoption, written at creation).
     pub(crate) fn set_abi_fingerprint(&self, v: u64) {
         self.u64_at(abi::CONFIG_OFF_ABI_FINGERPRINT)

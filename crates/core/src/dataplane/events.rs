@@ -66,9 +66,9 @@ pub(crate) struct RuleIdCache {
 impl RuleIdCache {
     /// Always kept: the ids of the last few generations, enough for the records still in the ring buffer.
     const KEEP: usize = 4;
-    /// Older generations are kept while all cached generations hold at most this many ids in total, so records
-    /// of small policies replaced back to back still resolve their rule ids (one 100,000-rule policy fills it).
-    const ID_BUDGET: usize = 262_144;
+    /// Older generations are kept while all cached generations hold at most this many ids in total (a few MiB),
+    /// so records of small policies replaced back to back still resolve their rule ids.
+    const ID_BUDGET: usize = 65_536;
 
     pub(crate) fn insert(&mut self, generation: u64, ids: Arc<Vec<String>>) {
         self.ids += ids.len();
@@ -275,6 +275,9 @@ pub struct EventReceiver {
 }
 
 impl EventReceiver {
+    /// Queue room kept after a burst has been drained.
+    const KEPT_CAPACITY: usize = 4096;
+
     /// Waits for at least one event and returns up to `max` (at least 1); `None` once the dataplane is closed and
     /// this subscriber's queue is empty.
     pub async fn recv_batch(&mut self, max: usize) -> Option<Vec<VerdictEvent>> {
@@ -285,7 +288,12 @@ impl EventReceiver {
                 let mut q = lock(&self.queue.events);
                 if !q.is_empty() {
                     let n = q.len().min(max);
-                    return Some(q.drain(..n).collect());
+                    let batch: Vec<VerdictEvent> = q.drain(..n).collect();
+                    // A burst grew the queue up to its capacity; give the memory back once it is drained.
+                    if q.is_empty() && q.capacity() > Self::KEPT_CAPACITY {
+                        q.shrink_to(Self::KEPT_CAPACITY);
+                    }
+                    return Some(batch);
                 }
             }
             if self.queue.closed.load(Ordering::SeqCst) {

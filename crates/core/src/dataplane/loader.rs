@@ -23,12 +23,12 @@ use super::cgroup::{self, CgroupRef, ManagedCgroup};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
 use super::events::{self, EventContext, EventHub, EventReceiver, RuleIdCache};
-use super::grace_period::GracePeriod;
+use super::group_maps::GroupMaps;
 use super::layers::{self, KernelSupport, Layers};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::policy_compile;
-use super::slots::{self, BatchHandles, PendingGrace, PolicyMaps};
+use super::slots::{self, BatchHandles, Inactive, PolicyMaps};
 use crate::contract::cgroup::directory_of;
 use crate::contract::hook::Hook;
 use crate::contract::layer::{LayerCounters, LayerStatus};
@@ -140,6 +140,18 @@ struct Inner {
     heartbeat: HeartbeatTimer,
     hub: Arc<EventHub>,
     paths: StdHashMap<u64, PathBuf>,
+}
+
+impl Inner {
+    /// After a change of the managed cgroups or the modes has reached the maps: revokes every socket mark (the
+    /// layers' mark epoch) and then every verdict a UDP socket cached (`dp_config.epoch`). In this order, a
+    /// verdict cached under the new epoch was marked under the new mark epoch (bpf/dataplane.bpf.c, `run`). The
+    /// verdict epoch is bumped even when the mark epoch could not be written, whose error is returned.
+    fn revoke_socket_state(&mut self) -> Result<(), DataplaneError> {
+        let marks = self.layers.bump_epoch();
+        self.config.bump_epoch();
+        marks
+    }
 }
 
 /// The loaded dataplane. Every method takes `&self`; the type is `Send + Sync`.
@@ -317,22 +329,18 @@ impl Dataplane {
         if !adopted {
             config.set_abi_fingerprint(abi::ABI_FINGERPRINT);
         }
-        let grace = GracePeriod::new()
-            .map_err(|e| DataplaneError::map("dp_rcu_sync", format!("create: {e}")))?;
+        let groups = GroupMaps::open(&pin_dir)
+            .map_err(|e| DataplaneError::map("dp_groups", format!("open pins: {e}")))?;
         let mut maps = PolicyMaps {
             slot_meta: typed(&mut ebpf, "dp_slot_meta")?,
-            groups4: typed(&mut ebpf, "dp_groups4")?,
-            groups6: typed(&mut ebpf, "dp_groups6")?,
             rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
             batch: BatchHandles::open(&pin_dir)?,
-            written: [None, None],
-            grace: Arc::new(grace),
-            pending_grace: PendingGrace::Done,
+            groups: Arc::new(groups),
+            inactive: Inactive::Dirty,
         };
-        if adopted {
-            // The previous loader may have flipped just before it stopped: its old slot may still have readers.
-            maps.start_grace_period();
-        }
+        // The inactive slot gets fresh group maps in the background; an adopted one may also still have readers
+        // (the previous loader may have flipped just before it stopped), which the reclaim waits for.
+        maps.start_reclaim(config.active_slot() ^ 1);
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
         let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
@@ -346,6 +354,8 @@ impl Dataplane {
         config.set_fail_mode(opts.fail_mode.to_abi());
         config.set_global_mode(opts.global_mode.to_abi());
         config.set_heartbeat_ns(config_map::monotonic_ns());
+        // Verdicts UDP sockets cached under an adopted state may have used another global mode.
+        config.bump_epoch();
 
         let root_dir =
             File::open(&cgroup_root).map_err(|e| DataplaneError::io("open", &cgroup_root, e))?;
@@ -362,6 +372,9 @@ impl Dataplane {
             &opts.disable_layers,
             &kernel,
         )?;
+        // The layers' flags are in force now: a verdict cached before them may lack the mark the egress layer
+        // reads, and a reused verdict writes no mark.
+        config.bump_epoch();
         log::info!(
             "dataplane attached to {}: hooks {}; bypass layers: {}",
             cgroup_root.display(),
@@ -518,8 +531,8 @@ impl Dataplane {
             if let Some(p) = &resolved.path {
                 i.paths.insert(resolved.id, p.clone());
             }
-            // After the change, so no socket keeps a mark taken under the old entry.
-            i.layers.bump_epoch()
+            // After the change, so no socket keeps a mark or a verdict taken under the old entry.
+            i.revoke_socket_state()
         })?;
         if let Ok(mut w) = self.workloads.write() {
             w.insert(resolved.id, workload_id.map(str::to_owned));
@@ -548,7 +561,7 @@ impl Dataplane {
                 .remove(&id)
                 .map_err(|e| DataplaneError::map("dp_managed", e))?;
             i.paths.remove(&id);
-            i.layers.bump_epoch()?;
+            i.revoke_socket_state()?;
             Ok(true)
         })?;
         if removed {
@@ -562,7 +575,7 @@ impl Dataplane {
     pub fn set_global_mode(&self, mode: Mode) -> Result<(), DataplaneError> {
         self.with(|i| {
             i.config.set_global_mode(mode.to_abi());
-            i.layers.bump_epoch()
+            i.revoke_socket_state()
         })
     }
 
@@ -583,7 +596,7 @@ impl Dataplane {
             i.managed
                 .insert(resolved.id, entry, 0)
                 .map_err(|e| DataplaneError::map("dp_managed", e))?;
-            i.layers.bump_epoch()
+            i.revoke_socket_state()
         })
     }
 

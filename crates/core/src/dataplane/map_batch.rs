@@ -1,15 +1,15 @@
-//! Batched map writes (`BPF_MAP_UPDATE_BATCH` / `BPF_MAP_DELETE_BATCH`), which aya 0.14 does not expose.
+//! Batched map writes (`BPF_MAP_UPDATE_BATCH`), which aya 0.14 does not expose.
 //!
 //! A policy replacement writes one kernel entry per rule, prefix and rule id: 100,000 rules are several
 //! hundred thousand single-element syscalls. The batch commands move the same entries in a few calls
-//! (the kernel still applies them one by one, under the same rules as single updates: arrays and hash maps
-//! have native batch support, LPM tries the generic one since Linux 5.6). This is what keeps a 100,000-rule
-//! replacement inside its budget.
+//! (the kernel still applies them one by one, under the same rules as single updates; arrays and hash maps
+//! have native batch support since Linux 5.6). This is what keeps a 100,000-rule replacement inside its
+//! budget.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::bpf_sys::{self, BPF_MAP_DELETE_BATCH, BPF_MAP_UPDATE_BATCH};
+use super::bpf_sys::{self, BPF_MAP_UPDATE_BATCH};
 
 /// Entries per syscall: bounds the kernel's per-call work so a huge snapshot cannot stall one syscall for long.
 const CHUNK: usize = 16_384;
@@ -58,20 +58,6 @@ pub(crate) fn update<K: Copy, V: Copy>(
             ..BatchAttr::default()
         };
         bpf_batch(BPF_MAP_UPDATE_BATCH, &mut attr)?;
-    }
-    Ok(())
-}
-
-/// Deletes every key, in chunks. A key that is not in the map fails the call with ENOENT.
-pub(crate) fn delete<K: Copy>(map: BorrowedFd<'_>, keys: &[K]) -> io::Result<()> {
-    for k in keys.chunks(CHUNK) {
-        let mut attr = BatchAttr {
-            keys: k.as_ptr() as u64,
-            count: k.len() as u32,
-            map_fd: map.as_raw_fd() as u32,
-            ..BatchAttr::default()
-        };
-        bpf_batch(BPF_MAP_DELETE_BATCH, &mut attr)?;
     }
     Ok(())
 }

@@ -9,7 +9,7 @@ mod cgroup;
 mod config_map;
 mod error;
 mod events;
-mod grace_period;
+mod group_maps;
 mod layers;
 mod loader;
 mod map_batch;

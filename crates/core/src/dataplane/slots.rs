@@ -3,23 +3,23 @@
 //! A replacement writes the whole new generation (groups, overflow entries, rule ids, slot metadata) into the
 //! inactive slot, then flips `dp_config.active_slot` with one store. A program reads `active_slot` once and
 //! afterwards reads only that slot, so every verdict uses exactly one generation. The slot that just became
-//! inactive may still be read by program runs that started before the flip: it is cleared and rewritten only
-//! by the *next* replacement, and only after an RCU grace period has passed since the flip ([`GracePeriod`]),
-//! which no such run outlives (docs/dataplane.md, "Atomic replacement"). The grace period is awaited in the
-//! background right after the flip, so a replacement does not wait for its own grace period, only a
-//! replacement that follows within one grace period of the previous one does.
+//! inactive may still be read by program runs that started before the flip; right after the flip a background
+//! thread gives it fresh, empty group maps ([`GroupMaps::reclaim`]), which returns only after an RCU grace period,
+//! so by the time the next replacement writes into that slot, no run that read it is left
+//! (docs/dataplane.md, "Atomic replacement"). A replacement waits only when it follows the previous one within
+//! those grace periods.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use aya::maps::{Array, HashMap, MapData};
+use aya::maps::{Array, MapData};
 
 use super::abi::{self, c, Group, IdSlot, Key4, Key6, RuleEntry, SlotMeta};
 use super::config_map::ConfigMapping;
 use super::error::DataplaneError;
-use super::grace_period::GracePeriod;
+use super::group_maps::{GroupMaps, SlotGroups};
 use super::map_batch;
 use super::policy_compile::{CompiledPolicy, PrefixEntries};
 
@@ -27,30 +27,23 @@ const ENTRY_SLOT_ENTRIES: u32 = c::DP_ENTRY_SLOT_ENTRIES as u32;
 const ENTRIES_PER_FAMILY: u32 = c::DP_ENTRIES_PER_FAMILY as u32;
 const RULE_IDS_PER_SLOT: u32 = c::DP_RULE_IDS_PER_SLOT as u32;
 
+/// The state of the inactive slot.
+pub(crate) enum Inactive {
+    /// A background thread is reclaiming it (or has: joining it returns the fresh group maps).
+    Reclaiming(JoinHandle<std::io::Result<SlotGroups>>),
+    /// Not reclaimed (a reclaim or a write failed, or no thread could be started): the next replacement
+    /// reclaims it in place.
+    Dirty,
+}
+
 /// The maps a replacement writes.
 pub(crate) struct PolicyMaps {
     pub slot_meta: Array<MapData, SlotMeta>,
-    pub groups4: HashMap<MapData, Key4, Group>,
-    pub groups6: HashMap<MapData, Key6, Group>,
     pub rule_ids: Array<MapData, IdSlot>,
-    /// Second handles on the maps written in bulk, for the batch syscalls aya does not expose.
+    /// Second handles on the arrays written in bulk, for the batch syscalls aya does not expose.
     pub batch: BatchHandles,
-    /// The group keys this process wrote into each slot, so clearing a slot deletes exactly them in a few batch
-    /// calls (`None` after adoption or a failed write: the next clear walks the map once instead).
-    pub written: [Option<SlotKeys>; 2],
-    pub grace: Arc<GracePeriod>,
-    /// The grace period that started after the last flip (or at load: a previous loader may just have flipped).
-    pub pending_grace: PendingGrace,
-}
-
-/// Whether the inactive slot may still have readers.
-pub(crate) enum PendingGrace {
-    /// A grace period has passed since the last flip.
-    Done,
-    /// A background thread is waiting for it.
-    Waiting(JoinHandle<std::io::Result<()>>),
-    /// Nobody is waiting for it yet (the thread could not be started).
-    Needed,
+    pub groups: Arc<GroupMaps>,
+    pub inactive: Inactive,
 }
 
 impl PolicyMaps {
@@ -72,68 +65,37 @@ impl PolicyMaps {
         decode_id(&id.bytes)
     }
 
-    /// Starts waiting, in the background, for the grace period that ends every program run begun before now.
-    pub(crate) fn start_grace_period(&mut self) {
-        let grace = self.grace.clone();
-        // A thread that cannot be spawned leaves the wait to the next replacement, in place.
-        self.pending_grace = match std::thread::Builder::new()
-            .name("dp-grace-period".into())
-            .spawn(move || grace.wait())
+    /// Starts reclaiming `slot` (which must not be the active slot) in the background.
+    pub(crate) fn start_reclaim(&mut self, slot: u32) {
+        let groups = self.groups.clone();
+        self.inactive = match std::thread::Builder::new()
+            .name("dp-reclaim-slot".into())
+            .spawn(move || groups.reclaim(slot))
         {
-            Ok(t) => PendingGrace::Waiting(t),
-            Err(_) => PendingGrace::Needed,
+            Ok(t) => Inactive::Reclaiming(t),
+            Err(_) => Inactive::Dirty,
         };
     }
 
-    /// Returns once no program run can still read the inactive slot.
-    fn finish_grace_period(&mut self) -> Result<(), DataplaneError> {
-        let waited = match std::mem::replace(&mut self.pending_grace, PendingGrace::Needed) {
-            PendingGrace::Done => Ok(()),
-            // A failed background wait proves nothing: wait again, in place, before touching the slot.
-            PendingGrace::Waiting(t) => match t.join() {
-                Ok(Ok(())) => Ok(()),
-                _ => self.grace.wait(),
+    /// The inactive slot's fresh group maps, once no program run can still read that slot.
+    fn take_ready(&mut self, slot: u32) -> Result<SlotGroups, DataplaneError> {
+        let ready = match std::mem::replace(&mut self.inactive, Inactive::Dirty) {
+            // A failed background reclaim proves nothing: reclaim again, in place.
+            Inactive::Reclaiming(t) => match t.join() {
+                Ok(Ok(groups)) => Ok(groups),
+                _ => self.groups.reclaim(slot),
             },
-            PendingGrace::Needed => self.grace.wait(),
+            Inactive::Dirty => self.groups.reclaim(slot),
         };
-        waited.map_err(|e| DataplaneError::map("dp_rcu_sync", format!("RCU grace period: {e}")))?;
-        self.pending_grace = PendingGrace::Done;
-        Ok(())
-    }
-
-    fn clear_slot(&mut self, slot: u32) -> Result<(), DataplaneError> {
-        let slot8 = slot as u8;
-        let keys = match self.written[slot as usize].take() {
-            Some(keys) => keys,
-            None => SlotKeys {
-                v4: self
-                    .groups4
-                    .keys()
-                    .filter_map(Result::ok)
-                    .filter(|k| k.slot == slot8)
-                    .collect(),
-                v6: self
-                    .groups6
-                    .keys()
-                    .filter_map(Result::ok)
-                    .filter(|k| k.slot == slot8)
-                    .collect(),
-            },
-        };
-        map_batch::delete(self.batch.groups4.fd().as_fd(), &keys.v4)
-            .map_err(|e| DataplaneError::map("dp_groups4", format!("batch delete: {e}")))?;
-        map_batch::delete(self.batch.groups6.fd().as_fd(), &keys.v6)
-            .map_err(|e| DataplaneError::map("dp_groups6", format!("batch delete: {e}")))?;
-        // Overflow entries and rule ids live in arrays indexed from each group's `first` / rule index: the next
-        // write overwrites what it uses, and nothing reaches an entry no group points to.
-        self.slot_meta
-            .set(slot, SlotMeta::default(), 0)
-            .map_err(|e| DataplaneError::map("dp_slot_meta", e))
+        ready.map_err(|e| {
+            DataplaneError::map("dp_groups", format!("reclaim the inactive slot: {e}"))
+        })
     }
 
     fn write_slot(
         &mut self,
         slot: u32,
+        groups: &SlotGroups,
         p: &CompiledPolicy,
         generation: u64,
     ) -> Result<(), DataplaneError> {
@@ -142,18 +104,20 @@ impl PolicyMaps {
         let mut overflow: Vec<RuleEntry> = Vec::new();
         let base4 = slot * ENTRY_SLOT_ENTRIES;
         let base6 = base4 + ENTRIES_PER_FAMILY;
-        let (keys4, groups4) = groups(&p.v4, base4, &mut overflow_idx, &mut overflow, |g| Key4 {
-            slot: slot8,
-            prefix_len: g.prefix_len,
-            pad: 0,
-            addr: g.addr,
-        });
-        let (keys6, groups6) = groups(&p.v6, base6, &mut overflow_idx, &mut overflow, |g| Key6 {
-            slot: slot8,
-            prefix_len: g.prefix_len,
-            pad: 0,
-            addr: g.addr,
-        });
+        let (keys4, groups4) =
+            group_values(&p.v4, base4, &mut overflow_idx, &mut overflow, |g| Key4 {
+                slot: slot8,
+                prefix_len: g.prefix_len,
+                pad: 0,
+                addr: g.addr,
+            });
+        let (keys6, groups6) =
+            group_values(&p.v6, base6, &mut overflow_idx, &mut overflow, |g| Key6 {
+                slot: slot8,
+                prefix_len: g.prefix_len,
+                pad: 0,
+                addr: g.addr,
+            });
         // Overflow entries before the groups that point to them; all of it before the flip makes any of it
         // visible to a program.
         map_batch::update(self.batch.entries.fd().as_fd(), &overflow_idx, &overflow)
@@ -174,14 +138,10 @@ impl PolicyMaps {
             .collect();
         map_batch::update(self.batch.rule_ids.fd().as_fd(), &id_idx, &id_vals)
             .map_err(|e| DataplaneError::map("dp_rule_ids", format!("batch update: {e}")))?;
-        map_batch::update(self.batch.groups4.fd().as_fd(), &keys4, &groups4)
+        map_batch::update(fd(&groups.v4), &keys4, &groups4)
             .map_err(|e| DataplaneError::map("dp_groups4", format!("batch update: {e}")))?;
-        map_batch::update(self.batch.groups6.fd().as_fd(), &keys6, &groups6)
+        map_batch::update(fd(&groups.v6), &keys6, &groups6)
             .map_err(|e| DataplaneError::map("dp_groups6", format!("batch update: {e}")))?;
-        self.written[slot as usize] = Some(SlotKeys {
-            v4: keys4,
-            v6: keys6,
-        });
         let mut meta = SlotMeta {
             generation,
             allow_one_in: p.allow_one_in,
@@ -211,17 +171,25 @@ impl PolicyMaps {
         let active = config.active_slot();
         let inactive = active ^ 1;
         let generation = self.meta(0)?.generation.max(self.meta(1)?.generation) + 1;
-        self.finish_grace_period()?;
-        self.clear_slot(inactive)?;
-        self.write_slot(inactive, p, generation)?;
+        let groups = self.take_ready(inactive)?;
+        if let Err(e) = self.write_slot(inactive, &groups, p, generation) {
+            // Half written: reclaim it before the next replacement uses it.
+            self.start_reclaim(inactive);
+            return Err(e);
+        }
         config.set_active_slot(inactive);
-        self.start_grace_period();
+        config.bump_epoch();
+        self.start_reclaim(active);
         Ok(generation)
     }
 }
 
+fn fd(owned: &std::os::fd::OwnedFd) -> BorrowedFd<'_> {
+    owned.as_fd()
+}
+
 /// The group values of one family and their keys; groups larger than the inline room go to the overflow array.
-fn groups<const N: usize, K>(
+fn group_values<const N: usize, K>(
     family: &[PrefixEntries<N>],
     base: u32,
     overflow_idx: &mut Vec<u32>,
@@ -252,10 +220,8 @@ fn groups<const N: usize, K>(
     (keys, values)
 }
 
-/// Second file descriptors on the maps a replacement writes in bulk (opened from their pins).
+/// Second file descriptors on the arrays a replacement writes in bulk (opened from their pins).
 pub(crate) struct BatchHandles {
-    pub groups4: MapData,
-    pub groups6: MapData,
     pub entries: MapData,
     pub rule_ids: MapData,
 }
@@ -267,18 +233,10 @@ impl BatchHandles {
                 .map_err(|e| DataplaneError::map(name, format!("open pin: {e}")))
         };
         Ok(BatchHandles {
-            groups4: open("dp_groups4")?,
-            groups6: open("dp_groups6")?,
             entries: open("dp_entries")?,
             rule_ids: open("dp_rule_ids")?,
         })
     }
-}
-
-/// The group keys of one slot.
-pub(crate) struct SlotKeys {
-    v4: Vec<Key4>,
-    v6: Vec<Key6>,
 }
 
 /// A NUL-padded id slot as a string (`None` when empty).

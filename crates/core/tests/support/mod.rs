@@ -11,8 +11,8 @@
 
 use std::ffi::CString;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -323,6 +323,7 @@ pub fn probe(cgroup: &Path, netns: &NetNs, kind: Probe, dst: SocketAddr) -> Prob
         // cgroup.procs path, the sockaddr, the pipe and netns fds) and errno through __errno_location. Every
         // path ends in _exit, so the child never returns into the parent's state.
         unsafe {
+            close_inherited(&[pipe[1], nsfd]);
             let report = |stage: i32, err: i32| -> ! {
                 let v: [i32; 2] = [stage, err];
                 libc::write(pipe[1], v.as_ptr().cast(), 8);
@@ -391,6 +392,7 @@ pub fn run_in_child(cgroup: &Path, netns: &NetNs, f: impl FnOnce() -> i32) -> Pr
     if pid == 0 {
         // SAFETY: (whole block) raw syscalls on valid pointers prepared by the parent; never returns.
         unsafe {
+            // `f` may use descriptors the caller prepared, so nothing inherited is closed here.
             let report = |stage: i32, v: i32| -> ! {
                 let out: [i32; 2] = [stage, v];
                 libc::write(pipe[1], out.as_ptr().cast(), 8);
@@ -432,6 +434,29 @@ pub fn run_in_child(cgroup: &Path, netns: &NetNs, f: impl FnOnce() -> i32) -> Pr
 pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
     unsafe { *libc::__errno_location() }
+}
+
+/// In a forked child: closes every inherited descriptor above stderr except `keep`. Tests run in parallel
+/// threads, so a child would otherwise hold the pipe ends of another test's children, and a reader waiting for
+/// the end of its pipe would wait for an unrelated child. Only raw syscalls: safe between fork and _exit.
+///
+/// # Safety
+/// Call only in a freshly forked child, which owns all of its descriptors.
+unsafe fn close_inherited(keep: &[libc::c_int]) {
+    let mut keep_sorted = [libc::c_int::MAX; 4];
+    let n = keep.len().min(4);
+    keep_sorted[..n].copy_from_slice(&keep[..n]);
+    keep_sorted[..n].sort_unstable();
+    let mut first: libc::c_int = 3;
+    for &k in &keep_sorted[..n] {
+        if k > first {
+            // SAFETY: close_range on descriptors this child owns (see the function's contract).
+            unsafe { libc::syscall(libc::SYS_close_range, first as u32, (k - 1) as u32, 0u32) };
+        }
+        first = first.max(k + 1);
+    }
+    // SAFETY: as above.
+    unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
 }
 
 /// One test's isolated world: its parent cgroup (where the programs attach), netns and pin directory.
@@ -531,6 +556,7 @@ pub fn probe_loop(cgroup: &Path, netns: &NetNs, dst: SocketAddr, n: usize) -> (u
         // SAFETY: as in `probe`: the forked child only makes raw syscalls on pointers prepared by the parent
         // before fork and reads errno through __errno_location; every path ends in _exit.
         unsafe {
+            close_inherited(&[pipe[1], nsfd]);
             let errno = || *libc::__errno_location();
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
             if fd < 0
@@ -608,13 +634,23 @@ pub async fn events_for(
 /// steps with the child's connects without relying on timing.
 pub struct ConnectLoop {
     pub pid: u32,
+    pub kind: LoopKind,
     /// A shared anonymous page: word 0 stops the child when non-zero, word 1 counts its returned connects.
     stop: *mut u32,
     reader: Option<std::thread::JoinHandle<Vec<i32>>>,
 }
 
+/// What a [`ConnectLoop`] child does again and again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LoopKind {
+    /// A fresh TCP socket and connect() each time (connect4/connect6, never a cached verdict).
+    TcpConnect,
+    /// sendto() on one unconnected UDP socket (sendmsg4/sendmsg6: the socket's cached verdict is reused).
+    UdpSend,
+}
+
 impl ConnectLoop {
-    pub fn start(cgroup: &Path, netns: &NetNs, dst: SocketAddr) -> ConnectLoop {
+    pub fn start(cgroup: &Path, netns: &NetNs, dst: SocketAddr, kind: LoopKind) -> ConnectLoop {
         let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
         let sa = sockaddr(dst);
         // SAFETY: a fresh shared anonymous mapping of one page; checked against MAP_FAILED below.
@@ -642,6 +678,7 @@ impl ConnectLoop {
             // SAFETY: (whole block) raw syscalls on valid pointers prepared by the parent; the stop word is read
             // through a volatile load of the shared page; never returns.
             unsafe {
+                close_inherited(&[pipe[1], nsfd]);
                 let errno = || *libc::__errno_location();
                 let fd = libc::open(procs.as_ptr(), libc::O_WRONLY);
                 if fd < 0
@@ -654,16 +691,30 @@ impl ConnectLoop {
                 let addr = (&sa.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
                 let done = &*stop.add(1).cast::<AtomicU32>();
                 let mut n = 0u32;
+                let udp = libc::socket(sa.family, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+                if udp < 0 {
+                    libc::_exit(2);
+                }
                 while std::ptr::read_volatile(stop) == 0 {
-                    let s = libc::socket(sa.family, libc::SOCK_STREAM, libc::IPPROTO_TCP);
-                    if s < 0 {
-                        libc::_exit(2);
-                    }
-                    let rc = libc::connect(s, addr, sa.len);
-                    let e: i32 = if rc < 0 { errno() } else { 0 };
+                    let e: i32 = if kind == LoopKind::TcpConnect {
+                        let s = libc::socket(sa.family, libc::SOCK_STREAM, libc::IPPROTO_TCP);
+                        if s < 0 {
+                            libc::_exit(2);
+                        }
+                        let rc = libc::connect(s, addr, sa.len);
+                        let e = if rc < 0 { errno() } else { 0 };
+                        libc::close(s);
+                        e
+                    } else {
+                        let rc = libc::sendto(udp, b"x".as_ptr().cast(), 1, 0, addr, sa.len);
+                        if rc < 0 {
+                            errno()
+                        } else {
+                            0
+                        }
+                    };
                     n += 1;
                     done.store(n, Ordering::SeqCst);
-                    libc::close(s);
                     if libc::write(pipe[1], (&e as *const i32).cast(), 4) != 4 {
                         libc::_exit(3);
                     }
@@ -691,6 +742,7 @@ impl ConnectLoop {
         });
         ConnectLoop {
             pid: pid as u32,
+            kind,
             stop,
             reader: Some(reader),
         }
@@ -817,4 +869,170 @@ pub fn listing(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
+}
+
+/// A child that joins a cgroup, enters a netns and keeps one UDP socket, on which it sends or connects when the
+/// test asks: the socket's cached verdict is what these steps exercise. It can also move itself to another
+/// cgroup, keeping the socket.
+pub struct UdpSession {
+    pub pid: u32,
+    /// Closed first on drop, which ends the child's loop.
+    cmd: Option<OwnedFd>,
+    reply: OwnedFd,
+}
+
+const OP_SEND: u32 = 1;
+const OP_CONNECT: u32 = 2;
+const OP_JOIN: u32 = 3;
+
+#[repr(C)]
+struct SessionCommand {
+    op: u32,
+    len: u32,
+    addr: libc::sockaddr_storage,
+    procs: [u8; 256],
+}
+
+impl UdpSession {
+    pub fn start(cgroup: &Path, netns: &NetNs, family: libc::c_int) -> UdpSession {
+        let procs = CString::new(cgroup.join("cgroup.procs").as_os_str().as_bytes()).expect("path");
+        let mut to_child = [0 as libc::c_int; 2];
+        let mut to_parent = [0 as libc::c_int; 2];
+        // SAFETY: both arrays have room for two fds.
+        unsafe {
+            assert_eq!(libc::pipe2(to_child.as_mut_ptr(), libc::O_CLOEXEC), 0);
+            assert_eq!(libc::pipe2(to_parent.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        }
+        let nsfd = netns.fd.as_raw_fd();
+        // SAFETY: as in `probe`: the child only makes raw syscalls on memory prepared before fork, then _exits.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            // SAFETY (whole block): raw syscalls on valid pointers; the command buffer lives on this stack.
+            unsafe {
+                close_inherited(&[to_child[0], to_parent[1], nsfd]);
+                let errno = || *libc::__errno_location();
+                let join = |path: *const libc::c_char| -> bool {
+                    let fd = libc::open(path, libc::O_WRONLY);
+                    let ok = fd >= 0 && libc::write(fd, b"0".as_ptr().cast(), 1) == 1;
+                    if fd >= 0 {
+                        libc::close(fd);
+                    }
+                    ok
+                };
+                if !join(procs.as_ptr()) || libc::setns(nsfd, libc::CLONE_NEWNET) != 0 {
+                    libc::_exit(1);
+                }
+                let s = libc::socket(family, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+                if s < 0 {
+                    libc::_exit(2);
+                }
+                let mut c: SessionCommand = std::mem::zeroed();
+                let size = std::mem::size_of::<SessionCommand>();
+                while libc::read(to_child[0], (&mut c as *mut SessionCommand).cast(), size)
+                    == size as isize
+                {
+                    let addr = (&c.addr as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+                    let e: i32 = match c.op {
+                        OP_SEND => {
+                            if libc::sendto(s, b"x".as_ptr().cast(), 1, 0, addr, c.len) < 0 {
+                                errno()
+                            } else {
+                                0
+                            }
+                        }
+                        OP_CONNECT => {
+                            if libc::connect(s, addr, c.len) < 0 {
+                                errno()
+                            } else {
+                                0
+                            }
+                        }
+                        _ => {
+                            if join(c.procs.as_ptr().cast()) {
+                                0
+                            } else {
+                                errno()
+                            }
+                        }
+                    };
+                    libc::write(to_parent[1], (&e as *const i32).cast(), 4);
+                }
+                libc::_exit(0)
+            }
+        }
+        // SAFETY: closing our copies of the child's ends; the others become owned fds.
+        unsafe {
+            libc::close(to_child[0]);
+            libc::close(to_parent[1]);
+            UdpSession {
+                pid: pid as u32,
+                cmd: Some(OwnedFd::from_raw_fd(to_child[1])),
+                reply: OwnedFd::from_raw_fd(to_parent[0]),
+            }
+        }
+    }
+
+    fn call(&self, op: u32, dst: Option<SocketAddr>, cgroup: Option<&Path>) -> i32 {
+        // SAFETY: SessionCommand is plain old data; zero is a valid value.
+        let mut c: SessionCommand = unsafe { std::mem::zeroed() };
+        c.op = op;
+        if let Some(dst) = dst {
+            let sa = sockaddr(dst);
+            c.addr = sa.storage;
+            c.len = sa.len;
+        }
+        if let Some(cg) = cgroup {
+            let bytes = cg.join("cgroup.procs").into_os_string().into_vec();
+            assert!(bytes.len() < c.procs.len(), "cgroup path too long");
+            c.procs[..bytes.len()].copy_from_slice(&bytes);
+        }
+        let size = std::mem::size_of::<SessionCommand>();
+        let mut e = [0u8; 4];
+        let cmd = self.cmd.as_ref().expect("session open").as_raw_fd();
+        // SAFETY: writing the command struct and reading 4 bytes into a 4-byte buffer, on our own pipes.
+        unsafe {
+            assert_eq!(
+                libc::write(cmd, (&c as *const SessionCommand).cast(), size),
+                size as isize,
+                "session command"
+            );
+            assert_eq!(
+                libc::read(self.reply.as_raw_fd(), e.as_mut_ptr().cast(), 4),
+                4,
+                "session reply"
+            );
+        }
+        i32::from_ne_bytes(e)
+    }
+
+    /// sendto() of one byte on the session's socket; the errno (0 = sent).
+    pub fn send(&self, dst: SocketAddr) -> i32 {
+        self.call(OP_SEND, Some(dst), None)
+    }
+
+    /// connect() of the session's socket; the errno.
+    pub fn connect(&self, dst: SocketAddr) -> i32 {
+        self.call(OP_CONNECT, Some(dst), None)
+    }
+
+    /// Moves the child (and its socket) into `cgroup`.
+    pub fn join(&self, cgroup: &Path) {
+        assert_eq!(
+            self.call(OP_JOIN, None, Some(cgroup)),
+            0,
+            "join {}",
+            cgroup.display()
+        );
+    }
+}
+
+impl Drop for UdpSession {
+    fn drop(&mut self) {
+        // Closing the command pipe ends the child's loop.
+        drop(self.cmd.take());
+        let mut status = 0;
+        // SAFETY: waiting for our own child.
+        unsafe { libc::waitpid(self.pid as i32, &mut status, 0) };
+    }
 }

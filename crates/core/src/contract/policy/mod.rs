@@ -114,7 +114,7 @@ pub struct PolicySnapshot {
     pub rules: Vec<Rule>,
     pub sampling: Sampling,
 }
-/// At most this many rules per address family: the size of each family's LPM trie in the dataplane.
+/// At most this many rules per address family: the size of each family's rule tables in the dataplane.
 pub const MAX_RULES_PER_FAMILY: usize = 131_072;
 /// At most this many broker endpoints (the size of the dataplane's broker hash map).
 pub const MAX_BROKER_ENDPOINTS: usize = 1_024;
