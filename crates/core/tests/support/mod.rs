@@ -908,7 +908,7 @@ impl UdpSession {
         let pid = unsafe { libc::fork() };
         assert!(pid >= 0, "fork failed");
         if pid == 0 {
-            // SAFETY (whole block): raw syscalls on valid pointers; the command buffer lives on this stack.
+            // SAFETY: (whole block) raw syscalls on valid pointers; the command buffer lives on this stack.
             unsafe {
                 close_inherited(&[to_child[0], to_parent[1], nsfd]);
                 let errno = || *libc::__errno_location();
