@@ -12,7 +12,9 @@
 //   5. time to replace a 10,000 and a 100,000 rule snapshot, back to back
 //
 // Environment: BENCH_ROUNDS (default 5), BENCH_SECONDS per measurement (default 1), BENCH_EVENT_SECONDS (3),
-// BENCH_ONLY=replace (only table 5) or BENCH_ONLY=hooks (only tables 2 and 3 without iptables, for quick runs).
+// BENCH_ONLY=replace (only table 5) or BENCH_ONLY=hooks (only tables 2 and 3 without iptables, for quick runs),
+// BENCH_DISABLE_LAYERS=sock_create,egress (a comma list passed as `disableLayers`: the default is every bypass layer
+// the kernel supports, as in production; disabling them measures the connect/sendmsg hooks alone).
 
 import { execFileSync } from 'node:child_process'
 import fs from 'node:fs'
@@ -33,6 +35,7 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 1)
 const EVENT_SECONDS = Number(process.env.BENCH_EVENT_SECONDS ?? 3)
 // `BENCH_ONLY=replace` measures only the snapshot replacement table (no load generator, no iptables).
 const ONLY = process.env.BENCH_ONLY ?? ''
+const DISABLE_LAYERS = (process.env.BENCH_DISABLE_LAYERS ?? '').split(',').filter(Boolean)
 const TARGET_IP = '127.0.0.1'
 const TARGET_IP6 = '::1'
 const TCP_PORT = 7000
@@ -383,8 +386,9 @@ async function main() {
       ]) {
         const attachDir = iso.cgroup(`dp${rules}`)
         const work = iso.cgroup(`dp${rules}/work`)
-        const i = await Interceptor.load({ cgroupRoot: attachDir, pinDir: iso.pinDir(`dp${rules}`) })
+        const i = await Interceptor.load({ cgroupRoot: attachDir, pinDir: iso.pinDir(`dp${rules}`), disableLayers: DISABLE_LAYERS })
         interceptors.push(i)
+        if (rules === 10) console.log(`Dataplane layers in the eBPF rows: ${i.status().activeLayers.join(', ') || 'none'} (BENCH_DISABLE_LAYERS=${DISABLE_LAYERS.join(',')})\n`)
         await i.replacePolicySnapshot(benchSnapshot(rules))
         i.upsertManagedCgroup({ path: work, workloadId: `bench-${rules}` })
         const c = { name, cgroup: work, netns: nsBase, attachDir }
