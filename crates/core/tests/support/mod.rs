@@ -64,6 +64,71 @@ pub fn skip(test: &str) -> bool {
     }
 }
 
+/// The pid in a name this support made (`ie-<pid>-…`, `interceptor-ebpf-test-<pid>`) when that process is gone.
+fn dead_owner(name: &str, prefix: &str) -> bool {
+    let Some(rest) = name.strip_prefix(prefix) else {
+        return false;
+    };
+    let pid = rest.split('-').next().unwrap_or("");
+    !pid.is_empty()
+        && pid.bytes().all(|b| b.is_ascii_digit())
+        && pid != std::process::id().to_string()
+        && !Path::new("/proc").join(pid).exists()
+}
+
+/// Removes what test processes that no longer run left behind: a run killed by a timeout or a signal never
+/// reaches its guards' Drop. Only names this support makes, and only those of dead pids (tests of other live
+/// processes run at the same time). Runs once per process, before its first environment is made.
+fn sweep_dead_test_processes() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if let Ok(entries) = std::fs::read_dir("/run/netns") {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if dead_owner(&name, "ie-") {
+                    let _ = Command::new("ip").args(["netns", "del", &name]).output();
+                }
+            }
+        }
+        if let Ok(root) = dataplane::bpffs_root() {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                if dead_owner(&e.file_name().to_string_lossy(), "ie-") {
+                    drop(PinDir { path: e.path() });
+                }
+            }
+        }
+        if let Ok(root) = dataplane::cgroup2_root() {
+            for e in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+                if dead_owner(&e.file_name().to_string_lossy(), "interceptor-ebpf-test-") {
+                    remove_cgroup_tree(&e.path());
+                }
+            }
+        }
+    });
+}
+
+/// Kills what still runs in a cgroup tree (`cgroup.kill`) and removes its directories, deepest first.
+fn remove_cgroup_tree(top: &Path) {
+    let mut dirs = vec![top.to_path_buf()];
+    let mut i = 0;
+    while i < dirs.len() {
+        for e in std::fs::read_dir(&dirs[i]).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(e.path());
+            }
+        }
+        i += 1;
+    }
+    let _ = std::fs::write(top.join("cgroup.kill"), "1");
+    for d in dirs.iter().rev() {
+        // A killed process leaves its cgroup a moment after the signal.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while std::fs::remove_dir(d).is_err() && d.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 fn unique(tag: &str) -> String {
     format!(
         "ie-{}-{}-{tag}",
@@ -468,6 +533,7 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub fn new(tag: &str) -> TestEnv {
+        sweep_dead_test_processes();
         TestEnv {
             cgroup: TestCgroup::new_parent(tag),
             netns: NetNs::new(tag),
