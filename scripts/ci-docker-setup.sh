@@ -13,11 +13,35 @@
 #   does not have, and then runs the real runc. The wrapper is installed only here, for CI.
 # - dockerd is started only if no engine answers; it is left running for the rest of the CI run, its pid in
 #   /run/interceptor-ebpf-ci/dockerd.pid and its log in /run/interceptor-ebpf-ci/dockerd.log.
+# - `--stop` (.ci/run calls it on exit) stops the dockerd this script started, if it still runs, and removes the
+#   `docker` cgroup directories it made (empty once its containers are gone), so a CI run leaves the host's cgroup
+#   tree as it found it. An engine this script did not start is left alone.
 set -euo pipefail
 
 state=/run/interceptor-ebpf-ci
 wrapper=/usr/local/libexec/interceptor-ebpf-ci/runc-bounded-caps
 start=$(date +%s)
+
+if [[ ${1:-} == --stop ]]; then
+  pid=$(cat "$state/dockerd.pid" 2>/dev/null || true)
+  if [[ -n $pid && $(cat "/proc/$pid/comm" 2>/dev/null) == dockerd ]]; then
+    kill "$pid"
+    for _ in $(seq 1 30); do
+      [[ -e /proc/$pid ]] || break
+      sleep 1
+    done
+    rm -f "$state/dockerd.pid"
+    # Every cgroup hierarchy's `docker` directory, deepest first (rmdir fails on one still in use: left as is).
+    awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) ~ /^cgroup2?$/) print $5; break } }' /proc/self/mountinfo |
+      while read -r mnt; do
+        if [[ -d $mnt/docker ]]; then
+          find "$mnt/docker" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        fi
+      done
+    echo "ci-docker-setup: stopped the dockerd it had started (pid $pid)"
+  fi
+  exit 0
+fi
 
 if [[ $(id -u) -ne 0 ]]; then
   echo "ci-docker-setup: must run as root (installs packages and starts dockerd)" >&2
