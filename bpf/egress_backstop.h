@@ -315,7 +315,11 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 	return allow;
 }
 
-/* Returns 1 to let the packet leave, 0 to drop it (the kernel returns EPERM to a synchronous sender). */
+/*
+ * Returns 1 to let the packet leave, 0 to drop it (the kernel returns EPERM to a synchronous sender). The mark is
+ * looked up on skb->sk as it comes (any socket kind: only a full socket can hold a record), so a packet that takes
+ * path 2 pays for one helper call; bpf_sk_fullsock() is called only on the paths that need the full socket.
+ */
 SEC("cgroup_skb/egress")
 int dp_egress(struct __sk_buff *skb)
 {
@@ -329,9 +333,6 @@ int dp_egress(struct __sk_buff *skb)
 
 	if (!sk || !st || !cfg)
 		return 1;
-	sk = bpf_sk_fullsock(sk);
-	if (!sk)
-		return 1; /* 1. */
 	flags = *(volatile __u32 *)&st->flags;
 	epoch = *(volatile __u32 *)&st->mark_epoch;
 	if (flags & DP_LAYER_F_MARKS) {
@@ -343,8 +344,13 @@ int dp_egress(struct __sk_buff *skb)
 		if (m && m->kind == DP_MARK_UNMANAGED && m->epoch == epoch)
 			return 1;
 	}
-	if (!m && sk->protocol == DP_PROTO_TCP && sk->state != DP_TCP_SYN_SENT)
-		return 1; /* 3., decided before reading the packet */
+	if (!m) {
+		sk = bpf_sk_fullsock(sk);
+		if (!sk)
+			return 1; /* 1. */
+		if (sk->protocol == DP_PROTO_TCP && sk->state != DP_TCP_SYN_SENT)
+			return 1; /* 3., decided before reading the packet */
+	}
 	if (!parse_packet(skb, &p))
 		return 1; /* an inet socket's egress carries IPv4 or IPv6 only */
 	if (m && mark_matches(m, &p)) { /* 2. */
@@ -352,12 +358,18 @@ int dp_egress(struct __sk_buff *skb)
 
 		/* A connect verdict covers its own handshake: the SYN (and its retransmissions) of a socket that
 		 * connect() allowed leaves even if a new policy arrived in between; the flow's first packet after the
-		 * handshake meets the new policy. Dropping the SYN would not fail connect(), only stall it. */
-		if (m->kind == DP_MARK_ALLOW && sk->protocol == DP_PROTO_TCP && sk->state == DP_TCP_SYN_SENT)
+		 * handshake meets the new policy. Dropping the SYN would not fail connect(), only stall it. (The mark
+		 * matched a TCP packet, so it is a TCP mark; only a TCP socket is ever in SYN_SENT.) */
+		if (m->kind == DP_MARK_ALLOW && p.protocol == DP_PROTO_TCP && sk->state == DP_TCP_SYN_SENT)
 			return 1;
 		generation = active_generation(cfg);
 		if (m->epoch == epoch && m->generation == generation &&
 		    (m->kind != DP_MARK_FAIL_OPEN || is_degraded(cfg, generation)))
+			return 1;
+	}
+	if (m) {
+		sk = bpf_sk_fullsock(sk); /* a socket with a record is a full socket: never 0 here */
+		if (!sk)
 			return 1;
 	}
 	return egress_judge(skb, sk, cfg, st, &p) ? 1 : 0; /* 4. */
