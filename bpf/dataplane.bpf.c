@@ -305,17 +305,37 @@ static __always_inline int same_destination(const struct dp_sk_verdict *c, const
 }
 
 /*
+ * The jiffies value before which a verdict decided now (coarse clock `now`, jiffies `j0` read before it) may be
+ * reused without reading the clock again: the heartbeat deadline (beat + grace) counted in ticks of the longest
+ * tick any CONFIG_HZ has (DP_MAX_TICK_NS), less one tick for the jiffy in progress. On a kernel with a shorter
+ * tick the bound ends earlier in time, never later, and the next call reads the clock again; 0 when the
+ * remaining time is shorter than two such ticks (the verdict is then not reused at all).
+ */
+static __always_inline __u64 fresh_until(__u64 j0, __u64 now, __u64 beat, __u64 grace)
+{
+	__u64 deadline = beat + grace, ticks;
+
+	if (now >= deadline)
+		return 0;
+	ticks = (deadline - now) / DP_MAX_TICK_NS;
+	return ticks < 2 ? 0 : j0 + ticks - 1;
+}
+
+/*
  * A UDP socket keeps its last verdict (the `verdict` half of its dp_sk_state record): a socket that sends to, or
  * connects to, the same destination again from the same cgroup reuses it without the managed-cgroup and policy
- * lookups. It is reused only while dp_config.epoch -- bumped by user space after every change a verdict depends
- * on -- is the one it was decided under, and while the heartbeat is fresh (a verdict that depends on the clock is
- * never cached). A run that reuses a verdict is a run that happened before the change that bumps the epoch; its
- * verdict and its event still come from one generation. TCP sockets connect once, so they never pay for the
- * cache; they get a record only when the egress layer wants their mark. The socket's mark (the other half, read
- * by the egress backstop) is written with the verdict that fills the cache; user space bumps the mark epoch
- * before dp_config.epoch, so a verdict cached under the current epoch was marked under the current mark epoch
- * too, and a reused verdict needs no new mark. Without socket storage in sock_addr programs
- * (dp_sock_addr_storage, a frozen .rodata flag) the verifier drops all of this and every call is judged.
+ * lookups and without reading the clock. It is reused only while dp_config.epoch -- bumped by user space after
+ * every change a verdict depends on -- is the one it was decided under, and while jiffies is below the bound
+ * fresh_until() stamped on it, which passes before the heartbeat's grace period ends: a verdict is never reused
+ * after the moment it would have turned degraded. bpf_jiffies64() is one load (the verifier inlines it), where
+ * the coarse clock is a helper call; a verdict that depends on the clock (degraded) is never cached. A run that
+ * reuses a verdict is a run that happened before the change that bumps the epoch; its verdict and its event
+ * still come from one generation. TCP sockets connect once, so they never pay for the cache; they get a record
+ * only when the egress layer wants their mark. The socket's mark (the other half, read by the egress backstop)
+ * is written with the verdict that fills the cache; user space bumps the mark epoch before dp_config.epoch, so a
+ * verdict cached under the current epoch was marked under the current mark epoch too, and a reused verdict needs
+ * no new mark. Without socket storage in sock_addr programs (dp_sock_addr_storage, a frozen .rodata flag) the
+ * verifier drops all of this and every call is judged.
  */
 static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 {
@@ -325,19 +345,13 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 	struct dp_sk_state *s = 0;
 	struct dp_request r = {};
 	struct dp_verdict v;
-	__u64 cgroup_id, epoch, now, beat, grace;
+	__u64 cgroup_id, epoch, now, beat, grace, j0 = 0;
 	int fresh, allow;
 
 	if (!cfg)
 		return 1; /* unreachable: an array map always has index 0 */
 	cgroup_id = bpf_get_current_cgroup_id();
 	epoch = *(volatile const __u64 *)&cfg->epoch;
-	/* The coarse clock (same base as CLOCK_MONOTONIC, one tick of resolution) is enough for a grace period and
-	 * costs no clock-source read. */
-	now = bpf_ktime_get_coarse_ns();
-	beat = *(volatile const __u64 *)&cfg->heartbeat_ns;
-	grace = *(volatile const __u64 *)&cfg->grace_ns;
-	fresh = !(now > beat && now - beat > grace);
 	read_request(ctx, v6, &r);
 
 	if (dp_sock_addr_storage && r.protocol == DP_PROTO_UDP) {
@@ -345,24 +359,34 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 
 		if (sk)
 			s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-		if (s && fresh && s->verdict.epoch == epoch && s->verdict.cgroup_id == cgroup_id &&
-		    same_destination(&s->verdict, &r, hook)) {
-			v.managed_id = s->verdict.managed_cgroup_id;
-			v.generation = s->verdict.generation;
-			v.reason = s->verdict.reason;
-			v.rule_index = s->verdict.rule_index;
-			v.sample_one_in = s->verdict.sample_one_in;
-			goto out;
-		}
-		/* The verdict about to be cached must come from the state of `epoch` or later. */
-		if (s)
+		if (s) {
+			j0 = bpf_jiffies64();
+			if (s->verdict.epoch == epoch && j0 < s->verdict.fresh_until_jiffies &&
+			    s->verdict.cgroup_id == cgroup_id && same_destination(&s->verdict, &r, hook)) {
+				v.reason = s->verdict.reason;
+				v.sample_one_in = s->verdict.sample_one_in;
+				v.rule_index = s->verdict.rule_index;
+				v.managed_id = s->verdict.managed_cgroup_id;
+				v.generation = s->verdict.generation;
+				goto out;
+			}
+			/* The verdict about to be cached must come from the state of `epoch` or later. */
 			order_after();
+		}
 	}
+
+	/* The coarse clock (same base as CLOCK_MONOTONIC, one tick of resolution) is enough for a grace period and
+	 * costs no clock-source read. */
+	now = bpf_ktime_get_coarse_ns();
+	beat = *(volatile const __u64 *)&cfg->heartbeat_ns;
+	grace = *(volatile const __u64 *)&cfg->grace_ns;
+	fresh = !(now > beat && now - beat > grace);
 
 	if (decide(&r, cgroup_id, fresh, &v) && s && fresh) {
 		struct dp_sk_verdict *c = &s->verdict;
 
 		c->epoch = epoch;
+		c->fresh_until_jiffies = fresh_until(j0, now, beat, grace);
 		c->cgroup_id = cgroup_id;
 		c->managed_cgroup_id = v.managed_id;
 		c->generation = v.generation;

@@ -170,21 +170,28 @@ struct dp_group {
 #define DP_GROUP_SIZE 56
 
 /* The last verdict of a UDP socket (socket-local storage, kernel only): reused for the next connect/sendmsg of
- * the same caller cgroup, hook and destination while dp_config.epoch is unchanged and the heartbeat is fresh. */
+ * the same caller cgroup, hook and destination while dp_config.epoch is unchanged and jiffies has not reached
+ * fresh_until_jiffies, a bound that ends before the heartbeat's grace period can (dataplane.bpf.c, run). The
+ * fields a reuse compares and needs come first, so a reuse that reports nothing reads one cache line. */
 struct dp_sk_verdict {
 	__u64 epoch;
+	__u64 fresh_until_jiffies;
 	__u64 cgroup_id;
-	__u64 managed_cgroup_id;
-	__u64 generation;
 	__u32 addr[4]; /* as judged: IPv4 (also of a mapped IPv6 destination) in addr[0] */
 	__u32 reason;
-	__u32 rule_index;
 	__u32 sample_one_in; /* events: 1 = always, 0 = never, n = 1 in n */
 	__u16 port;
 	__u8 hook;
 	__u8 judge_v4;
+	__u32 rule_index;
+	__u64 managed_cgroup_id;
+	__u64 generation;
 };
-#define DP_SK_VERDICT_SIZE 64
+#define DP_SK_VERDICT_SIZE 72
+
+/* The longest scheduler tick Linux can be built with (CONFIG_HZ=100): a count of jiffies spans at most this many
+ * nanoseconds each, so a jiffies bound computed with it never outlasts the time it stands for on any CONFIG_HZ. */
+#define DP_MAX_TICK_NS 10000000
 
 /* A rule id (NUL-padded) in user space's rule_index -> rule_id table. */
 struct dp_id {
@@ -307,7 +314,7 @@ struct dp_sk_state {
 	struct dp_sk_verdict verdict;
 	struct dp_sk_mark mark;
 };
-#define DP_SK_STATE_SIZE 104
+#define DP_SK_STATE_SIZE 112
 
 #ifdef __bpf__
 _Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");

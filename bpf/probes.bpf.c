@@ -16,13 +16,14 @@ struct {
 	__type(value, __u64);
 } probe_storage SEC(".maps");
 
-/* Can a sock_addr program (connect4) use socket storage? Decides whether connect/sendmsg verdicts mark sockets. */
+/* Can a sock_addr program (connect4) use socket storage, and read jiffies (the bound of a cached verdict)?
+ * Decides whether connect/sendmsg verdicts are cached and mark sockets. */
 SEC("cgroup/connect4")
 int probe_sock_addr_storage(struct bpf_sock_addr *ctx)
 {
 	__u64 *v = bpf_sk_storage_get(&probe_storage, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 
 	if (v)
-		*v = 1;
+		*v = bpf_jiffies64();
 	return 1;
 }

@@ -1245,6 +1245,66 @@ fn icmp_ping_sockets_are_judged_and_reported_as_icmp() {
     );
 }
 
+/// A UDP socket that keeps reusing its verdict turns degraded when the grace period ends, not when some later
+/// bound does: a reuse compares jiffies with a bound that ends before the heartbeat's deadline on any CONFIG_HZ
+/// (bpf/dataplane.bpf.c, `fresh_until`), and the verdict after it is decided with the clock.
+#[test]
+fn a_reused_udp_verdict_turns_degraded_when_the_grace_period_ends() {
+    let rt = rt();
+    let grace = Duration::from_millis(400);
+    let Some(mut w) = World::new("udp-grace", &rt, |o| o.heartbeat_grace = grace) else {
+        return;
+    };
+    let wl = w.wl.clone();
+    let mut s = snapshot(base_rules());
+    s.sampling.allow_one_in = 0;
+    w.dp.replace_policy(&s).expect("policy");
+    w.dp.set_fail_mode(FailMode::Closed).expect("fail mode");
+    let session = support::UdpSession::start(&wl, &w.env.netns, libc::AF_INET);
+    let dst = sa("10.1.0.1:53");
+    assert_eq!(session.send(dst), 0, "allow-10-1 allows it");
+    w.dp.pause_heartbeat_timer();
+    let before = std::time::Instant::now();
+    w.dp.heartbeat().expect("beat");
+    let after = std::time::Instant::now();
+    let mut allowed = 0u64;
+    let flipped = loop {
+        let errno = session.send(dst);
+        let now = std::time::Instant::now();
+        if errno != 0 {
+            assert_eq!(errno, EPERM, "errno after {allowed} allowed sends");
+            break now;
+        }
+        allowed += 1;
+        assert!(
+            now.duration_since(before) < grace + Duration::from_secs(3),
+            "still allowed {:?} after the last beat ({allowed} sends)",
+            now.duration_since(before)
+        );
+    };
+    // The coarse clock lags real time, never leads it: never degraded before the grace period has passed ...
+    let from_beat = flipped.duration_since(before);
+    assert!(
+        from_beat > grace,
+        "degraded after {from_beat:?}, before the {grace:?} grace period"
+    );
+    // ... and a reused verdict does not outlive it (room for a 10 ms tick and for scheduling on a loaded runner).
+    let late = flipped.duration_since(after).saturating_sub(grace);
+    assert!(
+        late < Duration::from_millis(150),
+        "degraded {late:?} after the grace period ended"
+    );
+    assert!(
+        allowed > 50,
+        "the socket kept sending until then: {allowed} sends"
+    );
+    let ev = rt
+        .block_on(support::event_for(&mut w.rx, &mut w.backlog, session.pid))
+        .expect("the degraded verdict's event");
+    assert_eq!(ev.reason, R::DenyDegradedFailClosed, "{ev:?}");
+    eprintln!("degraded {late:?} after the grace period, {allowed} allowed sends before");
+}
+
 /// A UDP socket's cached verdict gives way to every change a verdict depends on: another destination, a policy,
 /// a managed entry or mode, the global mode, the heartbeat, and the caller moving to another cgroup.
 #[test]

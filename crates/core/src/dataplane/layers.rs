@@ -104,8 +104,12 @@ fn probe_sock_addr_storage(btf: Option<&Btf>) -> Result<(), String> {
         .ok_or("probe program missing")?
         .try_into()
         .map_err(|e: ProgramError| e.to_string())?;
-    load_retrying(|| prog.load())
-        .map_err(|e| program_reason("use socket storage in a sock_addr program", &e))
+    load_retrying(|| prog.load()).map_err(|e| {
+        program_reason(
+            "use socket storage and bpf_jiffies64 in a sock_addr program",
+            &e,
+        )
+    })
 }
 
 /// The layers a loader attached (or adopted) and the maps it drives them with.
