@@ -12,7 +12,8 @@
 //   5. time to replace a 10,000 and a 100,000 rule snapshot, back to back
 //
 // Environment: BENCH_ROUNDS (default 5), BENCH_SECONDS per measurement (default 1), BENCH_EVENT_SECONDS (3),
-// BENCH_ONLY=replace (only table 5) or BENCH_ONLY=hooks (only tables 2 and 3 without iptables, for quick runs),
+// BENCH_ONLY=replace (only table 5), BENCH_ONLY=hooks (only tables 2 and 3 without iptables, for quick runs) or
+// BENCH_ONLY=runtime (only table 3, the programs' run times: the quickest loop when changing bpf/),
 // BENCH_DISABLE_LAYERS=sock_create,egress (a comma list passed as `disableLayers`: the default is every bypass layer
 // the kernel supports, as in production; disabling them measures the connect/sendmsg hooks alone).
 
@@ -404,16 +405,16 @@ async function main() {
       dpError = error
       console.log(`The eBPF rows could not be measured: ${error.code ?? ''} ${error.message}\n`)
     }
-    for (const n of ONLY === 'hooks' ? [] : [10, 1_000, 100_000]) {
+    for (const n of ONLY === 'hooks' || ONLY === 'runtime' ? [] : [10, 1_000, 100_000]) {
       const ns = iso.netns(`ipt${n}`, sysctls)
       const ms = loadIptables(ns, n)
       configs.push({ name: `iptables OUTPUT, ${n.toLocaleString('en-US')} rules`, cgroup: plain, netns: ns, iptables: true })
       console.error(`iptables-restore of ${n} rules: ${ms.toFixed(0)} ms`)
     }
-    console.log(await connectRateTables(gen, configs), '\n')
+    if (ONLY !== 'runtime') console.log(await connectRateTables(gen, configs), '\n')
     if (dpError === null) {
       console.log(await bpfStatsTable(gen, dataplaneConfigs), '\n')
-      if (ONLY === 'hooks') return
+      if (ONLY === 'hooks' || ONLY === 'runtime') return
       console.log(await eventsTable(gen, evInterceptor, iso.cgroup('dpev/work'), nsBase), '\n')
       console.log(await replaceTable(interceptors[0]), '\n')
     }
