@@ -141,6 +141,26 @@ describe('ControlClient against scripted servers', () => {
     await assert.rejects(ControlClient.connect('/nonexistent/agentd.sock'), (e) => e.code === 'ERR_CONTROL_CONNECTION')
   })
 
+  test('a request written to a connection the agent had already closed is sent again on a new one', async () => {
+    // The agent closes an idle connection; a call made before the client has seen that close writes into a
+    // closed socket (EPIPE): the agent never read it, so the client sends it once more on a fresh connection.
+    // Here the server closes right after each reply, and the next call is made in the same tick as the reply.
+    let requests = 0
+    const server = await scriptedServer((req, socket) => {
+      requests++
+      socket.end(health(req.id))
+      socket.destroy()
+    })
+    const client = await ControlClient.connect(server.socketPath, { timeoutMs: 2000 })
+    try {
+      for (let i = 0; i < 5; i++) assert.equal((await client.getHealth()).status, 'ok')
+      assert.equal(requests, 5, 'each call reached the server once')
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
   test('a connection the agent closed is reopened on the next call', async () => {
     let connections = 0
     const server = await scriptedServer((req, socket) => {

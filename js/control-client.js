@@ -11,6 +11,9 @@ const { ContractValidationError } = require('./errors.js')
 const { ControlProtocolRequestError, parseEbpfInterceptorConfig } = require('./control.js')
 const { parseDataplanePacketEventJson } = require('./events.js')
 
+/** The rejections of requests whose bytes never reached the agent (a failed write): safe to send again. */
+const unsentRequests = new WeakSet()
+
 /** Longest line either side may send, excluding the `\n` (SPEC 3). */
 const MAX_LINE_BYTES = 16 * 1024 * 1024
 const DEFAULT_TIMEOUT_MS = 10_000
@@ -179,7 +182,9 @@ class Connection {
     }
     for (const [id, entry] of this.pending) {
       clearTimeout(entry.timer)
-      entry.reject(new ControlClientError(error.code, error.message, { command: entry.command, requestId: id, cause: error }))
+      const rejection = new ControlClientError(error.code, error.message, { command: entry.command, requestId: id, cause: error })
+      if (entry.unsent) unsentRequests.add(rejection)
+      entry.reject(rejection)
     }
     this.pending.clear()
   }
@@ -197,8 +202,13 @@ class Connection {
         )
         this.fail(new ControlClientError('ERR_CONTROL_CLOSED', `closed after a request timed out`))
       }, timeoutMs)
-      this.pending.set(id, { command, resolve, reject, timer })
-      this.socket.write(line)
+      const entry = { command, resolve, reject, timer, unsent: false }
+      this.pending.set(id, entry)
+      // A write that fails never reached the agent (the kernel refused it: EPIPE, the agent's end was already
+      // closed). Node calls this before it emits the socket's 'error', so fail() below sees the flag.
+      this.socket.write(line, (error) => {
+        if (error) entry.unsent = true
+      })
     })
   }
 }
@@ -234,17 +244,31 @@ class ControlClient {
     if (this.connection === connection) this.connection = null
   }
 
+  async reconnect(timeoutMs) {
+    this.connection = new Connection(await connectSocket(this.socketPath, timeoutMs), (c) => this.onClose(c))
+  }
+
   /** Sends one request and resolves with its data; reconnects if the agent closed an idle connection. */
   async request(command, payload, options = {}) {
     if (this.closed) throw new ControlClientError('ERR_CONTROL_CLOSED', 'the client is closed', { command })
     const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : positiveTimeout(options.timeoutMs, command)
     const id = String(this.nextId++)
     const line = requestLine(command, payload, id)
-    if (this.connection === null || this.connection.closed) {
-      this.connection = new Connection(await connectSocket(this.socketPath, timeoutMs), (c) => this.onClose(c))
+    const reused = this.connection !== null && !this.connection.closed
+    if (!reused) await this.reconnect(timeoutMs)
+    let connection = this.connection
+    let data
+    try {
+      data = await connection.send(line, command, id, timeoutMs)
+    } catch (error) {
+      // The agent closes a connection that stayed idle; a call made before this client saw that close wrote
+      // into a closed socket, and the agent never read it. Sent once more on a fresh connection: safe for every
+      // command, since the first copy was not delivered. Any other failure is the caller's to see.
+      if (!reused || !unsentRequests.has(error)) throw error
+      await this.reconnect(timeoutMs)
+      connection = this.connection
+      data = await connection.send(line, command, id, timeoutMs)
     }
-    const connection = this.connection
-    const data = await connection.send(line, command, id, timeoutMs)
     if (command === 'Shutdown') {
       // The agent stops after this reply and its end of the connection goes with it; drop ours now, so the
       // next call connects afresh (and says the agent is gone) instead of racing the close on this one.
