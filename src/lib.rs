@@ -8,8 +8,10 @@
 mod codes;
 mod control;
 mod control_client;
+#[cfg(target_os = "linux")]
 mod event_batch;
 mod events;
+#[cfg(target_os = "linux")]
 mod interceptor;
 mod issues;
 mod napi_raw;

@@ -5,4 +5,6 @@
 //! - [`dataplane`]: the eBPF programs (built from `bpf/`), the Aya loader, policy maps and verdict events.
 
 pub mod contract;
+// The dataplane is Linux-only (cgroup v2, BPF, Aya); the contract layer builds everywhere, WebAssembly included.
+#[cfg(target_os = "linux")]
 pub mod dataplane;

@@ -94,6 +94,7 @@ impl Default for DataplaneOptions {
 
 /// The size of a memory page: the unit of a BPF ring buffer (the rule above) and of the dataplane's mmap of
 /// its config map. The one place that asks the system.
+#[cfg(target_os = "linux")]
 pub fn page_size() -> u64 {
     // SAFETY: sysconf only reads a system constant; it has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
@@ -101,13 +102,20 @@ pub fn page_size() -> u64 {
     u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096)
 }
 
+/// Off Linux (the WebAssembly build of the contract API) there is no dataplane to size a ring buffer for, and
+/// WASI reports its own 64 KiB memory page: options are checked against 4 KiB, the page of every Linux target
+/// this package ships for (x86_64, and arm64 with its default kernel); the dataplane checks again on its host.
+#[cfg(not(target_os = "linux"))]
+pub fn page_size() -> u64 {
+    4096
+}
+
 /// An issue's code and message, before it is given a path.
 type Refusal = (IssueCode, String);
 
 /// `cgroupRoot` and `pinDir`: absolute, without NUL.
 pub fn absolute_path_rule(p: &Path) -> Result<(), Refusal> {
-    use std::os::unix::ffi::OsStrExt;
-    if p.is_absolute() && !p.as_os_str().as_bytes().contains(&0) {
+    if p.is_absolute() && !p.as_os_str().as_encoded_bytes().contains(&0) {
         return Ok(());
     }
     Err((
