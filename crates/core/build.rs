@@ -30,21 +30,40 @@ fn main() {
     );
 }
 
-/// The clang `__TARGET_ARCH_*` name and the multiarch include directory (asm/types.h) of the build target.
-fn target_arch() -> (&'static str, String) {
-    let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
-    let (bpf_arch, triple) = match arch.as_str() {
-        "x86_64" => ("x86", "x86_64-linux-gnu"),
-        "aarch64" => ("arm64", "aarch64-linux-gnu"),
-        "riscv64" => ("riscv", "riscv64-linux-gnu"),
-        "s390x" => ("s390", "s390x-linux-gnu"),
-        "powerpc64" => ("powerpc", "powerpc64le-linux-gnu"),
-        other => panic!("the eBPF programs are not built for target arch `{other}`"),
+/// The include directory of the build machine's `asm/types.h` (pulled in by `linux/types.h`).
+///
+/// The eBPF objects do not depend on the target of the Rust build: they are little-endian BPF (`-target bpfel`,
+/// the byte order of every target this package ships for), include no architecture-specific header (no
+/// `bpf_tracing.h`, so no `__TARGET_ARCH_*`), and `asm/types.h` only names the fixed-width `__u*` types, which
+/// are the same on every Linux architecture. So they are compiled with the *host's* headers whatever the target
+/// (x86_64, aarch64, gnu or musl): a cross build needs no target sysroot for them, and the objects are the same
+/// bytes in every platform package.
+fn host_asm_include() -> PathBuf {
+    let host = env::var("HOST").unwrap_or_default();
+    let arch = host.split('-').next().unwrap_or_default();
+    let multiarch = match arch {
+        "x86_64" => "x86_64-linux-gnu",
+        "aarch64" => "aarch64-linux-gnu",
+        "riscv64" => "riscv64-linux-gnu",
+        "s390x" => "s390x-linux-gnu",
+        "powerpc64le" => "powerpc64le-linux-gnu",
+        other => panic!("no known asm/types.h directory for build host arch `{other}`; {APT_HINT}"),
     };
-    (bpf_arch, format!("/usr/include/{triple}"))
+    let dir = PathBuf::from("/usr/include").join(multiarch);
+    if !dir.join("asm/types.h").exists() {
+        panic!(
+            "{}/asm/types.h not found; install linux-libc-dev (and {APT_HINT})",
+            dir.display()
+        );
+    }
+    dir
 }
 
 fn build_bpf(root: &Path, out_dir: &Path) {
+    // Only the Linux dataplane embeds the objects; the contract-only builds (wasm32-wasip1-threads) skip them.
+    if env::var("CARGO_CFG_TARGET_OS").as_deref() != Ok("linux") {
+        return;
+    }
     if !Path::new("/usr/include/bpf/bpf_helpers.h").exists() {
         panic!("/usr/include/bpf/bpf_helpers.h not found; {APT_HINT}");
     }
@@ -68,11 +87,9 @@ fn build_bpf(root: &Path, out_dir: &Path) {
 }
 
 fn compile(root: &Path, src: &Path, out: &Path) {
-    let (bpf_arch, multiarch_include) = target_arch();
     let status = Command::new(CLANG)
-        .args(["-g", "-O2", "-target", "bpf", "-Wall", "-Werror"])
-        .arg(format!("-D__TARGET_ARCH_{bpf_arch}"))
-        .arg(format!("-I{multiarch_include}"))
+        .args(["-g", "-O2", "-target", "bpfel", "-Wall", "-Werror"])
+        .arg(format!("-I{}", host_asm_include().display()))
         .arg(format!("-I{}", root.join("bpf").display()))
         .arg(format!("-I{}", root.join("native/include").display()))
         .arg("-c")
