@@ -30,6 +30,25 @@ use napi::sys;
 
 use crate::utf16::push_utf16;
 
+/// emnapi's own additions to N-API (the WebAssembly build), from its `emnapi.h`; they resolve against the
+/// emnapi runtime the module is instantiated with, like every other N-API import there.
+#[cfg(target_family = "wasm")]
+mod emnapi {
+    use napi::sys;
+
+    extern "C" {
+        /// Copies `length` bytes at `byte_offset` of an `ArrayBuffer` or view between JavaScript and the
+        /// mirror in linear memory (`js_to_wasm = false`: mirror to JavaScript).
+        pub fn emnapi_sync_memory(
+            env: sys::napi_env,
+            js_to_wasm: bool,
+            arraybuffer_or_view: *mut sys::napi_value,
+            byte_offset: usize,
+            length: usize,
+        ) -> sys::napi_status;
+    }
+}
+
 /// The signature Node calls a raw callback with.
 pub type RawCallback =
     unsafe extern "C" fn(sys::napi_env, sys::napi_callback_info) -> sys::napi_value;
@@ -467,6 +486,28 @@ impl<'s> Scope<'s> {
         ok(unsafe { sys::napi_set_element(self.env, array.raw, i, value.raw) })
     }
 
+    /// Makes what Rust wrote into the memory of `view` (an `ArrayBuffer` or typed array of this call, its first
+    /// `bytes` bytes) visible to JavaScript. Natively that memory *is* the JavaScript buffer and this does
+    /// nothing. Under WebAssembly (emnapi) the data pointer N-API hands out is a mirror in the module's linear
+    /// memory, filled from JavaScript when it is handed out and copied back only by `emnapi_sync_memory`.
+    #[cfg(not(target_family = "wasm"))]
+    #[inline(always)]
+    pub fn publish_writes(self, _view: Value<'s>, _bytes: usize) -> R<()> {
+        Ok(())
+    }
+
+    /// See the native variant: copies the mirror of `view`'s first `bytes` bytes back to JavaScript.
+    #[cfg(target_family = "wasm")]
+    pub fn publish_writes(self, view: Value<'s>, bytes: usize) -> R<()> {
+        if bytes == 0 {
+            return Ok(());
+        }
+        let mut raw = view.raw;
+        // SAFETY: live env; `raw` is a handle of this call to an ArrayBuffer or typed array (checked by emnapi,
+        // which returns a status otherwise) and a valid in/out-pointer for the handle it may replace.
+        ok(unsafe { emnapi::emnapi_sync_memory(self.env, false, &mut raw, 0, bytes) })
+    }
+
     /// A new `Float64Array` holding a copy of `values`.
     pub fn float64_array(self, values: &[f64]) -> R<Value<'s>> {
         let bytes = std::mem::size_of_val(values);
@@ -481,6 +522,7 @@ impl<'s> Scope<'s> {
                 ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), data.cast::<u8>(), bytes)
             };
         }
+        self.publish_writes(Value::new(buffer), bytes)?;
         let mut typed = ptr::null_mut();
         // SAFETY: live env; `buffer` is the handle just created, exactly `values.len()` f64s long from offset
         // 0; `typed` is a valid out-pointer.

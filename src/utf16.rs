@@ -47,6 +47,7 @@ pub fn lone_surrogate_positions(units: &[u16]) -> Vec<usize> {
     out
 }
 
+#[cfg_attr(target_family = "wasm", allow(dead_code))]
 pub fn contains_replacement_char(b: &[u8]) -> bool {
     memchr::memmem::find(b, "\u{FFFD}".as_bytes()).is_some()
 }

@@ -10,7 +10,9 @@ use napi::sys;
 use super::{slot, NdjsonLineIssues, RECORD_SLOTS};
 use crate::issues::to_js_issues;
 use crate::napi_raw::{run_callback, Fail, Scope, TypedArray, Value, R};
-use crate::utf16::{contains_replacement_char, lone_surrogate_positions, utf16_len};
+#[cfg(not(target_family = "wasm"))]
+use crate::utf16::contains_replacement_char;
+use crate::utf16::{lone_surrogate_positions, utf16_len};
 use interceptor_ebpf_core::contract::event_json::{for_each_ndjson_line, with_json_event};
 use interceptor_ebpf_core::contract::events::{
     key_index, validate_fields, EventFields, EventView, KEY_COUNT,
@@ -174,9 +176,19 @@ enum Input<'s> {
 fn read_input<'s>(cx: Scope<'s>, v: Value<'s>, buf: &mut Vec<u8>, what: &str) -> R<Input<'s>> {
     match cx.type_of(v)? {
         sys::ValueType::napi_string => {
-            let (a, b) = cx.read_utf8(v, buf)?;
+            // Natively V8 writes a lone surrogate as U+FFFD, so the UTF-8 copy tells whether to look for one.
+            // emnapi's UTF-8 copy (the WebAssembly build) instead pairs a lone surrogate with whatever unit
+            // follows it, which is valid UTF-8 of another text: there the copy goes through UTF-16, which
+            // reports lone surrogates itself.
+            #[cfg(not(target_family = "wasm"))]
+            let maybe_lone = {
+                let (a, b) = cx.read_utf8(v, buf)?;
+                contains_replacement_char(&buf[a..b])
+            };
+            #[cfg(target_family = "wasm")]
+            let maybe_lone = cx.read_via_utf16(v, buf)?.2;
             let mut lone_lines = Vec::new();
-            if contains_replacement_char(&buf[a..b]) {
+            if maybe_lone {
                 let units = cx.read_utf16(v)?;
                 for pos in lone_surrogate_positions(&units) {
                     let line = 1 + units[..pos]
@@ -312,13 +324,15 @@ fn parse_json<'s>(cx: Scope<'s>, argv: [Value<'s>; 2]) -> R<Value<'s>> {
             })
             .map(|()| extras)
         };
+        if result.is_err() {
+            slots[slot::CODE] = 0.0;
+        }
+        // The last write to `slots` is above; under WebAssembly they reach the JavaScript array only now.
+        cx.publish_writes(argv[1], RECORD_SLOTS * 8)?;
         match result {
             Ok(extras) if extras.is_empty() => cx.undefined(),
             Ok(extras) => cx.convert(extras),
-            Err(e) => {
-                slots[slot::CODE] = 0.0;
-                issues_value(cx, &e)
-            }
+            Err(e) => issues_value(cx, &e),
         }
     })
 }
