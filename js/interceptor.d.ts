@@ -187,13 +187,22 @@ export interface InterceptorEventsOptions {
 }
 
 /** The eBPF dataplane loader. Linux, root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for bpffs) only. */
+/**
+ * Which build of the package serves this process: `'native'`, the Linux addon of a platform package (the
+ * dataplane works where the kernel allows), or `'wasm32-wasi'`, the WebAssembly fallback that every other
+ * platform gets (the contract API only; `Interceptor.load` rejects with `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM`).
+ */
+export declare const bindingTarget: 'native' | 'wasm32-wasi'
+
 export declare class Interceptor {
   private constructor()
   /**
    * Loads the four sock_addr programs and the bypass layers the kernel offers and attaches them to `cgroupRoot`,
    * or adopts the state pinned in `pinDir`.
    * Rejects with ContractValidationError for bad options, or an Error whose `code` starts with
-   * `ERR_DATAPLANE_` (a verifier rejection carries `verifierLog`).
+   * `ERR_DATAPLANE_` (a verifier rejection carries `verifierLog`). In the WebAssembly build (`bindingTarget` is
+   * `'wasm32-wasi'`) it rejects with `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM`, naming why no native addon
+   * serves this process and what the dataplane needs.
    */
   static load(options?: InterceptorOptions): Promise<Interceptor>
   /**

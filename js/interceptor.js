@@ -45,7 +45,10 @@ async function callAsync(fn) {
   }
 }
 
-const tables = native.packedEventTables()
+// The WebAssembly build (contract API only) has no dataplane and no packed batches: `Interceptor.load` rejects
+// there before any batch exists, so the layout below stays unset.
+const hasDataplane = typeof native.loadInterceptor === 'function'
+const tables = hasDataplane ? native.packedEventTables() : { layout: {} }
 // Every offset, shift and flag of the packed layout comes from Rust (src/event_batch.rs, `packed`).
 const {
   headerWords: HEADER_WORDS,
@@ -175,6 +178,7 @@ class Interceptor {
 
   /** Loads (or adopts the pinned) dataplane; resolves once the four programs are attached. */
   static async load(options) {
+    if (!hasDataplane) throw native.dataplaneUnavailableError()
     const nativeInterceptor = await callAsync(() => native.loadInterceptor(options))
     return new Interceptor(constructing, nativeInterceptor)
   }
@@ -281,6 +285,12 @@ class Interceptor {
   }
 }
 
-module.exports = { Interceptor }
+/**
+ * Which build of the package serves this process: `'native'` (the Linux addon, with the dataplane) or
+ * `'wasm32-wasi'` (the WebAssembly fallback: the contract API only, `Interceptor.load` rejects).
+ */
+const bindingTarget = native.bindingTarget
+
+module.exports = { Interceptor, bindingTarget }
 // For bench/dataplane/codec.mjs only: not enumerable, so index.js's spread does not publish it.
 Object.defineProperty(module.exports, 'decodeEventBatch', { value: decodeBatch, enumerable: false })

@@ -13,7 +13,7 @@ const manifest = require('../package.json')
  * The newest glibc symbol version the released linux-gnu binary needs (`objdump -T`); `pnpm release:pack`
  * measures it and refuses to pack when it differs from this value, so this message and the README stay true.
  */
-const GLIBC_FLOOR = '2.34'
+const GLIBC_FLOOR = '2.28'
 
 /** `x86_64-unknown-linux-gnu` -> `linux-x64-gnu`: the suffix napi-rs gives the platform package of a target. */
 function platformSuffix(triple) {
@@ -78,49 +78,104 @@ function resolvable(specifier) {
   }
 }
 
-function bindingLoadError(cause) {
+/** The WebAssembly fallback package: the contract API on any platform, no dataplane (SPEC section 6). */
+const WASM_PACKAGE = `${manifest.napi.packageName}-wasm32-wasi`
+
+/** Why no native binary serves this process: `{ code, reason, remedy }`, from the host and the packages found. */
+function nativeDiagnosis(cause) {
   const host = detectHost()
   const scope = manifest.napi.packageName
   const version = manifest.version
-  const supported = manifest.napi.targets.map(platformSuffix)
+  const supported = manifest.napi.targets.filter((t) => !t.startsWith('wasm32')).map(platformSuffix)
   const hostSuffix = host.os === 'linux' ? `linux-${host.cpu}-${host.libc}` : `${host.os}-${host.cpu}`
   const expected = `${scope}-${hostSuffix}`
   const detected = describeHost(host)
-  let headline
-  let code
   if (process.env.NAPI_RS_NATIVE_LIBRARY_PATH) {
-    code = 'ERR_INTERCEPTOR_EBPF_BINARY_UNLOADABLE'
-    headline =
-      `${manifest.name}: the native binary named by NAPI_RS_NATIVE_LIBRARY_PATH ` +
-      `(${process.env.NAPI_RS_NATIVE_LIBRARY_PATH}) could not be loaded on ${detected}: ${firstLine(causeChain(cause).at(-1))}`
-  } else if (!supported.includes(hostSuffix)) {
-    code = 'ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM'
-    headline =
-      `${manifest.name}: no native binary for ${detected}: the platform package ${expected} is not built. ` +
-      `Supported: ${supported.map((s) => `${scope}-${s}`).join(', ')}; run on one of them (see the README, "Supported systems").`
-  } else if (!resolvable(`${expected}/package.json`) && !fs.existsSync(path.join(__dirname, '..', `${manifest.napi.binaryName}.${hostSuffix}.node`))) {
-    code = 'ERR_INTERCEPTOR_EBPF_BINARY_MISSING'
-    headline =
-      `${manifest.name}: the platform package ${expected}@${version} is not installed (detected ${detected}). ` +
-      `Install it: it is an optional dependency, so run \`pnpm install\` without --no-optional/--omit=optional; ` +
-      `from tarballs, override it to its tarball (README, "From tarballs").`
-  } else {
-    code = 'ERR_INTERCEPTOR_EBPF_BINARY_UNLOADABLE'
-    // The innermost errors are the dlopen failures: a missing GLIBC_ version, a wrong ELF class, a cut file.
-    const reasons = causeChain(cause)
-      .slice(1)
-      .map(firstLine)
-      .filter((m) => !m.includes('Cannot find module') && !m.includes('WASI'))
-    const reason = reasons.length > 0 ? `: ${reasons[0]}` : ''
-    const remedy = reason.includes('GLIBC_')
-      ? `The binary needs glibc >= ${GLIBC_FLOOR}: run on a newer distribution (README, "Supported systems").`
-      : `Reinstall ${expected}@${version}.`
-    headline =
-      `${manifest.name}: the platform package ${expected}@${version} is installed but its binary could not be ` +
-      `loaded on ${detected}${reason}. ${remedy}`
+    return {
+      code: 'ERR_INTERCEPTOR_EBPF_BINARY_UNLOADABLE',
+      reason:
+        `the native binary named by NAPI_RS_NATIVE_LIBRARY_PATH ` +
+        `(${process.env.NAPI_RS_NATIVE_LIBRARY_PATH}) could not be loaded on ${detected}: ${firstLine(causeChain(cause).at(-1))}`,
+      remedy: '',
+    }
   }
-  const error = new Error(headline, { cause })
+  if (!supported.includes(hostSuffix)) {
+    return {
+      code: 'ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM',
+      reason: `no native binary for ${detected}: the platform package ${expected} is not built`,
+      remedy: `Supported: ${supported.map((s) => `${scope}-${s}`).join(', ')}; run on one of them (see the README, "Supported systems").`,
+    }
+  }
+  const nodeFile = path.join(__dirname, '..', `${manifest.napi.binaryName}.${hostSuffix}.node`)
+  if (!resolvable(`${expected}/package.json`) && !fs.existsSync(nodeFile)) {
+    return {
+      code: 'ERR_INTERCEPTOR_EBPF_BINARY_MISSING',
+      reason: `the platform package ${expected}@${version} is not installed (detected ${detected})`,
+      remedy:
+        `Install it: it is an optional dependency, so run \`pnpm install\` without --no-optional/--omit=optional; ` +
+        `from tarballs, override it to its tarball (README, "From tarballs").`,
+    }
+  }
+  // The innermost errors are the dlopen failures: a missing GLIBC_ version, a wrong ELF class, a cut file.
+  const reasons = causeChain(cause)
+    .slice(1)
+    .map(firstLine)
+    .filter((m) => !m.includes('Cannot find module') && !m.includes('WASI') && !m.includes('wasm32-wasi'))
+  const reason = reasons.length > 0 ? `: ${reasons[0]}` : ''
+  return {
+    code: 'ERR_INTERCEPTOR_EBPF_BINARY_UNLOADABLE',
+    reason: `the platform package ${expected}@${version} is installed but its binary could not be loaded on ${detected}${reason}`,
+    remedy: reason.includes('GLIBC_')
+      ? `The binary needs glibc >= ${GLIBC_FLOOR}: run on a newer distribution (README, "Supported systems").`
+      : `Reinstall ${expected}@${version}.`,
+  }
+}
+
+/** Neither a native binary nor the WebAssembly fallback could be loaded: one error naming what to install. */
+function bindingLoadError(cause) {
+  const { code, reason, remedy } = nativeDiagnosis(cause)
+  const fallback =
+    code === 'ERR_INTERCEPTOR_EBPF_BINARY_MISSING' || code === 'ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM'
+      ? ` The WebAssembly fallback ${WASM_PACKAGE}@${manifest.version} (the contract API without the dataplane) is not installed either.`
+      : ''
+  const error = new Error(`${manifest.name}: ${reason}.${fallback}${remedy === '' ? '' : ` ${remedy}`}`, { cause })
   error.code = code
+  return error
+}
+
+/**
+ * The error `Interceptor.load` rejects with in the WebAssembly build: the contract API works there, the dataplane
+ * cannot. Says why this process has no native binary (the native load is retried here, off the hot path, to get
+ * the loader's own reason) and what the dataplane needs.
+ */
+function dataplaneUnavailableError() {
+  let why
+  let cause
+  if (process.env.NAPI_RS_FORCE_WASI === 'true' || process.env.NAPI_RS_FORCE_WASI === 'error') {
+    why = `NAPI_RS_FORCE_WASI=${process.env.NAPI_RS_FORCE_WASI} selects it`
+  } else {
+    const host = detectHost()
+    const hostSuffix = host.os === 'linux' ? `linux-${host.cpu}-${host.libc}` : `${host.os}-${host.cpu}`
+    try {
+      require(process.env.NAPI_RS_NATIVE_LIBRARY_PATH || `${manifest.napi.packageName}-${hostSuffix}`)
+      why = 'the native binary loads now but did not when the package was first required'
+    } catch (error) {
+      cause = new Error('native load failed', { cause: error })
+      why = nativeDiagnosis(cause).reason
+    }
+  }
+  const error = new Error(
+    `${manifest.name}: the dataplane is not available in the WebAssembly build, which this process runs because ${why}. ` +
+      'The WebAssembly build serves the contract API only (parsers, schemas, code lists, checks, ControlClient). ' +
+      'Interceptor.load needs Linux on x64 or arm64 (glibc >= ' +
+      `${GLIBC_FLOOR} or musl) with cgroup v2 and a kernel with BTF, root (CAP_BPF, CAP_NET_ADMIN), and the native ` +
+      `platform package of the host (${manifest.napi.targets
+        .filter((t) => !t.startsWith('wasm32'))
+        .map((t) => `${manifest.napi.packageName}-${platformSuffix(t)}`)
+        .join(', ')}); README, "Supported systems".`,
+    cause === undefined ? undefined : { cause },
+  )
+  error.code = 'ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM'
   return error
 }
 
@@ -131,4 +186,9 @@ try {
   throw bindingLoadError(cause)
 }
 
+/** `wasm32-wasi` when the WebAssembly fallback was loaded (napi-rs stamps the binding), `native` otherwise. */
+const bindingTarget = binding.__napiBindingTarget === 'wasm32-wasi' ? 'wasm32-wasi' : 'native'
+
 module.exports = binding
+module.exports.bindingTarget = bindingTarget
+module.exports.dataplaneUnavailableError = dataplaneUnavailableError
