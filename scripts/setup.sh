@@ -6,8 +6,10 @@ cd "$(dirname "$0")/.."
 
 # clang/llvm/libbpf/bpftool build the eBPF programs; iproute2/iptables serve the root tests and benchmarks;
 # the shellcheck package lints the scripts; curl, openssl (the lab's certificates) and util-linux (setpriv)
-# serve the labs; systemd brings systemd-analyze, which checks the unit in deploy/systemd.
-apt_packages=(clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables shellcheck curl openssl util-linux systemd)
+# serve the labs; systemd brings systemd-analyze, which checks the unit in deploy/systemd. qemu-user-static and
+# the arm64 cross runtime libraries run the arm64 agents and an arm64 Node under emulation (scripts/platforms/).
+apt_packages=(clang-19 llvm-19 libbpf-dev bpftool iproute2 iptables shellcheck curl openssl util-linux systemd
+  qemu-user-static libc6-arm64-cross libstdc++6-arm64-cross libgcc-s1-arm64-cross)
 missing=()
 for pkg in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -35,6 +37,25 @@ fi
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "setup: installing kubernetes-validate (PyPI; bundled schemas) to validate deploy/kubernetes"
   python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.33.1
+fi
+
+# The release targets (SPEC section 6): Linux x64/arm64 with glibc and musl, and the WebAssembly fallback.
+# cargo-zigbuild links the Linux ones with zig (glibc 2.28 for the gnu targets); both come from PyPI.
+release_targets=(x86_64-unknown-linux-musl aarch64-unknown-linux-gnu aarch64-unknown-linux-musl wasm32-wasip1-threads)
+installed_targets=$(rustup target list --installed)
+missing_targets=()
+for target in "${release_targets[@]}"; do
+  grep -qx "$target" <<<"$installed_targets" || missing_targets+=("$target")
+done
+if ((${#missing_targets[@]})); then
+  echo "setup: adding Rust targets ${missing_targets[*]}"
+  rustup target add "${missing_targets[@]}" >/dev/null
+fi
+if ! command -v cargo-zigbuild >/dev/null 2>&1 || ! python3 -c 'import ziglang' >/dev/null 2>&1; then
+  echo "setup: installing cargo-zigbuild and zig (PyPI cargo-zigbuild, ziglang) for the release builds"
+  python3 -m pip install --quiet --root-user-action=ignore cargo-zigbuild==0.24.1 ziglang==0.17.1
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash; fi
+  command -v cargo-zigbuild >/dev/null 2>&1 || { echo "setup: cargo-zigbuild is installed but not on PATH" >&2; exit 1; }
 fi
 
 pnpm install --frozen-lockfile
