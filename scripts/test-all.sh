@@ -9,7 +9,7 @@ step "rustfmt"
 cargo fmt --all --check
 
 step "shellcheck and hadolint"
-shellcheck -x scripts/*.sh docker/*.sh test-service/*.sh deploy/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/platforms/*.sh docker/*.sh test-service/*.sh deploy/*.sh .ci/run
 hadolint docker/Dockerfile docker/*.Dockerfile
 
 step "deployment files: Kubernetes manifests (pinned version, strict), systemd unit, compose file"
@@ -17,6 +17,10 @@ bash deploy/validate.sh
 
 step "clippy (release profile, shared with the addon build)"
 cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "clippy for wasm32-wasip1-threads (the contract layer and the addon without the dataplane)"
+EMNAPI_LINK_DIR="$(pwd)/node_modules/emnapi/lib/wasm32-wasip1-threads" \
+  cargo clippy --release --target wasm32-wasip1-threads -p interceptor-ebpf-node -p interceptor-ebpf-core -- -D warnings
 
 step "generated binding.js / binding.d.ts are committed"
 git diff --exit-code -- binding.js binding.d.ts || {
@@ -52,8 +56,22 @@ fi
 step "Node tests"
 pnpm test
 
-step "consumer test: pack, pnpm add the tarballs into a fresh project, strict TypeScript, ESM and CommonJS"
+step "release:pack (every target) and the consumer test: pnpm add the tarballs into fresh projects, strict TypeScript, ESM and CommonJS, on the native addon and on WebAssembly"
 bash scripts/consumer-test.sh
+
+step "the wasm32-wasi package: the contract tests of __test__/ on WebAssembly, no native addon present"
+bash scripts/platforms/check-wasm.sh dist
+
+if [[ $(id -u) -eq 0 ]]; then
+  step "the Linux agents: static x64 musl agent runs the dataplane here; arm64 agents under qemu (--version, ctl health)"
+  bash scripts/platforms/check-agents.sh dist
+fi
+
+step "the linux-arm64-gnu addon in an arm64 Node under qemu: the contract tests"
+arm64_dir=$(mktemp -d)
+tar -xzf "dist/broker-interceptor-interceptor-ebpf-linux-arm64-gnu-$(node -p "require('./package.json').version").tgz" -C "$arm64_dir"
+bash scripts/platforms/check-arm64-node.sh "$arm64_dir/package/interceptor-ebpf.linux-arm64-gnu.node"
+rm -rf "$arm64_dir"
 
 step "test service and broker stand-in"
 node --test test-service/test/
