@@ -3,11 +3,11 @@
 # verdicts, and a fresh direct call from the test service with what the kernel said. Exits non-zero when the
 # lab is not running or the direct call is not refused.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/lab-common.sh
-source scripts/lab-common.sh
-# shellcheck source=scripts/lab-report.sh
-source scripts/lab-report.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/native/common.sh
+source scripts/lab/native/common.sh
+# shellcheck source=scripts/lab/report.sh
+source scripts/lab/report.sh
 
 if [[ ! -d "$state" ]]; then
   say "no native lab is running ($state does not exist): pnpm lab"

@@ -4,18 +4,18 @@
 # and enforces. The broker stand-in runs as an outer container; the nested service reaches it only through
 # the tunnel on the host's loopback, which is the policy's one broker endpoint.
 #
-#   scripts/ebpf-lab-up.sh [--build]     pnpm docker:ebpf-lab:up (pnpm docker:ebpf-lab rebuilds the images first)
+#   scripts/lab/docker/up.sh [--build]     pnpm docker:ebpf-lab:up (pnpm docker:ebpf-lab rebuilds the images first)
 #
 # Then it verifies, and exits non-zero unless all of it holds:
 #   - /health of the nested service answers on localhost:$EBPF_LAB_PORT
 #   - POST /chat goes through the broker (mTLS, through the tunnel)
 #   - POST /direct-call, a call around the broker, is refused by the kernel with EPERM, and the agent's
 #     event for it says DENY_DEFAULT
-# Overrides: scripts/ebpf-lab-common.sh. Base images for --build: NODE_IMAGE, DEBIAN_IMAGE (docker/build.sh).
+# Overrides: scripts/lab/docker/common.sh. Base images for --build: NODE_IMAGE, DEBIAN_IMAGE (docker/build.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/ebpf-lab-common.sh
-source scripts/ebpf-lab-common.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/docker/common.sh
+source scripts/lab/docker/common.sh
 
 build=0
 for arg in "$@"; do
@@ -29,7 +29,7 @@ require_engine
 start=$(date +%s)
 
 if docker container inspect "$host_container" >/dev/null 2>&1; then
-  say "$host_container already exists: run scripts/ebpf-lab-down.sh (pnpm docker:ebpf-lab:down) first"
+  say "$host_container already exists: run scripts/lab/docker/down.sh (pnpm docker:ebpf-lab:down) first"
   exit 1
 fi
 
@@ -45,7 +45,7 @@ elif ((${#missing[@]})); then
 fi
 
 # From here on, a failure leaves what was created for inspection, and says how to remove it.
-trap 'say "FAILED; inspect with scripts/ebpf-lab-status.sh, remove with scripts/ebpf-lab-down.sh"' ERR
+trap 'say "FAILED; inspect with scripts/lab/docker/status.sh, remove with scripts/lab/docker/down.sh"' ERR
 
 say "network $lab_network, broker stand-in $broker_container"
 docker network create --label "$lab_label" "$lab_network" >/dev/null
@@ -114,8 +114,8 @@ done
 trap - ERR
 
 # --- verification: every line must hold, or the lab fails loudly -------------------------------------------
-# shellcheck source=scripts/lab-report.sh
-source scripts/lab-report.sh
+# shellcheck source=scripts/lab/report.sh
+source scripts/lab/report.sh
 echo
 echo "Docker lab: verifying enforcement on the nested service"
 health=$(service GET /health 2>&1 || true)
@@ -139,7 +139,7 @@ check "its event: DENY_DEFAULT" "$(ok test "$(json_field reasonCode <<<"$direct"
 
 echo
 if ((report_failed)); then
-  say "enforcement NOT verified (see FAIL lines); the lab is left up for inspection: scripts/ebpf-lab-status.sh, then scripts/ebpf-lab-down.sh"
+  say "enforcement NOT verified (see FAIL lines); the lab is left up for inspection: scripts/lab/docker/status.sh, then scripts/lab/docker/down.sh"
   exit 1
 fi
 if ((require_host_port)); then

@@ -2,7 +2,7 @@
 # The labs end to end, as CI runs them (scripts/test-all.sh). Each stage brings its lab up, checks it from the
 # outside, takes it down, and checks that nothing it made is left.
 #
-#   scripts/lab-e2e.sh [native] [docker] [compose]      (default: all three)
+#   scripts/lab/e2e.sh [native] [docker] [compose]      (default: all three)
 #
 #   native   pnpm lab, lab:status, lab:down; then no cgroup, pin, process, state or listener is left
 #   docker   pnpm docker:ebpf-lab (images rebuilt), curl localhost:$EBPF_LAB_PORT/health, :status (a refused
@@ -15,7 +15,7 @@
 # under CI=true, where a skip is a failure. Without a registry, the Docker stages use local base images
 # (docker/offline-base-images.sh) unless NODE_IMAGE and DEBIAN_IMAGE name others.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 stages=("$@")
 ((${#stages[@]})) || stages=(native docker compose)
@@ -49,7 +49,7 @@ native() {
   local t
   t=$(date +%s)
   [[ $(id -u) -eq 0 ]] || { skip native "needs root"; return; }
-  cleanup='bash scripts/lab-down.sh || true'
+  cleanup='bash scripts/lab/native/down.sh || true'
   pnpm -s lab
   pnpm -s lab:status >/dev/null
   curl -sf localhost:3000/health >/dev/null
@@ -74,7 +74,7 @@ docker_lab() {
   [[ $(id -u) -eq 0 ]] || { skip docker "needs root"; return; }
   docker version >/dev/null 2>&1 || { skip docker "no Docker engine answers"; return; }
   base_images
-  cleanup='bash scripts/ebpf-lab-down.sh || true'
+  cleanup='bash scripts/lab/docker/down.sh || true'
   pnpm -s docker:ebpf-lab
   curl -sf localhost:3000/health >/dev/null
   pnpm -s docker:ebpf-lab:status
@@ -91,13 +91,13 @@ docker_lab() {
     EBPF_LAB_HOST_CONTAINER=e2e-ebpf-lab EBPF_LAB_NESTED_IMAGE=broker-interceptor/interceptor-node-test:e2e
     EBPF_LAB_NESTED_CONTAINER=e2e-nested EBPF_LAB_BROKER_TUNNEL_PORT=18181 EBPF_LAB_REQUIRE_HOST_PORT=1)
   local untag='docker image rm broker-interceptor/interceptor-ebpf-host:e2e broker-interceptor/interceptor-node-test:e2e >/dev/null 2>&1 || true'
-  cleanup="env ${overrides[*]} bash scripts/ebpf-lab-down.sh || true; $untag"
-  env "${overrides[@]}" bash scripts/ebpf-lab-up.sh
+  cleanup="env ${overrides[*]} bash scripts/lab/docker/down.sh || true; $untag"
+  env "${overrides[@]}" bash scripts/lab/docker/up.sh
   curl -sf localhost:3310/health >/dev/null
   [[ "$(docker exec e2e-ebpf-lab docker ps --format '{{.Names}}')" == e2e-nested ]] || { echo "lab-e2e: docker: nested container name not applied" >&2; return 1; }
-  env "${overrides[@]}" bash scripts/ebpf-lab-status.sh >/dev/null
-  env "${overrides[@]}" EBPF_LAB_REQUIRE_HOST_PORT=0 bash scripts/ebpf-lab-status.sh >/dev/null
-  env "${overrides[@]}" bash scripts/ebpf-lab-down.sh
+  env "${overrides[@]}" bash scripts/lab/docker/status.sh >/dev/null
+  env "${overrides[@]}" EBPF_LAB_REQUIRE_HOST_PORT=0 bash scripts/lab/docker/status.sh >/dev/null
+  env "${overrides[@]}" bash scripts/lab/docker/down.sh
   cleanup=""
   eval "$untag"
   [[ -z "$(docker ps -aq --filter label=io.broker-interceptor.ebpf-lab)$(docker network ls -q --filter label=io.broker-interceptor.ebpf-lab)$(docker volume ls -q --filter label=io.broker-interceptor.ebpf-lab)" ]] ||

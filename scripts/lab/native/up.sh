@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The native lab (pnpm lab): no Docker. As root on a Linux host with BTF and cgroup v2, it
 #   1. builds the agent (cargo, release) and the lab's certificates (test-service/gen-certs.sh, once);
-#   2. creates its own cgroup tree (scripts/lab-common.sh lists everything it creates) and starts the agent
+#   2. creates its own cgroup tree (scripts/lab/native/common.sh lists everything it creates) and starts the agent
 #      with its cgroup root there and a policy that allows the broker stand-in and the DNS resolvers only;
 #   3. starts the broker stand-in (mTLS on localhost:$LAB_BROKER_PORT, and the "upstream" stand-in on
 #      127.0.0.1:$LAB_UPSTREAM_PORT) and the agent's event log;
@@ -11,11 +11,11 @@
 #      agent reported DENY_DEFAULT for it.
 # It leaves the lab running on localhost:$LAB_PORT: pnpm lab:status to look, pnpm lab:down to remove it all.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/lab-common.sh
-source scripts/lab-common.sh
-# shellcheck source=scripts/lab-report.sh
-source scripts/lab-report.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/native/common.sh
+source scripts/lab/native/common.sh
+# shellcheck source=scripts/lab/report.sh
+source scripts/lab/report.sh
 
 start=$(date +%s)
 # --- preflight: say exactly what is missing ---------------------------------------------------------------
