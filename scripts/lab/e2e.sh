@@ -133,25 +133,21 @@ compose() {
   for _ in $(seq 1 60); do
     status=$("${dc[@]}" exec -T agent interceptor-ebpf ctl status --json 2>/dev/null || true)
     # The controller applies the policy file once more: generation 2 proves a non-root peer was authorized.
-    [[ "$status" == *'"generation":2'* ]] && break
+    node scripts/lab/check-verdicts.mjs --quiet --status "$status" --generation 2 && break
     sleep 1
   done
-  if [[ "$status" != *'"generation":2'* ]]; then
+  if ! node scripts/lab/check-verdicts.mjs --status "$status" --generation 2; then
     "${dc[@]}" logs --tail 30 >&2
-    echo "lab-e2e: compose: the controller's policy was not applied (status: $status)" >&2
+    echo "lab-e2e: compose: the controller's policy was not applied" >&2
     return 1
   fi
-  # The four sock_addr programs, plus one per bypass layer in force that is a program of its own (socket_storage
-  # is a mode of the others): which ones depends on the kernel, and the agent's status says.
-  local layers expected
-  layers=$(grep -o '"activeLayers":\[[^]]*\]' <<<"$status" || true)
-  [[ -n "$layers" ]] || { echo "lab-e2e: compose: no activeLayers in the status: $status" >&2; return 1; }
-  expected=$((4 + $(grep -oE '"(sock_create|socket_create_lsm|egress)"' <<<"$layers" | wc -l)))
   "${dc[@]}" down -v --remove-orphans
-  # The agent is gone, its enforcement is not: the programs stay attached through the pinned links.
+  # The agent is gone, its enforcement is not: the programs stay attached through the pinned links. How many
+  # depends on the bypass layers this kernel offers, and the agent's status said which ones are in force.
   local attached
   attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
-  [[ "$attached" -eq "$expected" ]] || { echo "lab-e2e: compose: $attached programs attached after down, expected $expected (pinned; $layers)" >&2; return 1; }
+  node scripts/lab/check-verdicts.mjs --status "$status" --attached-programs "$attached" ||
+    { echo "lab-e2e: compose: after down, the pinned programs must stay attached" >&2; return 1; }
   # Removing the pins is what removes enforcement (docs/deployment.md).
   rm -rf "${bpffs:?}/$project"
   attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
