@@ -20,7 +20,7 @@ export declare class NativeEventSubscription {
    * interceptor or this subscription is closed. One call per batch: the cost of crossing into JavaScript is
    * paid per batch.
    */
-  nextBatch(max: number): Promise<EncodedBatch | undefined | null>
+  nextBatch(max: number): Promise<Buffer | null>
   /** Unsubscribes (idempotent): a pending `nextBatch` resolves with `null`, and so does every later one. */
   close(): void
 }
@@ -132,11 +132,17 @@ export interface DataplaneEventTables {
 /** The batch size of `events({batchSize?})` / `eventBatches({batchSize?})`. */
 export declare function eventBatchSize(options?: any | undefined | null): number
 
-/** `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate. */
+/**
+ * `status()` (`DataplaneStatus` in `js/interceptor.d.ts` narrows the strings to their literal unions and takes
+ * everything else, these comments included, from here). Counters are numbers: exact up to 2^53 events,
+ * centuries at any realistic rate.
+ */
 export interface JsDataplaneStatus {
+  /** The four sock_addr hooks; the bypass layers are listed in `layers`. */
   attachedHooks: Array<string>
   cgroupRoot: string
   pinDir: string
+  /** The pinned state of an earlier loader was adopted instead of starting empty. */
   adopted: boolean
   managedCgroups: Array<JsManagedCgroup>
   globalMode: string
@@ -145,15 +151,24 @@ export interface JsDataplaneStatus {
   generation: number
   ipv4Rules: number
   ipv6Rules: number
+  /** Records the kernel wrote into the ring buffer. */
   eventsEmitted: number
+  /** Records the kernel could not reserve ring-buffer space for. */
   droppedInKernel: number
+  /**
+   * Records a subscriber's bounded user-space queue could not take or still held when it unsubscribed, and
+   * records decoded while nobody subscribed (summed over the subscribers).
+   */
   droppedInQueue: number
+  /** Records handed to JavaScript by `events()` / `eventBatches()` of this Interceptor. */
   eventsDelivered: number
+  /** Heartbeat older than the grace period, or no policy loaded. */
   degraded: boolean
-  /** Every bypass layer by name (`sock_create`, `socket_create_lsm`, ...) with its state. */
+  /** Every bypass layer, in a fixed order, with its state. */
   layers: Array<JsLayerStatus>
-  /** Names of the layers in force. */
+  /** The layers in force (`state: 'active'`). */
   activeLayers: Array<string>
+  /** What the bypass layers refused since their counters were created (they are pinned). */
   layerCounters: JsLayerCounters
 }
 
@@ -163,13 +178,19 @@ export interface JsIssue {
   message: string
 }
 
-/** `status().layerCounters`. */
+/** `status().layerCounters`: what the bypass layers refused since their counters were created (they are pinned). */
 export interface JsLayerCounters {
+  /** Sockets refused at creation (enforce). */
   socketsRefused: number
+  /** Sockets observe mode let through that enforce would have refused. */
   socketsWouldRefuse: number
+  /** Packets the egress layer dropped (each with an event, or counted in `droppedInKernel`). */
   packetsDropped: number
+  /** Packets observe mode let through that the egress layer would have dropped (one report per flow). */
   packetsWouldDrop: number
+  /** Packets the egress layer judged against the policy (not covered by a valid socket mark). */
   packetsJudged: number
+  /** Socket marks written by connect/sendmsg or egress verdicts. */
   marksWritten: number
 }
 
@@ -187,8 +208,10 @@ export interface JsLayerStatus {
  * JavaScript number).
  */
 export interface JsManagedCgroup {
+  /** The cgroup id (u64) as decimal text. */
   cgroupId: string
   path?: string
+  /** Absent: the global mode applies. */
   mode?: string
   workloadId?: string
 }
@@ -212,6 +235,12 @@ export declare const enum LiteralSet {
 
 /** Validates `options` now (a bad option rejects without touching the kernel) and loads off-thread. */
 export declare function loadInterceptor(options?: any | undefined | null): Promise<unknown>
+
+/**
+ * Longest line either side of the control socket may send, without its newline (SPEC 3): the contract's
+ * `MAX_LINE_BYTES`, so `js/control-client.js` frames lines by the agent's own limit.
+ */
+export declare const MAX_CONTROL_LINE_BYTES: number
 
 /** One rejected NDJSON line, for JavaScript. */
 export interface NdjsonLineIssues {

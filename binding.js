@@ -849,6 +849,7 @@ module.exports.dataplaneEventTables = nativeBinding.dataplaneEventTables
 module.exports.eventBatchSize = nativeBinding.eventBatchSize
 module.exports.LiteralSet = nativeBinding.LiteralSet
 module.exports.loadInterceptor = nativeBinding.loadInterceptor
+module.exports.MAX_CONTROL_LINE_BYTES = nativeBinding.MAX_CONTROL_LINE_BYTES
 module.exports.packedEventTables = nativeBinding.packedEventTables
 module.exports.parseControlCommandDataJson = nativeBinding.parseControlCommandDataJson
 module.exports.parseControlCommandPayloadJson = nativeBinding.parseControlCommandPayloadJson

@@ -117,6 +117,29 @@ describe('ControlClient against scripted servers', () => {
     await server.close()
   })
 
+  test("reply lines are framed by the agent's own limit: 16 MiB, read from the addon", async () => {
+    const limit = 16 * 1024 * 1024
+    assert.equal(require('../binding.js').MAX_CONTROL_LINE_BYTES, limit, 'SPEC 3: at most 16 MiB per line')
+    // The same valid reply, padded with JSON whitespace to exactly the limit, then to one byte more.
+    const padded = (id, bytes) => {
+      const line = health(id).trimEnd()
+      return line.slice(0, -1) + ' '.repeat(bytes - line.length) + '}\n'
+    }
+    const server = await scriptedServer((req, socket) => socket.write(padded(req.id, req.id === '1' ? limit : limit + 1)))
+    const client = await ControlClient.connect(server.socketPath, { timeoutMs: 5000 })
+    try {
+      assert.deepEqual(await client.getHealth(), { status: 'ok', degradedReasons: [] })
+      await assert.rejects(client.getHealth(), (e) => {
+        assert.equal(e.code, 'ERR_CONTROL_BAD_RESPONSE')
+        assert.equal(e.message, `a reply line exceeds ${limit} bytes`)
+        return true
+      })
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
   test('timeouts, bad replies and missing agents have their own codes', async () => {
     const silent = await scriptedServer(() => {})
     const client = await ControlClient.connect(silent.socketPath, { timeoutMs: 200 })

@@ -1,11 +1,11 @@
 # The Docker lab's "host": a privileged Debian 12 container that runs its own dockerd, the interceptor-ebpf
 # agent and a broker tunnel, and then the test service as a nested container whose cgroup the agent manages
-# (docker/host-init.sh; driven by scripts/ebpf-lab-up.sh, -status.sh, -down.sh). It stands for a node of a
+# (docker/host-init.sh; driven by scripts/lab/docker/up.sh, status.sh, down.sh). It stands for a node of a
 # real fleet: the agent enforces on the containers its Docker engine starts.
 #
 # DEBIAN_IMAGE: a Debian 12 image; packages come from Debian's mirror (no other registry is needed).
 # Run it with --privileged, a private cgroup namespace and a volume at /var/lib/docker (overlay on overlay
-# fails): see scripts/ebpf-lab-up.sh.
+# fails): see scripts/lab/docker/up.sh.
 ARG DEBIAN_IMAGE=debian:12-slim
 FROM ${DEBIAN_IMAGE}
 

@@ -8,8 +8,8 @@
 #   4. starts the agent with a policy that allows the broker tunnel and this container's DNS resolvers only,
 #      and makes the cgroup /ebpf-lab-workloads managed (enforce): every nested container started with
 #      --cgroup-parent /ebpf-lab-workloads is enforced from its first instruction;
-#   5. follows the agent's events into /run/ebpf-lab/events/events.ndjson (what -status.sh and the test
-#      service read);
+#   5. follows the agent's events into /run/ebpf-lab/events/events.ndjson (what scripts/lab/docker/status.sh
+#      and the test service read);
 #   6. starts the broker tunnel: 127.0.0.1:$EBPF_LAB_BROKER_TUNNEL_PORT (and [::1] where it exists) ->
 #      $EBPF_LAB_BROKER_TARGET, the outer broker;
 # then touches /run/ebpf-lab/ready and waits. SIGTERM stops everything it started.
@@ -131,6 +131,6 @@ docker version >/dev/null 2>&1 || die "the nested dockerd did not start: $(tail 
 touch "$state/ready"
 log "ready: dockerd, agent, broker tunnel 127.0.0.1:$tunnel_port -> $broker_target"
 
-# Stay up while the agent runs; a dead agent is what -status.sh reports, and the container stops with it.
+# Stay up while the agent runs; a dead agent is what scripts/lab/docker/status.sh reports, and the container stops with it.
 wait "$agent"
 die "the agent exited: $(tail -n 5 /var/log/interceptor-ebpf-agent.log)"

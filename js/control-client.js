@@ -14,8 +14,8 @@ const { parseDataplanePacketEventJson } = require('./events.js')
 /** The rejections of requests whose bytes never reached the agent (a failed write): safe to send again. */
 const unsentRequests = new WeakSet()
 
-/** Longest line either side may send, excluding the `\n` (SPEC 3). */
-const MAX_LINE_BYTES = 16 * 1024 * 1024
+/** Longest line either side may send, excluding the `\n` (SPEC 3): the contract's limit, the agent's own. */
+const MAX_LINE_BYTES = native.MAX_CONTROL_LINE_BYTES
 const DEFAULT_TIMEOUT_MS = 10_000
 /** Events buffered for a slow consumer before the socket is paused (the agent then counts what it drops). */
 const EVENT_HIGH_WATER = 4096

@@ -8,7 +8,7 @@ import type {
   Mode,
 } from './code-lists'
 import type { PolicySnapshot, PolicySnapshotInput } from './policy'
-import type { DataplaneLayer, DataplaneLayerCounters, DataplaneLayerStatus } from './interceptor'
+import type { DataplaneLayer, DataplaneStatus } from './interceptor'
 
 // ---- ControlPlaneAuthzEvent -------------------------------------------------------------------------------
 // The original package's object types were type aliases (z.infer), which TypeScript lets stand in for
@@ -169,25 +169,18 @@ export interface ManagedCgroupData {
   workloadId?: string
 }
 
-/** Counters are integers 0..=Number.MAX_SAFE_INTEGER. */
-export interface StatusData {
+/** What only the Node loader's `status()` reports: the agent's GetStatus data has the rest, and no other key. */
+type LoaderOnlyStatusKey = 'cgroupRoot' | 'pinDir' | 'adopted' | 'heartbeatGraceMs' | 'eventsDelivered'
+
+/**
+ * GetStatus: the loader's `DataplaneStatus` (one shape, written in `src/interceptor.rs`) without the loader's
+ * own keys. Counters are integers 0..=Number.MAX_SAFE_INTEGER; no hook or layer twice; `activeLayers` exactly
+ * the layers of `layers` whose state is `active`, in that order.
+ */
+export interface StatusData extends Omit<DataplaneStatus, LoaderOnlyStatusKey | 'attachedHooks' | 'managedCgroups'> {
   /** No duplicates. */
   attachedHooks: DataplaneHook[]
   managedCgroups: ManagedCgroupData[]
-  globalMode: ControlMode
-  failMode: ControlFailMode
-  generation: number
-  ipv4Rules: number
-  ipv6Rules: number
-  eventsEmitted: number
-  droppedInKernel: number
-  droppedInQueue: number
-  degraded: boolean
-  /** Every bypass layer with its state (no layer twice); `reason` exactly when `unavailable`. */
-  layers: DataplaneLayerStatus[]
-  /** Exactly the layers of `layers` whose state is `active`, in that order. */
-  activeLayers: DataplaneLayer[]
-  layerCounters: DataplaneLayerCounters
 }
 
 /** Generation 0 means no policy has been loaded; every count is then 0. */

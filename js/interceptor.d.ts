@@ -9,6 +9,10 @@ import type {
   Mode,
   SockAddrHook,
 } from './code-lists'
+// The generated types of the addon (`src/interceptor.rs`): the status shape is written once, there, with its
+// comments; the types below narrow its strings to their literal unions. __test__/binding-parity.test-d.ts
+// fails the type check when the two drift apart.
+import type { JsDataplaneStatus, JsLayerCounters, JsManagedCgroup, JsPolicySummary } from '../binding'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = Mode
@@ -34,7 +38,7 @@ export interface InterceptorOptions {
   ringBufferBytes?: number
   /** Default `enforce`. */
   globalMode?: DataplaneMode
-  /** Events the user-space queue holds before counting drops in `droppedInQueue`. Default 65,536. */
+  /** Events each iterator's user-space queue holds before counting drops in `droppedInQueue`. Default 65,536. */
   eventQueueCapacity?: number
   /**
    * Bypass layers not to attach (docs/threat-model.md); `status().layers` reports them as `disabled`, and an
@@ -59,20 +63,7 @@ export type DataplaneLayerStatus =
     }
 
 /** What the bypass layers refused since their counters were created (they are pinned). */
-export interface DataplaneLayerCounters {
-  /** Sockets refused at creation (enforce). */
-  socketsRefused: number
-  /** Sockets observe mode let through that enforce would have refused. */
-  socketsWouldRefuse: number
-  /** Packets the egress layer dropped (each with an event, or counted in `droppedInKernel`). */
-  packetsDropped: number
-  /** Packets observe mode let through that the egress layer would have dropped (one report per flow). */
-  packetsWouldDrop: number
-  /** Packets the egress layer judged against the policy (not covered by a valid socket mark). */
-  packetsJudged: number
-  /** Socket marks written by connect/sendmsg or egress verdicts. */
-  marksWritten: number
-}
+export interface DataplaneLayerCounters extends JsLayerCounters {}
 
 /**
  * A cgroup, by path (absolute, or relative to `cgroupRoot`; normalised: no empty, `.` or `..` segments) or by id
@@ -92,47 +83,24 @@ export type ManagedCgroupUpsert = CgroupTarget & {
 }
 export type CgroupModeChange = CgroupTarget & { mode: DataplaneMode }
 
-export interface ManagedCgroup {
-  /** The cgroup id (u64) as decimal text. */
-  cgroupId: string
-  path?: string
+export interface ManagedCgroup extends Omit<JsManagedCgroup, 'mode'> {
   /** Absent: the global mode applies. */
   mode?: DataplaneMode
-  workloadId?: string
 }
 
-export interface PolicySummary {
-  generation: number
-  ipv4Rules: number
-  ipv6Rules: number
-  brokerEndpoints: number
-  dnsEndpoints: number
-}
+export interface PolicySummary extends JsPolicySummary {}
 
-export interface DataplaneStatus {
+/** `status()`: the addon's `JsDataplaneStatus` (every counter and its meaning) with exact string types. */
+export interface DataplaneStatus
+  extends Omit<
+    JsDataplaneStatus,
+    'attachedHooks' | 'managedCgroups' | 'globalMode' | 'failMode' | 'layers' | 'activeLayers' | 'layerCounters'
+  > {
   /** The four sock_addr hooks; the bypass layers are listed in `layers`. */
   attachedHooks: SockAddrHook[]
-  cgroupRoot: string
-  pinDir: string
-  /** The pinned state of an earlier loader was adopted instead of starting empty. */
-  adopted: boolean
   managedCgroups: ManagedCgroup[]
   globalMode: DataplaneMode
   failMode: DataplaneFailMode
-  heartbeatGraceMs: number
-  generation: number
-  ipv4Rules: number
-  ipv6Rules: number
-  /** Records the kernel wrote into the ring buffer. */
-  eventsEmitted: number
-  /** Records the kernel could not reserve ring-buffer space for. */
-  droppedInKernel: number
-  /** Records the bounded user-space queue could not take. */
-  droppedInQueue: number
-  /** Records handed to JavaScript by `events()` / `eventBatches()` of this Interceptor. */
-  eventsDelivered: number
-  /** Heartbeat older than the grace period, or no policy loaded. */
-  degraded: boolean
   /** Every bypass layer, in a fixed order, with its state. */
   layers: DataplaneLayerStatus[]
   /** The layers in force (`state: 'active'`). */
@@ -221,7 +189,11 @@ export declare class Interceptor {
   pauseHeartbeatTimer(): void
   status(): DataplaneStatus
   readonly closed: boolean
-  /** Every verdict event; ends when `close()` is called. Iterators share one queue: run one consumer. */
+  /**
+   * Every verdict event; ends when `close()` is called. Each iterator is its own subscription with its own
+   * bounded queue (`eventQueueCapacity`) and sees every event from its first `next()` on: a slow iterator loses
+   * events (counted in `status().droppedInQueue`) without slowing the others.
+   */
   events(options?: InterceptorEventsOptions): AsyncGenerator<InterceptorPacketEvent, void, undefined>
   /** The same events as arrays, one per native batch (less per-event overhead). */
   eventBatches(options?: InterceptorEventsOptions): AsyncIterableIterator<InterceptorPacketEvent[]>

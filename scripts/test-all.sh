@@ -9,7 +9,7 @@ step "rustfmt"
 cargo fmt --all --check
 
 step "shellcheck and hadolint"
-shellcheck -x scripts/*.sh scripts/platforms/*.sh docker/*.sh test-service/*.sh deploy/*.sh .ci/run
+shellcheck -x scripts/*.sh scripts/platforms/*.sh scripts/lab/*.sh scripts/lab/*/*.sh docker/*.sh test-service/*.sh deploy/*.sh .ci/run
 hadolint docker/Dockerfile docker/*.Dockerfile
 
 step "deployment files: Kubernetes manifests (pinned version, strict), systemd unit, compose file"
@@ -77,4 +77,4 @@ step "test service and broker stand-in"
 node --test test-service/test/
 
 step "the labs end to end: native, Docker-in-Docker, compose (root and a Docker engine; CI runs all)"
-bash scripts/lab-e2e.sh
+bash scripts/lab/e2e.sh

@@ -8,7 +8,16 @@ use napi_derive::napi;
 use crate::issues::{to_js_issues, JsIssue};
 use interceptor_ebpf_core::contract::control_client::{read_reply, ReplyError};
 use interceptor_ebpf_core::contract::control_protocol::{
-    parse_request_line, Command, ControlResponse,
+    parse_request_line, Command, ControlResponse, MAX_LINE_BYTES,
+};
+
+/// Longest line either side of the control socket may send, without its newline (SPEC 3): the contract's
+/// `MAX_LINE_BYTES`, so `js/control-client.js` frames lines by the agent's own limit.
+#[napi]
+pub const MAX_CONTROL_LINE_BYTES: u32 = {
+    // A JavaScript number holds it exactly; the assertion keeps the cast from ever truncating.
+    assert!(MAX_LINE_BYTES <= u32::MAX as usize);
+    MAX_LINE_BYTES as u32
 };
 
 /// A request checked before it is sent: `line` (without `\n`), or `issues` and `rejection` (the failure line

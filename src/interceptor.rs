@@ -120,8 +120,10 @@ impl From<PolicySummary> for JsPolicySummary {
 /// JavaScript number).
 #[napi(object)]
 pub struct JsManagedCgroup {
+    /// The cgroup id (u64) as decimal text.
     pub cgroup_id: String,
     pub path: Option<String>,
+    /// Absent: the global mode applies.
     pub mode: Option<String>,
     pub workload_id: Option<String>,
 }
@@ -137,12 +139,16 @@ impl From<ManagedCgroup> for JsManagedCgroup {
     }
 }
 
-/// `status()`. Counters are numbers: exact up to 2^53 events, centuries at any realistic rate.
+/// `status()` (`DataplaneStatus` in `js/interceptor.d.ts` narrows the strings to their literal unions and takes
+/// everything else, these comments included, from here). Counters are numbers: exact up to 2^53 events,
+/// centuries at any realistic rate.
 #[napi(object)]
 pub struct JsDataplaneStatus {
+    /// The four sock_addr hooks; the bypass layers are listed in `layers`.
     pub attached_hooks: Vec<String>,
     pub cgroup_root: String,
     pub pin_dir: String,
+    /// The pinned state of an earlier loader was adopted instead of starting empty.
     pub adopted: bool,
     pub managed_cgroups: Vec<JsManagedCgroup>,
     pub global_mode: String,
@@ -151,15 +157,22 @@ pub struct JsDataplaneStatus {
     pub generation: f64,
     pub ipv4_rules: u32,
     pub ipv6_rules: u32,
+    /// Records the kernel wrote into the ring buffer.
     pub events_emitted: f64,
+    /// Records the kernel could not reserve ring-buffer space for.
     pub dropped_in_kernel: f64,
+    /// Records a subscriber's bounded user-space queue could not take or still held when it unsubscribed, and
+    /// records decoded while nobody subscribed (summed over the subscribers).
     pub dropped_in_queue: f64,
+    /// Records handed to JavaScript by `events()` / `eventBatches()` of this Interceptor.
     pub events_delivered: f64,
+    /// Heartbeat older than the grace period, or no policy loaded.
     pub degraded: bool,
-    /// Every bypass layer by name (`sock_create`, `socket_create_lsm`, ...) with its state.
+    /// Every bypass layer, in a fixed order, with its state.
     pub layers: Vec<JsLayerStatus>,
-    /// Names of the layers in force.
+    /// The layers in force (`state: 'active'`).
     pub active_layers: Vec<String>,
+    /// What the bypass layers refused since their counters were created (they are pinned).
     pub layer_counters: JsLayerCounters,
 }
 
@@ -173,14 +186,20 @@ pub struct JsLayerStatus {
     pub reason: Option<String>,
 }
 
-/// `status().layerCounters`.
+/// `status().layerCounters`: what the bypass layers refused since their counters were created (they are pinned).
 #[napi(object)]
 pub struct JsLayerCounters {
+    /// Sockets refused at creation (enforce).
     pub sockets_refused: f64,
+    /// Sockets observe mode let through that enforce would have refused.
     pub sockets_would_refuse: f64,
+    /// Packets the egress layer dropped (each with an event, or counted in `droppedInKernel`).
     pub packets_dropped: f64,
+    /// Packets observe mode let through that the egress layer would have dropped (one report per flow).
     pub packets_would_drop: f64,
+    /// Packets the egress layer judged against the policy (not covered by a valid socket mark).
     pub packets_judged: f64,
+    /// Socket marks written by connect/sendmsg or egress verdicts.
     pub marks_written: f64,
 }
 
@@ -552,7 +571,7 @@ impl NativeEventSubscription {
     /// Resolves with the next batch of events (in the packed transport of `event_batch`), or `null` once the
     /// interceptor or this subscription is closed. One call per batch: the cost of crossing into JavaScript is
     /// paid per batch.
-    #[napi]
+    #[napi(ts_return_type = "Promise<Buffer | null>")]
     pub fn next_batch<'env>(
         &self,
         env: &'env Env,

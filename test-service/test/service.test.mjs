@@ -1,6 +1,6 @@
 // The test service and the broker stand-in without the kernel: mTLS, the workload id check, the manifest
 // modes of BROKER_FAIL_ON_MANIFEST_ERROR, and the direct call's report when nothing refuses it. What the
-// kernel says to a managed service is checked by the labs (scripts/lab.sh, scripts/ebpf-lab-up.sh).
+// kernel says to a managed service is checked by the labs (scripts/lab/native/up.sh, scripts/lab/docker/up.sh).
 //   node --test test-service/test/
 import assert from 'node:assert/strict'
 import { spawn, execFileSync } from 'node:child_process'

@@ -3,11 +3,10 @@
 # verdicts, and a fresh direct call from the test service with what the kernel said. Exits non-zero when the
 # lab is not running or the direct call is not refused.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/lab-common.sh
-source scripts/lab-common.sh
-# shellcheck source=scripts/lab-report.sh
-source scripts/lab-report.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/native/common.sh
+source scripts/lab/native/common.sh
+report_failed=0
 
 if [[ ! -d "$state" ]]; then
   say "no native lab is running ($state does not exist): pnpm lab"
@@ -30,10 +29,7 @@ echo "== last verdicts (of $(wc -l <"$state/events.ndjson") in $state/events.ndj
 tail -n 8 "$state/events.ndjson" | sed 's/^/  /'
 echo "== a direct call around the broker, now"
 direct=$(curl -sS --max-time 15 -X POST "http://127.0.0.1:$lab_port/direct-call" 2>&1 || true)
-check "direct call refused: EPERM" \
-  "$(ok test "$(json_field outcome <<<"$direct") $(json_field errno <<<"$direct")" == "refused EPERM")" \
-  "outcome=$(json_field outcome <<<"$direct") errno=$(json_field errno <<<"$direct")"
-check "its reason code" "$(ok test -n "$(json_field reasonCode <<<"$direct")")" "$(json_field reasonCode <<<"$direct") $(json_field event <<<"$direct")"
+node scripts/lab/check-verdicts.mjs --direct "$direct" --events "$state/events.ndjson" || report_failed=1
 echo
 echo "follow the verdicts: BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock node bin/interceptor-ebpf.js ctl events --follow"
 exit "$report_failed"

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Removes the native lab (pnpm lab:down): exactly what scripts/lab.sh created, recorded under /run/<name>:
+# Removes the native lab (pnpm lab:down): exactly what scripts/lab/native/up.sh created, recorded under /run/<name>:
 # its processes, its pins (the agent detaches its programs), its cgroup tree, the bpffs mount if the lab made
 # it, and /run/<name>. Safe to run twice; exits non-zero if anything it made is still there afterwards.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/lab-common.sh
-source scripts/lab-common.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/native/common.sh
+source scripts/lab/native/common.sh
 
 [[ $(id -u) -eq 0 ]] || { say "run as root"; exit 1; }
 # What the lab recorded wins over what the current environment would compute.

@@ -1,4 +1,4 @@
-# Sourced by scripts/ebpf-lab-{up,status,down}.sh: the Docker lab's names and overrides, in one place.
+# Sourced by scripts/lab/docker/{up,status,down}.sh: the Docker lab's names and overrides, in one place.
 # shellcheck shell=bash disable=SC2034 # the variables are used by the scripts that source this file
 #
 #   EBPF_LAB_PORT                (3000)  host port where the nested service's /health answers

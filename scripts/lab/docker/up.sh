@@ -4,18 +4,18 @@
 # and enforces. The broker stand-in runs as an outer container; the nested service reaches it only through
 # the tunnel on the host's loopback, which is the policy's one broker endpoint.
 #
-#   scripts/ebpf-lab-up.sh [--build]     pnpm docker:ebpf-lab:up (pnpm docker:ebpf-lab rebuilds the images first)
+#   scripts/lab/docker/up.sh [--build]     pnpm docker:ebpf-lab:up (pnpm docker:ebpf-lab rebuilds the images first)
 #
 # Then it verifies, and exits non-zero unless all of it holds:
 #   - /health of the nested service answers on localhost:$EBPF_LAB_PORT
 #   - POST /chat goes through the broker (mTLS, through the tunnel)
 #   - POST /direct-call, a call around the broker, is refused by the kernel with EPERM, and the agent's
-#     event for it says DENY_DEFAULT
-# Overrides: scripts/ebpf-lab-common.sh. Base images for --build: NODE_IMAGE, DEBIAN_IMAGE (docker/build.sh).
+#     event for it says DENY_DEFAULT (scripts/lab/check-verdicts.mjs, on the agent's parsed event log)
+# Overrides: scripts/lab/docker/common.sh. Base images for --build: NODE_IMAGE, DEBIAN_IMAGE (docker/build.sh).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/ebpf-lab-common.sh
-source scripts/ebpf-lab-common.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/docker/common.sh
+source scripts/lab/docker/common.sh
 
 build=0
 for arg in "$@"; do
@@ -29,7 +29,7 @@ require_engine
 start=$(date +%s)
 
 if docker container inspect "$host_container" >/dev/null 2>&1; then
-  say "$host_container already exists: run scripts/ebpf-lab-down.sh (pnpm docker:ebpf-lab:down) first"
+  say "$host_container already exists: run scripts/lab/docker/down.sh (pnpm docker:ebpf-lab:down) first"
   exit 1
 fi
 
@@ -45,7 +45,7 @@ elif ((${#missing[@]})); then
 fi
 
 # From here on, a failure leaves what was created for inspection, and says how to remove it.
-trap 'say "FAILED; inspect with scripts/ebpf-lab-status.sh, remove with scripts/ebpf-lab-down.sh"' ERR
+trap 'say "FAILED; inspect with scripts/lab/docker/status.sh, remove with scripts/lab/docker/down.sh"' ERR
 
 say "network $lab_network, broker stand-in $broker_container"
 docker network create --label "$lab_label" "$lab_network" >/dev/null
@@ -113,35 +113,30 @@ for _ in $(seq 1 60); do
 done
 trap - ERR
 
-# --- verification: every line must hold, or the lab fails loudly -------------------------------------------
-# shellcheck source=scripts/lab-report.sh
-source scripts/lab-report.sh
+# --- verification: every line must hold, or the lab fails loudly (scripts/lab/check-verdicts.mjs) ----------
 echo
 echo "Docker lab: verifying enforcement on the nested service"
+events_file=/run/ebpf-lab/events/events.ndjson
 health=$(service GET /health 2>&1 || true)
-check "health" "$(ok test "$(json_field status <<<"$health")" == ok)" "$health"
-
+mark=$(in_host sh -c "wc -l <$events_file")
 # The broker may take a moment to load the manifest: retry the chat a few times.
 for _ in 1 2 3 4 5; do
   chat=$(service POST /chat -H 'content-type: application/json' -d '{"message":"hello from the docker lab"}' 2>&1 || true)
-  [[ "$(json_field via <<<"$chat")" == broker && -n "$(json_field reply <<<"$chat")" ]] && break
+  node scripts/lab/check-verdicts.mjs --quiet --chat "$chat" && break
   sleep 1
 done
-check "chat through the broker" "$(ok test "$(json_field via <<<"$chat")" == broker)" "$chat"
-allow_event=$(in_host sh -c "grep '\"ALLOW_BROKER\"' /run/ebpf-lab/events/events.ndjson | tail -n 1" || true)
-check "its event: ALLOW_BROKER" "$(ok test -n "$allow_event")" "${allow_event:-no ALLOW_BROKER event in the agent event log}"
-
 direct=$(service POST /direct-call 2>&1 || true)
-check "direct call refused: EPERM" "$(ok test "$(json_field outcome <<<"$direct") $(json_field errno <<<"$direct")" == "refused EPERM")" \
-  "outcome=$(json_field outcome <<<"$direct") errno=$(json_field errno <<<"$direct") target=$(json_field target <<<"$direct")"
-check "its event: DENY_DEFAULT" "$(ok test "$(json_field reasonCode <<<"$direct")" == DENY_DEFAULT)" \
-  "$(json_field event <<<"$direct")"
-
-echo
-if ((report_failed)); then
-  say "enforcement NOT verified (see FAIL lines); the lab is left up for inspection: scripts/ebpf-lab-status.sh, then scripts/ebpf-lab-down.sh"
+# The test service waited for the direct call's event, which the agent logged after the chat's: the log read
+# now holds both.
+if ! in_host cat "$events_file" | node scripts/lab/check-verdicts.mjs --health "$health" --chat "$chat" \
+  --direct "$direct" --direct-code DENY_DEFAULT \
+  --events - --after-line "$mark" --broker-port "$tunnel_port" \
+  --broker-log <(docker logs "$broker_container" 2>&1); then
+  echo
+  say "enforcement NOT verified (see FAIL lines); the lab is left up for inspection: scripts/lab/docker/status.sh, then scripts/lab/docker/down.sh"
   exit 1
 fi
+echo
 if ((require_host_port)); then
   try="curl localhost:${lab_port}/health          curl -XPOST localhost:${lab_port}/direct-call"
 else

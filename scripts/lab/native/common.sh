@@ -1,4 +1,4 @@
-# Sourced by scripts/lab.sh, lab-status.sh, lab-down.sh: the native lab's names, in one place.
+# Sourced by scripts/lab/native/{up,status,down}.sh: the native lab's names, in one place.
 # shellcheck shell=bash disable=SC2034 # the variables are used by the scripts that source this file
 #
 #   LAB_PORT          (3000)  the test service, on localhost
@@ -6,7 +6,7 @@
 #   LAB_UPSTREAM_PORT (8082)  the "upstream AI API" stand-in on 127.0.0.1: the target of the direct call
 #   LAB_NAME          (interceptor-ebpf-lab)  names the cgroup, the bpffs pin directory and /run/<name>
 #
-# What the lab creates, and lab-down removes (nothing else is touched):
+# What the lab creates, and down.sh removes (nothing else is touched):
 #   <cgroup2>/<name>/                   the lab's cgroup tree (the host's own cgroups are never managed)
 #     infra/                            the agent, the broker stand-in, the event follower (not enforced)
 #     workloads/                        the agent's cgroup root: the programs attach here, nowhere else

@@ -2,7 +2,7 @@
 # The labs end to end, as CI runs them (scripts/test-all.sh). Each stage brings its lab up, checks it from the
 # outside, takes it down, and checks that nothing it made is left.
 #
-#   scripts/lab-e2e.sh [native] [docker] [compose]      (default: all three)
+#   scripts/lab/e2e.sh [native] [docker] [compose]      (default: all three)
 #
 #   native   pnpm lab, lab:status, lab:down; then no cgroup, pin, process, state or listener is left
 #   docker   pnpm docker:ebpf-lab (images rebuilt), curl localhost:$EBPF_LAB_PORT/health, :status (a refused
@@ -15,7 +15,7 @@
 # under CI=true, where a skip is a failure. Without a registry, the Docker stages use local base images
 # (docker/offline-base-images.sh) unless NODE_IMAGE and DEBIAN_IMAGE name others.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 
 stages=("$@")
 ((${#stages[@]})) || stages=(native docker compose)
@@ -49,7 +49,7 @@ native() {
   local t
   t=$(date +%s)
   [[ $(id -u) -eq 0 ]] || { skip native "needs root"; return; }
-  cleanup='bash scripts/lab-down.sh || true'
+  cleanup='bash scripts/lab/native/down.sh || true'
   pnpm -s lab
   pnpm -s lab:status >/dev/null
   curl -sf localhost:3000/health >/dev/null
@@ -74,7 +74,7 @@ docker_lab() {
   [[ $(id -u) -eq 0 ]] || { skip docker "needs root"; return; }
   docker version >/dev/null 2>&1 || { skip docker "no Docker engine answers"; return; }
   base_images
-  cleanup='bash scripts/ebpf-lab-down.sh || true'
+  cleanup='bash scripts/lab/docker/down.sh || true'
   pnpm -s docker:ebpf-lab
   curl -sf localhost:3000/health >/dev/null
   pnpm -s docker:ebpf-lab:status
@@ -91,13 +91,13 @@ docker_lab() {
     EBPF_LAB_HOST_CONTAINER=e2e-ebpf-lab EBPF_LAB_NESTED_IMAGE=broker-interceptor/interceptor-node-test:e2e
     EBPF_LAB_NESTED_CONTAINER=e2e-nested EBPF_LAB_BROKER_TUNNEL_PORT=18181 EBPF_LAB_REQUIRE_HOST_PORT=1)
   local untag='docker image rm broker-interceptor/interceptor-ebpf-host:e2e broker-interceptor/interceptor-node-test:e2e >/dev/null 2>&1 || true'
-  cleanup="env ${overrides[*]} bash scripts/ebpf-lab-down.sh || true; $untag"
-  env "${overrides[@]}" bash scripts/ebpf-lab-up.sh
+  cleanup="env ${overrides[*]} bash scripts/lab/docker/down.sh || true; $untag"
+  env "${overrides[@]}" bash scripts/lab/docker/up.sh
   curl -sf localhost:3310/health >/dev/null
   [[ "$(docker exec e2e-ebpf-lab docker ps --format '{{.Names}}')" == e2e-nested ]] || { echo "lab-e2e: docker: nested container name not applied" >&2; return 1; }
-  env "${overrides[@]}" bash scripts/ebpf-lab-status.sh >/dev/null
-  env "${overrides[@]}" EBPF_LAB_REQUIRE_HOST_PORT=0 bash scripts/ebpf-lab-status.sh >/dev/null
-  env "${overrides[@]}" bash scripts/ebpf-lab-down.sh
+  env "${overrides[@]}" bash scripts/lab/docker/status.sh >/dev/null
+  env "${overrides[@]}" EBPF_LAB_REQUIRE_HOST_PORT=0 bash scripts/lab/docker/status.sh >/dev/null
+  env "${overrides[@]}" bash scripts/lab/docker/down.sh
   cleanup=""
   eval "$untag"
   [[ -z "$(docker ps -aq --filter label=io.broker-interceptor.ebpf-lab)$(docker network ls -q --filter label=io.broker-interceptor.ebpf-lab)$(docker volume ls -q --filter label=io.broker-interceptor.ebpf-lab)" ]] ||
@@ -133,25 +133,21 @@ compose() {
   for _ in $(seq 1 60); do
     status=$("${dc[@]}" exec -T agent interceptor-ebpf ctl status --json 2>/dev/null || true)
     # The controller applies the policy file once more: generation 2 proves a non-root peer was authorized.
-    [[ "$status" == *'"generation":2'* ]] && break
+    node scripts/lab/check-verdicts.mjs --quiet --status "$status" --generation 2 && break
     sleep 1
   done
-  if [[ "$status" != *'"generation":2'* ]]; then
+  if ! node scripts/lab/check-verdicts.mjs --status "$status" --generation 2; then
     "${dc[@]}" logs --tail 30 >&2
-    echo "lab-e2e: compose: the controller's policy was not applied (status: $status)" >&2
+    echo "lab-e2e: compose: the controller's policy was not applied" >&2
     return 1
   fi
-  # The four sock_addr programs, plus one per bypass layer in force that is a program of its own (socket_storage
-  # is a mode of the others): which ones depends on the kernel, and the agent's status says.
-  local layers expected
-  layers=$(grep -o '"activeLayers":\[[^]]*\]' <<<"$status" || true)
-  [[ -n "$layers" ]] || { echo "lab-e2e: compose: no activeLayers in the status: $status" >&2; return 1; }
-  expected=$((4 + $(grep -oE '"(sock_create|socket_create_lsm|egress)"' <<<"$layers" | wc -l)))
   "${dc[@]}" down -v --remove-orphans
-  # The agent is gone, its enforcement is not: the programs stay attached through the pinned links.
+  # The agent is gone, its enforcement is not: the programs stay attached through the pinned links. How many
+  # depends on the bypass layers this kernel offers, and the agent's status said which ones are in force.
   local attached
   attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
-  [[ "$attached" -eq "$expected" ]] || { echo "lab-e2e: compose: $attached programs attached after down, expected $expected (pinned; $layers)" >&2; return 1; }
+  node scripts/lab/check-verdicts.mjs --status "$status" --attached-programs "$attached" ||
+    { echo "lab-e2e: compose: after down, the pinned programs must stay attached" >&2; return 1; }
   # Removing the pins is what removes enforcement (docs/deployment.md).
   rm -rf "${bpffs:?}/$project"
   attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Removes the Docker lab (pnpm docker:ebpf-lab:down): every container, network and volume that
-# scripts/ebpf-lab-up.sh created, found by the lab's label, and nothing else. The nested engine, the agent,
+# scripts/lab/docker/up.sh created, found by the lab's label, and nothing else. The nested engine, the agent,
 # its bpffs and its cgroups live inside the host container and go with it (the nested containers' data is in
 # the lab's volume, removed too). Built images are kept; EBPF_LAB_REMOVE_IMAGES=1 removes them as well.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-# shellcheck source=scripts/ebpf-lab-common.sh
-source scripts/ebpf-lab-common.sh
+cd "$(dirname "$0")/../../.."
+# shellcheck source=scripts/lab/docker/common.sh
+source scripts/lab/docker/common.sh
 require_engine
 
 mapfile -t containers < <(docker ps -aq --filter "label=$lab_label")
