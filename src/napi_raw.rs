@@ -121,10 +121,18 @@ pub struct TypedArray<'s> {
     pub len: usize,
     /// First element; never null (a detached or empty array reports null, replaced by a dangling pointer).
     data: NonNull<c_void>,
+    /// The `ArrayBuffer` behind the array and where the array starts in it.
+    buffer: Value<'s>,
+    byte_offset: usize,
     _call: Invariant<'s>,
 }
 
-impl TypedArray<'_> {
+impl<'s> TypedArray<'s> {
+    /// The `ArrayBuffer` behind the array, and the array's byte offset in it.
+    pub fn buffer(&self) -> (Value<'s>, usize) {
+        (self.buffer, self.byte_offset)
+    }
+
     /// Address of the first element, for overlap checks.
     pub fn addr(&self) -> usize {
         self.data.as_ptr() as usize
@@ -298,8 +306,10 @@ impl<'s> Scope<'s> {
         let mut kind = 0;
         let mut len = 0usize;
         let mut data = ptr::null_mut::<c_void>();
-        // SAFETY: live env and a handle just checked to be a typed array; kind/len/data are valid
-        // out-pointers; the array buffer and byte offset are not asked for (null is allowed).
+        let mut buffer = ptr::null_mut();
+        let mut byte_offset = 0usize;
+        // SAFETY: live env and a handle just checked to be a typed array; kind/len/data/buffer/byte_offset are
+        // valid out-pointers, and the buffer handle belongs to this call.
         ok(unsafe {
             sys::napi_get_typedarray_info(
                 self.env,
@@ -307,8 +317,8 @@ impl<'s> Scope<'s> {
                 &mut kind,
                 &mut len,
                 &mut data,
-                ptr::null_mut(),
-                ptr::null_mut(),
+                &mut buffer,
+                &mut byte_offset,
             )
         })?;
         // A detached or empty array reports a null pointer: keep slices built from it well-formed.
@@ -320,6 +330,8 @@ impl<'s> Scope<'s> {
             kind,
             len,
             data,
+            buffer: Value::new(buffer),
+            byte_offset,
             _call: PhantomData,
         }))
     }
@@ -490,22 +502,24 @@ impl<'s> Scope<'s> {
     /// `bytes` bytes) visible to JavaScript. Natively that memory *is* the JavaScript buffer and this does
     /// nothing. Under WebAssembly (emnapi) the data pointer N-API hands out is a mirror in the module's linear
     /// memory, filled from JavaScript when it is handed out and copied back only by `emnapi_sync_memory`.
+    /// `buffer` is the `ArrayBuffer` itself (not a view: emnapi's check for a view costs a thrown and caught
+    /// exception), `byte_offset` where the written bytes start in it.
     #[cfg(not(target_family = "wasm"))]
     #[inline(always)]
-    pub fn publish_writes(self, _view: Value<'s>, _bytes: usize) -> R<()> {
+    pub fn publish_writes(self, _buffer: Value<'s>, _byte_offset: usize, _bytes: usize) -> R<()> {
         Ok(())
     }
 
-    /// See the native variant: copies the mirror of `view`'s first `bytes` bytes back to JavaScript.
+    /// See the native variant: copies the mirror of `bytes` bytes at `byte_offset` back to JavaScript.
     #[cfg(target_family = "wasm")]
-    pub fn publish_writes(self, view: Value<'s>, bytes: usize) -> R<()> {
+    pub fn publish_writes(self, buffer: Value<'s>, byte_offset: usize, bytes: usize) -> R<()> {
         if bytes == 0 {
             return Ok(());
         }
-        let mut raw = view.raw;
-        // SAFETY: live env; `raw` is a handle of this call to an ArrayBuffer or typed array (checked by emnapi,
-        // which returns a status otherwise) and a valid in/out-pointer for the handle it may replace.
-        ok(unsafe { emnapi::emnapi_sync_memory(self.env, false, &mut raw, 0, bytes) })
+        let mut raw = buffer.raw;
+        // SAFETY: live env; `raw` is a handle of this call to an ArrayBuffer (checked by emnapi, which returns a
+        // status otherwise) and a valid in/out-pointer for the handle it may replace.
+        ok(unsafe { emnapi::emnapi_sync_memory(self.env, false, &mut raw, byte_offset, bytes) })
     }
 
     /// A new `Float64Array` holding a copy of `values`.
@@ -522,7 +536,7 @@ impl<'s> Scope<'s> {
                 ptr::copy_nonoverlapping(values.as_ptr().cast::<u8>(), data.cast::<u8>(), bytes)
             };
         }
-        self.publish_writes(Value::new(buffer), bytes)?;
+        self.publish_writes(Value::new(buffer), 0, bytes)?;
         let mut typed = ptr::null_mut();
         // SAFETY: live env; `buffer` is the handle just created, exactly `values.len()` f64s long from offset
         // 0; `typed` is a valid out-pointer.
