@@ -158,9 +158,11 @@ for target in "${targets[@]}"; do
     # napi writes the .wasm, its CommonJS loader and worker next to each other in --output-dir; the declaration
     # file it writes describes the wasm build's smaller export list and is not shipped (binding.d.ts is).
     wasm_out="$dist/stage/wasm-build"
-    timed "napi build $target" pnpm exec napi build --platform --release --target "$target" --no-js \
-      --dts unused.d.ts --output-dir "$wasm_out" --target-dir "$release_target_dir" \
-      -p interceptor-ebpf-node >/dev/null
+    napi_wasm_build() {
+      pnpm exec napi build --platform --release --target "$1" --no-js --dts unused.d.ts --output-dir "$wasm_out" \
+        --target-dir "$release_target_dir" -p interceptor-ebpf-node >/dev/null
+    }
+    timed "napi build $target" napi_wasm_build "$target"
     for f in $(node -p "require('./npm/$suffix/package.json').files.filter((f) => !['LICENSE', 'README.md'].includes(f)).join(' ')"); do
       [[ -f "$wasm_out/$f" ]] || die "napi build did not write $f for $target"
       cp "$wasm_out/$f" "$stage/"
