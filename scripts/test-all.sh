@@ -53,6 +53,9 @@ if [[ $(id -u) -eq 0 ]]; then
   done
 fi
 
+step "the addon with the bench feature (benchEventBatch, for the transport test of the Node tests)"
+node bench/dataplane/bench-addon.mjs
+
 step "Node tests"
 pnpm test
 

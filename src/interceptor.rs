@@ -20,7 +20,7 @@ use napi::{Env, Status, Task};
 use napi_derive::napi;
 use serde_json::{json, Value};
 
-use crate::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
+use crate::event_batch::{encode, EncodedBatch};
 use crate::issues::to_js_issues;
 use interceptor_ebpf_core::contract::cgroup::{parse_interceptor_target, TargetKind};
 use interceptor_ebpf_core::contract::json_reader::parse_literal;
@@ -586,7 +586,7 @@ impl NativeEventSubscription {
                 shared
                     .delivered
                     .fetch_add(events.len() as u64, Ordering::Relaxed);
-                encode(&events, PRODUCTION_FORMAT)
+                encode(&events)
             }))
         })
     }
