@@ -197,6 +197,8 @@ impl LayerCounters {
     }
 }
 
+crate::contract::wire_literal::wire_literal_from_all!(Layer, LayerStateName);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,9 @@
 //! - Two levels: the generic envelope (`envelope.rs`: `payload` and `data` any JSON value, what the original
 //!   package's exported schemas checked) and each command's payload and data (`parse_command_payload`,
 //!   `parse_command_data`); the strict request and response parsers are the envelope's rules plus those.
-//! - Layout: `request.rs` (typed requests, their parser), `fast.rs` (the strict request parser's typed fast
-//!   path for ReplacePolicySnapshot), `response.rs` (typed responses, serializer and parser) and `envelope.rs`
-//!   (the generic envelope, each command's payload and data on their own). How a message names a cgroup is
+//! - Layout: `request.rs` (typed requests, their parser, each command's payload on its own), `fast.rs` (the
+//!   strict request parser's typed fast path for ReplacePolicySnapshot), `response.rs` (typed responses,
+//!   serializer and parser, each command's data on its own) and `envelope.rs` (the generic envelope only). How a message names a cgroup is
 //!   the contract's one cgroup rule set ([`crate::contract::cgroup`], shared with the Node API), checked the
 //!   same way in both directions.
 
@@ -27,7 +27,7 @@ use super::control_authz::ControlPlaneAuthzEvent;
 use super::json_reader::{parse_json_strict, Issues};
 use super::reason_codes::ControlAuthzCode;
 use super::validation::{Issue, IssueCode, PathSegment};
-use super::wire_literal::{alternatives, wire_literal_from_all, WireLiteral};
+use super::wire_literal::{alternatives, wire_literal_from_all};
 
 pub use super::cgroup::{
     check_cgroup_path, parse_cgroup_id, CgroupRef, ManagedCgroup, MAX_CGROUP_PATH_BYTES,
@@ -36,16 +36,16 @@ pub use super::cgroup::{
 pub use super::modes::{FailMode, Mode};
 pub use super::policy::PolicySummary;
 pub use envelope::{
-    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
-    parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
+    parse_command, parse_request_envelope_line, parse_response_envelope_line, RequestEnvelope,
+    ResponseEnvelope,
 };
 pub use request::{
-    parse_request_line, CommandRequest, ControlRequest, RequestRejection, ShutdownOptions,
-    UpsertManagedCgroup,
+    parse_command_payload, parse_request_line, CommandRequest, ControlRequest, RequestRejection,
+    ShutdownOptions, UpsertManagedCgroup,
 };
 pub use response::{
-    parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus, ResponseData,
-    Status,
+    parse_command_data, parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus,
+    ResponseData, Status,
 };
 
 /// Longest accepted line, excluding its `\n`.
