@@ -28,6 +28,9 @@ git diff --exit-code -- binding.js binding.d.ts || {
   exit 1
 }
 
+step "generated files (C headers, js/code-lists.d.ts, js/event-fields.js) match the Rust source"
+cargo xtask codegen --check
+
 step "C headers compile and match the Rust values"
 bash scripts/check-c-headers.sh
 

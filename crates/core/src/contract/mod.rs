@@ -1,7 +1,6 @@
 //! The contract layer (SPEC sections 2 and 3): everything other parts and other processes agree on.
 
 pub mod cgroup;
-pub mod code_headers;
 pub mod config;
 pub mod control_authz;
 pub mod control_client;

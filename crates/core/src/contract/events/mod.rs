@@ -2,7 +2,7 @@
 //!
 //! Every rule lives in [`validate_fields`], fed by [`Field`]s, so the three ways an event arrives share it:
 //! a `serde_json::Value` ([`parse_value`]), JSON bytes ([`crate::contract::event_json`]) and JavaScript values
-//! read by the N-API fast path (`src/events/fast_path.rs` of the addon). The rules, decided for this package:
+//! read by the N-API fast path (`src/packet_event/fast_path.rs` of the addon). The rules, decided for this package:
 //!
 //! - Strict object: keys outside [`EVENT_KEYS`] produce one `unrecognized_keys` issue at the root listing all
 //!   of them. Every issue is collected, field issues in table order first, the unknown keys last.
