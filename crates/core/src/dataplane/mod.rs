@@ -15,7 +15,9 @@ mod loader;
 mod map_batch;
 mod mounts;
 mod options;
+mod pins;
 mod policy_compile;
+mod program;
 mod slots;
 
 pub use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
