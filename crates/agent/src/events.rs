@@ -16,7 +16,7 @@ pub fn log_line(e: &VerdictEvent) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use interceptor_ebpf_core::contract::event_json::parse_json;
+    use interceptor_ebpf_core::contract::events::json::parse_json;
     use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
     use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
     use std::time::{Duration, UNIX_EPOCH};

@@ -5,7 +5,7 @@
 //! `cargo xtask codegen` writes them; `cargo xtask codegen --check` fails when a committed one differs.
 
 use interceptor_ebpf_core::contract::config::Environment;
-use interceptor_ebpf_core::contract::control_protocol::{Command, HealthStatus};
+use interceptor_ebpf_core::contract::control::protocol::{Command, HealthStatus};
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::layer::{Layer, LayerStateName};
 use interceptor_ebpf_core::contract::modes::{FailMode, Mode};

@@ -1,5 +1,5 @@
 //! The bypass layers (docs/threat-model.md) as the contract names them: the layer list, a layer's state, and
-//! what the layers counted. The dataplane attaches and reports them (`dataplane/layers.rs`); the Node API's
+//! what the layers counted. The dataplane attaches and reports them (`crates/core/src/dataplane/layers.rs`); the Node API's
 //! `disableLayers` and `status().layers`, the agent's `BROKER_EBPF_DISABLE_LAYERS` and the control protocol's
 //! GetHealth/GetStatus data all use these names, so a layer added here is accepted and reported everywhere,
 //! and `js/code-lists.d.ts` gets it from `cargo xtask codegen`. Names are stable: never renamed or reused.

@@ -2,10 +2,7 @@
 
 pub mod cgroup;
 pub mod config;
-pub mod control_authz;
-pub mod control_client;
-pub mod control_protocol;
-pub mod event_json;
+pub mod control;
 pub mod events;
 pub mod heartbeat;
 pub mod hook;
@@ -14,7 +11,6 @@ pub mod json_reader;
 pub mod layer;
 pub mod load_options;
 pub mod modes;
-pub mod peer_auth;
 pub mod policy;
 pub mod reason_codes;
 pub mod slot_id;

@@ -10,7 +10,7 @@ use super::{
 use crate::contract::cgroup::{
     check_cgroup_path, parse_cgroup_id, read_workload_id, ManagedCgroup,
 };
-use crate::contract::control_authz::read_event;
+use crate::contract::control::authz::read_event;
 use crate::contract::hook::Hook;
 use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
 use crate::contract::layer::{

@@ -23,18 +23,18 @@ mod response;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use super::control_authz::ControlPlaneAuthzEvent;
-use super::json_reader::{parse_json_strict, Issues};
-use super::reason_codes::ControlAuthzCode;
-use super::validation::{Issue, IssueCode, PathSegment};
-use super::wire_literal::{alternatives, wire_literal_from_all};
+use crate::contract::control::authz::ControlPlaneAuthzEvent;
+use crate::contract::json_reader::{parse_json_strict, Issues};
+use crate::contract::reason_codes::ControlAuthzCode;
+use crate::contract::validation::{Issue, IssueCode, PathSegment};
+use crate::contract::wire_literal::{alternatives, wire_literal_from_all};
 
-pub use super::cgroup::{
+pub use crate::contract::cgroup::{
     check_cgroup_path, parse_cgroup_id, CgroupRef, ManagedCgroup, MAX_CGROUP_PATH_BYTES,
     MAX_WORKLOAD_ID_BYTES,
 };
-pub use super::modes::{FailMode, Mode};
-pub use super::policy::PolicySummary;
+pub use crate::contract::modes::{FailMode, Mode};
+pub use crate::contract::policy::PolicySummary;
 pub use envelope::{
     parse_command, parse_request_envelope_line, parse_response_envelope_line, RequestEnvelope,
     ResponseEnvelope,
@@ -52,7 +52,7 @@ pub use response::{
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 // Counters and generations are bounded by JavaScript's `Number.MAX_SAFE_INTEGER` so that a JS client reads
 // exactly what the agent sent.
-pub use super::validation::MAX_SAFE_INTEGER;
+pub use crate::contract::validation::MAX_SAFE_INTEGER;
 /// An error message lists at most this many issues, so a response to a huge invalid payload stays far below
 /// the 16 MiB line limit; the rest are counted.
 pub const MAX_ISSUES_IN_MESSAGE: usize = 100;
@@ -178,7 +178,7 @@ fn absent_or_null(
                 IssueCode::InvalidType,
                 format!(
                     "{command} {what} (absent or null), received {}",
-                    super::json_reader::type_name(other)
+                    crate::contract::json_reader::type_name(other)
                 ),
             );
             false
