@@ -219,7 +219,8 @@ pub(crate) fn decode(
 
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, in ns: added to a record's bpf_ktime_get_ns to get wall time.
 pub(crate) fn boot_offset_ns() -> i128 {
-    i128::from(config_map::clock_ns(libc::CLOCK_REALTIME)) - i128::from(config_map::monotonic_ns())
+    i128::from(config_map::clock_ns(rustix::time::ClockId::Realtime))
+        - i128::from(config_map::monotonic_ns())
 }
 
 /// One subscriber's bounded queue.

@@ -26,6 +26,7 @@ use aya::programs::{
     ProgramError,
 };
 use aya::{Btf, Ebpf, EbpfLoader};
+use rustix::mount::MountFlags;
 
 use super::abi::{self, c, LayerState as RawLayerState};
 use super::error::{chain, Cause, DataplaneError};
@@ -175,7 +176,7 @@ fn active_lsms() -> Result<String, String> {
         mounts::mount_fs(
             "securityfs",
             &dir,
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV,
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV,
         )
         .map_err(|e| format!("mount securityfs to read the active LSMs: {e}"))?;
         let text = std::fs::read_to_string(dir.join("lsm"));

@@ -6,6 +6,10 @@
 use std::path::{Path, PathBuf};
 
 use aya::programs::links::PinnedLink;
+use aya_obj::generated::bpf_attach_type::{
+    BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_INET_EGRESS,
+    BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_SENDMSG, BPF_LSM_CGROUP,
+};
 
 use super::error::DataplaneError;
 use crate::contract::hook::Hook;
@@ -50,15 +54,6 @@ pub(crate) fn prog_pin(pin_dir: &Path, name: &str) -> PathBuf {
     pin_dir.join(format!("prog_{name}"))
 }
 
-/// `enum bpf_attach_type` values of the pinned links (the kernel's uapi `linux/bpf.h`, a stable ABI).
-const BPF_CGROUP_INET_EGRESS: u32 = 1;
-const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
-const BPF_CGROUP_INET4_CONNECT: u32 = 10;
-const BPF_CGROUP_INET6_CONNECT: u32 = 11;
-const BPF_CGROUP_UDP4_SENDMSG: u32 = 14;
-const BPF_CGROUP_UDP6_SENDMSG: u32 = 15;
-const BPF_LSM_CGROUP: u32 = 43;
-
 /// A link a pinned state may hold: its program's name, the attach type its link must have, and both pins.
 pub(crate) struct LinkPins {
     pub name: &'static str,
@@ -71,15 +66,18 @@ pub(crate) struct LinkPins {
 /// no program of its own).
 pub(crate) fn pinned_links(pin_dir: &Path) -> Vec<LinkPins> {
     let hooks = [
-        (Hook::Connect4.as_str(), BPF_CGROUP_INET4_CONNECT),
-        (Hook::Connect6.as_str(), BPF_CGROUP_INET6_CONNECT),
-        (Hook::Sendmsg4.as_str(), BPF_CGROUP_UDP4_SENDMSG),
-        (Hook::Sendmsg6.as_str(), BPF_CGROUP_UDP6_SENDMSG),
+        (Hook::Connect4.as_str(), BPF_CGROUP_INET4_CONNECT as u32),
+        (Hook::Connect6.as_str(), BPF_CGROUP_INET6_CONNECT as u32),
+        (Hook::Sendmsg4.as_str(), BPF_CGROUP_UDP4_SENDMSG as u32),
+        (Hook::Sendmsg6.as_str(), BPF_CGROUP_UDP6_SENDMSG as u32),
     ];
     let layers = [
-        (Layer::SockCreate.as_str(), BPF_CGROUP_INET_SOCK_CREATE),
-        (Layer::SocketCreateLsm.as_str(), BPF_LSM_CGROUP),
-        (Layer::Egress.as_str(), BPF_CGROUP_INET_EGRESS),
+        (
+            Layer::SockCreate.as_str(),
+            BPF_CGROUP_INET_SOCK_CREATE as u32,
+        ),
+        (Layer::SocketCreateLsm.as_str(), BPF_LSM_CGROUP as u32),
+        (Layer::Egress.as_str(), BPF_CGROUP_INET_EGRESS as u32),
     ];
     hooks
         .into_iter()
