@@ -20,12 +20,8 @@ use interceptor_ebpf_core::dataplane::VerdictEvent;
 #[cfg(any(test, feature = "bench"))]
 pub mod bench;
 
-/// A batch as `nextBatch` returns it to JavaScript: the [`packed`] bytes. (The name stays what `binding.d.ts`
-/// has always called it.)
-pub type EncodedBatch = Buffer;
-
-/// The batch, ready to return to JavaScript.
-pub fn encode(events: &[VerdictEvent]) -> EncodedBatch {
+/// The batch as `nextBatch` returns it to JavaScript: the [`packed`] bytes.
+pub fn encode(events: &[VerdictEvent]) -> Buffer {
     Buffer::from(to_packed(events))
 }
 
