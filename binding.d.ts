@@ -53,12 +53,6 @@ export declare class NativeInterceptor {
 /** `peer` null/undefined means the credentials could not be read. Issues are prefixed `peer`/`policy`. */
 export declare function authorizeControllerPeerJson(peer: unknown, policy: unknown): ParseOutcome
 
-/**
- * Benchmark hook, not part of the documented API: encodes `count` synthetic events in `format`
- * (`objects` | `json` | `packed`) so `bench/dataplane/codec.mjs` can time each transport end to end.
- */
-export declare function benchEventBatch(format: string, count: number): Buffer | string | Array<Record<string, unknown>>
-
 /** Validates one literal. Returns `null` when valid, else the issues. */
 export declare function checkLiteral(set: LiteralSet, value: unknown): Array<JsIssue> | null
 

@@ -838,7 +838,6 @@ module.exports = nativeBinding
 module.exports.NativeEventSubscription = nativeBinding.NativeEventSubscription
 module.exports.NativeInterceptor = nativeBinding.NativeInterceptor
 module.exports.authorizeControllerPeerJson = nativeBinding.authorizeControllerPeerJson
-module.exports.benchEventBatch = nativeBinding.benchEventBatch
 module.exports.checkLiteral = nativeBinding.checkLiteral
 module.exports.codeTables = nativeBinding.codeTables
 module.exports.controlClientReadReply = nativeBinding.controlClientReadReply

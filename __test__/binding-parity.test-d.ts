@@ -68,7 +68,7 @@ export type LayerStatusStates = Expect<Assignable<binding.JsLayerStatus['state']
 export type StatusLayers = Expect<Equal<DataplaneStatus['layers'], DataplaneLayerStatus[]>>
 
 // The agent's GetStatus data is the loader's status without the loader's own keys (the agent's strict parser,
-// `crates/core/src/contract/control_protocol/response.rs`, accepts exactly these keys).
+// `crates/core/src/contract/control/protocol/response.rs`, accepts exactly these keys).
 type LoaderOnlyKey = 'cgroupRoot' | 'pinDir' | 'adopted' | 'heartbeatGraceMs' | 'eventsDelivered'
 export type AgentStatusKeys = Expect<Equal<keyof StatusData, Exclude<keyof binding.JsDataplaneStatus, LoaderOnlyKey>>>
 export type AgentStatusNarrows = Expect<

@@ -8,7 +8,7 @@
  * Included at the end of dataplane.bpf.c: it shares that file's maps (dp_config, dp_slot_meta, dp_managed,
  * dp_events, dp_counters, and dp_layer_state/dp_layer_counters of socket_marks.h) and its managed-cgroup lookup
  * (find_managed). The loader attaches each program as a separate layer and reports which ones the kernel
- * accepted (src/dataplane/layers.rs). The egress backstop is in egress_backstop.h.
+ * accepted (crates/core/src/dataplane/layers.rs). The egress backstop is in egress_backstop.h.
  */
 #ifndef BROKER_INTERCEPTOR_EBPF_BYPASS_LAYERS_H
 #define BROKER_INTERCEPTOR_EBPF_BYPASS_LAYERS_H

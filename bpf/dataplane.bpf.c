@@ -12,62 +12,14 @@
 #include <bpf/bpf_endian.h>
 
 #include "dataplane_abi.h"
+#include "dataplane_maps.h"
 #include "policy_lookup.h"
 #include "reason_codes.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DP_MANAGED_CGROUPS);
-	__type(key, __u64);
-	__type(value, struct dp_managed);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_managed SEC(".maps");
-
-/* Read by user space only (rule_index -> rule id of the generation that decided); pinned for adoption. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_RULE_IDS_TOTAL);
-	__type(key, __u32);
-	__type(value, struct dp_id);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_rule_ids SEC(".maps");
-
-/* max_entries is set by the loader (DataplaneOptions::ring_buffer_bytes). */
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, 8 * 1024 * 1024);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_events SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, DP_COUNTERS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_counters SEC(".maps");
-
 /* ---- Socket marks read by the egress backstop (docs/threat-model.md) and each socket's storage record ------- */
 #include "socket_marks.h"
-
-/* One connect/sendmsg being judged. */
-struct dp_request {
-	__u32 addr[4]; /* network order, as judged: the IPv4 destination (also of a mapped IPv6 one) in addr[0] */
-	__u32 ip6[4];  /* network order, as written (connect6/sendmsg6) */
-	__u16 port;    /* host order */
-	__u8 protocol; /* DP_PROTO_*: ICMPv6 ping sockets report DP_PROTO_ICMP */
-	__u8 judge_v4; /* judged by the IPv4 tables */
-};
-
-static __always_inline void counter_add(__u32 idx)
-{
-	__u64 *c = bpf_map_lookup_elem(&dp_counters, &idx);
-
-	if (c)
-		__sync_fetch_and_add(c, 1);
-}
 
 /* 1 in n; n == 0 never, n == 1 always. bpf_get_prandom_u32 is the kernel's per-CPU PRNG. */
 static __always_inline int sampled(__u32 n)
@@ -77,54 +29,6 @@ static __always_inline int sampled(__u32 n)
 	if (n == 1)
 		return 1;
 	return bpf_get_prandom_u32() % n == 0;
-}
-
-/*
- * The one writer of a verdict record (struct dp_event), for every program: the sock_addr hooks (emit), the
- * socket-creation layers (emit_socket_event) and the egress backstop (emit_packet_event). `dst` holds 4
- * (DP_FAMILY_INET) or 16 (DP_FAMILY_INET6) bytes in network order; with DP_FAMILY_NONE (a socket being created)
- * it is not read and the record has no destination. A full ring buffer is counted, never silent.
- */
-static __always_inline void emit_record(__u8 hook, __u8 protocol, __u8 family, const __u32 *dst, __u16 port,
-					__u32 uid, __u64 cgroup_id, __u64 managed_id, __u64 generation,
-					__u32 reason, __u32 rule_index, __u8 verdict)
-{
-	struct dp_event *e = bpf_ringbuf_reserve(&dp_events, sizeof(*e), 0);
-
-	if (!e) {
-		counter_add(DP_COUNTER_RINGBUF_FULL);
-		return;
-	}
-	e->monotonic_ns = bpf_ktime_get_ns();
-	e->cgroup_id = cgroup_id;
-	e->managed_cgroup_id = managed_id;
-	e->policy_generation = generation;
-	e->tgid = bpf_get_current_pid_tgid() >> 32;
-	e->uid = uid;
-	e->reason = reason;
-	e->rule_index = rule_index;
-	__builtin_memset(e->dst_addr, 0, sizeof(e->dst_addr));
-	if (family == DP_FAMILY_INET)
-		__builtin_memcpy(e->dst_addr, dst, 4);
-	else if (family == DP_FAMILY_INET6)
-		__builtin_memcpy(e->dst_addr, dst, 16);
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	e->dst_port = port;
-	e->hook = hook;
-	e->protocol = protocol;
-	e->family = family;
-	e->verdict = verdict;
-	e->pad[0] = 0;
-	e->pad[1] = 0;
-	bpf_ringbuf_submit(e, 0);
-	counter_add(DP_COUNTER_EVENTS_EMITTED);
-}
-
-static __always_inline void emit(const struct dp_request *r, __u8 hook, __u8 family, __u64 cgroup_id,
-				 __u64 managed_id, __u64 generation, __u32 reason, __u32 rule_index, __u8 verdict)
-{
-	emit_record(hook, r->protocol, family, family == DP_FAMILY_INET ? &r->addr[0] : r->ip6, r->port,
-		    (__u32)bpf_get_current_uid_gid(), cgroup_id, managed_id, generation, reason, rule_index, verdict);
 }
 
 /* 1 for the reasons whose verdict is allow, 0 for deny (the program's return value: exactly 0 or 1). */

@@ -236,7 +236,7 @@ struct dp_event {
 
 /* ---- Bypass layers (docs/threat-model.md): socket creation, cgroup LSM, egress backstop ----------------------- */
 
-/* Hooks and protocols of the layers (values of src/contract/hook.rs, checked from Rust). */
+/* Hooks and protocols of the layers (values of crates/core/src/contract/hook.rs, checked from Rust). */
 #define DP_HOOK_SOCK_CREATE 5
 #define DP_HOOK_SOCKET_CREATE_LSM 6
 #define DP_HOOK_EGRESS 7

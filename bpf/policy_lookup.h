@@ -24,68 +24,9 @@
 #include <bpf/bpf_endian.h>
 
 #include "dataplane_abi.h"
+#include "dataplane_maps.h"
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__type(key, __u32);
-	__type(value, struct dp_config);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_config SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_SLOTS);
-	__type(key, __u32);
-	__type(value, struct dp_slot_meta);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_slot_meta SEC(".maps");
-
-/* The group maps of one slot. User space creates a fresh, empty pair for a slot before writing a policy into
- * it, installs them in dp_groups4/dp_groups6[slot], and drops the previous pair whole (the kernel frees it in
- * the background): clearing a slot costs nothing, whatever policy it held. The creation parameters in
- * crates/core/src/dataplane/group_maps.rs must equal these. */
-struct dp_groups4_slot {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DP_GROUPS_PER_FAMILY);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct dp_key4));
-	__uint(value_size, sizeof(struct dp_group));
-};
-
-struct dp_groups6_slot {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, DP_GROUPS_PER_FAMILY);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(key_size, sizeof(struct dp_key6));
-	__uint(value_size, sizeof(struct dp_group));
-};
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, DP_SLOTS);
-	__type(key, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct dp_groups4_slot);
-} dp_groups4 SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
-	__uint(max_entries, DP_SLOTS);
-	__type(key, __u32);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-	__array(values, struct dp_groups6_slot);
-} dp_groups6 SEC(".maps");
-
-/* The entries of groups larger than DP_GROUP_INLINE. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_ENTRIES_TOTAL);
-	__type(key, __u32);
-	__type(value, struct dp_rule_entry);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_entries SEC(".maps");
+/* Its maps (dp_config, dp_slot_meta, dp_groups4/dp_groups6, dp_entries) are in dataplane_maps.h. */
 
 /* One destination being looked up, and the result. Fill it with dp_walk_init. */
 struct dp_walk {

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 /*
- * Feature probes, loaded (never attached) by src/dataplane/layers.rs before the dataplane object: what the
+ * Feature probes, loaded (never attached) by crates/core/src/dataplane/layers.rs before the dataplane object: what the
  * kernel lets a program do decides how the dataplane object is loaded. Each program is the smallest use of one
  * feature; the verifier accepting it is the answer.
  */

@@ -12,38 +12,13 @@
  * while the dataplane stays degraded (the flow is judged by the rules again once the agent is back). Denied calls
  * send nothing and leave the mark as it was.
  *
- * Included by dataplane.bpf.c after its maps and before run(), which calls mark_verdict() with every managed
+ * Included by dataplane.bpf.c after dataplane_maps.h and before run(), which calls mark_verdict() with every managed
  * verdict (`addr` as judged: an IPv4 destination, also an IPv4-mapped one, in addr[0]).
  */
 #ifndef BROKER_INTERCEPTOR_EBPF_SOCKET_MARKS_H
 #define BROKER_INTERCEPTOR_EBPF_SOCKET_MARKS_H
 
-/* Flags and the mark epoch, written by the loader (struct dp_layer_state). */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct dp_layer_state);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_layer_state SEC(".maps");
-
-/* Each socket's one storage record: its cached verdict and its mark (struct dp_sk_state). */
-struct {
-	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, int);
-	__type(value, struct dp_sk_state);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_sk_state SEC(".maps");
-
-/* What the layers refused, dropped or judged, per CPU (DP_LC_*). */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, DP_LAYER_COUNTERS);
-	__type(key, __u32);
-	__type(value, __u64);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_layer_counters SEC(".maps");
+/* Its maps (dp_layer_state, dp_sk_state, dp_layer_counters) are in dataplane_maps.h. */
 
 /*
  * Set by the loader before the object is loaded (a frozen .rodata value, so the verifier drops the dead branch):

@@ -1,4 +1,4 @@
-// Generated from the Rust lists of crates/core/src/contract/ by `pnpm run gen:headers`. Do not edit.
+// Generated from the Rust lists of crates/core/src/contract/ by `cargo xtask codegen`. Do not edit.
 
 /** Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1. */
 export declare const dataplaneVerdictReasonCodes: readonly [

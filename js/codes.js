@@ -1,5 +1,5 @@
 'use strict'
-// Reason-code lists and the literal schemas. The lists come from Rust (src/contract/reason_codes.rs), the one
+// Reason-code lists and the literal schemas. The lists come from Rust (crates/core/src/contract/reason_codes.rs), the one
 // place every code is defined; this file freezes them and wraps the Rust checks in zod-style schema objects.
 
 const native = require('./native.js')

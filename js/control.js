@@ -15,7 +15,7 @@ const native = require('./native.js')
 const { ContractValidationError, makeSchema } = require('./errors.js')
 const { unwrapOutcome } = require('./policy.js')
 
-// The command list is Rust's (crates/core/src/contract/control_protocol/mod.rs), like the code lists.
+// The command list is Rust's (crates/core/src/contract/control/protocol/mod.rs), like the code lists.
 const controlProtocolCommands = Object.freeze(native.codeTables().controlProtocolCommands)
 
 /**

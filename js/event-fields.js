@@ -1,5 +1,5 @@
-// Generated from EVENT_KEYS (crates/core/src/contract/events/mod.rs) and the record layout (src/events.rs)
-// by `pnpm run gen:headers`. Do not edit: `cargo test` checks it against the Rust source.
+// Generated from EVENT_KEYS (crates/core/src/contract/events/mod.rs) and the record layout
+// (src/packet_event/layout.rs) by `cargo xtask codegen`. Do not edit: `cargo xtask codegen --check` fails on drift.
 'use strict'
 
 /**
@@ -29,7 +29,7 @@ module.exports = function eventFields(t, checkObject) {
 
   /**
    * Reads every key of `input` once and has Rust judge the values (`checkObject(countOrKeys, ...values)`, see
-   * src/events.rs): returns the issues (an array), or a new object with the validated values in table order,
+   * src/packet_event.rs): returns the issues (an array), or a new object with the validated values in table order,
    * leaving out undefined ones and, `forLog`, the empty strings the log record drops. Each value is read
    * once, so a getter cannot hand the output something other than what was validated.
    */

@@ -2,7 +2,7 @@
 // DataplanePacketEvent: parse (object, JSON text, NDJSON batch) and log-record serialization.
 //
 // Every rule is checked in Rust (crates/core/src/contract/events/). This file only moves values across the
-// boundary the cheap way (see src/events.rs for the measurements behind the design) and shapes the results:
+// boundary the cheap way (see src/packet_event.rs for the measurements behind the design) and shapes the results:
 // - object input: read the known keys once, pass their values to Rust as arguments, build the output from the
 //   values that were validated (the per-key code is generated from the Rust key list: js/event-fields.js);
 // - byte input: Rust validates and writes typed values and string offsets into a Float64Array; the object

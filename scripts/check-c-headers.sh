@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The generated C headers must (1) compile cleanly as C11 and for the BPF target and (2) hold the SPEC values.
-# Drift from the Rust source is checked separately by `cargo test -p interceptor-ebpf-core --test code_headers`.
+# Drift from the Rust source is checked separately by `cargo xtask codegen --check`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=$(mktemp -d)

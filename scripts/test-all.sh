@@ -28,6 +28,9 @@ git diff --exit-code -- binding.js binding.d.ts || {
   exit 1
 }
 
+step "generated files (C headers, js/code-lists.d.ts, js/event-fields.js) match the Rust source"
+cargo xtask codegen --check
+
 step "C headers compile and match the Rust values"
 bash scripts/check-c-headers.sh
 
@@ -52,6 +55,9 @@ if [[ $(id -u) -eq 0 ]]; then
     cargo test --release -p interceptor-ebpf-core --lib dataplane::
   done
 fi
+
+step "the addon with the bench feature (benchEventBatch, for the transport test of the Node tests)"
+node bench/dataplane/bench-addon.mjs
 
 step "Node tests"
 pnpm test

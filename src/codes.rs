@@ -5,7 +5,7 @@ use napi::ValueType;
 use napi_derive::napi;
 
 use crate::issues::JsIssue;
-use interceptor_ebpf_core::contract::control_protocol::Command;
+use interceptor_ebpf_core::contract::control::protocol::Command;
 use interceptor_ebpf_core::contract::hook::Hook;
 use interceptor_ebpf_core::contract::reason_codes::{
     reason_code_lists_are_disjoint, ControlAuthzCode, DataplaneReasonCode, Verdict,

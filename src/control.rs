@@ -10,16 +10,16 @@ use serde_json::Value;
 
 use crate::issues::{to_js_issues, JsIssue};
 use interceptor_ebpf_core::contract::config::EbpfInterceptorConfig;
-use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
-use interceptor_ebpf_core::contract::control_protocol::{
-    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
-    parse_request_line, parse_response_envelope_line, parse_response_line, ControlRequest,
-    ControlResponse, RequestEnvelope, RequestRejection, ResponseEnvelope,
-};
-use interceptor_ebpf_core::contract::peer_auth::{
+use interceptor_ebpf_core::contract::control::authz::ControlPlaneAuthzEvent;
+use interceptor_ebpf_core::contract::control::peer_auth::{
     authorize_controller_peer as authorize, authz_result_json,
     validate_socket_security_metadata as validate_socket, ControllerAuthorizationPolicy,
     PeerCredentials, SocketSecurityExpectations, SocketSecurityMetadata,
+};
+use interceptor_ebpf_core::contract::control::protocol::{
+    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
+    parse_request_line, parse_response_envelope_line, parse_response_line, ControlRequest,
+    ControlResponse, RequestEnvelope, RequestRejection, ResponseEnvelope,
 };
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::validation::{Issue, IssueCode, ValidationError};

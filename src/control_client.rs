@@ -1,13 +1,13 @@
 //! N-API glue of `ControlClient` (`js/control-client.js`): the request line a controller sends and the reading of
-//! the agent's reply, both decided by the contract (strict per-command schemas, `contract::control_client`).
+//! the agent's reply, both decided by the contract (strict per-command schemas, `contract::control::client`).
 //! The socket itself is Node's `net` module, in JavaScript; nothing here blocks.
 
 use napi::bindgen_prelude::Uint8Array;
 use napi_derive::napi;
 
 use crate::issues::{to_js_issues, JsIssue};
-use interceptor_ebpf_core::contract::control_client::{read_reply, ReplyError};
-use interceptor_ebpf_core::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control::client::{read_reply, ReplyError};
+use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, Command, ControlResponse, MAX_LINE_BYTES,
 };
 

@@ -1,220 +1,28 @@
 //! How a batch of dataplane verdicts crosses into JavaScript: one N-API call per batch, never one per event.
 //!
-//! Three transports were measured (`pnpm bench:dataplane` prints the table, `bench/dataplane/codec.mjs` runs
-//! it alone); all three keep SPEC 3's key order exactly:
-//! - [`BatchFormat::Objects`]: Rust builds every event object with N-API property sets;
-//! - [`BatchFormat::Json`]: Rust writes one JSON array, JavaScript calls `JSON.parse` once;
-//! - [`BatchFormat::Packed`]: Rust writes fixed-size records plus a string table in which a string repeated
-//!   within the batch (comm, rule id, workload id, cgroup id, destination) is stored once; `js/interceptor.js`
-//!   decodes it with typed-array reads and object literals.
-//!
-//! The production path (`NativeEventSubscription::next_batch`) uses [`PRODUCTION_FORMAT`], the fastest of the
-//! three in that measurement; the others stay only behind `benchEventBatch` so the claim can be re-measured.
+//! The batch is [`packed`]: fixed-size records plus a string table in which a string repeated within the batch
+//! (comm, rule id, workload id, cgroup id, destination) is stored once; `js/interceptor.js` decodes it with
+//! typed-array reads and object literals, keeping SPEC 3's key order exactly. It was the fastest of three
+//! measured transports (`pnpm bench:dataplane` prints the table, `bench/dataplane/codec.mjs` runs it alone);
+//! the other two live in [`bench`], built only with the `bench` cargo feature so production builds leave them
+//! out.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::time::{Duration, SystemTime};
 
-use napi::bindgen_prelude::{Buffer, Either3, Object, ToNapiValue, TypeName};
-use napi::{sys, Env, ValueType};
+use napi::bindgen_prelude::Buffer;
 use napi_derive::napi;
 
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::reason_codes::{DataplaneReasonCode, DATAPLANE_NAMESPACE};
 use interceptor_ebpf_core::contract::timestamp::Timestamp;
-use interceptor_ebpf_core::contract::validation::MAX_SAFE_INTEGER;
 use interceptor_ebpf_core::dataplane::VerdictEvent;
 
-/// A transport for a batch of events.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BatchFormat {
-    Objects,
-    Json,
-    Packed,
-}
+#[cfg(any(test, feature = "bench"))]
+pub mod bench;
 
-/// The transport `events()` uses; see the module comment and docs/node-api.md for the numbers behind it.
-pub const PRODUCTION_FORMAT: BatchFormat = BatchFormat::Packed;
-
-impl BatchFormat {
-    pub fn from_wire(s: &str) -> Option<Self> {
-        match s {
-            "objects" => Some(BatchFormat::Objects),
-            "json" => Some(BatchFormat::Json),
-            "packed" => Some(BatchFormat::Packed),
-            _ => None,
-        }
-    }
-}
-
-/// One DataplanePacketEvent (SPEC 3) as a JavaScript object built in Rust, property by property in SPEC key
-/// order. Not `#[napi(object)]`: napi-rs sets a struct's `Option` fields after all required ones, which would
-/// move `would_block`, `rule_id` and `workload_id` to the end of the object.
-pub struct JsDataplanePacketEvent {
-    pub code_namespace: &'static str,
-    pub reason_code: &'static str,
-    pub verdict: &'static str,
-    pub would_block: Option<bool>,
-    pub hook: &'static str,
-    pub cgroup_id: String,
-    pub protocol: &'static str,
-    /// Absent for a verdict on a call without destination (a socket refused at creation).
-    pub dst_ip: Option<String>,
-    pub dst_port: Option<u32>,
-    pub pid: u32,
-    pub uid: u32,
-    pub comm: String,
-    pub rule_id: Option<String>,
-    pub policy_generation: f64,
-    pub workload_id: Option<String>,
-    pub observed_at: String,
-}
-
-impl TypeName for JsDataplanePacketEvent {
-    fn type_name() -> &'static str {
-        "DataplanePacketEvent"
-    }
-
-    fn value_type() -> ValueType {
-        ValueType::Object
-    }
-}
-
-impl ToNapiValue for JsDataplanePacketEvent {
-    unsafe fn to_napi_value(env: sys::napi_env, e: Self) -> napi::Result<sys::napi_value> {
-        let env_ref = Env::from_raw(env);
-        let mut o = Object::new(&env_ref)?;
-        o.set("code_namespace", e.code_namespace)?;
-        o.set("reason_code", e.reason_code)?;
-        o.set("verdict", e.verdict)?;
-        if let Some(wb) = e.would_block {
-            o.set("would_block", wb)?;
-        }
-        o.set("hook", e.hook)?;
-        o.set("cgroup_id", e.cgroup_id)?;
-        o.set("protocol", e.protocol)?;
-        if let Some(ip) = e.dst_ip {
-            o.set("dst_ip", ip)?;
-        }
-        if let Some(port) = e.dst_port {
-            o.set("dst_port", port)?;
-        }
-        o.set("pid", e.pid)?;
-        o.set("uid", e.uid)?;
-        o.set("comm", e.comm)?;
-        if let Some(r) = e.rule_id {
-            o.set("rule_id", r)?;
-        }
-        o.set("policy_generation", e.policy_generation)?;
-        if let Some(w) = e.workload_id {
-            o.set("workload_id", w)?;
-        }
-        o.set("observed_at", e.observed_at)?;
-        // SAFETY: `env` is the live environment napi handed to this conversion, and `o` was created in it.
-        unsafe { ToNapiValue::to_napi_value(env, o) }
-    }
-}
-
-/// A generation is a counter starting at 1; it stays far below 2^53, where a JavaScript number stops being
-/// exact. Saturating there keeps a (theoretical) overflow visible instead of silently rounding.
-fn generation_as_number(g: u64) -> f64 {
-    g.min(MAX_SAFE_INTEGER) as f64
-}
-
-fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
-    JsDataplanePacketEvent {
-        code_namespace: DATAPLANE_NAMESPACE,
-        reason_code: e.reason.as_str(),
-        verdict: e.reason.verdict().as_str(),
-        would_block: e.reason.would_block(),
-        hook: e.hook.as_str(),
-        cgroup_id: e.cgroup_id.to_string(),
-        protocol: e.protocol.as_str(),
-        dst_ip: e.dst_ip.map(|ip| ip.to_string()),
-        dst_port: e.dst_port.map(u32::from),
-        pid: e.pid,
-        uid: e.uid,
-        comm: e.comm.clone(),
-        rule_id: e.rule_id.clone(),
-        policy_generation: generation_as_number(e.policy_generation),
-        workload_id: e.workload_id.clone(),
-        observed_at: rfc3339_nanos(e.observed_at),
-    }
-}
-
-/// `observed_at` as RFC 3339 UTC with exactly 9 fractional digits (`2026-11-28T15:11:19.000000042Z`), by the
-/// contract's one timestamp writer. A wall clock outside 1970..=9999 (a broken RTC) is clamped to the epoch
-/// rather than producing text the contract would reject.
-pub fn rfc3339_nanos(t: SystemTime) -> String {
-    Timestamp::from_system_time(t)
-        .or_else(|| Timestamp::from_unix(0, 0))
-        .map(|ts| ts.as_str().to_owned())
-        .unwrap_or_default()
-}
-
-fn push_json_str(out: &mut String, s: &str) {
-    // serde_json's string escaper: the exact JSON grammar, so JSON.parse reads back the same string.
-    match serde_json::to_string(s) {
-        Ok(q) => out.push_str(&q),
-        // Serializing a &str cannot fail; an empty string keeps the output valid if it ever did.
-        Err(_) => out.push_str("\"\""),
-    }
-}
-
-/// The batch as one JSON array text.
-pub fn to_json(events: &[VerdictEvent]) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(events.len() * 360 + 2);
-    out.push('[');
-    for (n, e) in events.iter().enumerate() {
-        if n > 0 {
-            out.push(',');
-        }
-        let _ = write!(
-            out,
-            "{{\"code_namespace\":\"{DATAPLANE_NAMESPACE}\",\"reason_code\":\"{}\",\"verdict\":\"{}\"",
-            e.reason.as_str(),
-            e.reason.verdict().as_str()
-        );
-        if let Some(wb) = e.reason.would_block() {
-            let _ = write!(out, ",\"would_block\":{wb}");
-        }
-        let _ = write!(
-            out,
-            ",\"hook\":\"{}\",\"cgroup_id\":\"{}\",\"protocol\":\"{}\"",
-            e.hook.as_str(),
-            e.cgroup_id,
-            e.protocol.as_str(),
-        );
-        if let Some(ip) = e.dst_ip {
-            let _ = write!(out, ",\"dst_ip\":\"{ip}\"");
-        }
-        if let Some(port) = e.dst_port {
-            let _ = write!(out, ",\"dst_port\":{port}");
-        }
-        let _ = write!(out, ",\"pid\":{},\"uid\":{},\"comm\":", e.pid, e.uid);
-        push_json_str(&mut out, &e.comm);
-        if let Some(r) = &e.rule_id {
-            out.push_str(",\"rule_id\":");
-            push_json_str(&mut out, r);
-        }
-        let _ = write!(
-            out,
-            ",\"policy_generation\":{}",
-            e.policy_generation.min(MAX_SAFE_INTEGER)
-        );
-        if let Some(w) = &e.workload_id {
-            out.push_str(",\"workload_id\":");
-            push_json_str(&mut out, w);
-        }
-        let _ = write!(
-            out,
-            ",\"observed_at\":\"{}\"}}",
-            rfc3339_nanos(e.observed_at)
-        );
-    }
-    out.push(']');
-    out
+/// The batch as `nextBatch` returns it to JavaScript: the [`packed`] bytes.
+pub fn encode(events: &[VerdictEvent]) -> Buffer {
+    Buffer::from(to_packed(events))
 }
 
 /// The packed layout: every word is a little-endian u32. A batch is `HEADER_WORDS` words (event count, string
@@ -326,7 +134,11 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         let comm = strings.intern(&e.comm);
         let rule = e.rule_id.as_deref().map_or(0, |r| strings.intern(r));
         let workload = e.workload_id.as_deref().map_or(0, |w| strings.intern(w));
-        let observed = strings.push_unique(&rfc3339_nanos(e.observed_at));
+        let observed = strings.push_unique(
+            e.observed_timestamp()
+                .as_ref()
+                .map_or("", Timestamp::as_str),
+        );
         let mut record = [0u32; WORDS_PER_EVENT];
         record[REASON] = e.reason.value();
         record[KINDS] = u32::from(e.hook as u8)
@@ -460,134 +272,10 @@ pub fn packed_event_tables() -> PackedEventTables {
     }
 }
 
-/// A batch in one of the three transports, ready to return to JavaScript.
-pub type EncodedBatch = Either3<Buffer, String, Vec<JsDataplanePacketEvent>>;
-
-pub fn encode(events: &[VerdictEvent], format: BatchFormat) -> EncodedBatch {
-    match format {
-        BatchFormat::Packed => Either3::A(Buffer::from(to_packed(events))),
-        BatchFormat::Json => Either3::B(to_json(events)),
-        BatchFormat::Objects => Either3::C(events.iter().map(to_object).collect()),
-    }
-}
-
-/// Synthetic but realistic events for the transport benchmark: the mix of codes, the repetition of comm,
-/// rule ids and destinations, and string lengths a busy workload produces. Deterministic in `count`.
-pub fn synthetic_events(count: usize) -> Vec<VerdictEvent> {
-    let base = SystemTime::now();
-    (0..count)
-        .map(|i| {
-            let reason = DataplaneReasonCode::ALL[i % DataplaneReasonCode::ALL.len()];
-            let v6 = i % 4 == 3;
-            let dst_ip = if v6 {
-                IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, (i % 64) as u16))
-            } else {
-                IpAddr::V4(Ipv4Addr::new(10, 1, (i % 7) as u8, (i % 64) as u8))
-            };
-            VerdictEvent {
-                observed_at: base + Duration::from_nanos(i as u64 * 731),
-                monotonic_ns: 1_000_000_000 + i as u64 * 731,
-                cgroup_id: 4_294_967_296 + (i % 3) as u64,
-                pid: 4242 + (i % 3) as u32,
-                uid: 1000,
-                comm: "connect_rate".to_owned(),
-                hook: if v6 { Hook::Connect6 } else { Hook::Connect4 },
-                protocol: if i % 2 == 0 {
-                    Protocol::Tcp
-                } else {
-                    Protocol::Udp
-                },
-                dst_ip: (i % 13 != 12).then_some(dst_ip),
-                dst_port: (i % 13 != 12).then_some(443),
-                reason,
-                rule_id: (i % 5 != 0).then(|| format!("egress-rule-{}", i % 100)),
-                policy_generation: 7,
-                workload_id: (i % 10 != 0).then(|| "workload-billing-7f9c".to_owned()),
-                managed_cgroup_id: 4_294_967_296,
-            }
-        })
-        .collect()
-}
-
-/// Benchmark hook, not part of the documented API: encodes `count` synthetic events in `format`
-/// (`objects` | `json` | `packed`) so `bench/dataplane/codec.mjs` can time each transport end to end.
-#[napi(
-    js_name = "benchEventBatch",
-    ts_return_type = "Buffer | string | Array<Record<string, unknown>>"
-)]
-pub fn bench_event_batch(format: String, count: u32) -> napi::Result<EncodedBatch> {
-    let format = BatchFormat::from_wire(&format).ok_or_else(|| {
-        napi::Error::new(
-            napi::Status::InvalidArg,
-            format!("format must be objects, json or packed, got {format}"),
-        )
-    })?;
-    Ok(encode(&synthetic_events(count as usize), format))
-}
-
 #[cfg(test)]
 mod tests {
+    use super::bench::synthetic_events;
     use super::*;
-    use interceptor_ebpf_core::contract::events::EVENT_KEYS;
-    use std::time::UNIX_EPOCH;
-
-    #[test]
-    fn rfc3339_has_nine_fraction_digits_and_correct_civil_date() {
-        // 2026-11-28T15:11:19Z is 1795878679 s after the epoch.
-        let t = UNIX_EPOCH + Duration::new(1_795_878_679, 42);
-        assert_eq!(rfc3339_nanos(t), "2026-11-28T15:11:19.000000042Z");
-        assert_eq!(rfc3339_nanos(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
-        // Leap day.
-        let t = UNIX_EPOCH + Duration::new(951_782_400, 999_999_999);
-        assert_eq!(rfc3339_nanos(t), "2000-02-29T00:00:00.999999999Z");
-    }
-
-    #[test]
-    fn json_batch_keeps_spec_key_order_and_omits_absent_keys() {
-        // 13 events: the last one has no destination (a refused socket).
-        let events = synthetic_events(13);
-        let text = to_json(&events);
-        let parsed: Vec<serde_json::Map<String, serde_json::Value>> =
-            match serde_json::from_str(&text) {
-                Ok(v) => v,
-                Err(e) => panic!("batch is not JSON: {e}: {text}"),
-            };
-        assert_eq!(parsed.len(), 13);
-        // serde_json's Map sorts keys, so read the order from the text itself: every `"key":` token of each
-        // object (the synthetic strings contain no braces, quotes or colons).
-        let key_orders: Vec<Vec<&str>> = text
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .split("},{")
-            .map(|obj| {
-                obj.split('"')
-                    .collect::<Vec<_>>()
-                    .windows(2)
-                    .filter(|w| w[1].starts_with(':'))
-                    .map(|w| w[0])
-                    .collect()
-            })
-            .collect();
-        assert_eq!(key_orders.len(), 13);
-        // Every key of the table but `message`, which the dataplane never sets.
-        let order: Vec<&str> = EVENT_KEYS.into_iter().filter(|k| *k != "message").collect();
-        for ((obj, keys), e) in parsed.iter().zip(&key_orders).zip(&events) {
-            let expected: Vec<&str> = order
-                .iter()
-                .copied()
-                .filter(|k| match *k {
-                    "would_block" => e.reason.would_block().is_some(),
-                    "rule_id" => e.rule_id.is_some(),
-                    "workload_id" => e.workload_id.is_some(),
-                    "dst_ip" | "dst_port" => e.dst_ip.is_some(),
-                    _ => true,
-                })
-                .collect();
-            assert_eq!(keys, &expected);
-            assert_eq!(obj["verdict"], e.reason.verdict().as_str());
-            assert_eq!(obj["cgroup_id"], e.cgroup_id.to_string());
-        }
-    }
 
     #[test]
     fn packed_batch_round_trips_its_string_table() {
@@ -646,7 +334,10 @@ mod tests {
             }
             let generation = u64::from(w(GENERATION_LOW)) | (u64::from(w(GENERATION_HIGH)) << 32);
             assert_eq!(generation, e.policy_generation);
-            assert_eq!(string(w(OBSERVED_AT)), rfc3339_nanos(e.observed_at));
+            assert_eq!(
+                Some(string(w(OBSERVED_AT))),
+                e.observed_timestamp().map(|t| t.as_str().to_owned())
+            );
         }
     }
 }

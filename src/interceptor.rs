@@ -20,7 +20,7 @@ use napi::{Env, Status, Task};
 use napi_derive::napi;
 use serde_json::{json, Value};
 
-use crate::event_batch::{encode, EncodedBatch, PRODUCTION_FORMAT};
+use crate::event_batch::encode;
 use crate::issues::to_js_issues;
 use interceptor_ebpf_core::contract::cgroup::{parse_interceptor_target, TargetKind};
 use interceptor_ebpf_core::contract::json_reader::parse_literal;
@@ -576,7 +576,7 @@ impl NativeEventSubscription {
         &self,
         env: &'env Env,
         max: u32,
-    ) -> napi::Result<PromiseRaw<'env, Option<EncodedBatch>>> {
+    ) -> napi::Result<PromiseRaw<'env, Option<Buffer>>> {
         let shared = Arc::clone(&self.shared);
         let sub = Arc::clone(&self.sub);
         let max = max.clamp(1, MAX_EVENT_BATCH) as usize;
@@ -586,7 +586,7 @@ impl NativeEventSubscription {
                 shared
                     .delivered
                     .fetch_add(events.len() as u64, Ordering::Relaxed);
-                encode(&events, PRODUCTION_FORMAT)
+                encode(&events)
             }))
         })
     }

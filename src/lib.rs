@@ -10,9 +10,9 @@ mod control;
 mod control_client;
 #[cfg(target_os = "linux")]
 mod event_batch;
-mod events;
 #[cfg(target_os = "linux")]
 mod interceptor;
 mod issues;
 mod napi_raw;
+mod packet_event;
 mod utf16;

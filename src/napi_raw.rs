@@ -1,6 +1,6 @@
 //! Thin safe wrappers over the raw `napi_sys` calls that the hand-written event callbacks make
-//! (`events/fast_path.rs`). The callbacks bypass `#[napi]` because the boundary dominates their cost; this
-//! module keeps the `unsafe` of doing so in one place, each block with the reason it is sound.
+//! (`src/packet_event/fast_path.rs`). The callbacks bypass `#[napi]` because the boundary dominates their cost;
+//! this module keeps the `unsafe` of doing so in one place, each block with the reason it is sound.
 //!
 //! Soundness rests on two types:
 //!

@@ -24,8 +24,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use interceptor_ebpf_agent::client::Client;
-use interceptor_ebpf_core::contract::control_client::read_reply;
-use interceptor_ebpf_core::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control::client::read_reply;
+use interceptor_ebpf_core::contract::control::protocol::{
     Command as Cmd, CommandRequest, ControlRequest,
 };
 use interceptor_ebpf_core::contract::hook::Protocol;

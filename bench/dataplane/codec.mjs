@@ -1,4 +1,4 @@
-// How a batch of verdict events should cross from Rust into JavaScript (src/node/event_batch.rs).
+// How a batch of verdict events should cross from Rust into JavaScript (src/event_batch.rs, src/event_batch/bench.rs).
 // Times, per event, one native call producing a batch plus whatever JavaScript needs to turn it into
 // DataplanePacketEvent objects, for the three transports; prints a markdown table with ratios against the
 // fastest. Needs no root and no kernel: the events are synthetic (same shape and string repetition as real
@@ -8,10 +8,14 @@ import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 import path from 'node:path'
 
+import { loadBenchAddon } from './bench-addon.mjs'
+
 const require = createRequire(import.meta.url)
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
-const native = require(path.join(root, 'binding.js'))
 const { decodeEventBatch } = require(path.join(root, 'js/interceptor.js'))
+// benchEventBatch is built only with the `bench` cargo feature: its own addon, built on first use.
+let native = null
+const bench = () => (native ??= loadBenchAddon())
 
 const FORMATS = ['objects', 'json', 'packed']
 
@@ -21,7 +25,7 @@ function keysOf(e) {
 
 /** All three transports must produce the same keys in the same order (values differ only in timestamps). */
 export function checkFormatsAgree(n = 200) {
-  const decoded = FORMATS.map((f) => decodeEventBatch(native.benchEventBatch(f, n)))
+  const decoded = FORMATS.map((f) => decodeEventBatch(bench().benchEventBatch(f, n)))
   for (let i = 0; i < n; i++) {
     const k0 = keysOf(decoded[0][i])
     for (let f = 1; f < FORMATS.length; f++) {
@@ -39,7 +43,7 @@ function timeFormat(format, batch, rounds) {
   let sink = 0
   const t0 = process.hrtime.bigint()
   for (let r = 0; r < rounds; r++) {
-    const events = decodeEventBatch(native.benchEventBatch(format, batch))
+    const events = decodeEventBatch(bench().benchEventBatch(format, batch))
     // Touch every event so no transport gets away with lazy work.
     for (let i = 0; i < events.length; i++) sink += events[i].dst_port
   }

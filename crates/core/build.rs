@@ -24,6 +24,9 @@ fn main() {
         &root.join("bpf/dataplane_abi.h"),
         &[
             root.join("bpf/dataplane_abi.h"),
+            // Every pinned map's definition (type, size, key and value): a state pinned by another layout
+            // must not be adopted.
+            root.join("bpf/dataplane_maps.h"),
             root.join("bpf/policy_lookup.h"),
         ],
         &out_dir.join("dataplane_abi.rs"),
@@ -72,7 +75,7 @@ fn build_bpf(root: &Path, out_dir: &Path) {
         &root.join("bpf/dataplane.bpf.c"),
         &out_dir.join("dataplane.bpf.o"),
     );
-    // Feature probes of the bypass layers (src/dataplane/layers.rs).
+    // Feature probes of the bypass layers (crates/core/src/dataplane/layers.rs).
     compile(
         root,
         &root.join("bpf/probes.bpf.c"),

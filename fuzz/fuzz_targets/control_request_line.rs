@@ -3,7 +3,7 @@
 //! one of the two request error codes and say what is wrong.
 #![no_main]
 
-use interceptor_ebpf_core::contract::control_protocol::parse_request_line;
+use interceptor_ebpf_core::contract::control::protocol::parse_request_line;
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use libfuzzer_sys::fuzz_target;
 

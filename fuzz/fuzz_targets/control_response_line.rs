@@ -2,7 +2,7 @@
 //! back to the same response.
 #![no_main]
 
-use interceptor_ebpf_core::contract::control_protocol::parse_response_line;
+use interceptor_ebpf_core::contract::control::protocol::parse_response_line;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 //! `serde_json::Value` path.
 #![no_main]
 
-use interceptor_ebpf_core::contract::event_json::parse_json;
+use interceptor_ebpf_core::contract::events::json::parse_json;
 use interceptor_ebpf_core::contract::events::parse_value;
 use interceptor_ebpf_core::contract::validation::IssueCode;
 use libfuzzer_sys::fuzz_target;

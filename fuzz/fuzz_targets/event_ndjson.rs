@@ -3,7 +3,7 @@
 //! increasing and inside the input.
 #![no_main]
 
-use interceptor_ebpf_core::contract::event_json::{for_each_ndjson_line, parse_json, parse_ndjson};
+use interceptor_ebpf_core::contract::events::json::{for_each_ndjson_line, parse_json, parse_ndjson};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit. */
+/* Generated from crates/core/src/contract/reason_codes.rs by `cargo xtask codegen`. Do not edit. */
 /* Control-plane authorization error codes (namespace control_authz). Values are permanent: never changed, never reused. */
 #ifndef BROKER_INTERCEPTOR_EBPF_CONTROL_AUTHZ_CODES_H
 #define BROKER_INTERCEPTOR_EBPF_CONTROL_AUTHZ_CODES_H

@@ -9,8 +9,8 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use interceptor_ebpf_core::contract::control_client::{read_reply, ReplyError};
-use interceptor_ebpf_core::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control::client::{read_reply, ReplyError};
+use interceptor_ebpf_core::contract::control::protocol::{
     CommandRequest, ControlProtocolError, ControlRequest, ResponseData, MAX_LINE_BYTES,
 };
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;

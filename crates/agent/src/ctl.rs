@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use interceptor_ebpf_core::contract::config::DEFAULT_CONTROL_SOCKET_PATH;
-use interceptor_ebpf_core::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control::protocol::{
     check_cgroup_path, parse_cgroup_id, CgroupRef, CommandRequest, Health, HealthStatus,
     ManagedCgroup, Mode, PolicySummary, ResponseData, ShutdownOptions, Status, UpsertManagedCgroup,
 };
-use interceptor_ebpf_core::contract::event_json::parse_json;
+use interceptor_ebpf_core::contract::events::json::parse_json;
 use interceptor_ebpf_core::contract::events::DataplanePacketEvent;
 use interceptor_ebpf_core::contract::json_reader::Issues;
 use interceptor_ebpf_core::contract::layer::Layer;

@@ -1,43 +1,14 @@
-//! A dataplane verdict as the contract's DataplanePacketEvent: the same fields, in the same form, as the Node
-//! API's `events()` (`src/event_batch.rs` of the addon): `cgroup_id` is the caller's own cgroup, `comm`,
-//! `rule_id` (when a rule decided), `policy_generation`, `workload_id` (from the managed entry), `observed_at`
-//! (RFC 3339 UTC with nanoseconds). No `message`.
+//! A dataplane verdict as the agent's log line: the contract's DataplanePacketEvent, converted by
+//! `VerdictEvent::to_packet_event` (crates/core/src/dataplane/events.rs), the same conversion the Node API's
+//! `events()` uses (`src/event_batch.rs`), written by the contract's `write_log_json`.
 
-use interceptor_ebpf_core::contract::events::{Comm, DataplanePacketEvent, PolicyGeneration};
-use interceptor_ebpf_core::contract::timestamp::Timestamp;
 use interceptor_ebpf_core::dataplane::VerdictEvent;
-
-pub fn packet_event(e: &VerdictEvent) -> DataplanePacketEvent {
-    DataplanePacketEvent {
-        reason_code: e.reason,
-        hook: Some(e.hook),
-        cgroup_id: Some(e.cgroup_id),
-        message: None,
-        protocol: Some(e.protocol),
-        // A socket refused at creation has no destination: both keys are left out, as in the Node API.
-        dst_ip: e.dst_ip,
-        dst_port: e.dst_port,
-        pid: Some(e.pid),
-        uid: Some(e.uid),
-        // The dataplane cuts a comm to 16 bytes of UTF-8 (`Comm::from_kernel_bytes`), so it always fits.
-        comm: Comm::new(e.comm.as_str()),
-        rule_id: e.rule_id.clone(),
-        // A generation counts policy replacements from 1: it stays far below 2^53; saturate rather than drop.
-        policy_generation: PolicyGeneration::new(
-            e.policy_generation
-                .min(interceptor_ebpf_core::contract::events::POLICY_GENERATION_MAX),
-        ),
-        workload_id: e.workload_id.clone(),
-        observed_at: Timestamp::from_system_time(e.observed_at)
-            .or_else(|| Timestamp::from_unix(0, 0)),
-    }
-}
 
 /// The event's log record as one line, `\n` included: what the agent writes to standard output and streams to
 /// SubscribeEvents clients.
 pub fn log_line(e: &VerdictEvent) -> Vec<u8> {
     let mut out = Vec::with_capacity(400);
-    packet_event(e).write_log_json(&mut out);
+    e.to_packet_event().write_log_json(&mut out);
     out.push(b'\n');
     out
 }
@@ -45,7 +16,7 @@ pub fn log_line(e: &VerdictEvent) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use interceptor_ebpf_core::contract::event_json::parse_json;
+    use interceptor_ebpf_core::contract::events::json::parse_json;
     use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
     use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
     use std::time::{Duration, UNIX_EPOCH};
@@ -81,7 +52,7 @@ mod tests {
              \"policy_generation\":3,\"workload_id\":\"wl-a\",\"observed_at\":\"2023-11-14T22:13:20.000000042Z\"}\n"
         );
         let parsed = parse_json(&line[..line.len() - 1]).expect("valid event");
-        assert_eq!(parsed, packet_event(&event()));
+        assert_eq!(parsed, event().to_packet_event());
     }
 
     #[test]

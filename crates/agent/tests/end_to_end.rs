@@ -169,7 +169,7 @@ fn refusals_reach_subscribers_ctl_events_and_the_log() {
             "the log has the same record"
         );
         // The record is exactly the contract's log record of a valid event.
-        let event = interceptor_ebpf_core::contract::event_json::parse_json(line.as_bytes())
+        let event = interceptor_ebpf_core::contract::events::json::parse_json(line.as_bytes())
             .unwrap_or_else(|e| panic!("{line}: {e}"));
         assert_eq!(
             String::from_utf8(event.to_log_json()).expect("utf8"),

@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use interceptor_ebpf_agent::client::Client;
-use interceptor_ebpf_core::contract::control_protocol::{CommandRequest, ResponseData, Status};
+use interceptor_ebpf_core::contract::control::protocol::{CommandRequest, ResponseData, Status};
 use interceptor_ebpf_core::contract::layer::{active_layers, Layer, LayerState};
 use serde_json::Value;
 use support::dp;
@@ -145,7 +145,7 @@ fn layers_are_reported_at_start_in_health_status_ctl_and_metrics_and_refusals_ar
         "no destination: {event}"
     );
     let line = serde_json::to_string(&event).expect("json");
-    interceptor_ebpf_core::contract::event_json::parse_json(line.as_bytes())
+    interceptor_ebpf_core::contract::events::json::parse_json(line.as_bytes())
         .unwrap_or_else(|e| panic!("{line}: {e}"));
     assert_eq!(
         status(&mut client).layer_counters.sockets_refused,

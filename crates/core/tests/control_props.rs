@@ -1,7 +1,7 @@
 //! Property tests for the control protocol: generated valid requests and responses survive
 //! serialize -> parse unchanged; mutations of a valid line are rejected with the right code.
 
-use interceptor_ebpf_core::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, parse_response_line, CgroupRef, CommandRequest, ControlRequest,
     ControlResponse, Mode, PolicySummary, ResponseData, ShutdownOptions, UpsertManagedCgroup,
 };

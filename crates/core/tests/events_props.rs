@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use interceptor_ebpf_core::contract::event_json::{parse_json, parse_ndjson};
+use interceptor_ebpf_core::contract::events::json::{parse_json, parse_ndjson};
 use interceptor_ebpf_core::contract::events::{
     parse_value, Comm, DataplanePacketEvent, ObservedAt, PolicyGeneration, POLICY_GENERATION_MAX,
 };

@@ -13,16 +13,16 @@ use std::sync::Arc;
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
 
-use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
-use interceptor_ebpf_core::contract::control_protocol::{
+use interceptor_ebpf_core::contract::control::authz::ControlPlaneAuthzEvent;
+use interceptor_ebpf_core::contract::control::peer_auth::{
+    authorize_controller_peer, ControllerAuthorizationPolicy, PeerCredentials,
+};
+use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlResponse,
     GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status, UpsertManagedCgroup,
     MAX_SAFE_INTEGER,
 };
 use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
-use interceptor_ebpf_core::contract::peer_auth::{
-    authorize_controller_peer, ControllerAuthorizationPolicy, PeerCredentials,
-};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use interceptor_ebpf_core::dataplane::{self, Dataplane, DataplaneError};

@@ -13,7 +13,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-use interceptor_ebpf_core::contract::control_protocol::MAX_LINE_BYTES;
+use interceptor_ebpf_core::contract::control::protocol::MAX_LINE_BYTES;
 
 /// Bytes a connection buffers without taking from the shared budget.
 pub const FREE_BYTES: usize = 64 * 1024;

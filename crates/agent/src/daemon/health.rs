@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
-use interceptor_ebpf_core::contract::control_protocol::{Health, HealthStatus};
+use interceptor_ebpf_core::contract::control::protocol::{Health, HealthStatus};
 use interceptor_ebpf_core::contract::layer::Layer;
 use interceptor_ebpf_core::contract::modes::FailMode;
 use interceptor_ebpf_core::contract::timestamp::Timestamp;

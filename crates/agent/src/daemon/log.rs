@@ -19,7 +19,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
+use interceptor_ebpf_core::contract::control::authz::ControlPlaneAuthzEvent;
 use interceptor_ebpf_core::contract::timestamp::Timestamp;
 
 /// Lines the queue holds before new ones are dropped (and counted).

@@ -31,7 +31,7 @@ use prometheus_client::registry::Registry;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use interceptor_ebpf_core::contract::control_protocol::Command;
+use interceptor_ebpf_core::contract::control::protocol::Command;
 use interceptor_ebpf_core::contract::hook::Hook;
 use interceptor_ebpf_core::contract::layer::{Layer, LayerCounters};
 use interceptor_ebpf_core::contract::reason_codes::{ControlAuthzCode, DataplaneReasonCode};

@@ -27,8 +27,8 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::signal::unix::{signal, SignalKind};
 
+use interceptor_ebpf_core::contract::control::peer_auth::ControllerAuthorizationPolicy;
 use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
-use interceptor_ebpf_core::contract::peer_auth::ControllerAuthorizationPolicy;
 use interceptor_ebpf_core::dataplane::{Dataplane, DataplaneOptions, EventReceiver};
 
 use crate::config::AgentConfig;

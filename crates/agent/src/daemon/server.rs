@@ -20,7 +20,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::Semaphore;
 
-use interceptor_ebpf_core::contract::control_protocol::{ControlResponse, MAX_LINE_BYTES};
+use interceptor_ebpf_core::contract::control::protocol::{ControlResponse, MAX_LINE_BYTES};
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 
 use super::control::{Agent, Outcome};
@@ -164,7 +164,7 @@ async fn connection(
 }
 
 fn malformed(agent: &Agent, message: String) -> String {
-    let error = interceptor_ebpf_core::contract::control_protocol::ControlProtocolError::new(
+    let error = interceptor_ebpf_core::contract::control::protocol::ControlProtocolError::new(
         ControlAuthzCode::RequestMalformed,
         message,
         None,

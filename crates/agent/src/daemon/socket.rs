@@ -16,8 +16,8 @@ use std::os::unix::fs::{DirBuilderExt, FileTypeExt, MetadataExt, OpenOptionsExt,
 use std::path::{Path, PathBuf};
 
 use interceptor_ebpf_core::contract::config::EbpfInterceptorConfig;
-use interceptor_ebpf_core::contract::control_authz::ControlPlaneAuthzEvent;
-use interceptor_ebpf_core::contract::peer_auth::{
+use interceptor_ebpf_core::contract::control::authz::ControlPlaneAuthzEvent;
+use interceptor_ebpf_core::contract::control::peer_auth::{
     validate_socket_security_metadata, PeerCredentials, SocketSecurityExpectations,
     SocketSecurityMetadata,
 };

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::json_reader::{self, join, object, Issues};
 use super::validation::{IssueCode, PathSegment, ValidationError};
-use super::wire_literal::{wire_literal_from_all, WireLiteral};
+use super::wire_literal::wire_literal_from_all;
 
 /// Where the agent runs; production always fails closed on unknown reason codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

@@ -132,6 +132,8 @@ impl Protocol {
     }
 }
 
+crate::contract::wire_literal::wire_literal_from_all!(Hook, Protocol);
+
 #[cfg(test)]
 mod tests {
     use super::*;

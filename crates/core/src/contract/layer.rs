@@ -1,8 +1,8 @@
 //! The bypass layers (docs/threat-model.md) as the contract names them: the layer list, a layer's state, and
-//! what the layers counted. The dataplane attaches and reports them (`dataplane/layers.rs`); the Node API's
+//! what the layers counted. The dataplane attaches and reports them (`crates/core/src/dataplane/layers.rs`); the Node API's
 //! `disableLayers` and `status().layers`, the agent's `BROKER_EBPF_DISABLE_LAYERS` and the control protocol's
 //! GetHealth/GetStatus data all use these names, so a layer added here is accepted and reported everywhere,
-//! and `js/code-lists.d.ts` gets it from `pnpm run gen:headers`. Names are stable: never renamed or reused.
+//! and `js/code-lists.d.ts` gets it from `cargo xtask codegen`. Names are stable: never renamed or reused.
 
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
@@ -196,6 +196,8 @@ impl LayerCounters {
         }
     }
 }
+
+crate::contract::wire_literal::wire_literal_from_all!(Layer, LayerStateName);
 
 #[cfg(test)]
 mod tests {

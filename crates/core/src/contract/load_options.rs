@@ -96,10 +96,7 @@ impl Default for DataplaneOptions {
 /// its config map. The one place that asks the system.
 #[cfg(target_os = "linux")]
 pub fn page_size() -> u64 {
-    // SAFETY: sysconf only reads a system constant; it has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    // sysconf reports -1 only for an unknown name; _SC_PAGESIZE is always known on Linux.
-    u64::try_from(page).ok().filter(|p| *p > 0).unwrap_or(4096)
+    u64::try_from(rustix::param::page_size()).unwrap_or(4096)
 }
 
 /// Off Linux (the WebAssembly build of the contract API) there is no dataplane to size a ring buffer for, and

@@ -1,12 +1,8 @@
 //! The contract layer (SPEC sections 2 and 3): everything other parts and other processes agree on.
 
 pub mod cgroup;
-pub mod code_headers;
 pub mod config;
-pub mod control_authz;
-pub mod control_client;
-pub mod control_protocol;
-pub mod event_json;
+pub mod control;
 pub mod events;
 pub mod heartbeat;
 pub mod hook;
@@ -15,7 +11,6 @@ pub mod json_reader;
 pub mod layer;
 pub mod load_options;
 pub mod modes;
-pub mod peer_auth;
 pub mod policy;
 pub mod reason_codes;
 pub mod slot_id;

@@ -48,3 +48,5 @@ impl FailMode {
         FailMode::ALL.into_iter().find(|m| m.as_str() == s)
     }
 }
+
+crate::contract::wire_literal::wire_literal_from_all!(Mode, FailMode);

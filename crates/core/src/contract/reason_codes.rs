@@ -256,6 +256,8 @@ const _: () = assert!(
     "reason code values must be 1..=N in declaration order"
 );
 
+crate::contract::wire_literal::wire_literal_from_all!(Verdict);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,11 +4,9 @@
 //! readers ([`crate::contract::json_reader::literal`]) and to every "expected one of ..." message
 //! ([`alternatives`]), so no parser keeps a `(&str, T)` table or a hand-spelled message of its own, and a value
 //! appended to a list (a new hook, protocol or reason code) is accepted and named everywhere at once.
-
-use super::hook::{Hook, Protocol};
-use super::layer::{Layer, LayerStateName};
-use super::modes::{FailMode, Mode};
-use super::reason_codes::Verdict;
+//!
+//! A leaf: each type implements the trait in its own module (`wire_literal_from_all!(Hook, Protocol)` in
+//! `hook.rs`), so this module depends on none of them.
 
 /// A type whose values are exactly the strings of one closed list.
 pub trait WireLiteral: Copy + 'static {
@@ -37,7 +35,7 @@ pub fn alternatives<T: WireLiteral>(quote: impl Fn(&str) -> String, separator: &
 /// Implements [`WireLiteral`] from a type's own `ALL` list and `as_str`.
 macro_rules! wire_literal_from_all {
     ($($t:ty),+ $(,)?) => {$(
-        impl WireLiteral for $t {
+        impl $crate::contract::wire_literal::WireLiteral for $t {
             const VALUES: &'static [Self] = &<$t>::ALL;
             fn wire(self) -> &'static str {
                 <$t>::as_str(self)
@@ -47,19 +45,13 @@ macro_rules! wire_literal_from_all {
 }
 pub(crate) use wire_literal_from_all;
 
-wire_literal_from_all!(
-    Hook,
-    Protocol,
-    Mode,
-    FailMode,
-    Verdict,
-    Layer,
-    LayerStateName
-);
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::contract::hook::{Hook, Protocol};
+    use crate::contract::layer::{Layer, LayerStateName};
+    use crate::contract::modes::{FailMode, Mode};
+    use crate::contract::reason_codes::Verdict;
 
     #[test]
     fn every_list_round_trips_and_names_every_value() {

@@ -14,7 +14,7 @@ pub(crate) mod c {
 pub(crate) static BPF_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/dataplane.bpf.o"));
 
-/// The feature probes built from bpf/probes.bpf.c (src/dataplane/layers.rs loads them, never attaches them).
+/// The feature probes built from bpf/probes.bpf.c (crates/core/src/dataplane/layers.rs loads them, never attaches them).
 pub(crate) static PROBES_OBJECT: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/probes.bpf.o"));
 

@@ -17,58 +17,24 @@
 
 use std::collections::HashSet;
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsFd;
+use std::path::Path;
 
 use aya::maps::MapInfo;
 use aya::programs::ProgramInfo;
+use aya_obj::generated::{bpf_link_type, BPF_F_RDONLY_PROG};
 
 use super::abi::{self, c};
-use super::bpf_sys::{bpf, obj_get, ElemAttr, BPF_MAP_LOOKUP_ELEM, BPF_OBJ_GET_INFO_BY_FD};
 use super::cgroup;
 use super::error::DataplaneError;
-use crate::contract::hook::Hook;
+use super::pins;
+use super::sys;
 
-/// Every map the programs and the loader use, by pin name. `dp_config` first: its pin marks a state to adopt.
-pub(crate) const MAP_NAMES: [&str; 12] = [
-    "dp_config",
-    "dp_slot_meta",
-    "dp_groups4",
-    "dp_groups6",
-    "dp_entries",
-    "dp_managed",
-    "dp_rule_ids",
-    "dp_events",
-    "dp_counters",
-    // The bypass layers' (bpf/socket_marks.h); the sock_addr programs use them too.
-    "dp_layer_state",
-    "dp_layer_counters",
-    // Each socket's storage record: its cached verdict and its mark (struct dp_sk_state).
-    "dp_sk_state",
-];
+/// The link type of every link a pinned state holds.
+const BPF_LINK_TYPE_CGROUP: u32 = bpf_link_type::BPF_LINK_TYPE_CGROUP as u32;
 
-/// `enum bpf_link_type` / `enum bpf_attach_type` values from the kernel's uapi `linux/bpf.h` (stable ABI).
-const BPF_LINK_TYPE_CGROUP: u32 = 3;
-const BPF_CGROUP_INET4_CONNECT: u32 = 10;
-const BPF_CGROUP_INET6_CONNECT: u32 = 11;
-const BPF_CGROUP_UDP4_SENDMSG: u32 = 14;
-const BPF_CGROUP_UDP6_SENDMSG: u32 = 15;
-
-/// The attach type of a sock_addr hook's link; `None` for the layers' hooks (`layers::pinned_links`).
-pub(crate) fn attach_type(hook: Hook) -> Option<u32> {
-    match hook {
-        Hook::Connect4 => Some(BPF_CGROUP_INET4_CONNECT),
-        Hook::Connect6 => Some(BPF_CGROUP_INET6_CONNECT),
-        Hook::Sendmsg4 => Some(BPF_CGROUP_UDP4_SENDMSG),
-        Hook::Sendmsg6 => Some(BPF_CGROUP_UDP6_SENDMSG),
-        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress => None,
-    }
-}
-
-/// `BPF_F_RDONLY_PROG`: the programs cannot write the map (aya sets it on, and freezes, `.rodata`).
-const BPF_F_RDONLY_PROG: u32 = 1 << 7;
-
-/// A map the programs use besides the pinned ones: only the object's own frozen `.rodata` is allowed.
+/// A map the programs use besides the pinned ones: only the object's own frozen `.rodata` is allowed
+/// (`BPF_F_RDONLY_PROG`: the programs cannot write it; aya sets it on, and freezes, `.rodata`).
 fn is_object_rodata(id: u32) -> bool {
     MapInfo::from_id(id).is_ok_and(|m| {
         m.name_as_str().is_some_and(|n| n.ends_with(".rodata"))
@@ -76,69 +42,14 @@ fn is_object_rodata(id: u32) -> bool {
     })
 }
 
-pub(crate) fn link_pin(pin_dir: &Path, hook: Hook) -> PathBuf {
-    pin_dir.join(format!("link_{}", hook.as_str()))
-}
-
-pub(crate) fn prog_pin(pin_dir: &Path, hook: Hook) -> PathBuf {
-    pin_dir.join(format!("prog_{}", hook.as_str()))
-}
-
-/// The `info` member of `union bpf_attr` (BPF_OBJ_GET_INFO_BY_FD).
-#[repr(C)]
-#[derive(Default)]
-struct InfoAttr {
-    bpf_fd: u32,
-    info_len: u32,
-    info: u64,
-}
-
-/// `struct bpf_link_info` up to its `cgroup` member, with room for the kernel's larger union members (which
-/// must read back as zero past what this kernel fills in).
-#[repr(C, align(8))]
-struct LinkInfo {
-    link_type: u32,
-    id: u32,
-    prog_id: u32,
-    pad: u32,
-    cgroup_id: u64,
-    attach_type: u32,
-    rest: [u32; 25],
-}
-
-fn link_info(fd: &OwnedFd) -> io::Result<LinkInfo> {
-    let mut info = LinkInfo {
-        link_type: 0,
-        id: 0,
-        prog_id: 0,
-        pad: 0,
-        cgroup_id: 0,
-        attach_type: 0,
-        rest: [0; 25],
-    };
-    let mut attr = InfoAttr {
-        bpf_fd: fd.as_raw_fd() as u32,
-        info_len: std::mem::size_of::<LinkInfo>() as u32,
-        info: &mut info as *mut LinkInfo as u64,
-    };
-    // SAFETY: `info` is a writable, zeroed buffer of `info_len` bytes that outlives the call.
-    unsafe { bpf(BPF_OBJ_GET_INFO_BY_FD, &mut attr) }?;
-    Ok(info)
-}
-
 /// Reads element 0 of the pinned array map at `path` (`value_size` bytes).
 fn read_first(path: &Path, value_size: usize) -> io::Result<Vec<u8>> {
-    let fd = obj_get(path)?;
-    let key: u32 = 0;
+    let fd = sys::obj_get(path)?;
+    let key = 0u32.to_ne_bytes();
     let mut value = vec![0u8; value_size];
-    let mut attr = ElemAttr {
-        map_fd: fd.as_raw_fd() as u32,
-        key: &key as *const u32 as u64,
-        value: value.as_mut_ptr() as u64,
-        ..ElemAttr::default()
-    };
-    // SAFETY: key points to a u32 (the array's key size), value to `value_size` writable bytes (its value size).
-    unsafe { bpf(BPF_MAP_LOOKUP_ELEM, &mut attr) }?;
+    // SAFETY: the key is a u32 (an array's key size), `value` holds `value_size` bytes: the caller passes the
+    // map's value size, checked against MapInfo before.
+    unsafe { sys::map::lookup_elem(fd.as_fd(), &key, &mut value) }?;
     Ok(value)
 }
 
@@ -157,7 +68,7 @@ fn refuse(pin_dir: &Path, reason: String) -> DataplaneError {
 /// Checks the pinned state under `pin_dir` (which has a `dp_config` pin) against this build and `cgroup_root`.
 pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneError> {
     // 1. The layout.
-    let config_pin = pin_dir.join("dp_config");
+    let config_pin = pins::map_pin(pin_dir, pins::CONFIG_MAP);
     let config_info = MapInfo::from_pin(&config_pin)
         .map_err(|e| refuse(pin_dir, format!("dp_config cannot be read: {e}")))?;
     if u64::from(config_info.value_size()) != c::DP_CONFIG_SIZE {
@@ -191,8 +102,8 @@ pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneE
 
     // 2. Every map.
     let mut map_ids = HashSet::new();
-    for name in MAP_NAMES {
-        let info = MapInfo::from_pin(pin_dir.join(name)).map_err(|e| {
+    for name in pins::MAP_NAMES {
+        let info = MapInfo::from_pin(pins::map_pin(pin_dir, name)).map_err(|e| {
             refuse(
                 pin_dir,
                 format!("map {name} is not pinned ({e}): the pinned state is incomplete"),
@@ -203,23 +114,18 @@ pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneE
 
     // 3. Every pinned link.
     let root_id = cgroup::cgroup_id(cgroup_root)?;
-    let links = Hook::SOCK_ADDR
-        .iter()
-        .filter_map(|h| {
-            Some((
-                h.as_str(),
-                attach_type(*h)?,
-                link_pin(pin_dir, *h),
-                prog_pin(pin_dir, *h),
-            ))
-        })
-        .chain(super::layers::pinned_links(pin_dir));
-    for (name, attach, link_path, prog_path) in links {
+    for pins::LinkPins {
+        name,
+        attach_type: attach,
+        link: link_path,
+        prog: prog_path,
+    } in pins::pinned_links(pin_dir)
+    {
         if !link_path.exists() {
             continue; // a loader died before attaching this hook, or a layer is not attached: load() sees to it
         }
-        let info = obj_get(&link_path)
-            .and_then(|fd| link_info(&fd))
+        let info = sys::obj_get(&link_path)
+            .and_then(|fd| sys::link_info(fd.as_fd()))
             .map_err(|e| {
                 refuse(
                     pin_dir,

@@ -2,9 +2,12 @@
 //! one aligned atomic store, so a program reading it concurrently never sees a torn heartbeat, mode or slot
 //! (a `bpf_map_update_elem` would copy the whole value with memcpy, which gives no such guarantee).
 
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use rustix::mm::{mmap, munmap, MapFlags, ProtFlags};
+use rustix::time::{clock_gettime, ClockId};
 
 use super::abi::{self, Config};
 use super::error::DataplaneError;
@@ -25,23 +28,19 @@ impl ConfigMapping {
         let len = usize::try_from(page_size())
             .unwrap_or(4096)
             .max(std::mem::size_of::<Config>());
-        // SAFETY: a fresh shared mapping of a BPF_F_MMAPABLE array fd; the kernel checks the length and flags.
+        // SAFETY: a fresh shared mapping of a BPF_F_MMAPABLE array fd at no fixed address: nothing else is mapped
+        // over; the kernel checks the length and flags.
         let ptr = unsafe {
-            libc::mmap(
+            mmap(
                 std::ptr::null_mut(),
                 len,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED,
-                fd.as_raw_fd(),
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
                 0,
             )
-        };
-        if ptr == libc::MAP_FAILED {
-            return Err(DataplaneError::map(
-                "dp_config",
-                format!("mmap: {}", std::io::Error::last_os_error()),
-            ));
         }
+        .map_err(|e| DataplaneError::map("dp_config", format!("mmap: {e}")))?;
         let base = NonNull::new(ptr.cast::<u8>())
             .ok_or_else(|| DataplaneError::map("dp_config", "mmap returned NULL"))?;
         Ok(ConfigMapping { base, len })
@@ -117,26 +116,17 @@ impl ConfigMapping {
 impl Drop for ConfigMapping {
     fn drop(&mut self) {
         // SAFETY: base/len are exactly what mmap returned; no reference into the mapping outlives `self`.
-        unsafe {
-            libc::munmap(self.base.as_ptr().cast(), self.len);
-        }
+        let _ = unsafe { munmap(self.base.as_ptr().cast(), self.len) };
     }
 }
 
 /// CLOCK_MONOTONIC in ns: the clock of `bpf_ktime_get_ns`.
 pub(crate) fn monotonic_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
+    clock_ns(ClockId::Monotonic)
 }
 
-pub(crate) fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock ids used here always exist on Linux.
-    unsafe {
-        libc::clock_gettime(clock, &mut ts);
-    }
+pub(crate) fn clock_ns(clock: ClockId) -> u64 {
+    let ts = clock_gettime(clock);
     (ts.tv_sec as u64)
         .saturating_mul(1_000_000_000)
         .saturating_add(ts.tv_nsec as u64)

@@ -22,9 +22,12 @@ use tokio::sync::Notify;
 use super::abi::{self, RawEvent};
 use super::config_map;
 use super::slots::PolicyMaps;
-use crate::contract::events::Comm;
+use crate::contract::events::{
+    Comm, DataplanePacketEvent, PolicyGeneration, POLICY_GENERATION_MAX,
+};
 use crate::contract::hook::{Hook, Protocol};
 use crate::contract::reason_codes::DataplaneReasonCode;
+use crate::contract::timestamp::Timestamp;
 
 /// One verdict from the kernel, enriched in user space.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +57,49 @@ pub struct VerdictEvent {
     pub workload_id: Option<String>,
     /// The managed cgroup whose entry matched (0 when unmanaged). An addition to the agreed API.
     pub managed_cgroup_id: u64,
+}
+
+impl VerdictEvent {
+    /// `observed_at` as the contract's timestamp (RFC 3339 UTC, 9 fractional digits). A wall clock outside
+    /// 1970..=9999 (a broken RTC) is clamped to the epoch rather than producing text the contract would reject.
+    pub fn observed_timestamp(&self) -> Option<Timestamp> {
+        Timestamp::from_system_time(self.observed_at).or_else(|| Timestamp::from_unix(0, 0))
+    }
+
+    /// The verdict as the contract's DataplanePacketEvent: the one conversion, shared by the agent's log lines
+    /// and the Node API's `events()`. `cgroup_id` is the caller's own cgroup; a socket refused at creation has
+    /// no destination (both keys absent); no `message`.
+    pub fn to_packet_event(&self) -> DataplanePacketEvent {
+        DataplanePacketEvent {
+            reason_code: self.reason,
+            hook: Some(self.hook),
+            cgroup_id: Some(self.cgroup_id),
+            message: None,
+            protocol: Some(self.protocol),
+            dst_ip: self.dst_ip,
+            dst_port: self.dst_port,
+            pid: Some(self.pid),
+            uid: Some(self.uid),
+            // The decoder cuts a comm to 16 bytes of UTF-8 (`Comm::from_kernel_bytes`), so it always fits.
+            comm: Comm::new(self.comm.as_str()),
+            rule_id: self.rule_id.clone(),
+            policy_generation: self.policy_generation_number(),
+            workload_id: self.workload_id.clone(),
+            observed_at: self.observed_timestamp(),
+        }
+    }
+
+    /// A generation counts policy replacements from 1 and stays far below 2^53, where a JavaScript number stops
+    /// being exact; saturating there keeps a (theoretical) overflow visible instead of dropping the key.
+    pub fn policy_generation_number(&self) -> Option<PolicyGeneration> {
+        PolicyGeneration::new(self.policy_generation.min(POLICY_GENERATION_MAX))
+    }
+}
+
+impl From<&VerdictEvent> for DataplanePacketEvent {
+    fn from(e: &VerdictEvent) -> Self {
+        e.to_packet_event()
+    }
 }
 
 /// Rule ids of recent generations, filled by `replace_policy` and, for an adopted state, from the pinned map.
@@ -173,7 +219,8 @@ pub(crate) fn decode(
 
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, in ns: added to a record's bpf_ktime_get_ns to get wall time.
 pub(crate) fn boot_offset_ns() -> i128 {
-    i128::from(config_map::clock_ns(libc::CLOCK_REALTIME)) - i128::from(config_map::monotonic_ns())
+    i128::from(config_map::clock_ns(rustix::time::ClockId::Realtime))
+        - i128::from(config_map::monotonic_ns())
 }
 
 /// One subscriber's bounded queue.
@@ -497,6 +544,55 @@ mod tests {
             workload_id: None,
             managed_cgroup_id: 1,
         }
+    }
+
+    #[test]
+    fn observed_at_has_nine_fraction_digits_and_the_correct_civil_date() {
+        let at = |t: SystemTime| {
+            let mut e = event(1);
+            e.observed_at = t;
+            e.observed_timestamp().map(|ts| ts.as_str().to_owned())
+        };
+        // 2026-11-28T15:11:19Z is 1795878679 s after the epoch.
+        let t = UNIX_EPOCH + Duration::new(1_795_878_679, 42);
+        assert_eq!(at(t).as_deref(), Some("2026-11-28T15:11:19.000000042Z"));
+        assert_eq!(
+            at(UNIX_EPOCH).as_deref(),
+            Some("1970-01-01T00:00:00.000000000Z")
+        );
+        // Leap day.
+        let t = UNIX_EPOCH + Duration::new(951_782_400, 999_999_999);
+        assert_eq!(at(t).as_deref(), Some("2000-02-29T00:00:00.999999999Z"));
+        // A broken RTC before the epoch is clamped to it, not dropped.
+        let t = UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(at(t).as_deref(), Some("1970-01-01T00:00:00.000000000Z"));
+    }
+
+    #[test]
+    fn the_packet_event_carries_every_field_and_saturates_the_generation() {
+        let mut e = event(443);
+        e.comm = "curl".into();
+        e.rule_id = Some("r".into());
+        e.workload_id = Some("w".into());
+        let p = DataplanePacketEvent::from(&e);
+        assert_eq!(p.reason_code, e.reason);
+        assert_eq!((p.hook, p.protocol), (Some(e.hook), Some(e.protocol)));
+        assert_eq!((p.cgroup_id, p.pid, p.uid), (Some(1), Some(1), Some(0)));
+        assert_eq!((p.dst_ip, p.dst_port), (e.dst_ip, Some(443)));
+        assert_eq!(p.comm.as_ref().map(Comm::as_str), Some("curl"));
+        assert_eq!(
+            (p.rule_id.as_deref(), p.workload_id.as_deref()),
+            (Some("r"), Some("w"))
+        );
+        assert_eq!(p.message, None);
+        assert_eq!(p.policy_generation.map(PolicyGeneration::get), Some(1));
+        e.policy_generation = u64::MAX;
+        assert_eq!(
+            e.to_packet_event()
+                .policy_generation
+                .map(PolicyGeneration::get),
+            Some(POLICY_GENERATION_MAX)
+        );
     }
 
     fn ports(batch: Option<Vec<VerdictEvent>>) -> Vec<u16> {

@@ -20,59 +20,32 @@
 //! section under PREEMPT_RCU.
 
 use std::io;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
+use aya_obj::generated::BPF_F_NO_PREALLOC;
+
 use super::abi::{c, Group, Key4, Key6};
-use super::bpf_sys::{bpf, obj_get, owned, ElemAttr, BPF_MAP_CREATE, BPF_MAP_UPDATE_ELEM};
-
-/// `enum bpf_map_type` value and map flag from the kernel's uapi `linux/bpf.h` (stable ABI).
-const BPF_MAP_TYPE_HASH: u32 = 1;
-const BPF_F_NO_PREALLOC: u32 = 1;
-
-/// The leading members of `union bpf_attr` for BPF_MAP_CREATE; the rest stays zero, as the kernel requires.
-#[repr(C)]
-#[derive(Default)]
-struct MapCreateAttr {
-    map_type: u32,
-    key_size: u32,
-    value_size: u32,
-    max_entries: u32,
-    map_flags: u32,
-    inner_map_fd: u32,
-    numa_node: u32,
-    map_name: [u8; 16],
-    rest: [u32; 12],
-}
+use super::pins;
+use super::sys;
 
 /// A group map of one slot, created exactly as `dp_groups4_slot` / `dp_groups6_slot` are defined in C (the
 /// kernel refuses to install a map of other parameters).
 fn create_group_map(key_size: usize, name: &[u8]) -> io::Result<OwnedFd> {
-    let mut attr = MapCreateAttr {
-        map_type: BPF_MAP_TYPE_HASH,
-        key_size: key_size as u32,
-        value_size: std::mem::size_of::<Group>() as u32,
-        max_entries: c::DP_GROUPS_PER_FAMILY as u32,
-        map_flags: BPF_F_NO_PREALLOC,
-        ..MapCreateAttr::default()
-    };
-    let n = name.len().min(15);
-    attr.map_name[..n].copy_from_slice(&name[..n]);
-    // SAFETY: a zero-initialised BPF_MAP_CREATE attr without pointers.
-    unsafe { bpf(BPF_MAP_CREATE, &mut attr) }.map(owned)
+    sys::map::create_hash(
+        key_size as u32,
+        std::mem::size_of::<Group>() as u32,
+        c::DP_GROUPS_PER_FAMILY as u32,
+        BPF_F_NO_PREALLOC,
+        name,
+    )
 }
 
 /// `outer[slot] = inner`: returns after an RCU grace period (see the module documentation).
 fn install(outer: &OwnedFd, slot: u32, inner: &OwnedFd) -> io::Result<()> {
     let value: u32 = inner.as_raw_fd() as u32;
-    let mut attr = ElemAttr {
-        map_fd: outer.as_raw_fd() as u32,
-        key: &slot as *const u32 as u64,
-        value: &value as *const u32 as u64,
-        ..ElemAttr::default()
-    };
-    // SAFETY: key and value point to live u32s: the outer map's key and value (a map fd) sizes.
-    unsafe { bpf(BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
+    // SAFETY: an array-of-maps takes a u32 key and a u32 value (the inner map's fd).
+    unsafe { sys::map::update_elem(outer.as_fd(), &slot, &value) }
 }
 
 /// The group maps of one slot, ready to be written: empty when just installed.
@@ -90,8 +63,8 @@ pub(crate) struct GroupMaps {
 impl GroupMaps {
     pub(crate) fn open(pin_dir: &Path) -> io::Result<Self> {
         Ok(GroupMaps {
-            outer4: obj_get(&pin_dir.join("dp_groups4"))?,
-            outer6: obj_get(&pin_dir.join("dp_groups6"))?,
+            outer4: sys::obj_get(&pins::map_pin(pin_dir, "dp_groups4"))?,
+            outer6: sys::obj_get(&pins::map_pin(pin_dir, "dp_groups6"))?,
         })
     }
 

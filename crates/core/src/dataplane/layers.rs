@@ -17,7 +17,7 @@
 
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use aya::maps::{Array, MapData, PerCpuArray};
 use aya::programs::links::{FdLink, PinnedLink};
@@ -26,56 +26,25 @@ use aya::programs::{
     ProgramError,
 };
 use aya::{Btf, Ebpf, EbpfLoader};
+use rustix::mount::MountFlags;
 
 use super::abi::{self, c, LayerState as RawLayerState};
 use super::error::{chain, Cause, DataplaneError};
 use super::mounts;
+use super::pins;
+use super::program;
 use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
 
-/// Where a layer's program and link are: what the dataplane adds to the contract's [`Layer`].
-trait LayerProgram {
-    fn program(self) -> Option<&'static str>;
-    fn link_pin(self, pin_dir: &Path) -> PathBuf;
-    fn prog_pin(self, pin_dir: &Path) -> PathBuf;
-}
-
-impl LayerProgram for Layer {
-    /// The program in bpf/dataplane.bpf.c (pinned as `prog_<layer>`, its link as `link_<layer>`); `None` for
-    /// socket storage, which is a mode of the other programs.
-    fn program(self) -> Option<&'static str> {
-        match self {
-            Layer::SockCreate => Some("dp_sock_create"),
-            Layer::SocketCreateLsm => Some("dp_socket_create_lsm"),
-            Layer::Egress => Some("dp_egress"),
-            Layer::SocketStorage => None,
-        }
+/// A layer's program in bpf/dataplane.bpf.c: what the dataplane adds to the contract's [`Layer`]. Pinned as
+/// `prog_<layer>`, its link as `link_<layer>` (`pins.rs`); `None` for socket storage, which is a mode of the
+/// other programs.
+fn layer_program(layer: Layer) -> Option<&'static str> {
+    match layer {
+        Layer::SockCreate => Some("dp_sock_create"),
+        Layer::SocketCreateLsm => Some("dp_socket_create_lsm"),
+        Layer::Egress => Some("dp_egress"),
+        Layer::SocketStorage => None,
     }
-
-    fn link_pin(self, pin_dir: &Path) -> PathBuf {
-        pin_dir.join(format!("link_{}", self.as_str()))
-    }
-
-    fn prog_pin(self, pin_dir: &Path) -> PathBuf {
-        pin_dir.join(format!("prog_{}", self.as_str()))
-    }
-}
-
-/// `enum bpf_attach_type` values of the layers' links (the kernel's uapi `linux/bpf.h`, a stable ABI).
-const BPF_CGROUP_INET_EGRESS: u32 = 1;
-const BPF_CGROUP_INET_SOCK_CREATE: u32 = 2;
-const BPF_LSM_CGROUP: u32 = 43;
-
-/// The link pins a pinned state may hold for the layers: (name, attach type, link pin, program pin), for the
-/// adoption check (`adoption.rs`).
-pub(crate) fn pinned_links(pin_dir: &Path) -> Vec<(&'static str, u32, PathBuf, PathBuf)> {
-    [
-        (Layer::SockCreate, BPF_CGROUP_INET_SOCK_CREATE),
-        (Layer::SocketCreateLsm, BPF_LSM_CGROUP),
-        (Layer::Egress, BPF_CGROUP_INET_EGRESS),
-    ]
-    .into_iter()
-    .map(|(l, attach)| (l.as_str(), attach, l.link_pin(pin_dir), l.prog_pin(pin_dir)))
-    .collect()
 }
 
 /// What the kernel lets the programs do, probed before the dataplane object is loaded.
@@ -104,7 +73,7 @@ fn probe_sock_addr_storage(btf: Option<&Btf>) -> Result<(), String> {
         .ok_or("probe program missing")?
         .try_into()
         .map_err(|e: ProgramError| e.to_string())?;
-    load_retrying(|| prog.load()).map_err(|e| {
+    program::load_retrying(|| prog.load()).map_err(|e| {
         program_reason(
             "use socket storage and bpf_jiffies64 in a sock_addr program",
             &e,
@@ -207,7 +176,7 @@ fn active_lsms() -> Result<String, String> {
         mounts::mount_fs(
             "securityfs",
             &dir,
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV,
+            MountFlags::RDONLY | MountFlags::NOSUID | MountFlags::NOEXEC | MountFlags::NODEV,
         )
         .map_err(|e| format!("mount securityfs to read the active LSMs: {e}"))?;
         let text = std::fs::read_to_string(dir.join("lsm"));
@@ -247,45 +216,6 @@ fn reason_text(what: &str, error: &str, verifier_log: &str) -> String {
     )
 }
 
-/// Loads a program, trying again while the verifier gives up with EAGAIN (a signal arrived), as
-/// `loader::load_program` does.
-fn load_retrying(mut load: impl FnMut() -> Result<(), ProgramError>) -> Result<(), ProgramError> {
-    let mut attempt = 1;
-    loop {
-        match load() {
-            Err(ProgramError::LoadError { io_error, .. })
-                if io_error.raw_os_error() == Some(libc::EAGAIN)
-                    && attempt < super::loader::PROG_LOAD_ATTEMPTS =>
-            {
-                attempt += 1
-            }
-            other => return other,
-        }
-    }
-}
-
-/// Unpins and detaches a layer's pinned link and removes its program pin (a layer the options now disable).
-fn remove_pins(layer: Layer, pin_dir: &Path) -> Result<(), DataplaneError> {
-    let link_pin = layer.link_pin(pin_dir);
-    if link_pin.exists() {
-        let link = PinnedLink::from_pin(&link_pin).map_err(|e| DataplaneError::Adopt {
-            path: link_pin.clone(),
-            reason: format!("reopen {}: {e}", layer),
-        })?;
-        // Dropping the last fd of an unpinned bpf_link detaches the program.
-        let fd_link = link.unpin().map_err(|e| DataplaneError::Adopt {
-            path: link_pin.clone(),
-            reason: format!("unpin {}: {e}", layer),
-        })?;
-        drop(fd_link);
-    }
-    let prog_pin = layer.prog_pin(pin_dir);
-    if prog_pin.exists() {
-        std::fs::remove_file(&prog_pin).map_err(|e| DataplaneError::io("remove", &prog_pin, e))?;
-    }
-    Ok(())
-}
-
 /// Loads, attaches and pins one layer's program. `Ok(Err(reason))`: the kernel does not offer the layer.
 fn attach_one(
     ebpf: &mut Ebpf,
@@ -294,7 +224,7 @@ fn attach_one(
     cgroup_root: &File,
     pin_dir: &Path,
 ) -> Result<Result<PinnedLink, String>, DataplaneError> {
-    let Some(name) = layer.program() else {
+    let Some(name) = layer_program(layer) else {
         return Ok(Err(format!("{layer} has no program")));
     };
     let program = ebpf
@@ -305,10 +235,14 @@ fn attach_one(
             let prog: &mut CgroupSock = program
                 .try_into()
                 .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
-            if let Err(e) = load_retrying(|| prog.load()) {
+            if let Err(e) = program::load_retrying(|| prog.load()) {
                 return Ok(Err(program_reason("load cgroup/sock_create", &e)));
             }
-            pin_program(prog.pin(layer.prog_pin(pin_dir)), layer, pin_dir)?;
+            pin_program(
+                prog.pin(pins::prog_pin(pin_dir, layer.as_str())),
+                layer,
+                pin_dir,
+            )?;
             let id = match prog.attach(cgroup_root.as_fd(), CgroupAttachMode::Single) {
                 Ok(id) => id,
                 Err(e) => return Ok(Err(program_reason("attach cgroup/sock_create", &e))),
@@ -328,10 +262,14 @@ fn attach_one(
             let prog: &mut LsmCgroup = program
                 .try_into()
                 .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
-            if let Err(e) = load_retrying(|| prog.load("socket_create", btf)) {
+            if let Err(e) = program::load_retrying(|| prog.load("socket_create", btf)) {
                 return Ok(Err(program_reason("load lsm_cgroup/socket_create", &e)));
             }
-            pin_program(prog.pin(layer.prog_pin(pin_dir)), layer, pin_dir)?;
+            pin_program(
+                prog.pin(pins::prog_pin(pin_dir, layer.as_str())),
+                layer,
+                pin_dir,
+            )?;
             let id = match prog.attach(cgroup_root.as_fd()) {
                 Ok(id) => id,
                 Err(e) => return Ok(Err(program_reason("attach lsm_cgroup/socket_create", &e))),
@@ -342,10 +280,14 @@ fn attach_one(
             let prog: &mut CgroupSkb = program
                 .try_into()
                 .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
-            if let Err(e) = load_retrying(|| prog.load()) {
+            if let Err(e) = program::load_retrying(|| prog.load()) {
                 return Ok(Err(program_reason("load cgroup_skb/egress", &e)));
             }
-            pin_program(prog.pin(layer.prog_pin(pin_dir)), layer, pin_dir)?;
+            pin_program(
+                prog.pin(pins::prog_pin(pin_dir, layer.as_str())),
+                layer,
+                pin_dir,
+            )?;
             let id = match prog.attach(
                 cgroup_root.as_fd(),
                 CgroupSkbAttachType::Egress,
@@ -360,7 +302,7 @@ fn attach_one(
         Layer::SocketStorage => return Ok(Err(format!("{layer} has no program"))),
     };
     let pinned = link
-        .pin(layer.link_pin(pin_dir))
+        .pin(pins::link_pin(pin_dir, layer.as_str()))
         .map_err(|e| DataplaneError::layer(layer, "pin link", e))?;
     Ok(Ok(pinned))
 }
@@ -377,7 +319,10 @@ fn pin_program(
     result.map_err(|e| {
         DataplaneError::layer(
             layer,
-            format!("pin program at {}", layer.prog_pin(pin_dir).display()),
+            format!(
+                "pin program at {}",
+                pins::prog_pin(pin_dir, layer.as_str()).display()
+            ),
             e,
         )
     })
@@ -407,7 +352,7 @@ pub(crate) fn attach(
     // 1. The egress layer, and the flags saying whether it is there: removed after its flags, added before.
     let egress = if disabled.contains(&Layer::Egress) {
         layers.write_flags(0)?;
-        remove_pins(Layer::Egress, pin_dir)?;
+        pins::remove_program_pins(pin_dir, Layer::Egress.as_str())?;
         LayerState::Disabled
     } else {
         layers.attach_program(ebpf, btf, Layer::Egress, cgroup_root, pin_dir)?
@@ -439,7 +384,7 @@ pub(crate) fn attach(
     // 2. The socket-creation layers.
     for layer in [Layer::SockCreate, Layer::SocketCreateLsm] {
         let state = if disabled.contains(&layer) {
-            remove_pins(layer, pin_dir)?;
+            pins::remove_program_pins(pin_dir, layer.as_str())?;
             LayerState::Disabled
         } else {
             layers.attach_program(ebpf, btf, layer, cgroup_root, pin_dir)?
@@ -467,7 +412,7 @@ impl Layers {
         cgroup_root: &File,
         pin_dir: &Path,
     ) -> Result<LayerState, DataplaneError> {
-        let link_pin = layer.link_pin(pin_dir);
+        let link_pin = pins::link_pin(pin_dir, layer.as_str());
         let outcome = if link_pin.exists() {
             let link = PinnedLink::from_pin(&link_pin).map_err(|e| DataplaneError::Adopt {
                 path: link_pin.clone(),
@@ -475,12 +420,7 @@ impl Layers {
             })?;
             Ok(link)
         } else {
-            let prog_pin = layer.prog_pin(pin_dir);
-            if prog_pin.exists() {
-                // Left by a loader that died between pinning the program and pinning its link.
-                std::fs::remove_file(&prog_pin)
-                    .map_err(|e| DataplaneError::io("remove", &prog_pin, e))?;
-            }
+            pins::remove_stale_prog_pin(&pins::prog_pin(pin_dir, layer.as_str()))?;
             attach_one(ebpf, btf, layer, cgroup_root, pin_dir)?
         };
         Ok(match outcome {
@@ -490,7 +430,7 @@ impl Layers {
             }
             Err(why) => {
                 // A program pinned before the attach failed must not stay behind.
-                let _ = std::fs::remove_file(layer.prog_pin(pin_dir));
+                let _ = std::fs::remove_file(pins::prog_pin(pin_dir, layer.as_str()));
                 LayerState::Unavailable(why)
             }
         })

@@ -27,7 +27,9 @@ use super::group_maps::GroupMaps;
 use super::layers::{self, KernelSupport, Layers};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
+use super::pins;
 use super::policy_compile;
+use super::program;
 use super::slots::{self, BatchHandles, Inactive, PolicyMaps};
 use crate::contract::cgroup::directory_of;
 use crate::contract::hook::Hook;
@@ -35,10 +37,6 @@ use crate::contract::layer::{LayerCounters, LayerStatus};
 use crate::contract::policy::{PolicySnapshot, PolicySummary};
 use crate::contract::slot_id::{check_slot_id, MAX_SLOT_ID_BYTES};
 use crate::contract::validation::{Issue, IssueCode, ValidationError};
-
-const PIN_DIR_NAME: &str = "broker-interceptor-ebpf";
-/// The map whose pin marks an existing state to adopt.
-const CONFIG_MAP: &str = "dp_config";
 
 // The contract's id-slot rule (rule and workload ids) is what the kernel slot holds, terminating NUL included.
 const _: () = assert!(MAX_SLOT_ID_BYTES + 1 == abi::ID_BYTES);
@@ -179,49 +177,9 @@ fn typed<T: TryFrom<aya::maps::Map, Error = MapError>>(
 
 fn object_error(e: EbpfError) -> DataplaneError {
     match e {
-        EbpfError::ProgramError(e) => program_error("(object)", e),
+        EbpfError::ProgramError(e) => program::load_error("(object)", e),
         other => DataplaneError::Object(Box::new(other)),
     }
-}
-
-/// A failed program load: the syscall's error and the verifier's log, split so the log is not in the message.
-fn program_error(program: &str, e: ProgramError) -> DataplaneError {
-    match e {
-        ProgramError::LoadError {
-            io_error,
-            verifier_log,
-        } => DataplaneError::Load {
-            program: program.into(),
-            source: Box::new(io_error),
-            verifier_log: verifier_log.to_string(),
-        },
-        other => DataplaneError::Load {
-            program: program.into(),
-            source: Box::new(other),
-            verifier_log: String::new(),
-        },
-    }
-}
-
-/// How many times a program load is tried when the verifier gives up with EAGAIN. The verifier stops with
-/// EAGAIN whenever the loading thread has a signal pending (a timer, SIGCHLD, a profiler): nothing is wrong
-/// with the program, so libbpf tries again, 5 times in all; so does this loader.
-pub(crate) const PROG_LOAD_ATTEMPTS: usize = 5;
-
-fn is_eagain(e: &ProgramError) -> bool {
-    matches!(e, ProgramError::LoadError { io_error, .. } if io_error.raw_os_error() == Some(libc::EAGAIN))
-}
-
-/// Loads one program into the kernel, trying again on EAGAIN; a rejection carries the verifier's log.
-fn load_program(prog: &mut CgroupSockAddr, name: &str) -> Result<(), DataplaneError> {
-    let mut attempt = 1;
-    let result = loop {
-        match prog.load() {
-            Err(e) if is_eagain(&e) && attempt < PROG_LOAD_ATTEMPTS => attempt += 1,
-            other => break other,
-        }
-    };
-    result.map_err(|e| program_error(name, e))
 }
 
 /// Loads (if needed), attaches and pins one hook, or adopts its pinned link.
@@ -231,7 +189,7 @@ fn attach_hook(
     cgroup_root: &File,
     pin_dir: &Path,
 ) -> Result<(PinnedLink, bool), DataplaneError> {
-    let link_pin = adoption::link_pin(pin_dir, hook);
+    let link_pin = pins::link_pin(pin_dir, hook.as_str());
     if link_pin.exists() {
         let link = PinnedLink::from_pin(&link_pin).map_err(|e| {
             DataplaneError::attach(hook, format!("adopt {}", link_pin.display()), e)
@@ -246,12 +204,9 @@ fn attach_hook(
         .ok_or_else(|| DataplaneError::Object(format!("program {name} missing").into()))?
         .try_into()
         .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
-    load_program(prog, name)?;
-    let prog_pin = adoption::prog_pin(pin_dir, hook);
-    if prog_pin.exists() {
-        // Left by a loader that died between pinning the program and pinning its link.
-        std::fs::remove_file(&prog_pin).map_err(|e| DataplaneError::io("remove", &prog_pin, e))?;
-    }
+    program::load(name, || prog.load())?;
+    let prog_pin = pins::prog_pin(pin_dir, hook.as_str());
+    pins::remove_stale_prog_pin(&prog_pin)?;
     prog.pin(&prog_pin)
         .map_err(|e| DataplaneError::attach(hook, "pin program", e))?;
     // With bpf_link (kernel >= 5.7) the kernel requires flags 0 (`Single` here) and always runs the link next to
@@ -288,7 +243,7 @@ impl Dataplane {
         }
         let pin_dir = match &opts.pin_dir {
             Some(p) => p.clone(),
-            None => mounts::bpffs_root()?.join(PIN_DIR_NAME),
+            None => mounts::bpffs_root()?.join(pins::PIN_DIR_NAME),
         };
         std::fs::create_dir_all(&pin_dir).map_err(|e| DataplaneError::io("mkdir", &pin_dir, e))?;
         if !mounts::is_bpffs(&pin_dir) {
@@ -296,15 +251,15 @@ impl Dataplane {
                 reason: format!("{} is not on bpffs", pin_dir.display()),
             });
         }
-        let adopted = pin_dir.join(CONFIG_MAP).exists();
+        let adopted = pins::map_pin(&pin_dir, pins::CONFIG_MAP).exists();
         if adopted {
             // Before aya opens (or creates next to it) a single pinned map.
             adoption::check(&pin_dir, &cgroup_root)?;
         } else {
-            refuse_leftovers(&pin_dir)?;
+            pins::refuse_leftovers(&pin_dir)?;
         }
         // An adopted ring buffer keeps its size; the reader must map exactly that size.
-        let ring_bytes = match MapInfo::from_pin(pin_dir.join("dp_events")) {
+        let ring_bytes = match MapInfo::from_pin(pins::map_pin(&pin_dir, "dp_events")) {
             Ok(info) if adopted => info.max_entries(),
             _ => opts.ring_buffer_bytes,
         };
@@ -321,7 +276,7 @@ impl Dataplane {
             .load(abi::BPF_OBJECT)
             .map_err(object_error)?;
 
-        let config_map = match take_map(&mut ebpf, CONFIG_MAP)? {
+        let config_map = match take_map(&mut ebpf, pins::CONFIG_MAP)? {
             aya::maps::Map::Array(data) => data,
             _ => return Err(DataplaneError::map("dp_config", "not an array map")),
         };
@@ -743,193 +698,15 @@ impl Dataplane {
             }
         }
         drop(inner);
-        if let Err(e) = remove_pins(&self.pin_dir) {
+        if let Err(e) = pins::remove_pins(&self.pin_dir) {
             first_error.get_or_insert(e);
         }
         first_error.map_or(Ok(()), Err)
     }
 }
 
-/// A pin directory without `dp_config` must be empty: anything else there is a load that stopped half way, or
-/// something that is not ours, and adopting a part of it would be a half-adopted dataplane.
-fn refuse_leftovers(pin_dir: &Path) -> Result<(), DataplaneError> {
-    let entries =
-        std::fs::read_dir(pin_dir).map_err(|e| DataplaneError::io("read_dir", pin_dir, e))?;
-    let names: Vec<String> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    if names.is_empty() {
-        return Ok(());
-    }
-    Err(DataplaneError::Adopt {
-        path: pin_dir.to_path_buf(),
-        reason: format!(
-            "it holds {names:?} but no dp_config: an interrupted load or something that is not a dataplane; \
-             remove the pin directory (`rm -r` of it) or choose another one"
-        ),
-    })
-}
-
-/// Removes every pin under `dir` (maps, programs, links) and the directory itself.
-fn remove_pins(dir: &Path) -> Result<(), DataplaneError> {
-    let entries = match std::fs::read_dir(dir) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(DataplaneError::io("read_dir", dir, e)),
-    };
-    for entry in entries {
-        let path = entry
-            .map_err(|e| DataplaneError::io("read_dir", dir, e))?
-            .path();
-        std::fs::remove_file(&path).map_err(|e| DataplaneError::io("remove", &path, e))?;
-    }
-    std::fs::remove_dir(dir).map_err(|e| DataplaneError::io("rmdir", dir, e))
-}
-
 impl Drop for Dataplane {
     fn drop(&mut self) {
         let _ = self.close(false);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    static REJECTED: &[u8] =
-        aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/rejected.bpf.o"));
-
-    static SIGNALS_HANDLED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-
-    /// A bpffs directory of this process for pinned maps, removed with everything in it on drop.
-    struct UnitPinDir(PathBuf);
-
-    impl UnitPinDir {
-        fn new(tag: &str) -> Self {
-            let dir = mounts::bpffs_root()
-                .expect("bpffs")
-                .join(format!("ie-unit-{}-{tag}", std::process::id()));
-            std::fs::create_dir_all(&dir).expect("create the pin dir");
-            UnitPinDir(dir)
-        }
-    }
-
-    impl Drop for UnitPinDir {
-        fn drop(&mut self) {
-            let _ = remove_pins(&self.0);
-        }
-    }
-
-    extern "C" fn count_signal(_: libc::c_int) {
-        SIGNALS_HANDLED.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Another thread keeps interrupting the loading thread with signals (each one sent after the previous was
-    /// handled, a little later so that it lands inside the next verification): every interrupted verification
-    /// fails with EAGAIN, and the load must still succeed. Four signals exceed what aya alone absorbs (it
-    /// retries a failed load once, to fetch the verifier log) and stay below PROG_LOAD_ATTEMPTS.
-    #[test]
-    fn a_load_interrupted_by_signals_is_tried_again() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED a_load_interrupted_by_signals_is_tried_again: loading BPF programs needs root");
-            return;
-        }
-        // SAFETY: a zeroed sigaction is a valid value; the handler only touches an atomic (async-signal-safe),
-        // and SA_RESTART keeps the other threads' syscalls going.
-        unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = count_signal as extern "C" fn(libc::c_int) as usize;
-            action.sa_flags = libc::SA_RESTART;
-            assert_eq!(
-                libc::sigaction(libc::SIGUSR1, &action, std::ptr::null_mut()),
-                0
-            );
-        }
-        // SAFETY: pthread_self has no preconditions.
-        let loader_thread = unsafe { libc::pthread_self() };
-        // The maps are pinned by name: into a directory of this test's own, never the bpffs root, where
-        // another run's maps (of another layout) would be reused.
-        let pins = UnitPinDir::new("signals");
-        let mut ebpf = EbpfLoader::new()
-            .btf(Btf::from_sys_fs().ok().as_ref())
-            .default_map_pin_directory(&pins.0)
-            .load(abi::BPF_OBJECT)
-            .expect("parse the dataplane object");
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut("dp_connect4")
-            .expect("dp_connect4 in the object")
-            .try_into()
-            .expect("sock_addr program");
-        let done = Arc::new(AtomicBool::new(false));
-        let done_s = done.clone();
-        let before = SIGNALS_HANDLED.load(Ordering::SeqCst);
-        let sender = std::thread::spawn(move || {
-            for n in 1..=4 {
-                std::thread::sleep(Duration::from_micros(100));
-                if done_s.load(Ordering::SeqCst) {
-                    return;
-                }
-                // SAFETY: the loading thread outlives this one (it joins it below).
-                unsafe { libc::pthread_kill(loader_thread, libc::SIGUSR1) };
-                while SIGNALS_HANDLED.load(Ordering::SeqCst) < before + n {
-                    if done_s.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    std::hint::spin_loop();
-                }
-            }
-        });
-        let result = load_program(prog, "dp_connect4");
-        done.store(true, Ordering::SeqCst);
-        sender.join().expect("signal sender");
-        let handled = SIGNALS_HANDLED.load(Ordering::SeqCst) - before;
-        assert!(
-            result.is_ok(),
-            "load failed after {handled} signals: {result:?}"
-        );
-        eprintln!("dp_connect4 loaded; {handled} signals handled while loading");
-    }
-
-    #[test]
-    fn a_verifier_rejection_carries_the_verifier_log() {
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED a_verifier_rejection_carries_the_verifier_log: loading BPF programs needs root");
-            return;
-        }
-        let mut ebpf = EbpfLoader::new()
-            .load(REJECTED)
-            .expect("parse the fixture object");
-        let prog: &mut CgroupSockAddr = ebpf
-            .program_mut("dp_connect4")
-            .expect("fixture program")
-            .try_into()
-            .expect("sock_addr program");
-        match load_program(prog, "dp_connect4") {
-            Err(e @ DataplaneError::Load { .. }) => {
-                let DataplaneError::Load {
-                    program,
-                    verifier_log,
-                    source,
-                } = &e
-                else {
-                    unreachable!()
-                };
-                assert_eq!(program, "dp_connect4");
-                // The kernel explains the return-value range violation in the log.
-                assert!(verifier_log.contains("R0"), "verifier log: {verifier_log}");
-                // The syscall's error is the typed source; the log is kept out of the message (the Node API
-                // sends it once, as `verifierLog`).
-                let errno = source
-                    .downcast_ref::<std::io::Error>()
-                    .and_then(std::io::Error::raw_os_error);
-                assert!(errno.is_some(), "source: {source:?}");
-                assert!(!e.to_string().contains("R0"), "message: {e}");
-                assert_eq!(e.code(), "ERR_DATAPLANE_LOAD");
-            }
-            other => panic!("expected a verifier rejection, got {other:?}"),
-        }
     }
 }

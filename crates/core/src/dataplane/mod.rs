@@ -4,7 +4,6 @@
 
 mod abi;
 mod adoption;
-mod bpf_sys;
 mod cgroup;
 mod config_map;
 mod error;
@@ -12,11 +11,13 @@ mod events;
 mod group_maps;
 mod layers;
 mod loader;
-mod map_batch;
 mod mounts;
 mod options;
+mod pins;
 mod policy_compile;
+mod program;
 mod slots;
+mod sys;
 
 pub use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
 pub use crate::contract::policy::PolicySummary;

@@ -1,9 +1,9 @@
 //! Finding the cgroup v2 and bpf file systems at run time (never hard-coded: hosts mount cgroup2 at
 //! /sys/fs/cgroup or, in the hybrid layout, /sys/fs/cgroup/unified).
 
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use rustix::mount::{MountFlags, UnmountFlags};
 
 use super::error::DataplaneError;
 
@@ -72,7 +72,7 @@ pub fn bpffs_root() -> Result<PathBuf, DataplaneError> {
     std::fs::create_dir_all(target).map_err(|e| DataplaneError::BpffsUnavailable {
         reason: format!("mkdir {DEFAULT_BPFFS}: {e}"),
     })?;
-    mount_fs("bpf", target, 0).map_err(|e| DataplaneError::BpffsUnavailable {
+    mount_fs("bpf", target, MountFlags::empty()).map_err(|e| DataplaneError::BpffsUnavailable {
         reason: e.to_string(),
     })?;
     Ok(target.to_path_buf())
@@ -82,55 +82,31 @@ pub fn bpffs_root() -> Result<PathBuf, DataplaneError> {
 pub(crate) fn mount_fs(
     fstype: &str,
     target: &Path,
-    flags: libc::c_ulong,
+    flags: MountFlags,
 ) -> Result<(), std::io::Error> {
-    let c_target = CString::new(target.as_os_str().as_bytes())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    let c_type = CString::new(fstype)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call; data may be NULL for these
-    // pseudo file systems.
-    let rc = unsafe {
-        libc::mount(
-            c_type.as_ptr(),
-            c_target.as_ptr(),
-            c_type.as_ptr(),
-            flags,
-            std::ptr::null(),
-        )
-    };
-    if rc != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    Ok(())
+    // The source of a pseudo file system is only a label; these take no mount data.
+    rustix::mount::mount(fstype, target, fstype, flags, None).map_err(std::io::Error::from)
 }
 
 /// Detaches the mount at `target` (best effort: used to undo a private, temporary mount).
 pub(crate) fn unmount(target: &Path) {
-    if let Ok(c_target) = CString::new(target.as_os_str().as_bytes()) {
-        // SAFETY: a valid NUL-terminated path that outlives the call.
-        unsafe { libc::umount2(c_target.as_ptr(), libc::MNT_DETACH) };
-    }
+    let _ = rustix::mount::unmount(target, UnmountFlags::DETACH);
 }
 
-/// True when `path` is on a file system of the given magic number.
-pub(crate) fn is_fs(path: &Path, magic: libc::c_long) -> bool {
-    let Ok(c_path) = CString::new(path.as_os_str().as_bytes()) else {
-        return false;
-    };
-    // SAFETY: statfs is plain old data, fully written by the kernel on success; c_path is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    // SAFETY: see above; `st` is a valid, writable statfs.
-    let rc = unsafe { libc::statfs(c_path.as_ptr(), &mut st) };
-    rc == 0 && st.f_type as libc::c_long == magic
+/// True when `path` is on a file system of the given magic number (`statfs(2)`'s `f_type`).
+// `f_type` and the magic constants have per-target integer types (signed on x86_64 glibc, unsigned elsewhere):
+// compared as the same 64 bits.
+#[allow(clippy::unnecessary_cast)]
+pub(crate) fn is_fs(path: &Path, magic: u64) -> bool {
+    rustix::fs::statfs(path).is_ok_and(|st| st.f_type as u64 == magic)
 }
 
 pub(crate) fn is_cgroup2(path: &Path) -> bool {
-    is_fs(path, libc::CGROUP2_SUPER_MAGIC as libc::c_long)
+    is_fs(path, libc::CGROUP2_SUPER_MAGIC as u64)
 }
 
 pub(crate) fn is_bpffs(path: &Path) -> bool {
-    is_fs(path, libc::BPF_FS_MAGIC as libc::c_long)
+    is_fs(path, libc::BPF_FS_MAGIC as u64)
 }
 
 #[cfg(test)]

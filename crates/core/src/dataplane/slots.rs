@@ -20,8 +20,8 @@ use super::abi::{self, c, Group, IdSlot, Key4, Key6, RuleEntry, SlotMeta};
 use super::config_map::ConfigMapping;
 use super::error::DataplaneError;
 use super::group_maps::{GroupMaps, SlotGroups};
-use super::map_batch;
 use super::policy_compile::{CompiledPolicy, PrefixEntries};
+use super::sys;
 
 const ENTRY_SLOT_ENTRIES: u32 = c::DP_ENTRY_SLOT_ENTRIES as u32;
 const ENTRIES_PER_FAMILY: u32 = c::DP_ENTRIES_PER_FAMILY as u32;
@@ -120,7 +120,7 @@ impl PolicyMaps {
             });
         // Overflow entries before the groups that point to them; all of it before the flip makes any of it
         // visible to a program.
-        map_batch::update(self.batch.entries.fd().as_fd(), &overflow_idx, &overflow)
+        sys::map::update_batch(self.batch.entries.fd().as_fd(), &overflow_idx, &overflow)
             .map_err(|e| DataplaneError::map("dp_entries", format!("batch update: {e}")))?;
         let id_idx: Vec<u32> = (0..p.rule_ids.len() as u32)
             .map(|i| slot * RULE_IDS_PER_SLOT + i)
@@ -136,11 +136,11 @@ impl PolicyMaps {
                 slot_bytes
             })
             .collect();
-        map_batch::update(self.batch.rule_ids.fd().as_fd(), &id_idx, &id_vals)
+        sys::map::update_batch(self.batch.rule_ids.fd().as_fd(), &id_idx, &id_vals)
             .map_err(|e| DataplaneError::map("dp_rule_ids", format!("batch update: {e}")))?;
-        map_batch::update(fd(&groups.v4), &keys4, &groups4)
+        sys::map::update_batch(fd(&groups.v4), &keys4, &groups4)
             .map_err(|e| DataplaneError::map("dp_groups4", format!("batch update: {e}")))?;
-        map_batch::update(fd(&groups.v6), &keys6, &groups6)
+        sys::map::update_batch(fd(&groups.v6), &keys6, &groups6)
             .map_err(|e| DataplaneError::map("dp_groups6", format!("batch update: {e}")))?;
         let mut meta = SlotMeta {
             generation,

@@ -1,8 +1,8 @@
 //! DataplanePacketEvent (SPEC section 3): the record the dataplane emits for every judged connect/sendmsg.
 //!
 //! Every rule lives in [`validate_fields`], fed by [`Field`]s, so the three ways an event arrives share it:
-//! a `serde_json::Value` ([`parse_value`]), JSON bytes ([`crate::contract::event_json`]) and JavaScript values
-//! read by the N-API fast path (`src/events/fast_path.rs` of the addon). The rules, decided for this package:
+//! a `serde_json::Value` ([`parse_value`]), JSON bytes ([`crate::contract::events::json`]) and JavaScript values
+//! read by the N-API fast path (`src/packet_event/fast_path.rs` of the addon). The rules, decided for this package:
 //!
 //! - Strict object: keys outside [`EVENT_KEYS`] produce one `unrecognized_keys` issue at the root listing all
 //!   of them. Every issue is collected, field issues in table order first, the unknown keys last.
@@ -27,6 +27,7 @@
 //! Output (parse result and log record) has the keys in the order of [`EVENT_KEYS`], `would_block` kept when
 //! false; the log record additionally drops empty optional strings.
 
+pub mod json;
 mod serialize;
 mod validate;
 

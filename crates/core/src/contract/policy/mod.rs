@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::hook::Protocol;
 use super::json_reader;
 use super::validation::{Issue, IssueCode, ValidationError};
-use super::wire_literal::{wire_literal_from_all, WireLiteral};
+use super::wire_literal::wire_literal_from_all;
 
 pub use cidr::{parse_canonical_cidr, parse_endpoint_ip};
 pub(crate) use parse::parse_snapshot;

@@ -15,13 +15,14 @@
 //!   (JSON escapes) come back as an array of "extra" strings.
 //! - `parseNdjson(input)`: the same for a batch, returning `[slots, count, extras, errors]`.
 //!
-//! The raw callbacks live in `events/fast_path.rs`, written against the safe wrappers of `napi_raw.rs`.
+//! The raw callbacks live in `src/packet_event/fast_path.rs`, written against the safe wrappers of `napi_raw.rs`.
 //! Every callback runs inside `catch_unwind`: a panic becomes a thrown JavaScript `Error`, never an abort
 //! (`__test__/events.test.mjs` feeds hostile inputs to check this).
 
 mod fast_path;
-#[cfg(test)]
-mod generated_js;
+mod layout;
+
+use layout::{carried, slot, Carried, RECORD_SLOTS};
 
 use napi::bindgen_prelude::Unknown;
 use napi::{Env, JsValue, ValueType};
@@ -30,73 +31,9 @@ use napi_derive::napi;
 use crate::codes::js_type_name;
 use crate::issues::{to_js_issues, JsIssue};
 use crate::napi_raw::{RawCallback, Scope};
-use interceptor_ebpf_core::contract::events::{key, not_an_object, EVENT_KEYS, KEY_COUNT};
+use interceptor_ebpf_core::contract::events::{not_an_object, EVENT_KEYS, KEY_COUNT};
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
-
-/// Number of `Float64Array` slots per record written by `parseJson`/`parseNdjson`.
-pub const RECORD_SLOTS: usize = 21;
-/// Slot of each value within a record; strings take two slots (UTF-16 start, end), `-1` when absent and
-/// `-(2 + k)` for "`extras[k]`".
-mod slot {
-    pub const CODE: usize = 0;
-    pub const HOOK: usize = 1;
-    pub const PROTOCOL: usize = 2;
-    pub const DST_PORT: usize = 3;
-    pub const PID: usize = 4;
-    pub const UID: usize = 5;
-    pub const POLICY_GENERATION: usize = 6;
-    pub const CGROUP_ID: usize = 7;
-    pub const MESSAGE: usize = 9;
-    pub const DST_IP: usize = 11;
-    pub const COMM: usize = 13;
-    pub const RULE_ID: usize = 15;
-    pub const WORKLOAD_ID: usize = 17;
-    pub const OBSERVED_AT: usize = 19;
-}
-
-/// How a key of a DataplanePacketEvent travels in a record and is rebuilt in JavaScript: the record layout,
-/// from which `js/event-fields.js` is generated (`events/generated_js.rs`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Carried {
-    /// `code_namespace`: always the dataplane namespace, not stored.
-    Namespace,
-    /// `reason_code`: the code's value at this slot; the keys below follow from it.
-    Code(usize),
-    /// A value looked up by code value in the named table (`verdicts`, `wouldBlock`, where `null` means absent).
-    ByCode(&'static str),
-    /// A value index into the named table (`hooks`, `protocols`) at this slot; 0 when absent.
-    Indexed(usize, &'static str),
-    /// A number at this slot; -1 when absent.
-    Number(usize),
-    /// A string at this slot and the next: UTF-16 start and end in the input, `-(2 + k)` for `extras[k]`, or -1
-    /// when absent.
-    Text(usize),
-}
-
-/// The layout of key `k` (an index into [`EVENT_KEYS`]).
-const fn carried(k: usize) -> Carried {
-    match k {
-        key::CODE_NAMESPACE => Carried::Namespace,
-        key::REASON_CODE => Carried::Code(slot::CODE),
-        key::VERDICT => Carried::ByCode("verdicts"),
-        key::WOULD_BLOCK => Carried::ByCode("wouldBlock"),
-        key::HOOK => Carried::Indexed(slot::HOOK, "hooks"),
-        key::PROTOCOL => Carried::Indexed(slot::PROTOCOL, "protocols"),
-        key::DST_PORT => Carried::Number(slot::DST_PORT),
-        key::PID => Carried::Number(slot::PID),
-        key::UID => Carried::Number(slot::UID),
-        key::POLICY_GENERATION => Carried::Number(slot::POLICY_GENERATION),
-        key::CGROUP_ID => Carried::Text(slot::CGROUP_ID),
-        key::MESSAGE => Carried::Text(slot::MESSAGE),
-        key::DST_IP => Carried::Text(slot::DST_IP),
-        key::COMM => Carried::Text(slot::COMM),
-        key::RULE_ID => Carried::Text(slot::RULE_ID),
-        key::WORKLOAD_ID => Carried::Text(slot::WORKLOAD_ID),
-        // key::OBSERVED_AT, the last key; a key added to EVENT_KEYS must be given its own arm.
-        _ => Carried::Text(slot::OBSERVED_AT),
-    }
-}
 
 /// Value tables for the JS side, indexed by the numeric value the slots carry.
 #[napi(object)]
@@ -203,6 +140,7 @@ pub struct NdjsonLineIssues {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use interceptor_ebpf_core::contract::events::key;
 
     #[test]
     fn the_layout_gives_every_stored_key_its_own_slots() {

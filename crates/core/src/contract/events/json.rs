@@ -15,18 +15,18 @@
 //! - NDJSON: lines end with `\n`; a `\r` before it is dropped; blank lines (only spaces, tabs, `\r`) are
 //!   skipped; the last line needs no `\n`. Line numbers are 1-based and count every line, blank ones too.
 //!
-//! [`parse_value`]: super::events::parse_value
+//! [`parse_value`]: crate::contract::events::parse_value
 
 use std::borrow::Cow;
 use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::events::{
+use crate::contract::events::{
     key_index, not_an_object, validate_fields, DataplanePacketEvent, EventFields, EventView,
     EVENT_KEYS, KEY_COUNT,
 };
-use super::validation::{Field, Issue, IssueCode, ValidationError};
+use crate::contract::validation::{Field, Issue, IssueCode, ValidationError};
 
 /// A value as read from JSON text: scalars kept, containers only noted.
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -13,7 +13,7 @@ use crate::napi_raw::{run_callback, Fail, Scope, TypedArray, Value, R};
 #[cfg(not(target_family = "wasm"))]
 use crate::utf16::contains_replacement_char;
 use crate::utf16::{lone_surrogate_positions, utf16_len};
-use interceptor_ebpf_core::contract::event_json::{for_each_ndjson_line, with_json_event};
+use interceptor_ebpf_core::contract::events::json::{for_each_ndjson_line, with_json_event};
 use interceptor_ebpf_core::contract::events::{
     key_index, validate_fields, EventFields, EventView, KEY_COUNT,
 };

@@ -208,6 +208,24 @@ fn summarize(issues: &[Issue]) -> String {
     out
 }
 
+/// Checks one command's payload (`None`: the key was absent). Issue paths start at the payload's root
+/// (`mode`, `rules[3].cidr`); the strict request parsers report the same issues under `payload`.
+pub fn parse_command_payload(
+    command: Command,
+    payload: Option<&Value>,
+) -> Result<CommandRequest, ValidationError> {
+    let mut issues = Issues::new();
+    let request = read_payload(command, payload, &mut issues);
+    issues.finish(request).map_err(|mut e| {
+        for issue in &mut e.issues {
+            if issue.path.first() == Some(&PathSegment::from("payload")) {
+                issue.path.remove(0);
+            }
+        }
+        e
+    })
+}
+
 /// Parses one request line as read from the socket, with or without its trailing `\n`: the envelope and the
 /// command's payload, strictly. A valid ReplacePolicySnapshot takes the typed fast path (`fast.rs`), which
 /// accepts exactly what the full reader below accepts and hands it every other line.

@@ -1,7 +1,7 @@
 use serde_json::json;
 
 use super::*;
-use crate::contract::control_protocol::MAX_LINE_BYTES;
+use crate::contract::control::protocol::MAX_LINE_BYTES;
 use crate::contract::policy::PolicySnapshot;
 
 fn reject(line: &str) -> RequestRejection {

@@ -25,7 +25,7 @@ fn read_only_set_is_the_spec_one() {
 
 #[test]
 fn every_example_in_the_docs_parses() {
-    let doc = include_str!("../../../../../docs/control-protocol.md");
+    let doc = include_str!("../../../../../../docs/control-protocol.md");
     let lines: Vec<&str> = doc
         .lines()
         .filter(|l| l.starts_with("> ") || l.starts_with("< "))

@@ -10,7 +10,7 @@ use super::{
 use crate::contract::cgroup::{
     check_cgroup_path, parse_cgroup_id, read_workload_id, ManagedCgroup,
 };
-use crate::contract::control_authz::read_event;
+use crate::contract::control::authz::read_event;
 use crate::contract::hook::Hook;
 use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
 use crate::contract::layer::{
@@ -20,7 +20,7 @@ use crate::contract::policy::PolicySummary;
 use crate::contract::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
 use crate::contract::timestamp::Timestamp;
 use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
-use crate::contract::wire_literal::{wire_literal_from_all, WireLiteral};
+use crate::contract::wire_literal::wire_literal_from_all;
 
 /// `healthy` or not, as GetHealth reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -293,6 +293,29 @@ impl ControlResponse {
         let mut issues = Issues::new();
         let r = read_response(v, &mut issues);
         issues.finish(r)
+    }
+}
+
+/// Checks one command's success data (`None`: the key was absent). Issue paths start at the data's root.
+pub fn parse_command_data(
+    command: Command,
+    data: Option<&Value>,
+) -> Result<ResponseData, ValidationError> {
+    let mut issues = Issues::new();
+    let parsed = read_data(command, data, &[], &mut issues);
+    issues.finish(parsed)
+}
+
+impl ResponseData {
+    /// The data's JSON form, as a success response carries it (`None` for commands without data).
+    pub fn to_json_value(&self) -> Option<Value> {
+        let line = ControlResponse::Success {
+            data: self.clone(),
+            id: None,
+        }
+        .to_line();
+        let mut response: Value = serde_json::from_str(&line).ok()?;
+        response.as_object_mut()?.remove("data")
     }
 }
 

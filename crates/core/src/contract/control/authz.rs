@@ -4,11 +4,11 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::json_reader::{object, Issues};
-use super::reason_codes::{
+use crate::contract::json_reader::{object, Issues};
+use crate::contract::reason_codes::{
     ControlAuthzCode, DataplaneReasonCode, CONTROL_AUTHZ_NAMESPACE, DATAPLANE_NAMESPACE,
 };
-use super::validation::{IssueCode, PathSegment, ValidationError};
+use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
 
 /// The keys of a ControlPlaneAuthzEvent, in the order of the SPEC table (also the log record's key order).
 pub const CONTROL_AUTHZ_EVENT_KEYS: [&str; 4] =
@@ -108,7 +108,7 @@ pub(crate) fn read_event(
     for key in ["verdict", "would_block"] {
         if map.contains_key(key) {
             issues.push(
-                super::json_reader::join(path, key),
+                crate::contract::json_reader::join(path, key),
                 IssueCode::UnrecognizedKeys,
                 format!("`{key}` belongs to {DATAPLANE_NAMESPACE} events; a {CONTROL_AUTHZ_NAMESPACE} event has no `{key}`"),
             );

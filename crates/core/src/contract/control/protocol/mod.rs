@@ -9,9 +9,9 @@
 //! - Two levels: the generic envelope (`envelope.rs`: `payload` and `data` any JSON value, what the original
 //!   package's exported schemas checked) and each command's payload and data (`parse_command_payload`,
 //!   `parse_command_data`); the strict request and response parsers are the envelope's rules plus those.
-//! - Layout: `request.rs` (typed requests, their parser), `fast.rs` (the strict request parser's typed fast
-//!   path for ReplacePolicySnapshot), `response.rs` (typed responses, serializer and parser) and `envelope.rs`
-//!   (the generic envelope, each command's payload and data on their own). How a message names a cgroup is
+//! - Layout: `request.rs` (typed requests, their parser, each command's payload on its own), `fast.rs` (the
+//!   strict request parser's typed fast path for ReplacePolicySnapshot), `response.rs` (typed responses,
+//!   serializer and parser, each command's data on its own) and `envelope.rs` (the generic envelope only). How a message names a cgroup is
 //!   the contract's one cgroup rule set ([`crate::contract::cgroup`], shared with the Node API), checked the
 //!   same way in both directions.
 
@@ -23,36 +23,36 @@ mod response;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use super::control_authz::ControlPlaneAuthzEvent;
-use super::json_reader::{parse_json_strict, Issues};
-use super::reason_codes::ControlAuthzCode;
-use super::validation::{Issue, IssueCode, PathSegment};
-use super::wire_literal::{alternatives, wire_literal_from_all, WireLiteral};
+use crate::contract::control::authz::ControlPlaneAuthzEvent;
+use crate::contract::json_reader::{parse_json_strict, Issues};
+use crate::contract::reason_codes::ControlAuthzCode;
+use crate::contract::validation::{Issue, IssueCode, PathSegment};
+use crate::contract::wire_literal::{alternatives, wire_literal_from_all};
 
-pub use super::cgroup::{
+pub use crate::contract::cgroup::{
     check_cgroup_path, parse_cgroup_id, CgroupRef, ManagedCgroup, MAX_CGROUP_PATH_BYTES,
     MAX_WORKLOAD_ID_BYTES,
 };
-pub use super::modes::{FailMode, Mode};
-pub use super::policy::PolicySummary;
+pub use crate::contract::modes::{FailMode, Mode};
+pub use crate::contract::policy::PolicySummary;
 pub use envelope::{
-    parse_command, parse_command_data, parse_command_payload, parse_request_envelope_line,
-    parse_response_envelope_line, RequestEnvelope, ResponseEnvelope,
+    parse_command, parse_request_envelope_line, parse_response_envelope_line, RequestEnvelope,
+    ResponseEnvelope,
 };
 pub use request::{
-    parse_request_line, CommandRequest, ControlRequest, RequestRejection, ShutdownOptions,
-    UpsertManagedCgroup,
+    parse_command_payload, parse_request_line, CommandRequest, ControlRequest, RequestRejection,
+    ShutdownOptions, UpsertManagedCgroup,
 };
 pub use response::{
-    parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus, ResponseData,
-    Status,
+    parse_command_data, parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus,
+    ResponseData, Status,
 };
 
 /// Longest accepted line, excluding its `\n`.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 // Counters and generations are bounded by JavaScript's `Number.MAX_SAFE_INTEGER` so that a JS client reads
 // exactly what the agent sent.
-pub use super::validation::MAX_SAFE_INTEGER;
+pub use crate::contract::validation::MAX_SAFE_INTEGER;
 /// An error message lists at most this many issues, so a response to a huge invalid payload stays far below
 /// the 16 MiB line limit; the rest are counted.
 pub const MAX_ISSUES_IN_MESSAGE: usize = 100;
@@ -178,7 +178,7 @@ fn absent_or_null(
                 IssueCode::InvalidType,
                 format!(
                     "{command} {what} (absent or null), received {}",
-                    super::json_reader::type_name(other)
+                    crate::contract::json_reader::type_name(other)
                 ),
             );
             false

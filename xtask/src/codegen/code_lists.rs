@@ -2,40 +2,20 @@
 //! and `native/include/control_authz_codes.h` (included by the eBPF programs) and the TypeScript declaration
 //! `js/code-lists.d.ts`, so neither C nor TypeScript can spell or number a code differently from Rust.
 //!
-//! The committed files are compared with this output by `tests/code_headers.rs`; `pnpm run gen:headers`
-//! (`BLESS=1 cargo test --test code_headers`) rewrites them.
+//! `cargo xtask codegen` writes them; `cargo xtask codegen --check` fails when a committed one differs.
 
-use super::config::Environment;
-use super::control_protocol::{Command, HealthStatus};
-use super::hook::{Hook, Protocol};
-use super::layer::{Layer, LayerStateName};
-use super::modes::{FailMode, Mode};
-use super::policy::{RuleAction, RuleProtocol};
-use super::reason_codes::{ControlAuthzCode, DataplaneReasonCode, Verdict};
-use super::wire_literal::{alternatives, WireLiteral};
+use interceptor_ebpf_core::contract::config::Environment;
+use interceptor_ebpf_core::contract::control::protocol::{Command, HealthStatus};
+use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
+use interceptor_ebpf_core::contract::layer::{Layer, LayerStateName};
+use interceptor_ebpf_core::contract::modes::{FailMode, Mode};
+use interceptor_ebpf_core::contract::policy::{RuleAction, RuleProtocol};
+use interceptor_ebpf_core::contract::reason_codes::{
+    ControlAuthzCode, DataplaneReasonCode, Verdict,
+};
+use interceptor_ebpf_core::contract::wire_literal::{alternatives, WireLiteral};
 
-/// The drift check of a generated file: `Ok` when the committed file at `path` equals `rendered`. With `BLESS`
-/// set in the environment the file is rewritten instead (what `pnpm run gen:headers` does). The error says
-/// what to run.
-pub fn compare_or_bless(path: &std::path::Path, rendered: &str) -> Result<(), String> {
-    if std::env::var_os("BLESS").is_some() {
-        return std::fs::write(path, rendered)
-            .map_err(|e| format!("writing {}: {e}", path.display()));
-    }
-    match std::fs::read_to_string(path) {
-        Ok(committed) if committed == rendered => Ok(()),
-        Ok(_) => Err(format!(
-            "{} drifted from the Rust source it is generated from; run `pnpm run gen:headers` and commit",
-            path.display()
-        )),
-        Err(e) => Err(format!(
-            "reading {}: {e}; run `pnpm run gen:headers`",
-            path.display()
-        )),
-    }
-}
-
-/// Path (relative to the crate root) and contents of every generated file.
+/// Path (relative to the workspace root) and contents of every code-list file.
 pub fn render_all() -> Vec<(&'static str, String)> {
     vec![
         ("native/include/reason_codes.h", render_reason_codes_h()),
@@ -50,7 +30,7 @@ pub fn render_all() -> Vec<(&'static str, String)> {
 /// `js/code-lists.d.ts`: both code lists as readonly tuples, so TypeScript derives exact unions from them, and
 /// every other closed list of the contract as a union type, so no `.d.ts` spells a hook, protocol, mode or
 /// command by hand and a value appended to a Rust list reaches the types.
-pub fn render_ts_code_lists() -> String {
+fn render_ts_code_lists() -> String {
     fn tuple(out: &mut String, doc: &str, name: &str, codes: impl Iterator<Item = &'static str>) {
         out.push_str(&format!(
             "/** {doc} */\nexport declare const {name}: readonly [\n"
@@ -60,7 +40,9 @@ pub fn render_ts_code_lists() -> String {
         }
         out.push_str("]\n");
     }
-    let mut out = String::from("// Generated from the Rust lists of crates/core/src/contract/ by `pnpm run gen:headers`. Do not edit.\n\n");
+    let mut out = String::from(
+        "// Generated from the Rust lists of crates/core/src/contract/ by `cargo xtask codegen`. Do not edit.\n\n",
+    );
     tuple(
         &mut out,
         "Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1.",
@@ -202,7 +184,9 @@ fn render(h: HeaderSpec<'_>, entries: impl Iterator<Item = (&'static str, u32)>)
     } = h;
     let mut out = String::new();
     out.push_str("/* SPDX-License-Identifier: Apache-2.0 */\n");
-    out.push_str("/* Generated from src/contract/reason_codes.rs by `pnpm run gen:headers`. Do not edit. */\n");
+    out.push_str(
+        "/* Generated from crates/core/src/contract/reason_codes.rs by `cargo xtask codegen`. Do not edit. */\n",
+    );
     out.push_str(&format!(
         "/* {what} Values are permanent: never changed, never reused. */\n"
     ));
@@ -221,7 +205,7 @@ fn render(h: HeaderSpec<'_>, entries: impl Iterator<Item = (&'static str, u32)>)
 }
 
 /// `reason_codes.h`: enum `broker_dataplane_verdict_reason_code_t`, names `BROKER_DP_REASON_<CODE>`.
-pub fn render_reason_codes_h() -> String {
+fn render_reason_codes_h() -> String {
     render(
         HeaderSpec {
             guard: "BROKER_INTERCEPTOR_EBPF_REASON_CODES_H",
@@ -238,7 +222,7 @@ pub fn render_reason_codes_h() -> String {
 }
 
 /// `control_authz_codes.h`: enum `broker_control_authz_error_code_t`, names `BROKER_<CODE>`.
-pub fn render_control_authz_codes_h() -> String {
+fn render_control_authz_codes_h() -> String {
     render(
         HeaderSpec {
             guard: "BROKER_INTERCEPTOR_EBPF_CONTROL_AUTHZ_CODES_H",

@@ -1,24 +1,22 @@
-//! The control protocol's generic envelope (SPEC 3), and each command's payload and data on their own.
+//! The control protocol's generic envelope (SPEC 3).
 //!
 //! The envelope is what the original package's exported schemas checked, and what the JavaScript exports that
 //! kept their names still check: strict keys, a known command, a ControlProtocolError in failures, and
 //! `payload`/`data` as any JSON value. The command level (the payload and data schemas of
-//! docs/control-protocol.md) is [`parse_command_payload`] and [`parse_command_data`], and the strict
+//! docs/control-protocol.md) is [`super::parse_command_payload`] (`request.rs`) and
+//! [`super::parse_command_data`] (`response.rs`), and the strict
 //! whole-message parsers the agent uses ([`super::parse_request_line`], [`super::parse_response_line`]) apply
 //! the same envelope rules before them.
 
 use serde::Serialize;
 use serde_json::Value;
 
-use super::request::read_payload;
-use super::response::read_data;
 use super::{
-    read_command, read_line, Command, CommandRequest, ControlProtocolError, ControlResponse,
-    RequestRejection, ResponseData,
+    read_command, read_line, Command, ControlProtocolError, ControlResponse, RequestRejection,
 };
 use crate::contract::json_reader::{object, Issues, ObjectReader};
 use crate::contract::reason_codes::ControlAuthzCode;
-use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
+use crate::contract::validation::{Issue, IssueCode, ValidationError};
 
 /// A request envelope: `{command, payload?, id?}`, `payload` any JSON value (`null` included, kept as given).
 #[derive(Clone, Debug, PartialEq)]
@@ -185,47 +183,6 @@ pub fn parse_response_envelope_line(line: &[u8]) -> Result<ResponseEnvelope, Val
     ResponseEnvelope::from_json_value(&v)
 }
 
-/// Checks one command's payload (`None`: the key was absent). Issue paths start at the payload's root
-/// (`mode`, `rules[3].cidr`); the strict request parsers report the same issues under `payload`.
-pub fn parse_command_payload(
-    command: Command,
-    payload: Option<&Value>,
-) -> Result<CommandRequest, ValidationError> {
-    let mut issues = Issues::new();
-    let request = read_payload(command, payload, &mut issues);
-    issues.finish(request).map_err(|mut e| {
-        for issue in &mut e.issues {
-            if issue.path.first() == Some(&PathSegment::from("payload")) {
-                issue.path.remove(0);
-            }
-        }
-        e
-    })
-}
-
-/// Checks one command's success data (`None`: the key was absent). Issue paths start at the data's root.
-pub fn parse_command_data(
-    command: Command,
-    data: Option<&Value>,
-) -> Result<ResponseData, ValidationError> {
-    let mut issues = Issues::new();
-    let parsed = read_data(command, data, &[], &mut issues);
-    issues.finish(parsed)
-}
-
-impl ResponseData {
-    /// The data's JSON form, as a success response carries it (`None` for commands without data).
-    pub fn to_json_value(&self) -> Option<Value> {
-        let line = ControlResponse::Success {
-            data: self.clone(),
-            id: None,
-        }
-        .to_line();
-        let mut response: Value = serde_json::from_str(&line).ok()?;
-        response.as_object_mut()?.remove("data")
-    }
-}
-
 /// A Command literal (`"GetHealth"`), or an issue naming the known ones.
 pub fn parse_command(v: &Value) -> Result<Command, ValidationError> {
     let mut issues = Issues::new();
@@ -235,7 +192,9 @@ pub fn parse_command(v: &Value) -> Result<Command, ValidationError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::{parse_command_data, parse_command_payload, CommandRequest};
     use super::*;
+    use crate::contract::validation::PathSegment;
     use serde_json::json;
 
     fn request(v: Value) -> Result<RequestEnvelope, RequestRejection> {

@@ -5,10 +5,10 @@
 //! the request: a success names the request's command and echoes its `id`; a failure echoes the `id`, or
 //! carries none when the agent could not read the request's frame at all (then it closes the connection).
 
-use super::control_protocol::{
+use crate::contract::control::protocol::{
     parse_response_line, Command, ControlProtocolError, ControlResponse, ResponseData,
 };
-use super::validation::{Issue, IssueCode, PathSegment, ValidationError};
+use crate::contract::validation::{Issue, IssueCode, PathSegment, ValidationError};
 
 /// Why a reply carries no data.
 #[derive(Clone, Debug, PartialEq, Eq)]

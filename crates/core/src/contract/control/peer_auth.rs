@@ -1,9 +1,9 @@
 //! Control-socket authorization checks (SPEC 3): who may send mutating commands (the SO_PEERCRED peer
 //! check) and whether the socket itself still has the mode and owner the agent gave it.
 
-use super::config::EbpfInterceptorConfig;
-use super::control_authz::ControlPlaneAuthzEvent;
-use super::reason_codes::ControlAuthzCode;
+use crate::contract::config::EbpfInterceptorConfig;
+use crate::contract::control::authz::ControlPlaneAuthzEvent;
+use crate::contract::reason_codes::ControlAuthzCode;
 
 /// The credentials the kernel reports for the peer of a Unix socket (`SO_PEERCRED`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,9 +256,9 @@ mod tests {
 use serde::Serialize;
 use serde_json::Value;
 
-use super::json_reader::{self, object, Issues, ObjectReader};
-use super::reason_codes::CONTROL_AUTHZ_NAMESPACE;
-use super::validation::ValidationError;
+use crate::contract::json_reader::{self, object, Issues, ObjectReader};
+use crate::contract::reason_codes::CONTROL_AUTHZ_NAMESPACE;
+use crate::contract::validation::ValidationError;
 
 const U32_MAX: u64 = u32::MAX as u64;
 
