@@ -1,7 +1,9 @@
 // The addon built with the `bench` cargo feature (src/event_batch/bench.rs): `benchEventBatch` and the two event
 // transports measured against the production one. Production builds (`pnpm run build`, and the binding.d.ts
-// generated from them) leave these out, so the bench builds its own copy of the addon into target/bench-addon,
-// with its own cargo target directory: the package's binding and its type definitions are never touched.
+// generated from them) leave these out, so the bench builds its own copy of the addon into target/bench-addon
+// (no binding.js, its declarations there too): the package's binding and its type definitions are never touched.
+// It shares the cargo target directory of `pnpm run build`, so only the addon crate is compiled again with the
+// feature (the dependencies are reused; the next `pnpm run build` recompiles that one crate back).
 // Build it alone: `node bench/dataplane/bench-addon.mjs`.
 
 import { execFileSync } from 'node:child_process'
@@ -26,7 +28,7 @@ export function buildBenchAddon() {
     path.join(root, 'node_modules/.bin/napi'),
     [
       'build', '--platform', '--release', '--features', 'bench', '--no-js',
-      '--output-dir', BENCH_ADDON_DIR, '--dts', 'bench-binding.d.ts', '--target-dir', path.join(BENCH_ADDON_DIR, 'target'),
+      '--output-dir', BENCH_ADDON_DIR, '--dts', 'bench-binding.d.ts',
       '--', '--package', 'interceptor-ebpf-node',
     ],
     { cwd: root, stdio: 'inherit' },
