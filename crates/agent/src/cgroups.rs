@@ -76,6 +76,10 @@ impl CgroupScope {
         let below = payload_path
             .strip_prefix(self.prefix.as_str())
             .is_some_and(|rest| rest.starts_with('/') && rest.len() > 1);
+        if !below && payload_path == self.prefix {
+            // The root itself, not something outside it: say so (issue 17 found "/x is outside ... root /x").
+            return Err(self.the_root_itself(&format!("cgroup path {payload_path}")));
+        }
         if !below {
             return Err(format!(
                 "cgroup path {payload_path} is outside the agent's cgroup root {} (BROKER_EBPF_CGROUP_ROOT): \
@@ -84,6 +88,14 @@ impl CgroupScope {
             ));
         }
         Ok(self.mount.join(&payload_path[1..]))
+    }
+
+    /// Why the root itself cannot be managed; `what` names it as the request did.
+    pub fn the_root_itself(&self, what: &str) -> String {
+        format!(
+            "{what} is the agent's cgroup root (BROKER_EBPF_CGROUP_ROOT) itself: it holds every process the \
+             programs see, the agent's own included; name a workload's cgroup below it"
+        )
     }
 
     /// The payload path of a directory below the mount (`None` outside it).
@@ -149,7 +161,14 @@ mod tests {
             sub.directory("/kubepods/pod1"),
             Ok(PathBuf::from("/sys/fs/cgroup/kubepods/pod1"))
         );
-        for outside in ["/kubepods", "/kubepodsx/a", "/system.slice/a", "/kube"] {
+        let e = sub.directory("/kubepods").expect_err("the root itself");
+        assert!(
+            e.starts_with(
+                "cgroup path /kubepods is the agent's cgroup root (BROKER_EBPF_CGROUP_ROOT) itself"
+            ),
+            "{e}"
+        );
+        for outside in ["/kubepodsx/a", "/system.slice/a", "/kube"] {
             let e = sub.directory(outside).expect_err(outside);
             assert!(
                 e.contains("outside the agent's cgroup root /kubepods"),

@@ -81,6 +81,12 @@ pub struct AgentArgs {
     /// Most control connections served at once [env: BROKER_EBPF_MAX_CLIENTS] [default: 4096]
     #[arg(long, value_name = "N")]
     pub max_clients: Option<String>,
+    /// Most control connections one unprivileged uid may hold [env: BROKER_EBPF_MAX_CLIENTS_PER_UID] [default: 512]
+    #[arg(long, value_name = "N")]
+    pub max_clients_per_uid: Option<String>,
+    /// Control connections kept for root and privileged peers, less than --max-clients [env: BROKER_EBPF_RESERVED_CLIENTS] [default: 64, at most a quarter of --max-clients]
+    #[arg(long, value_name = "N")]
+    pub reserved_clients: Option<String>,
     /// Close a connection that sends no request for this long, in ms [env: BROKER_EBPF_CLIENT_IDLE_TIMEOUT_MS] [default: 300000]
     #[arg(long, value_name = "MS")]
     pub client_idle_timeout_ms: Option<String>,

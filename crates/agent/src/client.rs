@@ -99,26 +99,29 @@ impl Client {
         })
     }
 
-    fn send(&mut self, request: CommandRequest) -> Result<String, ClientError> {
+    fn send(&mut self, request: &CommandRequest) -> Result<String, (String, ClientError)> {
         let id = self.next_id.to_string();
         self.next_id += 1;
         let line = ControlRequest {
-            request,
+            request: request.clone(),
             id: Some(id.clone()),
         }
         .to_line();
-        self.writer
-            .write_all(line.as_bytes())
-            .map_err(|e| match e.kind() {
-                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                    ClientError::Timeout(self.timeout.map_or(0, |t| t.as_millis()))
-                }
-                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
-                    ClientError::Closed
-                }
-                _ => ClientError::Io(e),
-            })?;
-        Ok(id)
+        match self.writer.write_all(line.as_bytes()) {
+            Ok(()) => Ok(id),
+            Err(e) => {
+                let e = match e.kind() {
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                        ClientError::Timeout(self.timeout.map_or(0, |t| t.as_millis()))
+                    }
+                    std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset => {
+                        ClientError::Closed
+                    }
+                    _ => ClientError::Io(e),
+                };
+                Err((id, e))
+            }
+        }
     }
 
     fn receive(&mut self, id: &str, request: &CommandRequest) -> Result<ResponseData, ClientError> {
@@ -131,8 +134,16 @@ impl Client {
 
     /// Sends one request and waits for its response.
     pub fn call(&mut self, request: CommandRequest) -> Result<ResponseData, ClientError> {
-        let id = self.send(request.clone())?;
-        self.receive(&id, &request)
+        match self.send(&request) {
+            Ok(id) => self.receive(&id, &request),
+            // The agent stops reading a request it refuses before the end (a line over 16 MiB) and closes the
+            // connection after its reply: that reply, not the broken pipe, says what happened.
+            Err((id, ClientError::Closed)) => match self.receive(&id, &request) {
+                Err(ClientError::Refused(e)) => Err(ClientError::Refused(e)),
+                _ => Err(ClientError::Closed),
+            },
+            Err((_, e)) => Err(e),
+        }
     }
 
     /// Sends SubscribeEvents; the connection then carries event lines only.

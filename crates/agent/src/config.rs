@@ -22,6 +22,7 @@ use interceptor_ebpf_core::dataplane;
 
 use crate::cgroups::CgroupScope;
 use crate::cli::AgentArgs;
+use crate::daemon::fairness::SlotLimits;
 
 pub const ENV_CONTROL_SOCKET: &str = "BROKER_EBPF_CONTROL_SOCKET";
 pub const ENV_SOCKET_MODE: &str = "BROKER_EBPF_SOCKET_MODE";
@@ -41,6 +42,8 @@ pub const ENV_DISABLE_LAYERS: &str = "BROKER_EBPF_DISABLE_LAYERS";
 pub const ENV_METRICS_LISTEN: &str = "BROKER_EBPF_METRICS_LISTEN";
 pub const ENV_ENVIRONMENT: &str = "BROKER_EBPF_ENVIRONMENT";
 pub const ENV_MAX_CLIENTS: &str = "BROKER_EBPF_MAX_CLIENTS";
+pub const ENV_MAX_CLIENTS_PER_UID: &str = "BROKER_EBPF_MAX_CLIENTS_PER_UID";
+pub const ENV_RESERVED_CLIENTS: &str = "BROKER_EBPF_RESERVED_CLIENTS";
 pub const ENV_CLIENT_IDLE_TIMEOUT_MS: &str = "BROKER_EBPF_CLIENT_IDLE_TIMEOUT_MS";
 pub const ENV_REQUEST_TIMEOUT_MS: &str = "BROKER_EBPF_REQUEST_TIMEOUT_MS";
 
@@ -48,6 +51,12 @@ pub const ENV_REQUEST_TIMEOUT_MS: &str = "BROKER_EBPF_REQUEST_TIMEOUT_MS";
 /// buffers stay small (see `server::BUFFER_BUDGET_BYTES` for the large-request bound).
 pub const DEFAULT_MAX_CLIENTS: usize = 4096;
 pub const MAX_MAX_CLIENTS: usize = 65_536;
+/// Default for `max_clients_per_uid`: an unprivileged uid (a dashboard, `ctl events` readers) needs a few
+/// connections; an eighth of the default total still leaves most of it to others.
+pub const DEFAULT_MAX_CLIENTS_PER_UID: usize = 512;
+/// Default for `reserved_clients` (at most a quarter of `max_clients`): room for root's `ctl` and a
+/// controller's connections while unprivileged peers hold everything else.
+pub const DEFAULT_RESERVED_CLIENTS: usize = 64;
 pub const DEFAULT_IDLE_TIMEOUT_MS: u64 = 300_000;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 const MAX_TIMEOUT_MS: u64 = 86_400_000;
@@ -69,7 +78,8 @@ pub struct AgentConfig {
     /// The initial policy and the file it came from.
     pub policy: Option<(PathBuf, PolicySnapshot)>,
     pub metrics_listen: Option<SocketAddr>,
-    pub max_clients: usize,
+    /// Connections served at once, per unprivileged uid, and kept for privileged peers (`daemon::fairness`).
+    pub slots: SlotLimits,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -398,6 +408,45 @@ impl AgentConfig {
             },
             None => DEFAULT_MAX_CLIENTS,
         };
+        let per_uid = match r.get(
+            &args.max_clients_per_uid,
+            "max-clients-per-uid",
+            ENV_MAX_CLIENTS_PER_UID,
+        ) {
+            Some(s) => match parse_u64(&s, "a number of connections")? {
+                n @ 1..=65_536 => n as usize,
+                _ => {
+                    return Err(ConfigError::new(
+                        &s,
+                        format!("must be between 1 and {MAX_MAX_CLIENTS}"),
+                    ))
+                }
+            },
+            None => DEFAULT_MAX_CLIENTS_PER_UID,
+        };
+        let reserved = match r.get(
+            &args.reserved_clients,
+            "reserved-clients",
+            ENV_RESERVED_CLIENTS,
+        ) {
+            Some(s) => {
+                let n = parse_u64(&s, "a number of connections")?;
+                if n >= max_clients as u64 {
+                    let why = format!(
+                        "must be less than the most connections served at once ({max_clients}): unprivileged \
+                         peers need at least one"
+                    );
+                    return Err(ConfigError::new(&s, why));
+                }
+                n as usize
+            }
+            None => DEFAULT_RESERVED_CLIENTS.min(max_clients / 4),
+        };
+        let slots = SlotLimits {
+            max_clients,
+            per_uid,
+            reserved,
+        };
         let idle_timeout = r
             .get(
                 &args.client_idle_timeout_ms,
@@ -427,7 +476,7 @@ impl AgentConfig {
             disable_layers,
             policy,
             metrics_listen,
-            max_clients,
+            slots,
             idle_timeout,
             request_timeout,
         })
@@ -468,7 +517,19 @@ mod tests {
         assert_eq!(c.heartbeat, HeartbeatTiming::default());
         assert!(c.policy.is_none() && c.metrics_listen.is_none() && c.pin_dir.is_none());
         assert!(c.disable_layers.is_empty());
-        assert_eq!(c.max_clients, DEFAULT_MAX_CLIENTS);
+        assert_eq!(
+            c.slots,
+            SlotLimits {
+                max_clients: DEFAULT_MAX_CLIENTS,
+                per_uid: DEFAULT_MAX_CLIENTS_PER_UID,
+                reserved: DEFAULT_RESERVED_CLIENTS
+            }
+        );
+        let small = resolve(AgentArgs::default(), &[(ENV_MAX_CLIENTS, "8")]).expect("valid");
+        assert_eq!(
+            small.slots.reserved, 2,
+            "the default reserve is at most a quarter"
+        );
     }
 
     #[test]
@@ -568,6 +629,14 @@ mod tests {
                 "BROKER_EBPF_PIN_DIR=pins: must be an absolute path",
             ),
             (&[(ENV_MAX_CLIENTS, "0")], "BROKER_EBPF_MAX_CLIENTS=0: "),
+            (
+                &[(ENV_MAX_CLIENTS_PER_UID, "0")],
+                "BROKER_EBPF_MAX_CLIENTS_PER_UID=0: must be between 1 and 65536",
+            ),
+            (
+                &[(ENV_MAX_CLIENTS, "16"), (ENV_RESERVED_CLIENTS, "16")],
+                "BROKER_EBPF_RESERVED_CLIENTS=16: must be less than the most connections served at once (16)",
+            ),
             (
                 &[(ENV_DISABLE_LAYERS, "sock_create,firewall")],
                 "BROKER_EBPF_DISABLE_LAYERS=sock_create,firewall: expected one of `sock_create` | \

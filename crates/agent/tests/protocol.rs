@@ -354,3 +354,51 @@ fn a_thousand_concurrent_clients_are_served_with_bounded_memory() {
         "RSS {after} KiB after the waves, {during} KiB during the first"
     );
 }
+
+/// A valid snapshot whose request line is over 16 MiB: the agent refuses it with CTRL_REQUEST_MALFORMED and
+/// closes; `ctl policy apply` reports that reply (exit 5), not the broken pipe it met while still writing
+/// (issue 17: it used to say "the agent closed the connection", exit 3).
+#[test]
+fn ctl_reports_the_agents_refusal_of_a_policy_over_16_mib() {
+    if support::skip("ctl_reports_the_agents_refusal_of_a_policy_over_16_mib") {
+        return;
+    }
+    let world = World::new("bigpolicy");
+    let _agent = Agent::start(&world, &[]);
+    // 48 rules of every port: about 18.7 MB, as the file and as the normalised request.
+    let ports = (1..=65_535u32)
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let rules = (0..48)
+        .map(|i| {
+            format!(r#"{{"id":"r{i}","action":"allow","cidr":"10.1.{i}.0/24","ports":[{ports}]}}"#)
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let text =
+        format!(r#"{{"broker":[{{"ip":"10.0.0.5","port":8081}}],"dns":[],"rules":[{rules}]}}"#);
+    assert!(
+        text.len() > 16 * 1024 * 1024 + 1024 * 1024,
+        "{}",
+        text.len()
+    );
+    let file = world.dir.path.join("big-policy.json");
+    std::fs::write(&file, text).expect("write the policy");
+
+    let out = support::ctl(
+        &world.socket,
+        &["policy", "apply", file.to_str().expect("utf8")],
+        None,
+    );
+    let stderr = support::text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(
+        stderr.contains("CTRL_REQUEST_MALFORMED")
+            && stderr.contains("the request line exceeds 16777216 bytes"),
+        "{stderr}"
+    );
+    // The agent is unharmed.
+    let out = support::ctl(&world.socket, &["status"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", support::text(&out.stderr));
+}

@@ -285,6 +285,9 @@ impl Agent {
         match cgroup {
             CgroupRef::Path(p) => self.scope.directory(p),
             CgroupRef::Id(id) => self.scope.find_id(*id).ok_or_else(|| {
+                if dataplane::cgroup_id(self.scope.root()).ok() == Some(*id) {
+                    return self.scope.the_root_itself(&format!("cgroup id {id}"));
+                }
                 format!(
                     "no cgroup with id {id} below the agent's cgroup root {}",
                     self.scope.root_path()

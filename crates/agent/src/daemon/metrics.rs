@@ -7,6 +7,7 @@
 //! | `interceptor_ebpf_events_dropped_total` | counter | `stage`: `kernel`, `queue`, `subscriber`, `log` |
 //! | `interceptor_ebpf_control_requests_total` | counter | `command`, `outcome` (`ok` or the reason code) |
 //! | `interceptor_ebpf_control_connections` | gauge | |
+//! | `interceptor_ebpf_control_connections_refused_total` | counter | `reason`: `max_clients`, `peer_limit`, `reserved` |
 //! | `interceptor_ebpf_event_subscribers` | gauge | |
 //! | `interceptor_ebpf_policy_generation` | gauge | |
 //! | `interceptor_ebpf_managed_cgroups` | gauge | |
@@ -36,10 +37,17 @@ use interceptor_ebpf_core::contract::hook::Hook;
 use interceptor_ebpf_core::contract::layer::{Layer, LayerCounters};
 use interceptor_ebpf_core::contract::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
 
+use super::fairness::Refusal;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct VerdictLabels {
     reason_code: &'static str,
     hook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -201,6 +209,7 @@ pub struct Metrics {
     verdicts: Family<VerdictLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     connections: Gauge<i64, AtomicI64>,
+    refused: Family<RefusalLabels, Counter>,
     subscribers: Gauge<i64, AtomicI64>,
     collector: Arc<SampledCollector>,
     /// Verdict events received from the dataplane (also in `verdicts`; kept for the status counters).
@@ -228,6 +237,18 @@ impl Metrics {
             "Open control-socket connections",
             connections.clone(),
         );
+        let refused = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "interceptor_ebpf_control_connections_refused",
+            "Control connections refused at accept, by reason: max_clients (every slot taken), peer_limit (the \
+             unprivileged uid holds its most), reserved (the rest is kept for privileged peers)",
+            refused.clone(),
+        );
+        for why in Refusal::ALL {
+            let _ = refused.get_or_create(&RefusalLabels {
+                reason: why.as_str(),
+            });
+        }
         let subscribers = Gauge::<i64, AtomicI64>::default();
         registry.register(
             "interceptor_ebpf_event_subscribers",
@@ -253,6 +274,7 @@ impl Metrics {
             verdicts,
             requests,
             connections,
+            refused,
             subscribers,
             collector,
             verdicts_seen: AtomicU64::new(0),
@@ -281,6 +303,15 @@ impl Metrics {
 
     pub fn connections(&self) -> &Gauge<i64, AtomicI64> {
         &self.connections
+    }
+
+    /// A connection refused at accept (`fairness`).
+    pub fn connection_refused(&self, why: Refusal) {
+        self.refused
+            .get_or_create(&RefusalLabels {
+                reason: why.as_str(),
+            })
+            .inc();
     }
 
     pub fn subscribers(&self) -> &Gauge<i64, AtomicI64> {
@@ -395,6 +426,7 @@ mod tests {
         m.verdict(DataplaneReasonCode::DenyDefault, Hook::Connect4);
         m.request(Some(Command::GetHealth), None);
         m.request(None, Some(ControlAuthzCode::RequestMalformed));
+        m.connection_refused(Refusal::PeerLimit);
         let text = m.encode(DataplaneCounters {
             events_emitted: 10,
             dropped_in_kernel: 1,
@@ -407,6 +439,8 @@ mod tests {
             "interceptor_ebpf_verdicts_total{reason_code=\"ALLOW_BROKER\",hook=\"sendmsg6\"} 0",
             "interceptor_ebpf_control_requests_total{command=\"GetHealth\",outcome=\"ok\"} 1",
             "interceptor_ebpf_control_requests_total{command=\"unknown\",outcome=\"CTRL_REQUEST_MALFORMED\"} 1",
+            "interceptor_ebpf_control_connections_refused_total{reason=\"peer_limit\"} 1",
+            "interceptor_ebpf_control_connections_refused_total{reason=\"reserved\"} 0",
             "interceptor_ebpf_kernel_events_emitted_total 10",
             "interceptor_ebpf_events_dropped_total{stage=\"kernel\"} 1",
             "interceptor_ebpf_events_dropped_total{stage=\"subscriber\"} 2",

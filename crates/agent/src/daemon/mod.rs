@@ -13,6 +13,7 @@
 //! without heartbeat, managed traffic gets the configured degraded verdict after the grace period.
 
 pub mod control;
+pub mod fairness;
 pub mod framing;
 pub mod health;
 pub mod log;
@@ -254,7 +255,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         listener,
         agent.clone(),
         server::Limits {
-            max_clients: config.max_clients,
+            slots: config.slots,
             idle_timeout: config.idle_timeout,
             request_timeout: config.request_timeout,
         },
@@ -303,6 +304,9 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
             "metrics_listen": metrics_addr.map(|a| a.to_string()),
             "privileged_uids": config.contract.privileged_controller_uids,
             "privileged_gids": config.contract.privileged_controller_gids,
+            "max_clients": config.slots.max_clients,
+            "max_clients_per_uid": config.slots.per_uid,
+            "reserved_clients": config.slots.reserved,
         }),
     );
     if let Some(warning) =

@@ -2,7 +2,8 @@
 //! idle, slow or misbehaving client never holds up another.
 //!
 //! - Requests on one connection are answered in order; a client may pipeline them.
-//! - Over `max_clients` open connections, a new one gets one CTRL_COMMAND_FAILED line and is closed.
+//! - Over `max_clients` open connections, over its uid's cap, or into the slots kept for privileged peers
+//!   (`fairness`), a new one gets one CTRL_COMMAND_FAILED line and is closed.
 //! - A connection without a request for the idle timeout is closed quietly; a started request line that does
 //!   not end within the request timeout, ends with the connection, or exceeds 16 MiB gets one
 //!   CTRL_REQUEST_MALFORMED line and the connection is closed (its framing can no longer be trusted).
@@ -20,10 +21,12 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::sync::Semaphore;
 
+use interceptor_ebpf_core::contract::control::peer_auth::PeerCredentials;
 use interceptor_ebpf_core::contract::control::protocol::{ControlResponse, MAX_LINE_BYTES};
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 
 use super::control::{Agent, Outcome};
+use super::fairness::{LogLimiter, Refusal, SlotLimits, Slots};
 use super::framing::{self, FrameError, LineReader};
 use super::socket::peer_credentials;
 
@@ -34,13 +37,14 @@ const EVENT_BATCH_BYTES: usize = 64 * 1024;
 
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
-    pub max_clients: usize,
+    pub slots: SlotLimits,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
 }
 
 pub async fn serve(listener: UnixListener, agent: Arc<Agent>, limits: Limits) {
-    let slots = Arc::new(Semaphore::new(limits.max_clients));
+    let slots = Slots::new(limits.slots, agent.authz.clone());
+    let refusals_logged = LogLimiter::new(Duration::from_secs(1));
     let budget = framing::budget();
     let mut stopping = agent.stopping();
     let mut last_accept_error = None::<tokio::time::Instant>;
@@ -65,37 +69,72 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, limits: Limits) {
                 continue;
             }
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            let line = ControlResponse::failure(
-                ControlAuthzCode::CommandFailed,
-                format!(
-                    "the agent serves at most {} connections at once (BROKER_EBPF_MAX_CLIENTS); try again",
-                    limits.max_clients
-                ),
-                None,
-                None,
-            )
-            .to_line();
-            agent
-                .metrics
-                .request(None, Some(ControlAuthzCode::CommandFailed));
-            tokio::spawn(async move {
-                let mut stream = stream;
-                let _ =
-                    tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes()))
-                        .await;
-            });
-            continue;
+        // SO_PEERCRED was taken by the kernel at connect time: whom the slot is charged to.
+        let peer = peer_credentials(&stream);
+        let slot = match slots.acquire(peer.as_ref()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                refuse(
+                    &agent,
+                    stream,
+                    why,
+                    &limits.slots,
+                    peer.as_ref(),
+                    &refusals_logged,
+                );
+                continue;
+            }
         };
         let agent = agent.clone();
         let budget = budget.clone();
         tokio::spawn(async move {
             agent.metrics.connections().inc();
-            connection(stream, &agent, budget, limits).await;
+            connection(stream, peer, &agent, budget, limits).await;
             agent.metrics.connections().dec();
             drop(slot);
         });
     }
+}
+
+/// One CTRL_COMMAND_FAILED line saying why, then the connection is closed; counted, and logged at most once a
+/// second so that a flood of refused connections cannot flood the log.
+fn refuse(
+    agent: &Arc<Agent>,
+    stream: UnixStream,
+    why: Refusal,
+    limits: &SlotLimits,
+    peer: Option<&PeerCredentials>,
+    logged: &LogLimiter,
+) {
+    let line = ControlResponse::failure(
+        ControlAuthzCode::CommandFailed,
+        why.message(limits, peer),
+        None,
+        None,
+    )
+    .to_line();
+    agent
+        .metrics
+        .request(None, Some(ControlAuthzCode::CommandFailed));
+    agent.metrics.connection_refused(why);
+    if let Some(suppressed) = logged.admit(std::time::Instant::now()) {
+        agent.log.lifecycle(
+            "connection_refused",
+            serde_json::json!({
+                "reason": why.as_str(),
+                "peer": peer.map(|p| serde_json::json!({"uid": p.uid, "gid": p.gid, "pid": p.pid})),
+                "max_clients": limits.max_clients,
+                "max_clients_per_uid": limits.per_uid,
+                "reserved_clients": limits.reserved,
+                "suppressed": suppressed,
+            }),
+        );
+    }
+    tokio::spawn(async move {
+        let mut stream = stream;
+        let _ =
+            tokio::time::timeout(Duration::from_secs(1), stream.write_all(line.as_bytes())).await;
+    });
 }
 
 async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8]) -> bool {
@@ -107,11 +146,11 @@ async fn write(wr: &mut OwnedWriteHalf, bytes: &[u8]) -> bool {
 
 async fn connection(
     stream: UnixStream,
+    peer: Option<PeerCredentials>,
     agent: &Arc<Agent>,
     budget: Arc<Semaphore>,
     limits: Limits,
 ) {
-    let peer = peer_credentials(&stream);
     let (rd, mut wr) = stream.into_split();
     let mut lines = LineReader::new(rd, budget, limits.idle_timeout, limits.request_timeout);
     let mut stopping = agent.stopping();

@@ -138,7 +138,16 @@ pub struct Agent {
 impl Agent {
     /// Starts the agent and waits for its `started` line (panics with its output if it does not come).
     pub fn start(world: &World, extra: &[(&str, &str)]) -> Agent {
-        let agent = Agent::spawn(world, extra);
+        Agent::start_with(world, extra, |_| {})
+    }
+
+    /// [`Agent::start`], with `configure` applied to the command first (e.g. a `pre_exec` hook).
+    pub fn start_with(
+        world: &World,
+        extra: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Agent {
+        let agent = Agent::spawn_with(world, extra, configure);
         if agent
             .wait_line(Duration::from_secs(30), |v| v["agent_event"] == "started")
             .is_none()
@@ -154,6 +163,14 @@ impl Agent {
 
     /// Starts the agent without waiting.
     pub fn spawn(world: &World, extra: &[(&str, &str)]) -> Agent {
+        Agent::spawn_with(world, extra, |_| {})
+    }
+
+    fn spawn_with(
+        world: &World,
+        extra: &[(&str, &str)],
+        configure: impl FnOnce(&mut Command),
+    ) -> Agent {
         let mut cmd = Command::new(BIN);
         cmd.arg("agent")
             .env_clear()
@@ -167,6 +184,7 @@ impl Agent {
         for (k, v) in extra {
             cmd.env(k, v);
         }
+        configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn the agent");
         let lines = Arc::new(Lines::default());
         let stdout = child.stdout.take().expect("stdout");

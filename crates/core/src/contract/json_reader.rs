@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 use super::validation::{Issue, IssueCode, PathSegment};
 use super::wire_literal::{alternatives, WireLiteral};
 
-pub use strict_text::parse_json_strict;
+pub use strict_text::{fractions_read_as_integers, parse_json_strict};
 
 /// The JSON type name of a value, for "expected X, received Y" messages.
 pub fn type_name(v: &Value) -> &'static str {

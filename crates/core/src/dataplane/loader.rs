@@ -242,7 +242,18 @@ impl Dataplane {
             return Err(DataplaneError::NotCgroup2 { path: cgroup_root });
         }
         let pin_dir = match &opts.pin_dir {
-            Some(p) => p.clone(),
+            Some(p) => {
+                // bpffs is mounted at /sys/fs/bpf when none is, also for a pin dir given by name: one below
+                // /sys/fs/bpf failed with mkdir's ENOENT on a host without bpffs (issue 17).
+                let on_bpffs = p
+                    .ancestors()
+                    .find(|a| a.exists())
+                    .is_some_and(mounts::is_bpffs);
+                if !on_bpffs {
+                    mounts::bpffs_root()?;
+                }
+                p.clone()
+            }
             None => mounts::bpffs_root()?.join(pins::PIN_DIR_NAME),
         };
         std::fs::create_dir_all(&pin_dir).map_err(|e| DataplaneError::io("mkdir", &pin_dir, e))?;

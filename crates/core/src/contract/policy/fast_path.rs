@@ -206,6 +206,30 @@ mod tests {
         assert_eq!(ok, Ok(PolicySnapshot::default()));
     }
 
+    /// Issue 17: `42001.0000000000001` is 42001 as a number but a fraction as text; from text it is refused at
+    /// its path, by both paths (the fast one never takes a float), while `443.0` stays an integer.
+    #[test]
+    fn a_port_whose_text_is_a_fraction_is_not_an_integer() {
+        let text = br#"{"broker":[{"ip":"10.0.0.5","port":42001.0000000000001}],"dns":[],"rules":[{"id":"a","action":"allow","cidr":"10.1.0.0/16","ports":[443.0,7.00000000000000001]}]}"#;
+        let err = PolicySnapshot::from_json_slice(text).expect_err("a fraction");
+        let paths: Vec<String> = err.issues.iter().map(|i| i.path_text()).collect();
+        assert_eq!(paths, ["broker[0].port", "rules[0].ports[1]"], "{err}");
+        assert_eq!(err.issues[0].code, IssueCode::InvalidType);
+        assert!(
+            err.issues[0]
+                .message
+                .starts_with("expected integer, received 42001.0000000000001"),
+            "{err}"
+        );
+        let whole = br#"{"broker":[{"ip":"10.0.0.5","port":42001.0}],"dns":[],"rules":[{"id":"a","action":"allow","cidr":"10.1.0.0/16","ports":[4.43e2]}]}"#;
+        let s = PolicySnapshot::from_json_slice(whole)
+            .expect("integers written with a fraction of zeros");
+        assert_eq!(
+            (s.broker[0].port, s.rules[0].ports.as_slice()),
+            (42001, &[443][..])
+        );
+    }
+
     /// Found by `fuzz/fuzz_targets/policy_snapshot.rs`: serde's derived struct impls also read a JSON array of
     /// the field values, so the fast path took `[[],[],[]]` as an empty snapshot and `["10.0.0.5",8081]` as a
     /// broker endpoint, while the slow path (and the JS API) reject them.

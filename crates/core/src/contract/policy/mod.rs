@@ -197,7 +197,20 @@ impl PolicySnapshot {
                 format!("policy snapshot is not valid JSON: {e}"),
             ))
         })?;
-        Self::from_json_value(&v)
+        // A port `42001.0000000000001` reads as 42001 from a value; from text it is a fraction (issue 17).
+        let fractions = json_reader::fractions_read_as_integers(bytes, &v);
+        match Self::from_json_value(&v) {
+            Ok(snapshot) if fractions.is_empty() => Ok(snapshot),
+            Ok(_) => Err(ValidationError::new(fractions)),
+            Err(mut e) => {
+                for f in fractions {
+                    if !e.issues.iter().any(|i| i.path == f.path) {
+                        e.issues.push(f);
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// The normalised JSON form: defaults filled in (`dns[].port`, `sampling`), empty `ports` and absent

@@ -235,7 +235,19 @@ pub fn parse_request_line(line: &[u8]) -> Result<ControlRequest, RequestRejectio
         return Ok(request);
     }
     let v = super::parse_line_json(body, "request").map_err(RequestRejection::malformed)?;
-    read_request(&v)
+    let request = read_request(&v)?;
+    // Every number of a valid request is in its payload and an integer: a fraction that rounds to one (a port
+    // `42001.0000000000001`) is refused from text (issue 17).
+    let fractions = crate::contract::json_reader::fractions_read_as_integers(body, &v);
+    if !fractions.is_empty() {
+        return Err(RequestRejection::new(
+            ControlAuthzCode::RequestPayloadInvalid,
+            Some(request.request.command()),
+            request.id,
+            fractions,
+        ));
+    }
+    Ok(request)
 }
 
 /// The envelope's rules (shared with [`super::RequestEnvelope`]), then the command's payload. Envelope issues

@@ -54,3 +54,30 @@ fn every_example_in_the_docs_parses() {
         }
     }
 }
+
+/// Issue 17: a port whose text is a fraction rounding to an integer is PAYLOAD_INVALID at its path, with the
+/// request's id; the same request with the integer is accepted.
+#[test]
+fn a_payload_number_whose_text_is_a_fraction_is_refused() {
+    let line = |port: &str| {
+        format!(
+            r#"{{"command":"ReplacePolicySnapshot","id":"9","payload":{{"broker":[{{"ip":"10.0.0.5","port":{port}}}],"dns":[],"rules":[]}}}}"#
+        )
+    };
+    let err = parse_request_line(line("42001.0000000000001").as_bytes()).expect_err("a fraction");
+    assert_eq!(
+        err.error.reason_code,
+        ControlAuthzCode::RequestPayloadInvalid
+    );
+    assert_eq!(err.id.as_deref(), Some("9"));
+    assert_eq!(err.issues[0].path_text(), "payload.broker[0].port");
+    assert!(
+        err.error
+            .message
+            .contains("payload.broker[0].port: expected integer, received 42001.0000000000001"),
+        "{}",
+        err.error.message
+    );
+    assert!(parse_request_line(line("42001").as_bytes()).is_ok());
+    assert!(parse_request_line(line("42001.000").as_bytes()).is_ok());
+}
