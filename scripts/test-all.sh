@@ -3,7 +3,28 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step's header says how long the one before it took, and the last line sums them up, so the cost of every
+# addition to CI is read off its log.
+step_name=""
+step_start=$SECONDS
+step_times=()
+end_step() {
+  [[ -n "$step_name" ]] && step_times+=("$(printf '%5d s  %s' $((SECONDS - step_start)) "$step_name")")
+  step_start=$SECONDS
+}
+step() {
+  end_step
+  step_name=$*
+  printf '\n== %s\n' "$*"
+}
+report_times() {
+  local status=$?
+  end_step
+  printf '\n== time per step (%s)\n' "$([[ $status -eq 0 ]] && echo 'all passed' || echo "stopped: exit $status")"
+  printf '%s\n' "${step_times[@]}"
+  printf '%5d s  in all\n' "$SECONDS"
+}
+trap report_times EXIT
 
 step "rustfmt"
 cargo fmt --all --check
