@@ -164,6 +164,12 @@ export interface JsDataplaneStatus {
   activeLayers: Array<string>
   /** What the bypass layers refused since their counters were created (they are pinned). */
   layerCounters: JsLayerCounters
+  /**
+   * Every verdict the kernel programs made since their counters were created (they are pinned), by hook and
+   * reason code; only the pairs that counted. Counted by the programs themselves, these are exact whatever
+   * the events' sampling and drops: the events are best-effort, these counts are not.
+   */
+  verdicts: Array<JsVerdictCount>
 }
 
 export interface JsIssue {
@@ -217,6 +223,14 @@ export interface JsPolicySummary {
   ipv6Rules: number
   brokerEndpoints: number
   dnsEndpoints: number
+}
+
+/** One entry of `status().verdicts`. */
+export interface JsVerdictCount {
+  hook: string
+  reasonCode: string
+  /** Verdicts this hook made with this reason code (at least 1). */
+  count: number
 }
 
 /** Which literal set `check_literal` validates against. */

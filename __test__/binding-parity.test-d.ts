@@ -9,6 +9,7 @@ import type * as binding from '../binding'
 import type {
   DataplaneLayerCounters,
   DataplaneLayerStatus,
+  DataplaneVerdictCount,
   DataplaneStatus,
   Interceptor,
   ManagedCgroup,
@@ -59,6 +60,7 @@ export type DeleteParity = Expect<
 >
 export type PolicySummaryParity = Expect<Parity<binding.JsPolicySummary, PolicySummary>>
 export type LayerCountersParity = Expect<Parity<binding.JsLayerCounters, DataplaneLayerCounters>>
+export type VerdictCountParity = Expect<Parity<binding.JsVerdictCount, DataplaneVerdictCount>>
 
 // A layer's status is a union in the public type (`reason` exactly when `unavailable`), which one Rust struct
 // cannot say: each member must narrow the binding's struct, and together they use exactly its keys.

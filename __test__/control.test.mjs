@@ -159,6 +159,7 @@ const status = {
   ],
   activeLayers: ['sock_create'],
   layerCounters: { socketsRefused: 1, socketsWouldRefuse: 0, packetsDropped: 2, packetsWouldDrop: 0, packetsJudged: 3, marksWritten: 4 },
+  verdicts: [{ hook: 'sendmsg4', reasonCode: 'DENY_DEFAULT', count: 2000000 }],
 }
 const validData = {
   GetHealth: { status: 'ok', degradedReasons: [], activeLayers: ['sock_create', 'egress'] },
@@ -201,6 +202,10 @@ test('responses: data schemas reject what they must', () => {
     { ok: true, command: 'GetStatus', data: { ...status, activeLayers: ['sock_create', 'egress'] } },
     { ok: true, command: 'GetStatus', data: { ...status, layers: [{ layer: 'egress', state: 'unavailable' }], activeLayers: [] } },
     { ok: true, command: 'GetStatus', data: { ...status, layerCounters: { ...status.layerCounters, marksWritten: -1 } } },
+    { ok: true, command: 'GetStatus', data: { ...status, verdicts: undefined } },
+    { ok: true, command: 'GetStatus', data: { ...status, verdicts: [{ hook: 'sendmsg4', reasonCode: 'DENY_DEFAULT', count: 0 }] } },
+    { ok: true, command: 'GetStatus', data: { ...status, verdicts: [{ hook: 'sendmsg4', reasonCode: 'CTRL_COMMAND_FAILED', count: 1 }] } },
+    { ok: true, command: 'GetStatus', data: { ...status, verdicts: [...status.verdicts, ...status.verdicts] } },
     { ok: true, command: 'GetHealth', data: { status: 'ok', degradedReasons: [], activeLayers: ['firewall'] } },
     { ok: true, command: 'GetPolicySummary', data: { ...summary, generation: 0 } },
     { ok: true, command: 'SetGlobalMode', data: { globalMode: 'observe', extra: 1 } },

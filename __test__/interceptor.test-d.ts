@@ -41,6 +41,10 @@ async function typeTest(): Promise<void> {
   }
   const raw: boolean = s.activeLayers.includes('sock_create') && s.layerCounters.socketsRefused >= 0
   void raw
+  const denied: number = s.verdicts.find((v) => v.hook === 'sendmsg4' && v.reasonCode === 'DENY_DEFAULT')?.count ?? 0
+  void denied
+  // @ts-expect-error a hook is one of the hooks
+  void s.verdicts.some((v) => v.hook === 'bind4')
 
   for await (const e of i.events({ batchSize: 128 })) {
     const ev: InterceptorPacketEvent = e

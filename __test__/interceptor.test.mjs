@@ -207,6 +207,11 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.equal(s.droppedInKernel, 0)
     assert.equal(s.droppedInQueue, 0)
     assert.equal(s.degraded, false)
+    // The kernel counts every verdict, also those without an event: at least one per emitted record.
+    const counted = s.verdicts.reduce((sum, v) => sum + v.count, 0)
+    assert.ok(counted >= s.eventsEmitted, `${counted} verdicts counted, ${s.eventsEmitted} events emitted`)
+    for (const v of s.verdicts) assert.ok(Number.isSafeInteger(v.count) && v.count >= 1, JSON.stringify(v))
+    assert.ok(s.verdicts.some((v) => v.reasonCode.startsWith('DENY_')), JSON.stringify(s.verdicts))
   })
 
   test('cgroup targets: what the control protocol refuses is refused here too; the root needs allowRoot', () => {

@@ -52,11 +52,13 @@ static __always_inline int refuse_socket(__u8 hook, __u8 protocol, __u64 cgroup_
 	generation = active_generation(cfg);
 	if (mode == DP_MODE_OBSERVE) {
 		layer_count(DP_LC_SOCKETS_WOULD_REFUSE);
+		count_verdict(hook, BROKER_DP_REASON_OBSERVE_WOULD_DENY_SOCKET_CREATE);
 		emit_socket_event(hook, protocol, cgroup_id, managed_id, generation,
 				  BROKER_DP_REASON_OBSERVE_WOULD_DENY_SOCKET_CREATE, DP_VERDICT_ALLOW);
 		return 1;
 	}
 	layer_count(DP_LC_SOCKETS_REFUSED);
+	count_verdict(hook, BROKER_DP_REASON_DENY_SOCKET_CREATE);
 	emit_socket_event(hook, protocol, cgroup_id, managed_id, generation, BROKER_DP_REASON_DENY_SOCKET_CREATE,
 			  DP_VERDICT_DENY);
 	return 0;

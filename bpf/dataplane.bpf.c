@@ -308,6 +308,8 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 	if (v.managed_id)
 		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation);
 out:
+	/* Every verdict, also a reused one and one whose event is not sampled or finds the ring buffer full. */
+	count_verdict(hook, v.reason);
 	allow = reason_allows(v.reason);
 	/* Deny, observe would-deny and degraded verdicts are always reported; allows as the policy samples them. */
 	if (sampled(v.sample_one_in))

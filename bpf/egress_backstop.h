@@ -244,6 +244,7 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 				s->mark.epoch = epoch;
 			}
 		}
+		count_verdict(DP_HOOK_EGRESS, BROKER_DP_REASON_UNMANAGED_ALLOW);
 		return 1;
 	}
 	mode = managed->mode;
@@ -295,6 +296,7 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 	}
 
 	allow = reason != BROKER_DP_REASON_DENY_PACKET_EGRESS && reason != BROKER_DP_REASON_DENY_DEGRADED_FAIL_CLOSED;
+	count_verdict(DP_HOOK_EGRESS, reason);
 	if (!allow)
 		layer_count(DP_LC_PACKETS_DROPPED);
 	else if (reason == BROKER_DP_REASON_OBSERVE_WOULD_DENY_PACKET_EGRESS)

@@ -12,7 +12,7 @@ import type {
 // The generated types of the addon (`src/interceptor.rs`): the status shape is written once, there, with its
 // comments; the types below narrow its strings to their literal unions. __test__/binding-parity.test-d.ts
 // fails the type check when the two drift apart.
-import type { JsDataplaneStatus, JsLayerCounters, JsManagedCgroup, JsPolicySummary } from '../binding'
+import type { JsDataplaneStatus, JsLayerCounters, JsManagedCgroup, JsPolicySummary, JsVerdictCount } from '../binding'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = Mode
@@ -65,6 +65,12 @@ export type DataplaneLayerStatus =
 /** What the bypass layers refused since their counters were created (they are pinned). */
 export interface DataplaneLayerCounters extends JsLayerCounters {}
 
+/** One entry of `status().verdicts`: how many verdicts one hook made with one reason code (at least 1). */
+export interface DataplaneVerdictCount extends Omit<JsVerdictCount, 'hook' | 'reasonCode'> {
+  hook: DataplaneHook
+  reasonCode: DataplaneVerdictReasonCode
+}
+
 /**
  * A cgroup, by path (absolute, or relative to `cgroupRoot`; normalised: no empty, `.` or `..` segments) or by id
  * (decimal text as in events without leading zeros, or a safe integer; never 0).
@@ -94,7 +100,14 @@ export interface PolicySummary extends JsPolicySummary {}
 export interface DataplaneStatus
   extends Omit<
     JsDataplaneStatus,
-    'attachedHooks' | 'managedCgroups' | 'globalMode' | 'failMode' | 'layers' | 'activeLayers' | 'layerCounters'
+    | 'attachedHooks'
+    | 'managedCgroups'
+    | 'globalMode'
+    | 'failMode'
+    | 'layers'
+    | 'activeLayers'
+    | 'layerCounters'
+    | 'verdicts'
   > {
   /** The four sock_addr hooks; the bypass layers are listed in `layers`. */
   attachedHooks: SockAddrHook[]
@@ -107,6 +120,11 @@ export interface DataplaneStatus
   activeLayers: DataplaneLayer[]
   /** What the bypass layers refused since their counters were created (they are pinned). */
   layerCounters: DataplaneLayerCounters
+  /**
+   * Every verdict the kernel programs made since their counters were created (they are pinned), by hook and
+   * reason code; only the pairs that counted. Exact whatever the events' sampling and drops.
+   */
+  verdicts: DataplaneVerdictCount[]
 }
 
 type ObserveCode = DataplaneObserveWouldAllowCode | DataplaneObserveWouldBlockCode

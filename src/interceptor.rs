@@ -174,6 +174,19 @@ pub struct JsDataplaneStatus {
     pub active_layers: Vec<String>,
     /// What the bypass layers refused since their counters were created (they are pinned).
     pub layer_counters: JsLayerCounters,
+    /// Every verdict the kernel programs made since their counters were created (they are pinned), by hook and
+    /// reason code; only the pairs that counted. Counted by the programs themselves, these are exact whatever
+    /// the events' sampling and drops: the events are best-effort, these counts are not.
+    pub verdicts: Vec<JsVerdictCount>,
+}
+
+/// One entry of `status().verdicts`.
+#[napi(object)]
+pub struct JsVerdictCount {
+    pub hook: String,
+    pub reason_code: String,
+    /// Verdicts this hook made with this reason code (at least 1).
+    pub count: f64,
 }
 
 /// One bypass layer in `status().layers`.
@@ -246,6 +259,15 @@ fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
             packets_judged: s.layer_counters.packets_judged as f64,
             marks_written: s.layer_counters.marks_written as f64,
         },
+        verdicts: s
+            .verdicts
+            .iter()
+            .map(|v| JsVerdictCount {
+                hook: v.hook.as_str().to_owned(),
+                reason_code: v.reason.as_str().to_owned(),
+                count: v.count as f64,
+            })
+            .collect(),
     }
 }
 

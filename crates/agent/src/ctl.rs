@@ -291,6 +291,18 @@ fn status_text(s: &Status) -> String {
         c.packets_judged,
         c.marks_written
     ));
+    out.push_str(&format!(
+        "\nverdicts (kernel counters): {}",
+        s.verdicts.iter().map(|v| v.count).sum::<u64>()
+    ));
+    for v in &s.verdicts {
+        out.push_str(&format!(
+            "\n  {} {}: {}",
+            v.hook.as_str(),
+            v.reason.as_str(),
+            v.count
+        ));
+    }
     out
 }
 

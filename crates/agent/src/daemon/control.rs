@@ -25,6 +25,7 @@ use interceptor_ebpf_core::contract::control::protocol::{
 use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
+use interceptor_ebpf_core::contract::verdict_counts::VerdictCount;
 use interceptor_ebpf_core::dataplane::{self, Dataplane, DataplaneError};
 
 use super::health::HealthState;
@@ -430,6 +431,14 @@ impl Agent {
             degraded: s.degraded || self.health.is_degraded(),
             active_layers: active_layers(&s.layers),
             layer_counters: LayerCounters::from_values(s.layer_counters.values().map(clamp)),
+            verdicts: s
+                .verdicts
+                .into_iter()
+                .map(|v| VerdictCount {
+                    count: clamp(v.count),
+                    ..v
+                })
+                .collect(),
             layers: s.layers,
         })
     }

@@ -2,7 +2,8 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `interceptor_ebpf_verdicts_total` | counter | `reason_code`, `hook` |
+//! | `interceptor_ebpf_verdicts_total` | counter | `reason_code`, `hook` (the kernel's exact counts) |
+//! | `interceptor_ebpf_events_delivered_total` | counter | `reason_code`, `hook` (events the agent received) |
 //! | `interceptor_ebpf_kernel_events_emitted_total` | counter | |
 //! | `interceptor_ebpf_events_dropped_total` | counter | `stage`: `kernel`, `queue`, `subscriber`, `log` |
 //! | `interceptor_ebpf_control_requests_total` | counter | `command`, `outcome` (`ok` or the reason code) |
@@ -19,7 +20,7 @@
 //! | `interceptor_ebpf_egress_packets_judged_total` | counter | |
 //! | `interceptor_ebpf_socket_marks_written_total` | counter | |
 
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::AtomicI64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,6 +37,7 @@ use interceptor_ebpf_core::contract::control::protocol::Command;
 use interceptor_ebpf_core::contract::hook::Hook;
 use interceptor_ebpf_core::contract::layer::{Layer, LayerCounters};
 use interceptor_ebpf_core::contract::reason_codes::{ControlAuthzCode, DataplaneReasonCode};
+use interceptor_ebpf_core::contract::verdict_counts::{all_pairs, count_of, VerdictCount};
 
 use super::fairness::Refusal;
 
@@ -57,13 +59,15 @@ struct RequestLabels {
 }
 
 /// What the collector reads at scrape time, refreshed from `Dataplane::status` just before encoding.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct DataplaneCounters {
     pub events_emitted: u64,
     pub dropped_in_kernel: u64,
     pub dropped_in_queue: u64,
     pub managed_cgroups: u64,
     pub layer_counters: LayerCounters,
+    /// The kernel's verdict counters (`DataplaneStatus::verdicts`): `interceptor_ebpf_verdicts_total`.
+    pub verdicts: Vec<VerdictCount>,
 }
 
 /// Values owned elsewhere (subscriber and log drops, generation, heartbeat age), read on each scrape.
@@ -90,7 +94,24 @@ impl std::fmt::Debug for SampledCollector {
 
 impl Collector for SampledCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let dp = self.cache.lock().map(|c| *c).unwrap_or_default();
+        let dp = self.cache.lock().map(|c| c.clone()).unwrap_or_default();
+        // Read from the kernel's counters at this scrape, never accumulated here: equal to the number of
+        // verdicts the programs made, whatever the event stream dropped. Every pair is listed, 0 until it fires.
+        let mut family = encoder.encode_descriptor(
+            "interceptor_ebpf_verdicts",
+            "Verdicts the kernel programs made, by reason code and hook (counted in the kernel: exact, whatever the \
+             events' sampling and drops; since the pinned state was created)",
+            None,
+            prometheus_client::metrics::MetricType::Counter,
+        )?;
+        for (hook, code) in all_pairs() {
+            let labels = VerdictLabels {
+                reason_code: code.as_str(),
+                hook: hook.as_str(),
+            };
+            ConstCounter::new(count_of(&dp.verdicts, hook, code))
+                .encode(family.encode_family(&labels)?)?;
+        }
         let emitted = ConstCounter::new(dp.events_emitted);
         emitted.encode(encoder.encode_descriptor(
             "interceptor_ebpf_kernel_events_emitted",
@@ -206,24 +227,23 @@ impl Collector for SampledCollector {
 /// The agent's metrics.
 pub struct Metrics {
     registry: Registry,
-    verdicts: Family<VerdictLabels, Counter>,
+    delivered: Family<VerdictLabels, Counter>,
     requests: Family<RequestLabels, Counter>,
     connections: Gauge<i64, AtomicI64>,
     refused: Family<RefusalLabels, Counter>,
     subscribers: Gauge<i64, AtomicI64>,
     collector: Arc<SampledCollector>,
-    /// Verdict events received from the dataplane (also in `verdicts`; kept for the status counters).
-    pub verdicts_seen: AtomicU64,
 }
 
 impl Metrics {
     pub fn new(sampler: Arc<dyn Sampler>) -> Metrics {
         let mut registry = Registry::default();
-        let verdicts = Family::<VerdictLabels, Counter>::default();
+        let delivered = Family::<VerdictLabels, Counter>::default();
         registry.register(
-            "interceptor_ebpf_verdicts",
-            "Verdict events received from the dataplane, by reason code and hook",
-            verdicts.clone(),
+            "interceptor_ebpf_events_delivered",
+            "Verdict events the agent received from the dataplane, by reason code and hook (best-effort: \
+             interceptor_ebpf_events_dropped_total counts the rest; interceptor_ebpf_verdicts_total is exact)",
+            delivered.clone(),
         );
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -263,7 +283,7 @@ impl Metrics {
         // Every reason code and hook from the start, so a rate over a code that has not fired yet reads 0.
         for code in DataplaneReasonCode::ALL {
             for hook in Hook::ALL {
-                let _ = verdicts.get_or_create(&VerdictLabels {
+                let _ = delivered.get_or_create(&VerdictLabels {
                     reason_code: code.as_str(),
                     hook: hook.as_str(),
                 });
@@ -271,24 +291,23 @@ impl Metrics {
         }
         Metrics {
             registry,
-            verdicts,
+            delivered,
             requests,
             connections,
             refused,
             subscribers,
             collector,
-            verdicts_seen: AtomicU64::new(0),
         }
     }
 
-    pub fn verdict(&self, code: DataplaneReasonCode, hook: Hook) {
-        self.verdicts
+    /// A verdict event the pump received (`interceptor_ebpf_events_delivered_total`).
+    pub fn event_delivered(&self, code: DataplaneReasonCode, hook: Hook) {
+        self.delivered
             .get_or_create(&VerdictLabels {
                 reason_code: code.as_str(),
                 hook: hook.as_str(),
             })
             .inc();
-        self.verdicts_seen.fetch_add(1, Ordering::Relaxed);
     }
 
     /// `outcome`: `None` = ok.
@@ -423,7 +442,7 @@ mod tests {
     #[test]
     fn exposition_has_every_family() {
         let m = Metrics::new(Arc::new(Fixed));
-        m.verdict(DataplaneReasonCode::DenyDefault, Hook::Connect4);
+        m.event_delivered(DataplaneReasonCode::DenyDefault, Hook::Connect4);
         m.request(Some(Command::GetHealth), None);
         m.request(None, Some(ControlAuthzCode::RequestMalformed));
         m.connection_refused(Refusal::PeerLimit);
@@ -433,10 +452,19 @@ mod tests {
             dropped_in_queue: 0,
             managed_cgroups: 3,
             layer_counters: LayerCounters::from_values([4, 5, 6, 7, 8, 9]),
+            verdicts: vec![VerdictCount {
+                hook: Hook::Sendmsg4,
+                reason: DataplaneReasonCode::DenyDefault,
+                count: 2_000_000,
+            }],
         });
         for want in [
-            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_DEFAULT\",hook=\"connect4\"} 1",
+            // The event the pump delivered is not a kernel count: the verdict metric reads only the counters.
+            "interceptor_ebpf_events_delivered_total{reason_code=\"DENY_DEFAULT\",hook=\"connect4\"} 1",
+            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_DEFAULT\",hook=\"connect4\"} 0",
+            "interceptor_ebpf_verdicts_total{reason_code=\"DENY_DEFAULT\",hook=\"sendmsg4\"} 2000000",
             "interceptor_ebpf_verdicts_total{reason_code=\"ALLOW_BROKER\",hook=\"sendmsg6\"} 0",
+            "interceptor_ebpf_events_delivered_total{reason_code=\"ALLOW_BROKER\",hook=\"sendmsg6\"} 0",
             "interceptor_ebpf_control_requests_total{command=\"GetHealth\",outcome=\"ok\"} 1",
             "interceptor_ebpf_control_requests_total{command=\"unknown\",outcome=\"CTRL_REQUEST_MALFORMED\"} 1",
             "interceptor_ebpf_control_connections_refused_total{reason=\"peer_limit\"} 1",

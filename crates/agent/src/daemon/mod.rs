@@ -276,6 +276,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
                         dropped_in_queue: s.dropped_in_queue,
                         managed_cgroups: s.managed_cgroups.len() as u64,
                         layer_counters: s.layer_counters,
+                        verdicts: s.verdicts,
                     })
                     .unwrap_or_default();
                 agent.metrics.encode(counters)
@@ -402,7 +403,7 @@ async fn pump(agent: Arc<Agent>, mut receiver: EventReceiver) {
     while let Some(batch) = receiver.recv_batch(EVENT_BATCH).await {
         let subscribed = agent.events.receiver_count() > 0;
         for e in &batch {
-            agent.metrics.verdict(e.reason, e.hook);
+            agent.metrics.event_delivered(e.reason, e.hook);
             let line: Arc<[u8]> = crate::events::log_line(e).into();
             if subscribed {
                 let _ = agent.events.send(line.clone());

@@ -125,6 +125,9 @@ impl World {
 struct Lines {
     lines: Mutex<Vec<String>>,
     arrived: Condvar,
+    /// Keep only the agent's own records (`agent_event`), not its event lines: a flood test's millions of event
+    /// lines would otherwise be held in this process.
+    agent_events_only: std::sync::atomic::AtomicBool,
 }
 
 /// A running `interceptor-ebpf agent`; killed (SIGKILL) on drop if still running.
@@ -147,7 +150,16 @@ impl Agent {
         extra: &[(&str, &str)],
         configure: impl FnOnce(&mut Command),
     ) -> Agent {
-        let agent = Agent::spawn_with(world, extra, configure);
+        let agent = Agent::spawn_with(world, extra, configure, false);
+        Agent::started(agent)
+    }
+
+    /// [`Agent::start`], keeping only the agent's own records in [`Agent::lines`] (no event lines).
+    pub fn start_without_event_lines(world: &World, extra: &[(&str, &str)]) -> Agent {
+        Agent::started(Agent::spawn_with(world, extra, |_| {}, true))
+    }
+
+    fn started(agent: Agent) -> Agent {
         if agent
             .wait_line(Duration::from_secs(30), |v| v["agent_event"] == "started")
             .is_none()
@@ -163,13 +175,14 @@ impl Agent {
 
     /// Starts the agent without waiting.
     pub fn spawn(world: &World, extra: &[(&str, &str)]) -> Agent {
-        Agent::spawn_with(world, extra, |_| {})
+        Agent::spawn_with(world, extra, |_| {}, false)
     }
 
     fn spawn_with(
         world: &World,
         extra: &[(&str, &str)],
         configure: impl FnOnce(&mut Command),
+        agent_events_only: bool,
     ) -> Agent {
         let mut cmd = Command::new(BIN);
         cmd.arg("agent")
@@ -187,11 +200,18 @@ impl Agent {
         configure(&mut cmd);
         let mut child = cmd.spawn().expect("spawn the agent");
         let lines = Arc::new(Lines::default());
+        lines
+            .agent_events_only
+            .store(agent_events_only, Ordering::Relaxed);
         let stdout = child.stdout.take().expect("stdout");
         let l = lines.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if l.agent_events_only.load(Ordering::Relaxed) && !line.contains("\"agent_event\"")
+                {
+                    continue;
+                }
                 if let Ok(mut v) = l.lines.lock() {
                     v.push(line);
                 }

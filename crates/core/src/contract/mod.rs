@@ -16,4 +16,5 @@ pub mod reason_codes;
 pub mod slot_id;
 pub mod timestamp;
 pub mod validation;
+pub mod verdict_counts;
 pub mod wire_literal;

@@ -4,6 +4,7 @@
 use std::mem::{offset_of, size_of};
 
 use crate::contract::hook::{Hook, Protocol};
+use crate::contract::reason_codes::DataplaneReasonCode;
 
 #[allow(dead_code, clippy::unreadable_literal)]
 pub(crate) mod c {
@@ -37,6 +38,20 @@ pub(crate) const LAYER_FLAG_MARKS: u32 = c::DP_LAYER_F_MARKS as u32;
 pub(crate) const GROUP_INLINE: usize = c::DP_GROUP_INLINE as usize;
 /// This build's map layout: build.rs hashes bpf/dataplane_abi.h and bpf/policy_lookup.h into it.
 pub(crate) const ABI_FINGERPRINT: u64 = c::DP_ABI_FINGERPRINT;
+
+/// The index of `(hook, reason)` in dp_verdicts (bpf/dataplane_maps.h, `count_verdict`).
+pub(crate) const fn verdict_index(hook: Hook, reason: DataplaneReasonCode) -> u32 {
+    hook as u32 * c::DP_VERDICT_REASONS as u32 + reason.value()
+}
+
+// Every hook and reason code has its room in dp_verdicts. Both lists are dense from 1 (hook.rs and
+// reason_codes.rs test it), so the last one is the largest.
+const _: () = assert!(c::DP_VERDICT_HOOKS * c::DP_VERDICT_REASONS == c::DP_VERDICT_COUNTERS);
+const _: () = assert!((Hook::ALL[Hook::ALL.len() - 1] as u64) < c::DP_VERDICT_HOOKS);
+const _: () = assert!(
+    (DataplaneReasonCode::ALL[DataplaneReasonCode::ALL.len() - 1].value() as u64)
+        < c::DP_VERDICT_REASONS
+);
 
 // The hook and protocol numbers the programs write are the contract's.
 const _: () = assert!(c::DP_HOOK_CONNECT4 == Hook::Connect4 as u64);

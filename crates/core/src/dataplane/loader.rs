@@ -31,12 +31,14 @@ use super::pins;
 use super::policy_compile;
 use super::program;
 use super::slots::{self, BatchHandles, Inactive, PolicyMaps};
+use super::verdict_counters;
 use crate::contract::cgroup::directory_of;
 use crate::contract::hook::Hook;
 use crate::contract::layer::{LayerCounters, LayerStatus};
 use crate::contract::policy::{PolicySnapshot, PolicySummary};
 use crate::contract::slot_id::{check_slot_id, MAX_SLOT_ID_BYTES};
 use crate::contract::validation::{Issue, IssueCode, ValidationError};
+use crate::contract::verdict_counts::VerdictCount;
 
 // The contract's id-slot rule (rule and workload ids) is what the kernel slot holds, terminating NUL included.
 const _: () = assert!(MAX_SLOT_ID_BYTES + 1 == abi::ID_BYTES);
@@ -68,6 +70,9 @@ pub struct DataplaneStatus {
     pub layers: Vec<LayerStatus>,
     /// What the bypass layers refused.
     pub layer_counters: LayerCounters,
+    /// Every verdict the programs made, by (hook, reason code), the pairs that counted only: exact, whatever the
+    /// events' sampling and drops (docs/dataplane.md, "Verdict counters").
+    pub verdicts: Vec<VerdictCount>,
 }
 
 /// The program of a sock_addr hook; the layers' programs are named in `layers.rs`.
@@ -132,6 +137,7 @@ struct Inner {
     maps: Arc<Mutex<PolicyMaps>>,
     managed: HashMap<MapData, u64, Managed>,
     counters: PerCpuArray<MapData, u64>,
+    verdicts: PerCpuArray<MapData, u64>,
     /// Taken by the first `subscribe()`, which starts the reader.
     ring: Option<RingBuf<MapData>>,
     reader: Option<tokio::task::JoinHandle<()>>,
@@ -309,6 +315,7 @@ impl Dataplane {
         maps.start_reclaim(config.active_slot() ^ 1);
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
+        let verdicts: PerCpuArray<MapData, u64> = typed(&mut ebpf, verdict_counters::MAP)?;
         let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
 
         // Read before this loader's first beat: how long an adopted state went without one.
@@ -365,6 +372,7 @@ impl Dataplane {
                 maps: Arc::new(Mutex::new(maps)),
                 managed,
                 counters,
+                verdicts,
                 ring: Some(ring),
                 reader: None,
                 heartbeat,
@@ -639,6 +647,7 @@ impl Dataplane {
                 degraded: stale || meta.generation == 0,
                 layers: i.layers.status.clone(),
                 layer_counters: i.layers.counters()?,
+                verdicts: verdict_counters::read(&i.verdicts)?,
             })
         })
     }

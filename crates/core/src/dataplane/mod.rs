@@ -18,9 +18,11 @@ mod policy_compile;
 mod program;
 mod slots;
 mod sys;
+mod verdict_counters;
 
 pub use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
 pub use crate::contract::policy::PolicySummary;
+pub use crate::contract::verdict_counts::VerdictCount;
 pub use cgroup::{cgroup_id, CgroupRef, ManagedCgroup};
 pub use error::DataplaneError;
 pub use events::{EventReceiver, VerdictEvent};

@@ -22,7 +22,7 @@ pub(crate) const PIN_DIR_NAME: &str = "broker-interceptor-ebpf";
 pub(crate) const CONFIG_MAP: &str = "dp_config";
 
 /// Every map the programs and the loader use, by pin name. `dp_config` first: its pin marks a state to adopt.
-pub(crate) const MAP_NAMES: [&str; 12] = [
+pub(crate) const MAP_NAMES: [&str; 13] = [
     CONFIG_MAP,
     "dp_slot_meta",
     "dp_groups4",
@@ -32,6 +32,8 @@ pub(crate) const MAP_NAMES: [&str; 12] = [
     "dp_rule_ids",
     "dp_events",
     "dp_counters",
+    // Every verdict by (hook, reason code) (crates/core/src/dataplane/verdict_counters.rs).
+    "dp_verdicts",
     // The bypass layers' (bpf/socket_marks.h); the sock_addr programs use them too.
     "dp_layer_state",
     "dp_layer_counters",

@@ -495,6 +495,44 @@ pub fn run_in_child(cgroup: &Path, netns: &NetNs, f: impl FnOnce() -> i32) -> Pr
     }
 }
 
+/// Forks a child that joins `cgroup`, enters `netns` and sends `n` one-byte UDP datagrams to `dst` with sendto()
+/// on one unconnected socket, as fast as it can; returns its pid and how many sends failed with EPERM. Panics if
+/// a send succeeded or failed with another errno: the caller floods a destination its policy denies.
+pub fn udp_flood(cgroup: &Path, netns: &NetNs, dst: SocketAddr, n: u32) -> (u32, u32) {
+    let sa = sockaddr(dst);
+    let r = run_in_child(cgroup, netns, || {
+        // SAFETY: raw syscalls on the sockaddr prepared before fork and a stack byte; the socket is closed.
+        unsafe {
+            let s = libc::socket(sa.family, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+            if s < 0 {
+                return -1;
+            }
+            let byte = 0u8;
+            let (mut eperm, mut other) = (0i32, 0i32);
+            for _ in 0..n {
+                let rc = libc::sendto(s, (&byte as *const u8).cast(), 1, 0, sa.ptr(), sa.len);
+                if rc < 0 && errno() == libc::EPERM {
+                    eperm += 1;
+                } else {
+                    other += 1;
+                }
+            }
+            libc::close(s);
+            if other > 0 {
+                -1 - other
+            } else {
+                eperm
+            }
+        }
+    });
+    assert!(
+        r.errno >= 0,
+        "udp flood: {} of {n} sends did not fail with EPERM (or no socket)",
+        -1 - r.errno
+    );
+    (r.pid, r.errno as u32)
+}
+
 /// The calling thread's errno (for the closures of [`run_in_child`]).
 pub fn errno() -> i32 {
     // SAFETY: __errno_location always returns a valid pointer to this thread's errno.

@@ -17,9 +17,12 @@ use crate::contract::layer::{
     active_layers, Layer, LayerCounters, LayerState, LayerStateName, LayerStatus,
 };
 use crate::contract::policy::PolicySummary;
-use crate::contract::reason_codes::{ControlAuthzCode, CONTROL_AUTHZ_NAMESPACE};
+use crate::contract::reason_codes::{
+    ControlAuthzCode, DataplaneReasonCode, CONTROL_AUTHZ_NAMESPACE,
+};
 use crate::contract::timestamp::Timestamp;
 use crate::contract::validation::{IssueCode, PathSegment, ValidationError};
+use crate::contract::verdict_counts::VerdictCount;
 use crate::contract::wire_literal::wire_literal_from_all;
 
 /// `healthy` or not, as GetHealth reports.
@@ -45,6 +48,21 @@ wire_literal_from_all!(HealthStatus);
 
 fn ser_hooks<S: Serializer>(v: &[Hook], s: S) -> Result<S::Ok, S::Error> {
     s.collect_seq(v.iter().map(|h| h.as_str()))
+}
+
+fn ser_verdicts<S: Serializer>(v: &[VerdictCount], s: S) -> Result<S::Ok, S::Error> {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Wire {
+        hook: &'static str,
+        reason_code: &'static str,
+        count: u64,
+    }
+    s.collect_seq(v.iter().map(|c| Wire {
+        hook: c.hook.as_str(),
+        reason_code: c.reason.as_str(),
+        count: c.count,
+    }))
 }
 
 fn ser_timestamp<S: Serializer>(v: &Option<Timestamp>, s: S) -> Result<S::Ok, S::Error> {
@@ -138,6 +156,9 @@ pub struct Status {
     pub active_layers: Vec<Layer>,
     /// What the bypass layers refused, dropped and judged.
     pub layer_counters: LayerCounters,
+    /// The kernel's exact verdict counts, by (hook, reason code): each pair at most once, each count at least 1.
+    #[serde(serialize_with = "ser_verdicts")]
+    pub verdicts: Vec<VerdictCount>,
 }
 
 /// SetGlobalMode data: the mode now in force.
@@ -626,6 +647,51 @@ fn read_layer_counters(
     Some(LayerCounters::from_values(out))
 }
 
+/// `verdicts`: `{hook, reasonCode, count}` objects, each (hook, reason code) pair at most once, each count at least 1
+/// (a status lists only the pairs that counted).
+fn read_verdicts(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<Vec<VerdictCount>> {
+    let items = json_reader::array(v, path, issues)?;
+    let mut out: Vec<VerdictCount> = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, value) in items.iter().enumerate() {
+        let p = join(path, i);
+        let Some(obj) = object(Some(value), &p, &["hook", "reasonCode", "count"], issues) else {
+            ok = false;
+            continue;
+        };
+        let hook = obj.literal::<Hook>("hook", issues);
+        let reason = obj.literal::<DataplaneReasonCode>("reasonCode", issues);
+        let count = obj.int("count", 1, MAX_SAFE_INTEGER, issues);
+        let (Some(hook), Some(reason), Some(count)) = (hook, reason, count) else {
+            ok = false;
+            continue;
+        };
+        if out.iter().any(|c| c.hook == hook && c.reason == reason) {
+            issues.push(
+                p,
+                IssueCode::Custom,
+                format!(
+                    "duplicate verdict count `{} {}`",
+                    hook.as_str(),
+                    reason.as_str()
+                ),
+            );
+            ok = false;
+            continue;
+        }
+        out.push(VerdictCount {
+            hook,
+            reason,
+            count,
+        });
+    }
+    ok.then_some(out)
+}
+
 fn read_managed(
     v: Option<&Value>,
     path: &[PathSegment],
@@ -707,6 +773,7 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
             "layers",
             "activeLayers",
             "layerCounters",
+            "verdicts",
         ],
         issues,
     )?;
@@ -757,6 +824,7 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         &obj.path_of("layerCounters"),
         issues,
     );
+    let verdicts = read_verdicts(obj.get("verdicts"), &obj.path_of("verdicts"), issues);
     let (layers, active) = (layers?, active?);
     if active != active_layers(&layers) {
         issues.push(
@@ -781,6 +849,7 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         layers,
         active_layers: active,
         layer_counters: layer_counters?,
+        verdicts: verdicts?,
     })
 }
 

@@ -4,6 +4,7 @@ use super::*;
 use crate::contract::hook::Hook;
 use crate::contract::layer::{Layer, LayerCounters, LayerState, LayerStatus};
 use crate::contract::timestamp::Timestamp;
+use crate::contract::verdict_counts::VerdictCount;
 
 fn status() -> Status {
     Status {
@@ -39,6 +40,18 @@ fn status() -> Status {
         ],
         active_layers: vec![Layer::SockCreate],
         layer_counters: LayerCounters::from_values([1, 2, 3, 4, 5, 6]),
+        verdicts: vec![
+            VerdictCount {
+                hook: Hook::Sendmsg4,
+                reason: DataplaneReasonCode::DenyDefault,
+                count: 2_000_000,
+            },
+            VerdictCount {
+                hook: Hook::Egress,
+                reason: DataplaneReasonCode::DenyPacketEgress,
+                count: 3,
+            },
+        ],
     }
 }
 
@@ -171,7 +184,7 @@ fn status_layers_are_strict_and_agree_with_active_layers() {
              {\"layer\":\"socket_create_lsm\",\"state\":\"unavailable\",\"reason\":\"the BPF LSM is not active\"},\
              {\"layer\":\"egress\",\"state\":\"disabled\"}],\"activeLayers\":[\"sock_create\"],\
              \"layerCounters\":{\"socketsRefused\":1,\"socketsWouldRefuse\":2,\"packetsDropped\":3,\
-             \"packetsWouldDrop\":4,\"packetsJudged\":5,\"marksWritten\":6}}"
+             \"packetsWouldDrop\":4,\"packetsJudged\":5,\"marksWritten\":6},"
         ),
         "{line}"
     );
@@ -229,5 +242,73 @@ fn status_layers_are_strict_and_agree_with_active_layers() {
             }
         },
         "data.layers",
+    );
+}
+
+#[test]
+fn status_verdicts_are_strict() {
+    let line = ControlResponse::Success {
+        data: ResponseData::GetStatus(status()),
+        id: None,
+    }
+    .to_line();
+    assert!(
+        line.contains(
+            "\"verdicts\":[{\"hook\":\"sendmsg4\",\"reasonCode\":\"DENY_DEFAULT\",\"count\":2000000},\
+             {\"hook\":\"egress\",\"reasonCode\":\"DENY_PACKET_EGRESS\",\"count\":3}]}"
+        ),
+        "{line}"
+    );
+    let base = serde_json::to_value(status()).expect("json");
+    let parsed = ControlResponse::from_json_value(
+        &json!({"ok": true, "command": "GetStatus", "data": base.clone()}),
+    )
+    .expect("round trip");
+    assert!(
+        matches!(&parsed, ControlResponse::Success { data: ResponseData::GetStatus(st), .. } if st.verdicts == status().verdicts),
+        "{parsed:?}"
+    );
+    let refused = |edit: &dyn Fn(&mut Value), path: &str| {
+        let mut st = base.clone();
+        edit(&mut st);
+        let e = ControlResponse::from_json_value(
+            &json!({"ok": true, "command": "GetStatus", "data": st}),
+        )
+        .expect_err(path);
+        let paths: Vec<String> = e.issues.iter().map(|i| i.path_text()).collect();
+        assert!(paths.iter().any(|p| p == path), "{path}: {paths:?}");
+    };
+    refused(
+        &|st| {
+            if let Some(o) = st.as_object_mut() {
+                o.remove("verdicts");
+            }
+        },
+        "data.verdicts",
+    );
+    refused(&|st| st["verdicts"] = json!({}), "data.verdicts");
+    refused(
+        &|st| st["verdicts"][0]["count"] = json!(0),
+        "data.verdicts[0].count",
+    );
+    refused(
+        &|st| st["verdicts"][0]["count"] = json!(1.5),
+        "data.verdicts[0].count",
+    );
+    refused(
+        &|st| st["verdicts"][0]["hook"] = json!("bind4"),
+        "data.verdicts[0].hook",
+    );
+    refused(
+        &|st| st["verdicts"][0]["reasonCode"] = json!("CTRL_COMMAND_FAILED"),
+        "data.verdicts[0].reasonCode",
+    );
+    refused(
+        &|st| st["verdicts"][0]["extra"] = json!(1),
+        "data.verdicts[0]",
+    );
+    refused(
+        &|st| st["verdicts"][1] = st["verdicts"][0].clone(),
+        "data.verdicts[1]",
     );
 }
