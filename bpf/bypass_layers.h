@@ -87,20 +87,48 @@ static __always_inline __u8 unjudged_inet_kind(__u32 type, __u32 protocol, __u32
 	return DP_PROTO_RAW;
 }
 
-/* Runs in the creating task's context for every AF_INET/AF_INET6 socket below the attach point. */
+/*
+ * Set by the loader before the object is loaded (a frozen .rodata value): 1 when this kernel lets cgroup/sock_create
+ * programs use socket storage (probed with bpf/probes.bpf.c), so dp_sock_create can mark the sockets it lets through
+ * whose sends reach no sock_addr hook.
+ */
+const volatile __u32 dp_sock_create_storage = 0;
+
+/*
+ * Runs in the creating task's context for every AF_INET/AF_INET6 socket user space creates on the host (the
+ * programs are attached at the root of the cgroup2 hierarchy; the kernel's own sockets never come here). TCP and
+ * UDP sockets cost nothing more: the sock_addr hooks judge their connects and sends by the calling task. Any other
+ * kind is refused when the creator is managed and no layer judges it; otherwise, when the egress layer reads marks,
+ * it is marked DP_SK_F_BY_TASK, so its packets are judged by the task that sends them wherever it was created: a
+ * ping or raw socket created outside a managed cgroup and carried into one (by moving in, or over SCM_RIGHTS) is
+ * judged by the policy of the managed task that uses it (docs/threat-model.md).
+ */
 SEC("cgroup/sock_create")
 int dp_sock_create(struct bpf_sock *sk)
 {
-	__u64 cgroup_id = bpf_get_current_cgroup_id(), managed_id = 0;
-	struct dp_managed *managed = find_managed(cgroup_id, &managed_id);
+	__u32 type = sk->type, protocol = sk->protocol, flags;
+	__u64 cgroup_id, managed_id = 0;
+	struct dp_managed *managed;
+	struct dp_sk_state *s;
+	int inside;
 	__u8 kind;
 
-	if (!managed)
+	if (type == DP_SOCK_STREAM && (protocol == DP_PROTO_TCP || protocol == DP_IPPROTO_MPTCP))
 		return 1;
-	kind = unjudged_inet_kind(sk->type, sk->protocol, layer_flags());
-	if (!kind)
+	if (type == DP_SOCK_DGRAM && protocol == DP_PROTO_UDP)
 		return 1;
-	return refuse_socket(DP_HOOK_SOCK_CREATE, kind, cgroup_id, managed_id, managed) ? 1 : 0;
+	flags = layer_flags();
+	cgroup_id = bpf_get_current_cgroup_id();
+	managed = find_managed(cgroup_id, &managed_id, &inside);
+	kind = unjudged_inet_kind(type, protocol, flags);
+	if (managed && kind && !refuse_socket(DP_HOOK_SOCK_CREATE, kind, cgroup_id, managed_id, managed))
+		return 0;
+	if (dp_sock_create_storage && (flags & DP_LAYER_F_MARKS)) {
+		s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+		if (s)
+			s->flags |= DP_SK_F_BY_TASK;
+	}
+	return 1;
 }
 
 /*
@@ -116,6 +144,7 @@ int dp_socket_create_lsm(unsigned long long *ctx)
 	int kern = (int)ctx[3];
 	__u64 cgroup_id, managed_id = 0;
 	struct dp_managed *managed;
+	int inside;
 	__u8 kind;
 
 	if (kern)
@@ -127,7 +156,7 @@ int dp_socket_create_lsm(unsigned long long *ctx)
 	else
 		return 1;
 	cgroup_id = bpf_get_current_cgroup_id();
-	managed = find_managed(cgroup_id, &managed_id);
+	managed = find_managed(cgroup_id, &managed_id, &inside);
 	if (!managed)
 		return 1;
 	return refuse_socket(DP_HOOK_SOCKET_CREATE_LSM, kind, cgroup_id, managed_id, managed) ? 1 : 0;

@@ -65,31 +65,50 @@ static __always_inline void read_request(struct bpf_sock_addr *ctx, int v6, stru
 }
 
 /*
- * 1. Managed: the caller's cgroup, or its nearest managed ancestor. The caller's own cgroup is tried first (one
- * lookup for a workload managed directly, the common case); otherwise the ancestors are walked from the root
- * down and the deepest hit wins.
+ * 1. Managed: the caller's cgroup, or its nearest managed ancestor below the managed subtree's root
+ * (dp_config.subtree_id). The caller's own cgroup is tried first (one lookup for a workload managed directly, the
+ * common case); otherwise the ancestors are walked from the root down and the deepest hit wins. The programs are
+ * attached at the root of the cgroup2 hierarchy and so run for every task of the host: the ancestors above the
+ * subtree's root cannot be managed and cost one helper call each, no lookup. `*inside` says whether the caller is
+ * in the subtree at all: a task outside it is passed without a verdict (no count, no event), as if the programs
+ * were not attached there. `cgroup_id` is the current task's cgroup: the walk reads its ancestors.
  */
-static __always_inline struct dp_managed *find_managed(__u64 cgroup_id, __u64 *managed_id)
+static __always_inline struct dp_managed *find_managed(__u64 cgroup_id, __u64 *managed_id, int *inside)
 {
 	struct dp_managed *managed = bpf_map_lookup_elem(&dp_managed, &cgroup_id);
-	__u32 level;
+	__u32 zero = 0, level;
+	struct dp_config *cfg;
+	__u64 subtree;
+	int below = 0;
 
+	*inside = 1;
 	if (managed) {
 		*managed_id = cgroup_id;
 		return managed;
 	}
+	cfg = bpf_map_lookup_elem(&dp_config, &zero);
+	if (!cfg)
+		return 0; /* unreachable: an array map always has index 0 */
+	subtree = *(volatile const __u64 *)&cfg->subtree_id;
+	if (cgroup_id == subtree)
+		return 0;
 	for (level = 0; level < DP_MAX_CGROUP_LEVELS; level++) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(level);
 		struct dp_managed *m;
 
 		if (id == 0 || id == cgroup_id)
 			break;
+		if (!below) {
+			below = id == subtree;
+			continue;
+		}
 		m = bpf_map_lookup_elem(&dp_managed, &id);
 		if (m) {
 			managed = m;
 			*managed_id = id;
 		}
 	}
+	*inside = below;
 	return managed;
 }
 
@@ -117,6 +136,7 @@ struct dp_verdict {
 	__u32 reason;
 	__u32 rule_index;
 	__u32 sample_one_in; /* 1 = always report, 0 = never, n = 1 in n */
+	__u32 outside;	     /* the caller is outside the managed subtree: allowed, neither counted nor reported */
 };
 
 /*
@@ -135,7 +155,7 @@ __noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, st
 	struct dp_managed *managed;
 	struct dp_slot_meta *meta;
 	__u32 slot, mode;
-	int observe, degraded = 0;
+	int observe, degraded = 0, inside;
 	struct dp_walk w;
 
 	if (!r || !v || !cfg)
@@ -143,7 +163,8 @@ __noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, st
 	v->managed_id = 0;
 	v->rule_index = DP_RULE_INDEX_NONE;
 	v->sample_one_in = 1;
-	managed = find_managed(cgroup_id, &v->managed_id);
+	v->outside = 0;
+	managed = find_managed(cgroup_id, &v->managed_id, &inside);
 	slot = dp_active_slot(cfg);
 	meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
 	if (!meta) {
@@ -153,10 +174,12 @@ __noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, st
 	}
 	v->generation = meta->generation;
 
-	/* 1. Not managed: allowed whatever the policy says; an event only when the policy samples them. */
+	/* 1. Not managed: allowed whatever the policy says; an event only when the policy samples them (and never
+	 * for a caller outside the managed subtree). */
 	if (!managed) {
 		v->reason = BROKER_DP_REASON_UNMANAGED_ALLOW;
-		v->sample_one_in = meta->unmanaged_one_in;
+		v->sample_one_in = inside ? meta->unmanaged_one_in : 0;
+		v->outside = !inside;
 		return 1;
 	}
 	mode = managed->mode;
@@ -264,6 +287,9 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 		if (sk)
 			s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (s) {
+			/* A user-space UDP socket: the egress layer judges its packets by the task sending them. */
+			if (!(s->flags & DP_SK_F_BY_TASK))
+				s->flags |= DP_SK_F_BY_TASK;
 			j0 = bpf_jiffies64();
 			if (s->verdict.epoch == epoch && j0 < s->verdict.fresh_until_jiffies &&
 			    s->verdict.cgroup_id == cgroup_id && same_destination(&s->verdict, &r, hook)) {
@@ -272,6 +298,7 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 				v.rule_index = s->verdict.rule_index;
 				v.managed_id = s->verdict.managed_cgroup_id;
 				v.generation = s->verdict.generation;
+				v.outside = s->verdict.outside;
 				goto out;
 			}
 			/* The verdict about to be cached must come from the state of `epoch` or later. */
@@ -304,11 +331,14 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 		c->port = r.port;
 		c->hook = hook;
 		c->judge_v4 = r.judge_v4;
+		c->outside = (__u8)v.outside;
 	}
 	if (v.managed_id)
-		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation);
+		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation, cgroup_id);
 out:
 	/* Every verdict, also a reused one and one whose event is not sampled or finds the ring buffer full. */
+	if (v.outside)
+		return 1;
 	count_verdict(hook, v.reason);
 	allow = reason_allows(v.reason);
 	/* Deny, observe would-deny and degraded verdicts are always reported; allows as the policy samples them. */

@@ -108,8 +108,12 @@ struct dp_config {
 	/* Bumped by user space after every change a verdict depends on (a policy flip, a managed-cgroup entry or
 	 * mode, the global or fail mode): a socket's cached verdict is used only while the epoch is unchanged. */
 	__u64 epoch;
+	/* The cgroup id of the managed subtree's root (the options' cgroupRoot). The programs are attached at the
+	 * root of the cgroup2 hierarchy, so they run for every socket of the host; only cgroups below this one can
+	 * be managed, and the managed-cgroup walk looks up none of the ancestors above it. Set before attaching. */
+	__u64 subtree_id;
 };
-#define DP_CONFIG_SIZE 48
+#define DP_CONFIG_SIZE 56
 
 /* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy.
  * len4/len6 list the prefix lengths present in the slot's groups, longest first: the walk looks up only those. */
@@ -193,8 +197,10 @@ struct dp_sk_verdict {
 	__u32 rule_index;
 	__u64 managed_cgroup_id;
 	__u64 generation;
+	__u8 outside; /* the caller was outside the managed subtree: no count, no event */
+	__u8 pad[7];
 };
-#define DP_SK_VERDICT_SIZE 72
+#define DP_SK_VERDICT_SIZE 80
 
 /* The longest scheduler tick Linux can be built with (CONFIG_HZ=100): a count of jiffies spans at most this many
  * nanoseconds each, so a jiffies bound computed with it never outlasts the time it stands for on any CONFIG_HZ. */
@@ -308,8 +314,11 @@ struct dp_sk_mark {
 	__u16 pad2;
 	__u32 pad3;
 	__u8 addr[16]; /* IPv4 in the first 4 bytes */
+	/* For a socket judged by its sending task (DP_SK_F_BY_TASK): the cgroup of the task the mark was taken for;
+	 * a packet sent by a task of another cgroup is judged again. 0 for a socket judged by its own cgroup (TCP). */
+	__u64 task_cgroup;
 };
-#define DP_SK_MARK_SIZE 40
+#define DP_SK_MARK_SIZE 48
 
 /*
  * A socket's one storage record (dp_sk_state, BPF_MAP_TYPE_SK_STORAGE: it lives and dies with the socket), shared
@@ -320,8 +329,16 @@ struct dp_sk_mark {
 struct dp_sk_state {
 	struct dp_sk_verdict verdict;
 	struct dp_sk_mark mark;
+	__u32 flags; /* DP_SK_F_* */
+	__u32 pad;
 };
-#define DP_SK_STATE_SIZE 112
+#define DP_SK_STATE_SIZE 136
+/* The socket was created or first judged by user space (cgroup/sock_create, or a connect/sendmsg hook) and is not
+ * TCP: every packet it sends leaves synchronously in the sending task's context (UDP, UDP-Lite, ping, raw), so the
+ * egress backstop judges its packets by the policy of the task that sends them, wherever the socket was created
+ * (docs/threat-model.md, "Sockets carried into a managed cgroup"). Sockets the kernel creates for itself (its ICMP
+ * and TCP reset sockets, which send from softirq context on behalf of no task) never get it. */
+#define DP_SK_F_BY_TASK 1
 
 #ifdef __bpf__
 _Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");

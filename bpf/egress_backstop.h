@@ -14,7 +14,11 @@
  *   3. A TCP socket past SYN_SENT without any mark: pass. It was accepted from a listener (inbound connections
  *      are not egress) or connected before this layer was attached; an active open always sends its SYN in
  *      SYN_SENT, and that SYN is judged here when no connect verdict marked the socket.
- *   4. Otherwise the packet is judged like a connect (SPEC 4 order) by the cgroup of the socket that sent it:
+ *   4. Otherwise the packet is judged like a connect (SPEC 4 order) by the cgroup of the task that sent it when
+ *      the socket is judged by its sender (DP_SK_F_BY_TASK: every socket but TCP, whose packets leave in the
+ *      sender's context) and that task is managed, else by the cgroup of the socket that sent it (TCP: segments
+ *      leave from softirq and timers on behalf of no task). A mark holds only for the sender's cgroup it was
+ *      taken for, so a socket carried into a managed cgroup is judged again by its new user. Then:
  *      unmanaged -> pass; broker/DNS -> pass; degraded -> fail closed (drop) or open; rules; default deny. A deny
  *      drops the packet (the sending call gets EPERM when it is synchronous: UDP, ICMP, raw) with a
  *      DENY_PACKET_EGRESS event (DENY_DEGRADED_FAIL_CLOSED when degraded), every time: deny events are never
@@ -172,8 +176,10 @@ static __always_inline int is_degraded(struct dp_config *cfg, __u64 generation)
 struct dp_ancestor_walk {
 	struct __sk_buff *skb;
 	__u64 cgroup_id;
+	__u64 subtree;
 	__u64 managed_id;
 	struct dp_managed *managed;
+	int below;
 };
 
 static long ancestor_step(__u64 level, void *data)
@@ -184,6 +190,10 @@ static long ancestor_step(__u64 level, void *data)
 
 	if (id == 0 || id == w->cgroup_id)
 		return 1;
+	if (!w->below) {
+		w->below = id == w->subtree;
+		return 0;
+	}
 	m = bpf_map_lookup_elem(&dp_managed, &id);
 	if (m) {
 		w->managed = m;
@@ -192,22 +202,29 @@ static long ancestor_step(__u64 level, void *data)
 	return 0;
 }
 
-/* The managed entry of the socket's cgroup or its nearest managed ancestor (find_managed, by the skb's cgroup):
- * the own cgroup first, then the ancestors from the root down, the deepest hit winning. */
-static __always_inline struct dp_managed *find_managed_skb(struct __sk_buff *skb, __u64 cgroup_id,
-							   __u64 *managed_id)
+/* The managed entry of the socket's cgroup or its nearest managed ancestor below the managed subtree's root
+ * (find_managed, by the skb's cgroup): the own cgroup first, then the ancestors from the root down, the deepest
+ * hit winning. */
+static __always_inline struct dp_managed *find_managed_skb(struct __sk_buff *skb, struct dp_config *cfg,
+							   __u64 cgroup_id, __u64 *managed_id, int *inside)
 {
 	struct dp_managed *managed = bpf_map_lookup_elem(&dp_managed, &cgroup_id);
 	struct dp_ancestor_walk w = {};
 
 	if (managed) {
 		*managed_id = cgroup_id;
+		*inside = 1;
 		return managed;
 	}
 	w.skb = skb;
 	w.cgroup_id = cgroup_id;
+	w.subtree = *(volatile const __u64 *)&cfg->subtree_id;
+	*inside = 1;
+	if (cgroup_id == w.subtree)
+		return 0;
 	bpf_loop(DP_MAX_CGROUP_LEVELS, ancestor_step, &w, 0);
 	*managed_id = w.managed_id;
+	*inside = w.below;
 	return w.managed;
 }
 
@@ -220,21 +237,30 @@ static __always_inline void emit_packet_event(struct __sk_buff *skb, const struc
 		    managed_id, generation, reason, rule_index, verdict);
 }
 
-/* Step 4 of the file comment. Returns the program's verdict. */
+/* Step 4 of the file comment. `task` is the sending task's cgroup for a socket judged by its sender
+ * (DP_SK_F_BY_TASK), else 0. Returns the program's verdict. */
 static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *sk, struct dp_config *cfg,
-					struct dp_layer_state *st, const struct dp_packet *p)
+					struct dp_layer_state *st, const struct dp_packet *p, __u64 task)
 {
-	__u64 cgroup_id = bpf_skb_cgroup_id(skb), managed_id = 0, generation;
-	struct dp_managed *managed = find_managed_skb(skb, cgroup_id, &managed_id);
+	__u64 cgroup_id = task, managed_id = 0, generation;
+	struct dp_managed *managed = 0;
 	__u32 flags = *(volatile __u32 *)&st->flags, epoch = *(volatile __u32 *)&st->mark_epoch;
 	__u32 reason, rule_index = DP_RULE_INDEX_NONE, mode, allow_one_in, slot;
 	struct dp_slot_meta *meta;
 	struct dp_sk_state *s;
-	int observe, degraded = 0, allow, always_emit = 1;
+	int observe, degraded = 0, allow, always_emit = 1, inside = 1, task_inside = 0;
 	struct dp_walk w;
 	__u8 kind;
 
-	layer_count(DP_LC_PACKETS_JUDGED);
+	/* The sender's policy when the sender is managed; otherwise the socket's own cgroup's, as for a socket that
+	 * is not judged by its sender: a socket a managed workload created keeps its policy in any hands. */
+	if (task)
+		managed = find_managed(task, &managed_id, &task_inside);
+	if (!managed) {
+		cgroup_id = bpf_skb_cgroup_id(skb);
+		managed = find_managed_skb(skb, cfg, cgroup_id, &managed_id, &inside);
+		inside |= task_inside;
+	}
 	if (!managed) {
 		/* TCP needs no mark: only its SYN gets here. Other sockets skip the cgroup walk from now on. */
 		if ((flags & DP_LAYER_F_MARKS) && sk->protocol != DP_PROTO_TCP) {
@@ -242,11 +268,14 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 			if (s) {
 				s->mark.kind = DP_MARK_UNMANAGED;
 				s->mark.epoch = epoch;
+				s->mark.task_cgroup = task;
 			}
 		}
-		count_verdict(DP_HOOK_EGRESS, BROKER_DP_REASON_UNMANAGED_ALLOW);
+		if (inside)
+			count_verdict(DP_HOOK_EGRESS, BROKER_DP_REASON_UNMANAGED_ALLOW);
 		return 1;
 	}
+	layer_count(DP_LC_PACKETS_JUDGED);
 	mode = managed->mode;
 	if (mode == DP_MODE_INHERIT)
 		mode = *(volatile __u32 *)&cfg->global_mode;
@@ -305,7 +334,7 @@ static __always_inline int egress_judge(struct __sk_buff *skb, struct bpf_sock *
 	if (kind && (flags & DP_LAYER_F_MARKS)) {
 		s = bpf_sk_storage_get(&dp_sk_state, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 		if (s) {
-			write_mark(&s->mark, kind, generation, epoch, p->family, p->protocol, p->port, p->addr);
+			write_mark(&s->mark, kind, generation, epoch, p->family, p->protocol, p->port, p->addr, task);
 			layer_count(DP_LC_MARKS_WRITTEN);
 		}
 	}
@@ -332,6 +361,7 @@ int dp_egress(struct __sk_buff *skb)
 	struct dp_sk_mark *m = 0;
 	struct dp_packet p = {};
 	__u32 flags, epoch;
+	__u64 task = 0;
 
 	if (!sk || !st || !cfg)
 		return 1;
@@ -340,9 +370,14 @@ int dp_egress(struct __sk_buff *skb)
 	if (flags & DP_LAYER_F_MARKS) {
 		struct dp_sk_state *s = bpf_sk_storage_get(&dp_sk_state, sk, 0, 0);
 
-		/* A record without a mark (kind 0) holds only a UDP socket's cached verdict. */
-		if (s && s->mark.kind)
-			m = &s->mark;
+		if (s) {
+			/* A socket judged by its sender: its packets leave in the sending task's context. */
+			if (s->flags & DP_SK_F_BY_TASK)
+				task = bpf_get_current_cgroup_id();
+			/* A record without a mark (kind 0) holds only a UDP socket's cached verdict. */
+			if (s->mark.kind && s->mark.task_cgroup == task)
+				m = &s->mark;
+		}
 		if (m && m->kind == DP_MARK_UNMANAGED && m->epoch == epoch)
 			return 1;
 	}
@@ -374,7 +409,7 @@ int dp_egress(struct __sk_buff *skb)
 		if (!sk)
 			return 1;
 	}
-	return egress_judge(skb, sk, cfg, st, &p) ? 1 : 0; /* 4. */
+	return egress_judge(skb, sk, cfg, st, &p, task) ? 1 : 0; /* 4. */
 }
 
 #endif /* BROKER_INTERCEPTOR_EBPF_EGRESS_BACKSTOP_H */

@@ -27,3 +27,15 @@ int probe_sock_addr_storage(struct bpf_sock_addr *ctx)
 		*v = bpf_jiffies64();
 	return 1;
 }
+
+/* Can a cgroup/sock_create program use socket storage? Decides whether the sockets whose sends reach no sock_addr
+ * hook (ping, raw, ...) are marked at creation to be judged at egress by the task that sends on them. */
+SEC("cgroup/sock_create")
+int probe_sock_create_storage(struct bpf_sock *sk)
+{
+	__u64 *v = bpf_sk_storage_get(&probe_storage, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (v)
+		*v = 1;
+	return 1;
+}

@@ -78,9 +78,10 @@ static __always_inline __u16 mark_port(__u8 protocol, __u16 port)
 
 /* Writes the mark of one judged destination (family INET: addr[0..4]). */
 static __always_inline void write_mark(struct dp_sk_mark *m, __u8 kind, __u64 generation, __u32 epoch, __u8 family,
-				       __u8 protocol, __u16 port, const void *addr)
+				       __u8 protocol, __u16 port, const void *addr, __u64 task_cgroup)
 {
 	m->generation = generation;
+	m->task_cgroup = task_cgroup;
 	m->epoch = epoch;
 	m->kind = kind;
 	m->family = family;
@@ -97,15 +98,26 @@ static __always_inline void write_mark(struct dp_sk_mark *m, __u8 kind, __u64 ge
 	}
 }
 
+/* Every socket but TCP sends its packets in the sending task's context: the egress layer judges them by that task
+ * (DP_SK_F_BY_TASK). A TCP segment may leave from softirq or a timer, on behalf of no task. */
+static __always_inline int judged_by_task(__u8 protocol)
+{
+	return protocol != DP_PROTO_TCP;
+}
+
 /*
  * Called by run() with the verdict of a managed connect/sendmsg: marks the socket with the destination it was
  * judged for, when the egress layer reads marks (DP_LAYER_F_MARKS) and this kernel lets sock_addr programs use
  * socket storage. `s` is the socket's record when run() already has it (a UDP socket), 0 to look it up. An
- * IPv4-mapped destination is marked as the IPv4 address its packets carry.
+ * IPv4-mapped destination is marked as the IPv4 address its packets carry. `cgroup_id` is the calling task's
+ * cgroup: the mark of a socket judged by its sending task holds only for packets that task's cgroup sends.
  */
 static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, struct dp_sk_state *s, __u8 protocol,
-					 __u16 port, int judge_v4, const __u32 addr[4], __u32 reason, __u64 generation)
+					 __u16 port, int judge_v4, const __u32 addr[4], __u32 reason, __u64 generation,
+					 __u64 cgroup_id)
 {
+	int by_task = judged_by_task(protocol);
+
 	struct dp_layer_state *st;
 	__u8 kind;
 
@@ -121,8 +133,10 @@ static __always_inline void mark_verdict(struct bpf_sock_addr *ctx, struct dp_sk
 		s = bpf_sk_storage_get(&dp_sk_state, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!s)
 		return; /* no memory for the record: the egress layer judges the packets instead */
+	if (by_task)
+		s->flags |= DP_SK_F_BY_TASK;
 	write_mark(&s->mark, kind, generation, *(volatile __u32 *)&st->mark_epoch,
-		   judge_v4 ? DP_FAMILY_INET : DP_FAMILY_INET6, protocol, port, addr);
+		   judge_v4 ? DP_FAMILY_INET : DP_FAMILY_INET6, protocol, port, addr, by_task ? cgroup_id : 0);
 	layer_count(DP_LC_MARKS_WRITTEN);
 }
 

@@ -95,6 +95,7 @@ pub(crate) struct Config {
     pub reserved: u32,
     pub abi_fingerprint: u64,
     pub epoch: u64,
+    pub subtree_id: u64,
 }
 const _: () = assert!(size_of::<Config>() as u64 == c::DP_CONFIG_SIZE);
 pub(crate) const CONFIG_OFF_HEARTBEAT: usize = offset_of!(Config, heartbeat_ns);
@@ -104,6 +105,7 @@ pub(crate) const CONFIG_OFF_GLOBAL_MODE: usize = offset_of!(Config, global_mode)
 pub(crate) const CONFIG_OFF_FAIL_MODE: usize = offset_of!(Config, fail_mode);
 pub(crate) const CONFIG_OFF_ABI_FINGERPRINT: usize = offset_of!(Config, abi_fingerprint);
 pub(crate) const CONFIG_OFF_EPOCH: usize = offset_of!(Config, epoch);
+pub(crate) const CONFIG_OFF_SUBTREE_ID: usize = offset_of!(Config, subtree_id);
 
 pub(crate) const V4_LENGTHS_ROOM: usize = c::DP_V4_LENGTHS_ROOM as usize;
 pub(crate) const V6_LENGTHS_ROOM: usize = c::DP_V6_LENGTHS_ROOM as usize;

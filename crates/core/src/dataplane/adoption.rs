@@ -8,8 +8,9 @@
 //!    (`DP_ABI_FINGERPRINT`, derived by build.rs from bpf/dataplane_abi.h and bpf/policy_lookup.h);
 //! 2. every map this build uses is pinned (aya would otherwise create and pin a fresh one that the pinned
 //!    programs never read);
-//! 3. every pinned link (of a sock_addr hook or of a bypass layer, `layers.rs`) is a cgroup link of its attach
-//!    type, attached to the requested cgroup root (`bpf_link_info.cgroup.cgroup_id` against the root's id),
+//! 3. `dp_config` holds the requested cgroup root as the managed subtree (`subtree_id`), and every pinned link
+//!    (of a sock_addr hook or of a bypass layer, `layers.rs`) is a cgroup link of its attach type, attached to
+//!    the top of the cgroup2 mount that holds that root (`bpf_link_info.cgroup.cgroup_id` against its id),
 //!    running the pinned program of that hook, whose maps are the pinned maps (and the object's own read-only
 //!    `.rodata`, which is never pinned: the values the loader set before loading, e.g. `dp_sock_addr_storage`).
 //!
@@ -66,7 +67,11 @@ fn refuse(pin_dir: &Path, reason: String) -> DataplaneError {
 }
 
 /// Checks the pinned state under `pin_dir` (which has a `dp_config` pin) against this build and `cgroup_root`.
-pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneError> {
+pub(crate) fn check(
+    pin_dir: &Path,
+    cgroup_root: &Path,
+    attach_root: &Path,
+) -> Result<(), DataplaneError> {
     // 1. The layout.
     let config_pin = pins::map_pin(pin_dir, pins::CONFIG_MAP);
     let config_info = MapInfo::from_pin(&config_pin)
@@ -112,8 +117,30 @@ pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneE
         map_ids.insert(info.id());
     }
 
-    // 3. Every pinned link.
-    let root_id = cgroup::cgroup_id(cgroup_root)?;
+    // 3. The managed subtree, then every pinned link.
+    let subtree_id = cgroup::cgroup_id(cgroup_root)?;
+    let off = abi::CONFIG_OFF_SUBTREE_ID;
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&config[off..off + 8]);
+    let pinned_subtree = u64::from_ne_bytes(id);
+    if pinned_subtree != subtree_id {
+        let where_ = super::mounts::cgroup2_root()
+            .ok()
+            .and_then(|m| cgroup::find_by_id(&m, pinned_subtree))
+            .map_or_else(
+                || format!("cgroup id {pinned_subtree}"),
+                |p| format!("{} (id {pinned_subtree})", p.display()),
+            );
+        return Err(refuse(
+            pin_dir,
+            format!(
+                "it manages the cgroups below {where_}, not below the requested cgroup root {} (id {subtree_id}); \
+                 load with that cgroup root to adopt it",
+                cgroup_root.display()
+            ),
+        ));
+    }
+    let root_id = cgroup::cgroup_id(attach_root)?;
     for pins::LinkPins {
         name,
         attach_type: attach,
@@ -144,7 +171,7 @@ pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneE
             ));
         }
         if info.cgroup_id != root_id {
-            let where_ = match cgroup::find_by_id(cgroup_root, info.cgroup_id).or_else(|| {
+            let where_ = match cgroup::find_by_id(attach_root, info.cgroup_id).or_else(|| {
                 super::mounts::cgroup2_root()
                     .ok()
                     .and_then(|m| cgroup::find_by_id(&m, info.cgroup_id))
@@ -158,10 +185,10 @@ pub(crate) fn check(pin_dir: &Path, cgroup_root: &Path) -> Result<(), DataplaneE
             return Err(refuse(
                 pin_dir,
                 format!(
-                    "{} is attached to {where_}, not to the requested cgroup root {} (id {root_id}); load with \
-                     that cgroup root to adopt it",
+                    "{} is attached to {where_}, not to {} (id {root_id}), the top of the cgroup2 mount this \
+                     build attaches to",
                     link_path.display(),
-                    cgroup_root.display()
+                    attach_root.display()
                 ),
             ));
         }

@@ -103,6 +103,11 @@ impl ConfigMapping {
         self.u64_at(abi::CONFIG_OFF_ABI_FINGERPRINT)
             .store(v, Ordering::Release)
     }
+    /// The managed subtree's root (the options' cgroup root): the programs walk no ancestor above it.
+    pub(crate) fn set_subtree_id(&self, v: u64) {
+        self.u64_at(abi::CONFIG_OFF_SUBTREE_ID)
+            .store(v, Ordering::Release)
+    }
     pub(crate) fn fail_mode(&self) -> u32 {
         self.u32_at(abi::CONFIG_OFF_FAIL_MODE)
             .load(Ordering::Acquire)

@@ -52,6 +52,9 @@ fn layer_program(layer: Layer) -> Option<&'static str> {
 pub(crate) struct KernelSupport {
     /// `Err(why)`: sock_addr programs cannot use socket storage, so they are loaded without the marking code.
     pub sock_addr_storage: Result<(), String>,
+    /// `Err(why)`: cgroup/sock_create programs cannot use socket storage, so sockets whose sends reach no
+    /// sock_addr hook are judged at egress by their own cgroup, not by the task sending on them.
+    pub sock_create_storage: Result<(), String>,
 }
 
 impl KernelSupport {
@@ -59,26 +62,55 @@ impl KernelSupport {
     pub(crate) fn probe(btf: Option<&Btf>) -> KernelSupport {
         KernelSupport {
             sock_addr_storage: probe_sock_addr_storage(btf),
+            sock_create_storage: probe_storage::<CgroupSock>(
+                btf,
+                "probe_sock_create_storage",
+                "use socket storage in a cgroup/sock_create program",
+            ),
         }
     }
 }
 
 fn probe_sock_addr_storage(btf: Option<&Btf>) -> Result<(), String> {
+    probe_storage::<CgroupSockAddr>(
+        btf,
+        "probe_sock_addr_storage",
+        "use socket storage and bpf_jiffies64 in a sock_addr program",
+    )
+}
+
+/// Loads one probe program of bpf/probes.bpf.c: `Ok` when the verifier accepts it, else why not.
+fn probe_storage<P: ProbeProgram>(btf: Option<&Btf>, name: &str, what: &str) -> Result<(), String>
+where
+    for<'a> &'a mut P: TryFrom<&'a mut aya::programs::Program, Error = ProgramError>,
+{
     let mut ebpf = EbpfLoader::new()
         .btf(btf)
         .load(abi::PROBES_OBJECT)
         .map_err(|e| format!("socket storage maps: {}", chain(&e)))?;
-    let prog: &mut CgroupSockAddr = ebpf
-        .program_mut("probe_sock_addr_storage")
+    let prog: &mut P = ebpf
+        .program_mut(name)
         .ok_or("probe program missing")?
         .try_into()
         .map_err(|e: ProgramError| e.to_string())?;
-    program::load_retrying(|| prog.load()).map_err(|e| {
-        program_reason(
-            "use socket storage and bpf_jiffies64 in a sock_addr program",
-            &e,
-        )
-    })
+    program::load_retrying(|| prog.load_probe()).map_err(|e| program_reason(what, &e))
+}
+
+/// The program kinds a probe is: `load()` of each.
+trait ProbeProgram {
+    fn load_probe(&mut self) -> Result<(), ProgramError>;
+}
+
+impl ProbeProgram for CgroupSockAddr {
+    fn load_probe(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
+}
+
+impl ProbeProgram for CgroupSock {
+    fn load_probe(&mut self) -> Result<(), ProgramError> {
+        self.load()
+    }
 }
 
 /// The layers a loader attached (or adopted) and the maps it drives them with.

@@ -75,6 +75,9 @@ pub struct DataplaneStatus {
     pub verdicts: Vec<VerdictCount>,
 }
 
+/// The cgroup id of the root of the cgroup2 hierarchy (its kernfs root inode).
+const ROOT_CGROUP_ID: u64 = 1;
+
 /// The program of a sock_addr hook; the layers' programs are named in `layers.rs`.
 fn hook_program(hook: Hook) -> Option<&'static str> {
     match hook {
@@ -247,6 +250,12 @@ impl Dataplane {
         if !cgroup_root.is_dir() || !mounts::is_cgroup2(&cgroup_root) {
             return Err(DataplaneError::NotCgroup2 { path: cgroup_root });
         }
+        // The programs run for the cgroup of the socket, which may be any cgroup: a socket created outside the
+        // managed subtree and used inside it (by a task that moved in, or received it over SCM_RIGHTS) is judged
+        // only by programs attached above both. So they are attached at the top of the cgroup2 mount, and
+        // `cgroup_root` bounds which cgroups may be managed (docs/dataplane.md, "Attach point").
+        let attach_root = mounts::cgroup2_mount_top(&cgroup_root);
+        let subtree_id = cgroup::cgroup_id(&cgroup_root)?;
         let pin_dir = match &opts.pin_dir {
             Some(p) => {
                 // bpffs is mounted at /sys/fs/bpf when none is, also for a pin dir given by name: one below
@@ -271,7 +280,7 @@ impl Dataplane {
         let adopted = pins::map_pin(&pin_dir, pins::CONFIG_MAP).exists();
         if adopted {
             // Before aya opens (or creates next to it) a single pinned map.
-            adoption::check(&pin_dir, &cgroup_root)?;
+            adoption::check(&pin_dir, &cgroup_root, &attach_root)?;
         } else {
             pins::refuse_leftovers(&pin_dir)?;
         }
@@ -285,11 +294,13 @@ impl Dataplane {
         // What the kernel lets the programs do decides how they are loaded (socket marks in sock_addr programs).
         let kernel = KernelSupport::probe(btf.as_ref());
         let sock_addr_storage: u32 = u32::from(kernel.sock_addr_storage.is_ok());
+        let sock_create_storage: u32 = u32::from(kernel.sock_create_storage.is_ok());
         let mut ebpf = EbpfLoader::new()
             .btf(btf.as_ref())
             .default_map_pin_directory(&pin_dir)
             .map_max_entries("dp_events", ring_bytes)
             .override_global("dp_sock_addr_storage", &sock_addr_storage, true)
+            .override_global("dp_sock_create_storage", &sock_create_storage, true)
             .load(abi::BPF_OBJECT)
             .map_err(object_error)?;
 
@@ -327,11 +338,12 @@ impl Dataplane {
         config.set_fail_mode(opts.fail_mode.to_abi());
         config.set_global_mode(opts.global_mode.to_abi());
         config.set_heartbeat_ns(config_map::monotonic_ns());
+        config.set_subtree_id(subtree_id);
         // Verdicts UDP sockets cached under an adopted state may have used another global mode.
         config.bump_epoch();
 
         let root_dir =
-            File::open(&cgroup_root).map_err(|e| DataplaneError::io("open", &cgroup_root, e))?;
+            File::open(&attach_root).map_err(|e| DataplaneError::io("open", &attach_root, e))?;
         let mut links = Vec::with_capacity(Hook::SOCK_ADDR.len());
         for hook in Hook::SOCK_ADDR {
             let (link, _was_pinned) = attach_hook(&mut ebpf, hook, &root_dir, &pin_dir)?;
@@ -348,8 +360,17 @@ impl Dataplane {
         // The layers' flags are in force now: a verdict cached before them may lack the mark the egress layer
         // reads, and a reused verdict writes no mark.
         config.bump_epoch();
+        if cgroup::cgroup_id(&attach_root)? != ROOT_CGROUP_ID {
+            log::warn!(
+                "the cgroup2 mount at {} shows a subtree of the hierarchy (a bind mount or a cgroup namespace): \
+                 sockets created in cgroups above it are not judged when a managed task uses them; mount the \
+                 whole hierarchy for the agent (docs/deployment.md)",
+                attach_root.display()
+            );
+        }
         log::info!(
-            "dataplane attached to {}: hooks {}; bypass layers: {}",
+            "dataplane attached to {} (managing the cgroups below {}): hooks {}; bypass layers: {}",
+            attach_root.display(),
             cgroup_root.display(),
             Hook::SOCK_ADDR.map(Hook::as_str).join(", "),
             layers.summary()

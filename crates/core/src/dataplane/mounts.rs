@@ -105,6 +105,20 @@ pub(crate) fn is_cgroup2(path: &Path) -> bool {
     is_fs(path, libc::CGROUP2_SUPER_MAGIC as u64)
 }
 
+/// The top of the cgroup2 mount that holds `cgroup` (a cgroup2 directory): its highest ancestor still on cgroup2.
+/// The programs are attached there, so they run for every socket of every cgroup that mount shows (the whole
+/// hierarchy, unless the mount shows only a subtree or a cgroup namespace's root).
+pub(crate) fn cgroup2_mount_top(cgroup: &Path) -> PathBuf {
+    let mut top = cgroup.to_path_buf();
+    while let Some(parent) = top.parent() {
+        if parent.as_os_str().is_empty() || !is_cgroup2(parent) {
+            break;
+        }
+        top = parent.to_path_buf();
+    }
+    top
+}
+
 pub(crate) fn is_bpffs(path: &Path) -> bool {
     is_fs(path, libc::BPF_FS_MAGIC as u64)
 }
