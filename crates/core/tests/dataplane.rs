@@ -1160,8 +1160,8 @@ fn adopt_error(
 /// Rewrites the layout fingerprint of the pinned dp_config (bytes 32..40), as another build would have left it.
 fn set_pinned_fingerprint(pin_dir: &std::path::Path, fingerprint: u64) -> u64 {
     let data = aya::maps::MapData::from_pin(pin_dir.join("dp_config")).expect("dp_config pin");
-    let mut config: aya::maps::Array<_, [u8; 48]> =
-        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 48-byte values");
+    let mut config: aya::maps::Array<_, [u8; 56]> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 56-byte values");
     let mut value = config.get(&0, 0).expect("dp_config[0]");
     let mut old = [0u8; 8];
     old.copy_from_slice(&value[32..40]);
@@ -1222,8 +1222,10 @@ fn adoption_refuses_a_pinned_state_of_another_layout_and_changes_nothing() {
     assert_eq!(support::listing(&env.pins.path), vec!["dp_groups4"]);
 }
 
+/// The programs are attached at the top of the cgroup2 mount whatever the cgroup root; the pinned state records
+/// the root whose cgroups it manages, and a loader asked for another root refuses to adopt it.
 #[test]
-fn adoption_refuses_links_attached_to_another_cgroup_root() {
+fn adoption_refuses_a_state_that_manages_another_cgroup_root() {
     if support::skip("adoption_root") {
         return;
     }
@@ -1244,8 +1246,11 @@ fn adoption_refuses_links_attached_to_another_cgroup_root() {
     let pins_before = support::listing(&env.pins.path);
     let msg = adopt_error(Dataplane::load(on(&root_b)));
     assert!(
-        msg.contains(&format!("attached to cgroup {}", root_a.display()))
-            && msg.contains(&root_b.display().to_string()),
+        msg.contains(&format!("manages the cgroups below {}", root_a.display()))
+            && msg.contains(&format!(
+                "not below the requested cgroup root {}",
+                root_b.display()
+            )),
         "{msg}"
     );
     assert!(msg.contains("detach"), "says how to recover: {msg}");
