@@ -5,7 +5,12 @@
 //   1. event transport Rust -> JS (synthetic, no kernel): objects vs JSON vs packed
 //   2. call rates in the same netns, IPv4: TCP connect() (+ accept + close), UDP connect(), UDP sendto();
 //      IPv6: UDP connect(), UDP sendto(). Configurations: no programs / allow-all programs (the kernel's hook
-//      floor) / dataplane + 10 rules / dataplane + 100,000 rules / (IPv4) iptables OUTPUT 10, 1,000, 100,000 rules
+//      floor) / dataplane + 10 rules / dataplane + 100,000 rules / (IPv4) iptables OUTPUT 10, 1,000, 100,000 rules.
+//      The dataplane's programs are attached at the top of the cgroup2 mount (docs/dataplane.md, "Attach point"),
+//      so they run for every process of the host: two more rows measure what they cost a caller that is not
+//      managed, one inside the cgroup root and one outside it (the rest of the host), against the same caller
+//      with no programs. Each dataplane is loaded only for its own rows (in every round, rotated with the
+//      others), so no other row pays for it.
 //   3. average run time of each of the four programs (connect4, connect6, sendmsg4, sendmsg6) from
 //      kernel.bpf_stats_enabled (restored afterwards), with the allow-all programs as the floor
 //   4. events per second from the kernel into a JavaScript `for await` consumer, with the drop counters
@@ -24,7 +29,7 @@ import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
 
-import { Isolation, isRoot, run, runIn } from './isolation.mjs'
+import { Isolation, cgroup2Mount, isRoot, run, runIn } from './isolation.mjs'
 import { runCodecBench } from './codec.mjs'
 
 const require = createRequire(import.meta.url)
@@ -50,6 +55,10 @@ const median = (xs) => {
   return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2
 }
 const fmt = (n) => Math.round(n).toLocaleString('en-US')
+const DP10 = 'eBPF, 10 rules'
+const DP100K = 'eBPF, 100,000 rules'
+const DP_UNMANAGED = 'eBPF (10 rules) attached, caller unmanaged inside the cgroup root'
+const DP_OUTSIDE = 'eBPF (10 rules) attached, caller outside the cgroup root (= no programs row\'s cgroup)'
 const pct = (r) => `${r >= 1 ? '+' : ''}${((r - 1) * 100).toFixed(1)}%`
 
 function ensureTools() {
@@ -161,39 +170,60 @@ const WORKLOADS = [
   { mode: 'udpsend', ip: TARGET_IP6, iptables: false, title: 'UDP sendto() rate, IPv6 (hook sendmsg6)' },
 ]
 
-async function connectRateTables(gen, configs) {
-  const tables = []
-  for (const w of WORKLOADS) {
-    const rows = configs.filter((c) => w.iptables || !c.iptables)
-    const samples = new Map(rows.map((c) => [c.name, []]))
-    for (let round = 0; round < ROUNDS; round++) {
-      // Rotate the order every round so slow drift (other load on the machine, thermal) spreads evenly.
-      const order = rows.map((_, i) => rows[(i + round) % rows.length])
-      for (const c of order) {
-        const r = await generate(gen, c.cgroup, c.netns, w.mode, w.ip, SECONDS)
-        if (r.ok === 0 || r.eperm !== 0 || r.other_errors !== 0) {
-          throw new Error(`${c.name} ${w.mode} ${w.ip}: the allowed target was refused: ${JSON.stringify(r)}`)
+/**
+ * Every configuration group in every round (rotated, so slow drift spreads evenly): `enter()` before its rows,
+ * `leave()` after them, so a dataplane (attached at the cgroup2 mount's top: every process on the host runs its
+ * programs) is attached only while its own rows are measured.
+ */
+async function connectRateTables(gen, groups) {
+  const rows = groups.flatMap((g) => g.rows)
+  const samples = new Map(WORKLOADS.map((w) => [w, new Map(rows.map((c) => [c.name, []]))]))
+  for (let round = 0; round < ROUNDS; round++) {
+    const order = groups.map((_, i) => groups[(i + round) % groups.length])
+    for (const g of order) {
+      await g.enter?.()
+      try {
+        for (const w of WORKLOADS) {
+          for (const c of g.rows) {
+            if (c.iptables && !w.iptables) continue
+            const r = await generate(gen, c.cgroup, c.netns, w.mode, w.ip, SECONDS)
+            if (r.ok === 0 || r.eperm !== 0 || r.other_errors !== 0) {
+              throw new Error(`${c.name} ${w.mode} ${w.ip}: the allowed target was refused: ${JSON.stringify(r)}`)
+            }
+            samples.get(w).get(c.name).push(r.per_sec)
+          }
         }
-        samples.get(c.name).push(r.per_sec)
+      } finally {
+        await g.leave?.()
       }
     }
-    const base = median(samples.get(rows[0].name))
+  }
+  const tables = []
+  for (const w of WORKLOADS) {
+    const wRows = rows.filter((c) => w.iptables || !c.iptables)
+    const s = samples.get(w)
+    const base = median(s.get(wRows[0].name))
     const lines = [
       `${w.title}, loopback in the bench netns, median of ${ROUNDS} interleaved ${SECONDS} s runs, generator pinned to CPU 1`,
       '',
       '| configuration | calls/s (median) | min | max | vs no programs |',
       '|---|---:|---:|---:|---:|',
     ]
-    for (const c of rows) {
-      const xs = samples.get(c.name)
+    for (const c of wRows) {
+      const xs = s.get(c.name)
       const m = median(xs)
       lines.push(`| ${c.name} | ${fmt(m)} | ${fmt(Math.min(...xs))} | ${fmt(Math.max(...xs))} | ${(m / base).toFixed(3)} (${pct(m / base)}) |`)
     }
-    const byName = (n) => (samples.has(n) ? median(samples.get(n)) : undefined)
-    const r10 = byName('eBPF, 10 rules')
-    const r100k = byName('eBPF, 100,000 rules')
+    const byName = (n) => (s.has(n) ? median(s.get(n)) : undefined)
+    const r10 = byName(DP10)
+    const r100k = byName(DP100K)
     if (r10 !== undefined && r100k !== undefined) {
       lines.push('', `eBPF 10 rules vs no programs: ${(r10 / base).toFixed(3)}; eBPF 100,000 rules vs no programs: ${(r100k / base).toFixed(3)} (target >= 0.95); 100,000 vs 10 rules: ${(r100k / r10).toFixed(3)}`)
+    }
+    const outside = byName(DP_OUTSIDE)
+    const inside = byName(DP_UNMANAGED)
+    if (outside !== undefined && inside !== undefined) {
+      lines.push('', `What the programs attached at the cgroup2 mount's top cost a process they do not manage: outside the cgroup root ${(outside / base).toFixed(3)} (${pct(outside / base)}), unmanaged inside it ${(inside / base).toFixed(3)} (${pct(inside / base)}), both vs the same caller with no programs.`)
     }
     if (w.mode === 'udp' && w.iptables) {
       lines.push('', 'A UDP connect() sends no packet, so netfilter never sees it: the iptables rows only show run-to-run noise; the eBPF hook judges the connect() itself.')
@@ -203,9 +233,20 @@ async function connectRateTables(gen, configs) {
   return tables.join('\n\n')
 }
 
-function progIdsOf(cgroup) {
+/** The programs attached to `cgroup` (bpftool), optionally only those whose ids are in `only`. */
+function progIdsOf(cgroup, only) {
   const out = JSON.parse(run('bpftool', ['cgroup', 'show', cgroup, '--json']))
-  return out.map((p) => ({ id: p.id, attach: p.attach_type, name: p.name }))
+  return out.map((p) => ({ id: p.id, attach: p.attach_type, name: p.name })).filter((p) => !only || only.has(p.id))
+}
+
+/** The ids of the programs a dataplane pinned under `pinDir` (`prog_<hook>`): its own, among other dataplanes'
+ * programs on the same cgroup (a test suite running beside the bench attaches its own at the same place). */
+function pinnedProgIds(pinDir) {
+  const ids = new Set()
+  for (const f of fs.readdirSync(pinDir).filter((n) => n.startsWith('prog_'))) {
+    ids.add(JSON.parse(run('bpftool', ['prog', 'show', 'pinned', path.join(pinDir, f), '--json'])).id)
+  }
+  return ids
 }
 
 /** The program a workload runs: its hook. */
@@ -214,9 +255,11 @@ const HOOK_WORKLOADS = [
   { hook: 'connect6', attach: 'cgroup_inet6_connect', mode: 'udp', ip: TARGET_IP6 },
   { hook: 'sendmsg4', attach: 'cgroup_udp4_sendmsg', mode: 'udpsend', ip: TARGET_IP },
   { hook: 'sendmsg6', attach: 'cgroup_udp6_sendmsg', mode: 'udpsend', ip: TARGET_IP6 },
+  // The egress layer's program runs once per packet (the allow-all floor has none).
+  { hook: 'egress', attach: 'cgroup_inet_egress', mode: 'udpsend', ip: TARGET_IP, optional: true },
 ]
 
-async function bpfStatsTable(gen, configs) {
+async function bpfStatsTable(gen, groups) {
   const old = fs.readFileSync('/proc/sys/kernel/bpf_stats_enabled', 'utf8').trim()
   const rounds = Math.max(3, Math.min(ROUNDS, 5))
   const lines = [
@@ -227,23 +270,12 @@ async function bpfStatsTable(gen, configs) {
   ]
   try {
     fs.writeFileSync('/proc/sys/kernel/bpf_stats_enabled', '1')
-    for (const c of configs) {
-      const progs = progIdsOf(c.attachDir)
-      for (const w of HOOK_WORKLOADS) {
-        const p = progs.find((x) => x.attach === w.attach)
-        if (!p) throw new Error(`${c.name}: no program on ${w.attach} of ${c.attachDir}`)
-        const avgs = []
-        const runs = []
-        for (let round = 0; round < rounds; round++) {
-          const a = statsOf(p.id)
-          await generate(gen, c.cgroup, c.netns, w.mode, w.ip, SECONDS)
-          const b = statsOf(p.id)
-          const n = b.run_cnt - a.run_cnt
-          if (n <= 0) throw new Error(`${c.name}: ${p.name} did not run for ${w.mode} ${w.ip}`)
-          runs.push(n)
-          avgs.push((b.run_time_ns - a.run_time_ns) / n)
-        }
-        lines.push(`| ${c.name} | ${w.hook} | ${p.name} (id ${p.id}) | ${w.mode === 'udp' ? 'UDP connect()' : 'UDP sendto()'} ${w.ip} | ${fmt(median(runs))} | ${median(avgs).toFixed(1)} | ${Math.min(...avgs).toFixed(1)} | ${Math.max(...avgs).toFixed(1)} |`)
+    for (const g of groups) {
+      await g.enter?.()
+      try {
+        for (const c of g.rows.filter((r) => r.attachDir)) lines.push(...(await bpfStatsRows(gen, c, rounds)))
+      } finally {
+        await g.leave?.()
       }
     }
   } finally {
@@ -251,6 +283,31 @@ async function bpfStatsTable(gen, configs) {
   }
   lines.push('', `kernel.bpf_stats_enabled restored to ${old}`)
   return lines.join('\n')
+}
+
+/** One configuration's rows of the run-time table. A dataplane's programs run for every process of the host, so
+ * their counts include whatever else the host sent in that second: next to the generator's calls, noise. */
+async function bpfStatsRows(gen, c, rounds) {
+  const lines = []
+  const progs = progIdsOf(c.attachDir, c.progIds?.())
+  for (const w of HOOK_WORKLOADS) {
+    const p = progs.find((x) => x.attach === w.attach)
+    if (!p && w.optional) continue
+    if (!p) throw new Error(`${c.name}: no program on ${w.attach} of ${c.attachDir}`)
+    const avgs = []
+    const runs = []
+    for (let round = 0; round < rounds; round++) {
+      const a = statsOf(p.id)
+      await generate(gen, c.cgroup, c.netns, w.mode, w.ip, SECONDS)
+      const b = statsOf(p.id)
+      const n = b.run_cnt - a.run_cnt
+      if (n <= 0) throw new Error(`${c.name}: ${p.name} did not run for ${w.mode} ${w.ip}`)
+      runs.push(n)
+      avgs.push((b.run_time_ns - a.run_time_ns) / n)
+    }
+    lines.push(`| ${c.name} | ${w.hook} | ${p.name} (id ${p.id}) | ${w.mode === 'udp' ? 'UDP connect()' : 'UDP sendto()'} ${w.ip} | ${fmt(median(runs))} | ${median(avgs).toFixed(1)} | ${Math.min(...avgs).toFixed(1)} | ${Math.max(...avgs).toFixed(1)} |`)
+  }
+  return lines
 }
 
 function statsOf(id) {
@@ -374,49 +431,70 @@ async function main() {
     const sysctls = { 'net.core.somaxconn': 4096, 'net.ipv4.tcp_max_syn_backlog': 4096 }
     const nsBase = iso.netns('base', sysctls)
     const plain = iso.cgroup('plain/work')
-    const configs = [{ name: 'no programs', cgroup: plain, netns: nsBase }]
+    const groups = [{ rows: [{ name: 'no programs', cgroup: plain, netns: nsBase }] }]
     const allowAll = attachAllowAll(iso, tmp)
-    configs.push({ name: 'allow-all programs (hook floor)', cgroup: allowAll, netns: nsBase, attachDir: allowAll })
-    const dataplaneConfigs = [configs[1]]
-    let evInterceptor = null
+    groups.push({ rows: [{ name: 'allow-all programs (hook floor)', cgroup: allowAll, netns: nsBase, attachDir: allowAll }] })
+    const mountTop = cgroup2Mount()
     let dpError = null
-    try {
-      for (const [name, rules] of [
-        ['eBPF, 10 rules', 10],
-        ['eBPF, 100,000 rules', 100_000],
-      ]) {
-        const attachDir = iso.cgroup(`dp${rules}`)
-        const work = iso.cgroup(`dp${rules}/work`)
-        const i = await Interceptor.load({ cgroupRoot: attachDir, pinDir: iso.pinDir(`dp${rules}`), disableLayers: DISABLE_LAYERS })
-        interceptors.push(i)
-        if (rules === 10) console.log(`Dataplane layers in the eBPF rows: ${i.status().activeLayers.join(', ') || 'none'} (BENCH_DISABLE_LAYERS=${DISABLE_LAYERS.join(',')})\n`)
-        await i.replacePolicySnapshot(benchSnapshot(rules))
-        i.upsertManagedCgroup({ path: work, workloadId: `bench-${rules}` })
-        const c = { name, cgroup: work, netns: nsBase, attachDir }
-        configs.push(c)
-        dataplaneConfigs.push(c)
+    let layersLine = null
+    for (const rules of [10, 100_000]) {
+      const root = iso.cgroup(`dp${rules}`)
+      const work = iso.cgroup(`dp${rules}/work`)
+      const pinDir = iso.pinDir(`dp${rules}`)
+      const snapshot = benchSnapshot(rules)
+      let i = null
+      const group = {
+        async enter() {
+          i = await Interceptor.load({ cgroupRoot: root, pinDir, disableLayers: DISABLE_LAYERS })
+          interceptors.push(i)
+          layersLine ??= `Dataplane layers in the eBPF rows: ${i.status().activeLayers.join(', ') || 'none'} (BENCH_DISABLE_LAYERS=${DISABLE_LAYERS.join(',')})`
+          await i.replacePolicySnapshot(snapshot)
+          i.upsertManagedCgroup({ path: work, workloadId: `bench-${rules}` })
+        },
+        async leave() {
+          interceptors.splice(interceptors.indexOf(i), 1)
+          await i.close({ detach: true })
+        },
+        rows: [],
       }
-      const evDir = iso.cgroup('dpev')
-      evInterceptor = await Interceptor.load({ cgroupRoot: evDir, pinDir: iso.pinDir('dpev'), ringBufferBytes: 16 << 20 })
-      interceptors.push(evInterceptor)
-      await evInterceptor.replacePolicySnapshot(benchSnapshot(10, { allowOneIn: 1 }))
-      evInterceptor.upsertManagedCgroup({ path: iso.cgroup('dpev/work'), workloadId: 'bench-events' })
+      const progIds = () => pinnedProgIds(pinDir)
+      group.rows.push({ name: rules === 10 ? DP10 : DP100K, cgroup: work, netns: nsBase, attachDir: mountTop, progIds })
+      if (rules === 10) {
+        group.rows.push({ name: DP_UNMANAGED, cgroup: iso.cgroup('dp10/unmanaged'), netns: nsBase, attachDir: mountTop, progIds })
+        group.rows.push({ name: DP_OUTSIDE, cgroup: plain, netns: nsBase, attachDir: mountTop, progIds })
+      }
+      groups.push(group)
+    }
+    try {
+      await groups[2].enter()
+      console.log(`${layersLine}\n`)
+      await groups[2].leave()
     } catch (error) {
       dpError = error
+      groups.splice(2)
       console.log(`The eBPF rows could not be measured: ${error.code ?? ''} ${error.message}\n`)
     }
     for (const n of ONLY === 'hooks' || ONLY === 'runtime' ? [] : [10, 1_000, 100_000]) {
       const ns = iso.netns(`ipt${n}`, sysctls)
       const ms = loadIptables(ns, n)
-      configs.push({ name: `iptables OUTPUT, ${n.toLocaleString('en-US')} rules`, cgroup: plain, netns: ns, iptables: true })
+      groups.push({ rows: [{ name: `iptables OUTPUT, ${n.toLocaleString('en-US')} rules`, cgroup: plain, netns: ns, iptables: true }] })
       console.error(`iptables-restore of ${n} rules: ${ms.toFixed(0)} ms`)
     }
-    if (ONLY !== 'runtime') console.log(await connectRateTables(gen, configs), '\n')
+    if (ONLY !== 'runtime') console.log(await connectRateTables(gen, groups), '\n')
     if (dpError === null) {
-      console.log(await bpfStatsTable(gen, dataplaneConfigs), '\n')
+      console.log(await bpfStatsTable(gen, groups.filter((g) => g.rows.some((r) => r.attachDir))), '\n')
       if (ONLY === 'hooks' || ONLY === 'runtime') return
+      const evDir = iso.cgroup('dpev')
+      const evInterceptor = await Interceptor.load({ cgroupRoot: evDir, pinDir: iso.pinDir('dpev'), ringBufferBytes: 16 << 20 })
+      interceptors.push(evInterceptor)
+      await evInterceptor.replacePolicySnapshot(benchSnapshot(10, { allowOneIn: 1 }))
+      evInterceptor.upsertManagedCgroup({ path: iso.cgroup('dpev/work'), workloadId: 'bench-events' })
+      // eventsTable closes (detaches) it.
       console.log(await eventsTable(gen, evInterceptor, iso.cgroup('dpev/work'), nsBase), '\n')
-      console.log(await replaceTable(interceptors[0]), '\n')
+      interceptors.splice(interceptors.indexOf(evInterceptor), 1)
+      const replacer = await Interceptor.load({ cgroupRoot: iso.cgroup('dprep'), pinDir: iso.pinDir('dprep') })
+      interceptors.push(replacer)
+      console.log(await replaceTable(replacer), '\n')
     }
   } finally {
     for (const i of interceptors) {
