@@ -67,5 +67,10 @@ function handle(error: unknown): void {
   }
 }
 
+const made: ControlClientError = new ControlClientError('ERR_CONTROL_TIMEOUT', 'no reply', { command: 'GetStatus', requestId: '1' })
+// @ts-expect-error unknown code
+void new ControlClientError('ERR_CONTROL_NOPE', 'x')
+
 void typed
 void handle
+void made

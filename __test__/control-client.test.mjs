@@ -201,6 +201,19 @@ describe('ControlClient against scripted servers', () => {
   })
 })
 
+describe('ControlClient: error classes', () => {
+  test('ControlClientError: an Error with its code, message and details', () => {
+    const e = new ControlClientError('ERR_CONTROL_TIMEOUT', 'no reply to GetStatus within 5 ms', { command: 'GetStatus', requestId: '7' })
+    assert.ok(e instanceof Error)
+    assert.equal(e.name, 'ControlClientError')
+    assert.equal(e.code, 'ERR_CONTROL_TIMEOUT')
+    assert.equal(e.message, 'no reply to GetStatus within 5 ms')
+    assert.equal(e.command, 'GetStatus')
+    assert.equal(e.requestId, '7')
+    assert.equal(String(e), 'ControlClientError: no reply to GetStatus within 5 ms')
+  })
+})
+
 describe('the interceptor-ebpf bin shim', () => {
   test('runs the native binary with the same arguments and exit code', () => {
     const found = resolveBinary()

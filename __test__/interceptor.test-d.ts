@@ -1,6 +1,6 @@
 // Compiles against index.d.ts with `strict`: what must not compile is marked @ts-expect-error.
-import { Interceptor } from '../index'
-import type { InterceptorPacketEvent, DataplaneStatus, PolicySummary, ManagedCgroup } from '../index'
+import { Interceptor, DataplaneError } from '../index'
+import type { InterceptorPacketEvent, DataplaneStatus, PolicySummary, ManagedCgroup, DataplaneErrorCode } from '../index'
 
 async function typeTest(): Promise<void> {
   const i: Interceptor = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', failMode: 'open', globalMode: 'observe' })
@@ -74,3 +74,24 @@ async function typeTest(): Promise<void> {
   await i.close({ force: true })
 }
 void typeTest
+
+// Errors: DataplaneError with a literal code union; ContractValidationError for input.
+function classify(error: unknown): string {
+  if (error instanceof DataplaneError) {
+    const code: DataplaneErrorCode = error.code
+    const log: string | undefined = error.verifierLog
+    const asError: Error = error
+    // @ts-expect-error not one of the codes
+    if (error.code === 'ERR_DATAPLANE_NOPE') return 'never'
+    // @ts-expect-error the code is read-only
+    error.code = 'ERR_DATAPLANE_MAP'
+    void [log, asError]
+    return code
+  }
+  return 'other'
+}
+void classify
+const made = new DataplaneError('ERR_DATAPLANE_CLOSED', 'the dataplane is closed')
+// @ts-expect-error unknown code
+void new DataplaneError('ERR_NOPE', 'x')
+void made

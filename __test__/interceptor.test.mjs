@@ -4,6 +4,7 @@
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -13,7 +14,7 @@ import { loadBenchAddon } from '../bench/dataplane/bench-addon.mjs'
 
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
-const { Interceptor, ContractValidationError, parseControlCommandPayload, parseDataplanePacketEvent } = require('../index.js')
+const { Interceptor, ContractValidationError, DataplaneError, parseControlCommandPayload, parseDataplanePacketEvent } = require('../index.js')
 const { decodeEventBatch } = require('../js/interceptor.js')
 // benchEventBatch lives only in the addon built with the `bench` cargo feature (never in the package's binding).
 const benchAddon = loadBenchAddon({ build: false })
@@ -66,6 +67,31 @@ describe('Interceptor without privileges', () => {
 
   test('the constructor is private', () => {
     assert.throws(() => new Interceptor(), TypeError)
+  })
+
+  test('DataplaneError: an Error with a stable code; a native failure arrives as one, code and message unchanged', async () => {
+    const e = new DataplaneError('ERR_DATAPLANE_LOAD', 'the kernel rejected eBPF program dp_connect4: EACCES', { verifierLog: '0: R1=ctx' })
+    assert.ok(e instanceof Error)
+    assert.equal(e.name, 'DataplaneError')
+    assert.equal(e.code, 'ERR_DATAPLANE_LOAD')
+    assert.equal(e.verifierLog, '0: R1=ctx')
+    assert.equal(String(e), 'DataplaneError: the kernel rejected eBPF program dp_connect4: EACCES')
+    assert.ok(!('verifierLog' in new DataplaneError('ERR_DATAPLANE_CLOSED', 'the dataplane is closed')))
+    const cause = new Error('inner')
+    assert.equal(new DataplaneError('ERR_DATAPLANE_IO', 'x', { cause }).cause, cause)
+    // A directory that is not a cgroup: refused by the Rust loader before anything is touched (no privileges needed).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ie-not-cgroup-'))
+    try {
+      await assert.rejects(Interceptor.load({ cgroupRoot: dir }), (err) => {
+        assert.ok(err instanceof DataplaneError && err instanceof Error)
+        assert.equal(err.code, 'ERR_DATAPLANE_NOT_CGROUP2')
+        assert.equal(err.message, `${dir} is not a cgroup v2 directory`)
+        assert.ok(!('verifierLog' in err))
+        return true
+      })
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
   })
 
   const benchSkip = benchAddon ? false : 'the bench transports are built only with the `bench` cargo feature: run `node bench/dataplane/bench-addon.mjs` first'
@@ -300,11 +326,20 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.equal(r.errno, 'ECONNREFUSED', 'broker still allowed by the old policy')
   })
 
+  test('a failure of the dataplane is a DataplaneError with its code and message', () => {
+    assert.throws(() => interceptor.setCgroupMode({ path: iso.cgroup('attach/unmanaged'), mode: 'observe' }), (e) => {
+      assert.ok(e instanceof DataplaneError)
+      assert.equal(e.code, 'ERR_DATAPLANE_NOT_MANAGED')
+      assert.match(e.message, /^cgroup .*unmanaged is not managed$/)
+      return true
+    })
+  })
+
   test('close() ends the events() iterator and detaches', async () => {
     await interceptor.close({ detach: true })
     await consumer
     assert.equal(interceptor.closed, true)
-    assert.throws(() => interceptor.status(), (e) => e.code === 'ERR_DATAPLANE_CLOSED')
+    assert.throws(() => interceptor.status(), (e) => e instanceof DataplaneError && e.code === 'ERR_DATAPLANE_CLOSED')
     const r = await probe('tcp', '10.77.0.98', 443)
     assert.equal(r.errno, 'ECONNREFUSED', 'no enforcement after detach')
   })

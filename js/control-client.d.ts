@@ -29,6 +29,7 @@ export type ControlClientErrorCode =
  * with a `ControlProtocolRequestError` (a ContractValidationError) instead.
  */
 export declare class ControlClientError extends Error {
+  constructor(code: ControlClientErrorCode, message: string, extra?: ControlClientErrorExtra)
   readonly name: 'ControlClientError'
   readonly code: ControlClientErrorCode
   /** The response's reason code (ERR_CONTROL_REFUSED only). */
@@ -38,6 +39,15 @@ export declare class ControlClientError extends Error {
   readonly requestId?: string
   /** Why a reply was not valid (ERR_CONTROL_BAD_RESPONSE). */
   readonly issues?: ContractIssue[]
+}
+
+/** What a ControlClientError carries besides its code and message. */
+export interface ControlClientErrorExtra {
+  cause?: unknown
+  controlError?: ControlProtocolError
+  command?: ControlProtocolCommand
+  requestId?: string
+  issues?: ContractIssue[]
 }
 
 export interface ControlCallOptions {

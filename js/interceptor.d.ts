@@ -185,10 +185,11 @@ export declare class Interceptor {
   /**
    * Loads the four sock_addr programs and the bypass layers the kernel offers and attaches them to `cgroupRoot`,
    * or adopts the state pinned in `pinDir`.
-   * Rejects with ContractValidationError for bad options, or an Error whose `code` starts with
+   * Rejects with ContractValidationError for bad options, or a DataplaneError whose `code` starts with
    * `ERR_DATAPLANE_` (a verifier rejection carries `verifierLog`). In the WebAssembly build (`bindingTarget` is
-   * `'wasm32-wasi'`) it rejects with `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM`, naming why no native addon
-   * serves this process and what the dataplane needs.
+   * `'wasm32-wasi'`) it rejects with a DataplaneError `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM`, naming why no
+   * native addon serves this process and what the dataplane needs. Every method's dataplane failure is a
+   * DataplaneError; a closed interceptor's is `ERR_DATAPLANE_CLOSED`.
    */
   static load(options?: InterceptorOptions): Promise<Interceptor>
   /**

@@ -1,16 +1,17 @@
 'use strict'
 // `Interceptor`: the eBPF dataplane as a JavaScript class. Every rule and every kernel operation is in Rust
 // (src/interceptor.rs forwarding to crates/core/src/dataplane); this file turns the native results into promises,
-// errors with stable codes, and the `events()` async iterator.
+// DataplaneErrors with stable codes, and the `events()` async iterator.
 
 const native = require('./native.js')
-const { ContractValidationError } = require('./errors.js')
+const { ContractValidationError, DataplaneError } = require('./errors.js')
 
 const ERROR_PREFIX = '{"code":"'
 
 /**
  * Native errors carry a JSON body (`{code, message, issues?, verifierLog?}`, see src/interceptor.rs);
- * this rebuilds the JavaScript error users see. Anything else is a bug or a napi type error and is rethrown.
+ * this rebuilds the JavaScript error users see: a ContractValidationError when it lists issues, otherwise a
+ * DataplaneError with the body's code and message. Anything else is a bug or a napi type error and is rethrown.
  */
 function toPublicError(error) {
   if (!(error instanceof Error) || typeof error.message !== 'string' || !error.message.startsWith(ERROR_PREFIX)) {
@@ -23,10 +24,9 @@ function toPublicError(error) {
     return error
   }
   if (Array.isArray(body.issues)) return new ContractValidationError(body.schema, body.issues)
-  const out = new Error(body.message)
-  out.code = body.code
-  if (typeof body.verifierLog === 'string') out.verifierLog = body.verifierLog
-  return out
+  return new DataplaneError(body.code, body.message, {
+    verifierLog: typeof body.verifierLog === 'string' ? body.verifierLog : undefined,
+  })
 }
 
 function callSync(fn) {
@@ -178,7 +178,10 @@ class Interceptor {
 
   /** Loads (or adopts the pinned) dataplane; resolves once the four programs are attached. */
   static async load(options) {
-    if (!hasDataplane) throw native.dataplaneUnavailableError()
+    if (!hasDataplane) {
+      const unavailable = native.dataplaneUnavailableError()
+      throw new DataplaneError(unavailable.code, unavailable.message, { cause: unavailable.cause })
+    }
     const nativeInterceptor = await callAsync(() => native.loadInterceptor(options))
     return new Interceptor(constructing, nativeInterceptor)
   }
