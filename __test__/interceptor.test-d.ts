@@ -1,6 +1,13 @@
 // Compiles against index.d.ts with `strict`: what must not compile is marked @ts-expect-error.
-import { Interceptor, DataplaneError } from '../index'
-import type { InterceptorPacketEvent, DataplaneStatus, PolicySummary, ManagedCgroup, DataplaneErrorCode } from '../index'
+import { Interceptor, DataplaneError, parsePolicySnapshot } from '../index'
+import type {
+  InterceptorPacketEvent,
+  DataplaneStatus,
+  PolicySummary,
+  ManagedCgroup,
+  PolicySnapshotInput,
+  DataplaneErrorCode,
+} from '../index'
 
 async function typeTest(): Promise<void> {
   const i: Interceptor = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', failMode: 'open', globalMode: 'observe' })
@@ -74,6 +81,31 @@ async function typeTest(): Promise<void> {
   await i.close({ force: true })
 }
 void typeTest
+
+// replacePolicySnapshot takes the policy snapshot type (js/policy.d.ts), JSON text or bytes; nothing else.
+async function snapshots(i: Interceptor): Promise<void> {
+  const input: PolicySnapshotInput = { broker: [{ ip: '10.0.0.5', port: 8081 }], dns: [{ ip: '10.0.0.53' }], rules: [] }
+  await i.replacePolicySnapshot(input)
+  await i.replacePolicySnapshot(parsePolicySnapshot(input))
+  await i.replacePolicySnapshot('{"broker":[],"dns":[],"rules":[]}')
+  await i.replacePolicySnapshot(new Uint8Array(0))
+  await i.replacePolicySnapshot({
+    broker: [],
+    dns: [],
+    rules: [{ id: 'gh', action: 'allow', cidr: '140.82.112.0/20', ports: [443], protocol: 'tcp' }],
+    sampling: { allowOneIn: 10 },
+  })
+  // @ts-expect-error `brokers` is not a snapshot key, and broker, dns and rules are required
+  await i.replacePolicySnapshot({ brokers: [] })
+  // @ts-expect-error rules are required even when empty
+  await i.replacePolicySnapshot({ broker: [], dns: [] })
+  // @ts-expect-error an action is allow or deny
+  await i.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'block', cidr: '10.0.0.0/8' }] })
+  const anyObject: object = {}
+  // @ts-expect-error an arbitrary object is not a snapshot
+  await i.replacePolicySnapshot(anyObject)
+}
+void snapshots
 
 // Errors: DataplaneError with a literal code union; ContractValidationError for input.
 function classify(error: unknown): string {

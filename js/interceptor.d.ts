@@ -13,6 +13,7 @@ import type {
 // comments; the types below narrow its strings to their literal unions. __test__/binding-parity.test-d.ts
 // fails the type check when the two drift apart.
 import type { JsDataplaneStatus, JsLayerCounters, JsManagedCgroup, JsPolicySummary, JsVerdictCount } from '../binding'
+import type { PolicySnapshotInput } from './policy'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = Mode
@@ -194,9 +195,10 @@ export declare class Interceptor {
   static load(options?: InterceptorOptions): Promise<Interceptor>
   /**
    * Validates the whole snapshot (every issue listed in a ContractValidationError) and applies it atomically;
-   * a rejected snapshot leaves the active policy untouched. Strings and bytes are read as JSON text.
+   * a rejected snapshot leaves the active policy untouched. Strings and bytes are read as JSON text (checked at
+   * run time only).
    */
-  replacePolicySnapshot(snapshot: object | string | Uint8Array): Promise<PolicySummary>
+  replacePolicySnapshot(snapshot: PolicySnapshotInput | string | Uint8Array): Promise<PolicySummary>
   upsertManagedCgroup(target: ManagedCgroupUpsert): ManagedCgroup
   /** `false` when the cgroup was not managed. */
   deleteManagedCgroup(target: CgroupTarget): boolean
