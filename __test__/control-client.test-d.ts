@@ -67,6 +67,14 @@ function handle(error: unknown): void {
   }
 }
 
+// No path (or null): the socket ctl uses.
+async function socketOfCtl(): Promise<void> {
+  ;(await ControlClient.connect(null)).close()
+  ;(await ControlClient.connect(undefined, { timeoutMs: 100 })).close()
+  // @ts-expect-error a path is a string
+  await ControlClient.connect(42)
+}
+
 const made: ControlClientError = new ControlClientError('ERR_CONTROL_TIMEOUT', 'no reply', { command: 'GetStatus', requestId: '1' })
 // @ts-expect-error unknown code
 void new ControlClientError('ERR_CONTROL_NOPE', 'x')
@@ -74,3 +82,4 @@ void new ControlClientError('ERR_CONTROL_NOPE', 'x')
 void typed
 void handle
 void made
+void socketOfCtl

@@ -16,7 +16,8 @@ import { Isolation, cgroup2Mount, isRoot, run, runIn } from '../bench/dataplane/
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.join(here, '..')
-const { ControlClient, ControlClientError, ControlProtocolRequestError, ContractValidationError } = require('../index.js')
+const { ControlClient, ControlClientError, ControlProtocolRequestError, ContractValidationError, parseEbpfInterceptorConfig } =
+  require('../index.js')
 const { resolveBinary } = require('../bin/interceptor-ebpf.js')
 
 function tempDir(tag) {
@@ -201,7 +202,65 @@ describe('ControlClient against scripted servers', () => {
   })
 })
 
-describe('ControlClient: error classes', () => {
+describe('ControlClient: the socket of ctl, error classes', () => {
+  const ENV = 'BROKER_EBPF_CONTROL_SOCKET'
+  const DEFAULT_SOCKET = parseEbpfInterceptorConfig().controlSocketPath
+
+  /** Runs `fn` with the variable set to `value` (`undefined`: unset), then restores it. */
+  async function withEnv(value, fn) {
+    const saved = process.env[ENV]
+    if (value === undefined) delete process.env[ENV]
+    else process.env[ENV] = value
+    try {
+      return await fn()
+    } finally {
+      if (saved === undefined) delete process.env[ENV]
+      else process.env[ENV] = saved
+    }
+  }
+
+  test('connect() without a path takes BROKER_EBPF_CONTROL_SOCKET as ctl does; a given path wins; empty is unset', async () => {
+    const server = await scriptedServer((req, socket) => socket.write(health(req.id)))
+    try {
+      await withEnv(server.socketPath, async () => {
+        for (const args of [[], [undefined], [null, { timeoutMs: 2000 }]]) {
+          const client = await ControlClient.connect(...args)
+          assert.equal(client.socketPath, server.socketPath, `connect(${args.map(String)})`)
+          assert.equal((await client.getHealth()).status, 'ok')
+          client.close()
+        }
+      })
+      await withEnv('/nonexistent/env.sock', async () => {
+        // ctl --socket beats the variable; so does the argument.
+        const client = await ControlClient.connect(server.socketPath)
+        assert.equal(client.socketPath, server.socketPath)
+        client.close()
+        await assert.rejects(ControlClient.connect(), (e) => {
+          assert.ok(e instanceof ControlClientError)
+          assert.equal(e.code, 'ERR_CONTROL_CONNECTION')
+          assert.match(e.message, /at \/nonexistent\/env\.sock:/)
+          return true
+        })
+      })
+      // Unset or empty: the default path. An agent may listen there on this machine, so either outcome names it.
+      for (const value of [undefined, '']) {
+        await withEnv(value, async () => {
+          const outcome = await ControlClient.connect(undefined, { timeoutMs: 1000 }).then(
+            (c) => {
+              c.close()
+              return c.socketPath
+            },
+            (e) => e.message,
+          )
+          assert.ok(outcome === DEFAULT_SOCKET || outcome.includes(` ${DEFAULT_SOCKET}`), `${JSON.stringify(value)}: ${outcome}`)
+        })
+      }
+      await assert.rejects(ControlClient.connect(''), (e) => e instanceof ContractValidationError && e.issues[0].path[0] === 'socketPath')
+    } finally {
+      await server.close()
+    }
+  })
+
   test('ControlClientError: an Error with its code, message and details', () => {
     const e = new ControlClientError('ERR_CONTROL_TIMEOUT', 'no reply to GetStatus within 5 ms', { command: 'GetStatus', requestId: '7' })
     assert.ok(e instanceof Error)

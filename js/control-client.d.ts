@@ -79,8 +79,11 @@ export interface ControlEventStream extends AsyncIterableIterator<DataplanePacke
  * call; a timed-out request closes its connection (a late reply is never taken for another's).
  */
 export declare class ControlClient {
-  /** `socketPath` defaults to `parseEbpfInterceptorConfig().controlSocketPath`. */
-  static connect(socketPath?: string, options?: ControlClientOptions): Promise<ControlClient>
+  /**
+   * Without `socketPath` (or with `undefined`/`null`), the socket `interceptor-ebpf ctl` uses:
+   * `BROKER_EBPF_CONTROL_SOCKET` when set and not empty, else `/var/run/broker-interceptor-ebpf/agentd.sock`.
+   */
+  static connect(socketPath?: string | null, options?: ControlClientOptions): Promise<ControlClient>
   private constructor()
   readonly socketPath: string
   readonly timeoutMs: number

@@ -2,13 +2,13 @@
 // `ControlClient`: the controller side of the agent's control socket. Node's `net` carries the bytes; every
 // rule is Rust's: requests are checked and written by the contract (`controlClientRequestLine`), replies read
 // by the strict per-command parser and matched to their request (`controlClientReadReply`), events by the
-// DataplanePacketEvent parser. This file only frames lines, matches ids, and turns outcomes into values,
-// errors and an async iterator.
+// DataplanePacketEvent parser; which socket `connect()` picks is the contract's rule too (`controlSocketPath`, as
+// `ctl`). This file only frames lines, matches ids, and turns outcomes into values, errors and an async iterator.
 
 const net = require('node:net')
 const native = require('./native.js')
 const { ContractValidationError } = require('./errors.js')
-const { ControlProtocolRequestError, parseEbpfInterceptorConfig } = require('./control.js')
+const { ControlProtocolRequestError } = require('./control.js')
 const { parseDataplanePacketEventJson } = require('./events.js')
 
 /** The rejections of requests whose bytes never reached the agent (a failed write): safe to send again. */
@@ -215,16 +215,17 @@ class Connection {
 
 class ControlClient {
   /**
-   * Connects to the agent. `socketPath` defaults to the config's `controlSocketPath`; `options.timeoutMs`
-   * (default 10000) bounds the connection and every request.
+   * Connects to the agent. `socketPath` defaults, as for `interceptor-ebpf ctl`, to `BROKER_EBPF_CONTROL_SOCKET`
+   * when it is set and not empty, then to the default path (`contract::config::controller_socket_path`);
+   * `options.timeoutMs` (default 10000) bounds the connection and every request.
    */
   static async connect(socketPath, options = {}) {
-    const path = socketPath ?? parseEbpfInterceptorConfig().controlSocketPath
-    if (typeof path !== 'string' || path.length === 0) {
+    if (socketPath != null && (typeof socketPath !== 'string' || socketPath.length === 0)) {
       throw new ContractValidationError('ControlClient', [
         { path: ['socketPath'], code: 'invalid_type', message: 'expected a socket path string' },
       ])
     }
+    const path = native.controlSocketPath(socketPath ?? undefined, process.env[native.CONTROL_SOCKET_ENV])
     const timeoutMs = positiveTimeout(options.timeoutMs, 'ControlClient')
     const client = new ControlClient(path, timeoutMs)
     client.connection = new Connection(await connectSocket(path, timeoutMs), (c) => client.onClose(c))
