@@ -67,6 +67,22 @@ function handle(error: unknown): void {
   }
 }
 
+// The socket of `ctl` when no path is given (null too); AbortSignal on every call.
+async function operator(signal: AbortSignal): Promise<void> {
+  const client = await ControlClient.connect(undefined, { signal, timeoutMs: 2000 })
+  const other = await ControlClient.connect(null)
+  await client.getHealth({ signal })
+  await client.replacePolicySnapshot({ broker: [], dns: [], rules: [] }, { signal: AbortSignal.timeout(500), timeoutMs: 1000 })
+  await client.shutdown({ detach: false }, { signal })
+  for await (const event of client.subscribeEvents({ signal })) void event.reason_code
+  // @ts-expect-error a signal is an AbortSignal
+  await client.getStatus({ signal: 'stop' })
+  // @ts-expect-error the snapshot type, not any object
+  await client.replacePolicySnapshot({ brokers: [] })
+  client.close()
+  other.close()
+}
+
 // No path (or null): the socket ctl uses.
 async function socketOfCtl(): Promise<void> {
   ;(await ControlClient.connect(null)).close()
@@ -81,5 +97,6 @@ void new ControlClientError('ERR_CONTROL_NOPE', 'x')
 
 void typed
 void handle
+void operator
 void made
 void socketOfCtl

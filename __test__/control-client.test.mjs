@@ -26,11 +26,17 @@ function tempDir(tag) {
   return dir
 }
 
-/** A Unix-socket server that answers each request line with `respond(request, socket)`. */
+/**
+ * A Unix-socket server that answers each request line with `respond(request, socket)`; `connections` counts the
+ * connections it accepted, `closed` those that have ended since.
+ */
 async function scriptedServer(respond) {
   const dir = tempDir('fake')
   const socketPath = path.join(dir, 's.sock')
+  const counts = { connections: 0, closed: 0 }
   const server = net.createServer((socket) => {
+    counts.connections++
+    socket.on('close', () => counts.closed++)
     let buffered = ''
     socket.on('data', (chunk) => {
       buffered += chunk
@@ -46,6 +52,7 @@ async function scriptedServer(respond) {
   await new Promise((resolve) => server.listen(socketPath, resolve))
   return {
     socketPath,
+    counts,
     close: () =>
       new Promise((resolve) => {
         server.close(() => {
@@ -57,6 +64,14 @@ async function scriptedServer(respond) {
 }
 
 const health = (id) => JSON.stringify({ ok: true, command: 'GetHealth', data: { status: 'ok', degradedReasons: [] }, id }) + '\n'
+
+/** Resolves once `predicate()` holds; fails after `ms`. */
+async function waitFor(predicate, what, ms = 5000) {
+  for (const deadline = Date.now() + ms; !predicate(); ) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
 
 describe('ControlClient against scripted servers', () => {
   test('replies are matched to requests, even split across writes and pipelined', async () => {
@@ -202,7 +217,7 @@ describe('ControlClient against scripted servers', () => {
   })
 })
 
-describe('ControlClient: the socket of ctl, error classes', () => {
+describe('ControlClient: the socket of ctl, AbortSignal, error classes', () => {
   const ENV = 'BROKER_EBPF_CONTROL_SOCKET'
   const DEFAULT_SOCKET = parseEbpfInterceptorConfig().controlSocketPath
 
@@ -257,6 +272,122 @@ describe('ControlClient: the socket of ctl, error classes', () => {
       }
       await assert.rejects(ControlClient.connect(''), (e) => e instanceof ContractValidationError && e.issues[0].path[0] === 'socketPath')
     } finally {
+      await server.close()
+    }
+  })
+
+  test('an aborted call rejects with the signal reason; before it is written nothing is sent', async () => {
+    const seen = []
+    const server = await scriptedServer((req, socket) => {
+      seen.push(req.command)
+      socket.write(health(req.id))
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    try {
+      const reason = new Error('the caller gave up')
+      const aborted = AbortSignal.abort(reason)
+      await assert.rejects(client.getHealth({ signal: aborted }), (e) => e === reason)
+      await assert.rejects(client.setGlobalMode('observe', { signal: AbortSignal.abort() }), (e) => {
+        assert.equal(e.name, 'AbortError')
+        return true
+      })
+      await assert.rejects(client.shutdown({ detach: true }, { signal: aborted }), (e) => e === reason)
+      const stream = client.subscribeEvents({ signal: aborted })
+      await assert.rejects(stream.next(), (e) => e === reason)
+      assert.deepEqual(await stream.next(), { value: undefined, done: true }, 'the reason is reported once')
+      await assert.rejects(ControlClient.connect(server.socketPath, { signal: aborted }), (e) => e === reason)
+      // Not a signal: refused before anything is sent, like a bad timeoutMs.
+      await assert.rejects(client.getHealth({ signal: 'stop' }), (e) => {
+        assert.ok(e instanceof ContractValidationError)
+        assert.deepEqual(e.issues.map((i) => [i.path, i.code]), [[['signal'], 'invalid_type']])
+        return true
+      })
+      assert.throws(() => client.subscribeEvents({ signal: {} }), ContractValidationError)
+      // The client is still usable, and only this request ever reached the server, on the first connection.
+      assert.equal((await client.getHealth({ signal: new AbortController().signal })).status, 'ok')
+      assert.deepEqual(seen, ['GetHealth'])
+      assert.equal(server.counts.connections, 1, 'no connection for the aborted stream or connect')
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
+  test('a request already written cannot be unsent: the call rejects at once, its reply is dropped, the connection keeps its order', async () => {
+    const seen = []
+    let heldReply = null
+    const server = await scriptedServer((req, socket) => {
+      seen.push(req.command)
+      const reply = (data) => JSON.stringify({ ok: true, command: req.command, data, id: req.id }) + '\n'
+      if (req.command === 'SetGlobalMode') {
+        // The agent is slow with this one; it answers when the next request comes, in order.
+        heldReply = () => socket.write(reply({ globalMode: req.payload.mode }))
+        return
+      }
+      heldReply?.()
+      heldReply = null
+      socket.write(health(req.id))
+    })
+    const client = await ControlClient.connect(server.socketPath, { timeoutMs: 10_000 })
+    try {
+      const controller = new AbortController()
+      const pending = client.setGlobalMode('observe', { signal: controller.signal })
+      await waitFor(() => seen.length === 1, 'the request to reach the server')
+      const abortedAt = Date.now()
+      controller.abort()
+      await assert.rejects(pending, (e) => e.name === 'AbortError')
+      assert.ok(Date.now() - abortedAt < 2000, 'rejected at the abort, not at the 10 s timeout')
+      // The agent got it (a mutation may have taken effect): the late reply is read and dropped, so the next call on
+      // the same connection gets its own reply, not that one.
+      assert.deepEqual(await client.getHealth(), { status: 'ok', degradedReasons: [] })
+      assert.deepEqual(seen, ['SetGlobalMode', 'GetHealth'])
+      assert.equal(server.counts.connections, 1)
+      // Aborting after the reply came changes nothing.
+      const late = new AbortController()
+      assert.equal((await client.getHealth({ signal: late.signal })).status, 'ok')
+      late.abort()
+      assert.equal((await client.getHealth()).status, 'ok')
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
+  test('connect({signal}) aborted while connecting closes the half-open socket', async () => {
+    const server = await scriptedServer(() => {})
+    try {
+      const controller = new AbortController()
+      const connecting = ControlClient.connect(server.socketPath, { signal: controller.signal })
+      const reason = new Error('stop connecting')
+      controller.abort(reason)
+      await assert.rejects(connecting, (e) => e === reason)
+      await waitFor(() => server.counts.closed === server.counts.connections, 'every accepted connection to close')
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('subscribeEvents({signal}): the abort closes the stream, the pending next() rejects once with the reason', async () => {
+    const event = { code_namespace: 'dataplane_verdict', reason_code: 'DENY_DEFAULT', verdict: 'deny', hook: 'connect4' }
+    const server = await scriptedServer((req, socket) => {
+      socket.write(JSON.stringify({ ok: true, command: 'SubscribeEvents', id: req.id }) + '\n')
+      socket.write(JSON.stringify(event) + '\n')
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    try {
+      const controller = new AbortController()
+      const stream = client.subscribeEvents({ signal: controller.signal })
+      assert.deepEqual(await stream.next(), { value: event, done: false })
+      const pending = stream.next()
+      const reason = new Error('enough events')
+      controller.abort(reason)
+      await assert.rejects(pending, (e) => e === reason)
+      assert.deepEqual(await stream.next(), { value: undefined, done: true })
+      // The stream's own connection is closed; the client's request connection stays open.
+      await waitFor(() => server.counts.closed === 1, "the stream's connection to close")
+      assert.equal(server.counts.connections, 2)
+    } finally {
+      client.close()
       await server.close()
     }
   })

@@ -107,6 +107,23 @@ async function snapshots(i: Interceptor): Promise<void> {
 }
 void snapshots
 
+// AbortSignal on every async call.
+async function abortAndDispose(signal: AbortSignal): Promise<void> {
+  const i = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', signal })
+  await i.replacePolicySnapshot({ broker: [], dns: [], rules: [] }, { signal })
+  await i.replacePolicySnapshot('{}', {})
+  // @ts-expect-error replacePolicySnapshot has no other option
+  await i.replacePolicySnapshot('{}', { timeoutMs: 5 })
+  // @ts-expect-error a signal is an AbortSignal
+  await Interceptor.load({ signal: true })
+  for await (const e of i.events({ batchSize: 16, signal: AbortSignal.timeout(1000) })) void e
+  for await (const batch of i.eventBatches({ signal })) void batch.length
+  // close() takes no signal: it is the cleanup an abort leads to
+  // @ts-expect-error unknown close option
+  await i.close({ signal })
+}
+void abortAndDispose
+
 // Errors: DataplaneError with a literal code union; ContractValidationError for input.
 function classify(error: unknown): string {
   if (error instanceof DataplaneError) {

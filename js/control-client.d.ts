@@ -53,11 +53,20 @@ export interface ControlClientErrorExtra {
 export interface ControlCallOptions {
   /** Integer ms, 1..=2147483647; default: the client's `timeoutMs`. */
   timeoutMs?: number
+  /**
+   * Rejects the call with `signal.reason` when it aborts. Aborted before the request is written, nothing is
+   * sent. Aborted after, the request cannot be unsent: the agent may carry it out (a mutation may take effect),
+   * its reply is dropped when it comes, and the client stays usable. Read the state back to know the outcome.
+   * On `subscribeEvents()`, the abort closes the stream.
+   */
+  signal?: AbortSignal
 }
 
 export interface ControlClientOptions {
   /** Bounds connecting and every request. Integer ms, default 10000. */
   timeoutMs?: number
+  /** Aborts connecting: `connect()` rejects with `signal.reason`. Later calls take their own `signal`. */
+  signal?: AbortSignal
 }
 
 /**

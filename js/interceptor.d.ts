@@ -46,6 +46,22 @@ export interface InterceptorOptions {
    * adopted state drops their pinned links. Default: every layer the kernel offers is attached.
    */
   disableLayers?: DataplaneLayer[]
+  /**
+   * Not a dataplane option: aborts the call. Aborted before the load starts, nothing is loaded. A load under
+   * way cannot be stopped: `load()` rejects with `signal.reason` at once, and the dataplane it brings up is
+   * closed without detaching (as `close()` leaves it: pinned, adoptable by the next loader).
+   */
+  signal?: AbortSignal
+}
+
+/** Options of the calls whose only option is the AbortSignal. */
+export interface InterceptorCallOptions {
+  /**
+   * Rejects the call with `signal.reason` when it aborts. For `replacePolicySnapshot`: aborted before the
+   * call, the policy stays as it was; once the replacement runs it completes or fails whole (it is atomic) and
+   * the call does not wait for it: `status().generation` says whether it took effect.
+   */
+  signal?: AbortSignal
 }
 
 /** A bypass layer (docs/threat-model.md). */
@@ -171,6 +187,11 @@ export type InterceptorPacketEvent =
 export interface InterceptorEventsOptions {
   /** Most events fetched per native call, 1..65536, default 4096. */
   batchSize?: number
+  /**
+   * Ends the iterator: the subscription closes at the abort (the events it held are dropped, counted in
+   * `droppedInQueue`), and the pending or next `next()` rejects with `signal.reason`, once.
+   */
+  signal?: AbortSignal
 }
 
 /** The eBPF dataplane loader. Linux, root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for bpffs) only. */
@@ -198,7 +219,7 @@ export declare class Interceptor {
    * a rejected snapshot leaves the active policy untouched. Strings and bytes are read as JSON text (checked at
    * run time only).
    */
-  replacePolicySnapshot(snapshot: PolicySnapshotInput | string | Uint8Array): Promise<PolicySummary>
+  replacePolicySnapshot(snapshot: PolicySnapshotInput | string | Uint8Array, options?: InterceptorCallOptions): Promise<PolicySummary>
   upsertManagedCgroup(target: ManagedCgroupUpsert): ManagedCgroup
   /** `false` when the cgroup was not managed. */
   deleteManagedCgroup(target: CgroupTarget): boolean

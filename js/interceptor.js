@@ -1,10 +1,12 @@
 'use strict'
 // `Interceptor`: the eBPF dataplane as a JavaScript class. Every rule and every kernel operation is in Rust
 // (src/interceptor.rs forwarding to crates/core/src/dataplane); this file turns the native results into promises,
-// DataplaneErrors with stable codes, and the `events()` async iterator.
+// DataplaneErrors with stable codes, and the `events()` async iterator, and adds what only JavaScript has:
+// AbortSignals.
 
 const native = require('./native.js')
 const { ContractValidationError, DataplaneError } = require('./errors.js')
+const { signalOption, withoutSignal, abortable } = require('./abort.js')
 
 const ERROR_PREFIX = '{"code":"'
 
@@ -147,6 +149,28 @@ function decodeBatch(batch) {
 
 const constructing = Symbol('Interceptor.load')
 
+/**
+ * The signal of the options of a call that has no other option (`{signal?}`): strict like every options object
+ * of this package, so a misspelt key is not silently ignored.
+ */
+function callOptionsSignal(options, schema) {
+  if (options === undefined || options === null) return undefined
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new ContractValidationError(schema, [{ path: [], code: 'invalid_type', message: 'expected an object: {signal?}' }])
+  }
+  const unknown = Object.keys(options).filter((k) => k !== 'signal')
+  if (unknown.length > 0) {
+    throw new ContractValidationError(schema, [
+      {
+        path: [],
+        code: 'unrecognized_keys',
+        message: `unrecognized ${unknown.length === 1 ? 'key' : 'keys'}: ${unknown.map((k) => `\`${k}\``).join(', ')}`,
+      },
+    ])
+  }
+  return signalOption(options, schema)
+}
+
 function snapshotText(snapshot) {
   if (typeof snapshot === 'string' || Buffer.isBuffer(snapshot)) return snapshot
   if (snapshot instanceof Uint8Array) return Buffer.from(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength)
@@ -176,25 +200,40 @@ class Interceptor {
     this.#native = nativeInterceptor
   }
 
-  /** Loads (or adopts the pinned) dataplane; resolves once the four programs are attached. */
+  /**
+   * Loads (or adopts the pinned) dataplane; resolves once the four programs are attached. `options.signal`
+   * stays in JavaScript (Rust reads the other options strictly). An abort before the load starts loads nothing;
+   * a load already under way on the libuv pool cannot be stopped: the call rejects at once and the dataplane it
+   * then brings up is closed without detaching, which leaves the kernel as any loader's `close()` does.
+   */
   static async load(options) {
     if (!hasDataplane) {
       const unavailable = native.dataplaneUnavailableError()
       throw new DataplaneError(unavailable.code, unavailable.message, { cause: unavailable.cause })
     }
-    const nativeInterceptor = await callAsync(() => native.loadInterceptor(options))
+    const signal = signalOption(options, 'InterceptorOptions')
+    signal?.throwIfAborted()
+    const nativeInterceptor = await abortable(
+      signal,
+      () => callAsync(() => native.loadInterceptor(withoutSignal(options))),
+      (late) => late.close().catch(() => {}),
+    )
     return new Interceptor(constructing, nativeInterceptor)
   }
 
   /**
    * Validates the whole snapshot with the strict Rust parser, then applies it atomically. An object is
    * serialized with JSON.stringify first (so `undefined` values are dropped, like absent keys); a string or
-   * bytes are read as JSON text.
+   * bytes are read as JSON text. `options.signal`: an abort before the call leaves the policy untouched; once the
+   * replacement runs it completes or fails whole (it is atomic), and the call rejects at once without waiting:
+   * `status().generation` says whether it took effect.
    */
-  replacePolicySnapshot(snapshot) {
+  replacePolicySnapshot(snapshot, options) {
     return callAsync(async () => {
+      const signal = callOptionsSignal(options, 'ReplacePolicySnapshotOptions')
+      signal?.throwIfAborted()
       const text = snapshotText(snapshot)
-      return this.#native.replacePolicySnapshot(text)
+      return abortable(signal, () => this.#native.replacePolicySnapshot(text))
     })
   }
 
@@ -241,31 +280,48 @@ class Interceptor {
    * in `status().droppedInQueue`, without slowing the others). Nothing is requested from the kernel side until
    * the first `next()`, and nothing is pending between calls, so an iterator nobody drives keeps no handle open
    * and never holds the process alive; `return()` (a `break` out of `for await`) unsubscribes at once, an
-   * abandoned iterator when it is garbage collected.
+   * abandoned iterator when it is garbage collected. `options.signal` ends the iterator too: the pending (or
+   * next) `next()` rejects with `signal.reason` once, the subscription is closed at the abort (the events it
+   * still held are dropped and counted like those of any ended iterator), and later calls report the end.
    */
   eventBatches(options) {
-    const max = callSync(() => native.eventBatchSize(options))
+    const signal = signalOption(options, 'InterceptorEventsOptions')
+    const max = callSync(() => native.eventBatchSize(withoutSignal(options)))
     const nativeInterceptor = this.#native
     let subscription = null
     let done = false
+    // Closing the subscription resolves a pending nextBatch with the end of the stream at once.
+    const onAbort = () => subscription?.close()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const end = () => {
+      done = true
+      signal?.removeEventListener('abort', onAbort)
+      if (subscription !== null) subscription.close()
+    }
     return {
       [Symbol.asyncIterator]() {
         return this
       },
       async next() {
         if (done) return { value: undefined, done: true }
+        if (signal?.aborted) {
+          end()
+          throw signal.reason
+        }
         if (subscription === null) subscription = callSync(() => nativeInterceptor.subscribeEvents())
         const batch = await callAsync(() => subscription.nextBatch(max))
+        if (signal?.aborted && !done) {
+          end()
+          throw signal.reason
+        }
         if (batch === null) {
-          done = true
-          subscription.close()
+          end()
           return { value: undefined, done: true }
         }
         return { value: decodeBatch(batch), done: false }
       },
       async return() {
-        done = true
-        if (subscription !== null) subscription.close()
+        end()
         return { value: undefined, done: true }
       },
     }
