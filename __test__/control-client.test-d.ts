@@ -67,10 +67,10 @@ function handle(error: unknown): void {
   }
 }
 
-// The socket of `ctl` when no path is given (null too); AbortSignal on every call.
+// The socket of `ctl` when no path is given (null too); AbortSignal on every call; `await using`.
 async function operator(signal: AbortSignal): Promise<void> {
-  const client = await ControlClient.connect(undefined, { signal, timeoutMs: 2000 })
-  const other = await ControlClient.connect(null)
+  await using client = await ControlClient.connect(undefined, { signal, timeoutMs: 2000 })
+  await using other = await ControlClient.connect(null)
   await client.getHealth({ signal })
   await client.replacePolicySnapshot({ broker: [], dns: [], rules: [] }, { signal: AbortSignal.timeout(500), timeoutMs: 1000 })
   await client.shutdown({ detach: false }, { signal })
@@ -79,8 +79,8 @@ async function operator(signal: AbortSignal): Promise<void> {
   await client.getStatus({ signal: 'stop' })
   // @ts-expect-error the snapshot type, not any object
   await client.replacePolicySnapshot({ brokers: [] })
-  client.close()
-  other.close()
+  const disposed: Promise<void> = other[Symbol.asyncDispose]()
+  void disposed
 }
 
 // No path (or null): the socket ctl uses.

@@ -217,7 +217,7 @@ describe('ControlClient against scripted servers', () => {
   })
 })
 
-describe('ControlClient: the socket of ctl, AbortSignal, error classes', () => {
+describe('ControlClient: the socket of ctl, AbortSignal, await using, error classes', () => {
   const ENV = 'BROKER_EBPF_CONTROL_SOCKET'
   const DEFAULT_SOCKET = parseEbpfInterceptorConfig().controlSocketPath
 
@@ -390,6 +390,27 @@ describe('ControlClient: the socket of ctl, AbortSignal, error classes', () => {
       client.close()
       await server.close()
     }
+  })
+
+  test('await using: [Symbol.asyncDispose]() closes the client, its pending calls and its streams', async () => {
+    const server = await scriptedServer((req, socket) => {
+      if (req.command === 'SubscribeEvents') socket.write(JSON.stringify({ ok: true, command: 'SubscribeEvents', id: req.id }) + '\n')
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    // Node 20 defines Symbol.asyncDispose as Symbol.for('nodejs.asyncDispose'); both keys name the method.
+    assert.equal(typeof client[Symbol.asyncDispose], 'function')
+    assert.equal(client[Symbol.for('nodejs.asyncDispose')], client[Symbol.asyncDispose])
+    const pending = client.getStatus()
+    const stream = client.subscribeEvents()
+    const next = stream.next()
+    await waitFor(() => server.counts.connections === 2, 'the stream to connect')
+    assert.equal(await client[Symbol.asyncDispose](), undefined)
+    await assert.rejects(pending, (e) => e instanceof ControlClientError && e.code === 'ERR_CONTROL_CLOSED')
+    assert.deepEqual(await next, { value: undefined, done: true })
+    await assert.rejects(client.getHealth(), (e) => e.code === 'ERR_CONTROL_CLOSED')
+    await waitFor(() => server.counts.closed === 2, 'both connections to close')
+    await client[Symbol.asyncDispose]()
+    await server.close()
   })
 
   test('ControlClientError: an Error with its code, message and details', () => {

@@ -107,9 +107,9 @@ async function snapshots(i: Interceptor): Promise<void> {
 }
 void snapshots
 
-// AbortSignal on every async call.
+// AbortSignal on every async call; `await using`.
 async function abortAndDispose(signal: AbortSignal): Promise<void> {
-  const i = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', signal })
+  await using i = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', signal })
   await i.replacePolicySnapshot({ broker: [], dns: [], rules: [] }, { signal })
   await i.replacePolicySnapshot('{}', {})
   // @ts-expect-error replacePolicySnapshot has no other option
@@ -118,6 +118,8 @@ async function abortAndDispose(signal: AbortSignal): Promise<void> {
   await Interceptor.load({ signal: true })
   for await (const e of i.events({ batchSize: 16, signal: AbortSignal.timeout(1000) })) void e
   for await (const batch of i.eventBatches({ signal })) void batch.length
+  const disposed: Promise<void> = i[Symbol.asyncDispose]()
+  void disposed
   // close() takes no signal: it is the cleanup an abort leads to
   // @ts-expect-error unknown close option
   await i.close({ signal })

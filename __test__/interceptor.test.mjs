@@ -111,6 +111,13 @@ describe('Interceptor without privileges', () => {
     })
   })
 
+  test('await using: [Symbol.asyncDispose] is close(), under Symbol.asyncDispose and Node.js\'s own key', () => {
+    const dispose = Interceptor.prototype[Symbol.asyncDispose]
+    assert.equal(typeof dispose, 'function')
+    assert.equal(Interceptor.prototype[Symbol.for('nodejs.asyncDispose')], dispose)
+    assert.ok(!Object.keys(Interceptor.prototype).length, 'not enumerable')
+  })
+
   const benchSkip = benchAddon ? false : 'the bench transports are built only with the `bench` cargo feature: run `node bench/dataplane/bench-addon.mjs` first'
   test('every event transport decodes to the same objects in SPEC 3 key order', { skip: benchSkip }, () => {
     const [objects, json, packed] = ['objects', 'json', 'packed'].map((f) => decodeEventBatch(benchAddon.benchEventBatch(f, 300)))
@@ -409,7 +416,7 @@ describe('Interceptor as root: heartbeatGraceMs alone never degrades a live data
   })
 })
 
-describe('Interceptor as root: AbortSignal', { skip: rootSkip }, () => {
+describe('Interceptor as root: AbortSignal and await using', { skip: rootSkip }, () => {
   const iso = new Isolation('ebpf-aborttest')
   let parent
   let pinDir
@@ -504,5 +511,13 @@ describe('Interceptor as root: AbortSignal', { skip: rootSkip }, () => {
     await assert.rejects(iterator.next(), (e) => e === reason)
     assert.deepEqual(await iterator.next(), { value: undefined, done: true })
     assert.throws(() => interceptor.eventBatches({ signal: 1 }), ContractValidationError)
+  })
+
+  test('await using: leaving the scope closes without detaching, so the next loader adopts the pins', async () => {
+    assert.equal(await interceptor[Symbol.asyncDispose](), undefined)
+    assert.equal(interceptor.closed, true)
+    assert.throws(() => interceptor.status(), (e) => e instanceof DataplaneError && e.code === 'ERR_DATAPLANE_CLOSED')
+    await interceptor[Symbol.asyncDispose]()
+    interceptor = await adopt()
   })
 })

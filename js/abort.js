@@ -1,5 +1,5 @@
 'use strict'
-// The `{signal}` option of the async calls of `Interceptor` and `ControlClient`. An aborted
+// The `{signal}` option of the async calls of `Interceptor` and `ControlClient`, and `await using`. An aborted
 // call rejects with `signal.reason` (a DOMException named `AbortError` unless the caller gave another reason), as
 // `fetch` and Node's own promise APIs do. Work that has started in the kernel or in the agent cannot be taken
 // back: aborting stops the waiting, and each caller below says what becomes of the work.
@@ -68,4 +68,19 @@ function abortable(signal, work, onLateResult) {
   })
 }
 
-module.exports = { signalOption, withoutSignal, abortable }
+/**
+ * The keys an `await using` declaration looks for: `Symbol.asyncDispose` where the runtime defines it (Node.js
+ * 20.4 and later: there it is `Symbol.for('nodejs.asyncDispose')`; natively in newer V8), and
+ * `Symbol.for('nodejs.asyncDispose')` itself, which Node.js's own classes use, for code that polyfills
+ * `Symbol.asyncDispose` with it after this module loaded.
+ */
+const asyncDisposeKeys = [...new Set([Symbol.asyncDispose, Symbol.for('nodejs.asyncDispose')].filter((k) => typeof k === 'symbol'))]
+
+/** Defines `[Symbol.asyncDispose]()` on `Class.prototype` as `dispose`, under every key above. */
+function defineAsyncDispose(Class, dispose) {
+  for (const key of asyncDisposeKeys) {
+    Object.defineProperty(Class.prototype, key, { value: dispose, writable: true, configurable: true, enumerable: false })
+  }
+}
+
+module.exports = { signalOption, withoutSignal, abortable, defineAsyncDispose }

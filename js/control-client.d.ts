@@ -15,6 +15,7 @@ import type {
 import type { ContractIssue } from './errors'
 import type { DataplanePacketEvent } from './events'
 import type { PolicySnapshotInput } from './policy'
+import type {} from './disposable'
 
 export type ControlClientErrorCode =
   | 'ERR_CONTROL_REFUSED'
@@ -108,4 +109,6 @@ export declare class ControlClient {
   subscribeEvents(options?: ControlCallOptions): ControlEventStream
   /** Closes every connection: pending calls reject with ERR_CONTROL_CLOSED, event streams end. */
   close(): void
+  /** `await using client = await ControlClient.connect()`: `close()` when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void>
 }

@@ -3,15 +3,15 @@
 // rule is Rust's: requests are checked and written by the contract (`controlClientRequestLine`), replies read
 // by the strict per-command parser and matched to their request (`controlClientReadReply`), events by the
 // DataplanePacketEvent parser; which socket `connect()` picks is the contract's rule too (`controlSocketPath`, as
-// `ctl`). This file only frames lines, matches ids, and turns outcomes into values, errors, an async iterator
-// and aborted calls.
+// `ctl`). This file only frames lines, matches ids, and turns outcomes into values, errors, an async iterator,
+// aborted calls and `await using`.
 
 const net = require('node:net')
 const native = require('./native.js')
 const { ContractValidationError } = require('./errors.js')
 const { ControlProtocolRequestError } = require('./control.js')
 const { parseDataplanePacketEventJson } = require('./events.js')
-const { signalOption } = require('./abort.js')
+const { signalOption, defineAsyncDispose } = require('./abort.js')
 
 /** The rejections of requests whose bytes never reached the agent (a failed write): safe to send again. */
 const unsentRequests = new WeakSet()
@@ -396,6 +396,11 @@ class ControlClient {
     for (const s of this.subscriptions) s.end()
   }
 }
+
+// `await using client = await ControlClient.connect()`: leaving the scope is `close()`.
+defineAsyncDispose(ControlClient, async function asyncDispose() {
+  this.close()
+})
 
 class EventSubscription {
   constructor(client, timeoutMs, signal) {

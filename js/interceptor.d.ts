@@ -14,6 +14,7 @@ import type {
 // fails the type check when the two drift apart.
 import type { JsDataplaneStatus, JsLayerCounters, JsManagedCgroup, JsPolicySummary, JsVerdictCount } from '../binding'
 import type { PolicySnapshotInput } from './policy'
+import type {} from './disposable'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = Mode
@@ -244,4 +245,9 @@ export declare class Interceptor {
    * every pin (enforcement stops); the default keeps them pinned and enforcing for the next loader to adopt.
    */
   close(options?: { detach?: boolean }): Promise<void>
+  /**
+   * `await using interceptor = await Interceptor.load(...)`: `close()` when the scope ends, without `detach`,
+   * so the pinned programs keep enforcing (call `close({detach: true})` first to stop enforcement).
+   */
+  [Symbol.asyncDispose](): Promise<void>
 }

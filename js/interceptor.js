@@ -2,11 +2,11 @@
 // `Interceptor`: the eBPF dataplane as a JavaScript class. Every rule and every kernel operation is in Rust
 // (src/interceptor.rs forwarding to crates/core/src/dataplane); this file turns the native results into promises,
 // DataplaneErrors with stable codes, and the `events()` async iterator, and adds what only JavaScript has:
-// AbortSignals.
+// AbortSignals and `await using`.
 
 const native = require('./native.js')
 const { ContractValidationError, DataplaneError } = require('./errors.js')
-const { signalOption, withoutSignal, abortable } = require('./abort.js')
+const { signalOption, withoutSignal, abortable, defineAsyncDispose } = require('./abort.js')
 
 const ERROR_PREFIX = '{"code":"'
 
@@ -343,6 +343,12 @@ class Interceptor {
     return callAsync(() => this.#native.close(options))
   }
 }
+
+// `await using interceptor = await Interceptor.load(...)`: leaving the scope is `close()` without `detach`, so
+// the pinned programs keep enforcing, as after any close (detach explicitly to stop enforcement).
+defineAsyncDispose(Interceptor, function asyncDispose() {
+  return this.close()
+})
 
 /**
  * Which build of the package serves this process: `'native'` (the Linux addon, with the dataplane) or
