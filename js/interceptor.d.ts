@@ -195,7 +195,6 @@ export interface InterceptorEventsOptions {
   signal?: AbortSignal
 }
 
-/** The eBPF dataplane loader. Linux, root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for bpffs) only. */
 /**
  * Which build of the package serves this process: `'native'`, the Linux addon of a platform package (the
  * dataplane works where the kernel allows), or `'wasm32-wasi'`, the WebAssembly fallback that every other
@@ -203,6 +202,10 @@ export interface InterceptorEventsOptions {
  */
 export declare const bindingTarget: 'native' | 'wasm32-wasi'
 
+/**
+ * The eBPF dataplane loader. Linux, root or `CAP_BPF` + `CAP_PERFMON` + `CAP_NET_ADMIN` (docs/node-api.md; plus
+ * `CAP_SYS_ADMIN` only to mount a bpffs where none is mounted).
+ */
 export declare class Interceptor {
   private constructor()
   /**
