@@ -189,8 +189,8 @@ export interface InterceptorEventsOptions {
   /** Most events fetched per native call, 1..65536, default 4096. */
   batchSize?: number
   /**
-   * Ends the iterator: the subscription closes at the abort (the events it held are dropped, counted in
-   * `droppedInQueue`), and the pending or next `next()` rejects with `signal.reason`, once.
+   * Ends the iterator: a pending `next()` rejects with `signal.reason` at the abort, or else the next call does,
+   * once; the subscription then closes (the events it held are dropped, counted in `droppedInQueue`).
    */
   signal?: AbortSignal
 }

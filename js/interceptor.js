@@ -280,9 +280,11 @@ class Interceptor {
    * in `status().droppedInQueue`, without slowing the others). Nothing is requested from the kernel side until
    * the first `next()`, and nothing is pending between calls, so an iterator nobody drives keeps no handle open
    * and never holds the process alive; `return()` (a `break` out of `for await`) unsubscribes at once, an
-   * abandoned iterator when it is garbage collected. `options.signal` ends the iterator too: the pending (or
-   * next) `next()` rejects with `signal.reason` once, the subscription is closed at the abort (the events it
-   * still held are dropped and counted like those of any ended iterator), and later calls report the end.
+   * abandoned iterator when it is garbage collected. `options.signal` ends the iterator too: a pending `next()`
+   * rejects with `signal.reason` at the abort and unsubscribes (the events the subscription still held are
+   * dropped and counted like those of any ended iterator); with none pending, the next call does. Once, then
+   * later calls report the end. The signal is listened to only while a `next()` is pending, so it holds nothing
+   * of an iterator between calls either.
    */
   eventBatches(options) {
     const signal = signalOption(options, 'InterceptorEventsOptions')
@@ -290,14 +292,12 @@ class Interceptor {
     const nativeInterceptor = this.#native
     let subscription = null
     let done = false
-    // Closing the subscription resolves a pending nextBatch with the end of the stream at once.
-    const onAbort = () => subscription?.close()
-    signal?.addEventListener('abort', onAbort, { once: true })
     const end = () => {
       done = true
-      signal?.removeEventListener('abort', onAbort)
       if (subscription !== null) subscription.close()
     }
+    // Closing the subscription resolves a pending nextBatch with the end of the stream at once.
+    const onAbort = () => subscription?.close()
     return {
       [Symbol.asyncIterator]() {
         return this
@@ -309,7 +309,13 @@ class Interceptor {
           throw signal.reason
         }
         if (subscription === null) subscription = callSync(() => nativeInterceptor.subscribeEvents())
-        const batch = await callAsync(() => subscription.nextBatch(max))
+        signal?.addEventListener('abort', onAbort, { once: true })
+        let batch
+        try {
+          batch = await callAsync(() => subscription.nextBatch(max))
+        } finally {
+          signal?.removeEventListener('abort', onAbort)
+        }
         if (signal?.aborted && !done) {
           end()
           throw signal.reason
