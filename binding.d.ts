@@ -68,6 +68,9 @@ export interface CodeTables {
   controlProtocolCommands: Array<string>
 }
 
+/** The environment variable `ControlClient.connect()` reads when it is given no path, as `ctl` does. */
+export declare const CONTROL_SOCKET_ENV: string
+
 export declare function controlClientReadReply(line: Uint8Array, command: string, id: string): ControlClientReply
 
 /**
@@ -92,6 +95,12 @@ export interface ControlClientRequest {
 
 /** `request_json`: `JSON.stringify({command, payload, id})`. */
 export declare function controlClientRequestLine(requestJson: string): ControlClientRequest
+
+/**
+ * The socket `ControlClient.connect(socketPath)` connects to: `socketPath`, else `envValue` (the value of
+ * `CONTROL_SOCKET_ENV`) unless empty, else the default; the contract's rule, which `ctl` follows too.
+ */
+export declare function controlSocketPath(socketPath?: string | undefined | null, envValue?: string | undefined | null): string
 
 /** Creates the raw fast-path functions; `js/events.js` calls this once per module instance (per worker). */
 export declare function dataplaneEventFastPaths(): unknown

@@ -67,5 +67,36 @@ function handle(error: unknown): void {
   }
 }
 
+// The socket of `ctl` when no path is given (null too); AbortSignal on every call; `await using`.
+async function operator(signal: AbortSignal): Promise<void> {
+  await using client = await ControlClient.connect(undefined, { signal, timeoutMs: 2000 })
+  await using other = await ControlClient.connect(null)
+  await client.getHealth({ signal })
+  await client.replacePolicySnapshot({ broker: [], dns: [], rules: [] }, { signal: AbortSignal.timeout(500), timeoutMs: 1000 })
+  await client.shutdown({ detach: false }, { signal })
+  for await (const event of client.subscribeEvents({ signal })) void event.reason_code
+  // @ts-expect-error a signal is an AbortSignal
+  await client.getStatus({ signal: 'stop' })
+  // @ts-expect-error the snapshot type, not any object
+  await client.replacePolicySnapshot({ brokers: [] })
+  const disposed: Promise<void> = other[Symbol.asyncDispose]()
+  void disposed
+}
+
+// No path (or null): the socket ctl uses.
+async function socketOfCtl(): Promise<void> {
+  ;(await ControlClient.connect(null)).close()
+  ;(await ControlClient.connect(undefined, { timeoutMs: 100 })).close()
+  // @ts-expect-error a path is a string
+  await ControlClient.connect(42)
+}
+
+const made: ControlClientError = new ControlClientError('ERR_CONTROL_TIMEOUT', 'no reply', { command: 'GetStatus', requestId: '1' })
+// @ts-expect-error unknown code
+void new ControlClientError('ERR_CONTROL_NOPE', 'x')
+
 void typed
 void handle
+void operator
+void made
+void socketOfCtl

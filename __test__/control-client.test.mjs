@@ -16,7 +16,8 @@ import { Isolation, cgroup2Mount, isRoot, run, runIn } from '../bench/dataplane/
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.join(here, '..')
-const { ControlClient, ControlClientError, ControlProtocolRequestError, ContractValidationError } = require('../index.js')
+const { ControlClient, ControlClientError, ControlProtocolRequestError, ContractValidationError, parseEbpfInterceptorConfig } =
+  require('../index.js')
 const { resolveBinary } = require('../bin/interceptor-ebpf.js')
 
 function tempDir(tag) {
@@ -25,11 +26,17 @@ function tempDir(tag) {
   return dir
 }
 
-/** A Unix-socket server that answers each request line with `respond(request, socket)`. */
+/**
+ * A Unix-socket server that answers each request line with `respond(request, socket)`; `connections` counts the
+ * connections it accepted, `closed` those that have ended since.
+ */
 async function scriptedServer(respond) {
   const dir = tempDir('fake')
   const socketPath = path.join(dir, 's.sock')
+  const counts = { connections: 0, closed: 0 }
   const server = net.createServer((socket) => {
+    counts.connections++
+    socket.on('close', () => counts.closed++)
     let buffered = ''
     socket.on('data', (chunk) => {
       buffered += chunk
@@ -45,6 +52,7 @@ async function scriptedServer(respond) {
   await new Promise((resolve) => server.listen(socketPath, resolve))
   return {
     socketPath,
+    counts,
     close: () =>
       new Promise((resolve) => {
         server.close(() => {
@@ -56,6 +64,14 @@ async function scriptedServer(respond) {
 }
 
 const health = (id) => JSON.stringify({ ok: true, command: 'GetHealth', data: { status: 'ok', degradedReasons: [] }, id }) + '\n'
+
+/** Resolves once `predicate()` holds; fails after `ms`. */
+async function waitFor(predicate, what, ms = 5000) {
+  for (const deadline = Date.now() + ms; !predicate(); ) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
+    await new Promise((r) => setTimeout(r, 5))
+  }
+}
 
 describe('ControlClient against scripted servers', () => {
   test('replies are matched to requests, even split across writes and pipelined', async () => {
@@ -198,6 +214,214 @@ describe('ControlClient against scripted servers', () => {
     assert.equal(connections, 3)
     client.close()
     await server.close()
+  })
+})
+
+describe('ControlClient: the socket of ctl, AbortSignal, await using, error classes', () => {
+  const ENV = 'BROKER_EBPF_CONTROL_SOCKET'
+  const DEFAULT_SOCKET = parseEbpfInterceptorConfig().controlSocketPath
+
+  /** Runs `fn` with the variable set to `value` (`undefined`: unset), then restores it. */
+  async function withEnv(value, fn) {
+    const saved = process.env[ENV]
+    if (value === undefined) delete process.env[ENV]
+    else process.env[ENV] = value
+    try {
+      return await fn()
+    } finally {
+      if (saved === undefined) delete process.env[ENV]
+      else process.env[ENV] = saved
+    }
+  }
+
+  test('connect() without a path takes BROKER_EBPF_CONTROL_SOCKET as ctl does; a given path wins; empty is unset', async () => {
+    const server = await scriptedServer((req, socket) => socket.write(health(req.id)))
+    try {
+      await withEnv(server.socketPath, async () => {
+        for (const args of [[], [undefined], [null, { timeoutMs: 2000 }]]) {
+          const client = await ControlClient.connect(...args)
+          assert.equal(client.socketPath, server.socketPath, `connect(${args.map(String)})`)
+          assert.equal((await client.getHealth()).status, 'ok')
+          client.close()
+        }
+      })
+      await withEnv('/nonexistent/env.sock', async () => {
+        // ctl --socket beats the variable; so does the argument.
+        const client = await ControlClient.connect(server.socketPath)
+        assert.equal(client.socketPath, server.socketPath)
+        client.close()
+        await assert.rejects(ControlClient.connect(), (e) => {
+          assert.ok(e instanceof ControlClientError)
+          assert.equal(e.code, 'ERR_CONTROL_CONNECTION')
+          assert.match(e.message, /at \/nonexistent\/env\.sock:/)
+          return true
+        })
+      })
+      // Unset or empty: the default path. An agent may listen there on this machine, so either outcome names it.
+      for (const value of [undefined, '']) {
+        await withEnv(value, async () => {
+          const outcome = await ControlClient.connect(undefined, { timeoutMs: 1000 }).then(
+            (c) => {
+              c.close()
+              return c.socketPath
+            },
+            (e) => e.message,
+          )
+          assert.ok(outcome === DEFAULT_SOCKET || outcome.includes(` ${DEFAULT_SOCKET}`), `${JSON.stringify(value)}: ${outcome}`)
+        })
+      }
+      await assert.rejects(ControlClient.connect(''), (e) => e instanceof ContractValidationError && e.issues[0].path[0] === 'socketPath')
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('an aborted call rejects with the signal reason; before it is written nothing is sent', async () => {
+    const seen = []
+    const server = await scriptedServer((req, socket) => {
+      seen.push(req.command)
+      socket.write(health(req.id))
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    try {
+      const reason = new Error('the caller gave up')
+      const aborted = AbortSignal.abort(reason)
+      await assert.rejects(client.getHealth({ signal: aborted }), (e) => e === reason)
+      await assert.rejects(client.setGlobalMode('observe', { signal: AbortSignal.abort() }), (e) => {
+        assert.equal(e.name, 'AbortError')
+        return true
+      })
+      await assert.rejects(client.shutdown({ detach: true }, { signal: aborted }), (e) => e === reason)
+      const stream = client.subscribeEvents({ signal: aborted })
+      await assert.rejects(stream.next(), (e) => e === reason)
+      assert.deepEqual(await stream.next(), { value: undefined, done: true }, 'the reason is reported once')
+      await assert.rejects(ControlClient.connect(server.socketPath, { signal: aborted }), (e) => e === reason)
+      // Not a signal: refused before anything is sent, like a bad timeoutMs.
+      await assert.rejects(client.getHealth({ signal: 'stop' }), (e) => {
+        assert.ok(e instanceof ContractValidationError)
+        assert.deepEqual(e.issues.map((i) => [i.path, i.code]), [[['signal'], 'invalid_type']])
+        return true
+      })
+      assert.throws(() => client.subscribeEvents({ signal: {} }), ContractValidationError)
+      // The client is still usable, and only this request ever reached the server, on the first connection.
+      assert.equal((await client.getHealth({ signal: new AbortController().signal })).status, 'ok')
+      assert.deepEqual(seen, ['GetHealth'])
+      assert.equal(server.counts.connections, 1, 'no connection for the aborted stream or connect')
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
+  test('a request already written cannot be unsent: the call rejects at once, its reply is dropped, the connection keeps its order', async () => {
+    const seen = []
+    let heldReply = null
+    const server = await scriptedServer((req, socket) => {
+      seen.push(req.command)
+      const reply = (data) => JSON.stringify({ ok: true, command: req.command, data, id: req.id }) + '\n'
+      if (req.command === 'SetGlobalMode') {
+        // The agent is slow with this one; it answers when the next request comes, in order.
+        heldReply = () => socket.write(reply({ globalMode: req.payload.mode }))
+        return
+      }
+      heldReply?.()
+      heldReply = null
+      socket.write(health(req.id))
+    })
+    const client = await ControlClient.connect(server.socketPath, { timeoutMs: 10_000 })
+    try {
+      const controller = new AbortController()
+      const pending = client.setGlobalMode('observe', { signal: controller.signal })
+      await waitFor(() => seen.length === 1, 'the request to reach the server')
+      const abortedAt = Date.now()
+      controller.abort()
+      await assert.rejects(pending, (e) => e.name === 'AbortError')
+      assert.ok(Date.now() - abortedAt < 2000, 'rejected at the abort, not at the 10 s timeout')
+      // The agent got it (a mutation may have taken effect): the late reply is read and dropped, so the next call on
+      // the same connection gets its own reply, not that one.
+      assert.deepEqual(await client.getHealth(), { status: 'ok', degradedReasons: [] })
+      assert.deepEqual(seen, ['SetGlobalMode', 'GetHealth'])
+      assert.equal(server.counts.connections, 1)
+      // Aborting after the reply came changes nothing.
+      const late = new AbortController()
+      assert.equal((await client.getHealth({ signal: late.signal })).status, 'ok')
+      late.abort()
+      assert.equal((await client.getHealth()).status, 'ok')
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
+  test('connect({signal}) aborted while connecting closes the half-open socket', async () => {
+    const server = await scriptedServer(() => {})
+    try {
+      const controller = new AbortController()
+      const connecting = ControlClient.connect(server.socketPath, { signal: controller.signal })
+      const reason = new Error('stop connecting')
+      controller.abort(reason)
+      await assert.rejects(connecting, (e) => e === reason)
+      await waitFor(() => server.counts.closed === server.counts.connections, 'every accepted connection to close')
+    } finally {
+      await server.close()
+    }
+  })
+
+  test('subscribeEvents({signal}): the abort closes the stream, the pending next() rejects once with the reason', async () => {
+    const event = { code_namespace: 'dataplane_verdict', reason_code: 'DENY_DEFAULT', verdict: 'deny', hook: 'connect4' }
+    const server = await scriptedServer((req, socket) => {
+      socket.write(JSON.stringify({ ok: true, command: 'SubscribeEvents', id: req.id }) + '\n')
+      socket.write(JSON.stringify(event) + '\n')
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    try {
+      const controller = new AbortController()
+      const stream = client.subscribeEvents({ signal: controller.signal })
+      assert.deepEqual(await stream.next(), { value: event, done: false })
+      const pending = stream.next()
+      const reason = new Error('enough events')
+      controller.abort(reason)
+      await assert.rejects(pending, (e) => e === reason)
+      assert.deepEqual(await stream.next(), { value: undefined, done: true })
+      // The stream's own connection is closed; the client's request connection stays open.
+      await waitFor(() => server.counts.closed === 1, "the stream's connection to close")
+      assert.equal(server.counts.connections, 2)
+    } finally {
+      client.close()
+      await server.close()
+    }
+  })
+
+  test('await using: [Symbol.asyncDispose]() closes the client, its pending calls and its streams', async () => {
+    const server = await scriptedServer((req, socket) => {
+      if (req.command === 'SubscribeEvents') socket.write(JSON.stringify({ ok: true, command: 'SubscribeEvents', id: req.id }) + '\n')
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    // Node 20 defines Symbol.asyncDispose as Symbol.for('nodejs.asyncDispose'); both keys name the method.
+    assert.equal(typeof client[Symbol.asyncDispose], 'function')
+    assert.equal(client[Symbol.for('nodejs.asyncDispose')], client[Symbol.asyncDispose])
+    const pending = client.getStatus()
+    const stream = client.subscribeEvents()
+    const next = stream.next()
+    await waitFor(() => server.counts.connections === 2, 'the stream to connect')
+    assert.equal(await client[Symbol.asyncDispose](), undefined)
+    await assert.rejects(pending, (e) => e instanceof ControlClientError && e.code === 'ERR_CONTROL_CLOSED')
+    assert.deepEqual(await next, { value: undefined, done: true })
+    await assert.rejects(client.getHealth(), (e) => e.code === 'ERR_CONTROL_CLOSED')
+    await waitFor(() => server.counts.closed === 2, 'both connections to close')
+    await client[Symbol.asyncDispose]()
+    await server.close()
+  })
+
+  test('ControlClientError: an Error with its code, message and details', () => {
+    const e = new ControlClientError('ERR_CONTROL_TIMEOUT', 'no reply to GetStatus within 5 ms', { command: 'GetStatus', requestId: '7' })
+    assert.ok(e instanceof Error)
+    assert.equal(e.name, 'ControlClientError')
+    assert.equal(e.code, 'ERR_CONTROL_TIMEOUT')
+    assert.equal(e.message, 'no reply to GetStatus within 5 ms')
+    assert.equal(e.command, 'GetStatus')
+    assert.equal(e.requestId, '7')
+    assert.equal(String(e), 'ControlClientError: no reply to GetStatus within 5 ms')
   })
 })
 

@@ -1,6 +1,13 @@
 // Compiles against index.d.ts with `strict`: what must not compile is marked @ts-expect-error.
-import { Interceptor } from '../index'
-import type { InterceptorPacketEvent, DataplaneStatus, PolicySummary, ManagedCgroup } from '../index'
+import { Interceptor, DataplaneError, parsePolicySnapshot } from '../index'
+import type {
+  InterceptorPacketEvent,
+  DataplaneStatus,
+  PolicySummary,
+  ManagedCgroup,
+  PolicySnapshotInput,
+  DataplaneErrorCode,
+} from '../index'
 
 async function typeTest(): Promise<void> {
   const i: Interceptor = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', failMode: 'open', globalMode: 'observe' })
@@ -74,3 +81,68 @@ async function typeTest(): Promise<void> {
   await i.close({ force: true })
 }
 void typeTest
+
+// replacePolicySnapshot takes the policy snapshot type (js/policy.d.ts), JSON text or bytes; nothing else.
+async function snapshots(i: Interceptor): Promise<void> {
+  const input: PolicySnapshotInput = { broker: [{ ip: '10.0.0.5', port: 8081 }], dns: [{ ip: '10.0.0.53' }], rules: [] }
+  await i.replacePolicySnapshot(input)
+  await i.replacePolicySnapshot(parsePolicySnapshot(input))
+  await i.replacePolicySnapshot('{"broker":[],"dns":[],"rules":[]}')
+  await i.replacePolicySnapshot(new Uint8Array(0))
+  await i.replacePolicySnapshot({
+    broker: [],
+    dns: [],
+    rules: [{ id: 'gh', action: 'allow', cidr: '140.82.112.0/20', ports: [443], protocol: 'tcp' }],
+    sampling: { allowOneIn: 10 },
+  })
+  // @ts-expect-error `brokers` is not a snapshot key, and broker, dns and rules are required
+  await i.replacePolicySnapshot({ brokers: [] })
+  // @ts-expect-error rules are required even when empty
+  await i.replacePolicySnapshot({ broker: [], dns: [] })
+  // @ts-expect-error an action is allow or deny
+  await i.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'block', cidr: '10.0.0.0/8' }] })
+  const anyObject: object = {}
+  // @ts-expect-error an arbitrary object is not a snapshot
+  await i.replacePolicySnapshot(anyObject)
+}
+void snapshots
+
+// AbortSignal on every async call; `await using`.
+async function abortAndDispose(signal: AbortSignal): Promise<void> {
+  await using i = await Interceptor.load({ cgroupRoot: '/sys/fs/cgroup/x', signal })
+  await i.replacePolicySnapshot({ broker: [], dns: [], rules: [] }, { signal })
+  await i.replacePolicySnapshot('{}', {})
+  // @ts-expect-error replacePolicySnapshot has no other option
+  await i.replacePolicySnapshot('{}', { timeoutMs: 5 })
+  // @ts-expect-error a signal is an AbortSignal
+  await Interceptor.load({ signal: true })
+  for await (const e of i.events({ batchSize: 16, signal: AbortSignal.timeout(1000) })) void e
+  for await (const batch of i.eventBatches({ signal })) void batch.length
+  const disposed: Promise<void> = i[Symbol.asyncDispose]()
+  void disposed
+  // close() takes no signal: it is the cleanup an abort leads to
+  // @ts-expect-error unknown close option
+  await i.close({ signal })
+}
+void abortAndDispose
+
+// Errors: DataplaneError with a literal code union; ContractValidationError for input.
+function classify(error: unknown): string {
+  if (error instanceof DataplaneError) {
+    const code: DataplaneErrorCode = error.code
+    const log: string | undefined = error.verifierLog
+    const asError: Error = error
+    // @ts-expect-error not one of the codes
+    if (error.code === 'ERR_DATAPLANE_NOPE') return 'never'
+    // @ts-expect-error the code is read-only
+    error.code = 'ERR_DATAPLANE_MAP'
+    void [log, asError]
+    return code
+  }
+  return 'other'
+}
+void classify
+const made = new DataplaneError('ERR_DATAPLANE_CLOSED', 'the dataplane is closed')
+// @ts-expect-error unknown code
+void new DataplaneError('ERR_NOPE', 'x')
+void made

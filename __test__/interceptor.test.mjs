@@ -4,6 +4,7 @@
 import { test, describe, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import os from 'node:os'
 import path from 'node:path'
 import { createRequire } from 'node:module'
 import { fileURLToPath } from 'node:url'
@@ -13,7 +14,7 @@ import { loadBenchAddon } from '../bench/dataplane/bench-addon.mjs'
 
 const require = createRequire(import.meta.url)
 const here = path.dirname(fileURLToPath(import.meta.url))
-const { Interceptor, ContractValidationError, parseControlCommandPayload, parseDataplanePacketEvent } = require('../index.js')
+const { Interceptor, ContractValidationError, DataplaneError, parseControlCommandPayload, parseDataplanePacketEvent } = require('../index.js')
 const { decodeEventBatch } = require('../js/interceptor.js')
 // benchEventBatch lives only in the addon built with the `bench` cargo feature (never in the package's binding).
 const benchAddon = loadBenchAddon({ build: false })
@@ -66,6 +67,55 @@ describe('Interceptor without privileges', () => {
 
   test('the constructor is private', () => {
     assert.throws(() => new Interceptor(), TypeError)
+  })
+
+  test('DataplaneError: an Error with a stable code; a native failure arrives as one, code and message unchanged', async () => {
+    const e = new DataplaneError('ERR_DATAPLANE_LOAD', 'the kernel rejected eBPF program dp_connect4: EACCES', { verifierLog: '0: R1=ctx' })
+    assert.ok(e instanceof Error)
+    assert.equal(e.name, 'DataplaneError')
+    assert.equal(e.code, 'ERR_DATAPLANE_LOAD')
+    assert.equal(e.verifierLog, '0: R1=ctx')
+    assert.equal(String(e), 'DataplaneError: the kernel rejected eBPF program dp_connect4: EACCES')
+    assert.ok(!('verifierLog' in new DataplaneError('ERR_DATAPLANE_CLOSED', 'the dataplane is closed')))
+    const cause = new Error('inner')
+    assert.equal(new DataplaneError('ERR_DATAPLANE_IO', 'x', { cause }).cause, cause)
+    // A directory that is not a cgroup: refused by the Rust loader before anything is touched (no privileges needed).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ie-not-cgroup-'))
+    try {
+      await assert.rejects(Interceptor.load({ cgroupRoot: dir }), (err) => {
+        assert.ok(err instanceof DataplaneError && err instanceof Error)
+        assert.equal(err.code, 'ERR_DATAPLANE_NOT_CGROUP2')
+        assert.equal(err.message, `${dir} is not a cgroup v2 directory`)
+        assert.ok(!('verifierLog' in err))
+        return true
+      })
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  test('load({signal}): an aborted signal rejects with its reason before anything loads; a non-signal is an issue', async () => {
+    const reason = new Error('not now')
+    await assert.rejects(Interceptor.load({ cgroupRoot: '/nonexistent', signal: AbortSignal.abort(reason) }), (e) => e === reason)
+    await assert.rejects(Interceptor.load({ signal: AbortSignal.abort() }), (e) => e.name === 'AbortError')
+    await assert.rejects(Interceptor.load({ signal: true }), (e) => {
+      assert.ok(e instanceof ContractValidationError)
+      assert.deepEqual(e.issues.map((i) => [i.path, i.code]), [[['signal'], 'invalid_type']])
+      return true
+    })
+    // `signal` is taken out before Rust reads the options strictly: the other keys are still checked.
+    await assert.rejects(Interceptor.load({ signal: new AbortController().signal, bogus: 1 }), (e) => {
+      assert.ok(e instanceof ContractValidationError)
+      assert.deepEqual(e.issues.map((i) => i.message), ['unrecognized key: `bogus`'])
+      return true
+    })
+  })
+
+  test('await using: [Symbol.asyncDispose] is close(), under Symbol.asyncDispose and Node.js\'s own key', () => {
+    const dispose = Interceptor.prototype[Symbol.asyncDispose]
+    assert.equal(typeof dispose, 'function')
+    assert.equal(Interceptor.prototype[Symbol.for('nodejs.asyncDispose')], dispose)
+    assert.ok(!Object.keys(Interceptor.prototype).length, 'not enumerable')
   })
 
   const benchSkip = benchAddon ? false : 'the bench transports are built only with the `bench` cargo feature: run `node bench/dataplane/bench-addon.mjs` first'
@@ -300,11 +350,20 @@ describe('Interceptor as root: the Done-when of issue 3', { skip: rootSkip }, ()
     assert.equal(r.errno, 'ECONNREFUSED', 'broker still allowed by the old policy')
   })
 
+  test('a failure of the dataplane is a DataplaneError with its code and message', () => {
+    assert.throws(() => interceptor.setCgroupMode({ path: iso.cgroup('attach/unmanaged'), mode: 'observe' }), (e) => {
+      assert.ok(e instanceof DataplaneError)
+      assert.equal(e.code, 'ERR_DATAPLANE_NOT_MANAGED')
+      assert.match(e.message, /^cgroup .*unmanaged is not managed$/)
+      return true
+    })
+  })
+
   test('close() ends the events() iterator and detaches', async () => {
     await interceptor.close({ detach: true })
     await consumer
     assert.equal(interceptor.closed, true)
-    assert.throws(() => interceptor.status(), (e) => e.code === 'ERR_DATAPLANE_CLOSED')
+    assert.throws(() => interceptor.status(), (e) => e instanceof DataplaneError && e.code === 'ERR_DATAPLANE_CLOSED')
     const r = await probe('tcp', '10.77.0.98', 443)
     assert.equal(r.errno, 'ECONNREFUSED', 'no enforcement after detach')
   })
@@ -354,5 +413,111 @@ describe('Interceptor as root: heartbeatGraceMs alone never degrades a live data
       const errors = await iso.cleanup()
       assert.deepEqual(errors.map((e) => e.message), [])
     }
+  })
+})
+
+describe('Interceptor as root: AbortSignal and await using', { skip: rootSkip }, () => {
+  const iso = new Isolation('ebpf-aborttest')
+  let parent
+  let pinDir
+  let interceptor
+
+  /** Loads, retrying while another load of the same pin dir is still under way; resolves with an adopter. */
+  async function adopt() {
+    const deadline = Date.now() + 30_000
+    for (;;) {
+      try {
+        const adopted = await Interceptor.load({ cgroupRoot: parent, pinDir })
+        if (adopted.status().adopted) return adopted
+        await adopted.close({ detach: true })
+        assert.fail('the pin dir held nothing to adopt: the aborted load was undone')
+      } catch (error) {
+        if (!(error instanceof DataplaneError) || Date.now() > deadline) throw error
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
+  }
+
+  before(() => {
+    parent = iso.cgroup('attach')
+    pinDir = iso.pinDir('pins')
+  })
+
+  after(async () => {
+    const errors = await iso.cleanup()
+    assert.deepEqual(errors.map((e) => e.message), [])
+  })
+
+  test('load() aborted while loading rejects at once; the load it cannot stop is left pinned for the next loader', async () => {
+    const controller = new AbortController()
+    const reason = new Error('stop loading')
+    const loading = Interceptor.load({ cgroupRoot: parent, pinDir, signal: controller.signal })
+    controller.abort(reason)
+    await assert.rejects(loading, (e) => e === reason)
+    // The load goes on off the JavaScript thread: wait for what it pins last (the sock_addr links) before
+    // adopting, so the two loads do not race; adopt() retries while the state is still incomplete.
+    const pins = ['dp_config', 'link_connect4', 'link_connect6', 'link_sendmsg4', 'link_sendmsg6']
+    for (const deadline = Date.now() + 30_000; !pins.every((p) => fs.existsSync(path.join(pinDir, p))); ) {
+      if (Date.now() > deadline) assert.fail(`the load under way never pinned its state: ${fs.readdirSync(pinDir)}`)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    interceptor = await adopt()
+    iso.defer(() => interceptor.close({ detach: true }))
+  })
+
+  test('replacePolicySnapshot({signal}): before the call nothing changes; once running it completes whole', async () => {
+    const snapshot = (port) => ({ broker: [{ ip: '10.79.0.10', port }], dns: [], rules: [] })
+    const before = interceptor.status().generation
+    const reason = new Error('no policy today')
+    await assert.rejects(interceptor.replacePolicySnapshot(snapshot(8081), { signal: AbortSignal.abort(reason) }), (e) => e === reason)
+    assert.equal(interceptor.status().generation, before, 'an aborted call applies nothing')
+
+    const controller = new AbortController()
+    const replacing = interceptor.replacePolicySnapshot(snapshot(8082), { signal: controller.signal })
+    controller.abort()
+    await assert.rejects(replacing, (e) => e.name === 'AbortError')
+    // The replacement was already on the libuv pool: it is atomic, and it completes.
+    for (const deadline = Date.now() + 10_000; interceptor.status().generation === before; ) {
+      if (Date.now() > deadline) assert.fail('the replacement under way never completed')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    assert.equal(interceptor.status().generation, before + 1)
+
+    const summary = await interceptor.replacePolicySnapshot(snapshot(8083), { signal: new AbortController().signal })
+    assert.equal(summary.generation, before + 2)
+    await assert.rejects(interceptor.replacePolicySnapshot(snapshot(8083), { signal: new AbortController().signal, dryRun: true }), (e) => {
+      assert.ok(e instanceof ContractValidationError)
+      assert.deepEqual(e.issues.map((i) => [i.code, i.message]), [['unrecognized_keys', 'unrecognized key: `dryRun`']])
+      return true
+    })
+    await assert.rejects(interceptor.replacePolicySnapshot(snapshot(8083), 'signal'), ContractValidationError)
+    assert.equal(interceptor.status().generation, before + 2)
+  })
+
+  test('events({signal}) and eventBatches({signal}): the pending next() rejects with the reason once, then the end', async () => {
+    for (const iterate of [(o) => interceptor.events(o), (o) => interceptor.eventBatches(o)]) {
+      const controller = new AbortController()
+      const iterator = iterate({ batchSize: 16, signal: controller.signal })
+      const pending = iterator.next()
+      await new Promise((r) => setTimeout(r, 50))
+      const reason = new Error('enough')
+      controller.abort(reason)
+      await assert.rejects(pending, (e) => e === reason)
+      assert.deepEqual(await iterator.next(), { value: undefined, done: true })
+    }
+    // Aborted before the first next(): nothing is subscribed, the first next() reports the reason.
+    const reason = new Error('never mind')
+    const iterator = interceptor.eventBatches({ signal: AbortSignal.abort(reason) })
+    await assert.rejects(iterator.next(), (e) => e === reason)
+    assert.deepEqual(await iterator.next(), { value: undefined, done: true })
+    assert.throws(() => interceptor.eventBatches({ signal: 1 }), ContractValidationError)
+  })
+
+  test('await using: leaving the scope closes without detaching, so the next loader adopts the pins', async () => {
+    assert.equal(await interceptor[Symbol.asyncDispose](), undefined)
+    assert.equal(interceptor.closed, true)
+    assert.throws(() => interceptor.status(), (e) => e instanceof DataplaneError && e.code === 'ERR_DATAPLANE_CLOSED')
+    await interceptor[Symbol.asyncDispose]()
+    interceptor = await adopt()
   })
 })

@@ -1,4 +1,4 @@
-// Generated from the Rust lists of crates/core/src/contract/ by `cargo xtask codegen`. Do not edit.
+// Generated from the Rust lists of crates/core/src/contract/ and DataplaneError::code by `cargo xtask codegen`. Do not edit.
 
 /** Dataplane verdict reason codes (namespace `dataplane_verdict`), in value order from 1. */
 export declare const dataplaneVerdictReasonCodes: readonly [
@@ -81,3 +81,6 @@ export type HealthStatus = 'ok' | 'degraded'
 
 /** The agent configuration's environment. */
 export type Environment = 'development' | 'test' | 'production'
+
+/** `code` of the dataplane's errors (`DataplaneError::code` in crates/core/src/dataplane/error.rs). */
+export type DataplaneNativeErrorCode = 'ERR_DATAPLANE_IO' | 'ERR_DATAPLANE_CGROUP_ROOT_NOT_FOUND' | 'ERR_DATAPLANE_NOT_CGROUP2' | 'ERR_DATAPLANE_BPFFS_UNAVAILABLE' | 'ERR_DATAPLANE_LOAD' | 'ERR_DATAPLANE_OBJECT' | 'ERR_DATAPLANE_ATTACH' | 'ERR_DATAPLANE_LAYER' | 'ERR_DATAPLANE_MAP' | 'ERR_DATAPLANE_POLICY_TOO_LARGE' | 'ERR_DATAPLANE_INVALID_POLICY' | 'ERR_DATAPLANE_NOT_MANAGED' | 'ERR_DATAPLANE_CGROUP_ROOT_REFUSED' | 'ERR_DATAPLANE_ALREADY_SUBSCRIBED' | 'ERR_DATAPLANE_EVENT_READER' | 'ERR_DATAPLANE_CLOSED' | 'ERR_DATAPLANE_INVALID_OPTION' | 'ERR_DATAPLANE_ADOPT'

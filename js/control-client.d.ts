@@ -15,6 +15,7 @@ import type {
 import type { ContractIssue } from './errors'
 import type { DataplanePacketEvent } from './events'
 import type { PolicySnapshotInput } from './policy'
+import type {} from './disposable'
 
 export type ControlClientErrorCode =
   | 'ERR_CONTROL_REFUSED'
@@ -29,6 +30,7 @@ export type ControlClientErrorCode =
  * with a `ControlProtocolRequestError` (a ContractValidationError) instead.
  */
 export declare class ControlClientError extends Error {
+  constructor(code: ControlClientErrorCode, message: string, extra?: ControlClientErrorExtra)
   readonly name: 'ControlClientError'
   readonly code: ControlClientErrorCode
   /** The response's reason code (ERR_CONTROL_REFUSED only). */
@@ -40,14 +42,32 @@ export declare class ControlClientError extends Error {
   readonly issues?: ContractIssue[]
 }
 
+/** What a ControlClientError carries besides its code and message. */
+export interface ControlClientErrorExtra {
+  cause?: unknown
+  controlError?: ControlProtocolError
+  command?: ControlProtocolCommand
+  requestId?: string
+  issues?: ContractIssue[]
+}
+
 export interface ControlCallOptions {
   /** Integer ms, 1..=2147483647; default: the client's `timeoutMs`. */
   timeoutMs?: number
+  /**
+   * Rejects the call with `signal.reason` when it aborts. Aborted before the request is written, nothing is
+   * sent. Aborted after, the request cannot be unsent: the agent may carry it out (a mutation may take effect),
+   * its reply is dropped when it comes, and the client stays usable. Read the state back to know the outcome.
+   * On `subscribeEvents()`, the abort closes the stream.
+   */
+  signal?: AbortSignal
 }
 
 export interface ControlClientOptions {
   /** Bounds connecting and every request. Integer ms, default 10000. */
   timeoutMs?: number
+  /** Aborts connecting: `connect()` rejects with `signal.reason`. Later calls take their own `signal`. */
+  signal?: AbortSignal
 }
 
 /**
@@ -69,8 +89,11 @@ export interface ControlEventStream extends AsyncIterableIterator<DataplanePacke
  * call; a timed-out request closes its connection (a late reply is never taken for another's).
  */
 export declare class ControlClient {
-  /** `socketPath` defaults to `parseEbpfInterceptorConfig().controlSocketPath`. */
-  static connect(socketPath?: string, options?: ControlClientOptions): Promise<ControlClient>
+  /**
+   * Without `socketPath` (or with `undefined`/`null`), the socket `interceptor-ebpf ctl` uses:
+   * `BROKER_EBPF_CONTROL_SOCKET` when set and not empty, else `/var/run/broker-interceptor-ebpf/agentd.sock`.
+   */
+  static connect(socketPath?: string | null, options?: ControlClientOptions): Promise<ControlClient>
   private constructor()
   readonly socketPath: string
   readonly timeoutMs: number
@@ -86,4 +109,6 @@ export declare class ControlClient {
   subscribeEvents(options?: ControlCallOptions): ControlEventStream
   /** Closes every connection: pending calls reject with ERR_CONTROL_CLOSED, event streams end. */
   close(): void
+  /** `await using client = await ControlClient.connect()`: `close()` when the scope ends. */
+  [Symbol.asyncDispose](): Promise<void>
 }

@@ -2,14 +2,16 @@
 // `ControlClient`: the controller side of the agent's control socket. Node's `net` carries the bytes; every
 // rule is Rust's: requests are checked and written by the contract (`controlClientRequestLine`), replies read
 // by the strict per-command parser and matched to their request (`controlClientReadReply`), events by the
-// DataplanePacketEvent parser. This file only frames lines, matches ids, and turns outcomes into values,
-// errors and an async iterator.
+// DataplanePacketEvent parser; which socket `connect()` picks is the contract's rule too (`controlSocketPath`, as
+// `ctl`). This file only frames lines, matches ids, and turns outcomes into values, errors, an async iterator,
+// aborted calls and `await using`.
 
 const net = require('node:net')
 const native = require('./native.js')
 const { ContractValidationError } = require('./errors.js')
-const { ControlProtocolRequestError, parseEbpfInterceptorConfig } = require('./control.js')
+const { ControlProtocolRequestError } = require('./control.js')
 const { parseDataplanePacketEventJson } = require('./events.js')
+const { signalOption, defineAsyncDispose } = require('./abort.js')
 
 /** The rejections of requests whose bytes never reached the agent (a failed write): safe to send again. */
 const unsentRequests = new WeakSet()
@@ -100,20 +102,36 @@ function requestLine(command, payload, id) {
   return `${checked.line}\n`
 }
 
-function connectSocket(path, timeoutMs) {
+/** Connects to `path`; an abort destroys the half-open socket and rejects with `signal.reason`. */
+function connectSocket(path, timeoutMs, signal) {
   return new Promise((resolve, reject) => {
+    if (signal?.aborted) {
+      reject(signal.reason)
+      return
+    }
     const socket = net.createConnection({ path })
+    const settle = () => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const onAbort = () => {
+      settle()
+      socket.destroy()
+      reject(signal.reason)
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
     const timer = setTimeout(() => {
+      settle()
       socket.destroy()
       reject(new ControlClientError('ERR_CONTROL_TIMEOUT', `no connection to the agent at ${path} within ${timeoutMs} ms`))
     }, timeoutMs)
     socket.once('connect', () => {
-      clearTimeout(timer)
+      settle()
       socket.removeAllListeners('error')
       resolve(socket)
     })
     socket.once('error', (error) => {
-      clearTimeout(timer)
+      settle()
       reject(
         new ControlClientError('ERR_CONTROL_CONNECTION', `cannot connect to the agent at ${path}: ${error.message}`, {
           cause: error,
@@ -189,12 +207,22 @@ class Connection {
     this.pending.clear()
   }
 
-  send(line, command, id, timeoutMs) {
+  /**
+   * Writes one request and resolves with its reply. An abort (`signal`) cannot unsend a written line: the
+   * request stays in `pending`, in its place in the agent's reply order, and its reply is read and dropped when
+   * it comes, so the connection keeps answering the requests after it. Its deadline stays too: if no reply
+   * comes, the connection is closed then, as after any timeout.
+   */
+  send(line, command, id, timeoutMs, signal) {
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) {
+        reject(signal.reason)
+        return
+      }
       const timer = setTimeout(() => {
         // The reply may still come: the connection is closed so a late reply cannot answer a newer request.
         this.pending.delete(id)
-        reject(
+        entry.reject(
           new ControlClientError('ERR_CONTROL_TIMEOUT', `no reply to ${command} within ${timeoutMs} ms`, {
             command,
             requestId: id,
@@ -202,7 +230,17 @@ class Connection {
         )
         this.fail(new ControlClientError('ERR_CONTROL_CLOSED', `closed after a request timed out`))
       }, timeoutMs)
-      const entry = { command, resolve, reject, timer, unsent: false }
+      const onAbort = () => {
+        entry.resolve = () => {}
+        entry.reject = () => {}
+        reject(signal.reason)
+      }
+      const done = (settle) => (value) => {
+        signal?.removeEventListener('abort', onAbort)
+        settle(value)
+      }
+      const entry = { command, resolve: done(resolve), reject: done(reject), timer, unsent: false }
+      signal?.addEventListener('abort', onAbort, { once: true })
       this.pending.set(id, entry)
       // A write that fails never reached the agent (the kernel refused it: EPIPE, the agent's end was already
       // closed). Node calls this before it emits the socket's 'error', so fail() below sees the flag.
@@ -215,19 +253,22 @@ class Connection {
 
 class ControlClient {
   /**
-   * Connects to the agent. `socketPath` defaults to the config's `controlSocketPath`; `options.timeoutMs`
-   * (default 10000) bounds the connection and every request.
+   * Connects to the agent. `socketPath` defaults, as for `interceptor-ebpf ctl`, to `BROKER_EBPF_CONTROL_SOCKET`
+   * when it is set and not empty, then to the default path (`contract::config::controller_socket_path`);
+   * `options.timeoutMs` (default 10000) bounds the connection and every request; `options.signal` aborts the
+   * connecting (the half-open socket is closed).
    */
   static async connect(socketPath, options = {}) {
-    const path = socketPath ?? parseEbpfInterceptorConfig().controlSocketPath
-    if (typeof path !== 'string' || path.length === 0) {
+    if (socketPath != null && (typeof socketPath !== 'string' || socketPath.length === 0)) {
       throw new ContractValidationError('ControlClient', [
         { path: ['socketPath'], code: 'invalid_type', message: 'expected a socket path string' },
       ])
     }
+    const path = native.controlSocketPath(socketPath ?? undefined, process.env[native.CONTROL_SOCKET_ENV])
     const timeoutMs = positiveTimeout(options.timeoutMs, 'ControlClient')
+    const signal = signalOption(options, 'ControlClient')
     const client = new ControlClient(path, timeoutMs)
-    client.connection = new Connection(await connectSocket(path, timeoutMs), (c) => client.onClose(c))
+    client.connection = new Connection(await connectSocket(path, timeoutMs, signal), (c) => client.onClose(c))
     return client
   }
 
@@ -244,30 +285,43 @@ class ControlClient {
     if (this.connection === connection) this.connection = null
   }
 
-  async reconnect(timeoutMs) {
-    this.connection = new Connection(await connectSocket(this.socketPath, timeoutMs), (c) => this.onClose(c))
+  async reconnect(timeoutMs, signal) {
+    const connection = new Connection(await connectSocket(this.socketPath, timeoutMs, signal), (c) => this.onClose(c))
+    if (this.closed) {
+      // close() ran while this connection was being made: it must not outlive the client.
+      connection.fail(new ControlClientError('ERR_CONTROL_CLOSED', 'the client was closed'))
+      throw new ControlClientError('ERR_CONTROL_CLOSED', 'the client is closed')
+    }
+    this.connection = connection
   }
 
-  /** Sends one request and resolves with its data; reconnects if the agent closed an idle connection. */
+  /**
+   * Sends one request and resolves with its data; reconnects if the agent closed an idle connection.
+   * `options.signal`: aborted before the request is written, nothing is sent; aborted after, the agent has the
+   * request and may carry it out (a mutation may take effect): the call rejects at once with `signal.reason`,
+   * the reply is dropped when it comes, and the client stays usable.
+   */
   async request(command, payload, options = {}) {
     if (this.closed) throw new ControlClientError('ERR_CONTROL_CLOSED', 'the client is closed', { command })
     const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : positiveTimeout(options.timeoutMs, command)
+    const signal = signalOption(options, command)
+    signal?.throwIfAborted()
     const id = String(this.nextId++)
     const line = requestLine(command, payload, id)
     const reused = this.connection !== null && !this.connection.closed
-    if (!reused) await this.reconnect(timeoutMs)
+    if (!reused) await this.reconnect(timeoutMs, signal)
     let connection = this.connection
     let data
     try {
-      data = await connection.send(line, command, id, timeoutMs)
+      data = await connection.send(line, command, id, timeoutMs, signal)
     } catch (error) {
       // The agent closes a connection that stayed idle; a call made before this client saw that close wrote
       // into a closed socket, and the agent never read it. Sent once more on a fresh connection: safe for every
       // command, since the first copy was not delivered. Any other failure is the caller's to see.
       if (!reused || !unsentRequests.has(error)) throw error
-      await this.reconnect(timeoutMs)
+      await this.reconnect(timeoutMs, signal)
       connection = this.connection
-      data = await connection.send(line, command, id, timeoutMs)
+      data = await connection.send(line, command, id, timeoutMs, signal)
     }
     if (command === 'Shutdown') {
       // The agent stops after this reply and its end of the connection goes with it; drop ours now, so the
@@ -318,13 +372,17 @@ class ControlClient {
   /**
    * Streams DataplanePacketEvents on a connection of its own. `options.timeoutMs` bounds the subscription
    * only; events then come when they come. Ends when `return()` is called (or `break` in `for await`) or the
-   * client is closed; throws ERR_CONTROL_CLOSED when the agent ends the stream.
+   * client is closed; throws ERR_CONTROL_CLOSED when the agent ends the stream. `options.signal` ends it too:
+   * the stream's connection is closed at the abort, and the pending (or next) `next()` rejects with
+   * `signal.reason` once; the events it had buffered are dropped.
    */
   subscribeEvents(options = {}) {
     if (this.closed) throw new ControlClientError('ERR_CONTROL_CLOSED', 'the client is closed')
     const timeoutMs = options.timeoutMs === undefined ? this.timeoutMs : positiveTimeout(options.timeoutMs, 'SubscribeEvents')
-    const subscription = new EventSubscription(this, timeoutMs)
-    this.subscriptions.add(subscription)
+    const signal = signalOption(options, 'SubscribeEvents')
+    const subscription = new EventSubscription(this, timeoutMs, signal)
+    // An already-aborted signal ends it at once; only a live stream is the client's to end on close().
+    if (!subscription.done) this.subscriptions.add(subscription)
     return subscription
   }
 
@@ -339,10 +397,16 @@ class ControlClient {
   }
 }
 
+// `await using client = await ControlClient.connect()`: leaving the scope is `close()`.
+defineAsyncDispose(ControlClient, async function asyncDispose() {
+  this.close()
+})
+
 class EventSubscription {
-  constructor(client, timeoutMs) {
+  constructor(client, timeoutMs, signal) {
     this.client = client
     this.timeoutMs = timeoutMs
+    this.signal = signal
     this.queue = []
     this.waiters = []
     this.error = null
@@ -350,6 +414,13 @@ class EventSubscription {
     this.socket = null
     this.started = null
     this.userEnded = false
+    this.onAbort = () => {
+      // The abort is the caller's own end of the stream, reported as its reason; buffered events are dropped.
+      this.queue = []
+      this.finish(signal.reason)
+    }
+    if (signal?.aborted) this.onAbort()
+    else signal?.addEventListener('abort', this.onAbort, { once: true })
   }
 
   start() {
@@ -358,7 +429,7 @@ class EventSubscription {
   }
 
   async open() {
-    const socket = await connectSocket(this.client.socketPath, this.timeoutMs)
+    const socket = await connectSocket(this.client.socketPath, this.timeoutMs, this.signal)
     if (this.done) {
       socket.destroy()
       return
@@ -434,17 +505,23 @@ class EventSubscription {
     if (this.queue.length >= EVENT_HIGH_WATER) this.socket?.pause()
   }
 
-  /** Ends the stream: with `error` when the agent or the line was at fault, cleanly when the user ended it. */
+  /**
+   * Ends the stream: with `error` when the agent or the line was at fault or the signal aborted, cleanly when
+   * the user ended it. The error is reported once: to the pending `next()` calls, or else to the next one.
+   */
   finish(error) {
     if (this.done) return
     this.done = true
     if (!this.userEnded) this.error = error
+    this.signal?.removeEventListener('abort', this.onAbort)
     this.socket?.destroy()
     this.client.subscriptions.delete(this)
-    for (const w of this.waiters.splice(0)) {
+    const waiters = this.waiters.splice(0)
+    for (const w of waiters) {
       if (this.error !== null) w.reject(this.error)
       else w.resolve({ value: undefined, done: true })
     }
+    if (waiters.length > 0) this.error = null
   }
 
   end() {
@@ -453,11 +530,13 @@ class EventSubscription {
   }
 
   async next() {
-    try {
-      await this.start()
-    } catch (error) {
-      this.finish(error)
-      throw error
+    if (!this.done) {
+      try {
+        await this.start()
+      } catch (error) {
+        // Reported below, once, like every end of the stream (an abort already finished it with its reason).
+        this.finish(error)
+      }
     }
     if (this.queue.length > 0) {
       const value = this.queue.shift()

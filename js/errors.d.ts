@@ -15,6 +15,8 @@ export interface ContractIssue {
   message: string
 }
 
+import type { DataplaneNativeErrorCode } from './code-lists'
+
 /** Thrown by every parse function; `code` is always `ERR_CONTRACT_VALIDATION`. */
 export declare class ContractValidationError extends Error {
   readonly name: 'ContractValidationError'
@@ -23,6 +25,31 @@ export declare class ContractValidationError extends Error {
   readonly schema: string
   /** Every problem found, never empty. */
   readonly issues: ContractIssue[]
+}
+
+/**
+ * `code` of a DataplaneError: the dataplane's own codes (`ERR_DATAPLANE_*`, generated from
+ * `DataplaneError::code` in Rust; docs/node-api.md says when each occurs), and
+ * `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM` from `Interceptor.load` where the WebAssembly build serves the
+ * process (no dataplane there).
+ */
+export type DataplaneErrorCode = DataplaneNativeErrorCode | 'ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM'
+
+export interface DataplaneErrorOptions {
+  cause?: unknown
+  verifierLog?: string
+}
+
+/**
+ * Why an `Interceptor` operation failed, other than invalid input (a ContractValidationError): a stable `code`
+ * and a one-line `message` that includes the cause (the kernel's errno, aya's error).
+ */
+export declare class DataplaneError extends Error {
+  constructor(code: DataplaneErrorCode, message: string, options?: DataplaneErrorOptions)
+  readonly name: 'DataplaneError'
+  readonly code: DataplaneErrorCode
+  /** `ERR_DATAPLANE_LOAD` only: the verifier's whole output (possibly empty), kept out of `message`. */
+  readonly verifierLog?: string
 }
 
 export type SafeParseResult<T> = { success: true; data: T } | { success: false; error: ContractValidationError }

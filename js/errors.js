@@ -17,6 +17,26 @@ class ContractValidationError extends Error {
   }
 }
 
+/**
+ * Why a dataplane operation of `Interceptor` failed: a stable `code` (`ERR_DATAPLANE_*` from
+ * `DataplaneError::code` in Rust, or `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM` where no native addon serves the
+ * process) and a one-line `message` with the cause (the kernel's errno, aya's error). A program the kernel
+ * rejected carries the verifier's output as `verifierLog`. Invalid input is a ContractValidationError instead.
+ */
+class DataplaneError extends Error {
+  /**
+   * @param {string} code
+   * @param {string} message
+   * @param {{cause?: unknown, verifierLog?: string}} [options]
+   */
+  constructor(code, message, options = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'DataplaneError'
+    this.code = code
+    if (options.verifierLog !== undefined) this.verifierLog = options.verifierLog
+  }
+}
+
 function formatIssues(issues) {
   return issues
     .map((i) => (i.path.length === 0 ? i.message : `${formatPath(i.path)}: ${i.message}`))
@@ -62,4 +82,4 @@ function makeSchema(name, parse) {
   return Object.freeze({ name, parse, safeParse, '~standard': standard })
 }
 
-module.exports = { ContractValidationError, makeSchema, formatIssues }
+module.exports = { ContractValidationError, DataplaneError, makeSchema, formatIssues }

@@ -13,6 +13,8 @@ import type {
 // comments; the types below narrow its strings to their literal unions. __test__/binding-parity.test-d.ts
 // fails the type check when the two drift apart.
 import type { JsDataplaneStatus, JsLayerCounters, JsManagedCgroup, JsPolicySummary, JsVerdictCount } from '../binding'
+import type { PolicySnapshotInput } from './policy'
+import type {} from './disposable'
 
 /** `enforce` denies what the policy does not allow; `observe` allows everything and reports what it would do. */
 export type DataplaneMode = Mode
@@ -45,6 +47,22 @@ export interface InterceptorOptions {
    * adopted state drops their pinned links. Default: every layer the kernel offers is attached.
    */
   disableLayers?: DataplaneLayer[]
+  /**
+   * Not a dataplane option: aborts the call. Aborted before the load starts, nothing is loaded. A load under
+   * way cannot be stopped: `load()` rejects with `signal.reason` at once, and the dataplane it brings up is
+   * closed without detaching (as `close()` leaves it: pinned, adoptable by the next loader).
+   */
+  signal?: AbortSignal
+}
+
+/** Options of the calls whose only option is the AbortSignal. */
+export interface InterceptorCallOptions {
+  /**
+   * Rejects the call with `signal.reason` when it aborts. For `replacePolicySnapshot`: aborted before the
+   * call, the policy stays as it was; once the replacement runs it completes or fails whole (it is atomic) and
+   * the call does not wait for it: `status().generation` says whether it took effect.
+   */
+  signal?: AbortSignal
 }
 
 /** A bypass layer (docs/threat-model.md). */
@@ -170,9 +188,13 @@ export type InterceptorPacketEvent =
 export interface InterceptorEventsOptions {
   /** Most events fetched per native call, 1..65536, default 4096. */
   batchSize?: number
+  /**
+   * Ends the iterator: a pending `next()` rejects with `signal.reason` at the abort, or else the next call does,
+   * once; the subscription then closes (the events it held are dropped, counted in `droppedInQueue`).
+   */
+  signal?: AbortSignal
 }
 
-/** The eBPF dataplane loader. Linux, root (CAP_BPF + CAP_NET_ADMIN + CAP_SYS_ADMIN for bpffs) only. */
 /**
  * Which build of the package serves this process: `'native'`, the Linux addon of a platform package (the
  * dataplane works where the kernel allows), or `'wasm32-wasi'`, the WebAssembly fallback that every other
@@ -180,22 +202,28 @@ export interface InterceptorEventsOptions {
  */
 export declare const bindingTarget: 'native' | 'wasm32-wasi'
 
+/**
+ * The eBPF dataplane loader. Linux, root or `CAP_BPF` + `CAP_PERFMON` + `CAP_NET_ADMIN` (docs/node-api.md; plus
+ * `CAP_SYS_ADMIN` only to mount a bpffs where none is mounted).
+ */
 export declare class Interceptor {
   private constructor()
   /**
    * Loads the four sock_addr programs and the bypass layers the kernel offers and attaches them to `cgroupRoot`,
    * or adopts the state pinned in `pinDir`.
-   * Rejects with ContractValidationError for bad options, or an Error whose `code` starts with
+   * Rejects with ContractValidationError for bad options, or a DataplaneError whose `code` starts with
    * `ERR_DATAPLANE_` (a verifier rejection carries `verifierLog`). In the WebAssembly build (`bindingTarget` is
-   * `'wasm32-wasi'`) it rejects with `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM`, naming why no native addon
-   * serves this process and what the dataplane needs.
+   * `'wasm32-wasi'`) it rejects with a DataplaneError `ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM`, naming why no
+   * native addon serves this process and what the dataplane needs. Every method's dataplane failure is a
+   * DataplaneError; a closed interceptor's is `ERR_DATAPLANE_CLOSED`.
    */
   static load(options?: InterceptorOptions): Promise<Interceptor>
   /**
    * Validates the whole snapshot (every issue listed in a ContractValidationError) and applies it atomically;
-   * a rejected snapshot leaves the active policy untouched. Strings and bytes are read as JSON text.
+   * a rejected snapshot leaves the active policy untouched. Strings and bytes are read as JSON text (checked at
+   * run time only).
    */
-  replacePolicySnapshot(snapshot: object | string | Uint8Array): Promise<PolicySummary>
+  replacePolicySnapshot(snapshot: PolicySnapshotInput | string | Uint8Array, options?: InterceptorCallOptions): Promise<PolicySummary>
   upsertManagedCgroup(target: ManagedCgroupUpsert): ManagedCgroup
   /** `false` when the cgroup was not managed. */
   deleteManagedCgroup(target: CgroupTarget): boolean
@@ -220,4 +248,9 @@ export declare class Interceptor {
    * every pin (enforcement stops); the default keeps them pinned and enforcing for the next loader to adopt.
    */
   close(options?: { detach?: boolean }): Promise<void>
+  /**
+   * `await using interceptor = await Interceptor.load(...)`: `close()` when the scope ends, without `detach`,
+   * so the pinned programs keep enforcing (call `close({detach: true})` first to stop enforcement).
+   */
+  [Symbol.asyncDispose](): Promise<void>
 }

@@ -1,16 +1,19 @@
 'use strict'
 // `Interceptor`: the eBPF dataplane as a JavaScript class. Every rule and every kernel operation is in Rust
 // (src/interceptor.rs forwarding to crates/core/src/dataplane); this file turns the native results into promises,
-// errors with stable codes, and the `events()` async iterator.
+// DataplaneErrors with stable codes, and the `events()` async iterator, and adds what only JavaScript has:
+// AbortSignals and `await using`.
 
 const native = require('./native.js')
-const { ContractValidationError } = require('./errors.js')
+const { ContractValidationError, DataplaneError } = require('./errors.js')
+const { signalOption, withoutSignal, abortable, defineAsyncDispose } = require('./abort.js')
 
 const ERROR_PREFIX = '{"code":"'
 
 /**
  * Native errors carry a JSON body (`{code, message, issues?, verifierLog?}`, see src/interceptor.rs);
- * this rebuilds the JavaScript error users see. Anything else is a bug or a napi type error and is rethrown.
+ * this rebuilds the JavaScript error users see: a ContractValidationError when it lists issues, otherwise a
+ * DataplaneError with the body's code and message. Anything else is a bug or a napi type error and is rethrown.
  */
 function toPublicError(error) {
   if (!(error instanceof Error) || typeof error.message !== 'string' || !error.message.startsWith(ERROR_PREFIX)) {
@@ -23,10 +26,9 @@ function toPublicError(error) {
     return error
   }
   if (Array.isArray(body.issues)) return new ContractValidationError(body.schema, body.issues)
-  const out = new Error(body.message)
-  out.code = body.code
-  if (typeof body.verifierLog === 'string') out.verifierLog = body.verifierLog
-  return out
+  return new DataplaneError(body.code, body.message, {
+    verifierLog: typeof body.verifierLog === 'string' ? body.verifierLog : undefined,
+  })
 }
 
 function callSync(fn) {
@@ -147,6 +149,28 @@ function decodeBatch(batch) {
 
 const constructing = Symbol('Interceptor.load')
 
+/**
+ * The signal of the options of a call that has no other option (`{signal?}`): strict like every options object
+ * of this package, so a misspelt key is not silently ignored.
+ */
+function callOptionsSignal(options, schema) {
+  if (options === undefined || options === null) return undefined
+  if (typeof options !== 'object' || Array.isArray(options)) {
+    throw new ContractValidationError(schema, [{ path: [], code: 'invalid_type', message: 'expected an object: {signal?}' }])
+  }
+  const unknown = Object.keys(options).filter((k) => k !== 'signal')
+  if (unknown.length > 0) {
+    throw new ContractValidationError(schema, [
+      {
+        path: [],
+        code: 'unrecognized_keys',
+        message: `unrecognized ${unknown.length === 1 ? 'key' : 'keys'}: ${unknown.map((k) => `\`${k}\``).join(', ')}`,
+      },
+    ])
+  }
+  return signalOption(options, schema)
+}
+
 function snapshotText(snapshot) {
   if (typeof snapshot === 'string' || Buffer.isBuffer(snapshot)) return snapshot
   if (snapshot instanceof Uint8Array) return Buffer.from(snapshot.buffer, snapshot.byteOffset, snapshot.byteLength)
@@ -176,22 +200,40 @@ class Interceptor {
     this.#native = nativeInterceptor
   }
 
-  /** Loads (or adopts the pinned) dataplane; resolves once the four programs are attached. */
+  /**
+   * Loads (or adopts the pinned) dataplane; resolves once the four programs are attached. `options.signal`
+   * stays in JavaScript (Rust reads the other options strictly). An abort before the load starts loads nothing;
+   * a load already under way on the libuv pool cannot be stopped: the call rejects at once and the dataplane it
+   * then brings up is closed without detaching, which leaves the kernel as any loader's `close()` does.
+   */
   static async load(options) {
-    if (!hasDataplane) throw native.dataplaneUnavailableError()
-    const nativeInterceptor = await callAsync(() => native.loadInterceptor(options))
+    if (!hasDataplane) {
+      const unavailable = native.dataplaneUnavailableError()
+      throw new DataplaneError(unavailable.code, unavailable.message, { cause: unavailable.cause })
+    }
+    const signal = signalOption(options, 'InterceptorOptions')
+    signal?.throwIfAborted()
+    const nativeInterceptor = await abortable(
+      signal,
+      () => callAsync(() => native.loadInterceptor(withoutSignal(options))),
+      (late) => late.close().catch(() => {}),
+    )
     return new Interceptor(constructing, nativeInterceptor)
   }
 
   /**
    * Validates the whole snapshot with the strict Rust parser, then applies it atomically. An object is
    * serialized with JSON.stringify first (so `undefined` values are dropped, like absent keys); a string or
-   * bytes are read as JSON text.
+   * bytes are read as JSON text. `options.signal`: an abort before the call leaves the policy untouched; once the
+   * replacement runs it completes or fails whole (it is atomic), and the call rejects at once without waiting:
+   * `status().generation` says whether it took effect.
    */
-  replacePolicySnapshot(snapshot) {
+  replacePolicySnapshot(snapshot, options) {
     return callAsync(async () => {
+      const signal = callOptionsSignal(options, 'ReplacePolicySnapshotOptions')
+      signal?.throwIfAborted()
       const text = snapshotText(snapshot)
-      return this.#native.replacePolicySnapshot(text)
+      return abortable(signal, () => this.#native.replacePolicySnapshot(text))
     })
   }
 
@@ -238,31 +280,54 @@ class Interceptor {
    * in `status().droppedInQueue`, without slowing the others). Nothing is requested from the kernel side until
    * the first `next()`, and nothing is pending between calls, so an iterator nobody drives keeps no handle open
    * and never holds the process alive; `return()` (a `break` out of `for await`) unsubscribes at once, an
-   * abandoned iterator when it is garbage collected.
+   * abandoned iterator when it is garbage collected. `options.signal` ends the iterator too: a pending `next()`
+   * rejects with `signal.reason` at the abort and unsubscribes (the events the subscription still held are
+   * dropped and counted like those of any ended iterator); with none pending, the next call does. Once, then
+   * later calls report the end. The signal is listened to only while a `next()` is pending, so it holds nothing
+   * of an iterator between calls either.
    */
   eventBatches(options) {
-    const max = callSync(() => native.eventBatchSize(options))
+    const signal = signalOption(options, 'InterceptorEventsOptions')
+    const max = callSync(() => native.eventBatchSize(withoutSignal(options)))
     const nativeInterceptor = this.#native
     let subscription = null
     let done = false
+    const end = () => {
+      done = true
+      if (subscription !== null) subscription.close()
+    }
+    // Closing the subscription resolves a pending nextBatch with the end of the stream at once.
+    const onAbort = () => subscription?.close()
     return {
       [Symbol.asyncIterator]() {
         return this
       },
       async next() {
         if (done) return { value: undefined, done: true }
+        if (signal?.aborted) {
+          end()
+          throw signal.reason
+        }
         if (subscription === null) subscription = callSync(() => nativeInterceptor.subscribeEvents())
-        const batch = await callAsync(() => subscription.nextBatch(max))
+        signal?.addEventListener('abort', onAbort, { once: true })
+        let batch
+        try {
+          batch = await callAsync(() => subscription.nextBatch(max))
+        } finally {
+          signal?.removeEventListener('abort', onAbort)
+        }
+        if (signal?.aborted && !done) {
+          end()
+          throw signal.reason
+        }
         if (batch === null) {
-          done = true
-          subscription.close()
+          end()
           return { value: undefined, done: true }
         }
         return { value: decodeBatch(batch), done: false }
       },
       async return() {
-        done = true
-        if (subscription !== null) subscription.close()
+        end()
         return { value: undefined, done: true }
       },
     }
@@ -284,6 +349,12 @@ class Interceptor {
     return callAsync(() => this.#native.close(options))
   }
 }
+
+// `await using interceptor = await Interceptor.load(...)`: leaving the scope is `close()` without `detach`, so
+// the pinned programs keep enforcing, as after any close (detach explicitly to stop enforcement).
+defineAsyncDispose(Interceptor, function asyncDispose() {
+  return this.close()
+})
 
 /**
  * Which build of the package serves this process: `'native'` (the Linux addon, with the dataplane) or

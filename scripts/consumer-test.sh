@@ -113,14 +113,14 @@ consumer_programs() {
     node out/cjs.cjs
     node plain.cjs
     node -e '
-      const { bindingTarget, Interceptor } = require("@broker-interceptor/interceptor-ebpf")
+      const { bindingTarget, Interceptor, DataplaneError } = require("@broker-interceptor/interceptor-ebpf")
       const expected = process.argv[1]
       if (bindingTarget !== expected) throw new Error(`served by ${bindingTarget}, expected ${expected}`)
       if (expected === "wasm32-wasi") {
         Interceptor.load().then(
           () => { throw new Error("Interceptor.load resolved in the WebAssembly build") },
           (e) => {
-            if (e.code !== "ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM") throw e
+            if (!(e instanceof DataplaneError) || e.code !== "ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM") throw e
             console.log(`Interceptor.load: ${e.code}: ${e.message.slice(0, 160)}...`)
           })
       }

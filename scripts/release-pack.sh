@@ -35,9 +35,14 @@ die() { printf 'release:pack: %s\n' "$*" >&2; exit 1; }
 manifest() { node -p "const m = require('./package.json'); $1"; }
 
 # --- what this machine needs --------------------------------------------------------------------------------
-for tool in node npm pnpm cargo rustc rustup; do
-  command -v "$tool" >/dev/null 2>&1 || die "needs \`$tool\` on PATH (bash scripts/setup.sh installs the toolchain)"
+# scripts/setup.sh installs pnpm and adds the Rust targets, but neither Node.js nor Rust itself.
+for tool in node npm; do
+  command -v "$tool" >/dev/null 2>&1 || die "needs \`$tool\` on PATH: install Node.js 20 or later (with npm)"
 done
+for tool in cargo rustc rustup; do
+  command -v "$tool" >/dev/null 2>&1 || die "needs \`$tool\` on PATH: install Rust with rustup (https://rustup.rs)"
+done
+command -v pnpm >/dev/null 2>&1 || die "needs \`pnpm\` on PATH (bash scripts/setup.sh installs it)"
 for tool in llvm-strip-19 llvm-readelf-19; do
   command -v "$tool" >/dev/null 2>&1 || die "needs \`$tool\`: apt-get install llvm-19 (bash scripts/setup.sh does)"
 done

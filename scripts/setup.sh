@@ -4,6 +4,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Node.js (with npm) and Rust (through rustup) are prerequisites, not installed here: say so before anything else.
+command -v npm >/dev/null 2>&1 || { echo "setup: npm is missing: install Node.js 20 or later (with npm) first" >&2; exit 1; }
+command -v rustup >/dev/null 2>&1 || {
+  echo "setup: rustup is missing: install Rust with rustup first (https://rustup.rs); this script only adds the release targets" >&2
+  exit 1
+}
+
 # clang/llvm/libbpf/bpftool build the eBPF programs; iproute2/iptables serve the root tests and benchmarks;
 # the shellcheck package lints the scripts; curl, openssl (the lab's certificates) and util-linux (setpriv)
 # serve the labs; systemd brings systemd-analyze, which checks the unit in deploy/systemd. qemu-user-static and

@@ -5,7 +5,11 @@
 use napi::bindgen_prelude::Uint8Array;
 use napi_derive::napi;
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use crate::issues::{to_js_issues, JsIssue};
+use interceptor_ebpf_core::contract::config::{controller_socket_path, ENV_CONTROL_SOCKET};
 use interceptor_ebpf_core::contract::control::client::{read_reply, ReplyError};
 use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, Command, ControlResponse, MAX_LINE_BYTES,
@@ -19,6 +23,24 @@ pub const MAX_CONTROL_LINE_BYTES: u32 = {
     assert!(MAX_LINE_BYTES <= u32::MAX as usize);
     MAX_LINE_BYTES as u32
 };
+
+/// The environment variable `ControlClient.connect()` reads when it is given no path, as `ctl` does.
+#[napi]
+pub const CONTROL_SOCKET_ENV: &str = ENV_CONTROL_SOCKET;
+
+/// The socket `ControlClient.connect(socketPath)` connects to: `socketPath`, else `envValue` (the value of
+/// `CONTROL_SOCKET_ENV`) unless empty, else the default; the contract's rule, which `ctl` follows too.
+#[napi]
+pub fn control_socket_path(socket_path: Option<String>, env_value: Option<String>) -> String {
+    let path = controller_socket_path(
+        socket_path.map(PathBuf::from),
+        env_value.map(OsString::from),
+    );
+    // Both inputs were JavaScript strings, so the path is UTF-8; lossy only to avoid a panic path.
+    path.into_os_string()
+        .into_string()
+        .unwrap_or_else(|p| p.to_string_lossy().into_owned())
+}
 
 /// A request checked before it is sent: `line` (without `\n`), or `issues` and `rejection` (the failure line
 /// the agent would answer, with its CTRL_REQUEST_* code).

@@ -58,7 +58,7 @@ node --disable-warning=ExperimentalWarning -e '
   ebpf.Interceptor.load().then(
     () => { console.error("Interceptor.load resolved in the WebAssembly build"); process.exit(1) },
     (e) => {
-      if (e.code !== "ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM" || !/cgroup v2/.test(e.message)) throw e
+      if (!(e instanceof ebpf.DataplaneError) || e.code !== "ERR_INTERCEPTOR_EBPF_UNSUPPORTED_PLATFORM" || !/cgroup v2/.test(e.message)) throw e
       console.log(`check-wasm: bindingTarget ${ebpf.bindingTarget}; Interceptor.load rejects with ${e.code}`)
     })'
 start=$SECONDS

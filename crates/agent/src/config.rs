@@ -24,7 +24,8 @@ use crate::cgroups::CgroupScope;
 use crate::cli::AgentArgs;
 use crate::daemon::fairness::SlotLimits;
 
-pub const ENV_CONTROL_SOCKET: &str = "BROKER_EBPF_CONTROL_SOCKET";
+/// Shared with every controller (`ctl`, `ControlClient`): the contract defines it.
+pub use interceptor_ebpf_core::contract::config::ENV_CONTROL_SOCKET;
 pub const ENV_SOCKET_MODE: &str = "BROKER_EBPF_SOCKET_MODE";
 pub const ENV_SOCKET_DIR_MODE: &str = "BROKER_EBPF_SOCKET_DIR_MODE";
 pub const ENV_SOCKET_UID: &str = "BROKER_EBPF_SOCKET_UID";

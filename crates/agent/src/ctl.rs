@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use interceptor_ebpf_core::contract::config::DEFAULT_CONTROL_SOCKET_PATH;
+use interceptor_ebpf_core::contract::config::{controller_socket_path, ENV_CONTROL_SOCKET};
 use interceptor_ebpf_core::contract::control::protocol::{
     check_cgroup_path, parse_cgroup_id, CgroupRef, CommandRequest, Health, HealthStatus,
     ManagedCgroup, Mode, PolicySummary, ResponseData, ShutdownOptions, Status, UpsertManagedCgroup,
@@ -21,7 +21,6 @@ use crate::cli::{
     CgroupCommand, CtlArgs, CtlCommand, EventsArgs, ModeArg, ModeCommand, PolicyCommand,
 };
 use crate::client::{Client, ClientError};
-use crate::config::ENV_CONTROL_SOCKET;
 use crate::exit::Exit;
 
 impl From<ModeArg> for Mode {
@@ -34,14 +33,7 @@ impl From<ModeArg> for Mode {
 }
 
 fn socket_path(args: &CtlArgs) -> PathBuf {
-    args.socket
-        .clone()
-        .or_else(|| {
-            std::env::var_os(ENV_CONTROL_SOCKET)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from)
-        })
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET_PATH))
+    controller_socket_path(args.socket.clone(), std::env::var_os(ENV_CONTROL_SOCKET))
 }
 
 fn fail(exit: Exit, message: impl std::fmt::Display) -> Exit {

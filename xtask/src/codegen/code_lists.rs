@@ -15,22 +15,28 @@ use interceptor_ebpf_core::contract::reason_codes::{
 };
 use interceptor_ebpf_core::contract::wire_literal::{alternatives, WireLiteral};
 
+use super::dataplane_error_codes;
+
 /// Path (relative to the workspace root) and contents of every code-list file.
-pub fn render_all() -> Vec<(&'static str, String)> {
-    vec![
+pub fn render_all() -> Result<Vec<(&'static str, String)>, String> {
+    let dataplane_error_codes = dataplane_error_codes::codes()?;
+    Ok(vec![
         ("native/include/reason_codes.h", render_reason_codes_h()),
         (
             "native/include/control_authz_codes.h",
             render_control_authz_codes_h(),
         ),
-        ("js/code-lists.d.ts", render_ts_code_lists()),
-    ]
+        (
+            "js/code-lists.d.ts",
+            render_ts_code_lists(&dataplane_error_codes),
+        ),
+    ])
 }
 
 /// `js/code-lists.d.ts`: both code lists as readonly tuples, so TypeScript derives exact unions from them, and
 /// every other closed list of the contract as a union type, so no `.d.ts` spells a hook, protocol, mode or
 /// command by hand and a value appended to a Rust list reaches the types.
-fn render_ts_code_lists() -> String {
+fn render_ts_code_lists(dataplane_error_codes: &[&str]) -> String {
     fn tuple(out: &mut String, doc: &str, name: &str, codes: impl Iterator<Item = &'static str>) {
         out.push_str(&format!(
             "/** {doc} */\nexport declare const {name}: readonly [\n"
@@ -41,7 +47,7 @@ fn render_ts_code_lists() -> String {
         out.push_str("]\n");
     }
     let mut out = String::from(
-        "// Generated from the Rust lists of crates/core/src/contract/ by `cargo xtask codegen`. Do not edit.\n\n",
+        "// Generated from the Rust lists of crates/core/src/contract/ and DataplaneError::code by `cargo xtask codegen`. Do not edit.\n\n",
     );
     tuple(
         &mut out,
@@ -153,6 +159,15 @@ fn render_ts_code_lists() -> String {
             "Environment",
             "The agent configuration's environment.",
             union::<Environment>(),
+        ),
+        (
+            "DataplaneNativeErrorCode",
+            "`code` of the dataplane's errors (`DataplaneError::code` in crates/core/src/dataplane/error.rs).",
+            dataplane_error_codes
+                .iter()
+                .map(|c| format!("'{c}'"))
+                .collect::<Vec<_>>()
+                .join(" | "),
         ),
     ] {
         out.push_str(&format!("\n/** {doc} */\nexport type {name} = {values}\n"));

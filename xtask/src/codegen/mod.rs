@@ -1,12 +1,14 @@
 //! `cargo xtask codegen`: every file generated from the Rust source, written or checked in one place.
 //!
 //! - `native/include/reason_codes.h`, `native/include/control_authz_codes.h` (included by the eBPF programs)
-//!   and `js/code-lists.d.ts`: [`code_lists`], from the contract's closed lists;
+//!   and `js/code-lists.d.ts`: [`code_lists`], from the contract's closed lists and the dataplane's error
+//!   codes ([`dataplane_error_codes`]);
 //! - `js/event-fields.js`: [`event_fields_js`], from `EVENT_KEYS` and the addon's record layout.
 //!
 //! Each file starts with a banner naming this command; nobody edits them by hand.
 
 mod code_lists;
+mod dataplane_error_codes;
 mod event_fields_js;
 
 use std::path::{Path, PathBuf};
@@ -31,10 +33,10 @@ fn workspace_root() -> PathBuf {
 }
 
 /// Path (relative to the workspace root) and contents of every generated file.
-pub fn render_all() -> Vec<(&'static str, String)> {
-    let mut files = code_lists::render_all();
+pub fn render_all() -> Result<Vec<(&'static str, String)>, String> {
+    let mut files = code_lists::render_all()?;
     files.push(("js/event-fields.js", event_fields_js::render()));
-    files
+    Ok(files)
 }
 
 /// The files under `root` that differ from their rendering (or cannot be read), with the reason.
@@ -55,7 +57,7 @@ fn drifted(root: &Path, files: &[(&'static str, String)]) -> Vec<String> {
 
 pub fn run(mode: Mode) -> Result<(), String> {
     let root = workspace_root();
-    let files = render_all();
+    let files = render_all()?;
     let stale = drifted(&root, &files);
     match mode {
         Mode::Check if stale.is_empty() => Ok(()),
@@ -92,7 +94,7 @@ mod tests {
 
     #[test]
     fn every_generated_file_names_the_command_in_a_do_not_edit_banner() {
-        for (name, rendered) in render_all() {
+        for (name, rendered) in render_all().expect("every source readable") {
             let head: String = rendered.lines().take(3).collect::<Vec<_>>().join("\n");
             assert!(
                 head.contains(COMMAND) && head.contains("Do not edit"),

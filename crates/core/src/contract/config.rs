@@ -3,6 +3,9 @@
 //! controller allow-lists. Strict: unknown keys are rejected; every field has a default, so `{}` (and, from
 //! JavaScript, `undefined`) is the all-defaults config.
 
+use std::ffi::OsString;
+use std::path::PathBuf;
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -41,10 +44,24 @@ impl Environment {
 
 /// Default control socket path.
 pub const DEFAULT_CONTROL_SOCKET_PATH: &str = "/var/run/broker-interceptor-ebpf/agentd.sock";
+/// The environment variable naming the control socket: where the agent listens (its `--control-socket`), and
+/// where every controller connects when it is not told a path ([`controller_socket_path`]).
+pub const ENV_CONTROL_SOCKET: &str = "BROKER_EBPF_CONTROL_SOCKET";
 /// `sun_path` holds 108 bytes including the terminating NUL.
 pub const MAX_SOCKET_PATH_BYTES: usize = 107;
 /// Highest permission-bits value accepted for the socket and its directory.
 pub const MAX_MODE: u32 = 0o777;
+
+/// The socket a controller connects to (`interceptor-ebpf ctl`, `ControlClient.connect()`): the path it was
+/// given (`--socket`, the `socketPath` argument), else `BROKER_EBPF_CONTROL_SOCKET` unless that is unset or
+/// empty, else [`DEFAULT_CONTROL_SOCKET_PATH`]. The agent reads the same variable for where to listen, so a
+/// controller started in the agent's environment finds it. The path is not checked here: connecting says what
+/// is wrong with it, naming the path.
+pub fn controller_socket_path(explicit: Option<PathBuf>, env: Option<OsString>) -> PathBuf {
+    explicit
+        .or_else(|| env.filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_CONTROL_SOCKET_PATH))
+}
 
 /// A validated configuration. Field names are the camelCase keys of the JSON form.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -216,6 +233,27 @@ fn check_socket_path<'a>(s: &'a str, path: &[PathSegment], issues: &mut Issues) 
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_controller_takes_its_own_path_then_the_environment_then_the_default() {
+        let given = || Some(PathBuf::from("/run/given.sock"));
+        let env = |v: &str| Some(OsString::from(v));
+        assert_eq!(
+            controller_socket_path(given(), env("/run/env.sock")),
+            PathBuf::from("/run/given.sock")
+        );
+        assert_eq!(
+            controller_socket_path(None, env("/run/env.sock")),
+            PathBuf::from("/run/env.sock")
+        );
+        // Unset and empty are the same: `BROKER_EBPF_CONTROL_SOCKET= ctl health` uses the default.
+        for unset in [None, env("")] {
+            assert_eq!(
+                controller_socket_path(None, unset),
+                PathBuf::from(DEFAULT_CONTROL_SOCKET_PATH)
+            );
+        }
+    }
 
     #[test]
     fn empty_object_is_all_defaults() {
