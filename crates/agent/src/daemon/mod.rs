@@ -13,11 +13,14 @@
 //! without heartbeat, managed traffic gets the configured degraded verdict after the grace period.
 
 pub mod control;
+pub mod exposition;
 pub mod fairness;
 pub mod framing;
 pub mod health;
+pub mod histogram;
 pub mod log;
 pub mod metrics;
+pub mod process_metrics;
 pub mod server;
 pub mod socket;
 
@@ -59,6 +62,9 @@ impl Sampler for AgentSampler {
     }
     fn heartbeat_age(&self) -> Duration {
         self.health.heartbeat_age()
+    }
+    fn heartbeat_grace(&self) -> Duration {
+        self.health.grace()
     }
     fn degraded(&self) -> bool {
         self.health.is_degraded()
@@ -189,12 +195,16 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
             }),
         );
     }
+    // How long the policy file took to apply and when, for the metrics (created below, once health exists).
+    let mut file_apply = None;
     if let Some((path, snapshot)) = &config.policy {
         if generation == 0 {
             let dp2 = dp.clone();
             let snapshot = snapshot.clone();
+            let started = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || dp2.replace_policy(&snapshot)).await {
                 Ok(Ok(summary)) => {
+                    file_apply = Some((started.elapsed(), std::time::SystemTime::now()));
                     generation = summary.generation;
                     log.lifecycle(
                         "policy_loaded",
@@ -238,6 +248,9 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         log: log.clone(),
         dropped_subscriber: dropped_subscriber.clone(),
     }));
+    if let Some((took, at)) = file_apply {
+        metrics.policy_apply(took, Some(at));
+    }
     let agent = Arc::new(Agent::new(
         dp.clone(),
         config.cgroups.clone(),
@@ -262,7 +275,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
     ));
     let metrics_task = metrics_listener.map(|l| {
         let agent = agent.clone();
-        tokio::spawn(metrics::serve(l, move || {
+        tokio::spawn(metrics::serve(l, move |format| {
             let agent = agent.clone();
             async move {
                 let dp = agent.dp.clone();
@@ -279,7 +292,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
                         verdicts: s.verdicts,
                     })
                     .unwrap_or_default();
-                agent.metrics.encode(counters)
+                agent.metrics.encode(format, &counters)
             }
         }))
     });
