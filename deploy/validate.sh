@@ -57,6 +57,21 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
   fail "systemd-analyze is missing (Debian package systemd)"
 fi
+# Documentation= points at files the documented install steps put in place: each is a file of docs/ that the
+# unit's header and docs/deployment.md install into /usr/share/doc/interceptor-ebpf.
+doc_dir=/usr/share/doc/interceptor-ebpf
+mapfile -t doc_uris < <(sed -n 's/^Documentation=//p' "$unit" | tr ' ' '\n' | sed '/^$/d')
+((${#doc_uris[@]})) || fail "$unit has no Documentation="
+for uri in "${doc_uris[@]}"; do
+  doc="docs/${uri#"file://$doc_dir/"}"
+  if [[ "$uri" != "file://$doc_dir/"* || ! -f "$doc" ]]; then
+    fail "$unit: Documentation=$uri is not a file of docs/ installed into $doc_dir"
+    continue
+  fi
+  for where in "$unit" docs/deployment.md; do
+    grep -Eq "install .*-t $doc_dir( .*)? $doc( |\$)" "$where" || fail "$where does not install $doc into $doc_dir"
+  done
+done
 
 compose=()
 if command -v docker-compose >/dev/null 2>&1; then
