@@ -106,7 +106,8 @@ pub struct Metrics {
     /// By `verdict_index`: every reason code and hook from the start, so a rate over a code that has not fired
     /// yet reads 0.
     delivered: Box<[AtomicU64]>,
-    /// `(command, outcome)`: the pairs seen so far.
+    /// `(command, outcome)`: every command with `ok` from the start (so the family always has samples and a rate
+    /// over a command not yet sent reads 0), and every other pair once seen.
     requests: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     /// One per command of `Command::ALL`, then `unknown`.
     request_duration: Box<[DurationHistogram]>,
@@ -142,7 +143,12 @@ impl Metrics {
             delivered: (0..DataplaneReasonCode::ALL.len() * Hook::ALL.len())
                 .map(|_| AtomicU64::new(0))
                 .collect(),
-            requests: Mutex::new(BTreeMap::new()),
+            requests: Mutex::new(
+                Command::ALL
+                    .iter()
+                    .map(|c| ((c.as_str(), "ok"), 0))
+                    .collect(),
+            ),
             request_duration: (0..=Command::ALL.len())
                 .map(|_| DurationHistogram::new(CONTROL_REQUEST_BOUNDS))
                 .collect(),
@@ -634,6 +640,7 @@ mod tests {
             "interceptor_ebpf_verdicts_total{reason_code=\"ALLOW_BROKER\",hook=\"sendmsg6\"} 0\n",
             "interceptor_ebpf_events_delivered_total{reason_code=\"ALLOW_BROKER\",hook=\"sendmsg6\"} 0\n",
             "interceptor_ebpf_control_requests_total{command=\"GetHealth\",outcome=\"ok\"} 1\n",
+            "interceptor_ebpf_control_requests_total{command=\"Shutdown\",outcome=\"ok\"} 0\n",
             "interceptor_ebpf_control_requests_total{command=\"unknown\",outcome=\"CTRL_REQUEST_MALFORMED\"} 1\n",
             "interceptor_ebpf_control_connections_refused_total{reason=\"peer_limit\"} 1\n",
             "interceptor_ebpf_control_connections_refused_total{reason=\"reserved\"} 0\n",
