@@ -3,7 +3,7 @@
 //!
 //! | metric | type | labels |
 //! |---|---|---|
-//! | `interceptor_ebpf_build_info` | gauge (1) | `version`, `revision` (when known), `rustc`, `target` |
+//! | `interceptor_ebpf_build_info` | gauge (1) | `version`, `revision` (`INTERCEPTOR_EBPF_REVISION` at build time), `rustc`, `target` |
 //! | `interceptor_ebpf_verdicts_total` | counter | `reason_code`, `hook` (the kernel's exact counts) |
 //! | `interceptor_ebpf_events_delivered_total` | counter | `reason_code`, `hook` (events the agent received) |
 //! | `interceptor_ebpf_kernel_events_emitted_total` | counter | |
@@ -223,8 +223,8 @@ impl Metrics {
         e.family(
             "interceptor_ebpf_build_info",
             Kind::Gauge,
-            "Always 1; the labels say what the agent was built from: version, git revision (when known), rustc \
-             version and target",
+            "Always 1; the labels say what the agent was built from: version, revision (when the build was given \
+             one), rustc version and target",
         )
         .sample(&build, 1u64);
 
@@ -702,6 +702,12 @@ mod tests {
                 env!("CARGO_PKG_VERSION")
             )) && build.contains(",rustc=\"1.")
                 && build.ends_with("\"} 1"),
+            "{build}"
+        );
+        // An empty label is left out, not written as revision="".
+        assert_eq!(
+            build.contains("revision="),
+            !env!("INTERCEPTOR_EBPF_REVISION").is_empty(),
             "{build}"
         );
         assert!(!text.contains("# EOF"));
