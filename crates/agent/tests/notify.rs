@@ -64,7 +64,7 @@ fn ready_after_serving_watchdog_at_half_the_timeout_and_stopping_on_sigterm() {
         &world,
         &[
             ("NOTIFY_SOCKET", path.to_str().expect("utf8")),
-            ("WATCHDOG_USEC", "400000"),
+            ("WATCHDOG_USEC", "1000000"),
             ("BROKER_EBPF_POLICY_FILE", policy.to_str().expect("utf8")),
         ],
     );
@@ -85,13 +85,14 @@ fn ready_after_serving_watchdog_at_half_the_timeout_and_stopping_on_sigterm() {
     let health = ctl(&world.socket, &["--timeout-ms", "2000", "health"], None);
     assert_eq!(health.status.code(), Some(0), "{}", text(&health.stderr));
 
-    // WATCHDOG_USEC=400000: a ping at least every 200 ms (the heartbeat interval is 100 ms here, so the beats
-    // keep the heartbeat fresh), nothing else.
-    let pings = collect(&manager, Duration::from_millis(2000));
+    // WATCHDOG_USEC=1000000: a ping every 500 ms (the heartbeat interval is 100 ms here, so the beats keep the
+    // heartbeat fresh), nothing else. A whole second is what systemd allows between two; the half left over is
+    // slack for a loaded machine.
+    let pings = collect(&manager, Duration::from_millis(3000));
     assert!(pings.iter().all(|(_, m)| m == "WATCHDOG=1"), "{pings:?}");
     assert!(
-        (7..=13).contains(&pings.len()),
-        "{} pings in 2 s",
+        (4..=8).contains(&pings.len()),
+        "{} pings in 3 s",
         pings.len()
     );
     let widest = pings
@@ -100,7 +101,7 @@ fn ready_after_serving_watchdog_at_half_the_timeout_and_stopping_on_sigterm() {
         .max()
         .unwrap_or_default();
     assert!(
-        widest < Duration::from_millis(400),
+        widest < Duration::from_millis(1000),
         "a gap of {widest:?} would let systemd's watchdog fire"
     );
 
