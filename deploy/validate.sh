@@ -5,9 +5,14 @@
 #     deploy/kubernetes/ is in the kustomization or under examples/, and every kustomization entry exists;
 #   - the systemd unit with `systemd-analyze verify` (any warning fails: verify itself exits 0 on
 #     unparseable directives);
+#   - the observability kit (deploy/observability): the alert rules with `promtool check rules` and their unit
+#     tests with `promtool test rules`; the dashboard's queries parsed by promtool; the dashboard, the PodMonitor
+#     and the DaemonSet's scrape annotations checked against each other and the documented metrics (lint.py);
 #   - docker/compose.yaml with `docker-compose config` (or `docker compose config`) when one is installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
 
 kubernetes_version="${KUBERNETES_VERSION:-1.33.0}"
 failed=0
@@ -40,8 +45,6 @@ fi
 
 unit=deploy/systemd/interceptor-ebpf-agent.service
 if command -v systemd-analyze >/dev/null 2>&1; then
-  tmp=$(mktemp -d)
-  trap 'rm -rf "$tmp"' EXIT
   # verify wants ExecStart's binary to exist: point it at the one cargo built, else at a stand-in binary.
   binary=/bin/true
   for built in target/*/release/interceptor-ebpf target/release/interceptor-ebpf; do
@@ -56,6 +59,36 @@ if command -v systemd-analyze >/dev/null 2>&1; then
   fi
 else
   fail "systemd-analyze is missing (Debian package systemd)"
+fi
+# Documentation= points at files the documented install steps put in place: each is a file of docs/ that the
+# unit's header and docs/deployment.md install into /usr/share/doc/interceptor-ebpf.
+doc_dir=/usr/share/doc/interceptor-ebpf
+mapfile -t doc_uris < <(sed -n 's/^Documentation=//p' "$unit" | tr ' ' '\n' | sed '/^$/d')
+((${#doc_uris[@]})) || fail "$unit has no Documentation="
+for uri in "${doc_uris[@]}"; do
+  doc="docs/${uri#"file://$doc_dir/"}"
+  if [[ "$uri" != "file://$doc_dir/"* || ! -f "$doc" ]]; then
+    fail "$unit: Documentation=$uri is not a file of docs/ installed into $doc_dir"
+    continue
+  fi
+  for where in "$unit" docs/deployment.md; do
+    grep -Eq "install .*-t $doc_dir( .*)? $doc( |\$)" "$where" || fail "$where does not install $doc into $doc_dir"
+  done
+done
+
+obs=deploy/observability
+if command -v promtool >/dev/null 2>&1; then
+  promtool check rules "$obs/alerts.yaml" >"$tmp/promtool.out" 2>&1 || fail "promtool check rules $obs/alerts.yaml: $(cat "$tmp/promtool.out")"
+  promtool test rules "$obs/alerts.test.yaml" >"$tmp/promtool.out" 2>&1 || fail "promtool test rules $obs/alerts.test.yaml: $(cat "$tmp/promtool.out")"
+  if python3 "$obs/lint.py" --dashboard-rules "$tmp/dashboard-rules.yaml"; then
+    promtool check rules "$tmp/dashboard-rules.yaml" >"$tmp/promtool.out" 2>&1 ||
+      fail "the queries of $obs/grafana-dashboard.json do not parse: $(cat "$tmp/promtool.out")"
+  else
+    fail "$obs/lint.py found problems"
+  fi
+  echo "deploy/validate: $obs: alert rules and their unit tests pass (promtool $(promtool --version 2>&1 | awk 'NR == 1 {print $3}')), dashboard queries parse"
+else
+  fail "promtool is missing (scripts/setup.sh installs it)"
 fi
 
 compose=()

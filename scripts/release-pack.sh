@@ -28,6 +28,13 @@ dist="$root/dist"
 # Release builds have their own target dirs, so they neither rebuild nor replace what `pnpm run build` made.
 release_target_dir="$root/target/release-pack"
 dylib_target_dir="$root/target/release-pack-musl-dylib"
+# The commit the agents report in interceptor_ebpf_build_info{revision} (crates/agent/build.rs), "-dirty" when
+# tracked files differ from it; a caller's INTERCEPTOR_EBPF_REVISION (e.g. from a source archive) wins.
+if [[ -z "${INTERCEPTOR_EBPF_REVISION:-}" ]] && git -C "$root" rev-parse -q --verify HEAD >/dev/null 2>&1; then
+  INTERCEPTOR_EBPF_REVISION=$(git -C "$root" rev-parse HEAD)
+  [[ -z "$(git -C "$root" status --porcelain --untracked-files=no)" ]] || INTERCEPTOR_EBPF_REVISION+=-dirty
+fi
+export INTERCEPTOR_EBPF_REVISION="${INTERCEPTOR_EBPF_REVISION:-}"
 
 say() { printf 'release:pack: %s\n' "$*"; }
 die() { printf 'release:pack: %s\n' "$*" >&2; exit 1; }
@@ -132,6 +139,10 @@ check_linux_binaries() {
   for f in "$addon" "$agent"; do
     [[ "$(elf_machine "$f")" == "$machine" ]] || die "$f is built for $(elf_machine "$f"), not $machine"
   done
+  if [[ -n "$INTERCEPTOR_EBPF_REVISION" ]]; then
+    grep -qF "$INTERCEPTOR_EBPF_REVISION" "$agent" ||
+      die "the $target agent does not carry revision $INTERCEPTOR_EBPF_REVISION for interceptor_ebpf_build_info"
+  fi
   llvm-readelf-19 --dyn-syms --wide "$addon" | grep -qw napi_register_module_v1 ||
     die "$addon does not export napi_register_module_v1: not a Node addon"
   if [[ "$target" == *-gnu ]]; then

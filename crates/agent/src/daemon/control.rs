@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
 use serde_json::{json, Value};
 use tokio::sync::{broadcast, watch};
@@ -18,9 +19,9 @@ use interceptor_ebpf_core::contract::control::peer_auth::{
     authorize_controller_peer, ControllerAuthorizationPolicy, PeerCredentials,
 };
 use interceptor_ebpf_core::contract::control::protocol::{
-    parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlResponse,
-    GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status, UpsertManagedCgroup,
-    MAX_SAFE_INTEGER,
+    parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlRequest,
+    ControlResponse, GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status,
+    UpsertManagedCgroup, MAX_SAFE_INTEGER,
 };
 use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
@@ -174,20 +175,29 @@ impl Agent {
         ControlResponse::Success { data, id }.to_line()
     }
 
-    /// Handles one request line (without its `\n`).
+    /// Handles one request line (without its `\n`), timing it for
+    /// `interceptor_ebpf_control_request_duration_seconds`.
     pub async fn handle(&self, line: &[u8], peer: Option<&PeerCredentials>) -> Outcome {
+        let started = Instant::now();
         let request = match parse_request_line(line) {
             Ok(r) => r,
             Err(rejection) => {
                 let error = rejection.error;
-                return Outcome::Reply(self.fail(
-                    error.reason_code,
-                    error.message,
-                    error.command,
-                    rejection.id,
-                ));
+                let command = error.command;
+                let reply = self.fail(error.reason_code, error.message, command, rejection.id);
+                self.metrics.request_duration(command, started.elapsed());
+                return Outcome::Reply(reply);
             }
         };
+        let command = request.command();
+        let outcome = self.execute(request, peer).await;
+        self.metrics
+            .request_duration(Some(command), started.elapsed());
+        outcome
+    }
+
+    /// A request the contract's parser accepted: the peer checks of a mutation, then the command.
+    async fn execute(&self, request: ControlRequest, peer: Option<&PeerCredentials>) -> Outcome {
         let command = request.command();
         let id = request.id;
         if !command.is_read_only() {
@@ -332,7 +342,11 @@ impl Agent {
         let data = match request {
             CommandRequest::ReplacePolicySnapshot(snapshot) => {
                 let snapshot: PolicySnapshot = snapshot;
-                let summary = blocking(move || dp.replace_policy(&snapshot)).await?;
+                let started = Instant::now();
+                let applied = blocking(move || dp.replace_policy(&snapshot)).await;
+                self.metrics
+                    .policy_apply(started.elapsed(), applied.is_ok().then(SystemTime::now));
+                let summary = applied?;
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
             }

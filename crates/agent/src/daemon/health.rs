@@ -97,6 +97,11 @@ impl HealthState {
         self.events_stopped.store(true, Ordering::Relaxed);
     }
 
+    /// The heartbeat age past which the kernel degrades managed cgroups.
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+
     pub fn heartbeat_age(&self) -> Duration {
         let last = Duration::from_nanos(self.last_beat_ns.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)

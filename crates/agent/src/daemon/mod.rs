@@ -7,17 +7,22 @@
 //!    enforcing throughout: there is no moment without programs);
 //! 4. the initial policy file, when no policy is loaded;
 //! 5. the agent's own heartbeat (the loader's timer thread is paused: the beat proves the agent's runtime is
-//!    alive, not merely one thread), the event pump, the control socket and the metrics endpoint.
+//!    alive, not merely one thread), the event pump, the control socket and the metrics endpoint; then, under
+//!    systemd, `READY=1` (`notify.rs`), and `WATCHDOG=1` from the heartbeat task.
 //!
 //! Stop: Shutdown (optionally detaching), SIGTERM or SIGINT close the dataplane leaving its pins enforcing;
 //! without heartbeat, managed traffic gets the configured degraded verdict after the grace period.
 
 pub mod control;
+pub mod exposition;
 pub mod fairness;
 pub mod framing;
 pub mod health;
+pub mod histogram;
 pub mod log;
 pub mod metrics;
+pub mod notify;
+pub mod process_metrics;
 pub mod server;
 pub mod socket;
 
@@ -38,6 +43,7 @@ use control::{Agent, SUBSCRIBER_BACKLOG};
 use health::{HealthState, Transition};
 use log::Log;
 use metrics::{DataplaneCounters, Metrics, Sampler};
+use notify::Notifier;
 
 const EVENT_BATCH: usize = 1024;
 
@@ -59,6 +65,9 @@ impl Sampler for AgentSampler {
     }
     fn heartbeat_age(&self) -> Duration {
         self.health.heartbeat_age()
+    }
+    fn heartbeat_grace(&self) -> Duration {
+        self.health.grace()
     }
     fn degraded(&self) -> bool {
         self.health.is_degraded()
@@ -121,6 +130,12 @@ fn start_failed(log: &Log, what: &str, error: String) -> Exit {
 }
 
 async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
+    // systemd's notification socket, when the agent runs as a Type=notify service. A bad value is reported once
+    // the agent serves; it then runs without notifying.
+    let (notifier, notify_error) = match Notifier::from_env(&|k| std::env::var(k).ok()) {
+        Ok(n) => (n.map(Arc::new), None),
+        Err(e) => (None, Some(e)),
+    };
     let (std_listener, socket_file) = match socket::bind(&config.contract) {
         Ok(s) => s,
         Err(e) => return start_failed(&log, "control socket", e.to_string()),
@@ -189,12 +204,16 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
             }),
         );
     }
+    // How long the policy file took to apply and when, for the metrics (created below, once health exists).
+    let mut file_apply = None;
     if let Some((path, snapshot)) = &config.policy {
         if generation == 0 {
             let dp2 = dp.clone();
             let snapshot = snapshot.clone();
+            let started = std::time::Instant::now();
             match tokio::task::spawn_blocking(move || dp2.replace_policy(&snapshot)).await {
                 Ok(Ok(summary)) => {
+                    file_apply = Some((started.elapsed(), std::time::SystemTime::now()));
                     generation = summary.generation;
                     log.lifecycle(
                         "policy_loaded",
@@ -238,6 +257,9 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         log: log.clone(),
         dropped_subscriber: dropped_subscriber.clone(),
     }));
+    if let Some((took, at)) = file_apply {
+        metrics.policy_apply(took, Some(at));
+    }
     let agent = Arc::new(Agent::new(
         dp.clone(),
         config.cgroups.clone(),
@@ -249,7 +271,11 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         dropped_subscriber,
     ));
 
-    tokio::spawn(heartbeat(agent.clone(), config.heartbeat.interval));
+    tokio::spawn(heartbeat(
+        agent.clone(),
+        config.heartbeat.interval,
+        notifier.clone(),
+    ));
     tokio::spawn(pump(agent.clone(), receiver));
     tokio::spawn(server::serve(
         listener,
@@ -262,7 +288,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
     ));
     let metrics_task = metrics_listener.map(|l| {
         let agent = agent.clone();
-        tokio::spawn(metrics::serve(l, move || {
+        tokio::spawn(metrics::serve(l, move |format| {
             let agent = agent.clone();
             async move {
                 let dp = agent.dp.clone();
@@ -279,7 +305,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
                         verdicts: s.verdicts,
                     })
                     .unwrap_or_default();
-                agent.metrics.encode(counters)
+                agent.metrics.encode(format, &counters)
             }
         }))
     });
@@ -322,17 +348,29 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
                                control socket may send mutating commands"}),
         );
     }
+    if let Some(e) = notify_error {
+        log.lifecycle(
+            "warning",
+            json!({"message": format!("systemd notification disabled: {e}")}),
+        );
+    }
     let (_, transition) = health.update();
-    log_transition(&log, transition);
+    // READY=1 below carries the status: no STATUS= of its own for this first transition.
+    log_transition(&log, None, transition);
+    // The programs are attached (or adopted) and the control socket's accept loop runs: a client connecting now
+    // is served.
+    if let Some(n) = &notifier {
+        notify_or_warn(&log, "READY=1", n.ready(&status_text(&health)));
+    }
 
-    let exit = wait_for_stop(&agent).await;
+    let exit = wait_for_stop(&agent, notifier.as_deref()).await;
     if let Some(t) = metrics_task {
         t.abort();
     }
     exit
 }
 
-async fn wait_for_stop(agent: &Arc<Agent>) -> Exit {
+async fn wait_for_stop(agent: &Arc<Agent>, notifier: Option<&Notifier>) -> Exit {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -344,6 +382,7 @@ async fn wait_for_stop(agent: &Arc<Agent>) -> Exit {
         );
         let mut stopping = agent.stopping();
         let _ = stopping.wait_for(|s| *s).await;
+        notify_stopping(agent, notifier, "Shutdown");
         return Exit::Ok;
     };
     let mut stopping = agent.stopping();
@@ -357,10 +396,12 @@ async fn wait_for_stop(agent: &Arc<Agent>) -> Exit {
             }
             _ = stopping.wait_for(|s| *s) => {
                 // Stopped by the Shutdown command: its handler closes the dataplane, then writes the reply.
+                notify_stopping(agent, notifier, "Shutdown");
                 let _ = tokio::time::timeout(Duration::from_secs(15), agent.shutdown_replied.notified()).await;
                 return Exit::Ok;
             }
         };
+        notify_stopping(agent, notifier, reason);
         return match agent.stop(reason, false).await {
             Ok(()) => Exit::Ok,
             Err(_) => Exit::Failure,
@@ -368,25 +409,82 @@ async fn wait_for_stop(agent: &Arc<Agent>) -> Exit {
     }
 }
 
-fn log_transition(log: &Log, t: Option<Transition>) {
-    match t {
+fn log_transition(log: &Log, notifier: Option<&Notifier>, t: Option<Transition>) {
+    let status = match t {
         Some(Transition::Degraded { reasons }) => {
-            log.lifecycle("degraded", json!({"reasons": reasons}))
+            let status = format!("degraded: {}", reasons.join("; "));
+            log.lifecycle("degraded", json!({"reasons": reasons}));
+            status
         }
         Some(Transition::Recovered { degraded_for }) => {
-            log.lifecycle("recovered", json!({"degraded_for_ms": ms(degraded_for)}))
+            log.lifecycle("recovered", json!({"degraded_for_ms": ms(degraded_for)}));
+            "serving".to_owned()
         }
-        None => {}
+        None => return,
+    };
+    if let Some(n) = notifier {
+        notify_or_warn(log, "STATUS", n.status(&status));
     }
 }
 
-async fn heartbeat(agent: Arc<Agent>, interval: Duration) {
+/// `serving` or `degraded: <reasons>`, for systemd's `STATUS=`.
+fn status_text(health: &HealthState) -> String {
+    let reasons = health.reasons();
+    if reasons.is_empty() {
+        format!("serving, policy generation {}", health.generation())
+    } else {
+        format!("degraded: {}", reasons.join("; "))
+    }
+}
+
+fn notify_or_warn<T>(log: &Log, what: &str, sent: std::io::Result<T>) {
+    if let Err(e) = sent {
+        log.lifecycle(
+            "warning",
+            json!({"message": format!("systemd notification {what} not sent: {e}")}),
+        );
+    }
+}
+
+fn notify_stopping(agent: &Agent, notifier: Option<&Notifier>, reason: &str) {
+    if let Some(n) = notifier {
+        notify_or_warn(
+            &agent.log,
+            "STOPPING=1",
+            n.stopping(&format!("stopping: {reason}")),
+        );
+    }
+}
+
+/// Beats every `interval`; under a systemd watchdog also sends `WATCHDOG=1` at its pace, while the beats keep
+/// the heartbeat within the grace: an agent whose runtime stalls, or whose heartbeat writes keep failing, is
+/// restarted by systemd, and a restarted agent adopts the pinned state.
+async fn heartbeat(agent: Arc<Agent>, interval: Duration, notifier: Option<Arc<Notifier>>) {
     let mut tick = tokio::time::interval(interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let watchdog = notifier
+        .as_ref()
+        .and_then(|n| n.watchdog_interval())
+        .filter(|d| !d.is_zero());
+    let mut watchdog_tick = tokio::time::interval(watchdog.unwrap_or(Duration::from_secs(3600)));
+    watchdog_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // One warning for pings that cannot be sent, not one per ping.
+    let mut watchdog_warned = false;
     let mut stopping = agent.stopping();
     loop {
         tokio::select! {
             _ = tick.tick() => {}
+            _ = watchdog_tick.tick(), if watchdog.is_some() => {
+                let fresh = agent.health.heartbeat_age() <= agent.health.grace();
+                if let (Some(n), true) = (&notifier, fresh && !agent.is_stopping()) {
+                    let sent = n.watchdog();
+                    if sent.is_err() && !watchdog_warned {
+                        watchdog_warned = true;
+                        notify_or_warn(&agent.log, "WATCHDOG=1", sent);
+                    }
+                }
+                continue;
+            }
             _ = stopping.wait_for(|s| *s) => return,
         }
         let result = agent.dp.heartbeat().map_err(|e| e.to_string());
@@ -395,7 +493,7 @@ async fn heartbeat(agent: Arc<Agent>, interval: Duration) {
         }
         agent.health.beat(result);
         let (_, transition) = agent.health.update();
-        log_transition(&agent.log, transition);
+        log_transition(&agent.log, notifier.as_deref(), transition);
     }
 }
 
