@@ -58,9 +58,8 @@
 #define DP_ENDPOINTS_PER_SLOT 8192
 /* Rule + endpoint entries of one family in one slot: that family's share of the overflow array. */
 #define DP_ENTRIES_PER_FAMILY 139264
-/* Overflow array layout: index = slot * DP_ENTRY_SLOT_ENTRIES + (v6 ? DP_ENTRIES_PER_FAMILY : 0) + i. */
+/* A slot's overflow entries (its dp_entries map): index = (v6 ? DP_ENTRIES_PER_FAMILY : 0) + i. */
 #define DP_ENTRY_SLOT_ENTRIES 278528
-#define DP_ENTRIES_TOTAL 557056
 /* Distinct rule CIDRs of one family in one snapshot. */
 #define DP_PREFIXES_PER_FAMILY 131072
 /* Groups of one family in one slot (the capacity of one slot's group map): every CIDR plus every endpoint host. */
@@ -70,7 +69,6 @@
 /* A group of at most this many entries carries them in its own value: one map lookup decides it. */
 #define DP_GROUP_INLINE 4
 #define DP_RULE_IDS_PER_SLOT 262144
-#define DP_RULE_IDS_TOTAL 524288
 #define DP_MANAGED_CGROUPS 65536
 #define DP_MAX_CGROUP_LEVELS 64
 #define DP_ID_BYTES 64
@@ -356,9 +354,7 @@ _Static_assert(__builtin_offsetof(struct dp_event, dst_port) == DP_EVENT_OFF_DST
 _Static_assert(__builtin_offsetof(struct dp_event, verdict) == DP_EVENT_OFF_VERDICT, "verdict");
 _Static_assert(DP_ENTRIES_PER_FAMILY == DP_RULE_ENTRIES_PER_FAMILY + DP_ENDPOINTS_PER_SLOT, "entries per family");
 _Static_assert(DP_ENTRY_SLOT_ENTRIES == 2 * DP_ENTRIES_PER_FAMILY, "entry slot");
-_Static_assert(DP_ENTRIES_TOTAL == DP_SLOTS * DP_ENTRY_SLOT_ENTRIES, "entry total");
 _Static_assert(DP_GROUPS_PER_FAMILY == DP_PREFIXES_PER_FAMILY + DP_ENDPOINTS_PER_SLOT, "groups per family");
-_Static_assert(DP_RULE_IDS_TOTAL == DP_SLOTS * DP_RULE_IDS_PER_SLOT, "rule ids");
 _Static_assert(DP_V4_LENGTHS <= DP_V4_LENGTHS_ROOM && DP_V6_LENGTHS <= DP_V6_LENGTHS_ROOM, "length lists");
 _Static_assert((DP_V4_LENGTHS_ROOM & (DP_V4_LENGTHS_ROOM - 1)) == 0, "v4 room: power of two");
 _Static_assert((DP_V6_LENGTHS_ROOM & (DP_V6_LENGTHS_ROOM - 1)) == 0, "v6 room: power of two");

@@ -69,33 +69,41 @@ struct {
 	__array(values, struct dp_groups6_slot);
 } dp_groups6 SEC(".maps");
 
-/* The entries of groups larger than DP_GROUP_INLINE. */
+/* The entries of groups larger than DP_GROUP_INLINE: one hash map per slot (key: the entry's index in the slot,
+ * IPv6 entries from DP_ENTRIES_PER_FAMILY), installed and reclaimed with the slot's group maps. Allocated as
+ * entries are written (BPF_F_NO_PREALLOC), so a policy without large groups holds none of this memory. */
+struct dp_entries_slot {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DP_ENTRY_SLOT_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(struct dp_rule_entry));
+};
+
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_ENTRIES_TOTAL);
+	__uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+	__uint(max_entries, DP_SLOTS);
 	__type(key, __u32);
-	__type(value, struct dp_rule_entry);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
+	__array(values, struct dp_entries_slot);
 } dp_entries SEC(".maps");
 
 /* ---- Managed cgroups, rule ids, the ring buffer and the counters -------------------------------------------- */
 
+/* Allocated per entry (BPF_F_NO_PREALLOC): a node with a handful of managed cgroups does not hold room for 65,536.
+ * Lookups cost the same; an upsert allocates. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, DP_MANAGED_CGROUPS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct dp_managed);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_managed SEC(".maps");
 
-/* Read by user space only (rule_index -> rule id of the generation that decided); pinned for adoption. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, DP_RULE_IDS_TOTAL);
-	__type(key, __u32);
-	__type(value, struct dp_id);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} dp_rule_ids SEC(".maps");
+/* Rule ids (rule_index -> id) are not the programs' business: user space keeps them per generation and pins each
+ * slot's as an array sized to its policy (dp_rule_ids_0, dp_rule_ids_1: crates/core/src/dataplane/slots.rs), so an
+ * adopting loader can still name the rule of an event of the generation it adopted. */
 
 /* max_entries is set by the loader (DataplaneOptions::ring_buffer_bytes). */
 struct {

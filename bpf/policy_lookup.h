@@ -36,7 +36,7 @@ struct dp_walk {
 	};
 	__u32 addr[4];    /* network order, as judged: IPv4 (also an IPv4-mapped IPv6 one) in addr[0] */
 	__u32 slot;
-	__u32 base;       /* first overflow entry of this slot and family */
+	__u32 base;       /* first overflow entry of this family in the slot's dp_entries map */
 	__u32 scan_first; /* first overflow entry of the group being scanned */
 	__u32 rule_index; /* out: DP_RULE_INDEX_NONE unless a rule decided */
 	__u16 port;       /* host order */
@@ -80,7 +80,7 @@ static __always_inline void dp_walk_init(struct dp_walk *w, __u32 slot, const __
 	w->addr[2] = addr[2];
 	w->addr[3] = addr[3];
 	w->slot = slot & 1;
-	w->base = w->slot * DP_ENTRY_SLOT_ENTRIES + (v4 ? 0 : DP_ENTRIES_PER_FAMILY);
+	w->base = v4 ? 0 : DP_ENTRIES_PER_FAMILY;
 	w->rule_index = DP_RULE_INDEX_NONE;
 	w->port = port;
 	w->protocol = protocol;
@@ -107,9 +107,13 @@ static __always_inline int dp_take(struct dp_walk *w, const struct dp_rule_entry
 static long dp_scan_cb(__u64 i, void *data)
 {
 	struct dp_walk *w = data;
-	__u32 idx = w->scan_first + (__u32)i;
-	struct dp_rule_entry *e = bpf_map_lookup_elem(&dp_entries, &idx);
+	__u32 idx = w->scan_first + (__u32)i, slot = w->slot;
+	void *entries = bpf_map_lookup_elem(&dp_entries, &slot);
+	struct dp_rule_entry *e;
 
+	if (!entries)
+		return 1;
+	e = bpf_map_lookup_elem(entries, &idx);
 	if (!e)
 		return 1;
 	return dp_take(w, e);

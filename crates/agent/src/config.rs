@@ -15,7 +15,9 @@ use serde_json::{json, Map, Value};
 use interceptor_ebpf_core::contract::config::{EbpfInterceptorConfig, Environment};
 use interceptor_ebpf_core::contract::heartbeat::{heartbeat_timing_named, HeartbeatTiming};
 use interceptor_ebpf_core::contract::layer::Layer;
-use interceptor_ebpf_core::contract::load_options::parse_layer_list;
+use interceptor_ebpf_core::contract::load_options::{
+    parse_layer_list, ring_buffer_rule, DEFAULT_RING_BUFFER_BYTES,
+};
 use interceptor_ebpf_core::contract::modes::{FailMode, Mode};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use interceptor_ebpf_core::dataplane;
@@ -40,6 +42,7 @@ pub const ENV_HEARTBEAT_INTERVAL_MS: &str = "BROKER_EBPF_HEARTBEAT_INTERVAL_MS";
 pub const ENV_HEARTBEAT_GRACE_MS: &str = "BROKER_EBPF_HEARTBEAT_GRACE_MS";
 pub const ENV_POLICY_FILE: &str = "BROKER_EBPF_POLICY_FILE";
 pub const ENV_DISABLE_LAYERS: &str = "BROKER_EBPF_DISABLE_LAYERS";
+pub const ENV_RING_BUFFER_BYTES: &str = "BROKER_EBPF_RING_BUFFER_BYTES";
 pub const ENV_METRICS_LISTEN: &str = "BROKER_EBPF_METRICS_LISTEN";
 pub const ENV_ENVIRONMENT: &str = "BROKER_EBPF_ENVIRONMENT";
 pub const ENV_MAX_CLIENTS: &str = "BROKER_EBPF_MAX_CLIENTS";
@@ -76,6 +79,8 @@ pub struct AgentConfig {
     pub heartbeat: HeartbeatTiming,
     /// Bypass layers not to attach (docs/threat-model.md); an adopted state drops their pinned links.
     pub disable_layers: Vec<Layer>,
+    /// The event ring buffer's size (an adopted state keeps the size it was created with).
+    pub ring_buffer_bytes: u32,
     /// The initial policy and the file it came from.
     pub policy: Option<(PathBuf, PolicySnapshot)>,
     pub metrics_listen: Option<SocketAddr>,
@@ -377,6 +382,17 @@ impl AgentConfig {
             Some(s) => parse_layer_list(&s.value).map_err(|(_, why)| ConfigError::new(&s, why))?,
             None => Vec::new(),
         };
+        let ring_buffer_bytes = match r.get(
+            &args.ring_buffer_bytes,
+            "ring-buffer-bytes",
+            ENV_RING_BUFFER_BYTES,
+        ) {
+            Some(s) => {
+                let bytes = parse_u64(&s, "bytes")?;
+                ring_buffer_rule(bytes).map_err(|(_, why)| ConfigError::new(&s, why))?
+            }
+            None => DEFAULT_RING_BUFFER_BYTES,
+        };
         let policy = match r.get(&args.policy_file, "policy-file", ENV_POLICY_FILE) {
             Some(s) => {
                 let path = PathBuf::from(&s.value);
@@ -475,6 +491,7 @@ impl AgentConfig {
             global_mode,
             heartbeat,
             disable_layers,
+            ring_buffer_bytes,
             policy,
             metrics_listen,
             slots,
@@ -564,6 +581,16 @@ mod tests {
         assert_eq!(c.fail_mode, FailMode::Open);
         assert_eq!(c.metrics_listen, "127.0.0.1:9464".parse().ok());
         assert_eq!(c.disable_layers, [Layer::Egress]);
+        assert_eq!(c.ring_buffer_bytes, DEFAULT_RING_BUFFER_BYTES);
+        let c = resolve(
+            AgentArgs {
+                ring_buffer_bytes: Some("1048576".into()),
+                ..AgentArgs::default()
+            },
+            &[(ENV_RING_BUFFER_BYTES, "4194304")],
+        )
+        .expect("valid");
+        assert_eq!(c.ring_buffer_bytes, 1 << 20);
         let c = resolve(
             AgentArgs {
                 disable_layers: Some("socket_create_lsm, sock_create".into()),
@@ -612,6 +639,18 @@ mod tests {
             (
                 &[(ENV_FAIL_MODE, "ajar")],
                 "BROKER_EBPF_FAIL_MODE=ajar: expected closed or open",
+            ),
+            (
+                &[(ENV_RING_BUFFER_BYTES, "1000000")],
+                "BROKER_EBPF_RING_BUFFER_BYTES=1000000: expected a power of two",
+            ),
+            (
+                &[(ENV_RING_BUFFER_BYTES, "2147483648")],
+                "BROKER_EBPF_RING_BUFFER_BYTES=2147483648: expected at most 1073741824",
+            ),
+            (
+                &[(ENV_RING_BUFFER_BYTES, "1MiB")],
+                "BROKER_EBPF_RING_BUFFER_BYTES=1MiB: expected bytes (decimal digits)",
             ),
             (
                 &[(ENV_ENVIRONMENT, "staging")],

@@ -163,6 +163,7 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         heartbeat_interval: config.heartbeat.interval,
         global_mode: config.global_mode,
         disable_layers: config.disable_layers.clone(),
+        ring_buffer_bytes: config.ring_buffer_bytes,
         ..DataplaneOptions::default()
     };
     let dp = match tokio::task::spawn_blocking(move || Dataplane::load(options)).await {

@@ -154,11 +154,18 @@ impl EventContext {
                 return hit;
             }
         }
-        // Adopted generation (written by an earlier loader): read the slot that still holds it.
-        let maps = self.maps.lock().ok()?;
-        (0..2u32)
-            .find(|s| maps.meta(*s).is_ok_and(|m| m.generation == generation))
-            .and_then(|s| maps.rule_id(s, index))
+        // Adopted generation (written by an earlier loader): read the ids of the slot that still holds it, once.
+        let ids = {
+            let maps = self.maps.lock().ok()?;
+            let slot =
+                (0..2u32).find(|s| maps.meta(*s).is_ok_and(|m| m.generation == generation))?;
+            Arc::new(maps.rule_ids(slot)?)
+        };
+        let id = ids.get(index as usize).cloned();
+        if let Ok(mut cache) = self.rule_ids.lock() {
+            cache.insert(generation, ids);
+        }
+        id
     }
 
     fn workload_id(&self, managed_cgroup_id: u64) -> Option<String> {

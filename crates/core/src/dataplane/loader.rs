@@ -23,14 +23,14 @@ use super::cgroup::{self, CgroupRef, ManagedCgroup};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
 use super::events::{self, EventContext, EventHub, EventReceiver, RuleIdCache};
-use super::group_maps::GroupMaps;
+use super::group_maps::{Capacity, GroupMaps};
 use super::layers::{self, KernelSupport, Layers};
 use super::mounts;
 use super::options::{DataplaneOptions, FailMode, Mode};
 use super::pins;
 use super::policy_compile;
 use super::program;
-use super::slots::{self, BatchHandles, Inactive, PolicyMaps};
+use super::slots::{self, Inactive, PolicyMaps};
 use super::verdict_counters;
 use crate::contract::cgroup::directory_of;
 use crate::contract::hook::Hook;
@@ -316,14 +316,14 @@ impl Dataplane {
             .map_err(|e| DataplaneError::map("dp_groups", format!("open pins: {e}")))?;
         let mut maps = PolicyMaps {
             slot_meta: typed(&mut ebpf, "dp_slot_meta")?,
-            rule_ids: typed(&mut ebpf, "dp_rule_ids")?,
-            batch: BatchHandles::open(&pin_dir)?,
+            pin_dir: pin_dir.clone(),
+            recent_needs: std::collections::VecDeque::with_capacity(slots::RECENT_NEEDS),
             groups: Arc::new(groups),
             inactive: Inactive::Dirty,
         };
         // The inactive slot gets fresh group maps in the background; an adopted one may also still have readers
         // (the previous loader may have flipped just before it stopped), which the reclaim waits for.
-        maps.start_reclaim(config.active_slot() ^ 1);
+        maps.start_reclaim(config.active_slot() ^ 1, Capacity::least());
         let managed: HashMap<MapData, u64, Managed> = typed(&mut ebpf, "dp_managed")?;
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
         let verdicts: PerCpuArray<MapData, u64> = typed(&mut ebpf, verdict_counters::MAP)?;

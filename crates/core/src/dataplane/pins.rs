@@ -22,14 +22,13 @@ pub(crate) const PIN_DIR_NAME: &str = "broker-interceptor-ebpf";
 pub(crate) const CONFIG_MAP: &str = "dp_config";
 
 /// Every map the programs and the loader use, by pin name. `dp_config` first: its pin marks a state to adopt.
-pub(crate) const MAP_NAMES: [&str; 13] = [
+pub(crate) const MAP_NAMES: [&str; 12] = [
     CONFIG_MAP,
     "dp_slot_meta",
     "dp_groups4",
     "dp_groups6",
     "dp_entries",
     "dp_managed",
-    "dp_rule_ids",
     "dp_events",
     "dp_counters",
     // Every verdict by (hook, reason code) (crates/core/src/dataplane/verdict_counters.rs).

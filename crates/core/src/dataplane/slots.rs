@@ -9,23 +9,35 @@
 //! (docs/dataplane.md, "Atomic replacement"). A replacement waits only when it follows the previous one within
 //! those grace periods.
 
+use std::collections::VecDeque;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use aya::maps::{Array, MapData};
+use aya::maps::{Array, MapData, MapInfo};
 
-use super::abi::{self, c, Group, IdSlot, Key4, Key6, RuleEntry, SlotMeta};
+use super::abi::{self, c, Group, Key4, Key6, RuleEntry, SlotMeta};
 use super::config_map::ConfigMapping;
 use super::error::DataplaneError;
-use super::group_maps::{GroupMaps, SlotGroups};
+use super::group_maps::{Capacity, GroupMaps, SlotGroups};
 use super::policy_compile::{CompiledPolicy, PrefixEntries};
 use super::sys;
 
-const ENTRY_SLOT_ENTRIES: u32 = c::DP_ENTRY_SLOT_ENTRIES as u32;
 const ENTRIES_PER_FAMILY: u32 = c::DP_ENTRIES_PER_FAMILY as u32;
-const RULE_IDS_PER_SLOT: u32 = c::DP_RULE_IDS_PER_SLOT as u32;
+
+/// The pin of `slot`'s rule ids: an array of `max(rules, 1)` NUL-padded ids, each value as long as the
+/// snapshot's longest id plus its NUL, rounded up to 8 bytes. Read by user space only (the programs carry a rule
+/// index): for events of a generation this process did not write, i.e. one it adopted.
+pub(crate) fn rule_ids_pin(pin_dir: &Path, slot: u32) -> PathBuf {
+    pin_dir.join(format!("dp_rule_ids_{slot}"))
+}
+
+/// The value size a snapshot's rule ids are stored with.
+fn id_value_size(ids: &[String]) -> usize {
+    let longest = ids.iter().map(String::len).max().unwrap_or(0);
+    (longest + 1).next_multiple_of(8).min(abi::ID_BYTES)
+}
 
 /// The state of the inactive slot.
 pub(crate) enum Inactive {
@@ -39,12 +51,18 @@ pub(crate) enum Inactive {
 /// The maps a replacement writes.
 pub(crate) struct PolicyMaps {
     pub slot_meta: Array<MapData, SlotMeta>,
-    pub rule_ids: Array<MapData, IdSlot>,
-    /// Second handles on the arrays written in bulk, for the batch syscalls aya does not expose.
-    pub batch: BatchHandles,
+    /// Where each slot's rule ids are pinned ([`rule_ids_pin`]).
+    pub pin_dir: PathBuf,
     pub groups: Arc<GroupMaps>,
     pub inactive: Inactive,
+    /// The room the last few policies needed: a reclaimed slot gets room for the largest of them, so a policy
+    /// about the size of a recent one never waits for its maps to grow (one RCU grace period in the replacement),
+    /// and the room shrinks back [`RECENT_NEEDS`] smaller policies after a large one.
+    pub recent_needs: VecDeque<Capacity>,
 }
+
+/// How many recent policies' needs the room of a reclaimed slot covers.
+pub(crate) const RECENT_NEEDS: usize = 8;
 
 impl PolicyMaps {
     pub(crate) fn meta(&self, slot: u32) -> Result<SlotMeta, DataplaneError> {
@@ -53,39 +71,72 @@ impl PolicyMaps {
             .map_err(|e| DataplaneError::map("dp_slot_meta", e))
     }
 
-    /// The rule id of `rule_index` in `slot`, if set.
-    pub(crate) fn rule_id(&self, slot: u32, rule_index: u32) -> Option<String> {
-        if rule_index >= RULE_IDS_PER_SLOT {
-            return None;
-        }
-        let id = self
-            .rule_ids
-            .get(&(slot * RULE_IDS_PER_SLOT + rule_index), 0)
-            .ok()?;
-        decode_id(&id.bytes)
+    /// Every rule id `slot` holds, by rule index, read from its pin (`None` when it has none).
+    pub(crate) fn rule_ids(&self, slot: u32) -> Option<Vec<String>> {
+        let pin = rule_ids_pin(&self.pin_dir, slot);
+        let info = MapInfo::from_pin(&pin).ok()?;
+        let fd = sys::obj_get(&pin).ok()?;
+        let mut value = vec![0u8; info.value_size() as usize];
+        (0..info.max_entries())
+            .map(|i| {
+                // SAFETY: a u32 key of an array and a buffer of its value size, read from its own info.
+                unsafe { sys::map::lookup_elem(fd.as_fd(), &i.to_ne_bytes(), &mut value) }.ok()?;
+                Some(decode_id(&value).unwrap_or_default())
+            })
+            .collect()
     }
 
-    /// Starts reclaiming `slot` (which must not be the active slot) in the background.
-    pub(crate) fn start_reclaim(&mut self, slot: u32) {
+    /// Stores `ids` as `slot`'s rule ids: a fresh array sized to them replaces the slot's pin (the slot is
+    /// inactive: nothing reads it before the flip).
+    fn write_rule_ids(&self, slot: u32, ids: &[String]) -> Result<(), DataplaneError> {
+        let err = |what: &str, e: std::io::Error| {
+            DataplaneError::map("dp_rule_ids", format!("{what} of slot {slot}: {e}"))
+        };
+        let pin = rule_ids_pin(&self.pin_dir, slot);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("unpin the previous ids", e)),
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let value_size = id_value_size(ids);
+        let map = sys::map::create_array(value_size as u32, ids.len() as u32, b"dp_rule_ids")
+            .map_err(|e| err("create", e))?;
+        let mut values = vec![0u8; ids.len() * value_size];
+        for (id, v) in ids.iter().zip(values.chunks_mut(value_size)) {
+            v[..id.len()].copy_from_slice(id.as_bytes());
+        }
+        sys::map::update_array_batch(map.as_fd(), value_size, &values)
+            .map_err(|e| err("write", e))?;
+        sys::obj_pin(map.as_fd(), &pin).map_err(|e| err("pin", e))
+    }
+
+    /// Starts reclaiming `slot` (which must not be the active slot) in the background, with fresh maps of room
+    /// `capacity`: that of the policy just applied, so that the next one, if about the same, fits them.
+    pub(crate) fn start_reclaim(&mut self, slot: u32, capacity: Capacity) {
         let groups = self.groups.clone();
         self.inactive = match std::thread::Builder::new()
             .name("dp-reclaim-slot".into())
-            .spawn(move || groups.reclaim(slot))
+            .spawn(move || groups.reclaim(slot, capacity))
         {
             Ok(t) => Inactive::Reclaiming(t),
             Err(_) => Inactive::Dirty,
         };
     }
 
-    /// The inactive slot's fresh group maps, once no program run can still read that slot.
-    fn take_ready(&mut self, slot: u32) -> Result<SlotGroups, DataplaneError> {
+    /// The inactive slot's fresh maps, once no program run can still read that slot, with room for `need`: maps
+    /// too small for it are replaced by larger ones here (one more RCU grace period), so the policy grows
+    /// without a reload.
+    fn take_ready(&mut self, slot: u32, need: Capacity) -> Result<SlotGroups, DataplaneError> {
         let ready = match std::mem::replace(&mut self.inactive, Inactive::Dirty) {
             // A failed background reclaim proves nothing: reclaim again, in place.
             Inactive::Reclaiming(t) => match t.join() {
-                Ok(Ok(groups)) => Ok(groups),
-                _ => self.groups.reclaim(slot),
+                Ok(Ok(groups)) if groups.capacity.holds(&need) => Ok(groups),
+                _ => self.groups.reclaim(slot, need),
             },
-            Inactive::Dirty => self.groups.reclaim(slot),
+            Inactive::Dirty => self.groups.reclaim(slot, need),
         };
         ready.map_err(|e| {
             DataplaneError::map("dp_groups", format!("reclaim the inactive slot: {e}"))
@@ -102,8 +153,8 @@ impl PolicyMaps {
         let slot8 = slot as u8;
         let mut overflow_idx: Vec<u32> = Vec::new();
         let mut overflow: Vec<RuleEntry> = Vec::new();
-        let base4 = slot * ENTRY_SLOT_ENTRIES;
-        let base6 = base4 + ENTRIES_PER_FAMILY;
+        let base4 = 0;
+        let base6 = ENTRIES_PER_FAMILY;
         let (keys4, groups4) =
             group_values(&p.v4, base4, &mut overflow_idx, &mut overflow, |g| Key4 {
                 slot: slot8,
@@ -120,24 +171,9 @@ impl PolicyMaps {
             });
         // Overflow entries before the groups that point to them; all of it before the flip makes any of it
         // visible to a program.
-        sys::map::update_batch(self.batch.entries.fd().as_fd(), &overflow_idx, &overflow)
+        sys::map::update_batch(fd(&groups.entries), &overflow_idx, &overflow)
             .map_err(|e| DataplaneError::map("dp_entries", format!("batch update: {e}")))?;
-        let id_idx: Vec<u32> = (0..p.rule_ids.len() as u32)
-            .map(|i| slot * RULE_IDS_PER_SLOT + i)
-            .collect();
-        let id_vals: Vec<IdSlot> = p
-            .rule_ids
-            .iter()
-            .map(|id| {
-                let mut slot_bytes = IdSlot {
-                    bytes: [0; abi::ID_BYTES],
-                };
-                slot_bytes.bytes[..id.len()].copy_from_slice(id.as_bytes());
-                slot_bytes
-            })
-            .collect();
-        sys::map::update_batch(self.batch.rule_ids.fd().as_fd(), &id_idx, &id_vals)
-            .map_err(|e| DataplaneError::map("dp_rule_ids", format!("batch update: {e}")))?;
+        self.write_rule_ids(slot, &p.rule_ids)?;
         sys::map::update_batch(fd(&groups.v4), &keys4, &groups4)
             .map_err(|e| DataplaneError::map("dp_groups4", format!("batch update: {e}")))?;
         sys::map::update_batch(fd(&groups.v6), &keys6, &groups6)
@@ -171,17 +207,33 @@ impl PolicyMaps {
         let active = config.active_slot();
         let inactive = active ^ 1;
         let generation = self.meta(0)?.generation.max(self.meta(1)?.generation) + 1;
-        let groups = self.take_ready(inactive)?;
+        let need = capacity_for(p);
+        let groups = self.take_ready(inactive, need)?;
         if let Err(e) = self.write_slot(inactive, &groups, p, generation) {
             // Half written: reclaim it before the next replacement uses it.
-            self.start_reclaim(inactive);
+            self.start_reclaim(inactive, need);
             return Err(e);
         }
         config.set_active_slot(inactive);
         config.bump_epoch();
-        self.start_reclaim(active);
+        if self.recent_needs.len() == RECENT_NEEDS {
+            self.recent_needs.pop_front();
+        }
+        self.recent_needs.push_back(need);
+        let room = self.recent_needs.iter().fold(need, |a, b| a.max(*b));
+        self.start_reclaim(active, room);
         Ok(generation)
     }
+}
+
+/// The room `p` needs in a slot's maps: its groups and the entries of its groups larger than the inline room.
+fn capacity_for(p: &CompiledPolicy) -> Capacity {
+    let overflow = |lens: &mut dyn Iterator<Item = usize>| -> usize {
+        lens.filter(|n| *n > abi::GROUP_INLINE).sum()
+    };
+    let entries = overflow(&mut p.v4.iter().map(|g| g.entries.len()))
+        + overflow(&mut p.v6.iter().map(|g| g.entries.len()));
+    Capacity::for_counts(p.v4.len(), p.v6.len(), entries)
 }
 
 fn fd(owned: &std::os::fd::OwnedFd) -> BorrowedFd<'_> {
@@ -220,25 +272,6 @@ fn group_values<const N: usize, K>(
     (keys, values)
 }
 
-/// Second file descriptors on the arrays a replacement writes in bulk (opened from their pins).
-pub(crate) struct BatchHandles {
-    pub entries: MapData,
-    pub rule_ids: MapData,
-}
-
-impl BatchHandles {
-    pub(crate) fn open(pin_dir: &Path) -> Result<Self, DataplaneError> {
-        let open = |name: &'static str| {
-            MapData::from_pin(pin_dir.join(name))
-                .map_err(|e| DataplaneError::map(name, format!("open pin: {e}")))
-        };
-        Ok(BatchHandles {
-            entries: open("dp_entries")?,
-            rule_ids: open("dp_rule_ids")?,
-        })
-    }
-}
-
 /// A NUL-padded id slot as a string (`None` when empty).
 pub(crate) fn decode_id(bytes: &[u8]) -> Option<String> {
     let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
@@ -256,4 +289,18 @@ pub(crate) fn encode_id(id: &str) -> Option<[u8; abi::ID_BYTES]> {
     let mut out = [0u8; abi::ID_BYTES];
     out[..id.len()].copy_from_slice(id.as_bytes());
     Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rule_ids_take_the_longest_id_and_its_nul_rounded_to_8_bytes() {
+        assert_eq!(id_value_size(&["a".into()]), 8);
+        assert_eq!(id_value_size(&["1234567".into(), "x".into()]), 8);
+        assert_eq!(id_value_size(&["12345678".into()]), 16);
+        assert_eq!(id_value_size(&["x".repeat(63)]), abi::ID_BYTES);
+        assert_eq!(id_value_size(&["x".repeat(64)]), abi::ID_BYTES);
+    }
 }

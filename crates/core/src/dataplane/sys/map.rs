@@ -25,10 +25,40 @@ pub(crate) fn create_hash(
     map_flags: u32,
     name: &[u8],
 ) -> io::Result<OwnedFd> {
+    create(
+        bpf_map_type::BPF_MAP_TYPE_HASH,
+        key_size,
+        value_size,
+        max_entries,
+        map_flags,
+        name,
+    )
+}
+
+/// Creates an array map (u32 keys) of `max_entries` values of `value_size` bytes.
+pub(crate) fn create_array(value_size: u32, max_entries: u32, name: &[u8]) -> io::Result<OwnedFd> {
+    create(
+        bpf_map_type::BPF_MAP_TYPE_ARRAY,
+        4,
+        value_size,
+        max_entries,
+        0,
+        name,
+    )
+}
+
+fn create(
+    map_type: bpf_map_type,
+    key_size: u32,
+    value_size: u32,
+    max_entries: u32,
+    map_flags: u32,
+    name: &[u8],
+) -> io::Result<OwnedFd> {
     let mut attr = zeroed_attr();
     // SAFETY: writing the members of a union's struct member; every member is a plain integer.
     let create = unsafe { &mut attr.__bindgen_anon_1 };
-    create.map_type = bpf_map_type::BPF_MAP_TYPE_HASH as u32;
+    create.map_type = map_type as u32;
     create.key_size = key_size;
     create.value_size = value_size;
     create.max_entries = max_entries;
@@ -69,6 +99,34 @@ pub(crate) unsafe fn update_elem<K, V>(map: BorrowedFd<'_>, key: &K, value: &V) 
     attr.__bindgen_anon_2.__bindgen_anon_1.value = value as *const V as u64;
     // SAFETY: key and value point to live values of the map's key and value sizes (the caller's contract).
     unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_ELEM, &mut attr) }.map(|_| ())
+}
+
+/// Writes `values[i * value_size..][..value_size]` at index `i` of an array map of that value size, for every
+/// whole value in `values` (BPF_ANY), in chunks.
+pub(crate) fn update_array_batch(
+    map: BorrowedFd<'_>,
+    value_size: usize,
+    values: &[u8],
+) -> io::Result<()> {
+    if value_size == 0 || !values.len().is_multiple_of(value_size) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "batch update needs whole values",
+        ));
+    }
+    let n = values.len() / value_size;
+    let keys: Vec<u32> = (0..n as u32).collect();
+    for (k, v) in keys.chunks(CHUNK).zip(values.chunks(CHUNK * value_size)) {
+        let mut attr = zeroed_attr();
+        attr.batch.keys = k.as_ptr() as u64;
+        attr.batch.values = v.as_ptr() as u64;
+        attr.batch.count = k.len() as u32;
+        attr.batch.map_fd = map.as_raw_fd() as u32;
+        // SAFETY: `count` u32 keys and `count * value_size` value bytes (the map's value size, the caller's
+        // contract); both slices outlive the call.
+        unsafe { bpf(bpf_cmd::BPF_MAP_UPDATE_BATCH, &mut attr) }?;
+    }
+    Ok(())
 }
 
 /// Writes `keys[i] -> values[i]` for every i (BPF_ANY), in chunks. `K` and `V` must be the map's exact key

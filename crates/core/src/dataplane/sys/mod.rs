@@ -60,6 +60,17 @@ pub(crate) fn obj_get(path: &Path) -> io::Result<OwnedFd> {
     unsafe { bpf(bpf_cmd::BPF_OBJ_GET, &mut attr) }.map(owned)
 }
 
+/// Pins the BPF object `fd` at `path` (BPF_OBJ_PIN); fails with EEXIST when something is pinned there.
+pub(crate) fn obj_pin(fd: BorrowedFd<'_>, path: &Path) -> io::Result<()> {
+    let path_c = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut attr = zeroed_attr();
+    attr.__bindgen_anon_4.pathname = path_c.as_ptr() as u64;
+    attr.__bindgen_anon_4.bpf_fd = fd.as_raw_fd() as u32;
+    // SAFETY: `pathname` points to a NUL-terminated string that outlives the call.
+    unsafe { bpf(bpf_cmd::BPF_OBJ_PIN, &mut attr) }.map(|_| ())
+}
+
 /// What the adoption check reads of a cgroup link (BPF_OBJ_GET_INFO_BY_FD on a bpf_link).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct LinkInfo {
