@@ -36,7 +36,7 @@ export interface InterceptorOptions {
    * `heartbeatGraceMs` when only that is given.
    */
   heartbeatIntervalMs?: number
-  /** Kernel ring buffer size: a power of two and a multiple of the page size. Default 8 MiB. */
+  /** Kernel ring buffer size: a power of two and a multiple of the page size. Default 4 MiB. */
   ringBufferBytes?: number
   /** Default `enforce`. */
   globalMode?: DataplaneMode

@@ -69,7 +69,7 @@ pub struct AgentArgs {
     /// Bypass layers not to attach, comma-separated: sock_create, socket_create_lsm, egress, socket_storage [env: BROKER_EBPF_DISABLE_LAYERS] [default: none]
     #[arg(long, value_name = "LIST")]
     pub disable_layers: Option<String>,
-    /// Size of the kernel's event ring buffer in bytes: a power of two, a multiple of the page size, at most 1 GiB; an adopted state keeps its own [env: BROKER_EBPF_RING_BUFFER_BYTES] [default: 8388608]
+    /// Size of the kernel's event ring buffer in bytes: a power of two, a multiple of the page size, at most 1 GiB; an adopted state keeps its own [env: BROKER_EBPF_RING_BUFFER_BYTES] [default: 4194304]
     #[arg(long, value_name = "BYTES")]
     pub ring_buffer_bytes: Option<String>,
     /// Policy snapshot (JSON) applied at start when no policy is loaded [env: BROKER_EBPF_POLICY_FILE]
