@@ -249,6 +249,7 @@ test('GetHealth data: the optional agent fields, and their rules', () => {
     adoptedHeartbeatAgeMs: 7059,
     heartbeatAgeMs: 389,
     heartbeatGraceMs: 5000,
+    version: '0.1.0',
   }
   assert.deepEqual(parseControlCommandData('GetHealth', full), full)
   assert.deepEqual(ControlCommandDataSchemas.GetHealth.parse({ status: 'ok', degradedReasons: [], adopted: false }), {
@@ -268,6 +269,11 @@ test('GetHealth data: the optional agent fields, and their rules', () => {
     { ...ok, heartbeatAgeMs: -1 },
     { ...ok, heartbeatGraceMs: 1.5 },
     { ...ok, uptimeMs: 1 },
+    { ...ok, version: '' },
+    { ...ok, version: '0.1.0 beta' },
+    { ...ok, version: 'x'.repeat(65) },
+    { ...ok, version: null },
+    { ...ok, version: 1 },
   ]) {
     assert.equal(ControlCommandDataSchemas.GetHealth.safeParse(bad).success, false, JSON.stringify(bad))
   }

@@ -159,6 +159,8 @@ export interface HealthData {
   heartbeatGraceMs?: number
   /** The bypass layers in force (docs/threat-model.md); no duplicates. */
   activeLayers?: DataplaneLayer[]
+  /** The agent's version, e.g. `0.1.0`: 1-64 printable ASCII characters, no spaces. */
+  version?: string
 }
 
 export interface ManagedCgroupData {

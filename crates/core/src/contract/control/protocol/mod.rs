@@ -45,7 +45,7 @@ pub use request::{
 };
 pub use response::{
     parse_command_data, parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus,
-    ResponseData, Status,
+    ResponseData, Status, MAX_VERSION_BYTES,
 };
 
 /// Longest accepted line, excluding its `\n`.

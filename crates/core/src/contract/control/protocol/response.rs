@@ -108,7 +108,14 @@ pub struct Health {
     /// The bypass layers in force (docs/threat-model.md), in [`Layer::ALL`] order, no duplicates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_layers: Option<Vec<Layer>>,
+    /// The agent's version (its package version, e.g. `0.1.0`): a non-empty string of at most
+    /// [`MAX_VERSION_BYTES`] printable ASCII characters. Absent from agents older than the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
+
+/// Longest `version` GetHealth carries.
+pub const MAX_VERSION_BYTES: usize = 64;
 
 impl Health {
     /// Status and reasons only: `Degraded` exactly when `degraded_reasons` is non-empty.
@@ -127,6 +134,7 @@ impl Health {
             heartbeat_age_ms: None,
             heartbeat_grace_ms: None,
             active_layers: None,
+            version: None,
         }
     }
 }
@@ -478,10 +486,29 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
             "heartbeatAgeMs",
             "heartbeatGraceMs",
             "activeLayers",
+            "version",
         ],
         issues,
     )?;
     let status = obj.literal::<HealthStatus>("status", issues);
+    let version = match obj.opt_str("version", issues) {
+        Some(Some(v))
+            if v.is_empty()
+                || v.len() > MAX_VERSION_BYTES
+                || !v.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            issues.push(
+                obj.path_of("version"),
+                IssueCode::InvalidFormat,
+                format!(
+                    "expected a version of 1-{MAX_VERSION_BYTES} printable ASCII characters without spaces"
+                ),
+            );
+            None
+        }
+        Some(v) => Some(v.map(str::to_owned)),
+        None => None,
+    };
     let reasons = obj.array("degradedReasons", issues).and_then(|items| {
         let rp = obj.path_of("degradedReasons");
         let mut out = Vec::with_capacity(items.len());
@@ -548,6 +575,7 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         heartbeat_age_ms: age?,
         heartbeat_grace_ms: grace?,
         active_layers: layers?,
+        version: version?,
     })
 }
 
