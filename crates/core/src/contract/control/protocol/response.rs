@@ -16,7 +16,7 @@ use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
 use crate::contract::layer::{
     active_layers, Layer, LayerCounters, LayerState, LayerStateName, LayerStatus,
 };
-use crate::contract::policy::PolicySummary;
+use crate::contract::policy::{parse_snapshot, PolicySnapshot, PolicySummary};
 use crate::contract::reason_codes::{
     ControlAuthzCode, DataplaneReasonCode, CONTROL_AUTHZ_NAMESPACE,
 };
@@ -169,6 +169,16 @@ pub struct Status {
     pub verdicts: Vec<VerdictCount>,
 }
 
+/// GetPolicySnapshot data: the active generation and, when the agent knows it, the snapshot it was built from.
+/// `snapshot` is absent when no policy is loaded (generation 0) and when the agent did not apply the active
+/// generation itself: a pinned state it adopted from a previous agent, or a policy another loader wrote into the
+/// same pins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySnapshotData {
+    pub generation: u64,
+    pub snapshot: Option<PolicySnapshot>,
+}
+
 /// SetGlobalMode data: the mode now in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -182,6 +192,7 @@ pub enum ResponseData {
     GetHealth(Health),
     GetStatus(Status),
     GetPolicySummary(PolicySummary),
+    GetPolicySnapshot(PolicySnapshotData),
     ReplacePolicySnapshot(PolicySummary),
     /// The entry as stored after the upsert.
     UpsertManagedCgroup(ManagedCgroup),
@@ -202,6 +213,7 @@ impl ResponseData {
             ResponseData::GetHealth(_) => Command::GetHealth,
             ResponseData::GetStatus(_) => Command::GetStatus,
             ResponseData::GetPolicySummary(_) => Command::GetPolicySummary,
+            ResponseData::GetPolicySnapshot(_) => Command::GetPolicySnapshot,
             ResponseData::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
             ResponseData::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
             ResponseData::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
@@ -221,6 +233,15 @@ enum DataRef<'a> {
     Summary(&'a PolicySummary),
     Cgroup(&'a ManagedCgroup),
     Global(&'a GlobalModeData),
+    Snapshot(SnapshotWire),
+}
+
+/// GetPolicySnapshot data on the wire: `snapshot` in the policy file's canonical form.
+#[derive(Serialize)]
+struct SnapshotWire {
+    generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -291,6 +312,10 @@ impl ControlResponse {
                     | ResponseData::DeleteManagedCgroup(c)
                     | ResponseData::SetCgroupMode(c) => Some(DataRef::Cgroup(c)),
                     ResponseData::SetGlobalMode(g) => Some(DataRef::Global(g)),
+                    ResponseData::GetPolicySnapshot(p) => Some(DataRef::Snapshot(SnapshotWire {
+                        generation: p.generation,
+                        snapshot: p.snapshot.as_ref().map(PolicySnapshot::to_json_value),
+                    })),
                     ResponseData::Shutdown | ResponseData::SubscribeEvents => None,
                 };
                 serde_json::to_string(&SuccessWire {
@@ -436,6 +461,9 @@ pub(super) fn read_data(
         Command::GetStatus => read_status(v, path, issues).map(ResponseData::GetStatus),
         Command::GetPolicySummary => {
             read_summary(v, path, issues).map(ResponseData::GetPolicySummary)
+        }
+        Command::GetPolicySnapshot => {
+            read_snapshot_data(v, path, issues).map(ResponseData::GetPolicySnapshot)
         }
         Command::ReplacePolicySnapshot => {
             read_summary(v, path, issues).map(ResponseData::ReplacePolicySnapshot)
@@ -780,6 +808,40 @@ fn read_summary(
         return None;
     }
     Some(s)
+}
+
+/// `{generation, snapshot?}`: a snapshot only with a generation (0 means no policy is loaded), checked by the
+/// policy's one strict parser.
+fn read_snapshot_data(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<PolicySnapshotData> {
+    let obj = object(v, path, &["generation", "snapshot"], issues)?;
+    let generation = counter(&obj, "generation", issues);
+    let snapshot = match obj.get("snapshot") {
+        None => Some(None),
+        Some(s) => match parse_snapshot(Some(s), &obj.path_of("snapshot")) {
+            Ok(s) => Some(Some(s)),
+            Err(e) => {
+                issues.extend(e.issues);
+                None
+            }
+        },
+    };
+    let (generation, snapshot) = (generation?, snapshot?);
+    if generation == 0 && snapshot.is_some() {
+        issues.push(
+            obj.path_of("snapshot"),
+            IssueCode::Custom,
+            "generation 0 means no policy is loaded: there is no snapshot",
+        );
+        return None;
+    }
+    Some(PolicySnapshotData {
+        generation,
+        snapshot,
+    })
 }
 
 fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Status> {

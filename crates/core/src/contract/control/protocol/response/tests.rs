@@ -85,6 +85,25 @@ fn responses_round_trip_for_every_command() {
         }),
         ResponseData::GetStatus(status()),
         ResponseData::GetPolicySummary(PolicySummary::default()),
+        ResponseData::GetPolicySnapshot(PolicySnapshotData {
+            generation: 0,
+            snapshot: None,
+        }),
+        ResponseData::GetPolicySnapshot(PolicySnapshotData {
+            generation: 4,
+            snapshot: None,
+        }),
+        ResponseData::GetPolicySnapshot(PolicySnapshotData {
+            generation: 5,
+            snapshot: Some(
+                crate::contract::policy::PolicySnapshot::from_json_value(&json!({
+                    "broker": [{"ip": "10.0.0.5", "port": 8081}], "dns": [{"ip": "fd00::53", "port": 5353}],
+                    "rules": [{"id": "r", "action": "deny", "cidr": "10.1.0.0/16", "ports": [443, 8443], "protocol": "tcp"}],
+                    "sampling": {"allowOneIn": 10, "unmanagedOneIn": 100}
+                }))
+                .expect("snapshot"),
+            ),
+        }),
         ResponseData::ReplacePolicySnapshot(summary),
         ResponseData::UpsertManagedCgroup(entry.clone()),
         ResponseData::DeleteManagedCgroup(entry.clone()),
@@ -151,6 +170,12 @@ fn response_schemas_are_strict() {
         json!({"ok": true, "command": "Shutdown", "data": {}}),
         json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 0, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0}}),
         json!({"ok": true, "command": "SetGlobalMode", "data": {"globalMode": "off"}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 0, "snapshot": {"broker": [], "dns": [], "rules": []}}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 2, "snapshot": null}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 2, "snapshot": {"broker": [], "dns": [], "rules": [{"id": "x", "action": "allow", "cidr": "10.0.0.1/8"}]}}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"snapshot": {"broker": [], "dns": [], "rules": []}}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 1, "known": false}}),
+        json!({"ok": true, "command": "GetPolicySnapshot"}),
         json!({"ok": true, "command": "SetCgroupMode", "data": {"cgroupId": 9}}),
         json!({"ok": true, "command": "Nope"}),
         json!({"ok": true, "command": "Shutdown", "error": {}}),
