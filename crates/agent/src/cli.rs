@@ -169,6 +169,8 @@ pub enum PolicyCommand {
     /// The active policy snapshot: a table, or with `-o json` the snapshot itself (what `policy apply` reads).
     /// Exit 5 when the agent does not know it (no policy, or a pinned state adopted from a previous agent)
     Show,
+    /// Generation and counts of the loaded policy (also of an adopted one)
+    Summary,
     /// What applying FILE would change: rules added, removed or changed (by id), broker, DNS and sampling.
     /// Exit 0 when FILE is the active policy, 1 when it differs
     Diff {

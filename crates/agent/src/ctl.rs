@@ -29,7 +29,7 @@ use crate::cli::{
 };
 use crate::client::{Client, ClientError};
 use crate::exit::Exit;
-use crate::policy_diff::{diff, rule_text};
+use crate::policy_diff::{diff, endpoint, rule_text};
 
 impl From<ModeArg> for Mode {
     fn from(m: ModeArg) -> Mode {
@@ -87,6 +87,7 @@ pub fn run(args: CtlArgs) -> Exit {
         CtlCommand::Health => CommandRequest::GetHealth,
         CtlCommand::Status => CommandRequest::GetStatus,
         CtlCommand::Policy(PolicyCommand::Show) => return policy_show(&socket, timeout, json),
+        CtlCommand::Policy(PolicyCommand::Summary) => CommandRequest::GetPolicySummary,
         CtlCommand::Policy(PolicyCommand::Diff { file }) => {
             return policy_diff(&socket, timeout, file, json)
         }
@@ -380,10 +381,10 @@ fn policy_show(socket: &Path, timeout: Option<Duration>, json: bool) -> Exit {
         snapshot.sampling.unmanaged_one_in
     );
     for b in &snapshot.broker {
-        out.push_str(&format!("\nbroker: {}", endpoint_text(b.ip, b.port)));
+        out.push_str(&format!("\nbroker: {}", endpoint(b.ip, b.port)));
     }
     for d in &snapshot.dns {
-        out.push_str(&format!("\ndns: {}", endpoint_text(d.ip, d.port)));
+        out.push_str(&format!("\ndns: {}", endpoint(d.ip, d.port)));
     }
     if !snapshot.rules.is_empty() {
         let width = snapshot
@@ -399,13 +400,6 @@ fn policy_show(socket: &Path, timeout: Option<Duration>, json: bool) -> Exit {
         }
     }
     print(&out)
-}
-
-fn endpoint_text(ip: std::net::IpAddr, port: u16) -> String {
-    match ip {
-        std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
-        ip => format!("{ip}:{port}"),
-    }
 }
 
 /// Exit 0 when FILE is the active policy, 1 when it differs (as diff(1)); other codes as every command.

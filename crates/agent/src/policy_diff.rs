@@ -58,7 +58,8 @@ pub struct PolicyDiff<'a> {
     pub sampling: Option<(Sampling, Sampling)>,
 }
 
-fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
+/// `10.0.0.5:8081`, `[fd00::5]:8081`.
+pub fn endpoint(ip: std::net::IpAddr, port: u16) -> String {
     match ip {
         std::net::IpAddr::V6(ip) => format!("[{ip}]:{port}"),
         ip => format!("{ip}:{port}"),

@@ -42,6 +42,8 @@ fn every_subcommand_has_help_and_the_program_a_version() {
         &["ctl", "events"],
         &["ctl", "shutdown"],
         &["ctl", "version"],
+        &["ctl", "policy", "summary"],
+        &["ctl", "policy", "diff"],
         &["ctl", "cgroup", "list"],
         &["ctl", "completions"],
     ];

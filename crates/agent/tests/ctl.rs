@@ -80,6 +80,15 @@ fn version_output_formats_policy_show_diff_apply_and_cgroup_list() {
             "sampling": {"allowOneIn": 1, "unmanagedOneIn": 0}
         })
     );
+    let summary = json_out(&ctl(
+        &world.socket,
+        &["policy", "summary", "-o", "json"],
+        None,
+    ));
+    assert_eq!(
+        summary,
+        json!({"generation": 1, "ipv4Rules": 2, "ipv6Rules": 0, "brokerEndpoints": 1, "dnsEndpoints": 1})
+    );
     let shown_file = world.dir.path.join("shown.json");
     std::fs::write(&shown_file, snapshot.to_string()).expect("write");
     let shown_path = shown_file.to_str().expect("utf8");
@@ -178,6 +187,12 @@ fn version_output_formats_policy_show_diff_apply_and_cgroup_list() {
     assert_eq!(agent.wait_exit(Duration::from_secs(10)), Some(0));
     drop(agent);
     let _adopter = Agent::start(&world, &[]);
+    let out = ctl(&world.socket, &["policy", "summary"], None);
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "generation 3: 2 IPv4 rules, 0 IPv6 rules, 1 broker endpoints, 1 DNS endpoints",
+        "the counts of an adopted policy are known"
+    );
     for args in [
         &["policy", "show"][..],
         &["policy", "show", "-o", "json"][..],
