@@ -1,5 +1,7 @@
-//! `interceptor-ebpf ctl`: one control request per invocation (events: a stream), text for people, `--json`
-//! for scripts, and exit codes that say what went wrong (see [`crate::exit::Exit`]).
+//! `interceptor-ebpf ctl`: one control request per invocation (events: a stream; `version`, `policy diff`:
+//! one request and local work), text for people (`-o table`), one JSON line for scripts (`-o json`, alias
+//! `--json`), and exit codes that say what went wrong (see [`crate::exit::Exit`]). What can be checked before
+//! sending is checked here: the contract's rules on the input, the 16 MiB line limit.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
