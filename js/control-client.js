@@ -343,6 +343,10 @@ class ControlClient {
     return this.request('GetPolicySummary', undefined, options)
   }
 
+  getPolicySnapshot(options) {
+    return this.request('GetPolicySnapshot', undefined, options)
+  }
+
   replacePolicySnapshot(snapshot, options) {
     return this.request('ReplacePolicySnapshot', snapshot, options)
   }

@@ -83,6 +83,7 @@ export interface ControlCommandPayloads {
   GetHealth: undefined
   GetStatus: undefined
   GetPolicySummary: undefined
+  GetPolicySnapshot: undefined
   ReplacePolicySnapshot: PolicySnapshot
   UpsertManagedCgroup: UpsertManagedCgroupPayload
   DeleteManagedCgroup: DeleteManagedCgroupPayload
@@ -159,6 +160,8 @@ export interface HealthData {
   heartbeatGraceMs?: number
   /** The bypass layers in force (docs/threat-model.md); no duplicates. */
   activeLayers?: DataplaneLayer[]
+  /** The agent's version, e.g. `0.1.0`: 1-64 printable ASCII characters, no spaces. */
+  version?: string
 }
 
 export interface ManagedCgroupData {
@@ -192,6 +195,16 @@ export interface PolicySummaryData {
   dnsEndpoints: number
 }
 
+/**
+ * GetPolicySnapshot: the active generation and, when the agent applied it itself, the snapshot (canonical form:
+ * every default written out). No `snapshot` with generation 0 (no policy) or when the agent adopted the pinned
+ * state of a previous agent (the kernel keeps only the compiled policy).
+ */
+export interface PolicySnapshotData {
+  generation: number
+  snapshot?: PolicySnapshot
+}
+
 export interface SetGlobalModeData {
   globalMode: ControlMode
 }
@@ -201,6 +214,7 @@ export interface ControlCommandDatas {
   GetHealth: HealthData
   GetStatus: StatusData
   GetPolicySummary: PolicySummaryData
+  GetPolicySnapshot: PolicySnapshotData
   ReplacePolicySnapshot: PolicySummaryData
   UpsertManagedCgroup: ManagedCgroupData
   DeleteManagedCgroup: ManagedCgroupData

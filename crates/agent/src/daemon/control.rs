@@ -20,8 +20,8 @@ use interceptor_ebpf_core::contract::control::peer_auth::{
 };
 use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlRequest,
-    ControlResponse, GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status,
-    UpsertManagedCgroup, MAX_SAFE_INTEGER,
+    ControlResponse, GlobalModeData, ManagedCgroup, PolicySnapshotData, PolicySummary,
+    ResponseData, Status, UpsertManagedCgroup, MAX_LINE_BYTES, MAX_SAFE_INTEGER,
 };
 use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
@@ -63,6 +63,9 @@ pub struct Agent {
     closed: AtomicBool,
     /// Signalled once the reply to Shutdown was written, so the process exits only after it.
     pub shutdown_replied: tokio::sync::Notify,
+    /// The last snapshot this agent applied, with the generation it became (GetPolicySnapshot). The kernel
+    /// keeps only the compiled form, so an adopted state's snapshot is unknown until the next apply.
+    applied: std::sync::Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
 }
 
 /// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
@@ -125,7 +128,35 @@ impl Agent {
             stopping,
             closed: AtomicBool::new(false),
             shutdown_replied: tokio::sync::Notify::new(),
+            applied: std::sync::Mutex::new(None),
         }
+    }
+
+    /// Records the snapshot that became `generation` (the policy file at start, ReplacePolicySnapshot).
+    pub fn remember_policy(&self, generation: u64, snapshot: Arc<PolicySnapshot>) {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, snapshot));
+    }
+
+    /// GetPolicySnapshot: the remembered snapshot when it is the active generation's. Another loader sharing
+    /// the pins (the Node API) may have replaced it since: then it is unknown, not stale.
+    async fn policy_snapshot(&self) -> Result<PolicySnapshotData, String> {
+        let dp = self.dp.clone();
+        let summary = blocking(move || dp.policy_summary()).await?;
+        let remembered = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let snapshot = match remembered {
+            Some((generation, s)) if generation == summary.generation && generation != 0 => {
+                Some(PolicySnapshot::clone(&s))
+            }
+            _ => None,
+        };
+        Ok(PolicySnapshotData {
+            generation: to_contract_summary(&summary).generation,
+            snapshot,
+        })
     }
 
     /// Becomes `true` when the agent starts stopping.
@@ -219,6 +250,29 @@ impl Agent {
                 let dp = self.dp.clone();
                 Outcome::Reply(match blocking(move || dp.policy_summary()).await {
                     Ok(s) => self.ok(ResponseData::GetPolicySummary(to_contract_summary(&s)), id),
+                    Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
+                })
+            }
+            CommandRequest::GetPolicySnapshot => {
+                Outcome::Reply(match self.policy_snapshot().await {
+                    Ok(p) => {
+                        let reply = self.ok(ResponseData::GetPolicySnapshot(p), id.clone());
+                        // The canonical form of an accepted request can be longer than the request was (defaults
+                        // written out): a line the client could not read is refused instead.
+                        if reply.len() - 1 > MAX_LINE_BYTES {
+                            self.fail(
+                            ControlAuthzCode::CommandFailed,
+                            format!(
+                                "the snapshot's response line is {} bytes, over the {MAX_LINE_BYTES}-byte limit",
+                                reply.len() - 1
+                            ),
+                            Some(command),
+                            id,
+                        )
+                        } else {
+                            reply
+                        }
+                    }
                     Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
                 })
             }
@@ -341,12 +395,14 @@ impl Agent {
         let dp = self.dp.clone();
         let data = match request {
             CommandRequest::ReplacePolicySnapshot(snapshot) => {
-                let snapshot: PolicySnapshot = snapshot;
+                let snapshot = Arc::new(snapshot);
+                let compiled = snapshot.clone();
                 let started = Instant::now();
-                let applied = blocking(move || dp.replace_policy(&snapshot)).await;
+                let applied = blocking(move || dp.replace_policy(&compiled)).await;
                 self.metrics
                     .policy_apply(started.elapsed(), applied.is_ok().then(SystemTime::now));
                 let summary = applied?;
+                self.remember_policy(summary.generation, snapshot);
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
             }

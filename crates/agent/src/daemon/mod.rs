@@ -271,6 +271,11 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         ControllerAuthorizationPolicy::from(&config.contract),
         dropped_subscriber,
     ));
+    if file_apply.is_some() {
+        if let Some((_, snapshot)) = &config.policy {
+            agent.remember_policy(generation, Arc::new(snapshot.clone()));
+        }
+    }
 
     tokio::spawn(heartbeat(
         agent.clone(),

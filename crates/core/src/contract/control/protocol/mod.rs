@@ -45,7 +45,7 @@ pub use request::{
 };
 pub use response::{
     parse_command_data, parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus,
-    ResponseData, Status,
+    PolicySnapshotData, ResponseData, Status, MAX_VERSION_BYTES,
 };
 
 /// Longest accepted line, excluding its `\n`.
@@ -91,6 +91,8 @@ commands! {
     GetStatus => true,
     /// Generation and counts of the loaded policy.
     GetPolicySummary => true,
+    /// The loaded policy itself, when the agent knows it (it applied it), with its generation.
+    GetPolicySnapshot => true,
     /// Atomically replaces the policy.
     ReplacePolicySnapshot => false,
     /// Adds or updates a managed cgroup.

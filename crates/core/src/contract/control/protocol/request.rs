@@ -36,6 +36,7 @@ pub enum CommandRequest {
     GetHealth,
     GetStatus,
     GetPolicySummary,
+    GetPolicySnapshot,
     ReplacePolicySnapshot(PolicySnapshot),
     UpsertManagedCgroup(UpsertManagedCgroup),
     DeleteManagedCgroup(CgroupRef),
@@ -51,6 +52,7 @@ impl CommandRequest {
             CommandRequest::GetHealth => Command::GetHealth,
             CommandRequest::GetStatus => Command::GetStatus,
             CommandRequest::GetPolicySummary => Command::GetPolicySummary,
+            CommandRequest::GetPolicySnapshot => Command::GetPolicySnapshot,
             CommandRequest::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
             CommandRequest::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
             CommandRequest::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
@@ -298,6 +300,7 @@ pub(super) fn read_payload(
         Command::GetHealth => simple(CommandRequest::GetHealth, issues),
         Command::GetStatus => simple(CommandRequest::GetStatus, issues),
         Command::GetPolicySummary => simple(CommandRequest::GetPolicySummary, issues),
+        Command::GetPolicySnapshot => simple(CommandRequest::GetPolicySnapshot, issues),
         Command::Shutdown => match v {
             None | Some(Value::Null) => Some(CommandRequest::Shutdown(ShutdownOptions::default())),
             _ => {

@@ -23,6 +23,7 @@ fn every_command_round_trips() {
         CommandRequest::GetHealth,
         CommandRequest::GetStatus,
         CommandRequest::GetPolicySummary,
+        CommandRequest::GetPolicySnapshot,
         CommandRequest::ReplacePolicySnapshot(snapshot),
         CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
             cgroup: CgroupRef::Path("/workloads/a".into()),
