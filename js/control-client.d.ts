@@ -104,6 +104,9 @@ export declare class ControlClient {
   /** The active snapshot when the agent applied it; see PolicySnapshotData. */
   getPolicySnapshot(options?: ControlCallOptions): Promise<PolicySnapshotData>
   replacePolicySnapshot(snapshot: PolicySnapshotInput, options?: ControlCallOptions): Promise<PolicySummaryData>
+  /** Dry run: the agent validates and compiles the snapshot against the dataplane's limits and applies nothing;
+   * the summary is what a replacement would report, with the active (unchanged) generation. */
+  validatePolicySnapshot(snapshot: PolicySnapshotInput, options?: ControlCallOptions): Promise<PolicySummaryData>
   upsertManagedCgroup(payload: UpsertManagedCgroupPayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
   deleteManagedCgroup(payload: DeleteManagedCgroupPayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
   setGlobalMode(mode: ControlMode, options?: ControlCallOptions): Promise<SetGlobalModeData>

@@ -351,6 +351,10 @@ class ControlClient {
     return this.request('ReplacePolicySnapshot', snapshot, options)
   }
 
+  validatePolicySnapshot(snapshot, options) {
+    return this.request('ValidatePolicySnapshot', snapshot, options)
+  }
+
   upsertManagedCgroup(payload, options) {
     return this.request('UpsertManagedCgroup', payload, options)
   }

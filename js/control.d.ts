@@ -85,6 +85,7 @@ export interface ControlCommandPayloads {
   GetPolicySummary: undefined
   GetPolicySnapshot: undefined
   ReplacePolicySnapshot: PolicySnapshot
+  ValidatePolicySnapshot: PolicySnapshot
   UpsertManagedCgroup: UpsertManagedCgroupPayload
   DeleteManagedCgroup: DeleteManagedCgroupPayload
   SetGlobalMode: SetGlobalModePayload
@@ -95,8 +96,9 @@ export interface ControlCommandPayloads {
 
 /** The payloads a client may write: the snapshot's defaults may be omitted, Shutdown's `detach` too. */
 export interface ControlCommandPayloadInputs
-  extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot' | 'Shutdown'> {
+  extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot' | 'ValidatePolicySnapshot' | 'Shutdown'> {
   ReplacePolicySnapshot: PolicySnapshotInput
+  ValidatePolicySnapshot: PolicySnapshotInput
   Shutdown: ShutdownPayload | undefined
 }
 
@@ -216,6 +218,8 @@ export interface ControlCommandDatas {
   GetPolicySummary: PolicySummaryData
   GetPolicySnapshot: PolicySnapshotData
   ReplacePolicySnapshot: PolicySummaryData
+  /** What ReplacePolicySnapshot would report; `generation` is the active one: nothing was applied. */
+  ValidatePolicySnapshot: PolicySummaryData
   UpsertManagedCgroup: ManagedCgroupData
   DeleteManagedCgroup: ManagedCgroupData
   SetGlobalMode: SetGlobalModeData

@@ -181,6 +181,10 @@ pub enum PolicyCommand {
     Apply {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Have the agent validate and compile the snapshot against the dataplane's limits and apply nothing
+        /// (the generation stays as it is): what the apply would report, or why it would be refused.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

@@ -93,7 +93,8 @@ pub fn run(args: CtlArgs) -> Exit {
         CtlCommand::Policy(PolicyCommand::Diff { file }) => {
             return policy_diff(&socket, timeout, file, json)
         }
-        CtlCommand::Policy(PolicyCommand::Apply { file }) => match read_policy(file) {
+        CtlCommand::Policy(PolicyCommand::Apply { file, dry_run }) => match read_policy(file) {
+            Ok(s) if *dry_run => CommandRequest::ValidatePolicySnapshot(s),
             Ok(s) => CommandRequest::ReplacePolicySnapshot(s),
             Err((exit, message)) => return fail(exit, message),
         },
@@ -485,9 +486,9 @@ fn json_of(data: &ResponseData) -> String {
     let value = match data {
         ResponseData::GetHealth(h) => serde_json::to_value(h),
         ResponseData::GetStatus(s) => serde_json::to_value(s),
-        ResponseData::GetPolicySummary(p) | ResponseData::ReplacePolicySnapshot(p) => {
-            serde_json::to_value(p)
-        }
+        ResponseData::GetPolicySummary(p)
+        | ResponseData::ReplacePolicySnapshot(p)
+        | ResponseData::ValidatePolicySnapshot(p) => serde_json::to_value(p),
         ResponseData::GetPolicySnapshot(_) => Ok(data.to_json_value().unwrap_or_default()),
         ResponseData::UpsertManagedCgroup(c)
         | ResponseData::DeleteManagedCgroup(c)
@@ -520,9 +521,13 @@ fn summary_text(p: &PolicySummary) -> String {
     if p.generation == 0 {
         return "no policy loaded".into();
     }
+    format!("generation {}: {}", p.generation, counts_text(p))
+}
+
+fn counts_text(p: &PolicySummary) -> String {
     format!(
-        "generation {}: {} IPv4 rules, {} IPv6 rules, {} broker endpoints, {} DNS endpoints",
-        p.generation, p.ipv4_rules, p.ipv6_rules, p.broker_endpoints, p.dns_endpoints
+        "{} IPv4 rules, {} IPv6 rules, {} broker endpoints, {} DNS endpoints",
+        p.ipv4_rules, p.ipv6_rules, p.broker_endpoints, p.dns_endpoints
     )
 }
 
@@ -636,6 +641,11 @@ fn text_of(data: &ResponseData) -> String {
         ResponseData::GetPolicySummary(p) => summary_text(p),
         ResponseData::GetPolicySnapshot(p) => format!("generation {}", p.generation),
         ResponseData::ReplacePolicySnapshot(p) => format!("applied {}", summary_text(p)),
+        ResponseData::ValidatePolicySnapshot(p) => format!(
+            "valid, nothing applied (dry run): the policy would hold {}; generation {} stays active",
+            counts_text(p),
+            p.generation
+        ),
         ResponseData::UpsertManagedCgroup(c) => format!("managed: {}", cgroup_text(c)),
         ResponseData::DeleteManagedCgroup(c) => format!("no longer managed: {}", cgroup_text(c)),
         ResponseData::SetCgroupMode(c) => format!("mode set: {}", cgroup_text(c)),

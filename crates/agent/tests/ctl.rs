@@ -131,6 +131,75 @@ fn version_output_formats_policy_show_diff_apply_and_cgroup_list() {
     assert_eq!(d["identical"], false);
     assert_eq!(d["rules"]["changed"][0]["id"], "deny-bad");
 
+    // A dry run: the agent compiles the file against the dataplane's limits and applies nothing.
+    let out = ctl(
+        &world.socket,
+        &["policy", "apply", "--dry-run", changed_path],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "valid, nothing applied (dry run): the policy would hold 2 IPv4 rules, 1 IPv6 rules, 1 broker \
+         endpoints, 1 DNS endpoints; generation 1 stays active\n"
+    );
+    let dry = json_out(&ctl(
+        &world.socket,
+        &["policy", "apply", "--dry-run", changed_path, "-o", "json"],
+        None,
+    ));
+    assert_eq!(dry["generation"], 1);
+    assert_eq!(
+        (dry["ipv4Rules"].clone(), dry["ipv6Rules"].clone()),
+        (json!(2), json!(1))
+    );
+    assert_eq!(
+        json_out(&ctl(
+            &world.socket,
+            &["policy", "summary", "-o", "json"],
+            None
+        ))["generation"],
+        1,
+        "a dry run spends no generation"
+    );
+    // Beyond the dataplane's limit (131,072 rules per family): refused by the same compiler, nothing applied.
+    let big_rules: Vec<Value> = (0..131_073u32)
+        .map(|i| {
+            json!({"id": format!("r{i}"), "action": "allow",
+                   "cidr": format!("10.{}.{}.{}/32", (i >> 16) & 255, (i >> 8) & 255, i & 255)})
+        })
+        .collect();
+    let big_path = world.dir.path.join("too-big.json");
+    std::fs::write(
+        &big_path,
+        json!({"broker": [], "dns": [], "rules": big_rules}).to_string(),
+    )
+    .expect("write");
+    let out = ctl(
+        &world.socket,
+        &[
+            "policy",
+            "apply",
+            "--dry-run",
+            big_path.to_str().expect("utf-8"),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stderr).contains("131072"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        json_out(&ctl(
+            &world.socket,
+            &["policy", "summary", "-o", "json"],
+            None
+        ))["generation"],
+        1
+    );
+
     // The shown snapshot round-trips into policy apply; the applied file is what policy show shows next.
     let out = ctl(&world.socket, &["policy", "apply", changed_path], None);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));

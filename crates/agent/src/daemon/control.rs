@@ -406,6 +406,10 @@ impl Agent {
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
             }
+            CommandRequest::ValidatePolicySnapshot(snapshot) => {
+                let summary = blocking(move || dp.check_policy(&snapshot)).await?;
+                ResponseData::ValidatePolicySnapshot(to_contract_summary(&summary))
+            }
             CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
                 cgroup,
                 mode,
@@ -457,10 +461,12 @@ impl Agent {
             other => return Err(format!("{} is not a mutation", other.command())),
         };
         let detail = match &data {
-            ResponseData::ReplacePolicySnapshot(s) => json!({
-                "generation": s.generation, "ipv4Rules": s.ipv4_rules, "ipv6Rules": s.ipv6_rules,
-                "brokerEndpoints": s.broker_endpoints, "dnsEndpoints": s.dns_endpoints,
-            }),
+            ResponseData::ReplacePolicySnapshot(s) | ResponseData::ValidatePolicySnapshot(s) => {
+                json!({
+                    "generation": s.generation, "ipv4Rules": s.ipv4_rules, "ipv6Rules": s.ipv6_rules,
+                    "brokerEndpoints": s.broker_endpoints, "dnsEndpoints": s.dns_endpoints,
+                })
+            }
             ResponseData::UpsertManagedCgroup(m)
             | ResponseData::DeleteManagedCgroup(m)
             | ResponseData::SetCgroupMode(m) => json!({

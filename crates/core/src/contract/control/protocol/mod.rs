@@ -95,6 +95,10 @@ commands! {
     GetPolicySnapshot => true,
     /// Atomically replaces the policy.
     ReplacePolicySnapshot => false,
+    /// Validates and compiles a snapshot against the dataplane's limits and applies nothing (`ctl policy apply
+    /// --dry-run`): the reply is what ReplacePolicySnapshot would report, with the active generation. Privileged
+    /// like a replacement, since compiling a 16 MiB snapshot is work.
+    ValidatePolicySnapshot => false,
     /// Adds or updates a managed cgroup.
     UpsertManagedCgroup => false,
     /// Stops managing a cgroup.

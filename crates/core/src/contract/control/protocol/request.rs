@@ -38,6 +38,7 @@ pub enum CommandRequest {
     GetPolicySummary,
     GetPolicySnapshot,
     ReplacePolicySnapshot(PolicySnapshot),
+    ValidatePolicySnapshot(PolicySnapshot),
     UpsertManagedCgroup(UpsertManagedCgroup),
     DeleteManagedCgroup(CgroupRef),
     SetGlobalMode(Mode),
@@ -54,6 +55,7 @@ impl CommandRequest {
             CommandRequest::GetPolicySummary => Command::GetPolicySummary,
             CommandRequest::GetPolicySnapshot => Command::GetPolicySnapshot,
             CommandRequest::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
+            CommandRequest::ValidatePolicySnapshot(_) => Command::ValidatePolicySnapshot,
             CommandRequest::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
             CommandRequest::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
             CommandRequest::SetGlobalMode(_) => Command::SetGlobalMode,
@@ -74,7 +76,8 @@ impl CommandRequest {
             m
         };
         match self {
-            CommandRequest::ReplacePolicySnapshot(s) => Some(s.to_json_value()),
+            CommandRequest::ReplacePolicySnapshot(s)
+            | CommandRequest::ValidatePolicySnapshot(s) => Some(s.to_json_value()),
             CommandRequest::UpsertManagedCgroup(u) => {
                 let mut m = cgroup_obj(&u.cgroup);
                 if let Some(mode) = u.mode {
@@ -315,6 +318,13 @@ pub(super) fn read_payload(
             }
         },
         Command::SubscribeEvents => simple(CommandRequest::SubscribeEvents, issues),
+        Command::ValidatePolicySnapshot => match parse_snapshot(v, &path) {
+            Ok(s) => Some(CommandRequest::ValidatePolicySnapshot(s)),
+            Err(e) => {
+                issues.extend(e.issues);
+                None
+            }
+        },
         Command::ReplacePolicySnapshot => match parse_snapshot(v, &path) {
             Ok(s) => Some(CommandRequest::ReplacePolicySnapshot(s)),
             Err(e) => {

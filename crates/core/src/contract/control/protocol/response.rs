@@ -194,6 +194,8 @@ pub enum ResponseData {
     GetPolicySummary(PolicySummary),
     GetPolicySnapshot(PolicySnapshotData),
     ReplacePolicySnapshot(PolicySummary),
+    /// What a replacement would report; `generation` is the active one (nothing was applied).
+    ValidatePolicySnapshot(PolicySummary),
     /// The entry as stored after the upsert.
     UpsertManagedCgroup(ManagedCgroup),
     /// The entry that was removed.
@@ -215,6 +217,7 @@ impl ResponseData {
             ResponseData::GetPolicySummary(_) => Command::GetPolicySummary,
             ResponseData::GetPolicySnapshot(_) => Command::GetPolicySnapshot,
             ResponseData::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
+            ResponseData::ValidatePolicySnapshot(_) => Command::ValidatePolicySnapshot,
             ResponseData::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
             ResponseData::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
             ResponseData::SetGlobalMode(_) => Command::SetGlobalMode,
@@ -305,9 +308,9 @@ impl ControlResponse {
                 let data_ref = match data {
                     ResponseData::GetHealth(h) => Some(DataRef::Health(h)),
                     ResponseData::GetStatus(s) => Some(DataRef::Status(s)),
-                    ResponseData::GetPolicySummary(p) | ResponseData::ReplacePolicySnapshot(p) => {
-                        Some(DataRef::Summary(p))
-                    }
+                    ResponseData::GetPolicySummary(p)
+                    | ResponseData::ReplacePolicySnapshot(p)
+                    | ResponseData::ValidatePolicySnapshot(p) => Some(DataRef::Summary(p)),
                     ResponseData::UpsertManagedCgroup(c)
                     | ResponseData::DeleteManagedCgroup(c)
                     | ResponseData::SetCgroupMode(c) => Some(DataRef::Cgroup(c)),
@@ -464,6 +467,9 @@ pub(super) fn read_data(
         }
         Command::GetPolicySnapshot => {
             read_snapshot_data(v, path, issues).map(ResponseData::GetPolicySnapshot)
+        }
+        Command::ValidatePolicySnapshot => {
+            read_summary(v, path, issues).map(ResponseData::ValidatePolicySnapshot)
         }
         Command::ReplacePolicySnapshot => {
             read_summary(v, path, issues).map(ResponseData::ReplacePolicySnapshot)

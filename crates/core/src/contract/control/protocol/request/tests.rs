@@ -24,6 +24,7 @@ fn every_command_round_trips() {
         CommandRequest::GetStatus,
         CommandRequest::GetPolicySummary,
         CommandRequest::GetPolicySnapshot,
+        CommandRequest::ValidatePolicySnapshot(snapshot.clone()),
         CommandRequest::ReplacePolicySnapshot(snapshot),
         CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
             cgroup: CgroupRef::Path("/workloads/a".into()),
