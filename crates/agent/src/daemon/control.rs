@@ -29,6 +29,7 @@ use interceptor_ebpf_core::contract::verdict_counts::VerdictCount;
 use interceptor_ebpf_core::dataplane::{self, Dataplane, DataplaneError};
 
 use super::health::HealthState;
+use super::heap;
 use super::log::Log;
 use super::metrics::Metrics;
 use super::socket::SocketFile;
@@ -332,7 +333,14 @@ impl Agent {
         let data = match request {
             CommandRequest::ReplacePolicySnapshot(snapshot) => {
                 let snapshot: PolicySnapshot = snapshot;
-                let summary = blocking(move || dp.replace_policy(&snapshot)).await?;
+                let summary = blocking(move || {
+                    let summary = dp.replace_policy(&snapshot);
+                    // The parsed snapshot and its compiled form: as large as the policy, and done with.
+                    drop(snapshot);
+                    heap::release_free();
+                    summary
+                })
+                .await?;
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
             }

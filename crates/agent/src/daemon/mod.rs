@@ -16,6 +16,7 @@ pub mod control;
 pub mod fairness;
 pub mod framing;
 pub mod health;
+pub mod heap;
 pub mod log;
 pub mod metrics;
 pub mod server;
@@ -87,6 +88,7 @@ fn raise_fd_limit() {
 
 /// Runs the agent until it is stopped; returns the exit code.
 pub fn run(config: AgentConfig) -> Exit {
+    heap::configure();
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)))
@@ -120,7 +122,7 @@ fn start_failed(log: &Log, what: &str, error: String) -> Exit {
     Exit::Failure
 }
 
-async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
+async fn run_async(mut config: AgentConfig, log: Arc<Log>) -> Exit {
     let (std_listener, socket_file) = match socket::bind(&config.contract) {
         Ok(s) => s,
         Err(e) => return start_failed(&log, "control socket", e.to_string()),
@@ -150,7 +152,13 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
         disable_layers: config.disable_layers.clone(),
         ..DataplaneOptions::default()
     };
-    let dp = match tokio::task::spawn_blocking(move || Dataplane::load(options)).await {
+    let loaded = tokio::task::spawn_blocking(move || {
+        let dp = Dataplane::load(options);
+        // The load's BTF parsing is freed by now: tens of MiB that would otherwise stay resident.
+        heap::release_free();
+        dp
+    });
+    let dp = match loaded.await {
         Ok(Ok(dp)) => Arc::new(dp),
         Ok(Err(e)) => return start_failed(&log, "dataplane", e.to_string()),
         Err(e) => return start_failed(&log, "dataplane", e.to_string()),
@@ -189,11 +197,18 @@ async fn run_async(config: AgentConfig, log: Arc<Log>) -> Exit {
             }),
         );
     }
-    if let Some((path, snapshot)) = &config.policy {
+    // Taken out of the configuration, which lives as long as the agent: the snapshot (as large as the policy
+    // file) is dropped once applied.
+    if let Some((path, snapshot)) = config.policy.take() {
         if generation == 0 {
             let dp2 = dp.clone();
-            let snapshot = snapshot.clone();
-            match tokio::task::spawn_blocking(move || dp2.replace_policy(&snapshot)).await {
+            let applied = tokio::task::spawn_blocking(move || {
+                let summary = dp2.replace_policy(&snapshot);
+                drop(snapshot);
+                heap::release_free();
+                summary
+            });
+            match applied.await {
                 Ok(Ok(summary)) => {
                     generation = summary.generation;
                     log.lifecycle(
