@@ -57,7 +57,7 @@ pub struct Agent {
     /// Serialises mutations (and Shutdown) so each sees the result of the previous one.
     mutate: tokio::sync::Mutex<()>,
     /// Verdict log lines for SubscribeEvents connections.
-    pub events: broadcast::Sender<Arc<[u8]>>,
+    pub events: EventFanout,
     pub dropped_subscriber: Arc<AtomicU64>,
     stopping: watch::Sender<bool>,
     closed: AtomicBool,
@@ -67,6 +67,33 @@ pub struct Agent {
 
 /// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
 pub const SUBSCRIBER_BACKLOG: usize = 8192;
+
+/// The broadcast channel of verdict log lines to SubscribeEvents connections, made when the first subscriber
+/// comes: its [`SUBSCRIBER_BACKLOG`] slots are allocated with it (320 KiB), and many agents never have a
+/// subscriber (their verdicts go to standard output).
+#[derive(Default)]
+pub struct EventFanout {
+    tx: std::sync::OnceLock<broadcast::Sender<Arc<[u8]>>>,
+}
+
+impl EventFanout {
+    /// A receiver of every line sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[u8]>> {
+        self.tx
+            .get_or_init(|| broadcast::channel(SUBSCRIBER_BACKLOG).0)
+            .subscribe()
+    }
+
+    /// Subscribers connected now.
+    pub fn receiver_count(&self) -> usize {
+        self.tx.get().map_or(0, broadcast::Sender::receiver_count)
+    }
+
+    /// To every subscriber; how many it reached (none: the line is not kept).
+    pub fn send(&self, line: Arc<[u8]>) -> usize {
+        self.tx.get().and_then(|tx| tx.send(line).ok()).unwrap_or(0)
+    }
+}
 
 /// The dataplane's summary (the contract's type) as the protocol sends it: the generation clamped to what a
 /// JavaScript client reads exactly.
@@ -109,7 +136,6 @@ impl Agent {
         authz: ControllerAuthorizationPolicy,
         dropped_subscriber: Arc<AtomicU64>,
     ) -> Agent {
-        let (events, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
         let (stopping, _) = watch::channel(false);
         Agent {
             dp,
@@ -120,7 +146,7 @@ impl Agent {
             socket,
             authz,
             mutate: tokio::sync::Mutex::new(()),
-            events,
+            events: EventFanout::default(),
             dropped_subscriber,
             stopping,
             closed: AtomicBool::new(false),
