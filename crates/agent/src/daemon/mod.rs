@@ -19,6 +19,7 @@ pub mod health;
 pub mod heap;
 pub mod log;
 pub mod metrics;
+pub mod runtime;
 pub mod server;
 pub mod socket;
 
@@ -90,12 +91,7 @@ fn raise_fd_limit() {
 pub fn run(config: AgentConfig) -> Exit {
     heap::configure();
     raise_fd_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)))
-        .thread_name("agent-worker")
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("interceptor-ebpf agent: cannot start the async runtime: {e}");
