@@ -15,8 +15,12 @@
 //! [`configure`] fixes the thresholds and bounds the arenas before the first thread starts; [`release_free`]
 //! returns the free pages of every arena after the large jobs.
 //!
+//! [`Burst`] does the same once a burst of control connections is over.
+//!
 //! musl (the static agents) has neither per-thread arenas nor these thresholds: its allocator unmaps large
 //! blocks when they are freed and returns freed pages by itself. Both functions do nothing there.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Malloc arenas the process may have. The agent's threads (the async workers, the blocking pool, the log
 /// writer) share them; glibc's per-thread cache still serves most small allocations without taking an
@@ -53,6 +57,62 @@ pub fn release_free() {
     // SAFETY: malloc_trim takes the arenas' locks itself and only releases memory no allocation uses.
     unsafe {
         libc::malloc_trim(0);
+    }
+}
+
+/// Open control connections, to give back the memory of a burst of clients once it is over. Each connection
+/// leaves its task, buffers and replies behind as free memory in the arenas; after 1,000 clients that was
+/// 8 MiB of RSS that stayed.
+#[derive(Debug, Default)]
+pub struct Burst {
+    open: AtomicUsize,
+    /// The most connections open at once since the last release.
+    peak: AtomicUsize,
+}
+
+impl Burst {
+    /// A peak of at least this many connections is a burst worth a `malloc_trim`.
+    pub const CONNECTIONS: usize = 128;
+
+    pub fn opened(&self) {
+        let open = self.open.fetch_add(1, Ordering::AcqRel) + 1;
+        self.peak.fetch_max(open, Ordering::AcqRel);
+    }
+
+    /// A connection closed; true (once per burst) when a burst is over: the open connections fell to a quarter
+    /// of a peak of at least [`Self::CONNECTIONS`]. The caller then calls [`release_free`] off the async
+    /// workers.
+    pub fn closed(&self) -> bool {
+        let open = self.open.fetch_sub(1, Ordering::AcqRel).saturating_sub(1);
+        let peak = self.peak.load(Ordering::Acquire);
+        peak >= Self::CONNECTIONS
+            && open <= peak / 4
+            && self
+                .peak
+                .compare_exchange(peak, open, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
+
+#[cfg(test)]
+mod burst_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_over_once_a_quarter_of_its_peak_is_left() {
+        let b = Burst::default();
+        for _ in 0..Burst::CONNECTIONS {
+            b.opened();
+        }
+        let closes: Vec<bool> = (0..Burst::CONNECTIONS).map(|_| b.closed()).collect();
+        let over = Burst::CONNECTIONS - Burst::CONNECTIONS / 4 - 1;
+        assert_eq!(closes.iter().filter(|&&c| c).count(), 1, "once per burst");
+        assert!(closes[over], "at a quarter of the peak");
+        // A handful of connections is not a burst.
+        for _ in 0..10 {
+            b.opened();
+        }
+        assert!((0..10).all(|_| !b.closed()));
     }
 }
 
