@@ -15,7 +15,8 @@
 //! [`configure`] fixes the thresholds and bounds the arenas before the first thread starts; [`release_free`]
 //! returns the free pages of every arena after the large jobs.
 //!
-//! [`Burst`] does the same once a burst of control connections is over.
+//! [`Burst`] and [`Backlog`] do the same once a burst of control connections, or a flood of verdict events, is
+//! over.
 //!
 //! musl (the static agents) has neither per-thread arenas nor these thresholds: its allocator unmaps large
 //! blocks when they are freed and returns freed pages by itself. Both functions do nothing there.
@@ -94,8 +95,42 @@ impl Burst {
     }
 }
 
+/// The event pump's backlog: a flood of verdicts fills the dataplane's event queue (up to 65,536 decoded
+/// events, their strings, the log lines made of them), and all of it is free once the pump has caught up: 9 MiB
+/// of RSS stayed after a 5 s flood of denied sends. Given back once a backlog has drained, at most once per
+/// [`Self::INTERVAL`] under a flood that keeps coming back.
+#[derive(Debug, Default)]
+pub struct Backlog {
+    /// A full batch was taken since the last release: the queue held more than a batch.
+    seen: bool,
+    last: Option<std::time::Instant>,
+}
+
+impl Backlog {
+    pub const INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+    /// After each batch the pump took (`full`: as many events as it asked for); true when the caller should
+    /// call [`release_free`] (off the async workers).
+    pub fn after_batch(&mut self, full: bool, now: std::time::Instant) -> bool {
+        if full {
+            self.seen = true;
+            return false;
+        }
+        if !self.seen
+            || self
+                .last
+                .is_some_and(|t| now.duration_since(t) < Self::INTERVAL)
+        {
+            return false;
+        }
+        self.seen = false;
+        self.last = Some(now);
+        true
+    }
+}
+
 #[cfg(test)]
-mod burst_tests {
+mod release_tests {
     use super::*;
 
     #[test]
@@ -113,6 +148,22 @@ mod burst_tests {
             b.opened();
         }
         assert!((0..10).all(|_| !b.closed()));
+    }
+
+    #[test]
+    fn a_drained_backlog_is_released_at_most_once_per_interval() {
+        let t0 = std::time::Instant::now();
+        let mut b = Backlog::default();
+        // Steady small batches: nothing to give back.
+        assert!(!b.after_batch(false, t0));
+        assert!(!b.after_batch(true, t0));
+        assert!(b.after_batch(false, t0), "the backlog drained");
+        assert!(!b.after_batch(false, t0), "once");
+        // The next backlog drains within the interval: wait for it.
+        assert!(!b.after_batch(true, t0));
+        assert!(!b.after_batch(false, t0 + Backlog::INTERVAL / 2));
+        assert!(!b.after_batch(true, t0 + Backlog::INTERVAL / 2));
+        assert!(b.after_batch(false, t0 + Backlog::INTERVAL));
     }
 }
 
