@@ -359,14 +359,12 @@ impl Agent {
         let data = match request {
             CommandRequest::ReplacePolicySnapshot(snapshot) => {
                 let snapshot: PolicySnapshot = snapshot;
-                let summary = blocking(move || {
-                    let summary = dp.replace_policy(&snapshot);
-                    // The parsed snapshot and its compiled form: as large as the policy, and done with.
-                    drop(snapshot);
-                    heap::release_free();
-                    summary
-                })
-                .await?;
+                let summary = blocking(move || dp.replace_policy(&snapshot)).await;
+                // The parsed snapshot and its compiled form (as large as the policy) are freed by now. Given
+                // back on a blocking thread of its own, so the reply does not wait for it (milliseconds after a
+                // large policy).
+                tokio::task::spawn_blocking(heap::release_free);
+                let summary = summary?;
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
             }
