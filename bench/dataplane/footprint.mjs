@@ -213,15 +213,33 @@ function status(pid) {
 }
 
 /**
- * The resident bytes of every mapping of /proc/PID/smaps, by kind. A thread stack is an anonymous mapping right
- * above a PROT_NONE guard page (how glibc and musl allocate pthread stacks); a malloc arena is the rest of the
- * anonymous memory (glibc's per-thread heaps, mmapped large allocations).
+ * The stack pointer of every thread of PID that waits in a system call (an idle agent's threads all do), from
+ * /proc/PID/task/TID/syscall, whose last two fields are the stack and instruction pointers.
+ */
+function threadStackPointers(pid) {
+  const sps = []
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let fields
+    try {
+      fields = fs.readFileSync(`/proc/${pid}/task/${tid}/syscall`, 'utf8').trim().split(' ')
+    } catch {
+      continue
+    }
+    if (fields.length >= 3 && fields[0] !== 'running') sps.push(parseInt(fields[fields.length - 2], 16))
+  }
+  return sps
+}
+
+/**
+ * The resident bytes of every mapping of /proc/PID/smaps, by kind. A thread stack is the anonymous mapping a
+ * thread's stack pointer is in; the rest of the anonymous memory is the allocator's (glibc's arenas, blocks
+ * mapped on their own; musl's groups).
  */
 function smapsByKind(pid, bin) {
   const kinds = new Map()
   const add = (kind, bytes) => kinds.set(kind, (kinds.get(kind) ?? 0) + bytes)
   const binary = fs.realpathSync(bin)
-  let prev = null
+  const sps = threadStackPointers(pid)
   let cur = null
   const flush = () => {
     if (cur === null) return
@@ -232,11 +250,10 @@ function smapsByKind(pid, bin) {
     else if (cur.name === '[heap]') kind = 'main heap (brk)'
     else if (cur.name === '[stack]') kind = 'main thread stack'
     else if (cur.name === '') {
-      const guarded = prev !== null && prev.end === cur.start && prev.perms.startsWith('---') && prev.end - prev.start <= 65536
-      kind = guarded && cur.perms.startsWith('rw') ? 'thread stacks' : 'malloc arenas and mmapped allocations'
+      const stack = sps.some((sp) => sp >= cur.start && sp < cur.end)
+      kind = stack ? 'thread stacks' : 'malloc arenas and mmapped allocations'
     } else kind = 'kernel pseudo-mappings (vdso, vvar)'
     add(kind, cur.rss)
-    prev = cur
   }
   for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
     const head = /^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$/.exec(line)

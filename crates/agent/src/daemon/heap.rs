@@ -18,8 +18,9 @@
 //! [`Burst`] and [`Backlog`] do the same once a burst of control connections, or a flood of verdict events, is
 //! over.
 //!
-//! musl (the static agents) has neither per-thread arenas nor these thresholds: its allocator unmaps large
-//! blocks when they are freed and returns freed pages by itself. Both functions do nothing there.
+//! musl (the static agents): its allocator (mallocng) has neither these settings nor a trim, so both functions
+//! do nothing there. Measured the same way, the static agent idles at 25.4 MiB and keeps what a large policy
+//! left (87 MiB back at 10 rules after the 262,144-rule one): docs/agent.md, "Resources".
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
