@@ -63,6 +63,8 @@ pub struct Agent {
     closed: AtomicBool,
     /// Signalled once the reply to Shutdown was written, so the process exits only after it.
     pub shutdown_replied: tokio::sync::Notify,
+    /// Gives back the memory of large jobs (policy replacements, bursts of clients, event floods).
+    pub release: Arc<heap::Release>,
 }
 
 /// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
@@ -151,6 +153,7 @@ impl Agent {
             stopping,
             closed: AtomicBool::new(false),
             shutdown_replied: tokio::sync::Notify::new(),
+            release: heap::Release::new(),
         }
     }
 
@@ -360,10 +363,8 @@ impl Agent {
             CommandRequest::ReplacePolicySnapshot(snapshot) => {
                 let snapshot: PolicySnapshot = snapshot;
                 let summary = blocking(move || dp.replace_policy(&snapshot)).await;
-                // The parsed snapshot and its compiled form (as large as the policy) are freed by now. Given
-                // back on a blocking thread of its own, so the reply does not wait for it (milliseconds after a
-                // large policy).
-                tokio::task::spawn_blocking(heap::release_free);
+                // The parsed snapshot and its compiled form (as large as the policy) are freed by now.
+                self.release.after_large_job();
                 let summary = summary?;
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))

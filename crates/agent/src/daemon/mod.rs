@@ -413,8 +413,8 @@ async fn heartbeat(agent: Arc<Agent>, interval: Duration) {
 async fn pump(agent: Arc<Agent>, mut receiver: EventReceiver) {
     let mut backlog = heap::Backlog::default();
     while let Some(batch) = receiver.recv_batch(EVENT_BATCH).await {
-        if backlog.after_batch(batch.len() == EVENT_BATCH, std::time::Instant::now()) {
-            tokio::task::spawn_blocking(heap::release_free);
+        if backlog.after_batch(batch.len() == EVENT_BATCH) {
+            agent.release.after_large_job();
         }
         let subscribed = agent.events.receiver_count() > 0;
         for e in &batch {

@@ -97,7 +97,7 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, limits: Limits) {
             agent.metrics.connections().dec();
             drop(slot);
             if burst.closed() {
-                tokio::task::spawn_blocking(heap::release_free);
+                agent.release.after_large_job();
             }
         });
     }
