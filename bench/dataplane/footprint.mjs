@@ -11,7 +11,10 @@
 //      holds, the pinned programs use, or a map-in-map holds), per map, at 10 / 100,000 / the maximum rules;
 //   4. the time to replace the policy with 10, 10,000 and 100,000 rules through the control socket: the
 //      request line alone (agent: read, strict parse, compile, map writes, reply) and `interceptor-ebpf ctl
-//      policy apply FILE` (the operator's command: process start, the client's own parse, the request).
+//      policy apply FILE` (the operator's command: process start, the client's own parse, the request);
+//   5. RSS and threads under load and after it: 1,000 clients at once asking GetStatus 5 times each (every
+//      GetStatus is a dataplane call on the blocking pool), then a flood of denied UDP sends from the managed
+//      cgroup (every one a DENY_DEFAULT event through the agent's event pipeline and log).
 //
 // Everything it makes is its own: a cgroup under the discovered cgroup2 mount (the agent's cgroup root, and a
 // managed child), a bpffs pin dir, a temp dir for the control socket and the policy files. All of it is removed
@@ -21,7 +24,8 @@
 //   sudo node bench/dataplane/footprint.mjs --bin /path/to/interceptor-ebpf   # another build (no cargo)
 //
 // Environment: FOOTPRINT_SETTLE_MS (default 3000): how long the agent is left alone before each RSS sample;
-// FOOTPRINT_ROUNDS (default 3): rounds of the replace timings (median; sizes interleaved).
+// FOOTPRINT_ROUNDS (default 3): rounds of the replace timings (median; sizes interleaved);
+// FOOTPRINT_CLIENTS (default 1000), FOOTPRINT_FLOOD_SECONDS (default 5): the load of table 5.
 
 import { execFileSync, spawn } from 'node:child_process'
 import fs from 'node:fs'
@@ -30,7 +34,7 @@ import os from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-import { Isolation, cgroup2Mount, isRoot, run } from './isolation.mjs'
+import { Isolation, cgroup2Mount, isRoot, run, runIn } from './isolation.mjs'
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const root = path.join(here, '..', '..')
@@ -39,6 +43,8 @@ const ROUNDS = Number(process.env.FOOTPRINT_ROUNDS ?? 3)
 /** The dataplane's limit per family (docs/policy-snapshot.md; `MAX_RULES_PER_FAMILY` in the contract). */
 const MAX_PER_FAMILY = 131_072
 const REPLACE_SIZES = [10, 10_000, 100_000]
+const CLIENTS = Number(process.env.FOOTPRINT_CLIENTS ?? 1000)
+const FLOOD_SECONDS = Number(process.env.FOOTPRINT_FLOOD_SECONDS ?? 5)
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const median = (xs) => {
@@ -199,6 +205,28 @@ async function replace(agent, snap) {
   return ms
 }
 
+/**
+ * An agent on a world of its own (`name`): cgroup root `<iso>/<name>` with one managed child, a pin dir, a
+ * socket dir; the 10-rule policy file applied at start. Stopped (detached) before the world is removed.
+ */
+async function startAgent(bin, iso, tmp, name, policyFile) {
+  const cgroupRoot = iso.cgroup(name)
+  const work = iso.cgroup(`${name}/work`)
+  const pinDir = iso.pinDir(name)
+  const agent = new AgentProcess(bin, {
+    BROKER_EBPF_CGROUP_ROOT: cgroupRoot,
+    BROKER_EBPF_PIN_DIR: pinDir,
+    BROKER_EBPF_CONTROL_SOCKET: path.join(tmp, `run-${name}`, 'agentd.sock'),
+    BROKER_EBPF_POLICY_FILE: policyFile,
+  })
+  // Registered last, so it runs first: the agent detaches and lets go of its pins before they are removed.
+  iso.defer(() => agent.stop())
+  await agent.started()
+  const payloadPath = `/${path.relative(fs.realpathSync(cgroup2Mount()), fs.realpathSync(work))}`
+  agent.ctl(['cgroup', 'add', payloadPath, '--workload-id', `footprint-${name}`])
+  return { agent, work, pinDir }
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Measurements
 
@@ -321,6 +349,98 @@ async function sample(agent, pinDir, bin) {
   return { status: status(agent.pid), smaps: smapsByKind(agent.pid, bin), maps: kernelMaps(agent.pid, pinDir) }
 }
 
+/** Samples VmRSS and the thread count every 10 ms while `work` runs; resolves with its result and the peaks. */
+async function peaksDuring(pid, work) {
+  let rss = 0
+  let threads = 0
+  const take = () => {
+    const st = status(pid)
+    rss = Math.max(rss, st.VmRSS)
+    threads = Math.max(threads, st.Threads)
+  }
+  take()
+  const timer = setInterval(take, 10)
+  try {
+    const result = await work()
+    take()
+    return { result, rss, threads }
+  } finally {
+    clearInterval(timer)
+  }
+}
+
+/** `clients` connections at once, each sending `command` `times` times in a row (a reply before the next). */
+function burst(socketPath, clients, command, times) {
+  const one = () =>
+    new Promise((resolve, reject) => {
+      const sock = net.createConnection(socketPath)
+      let left = times
+      let pending = ''
+      sock.on('error', reject)
+      sock.on('connect', () => sock.write(`{"command":"${command}"}\n`))
+      sock.on('data', (chunk) => {
+        pending += chunk
+        let nl
+        while ((nl = pending.indexOf('\n')) >= 0) {
+          const line = pending.slice(0, nl)
+          pending = pending.slice(nl + 1)
+          if (!line.startsWith('{"ok":true')) {
+            sock.destroy()
+            reject(new Error(`${command}: ${line.slice(0, 300)}`))
+            return
+          }
+          if (--left === 0) {
+            sock.end()
+            resolve()
+          } else sock.write(`{"command":"${command}"}\n`)
+        }
+      })
+    })
+  return Promise.all(Array.from({ length: clients }, one))
+}
+
+/** The load generator of `pnpm bench:dataplane` (connect_rate.c), built into `dir`. */
+function buildGenerator(dir) {
+  const out = path.join(dir, 'connect_rate')
+  execFileSync('gcc', ['-O2', '-Wall', '-Wextra', '-pthread', '-o', out, path.join(here, 'connect_rate.c')], { stdio: 'inherit' })
+  return out
+}
+
+async function loadTable(agent, iso, work, tmp) {
+  const lines = [
+    `Under load: ${count(CLIENTS)} clients at once asking GetStatus 5 times each, then a ${FLOOD_SECONDS} s flood of denied UDP sends from the managed cgroup (RSS after: ${SETTLE_MS} ms later)`,
+    '',
+    '| load | RSS before MiB | peak RSS MiB | peak threads | RSS after MiB | threads after | what it did |',
+    '|---|---:|---:|---:|---:|---:|---|',
+  ]
+  const before = status(agent.pid)
+  const t0 = process.hrtime.bigint()
+  const b = await peaksDuring(agent.pid, () => burst(agent.socket, CLIENTS, 'GetStatus', 5))
+  const ms = Number(process.hrtime.bigint() - t0) / 1e6
+  await sleep(SETTLE_MS)
+  const afterBurst = status(agent.pid)
+  lines.push(
+    `| ${count(CLIENTS)} clients x 5 GetStatus | ${mib(before.VmRSS)} | ${mib(b.rss)} | ${b.threads} | ${mib(afterBurst.VmRSS)} | ${afterBurst.Threads} | ${count(CLIENTS * 5)} replies in ${ms.toFixed(0)} ms |`,
+  )
+
+  const gen = buildGenerator(tmp)
+  const netns = iso.netns('flood')
+  const st0 = JSON.parse(agent.ctl(['--json', 'status']))
+  // 127.0.0.1 in the bench netns: no rule of the 10-rule policy allows it, so every send is DENY_DEFAULT.
+  const f = await peaksDuring(agent.pid, () => runIn(work, netns, [gen, 'udpsend', '127.0.0.1', 7001, FLOOD_SECONDS * 1000, 1]))
+  if (f.result.code !== 0) throw new Error(`connect_rate failed (${f.result.code}): ${f.result.stderr.trim()}`)
+  const r = JSON.parse(f.result.stdout)
+  await sleep(SETTLE_MS)
+  const afterFlood = status(agent.pid)
+  const st1 = JSON.parse(agent.ctl(['--json', 'status']))
+  const emitted = st1.eventsEmitted - st0.eventsEmitted
+  const dropped = st1.droppedInKernel - st0.droppedInKernel + (st1.droppedInQueue - st0.droppedInQueue)
+  lines.push(
+    `| ${FLOOD_SECONDS} s flood of denied sends | ${mib(afterBurst.VmRSS)} | ${mib(f.rss)} | ${f.threads} | ${mib(afterFlood.VmRSS)} | ${afterFlood.Threads} | ${count(r.eperm)} EPERMs, ${count(emitted)} events, ${count(emitted - dropped)} delivered, ${count(dropped)} dropped (counted) |`,
+  )
+  return lines.join('\n')
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // Tables
 
@@ -440,23 +560,11 @@ async function main() {
   iso.defer(() => fs.rmSync(tmp, { recursive: true, force: true }))
   let agent = null
   try {
-    const cgroupRoot = iso.cgroup('root')
-    const work = iso.cgroup('root/work')
-    const pinDir = iso.pinDir('agent')
     const policy10 = path.join(tmp, 'policy-10.json')
     fs.writeFileSync(policy10, JSON.stringify(snapshot(10)))
-    agent = new AgentProcess(bin, {
-      BROKER_EBPF_CGROUP_ROOT: cgroupRoot,
-      BROKER_EBPF_PIN_DIR: pinDir,
-      BROKER_EBPF_CONTROL_SOCKET: path.join(tmp, 'run', 'agentd.sock'),
-      BROKER_EBPF_POLICY_FILE: policy10,
-    })
-    // Registered last, so it runs first: the agent detaches and lets go of its pins before they are removed.
-    const started = agent
-    iso.defer(() => started.stop())
-    await agent.started()
-    const payloadPath = `/${path.relative(fs.realpathSync(cgroup2Mount()), fs.realpathSync(work))}`
-    agent.ctl(['cgroup', 'add', payloadPath, '--workload-id', 'footprint'])
+    let work
+    let pinDir
+    ;({ agent, work, pinDir } = await startAgent(bin, iso, tmp, 'policies', policy10))
 
     const idle = await sample(agent, pinDir, bin)
     console.error(`idle, 10 rules: VmRSS ${mib(idle.status.VmRSS)} MiB`)
@@ -498,6 +606,12 @@ async function main() {
     console.log(smapsTable([['idle, 10 rules', idle], ['100,000 rules', at100k], [maxLabel, atMax], ['10 rules again', back]]), '\n')
     console.log(mapsTable([['10 rules', idle], ['100,000 rules', at100k], [maxLabel, atMax]]), '\n')
     console.log(replaceTable(socketMs, ctlMs), '\n')
+    // The load on an agent of its own, started like the first: what a large policy left behind (before this
+    // branch's heap work, 180 MiB) would otherwise be read as the load's.
+    await agent.stop()
+    ;({ agent, work } = await startAgent(bin, iso, tmp, 'load', policy10))
+    await sleep(SETTLE_MS)
+    console.log(await loadTable(agent, iso, work, tmp), '\n')
   } finally {
     for (const e of await iso.cleanup()) console.error(`cleanup: ${e.message}`)
   }
