@@ -261,7 +261,8 @@ function threadStackPointers(pid) {
 /**
  * The resident bytes of every mapping of /proc/PID/smaps, by kind. A thread stack is the anonymous mapping a
  * thread's stack pointer is in; the rest of the anonymous memory is the allocator's (glibc's arenas, blocks
- * mapped on their own; musl's groups).
+ * mapped on their own; musl's groups). The kernel merges adjacent anonymous mappings of the same permissions,
+ * so where the allocator maps memory next to a stack (musl) the split between those two rows is approximate.
  */
 function smapsByKind(pid, bin) {
   const kinds = new Map()
