@@ -30,6 +30,7 @@ use interceptor_ebpf_core::contract::verdict_counts::VerdictCount;
 use interceptor_ebpf_core::dataplane::{self, Dataplane, DataplaneError};
 
 use super::health::HealthState;
+use super::heap;
 use super::log::Log;
 use super::metrics::Metrics;
 use super::socket::SocketFile;
@@ -57,7 +58,7 @@ pub struct Agent {
     /// Serialises mutations (and Shutdown) so each sees the result of the previous one.
     mutate: tokio::sync::Mutex<()>,
     /// Verdict log lines for SubscribeEvents connections.
-    pub events: broadcast::Sender<Arc<[u8]>>,
+    pub events: EventFanout,
     pub dropped_subscriber: Arc<AtomicU64>,
     stopping: watch::Sender<bool>,
     closed: AtomicBool,
@@ -66,10 +67,39 @@ pub struct Agent {
     /// The last snapshot this agent applied, with the generation it became (GetPolicySnapshot). The kernel
     /// keeps only the compiled form, so an adopted state's snapshot is unknown until the next apply.
     applied: std::sync::Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
+    /// Gives back the memory of large jobs (policy replacements, bursts of clients, event floods).
+    pub release: Arc<heap::Release>,
 }
 
 /// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
 pub const SUBSCRIBER_BACKLOG: usize = 8192;
+
+/// The broadcast channel of verdict log lines to SubscribeEvents connections, made when the first subscriber
+/// comes: its [`SUBSCRIBER_BACKLOG`] slots are allocated with it (320 KiB), and many agents never have a
+/// subscriber (their verdicts go to standard output).
+#[derive(Default)]
+pub struct EventFanout {
+    tx: std::sync::OnceLock<broadcast::Sender<Arc<[u8]>>>,
+}
+
+impl EventFanout {
+    /// A receiver of every line sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[u8]>> {
+        self.tx
+            .get_or_init(|| broadcast::channel(SUBSCRIBER_BACKLOG).0)
+            .subscribe()
+    }
+
+    /// Subscribers connected now.
+    pub fn receiver_count(&self) -> usize {
+        self.tx.get().map_or(0, broadcast::Sender::receiver_count)
+    }
+
+    /// To every subscriber; how many it reached (none: the line is not kept).
+    pub fn send(&self, line: Arc<[u8]>) -> usize {
+        self.tx.get().and_then(|tx| tx.send(line).ok()).unwrap_or(0)
+    }
+}
 
 /// The dataplane's summary (the contract's type) as the protocol sends it: the generation clamped to what a
 /// JavaScript client reads exactly.
@@ -112,7 +142,6 @@ impl Agent {
         authz: ControllerAuthorizationPolicy,
         dropped_subscriber: Arc<AtomicU64>,
     ) -> Agent {
-        let (events, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
         let (stopping, _) = watch::channel(false);
         Agent {
             dp,
@@ -123,12 +152,13 @@ impl Agent {
             socket,
             authz,
             mutate: tokio::sync::Mutex::new(()),
-            events,
+            events: EventFanout::default(),
             dropped_subscriber,
             stopping,
             closed: AtomicBool::new(false),
             shutdown_replied: tokio::sync::Notify::new(),
             applied: std::sync::Mutex::new(None),
+            release: heap::Release::new(),
         }
     }
 
@@ -401,6 +431,9 @@ impl Agent {
                 let applied = blocking(move || dp.replace_policy(&compiled)).await;
                 self.metrics
                     .policy_apply(started.elapsed(), applied.is_ok().then(SystemTime::now));
+                // The compiled form (as large as the policy) and the previous snapshot are freed by now; the
+                // snapshot itself is kept for GetPolicySnapshot.
+                self.release.after_large_job();
                 let summary = applied?;
                 self.remember_policy(summary.generation, snapshot);
                 self.health.set_generation(summary.generation);
