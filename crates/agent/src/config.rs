@@ -50,6 +50,47 @@ pub const ENV_MAX_CLIENTS_PER_UID: &str = "BROKER_EBPF_MAX_CLIENTS_PER_UID";
 pub const ENV_RESERVED_CLIENTS: &str = "BROKER_EBPF_RESERVED_CLIENTS";
 pub const ENV_CLIENT_IDLE_TIMEOUT_MS: &str = "BROKER_EBPF_CLIENT_IDLE_TIMEOUT_MS";
 pub const ENV_REQUEST_TIMEOUT_MS: &str = "BROKER_EBPF_REQUEST_TIMEOUT_MS";
+pub const ENV_VERDICT_LOG: &str = "BROKER_EBPF_VERDICT_LOG";
+
+/// Where the verdict and authorization records go (operational lines always go to standard error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerdictLog {
+    Stdout,
+    Stderr,
+    /// Appended to; created (mode 0640) when missing.
+    File(PathBuf),
+}
+
+impl VerdictLog {
+    /// `stdout`, `stderr` or an absolute file path.
+    fn parse(s: &Source) -> Result<VerdictLog, ConfigError> {
+        match s.value.as_str() {
+            "stdout" => Ok(VerdictLog::Stdout),
+            "stderr" => Ok(VerdictLog::Stderr),
+            "" => Err(ConfigError::new(
+                s,
+                "expected stdout, stderr or a file path",
+            )),
+            _ => Ok(VerdictLog::File(absolute(s)?)),
+        }
+    }
+
+    /// Opens the destination.
+    pub fn open(&self) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(match self {
+            VerdictLog::Stdout => Box::new(std::io::stdout()),
+            VerdictLog::Stderr => Box::new(std::io::stderr()),
+            VerdictLog::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o640)
+                    .open(path)?,
+            ),
+        })
+    }
+}
 
 /// Default for `max_clients`: far more controllers and subscribers than a node has, few enough that their
 /// buffers stay small (see `server::BUFFER_BUDGET_BYTES` for the large-request bound).
@@ -88,6 +129,8 @@ pub struct AgentConfig {
     pub slots: SlotLimits,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// Where verdict and authorization records go.
+    pub verdict_log: VerdictLog,
 }
 
 /// Where a value came from.
@@ -483,6 +526,12 @@ impl AgentConfig {
             .transpose()?
             .unwrap_or(Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS));
 
+        let verdict_log = r
+            .get(&args.verdict_log, "verdict-log", ENV_VERDICT_LOG)
+            .map(|s| VerdictLog::parse(&s))
+            .transpose()?
+            .unwrap_or(VerdictLog::Stdout);
+
         Ok(AgentConfig {
             contract,
             cgroups,
@@ -497,6 +546,7 @@ impl AgentConfig {
             slots,
             idle_timeout,
             request_timeout,
+            verdict_log,
         })
     }
 }
