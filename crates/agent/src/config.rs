@@ -62,16 +62,17 @@ pub enum VerdictLog {
 }
 
 impl VerdictLog {
-    /// `stdout`, `stderr` or an absolute file path.
+    /// `stdout`, `stderr` or an absolute file path (a relative one would depend on the directory the agent was
+    /// started in).
     fn parse(s: &Source) -> Result<VerdictLog, ConfigError> {
         match s.value.as_str() {
             "stdout" => Ok(VerdictLog::Stdout),
             "stderr" => Ok(VerdictLog::Stderr),
-            "" => Err(ConfigError::new(
+            v if Path::new(v).is_absolute() => Ok(VerdictLog::File(PathBuf::from(v))),
+            _ => Err(ConfigError::new(
                 s,
-                "expected stdout, stderr or a file path",
+                "expected stdout, stderr or an absolute file path",
             )),
-            _ => Ok(VerdictLog::File(absolute(s)?)),
         }
     }
 
@@ -653,6 +654,44 @@ mod tests {
             c.disable_layers,
             [Layer::SocketCreateLsm, Layer::SockCreate]
         );
+    }
+
+    #[test]
+    fn the_verdict_log_is_stdout_stderr_or_an_absolute_path() {
+        if !have_cgroup2() {
+            eprintln!(
+                "SKIPPED the_verdict_log_is_stdout_stderr_or_an_absolute_path: no cgroup2 mount"
+            );
+            return;
+        }
+        let to = |env: &[(&str, &str)], flag: Option<&str>| {
+            resolve(
+                AgentArgs {
+                    verdict_log: flag.map(str::to_owned),
+                    ..AgentArgs::default()
+                },
+                env,
+            )
+            .map(|c| c.verdict_log)
+        };
+        assert_eq!(to(&[], None).expect("default"), VerdictLog::Stdout);
+        assert_eq!(
+            to(&[(ENV_VERDICT_LOG, "stderr")], None).expect("stderr"),
+            VerdictLog::Stderr
+        );
+        assert_eq!(
+            to(&[(ENV_VERDICT_LOG, "stderr")], Some("/var/log/v.ndjson")).expect("the flag wins"),
+            VerdictLog::File(PathBuf::from("/var/log/v.ndjson"))
+        );
+        for (env, flag, want) in [
+            (Some("verdicts.ndjson"), None, "BROKER_EBPF_VERDICT_LOG=verdicts.ndjson: expected stdout, stderr or an absolute file path"),
+            (Some("STDOUT"), None, "BROKER_EBPF_VERDICT_LOG=STDOUT: expected"),
+            (None, Some(""), "--verdict-log=: expected"),
+        ] {
+            let env: Vec<(&str, &str)> = env.map(|v| (ENV_VERDICT_LOG, v)).into_iter().collect();
+            let e = to(&env, flag).expect_err("refused").to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
     }
 
     #[test]

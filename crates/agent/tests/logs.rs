@@ -97,6 +97,17 @@ fn operational_lines_are_envelopes_and_records_go_to_the_verdict_log() {
 
     let lines = envelopes(&agent);
     assert_eq!(find(&lines, "started")["level"], "info");
+    // The dataplane crate's `log` records come through the bridge, in the same envelope, with their own target.
+    assert!(
+        lines.iter().any(
+            |v| v["target"] == "interceptor_ebpf_core::dataplane::loader"
+                && v["level"] == "info"
+                && v["msg"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with("dataplane attached"))
+        ),
+        "{lines:#?}"
+    );
     assert_eq!(find(&lines, "layers")["level"], "info");
     assert_eq!(find(&lines, "stopping")["reason"], "SIGTERM");
     assert_eq!(find(&lines, "stopped")["level"], "info");

@@ -22,7 +22,7 @@ use std::time::SystemTime;
 use serde_json::{Map, Value};
 use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
-use tracing_log::NormalizeEvent;
+use tracing_log::{AsLog, NormalizeEvent};
 use tracing_subscriber::layer::{Context, Layer};
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
@@ -239,11 +239,18 @@ pub fn install(out: Arc<Log>, rust_log: Option<&str>, journald: bool) -> Result<
             ),
         },
     };
+    // The `log` crate's own level gate stops what the filter would drop before a record is even built.
+    let log_max = filter
+        .max_level_hint()
+        .map_or(tracing_log::log::LevelFilter::Trace, |l| l.as_log());
     let subscriber = tracing_subscriber::registry()
         .with(filter)
         .with(EnvelopeLayer::new(out, journald));
     tracing::subscriber::set_global_default(subscriber).map_err(|e| e.to_string())?;
-    tracing_log::LogTracer::init().map_err(|e| e.to_string())?;
+    tracing_log::LogTracer::builder()
+        .with_max_level(log_max)
+        .init()
+        .map_err(|e| e.to_string())?;
     Ok(Installed { bad_filter })
 }
 

@@ -38,7 +38,7 @@ use interceptor_ebpf_core::contract::control::peer_auth::ControllerAuthorization
 use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
 use interceptor_ebpf_core::dataplane::{Dataplane, DataplaneOptions, EventReceiver};
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, VerdictLog};
 use crate::exit::Exit;
 use control::{Agent, SUBSCRIBER_BACKLOG};
 use health::{HealthState, Transition};
@@ -60,7 +60,12 @@ impl Sampler for AgentSampler {
         self.dropped_subscriber.load(Ordering::Relaxed)
     }
     fn dropped_log(&self) -> u64 {
-        self.log.dropped() + self.ops.dropped()
+        // One queue when the records go to standard error.
+        if Arc::ptr_eq(&self.log, &self.ops) {
+            self.log.dropped()
+        } else {
+            self.log.dropped() + self.ops.dropped()
+        }
     }
     fn generation(&self) -> u64 {
         self.health.generation()
@@ -157,26 +162,14 @@ fn run_with_logs(config: AgentConfig, ops: Arc<Log>) -> Exit {
             return Exit::Failure;
         }
     };
-    let sink = match config.verdict_log.open() {
-        Ok(s) => s,
-        Err(e) => {
-            envelope::error(
-                "start_failed",
-                "the agent could not start",
-                json!({"stage": "verdict log", "error": format!("{:?}: {e}", config.verdict_log)}),
-            );
-            return Exit::Failure;
-        }
-    };
-    let log = match Log::start(sink) {
-        Ok(l) => l,
-        Err(e) => {
-            envelope::error(
-                "start_failed",
-                "the agent could not start",
-                json!({"stage": "log writer", "error": e.to_string()}),
-            );
-            return Exit::Failure;
+    // Records on standard error share the operational lines' queue: two writers on one descriptor could split
+    // each other's lines (a write is only atomic up to PIPE_BUF on a pipe).
+    let log = if config.verdict_log == VerdictLog::Stderr {
+        ops.clone()
+    } else {
+        match open_verdict_log(&config.verdict_log) {
+            Some(l) => l,
+            None => return Exit::Failure,
         }
     };
     let exit = runtime.block_on(run_async(config, log.clone(), ops));
@@ -184,6 +177,31 @@ fn run_with_logs(config: AgentConfig, ops: Arc<Log>) -> Exit {
     runtime.shutdown_timeout(Duration::from_secs(1));
     log.finish();
     exit
+}
+
+/// The verdict stream's queue on its destination; `None` after an error line saying why.
+fn open_verdict_log(to: &VerdictLog) -> Option<Arc<Log>> {
+    let stage = |stage: &str, error: String| {
+        envelope::error(
+            "start_failed",
+            "the agent could not start",
+            json!({"stage": stage, "error": error}),
+        );
+    };
+    let sink = match to.open() {
+        Ok(s) => s,
+        Err(e) => {
+            stage("verdict log", format!("{to:?}: {e}"));
+            return None;
+        }
+    };
+    match Log::start(sink) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            stage("log writer", e.to_string());
+            None
+        }
+    }
 }
 
 fn start_failed(log: &Log, what: &str, error: String) -> Exit {
