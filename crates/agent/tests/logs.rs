@@ -206,3 +206,65 @@ fn verdict_records_on_standard_output_parse_with_the_package_parsers() {
     }
     envelopes(&agent);
 }
+
+/// Standard error on a file, and `JOURNAL_STREAM` naming that file's device and inode, as systemd sets it when
+/// the journal holds the stream: every operational line starts with its syslog priority.
+#[test]
+fn a_journal_stream_on_standard_error_prefixes_each_line_with_its_priority() {
+    use std::os::unix::fs::MetadataExt;
+    use std::process::{Command, Stdio};
+    if support::skip("a_journal_stream_on_standard_error_prefixes_each_line_with_its_priority") {
+        return;
+    }
+    let world = World::new("logs-journal");
+    let err_path = world.dir.path.join("stderr");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let md = err.metadata().expect("stat");
+    let mut cmd = Command::new(support::BIN);
+    cmd.arg("agent")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("JOURNAL_STREAM", format!("{}:{}", md.dev(), md.ino()))
+        .env("BROKER_EBPF_PRIVILEGED_UIDS", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    for (k, v) in world.env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn the agent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&err_path)
+        .unwrap_or_default()
+        .contains("\"agent_event\":\"started\"")
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no started line: {}",
+            std::fs::read_to_string(&err_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = ctl(&world.socket, &["shutdown"], None);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(child.wait().expect("wait").code(), Some(0));
+    let written = std::fs::read_to_string(&err_path).expect("stderr");
+    let mut levels = Vec::new();
+    for line in written.lines() {
+        let (prefix, json) = line.split_at(3);
+        let v: Value = serde_json::from_str(json).unwrap_or_else(|e| panic!("{line}: {e}"));
+        let want = match v["level"].as_str().expect("level") {
+            "error" => "<3>",
+            "warn" => "<4>",
+            "info" => "<6>",
+            _ => "<7>",
+        };
+        assert_eq!(prefix, want, "{line}");
+        levels.push(v["level"].as_str().unwrap_or_default().to_owned());
+    }
+    // At least an info line (started) and a warning (degraded: no policy) were seen with their priorities.
+    assert!(
+        levels.iter().any(|l| l == "info") && levels.iter().any(|l| l == "warn"),
+        "{written}"
+    );
+}
