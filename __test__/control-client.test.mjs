@@ -545,6 +545,8 @@ describe('ControlClient against the agent (root)', { skip: rootSkip }, () => {
     assert.match(h.degradedReasons[0], /no policy loaded/)
     assert.equal(h.adopted, false)
     assert.match(h.degradedSince, /Z$/)
+    assert.match(h.version, /^\d+\.\d+\.\d+/)
+    assert.deepEqual(await client.getPolicySnapshot(), { generation: 0 })
     const summary = await client.replacePolicySnapshot({
       broker: [{ ip: '10.78.0.10', port: 8081 }],
       dns: [],
@@ -552,6 +554,15 @@ describe('ControlClient against the agent (root)', { skip: rootSkip }, () => {
     })
     assert.deepEqual(summary, { generation: 1, ipv4Rules: 1, ipv6Rules: 0, brokerEndpoints: 1, dnsEndpoints: 0 })
     assert.deepEqual(await client.getPolicySummary(), summary)
+    assert.deepEqual(await client.getPolicySnapshot(), {
+      generation: 1,
+      snapshot: {
+        broker: [{ ip: '10.78.0.10', port: 8081 }],
+        dns: [],
+        rules: [{ id: 'deny-99', action: 'deny', cidr: '10.78.0.99/32' }],
+        sampling: { allowOneIn: 1, unmanagedOneIn: 0 },
+      },
+    })
     assert.equal((await client.getHealth()).status, 'ok')
     const entry = await client.upsertManagedCgroup({ path: payloadPath(workload), workloadId: 'wl-node' })
     assert.equal(entry.path, payloadPath(workload))

@@ -98,6 +98,8 @@ const healthExtras: [string | undefined, string | undefined, boolean | undefined
   health.heartbeatGraceMs,
 ]
 void healthExtras
+const agentVersion: string | undefined = health.version
+void agentVersion
 const payloadSchema: number = ControlCommandPayloadSchemas.ReplacePolicySnapshot.parse({}).dns[0]!.port
 // @ts-expect-error not a command
 parseControlCommandPayload('Reboot', {})

@@ -64,7 +64,9 @@ const validRequests = {
   GetHealth: { command: 'GetHealth' },
   GetStatus: { command: 'GetStatus', payload: null },
   GetPolicySummary: { command: 'GetPolicySummary', id: 'q' },
+  GetPolicySnapshot: { command: 'GetPolicySnapshot' },
   ReplacePolicySnapshot: { command: 'ReplacePolicySnapshot', payload: snapshot },
+  ValidatePolicySnapshot: { command: 'ValidatePolicySnapshot', payload: snapshot },
   UpsertManagedCgroup: { command: 'UpsertManagedCgroup', payload: { path: '/workloads/a', mode: 'observe', workloadId: 'wl' } },
   DeleteManagedCgroup: { command: 'DeleteManagedCgroup', payload: { id: '18446744073709551615' } },
   SetGlobalMode: { command: 'SetGlobalMode', payload: { mode: 'enforce' } },
@@ -73,7 +75,7 @@ const validRequests = {
   SubscribeEvents: { command: 'SubscribeEvents' },
 }
 
-test('requests: all ten commands parse from objects and lines', () => {
+test('requests: all eleven commands parse from objects and lines', () => {
   assert.deepEqual([...controlProtocolCommands].sort(), Object.keys(validRequests).sort())
   for (const [command, req] of Object.entries(validRequests)) {
     const parsed = parseControlCommandRequest(req)
@@ -165,7 +167,9 @@ const validData = {
   GetHealth: { status: 'ok', degradedReasons: [], activeLayers: ['sock_create', 'egress'] },
   GetStatus: status,
   GetPolicySummary: summary,
+  GetPolicySnapshot: { generation: 3, snapshot: { ...snapshot, rules: [{ id: 'r', action: 'allow', cidr: '10.0.0.0/8', ports: [443] }], dns: [{ ip: '10.0.0.53', port: 53 }], sampling: { allowOneIn: 1, unmanagedOneIn: 0 } } },
   ReplacePolicySnapshot: summary,
+  ValidatePolicySnapshot: summary,
   UpsertManagedCgroup: entry,
   DeleteManagedCgroup: { cgroupId: '1' },
   SetGlobalMode: { globalMode: 'observe' },
@@ -174,7 +178,7 @@ const validData = {
   SubscribeEvents: undefined,
 }
 
-test('responses: success for all ten commands, failure, and the variant schemas', () => {
+test('responses: success for all eleven commands, failure, and the variant schemas', () => {
   for (const [command, data] of Object.entries(validData)) {
     const res = data === undefined ? { ok: true, command, id: 'x' } : { ok: true, command, data, id: 'x' }
     assert.deepEqual(parseControlCommandResponse(res), res)
@@ -208,6 +212,11 @@ test('responses: data schemas reject what they must', () => {
     { ok: true, command: 'GetStatus', data: { ...status, verdicts: [...status.verdicts, ...status.verdicts] } },
     { ok: true, command: 'GetHealth', data: { status: 'ok', degradedReasons: [], activeLayers: ['firewall'] } },
     { ok: true, command: 'GetPolicySummary', data: { ...summary, generation: 0 } },
+    { ok: true, command: 'GetPolicySnapshot', data: { generation: 0, snapshot } },
+    { ok: true, command: 'GetPolicySnapshot', data: { generation: 2, snapshot: null } },
+    { ok: true, command: 'GetPolicySnapshot', data: { generation: 2, snapshot: { ...snapshot, rules: [{ id: 'x', action: 'allow', cidr: '10.0.0.1/8' }] } } },
+    { ok: true, command: 'GetPolicySnapshot', data: { snapshot } },
+    { ok: true, command: 'GetPolicySnapshot' },
     { ok: true, command: 'SetGlobalMode', data: { globalMode: 'observe', extra: 1 } },
     { ok: false, error: ev({ verdict: 'deny' }) },
     { ok: false, error: ev({}), command: 'GetHealth' },
@@ -249,6 +258,7 @@ test('GetHealth data: the optional agent fields, and their rules', () => {
     adoptedHeartbeatAgeMs: 7059,
     heartbeatAgeMs: 389,
     heartbeatGraceMs: 5000,
+    version: '0.1.0',
   }
   assert.deepEqual(parseControlCommandData('GetHealth', full), full)
   assert.deepEqual(ControlCommandDataSchemas.GetHealth.parse({ status: 'ok', degradedReasons: [], adopted: false }), {
@@ -268,6 +278,11 @@ test('GetHealth data: the optional agent fields, and their rules', () => {
     { ...ok, heartbeatAgeMs: -1 },
     { ...ok, heartbeatGraceMs: 1.5 },
     { ...ok, uptimeMs: 1 },
+    { ...ok, version: '' },
+    { ...ok, version: '0.1.0 beta' },
+    { ...ok, version: 'x'.repeat(65) },
+    { ...ok, version: null },
+    { ...ok, version: 1 },
   ]) {
     assert.equal(ControlCommandDataSchemas.GetHealth.safeParse(bad).success, false, JSON.stringify(bad))
   }

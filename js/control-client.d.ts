@@ -5,6 +5,7 @@ import type {
   DeleteManagedCgroupPayload,
   HealthData,
   ManagedCgroupData,
+  PolicySnapshotData,
   PolicySummaryData,
   SetCgroupModePayload,
   SetGlobalModeData,
@@ -100,7 +101,12 @@ export declare class ControlClient {
   getHealth(options?: ControlCallOptions): Promise<HealthData>
   getStatus(options?: ControlCallOptions): Promise<StatusData>
   getPolicySummary(options?: ControlCallOptions): Promise<PolicySummaryData>
+  /** The active snapshot when the agent applied it; see PolicySnapshotData. */
+  getPolicySnapshot(options?: ControlCallOptions): Promise<PolicySnapshotData>
   replacePolicySnapshot(snapshot: PolicySnapshotInput, options?: ControlCallOptions): Promise<PolicySummaryData>
+  /** Dry run: the agent validates and compiles the snapshot against the dataplane's limits and applies nothing;
+   * the summary is what a replacement would report, with the active (unchanged) generation. */
+  validatePolicySnapshot(snapshot: PolicySnapshotInput, options?: ControlCallOptions): Promise<PolicySummaryData>
   upsertManagedCgroup(payload: UpsertManagedCgroupPayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
   deleteManagedCgroup(payload: DeleteManagedCgroupPayload, options?: ControlCallOptions): Promise<ManagedCgroupData>
   setGlobalMode(mode: ControlMode, options?: ControlCallOptions): Promise<SetGlobalModeData>

@@ -343,8 +343,16 @@ class ControlClient {
     return this.request('GetPolicySummary', undefined, options)
   }
 
+  getPolicySnapshot(options) {
+    return this.request('GetPolicySnapshot', undefined, options)
+  }
+
   replacePolicySnapshot(snapshot, options) {
     return this.request('ReplacePolicySnapshot', snapshot, options)
+  }
+
+  validatePolicySnapshot(snapshot, options) {
+    return this.request('ValidatePolicySnapshot', snapshot, options)
   }
 
   upsertManagedCgroup(payload, options) {

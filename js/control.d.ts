@@ -83,7 +83,9 @@ export interface ControlCommandPayloads {
   GetHealth: undefined
   GetStatus: undefined
   GetPolicySummary: undefined
+  GetPolicySnapshot: undefined
   ReplacePolicySnapshot: PolicySnapshot
+  ValidatePolicySnapshot: PolicySnapshot
   UpsertManagedCgroup: UpsertManagedCgroupPayload
   DeleteManagedCgroup: DeleteManagedCgroupPayload
   SetGlobalMode: SetGlobalModePayload
@@ -94,8 +96,9 @@ export interface ControlCommandPayloads {
 
 /** The payloads a client may write: the snapshot's defaults may be omitted, Shutdown's `detach` too. */
 export interface ControlCommandPayloadInputs
-  extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot' | 'Shutdown'> {
+  extends Omit<ControlCommandPayloads, 'ReplacePolicySnapshot' | 'ValidatePolicySnapshot' | 'Shutdown'> {
   ReplacePolicySnapshot: PolicySnapshotInput
+  ValidatePolicySnapshot: PolicySnapshotInput
   Shutdown: ShutdownPayload | undefined
 }
 
@@ -159,6 +162,8 @@ export interface HealthData {
   heartbeatGraceMs?: number
   /** The bypass layers in force (docs/threat-model.md); no duplicates. */
   activeLayers?: DataplaneLayer[]
+  /** The agent's version, e.g. `0.1.0`: 1-64 printable ASCII characters, no spaces. */
+  version?: string
 }
 
 export interface ManagedCgroupData {
@@ -192,6 +197,16 @@ export interface PolicySummaryData {
   dnsEndpoints: number
 }
 
+/**
+ * GetPolicySnapshot: the active generation and, when the agent applied it itself, the snapshot (canonical form:
+ * every default written out). No `snapshot` with generation 0 (no policy) or when the agent adopted the pinned
+ * state of a previous agent (the kernel keeps only the compiled policy).
+ */
+export interface PolicySnapshotData {
+  generation: number
+  snapshot?: PolicySnapshot
+}
+
 export interface SetGlobalModeData {
   globalMode: ControlMode
 }
@@ -201,7 +216,10 @@ export interface ControlCommandDatas {
   GetHealth: HealthData
   GetStatus: StatusData
   GetPolicySummary: PolicySummaryData
+  GetPolicySnapshot: PolicySnapshotData
   ReplacePolicySnapshot: PolicySummaryData
+  /** What ReplacePolicySnapshot would report; `generation` is the active one: nothing was applied. */
+  ValidatePolicySnapshot: PolicySummaryData
   UpsertManagedCgroup: ManagedCgroupData
   DeleteManagedCgroup: ManagedCgroupData
   SetGlobalMode: SetGlobalModeData

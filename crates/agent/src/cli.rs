@@ -110,15 +110,39 @@ pub struct CtlArgs {
     /// How long to wait for the agent's answer, in ms
     #[arg(long, global = true, value_name = "MS", default_value_t = 10_000)]
     pub timeout_ms: u64,
-    /// Print the response data as one JSON line instead of text
-    #[arg(long, global = true)]
+    /// Output format: `table` (for people; the default) or `json` (one JSON value per line, for scripts;
+    /// `events` then prints each event line as received, also on a terminal)
+    #[arg(long, short = 'o', global = true, value_enum, value_name = "FORMAT")]
+    pub output: Option<OutputFormat>,
+    /// Same as `-o json`
+    #[arg(long, global = true, conflicts_with = "output")]
     pub json: bool,
     #[command(subcommand)]
     pub command: CtlCommand,
 }
 
+/// `ctl -o FORMAT`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+impl CtlArgs {
+    /// `-o`, then `--json`; absent: `None` (each command picks: text, or for `events` the terminal test).
+    pub fn format(&self) -> Option<OutputFormat> {
+        match (self.output, self.json) {
+            (Some(f), _) => Some(f),
+            (None, true) => Some(OutputFormat::Json),
+            (None, false) => None,
+        }
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum CtlCommand {
+    /// This client's version and the agent's
+    Version,
     /// Is the agent ok or degraded, and why (exit 6 when degraded)
     Health,
     /// Hooks, bypass layers, managed cgroups, modes, policy counts and event counters
@@ -136,16 +160,34 @@ pub enum CtlCommand {
     Events(EventsArgs),
     /// Stop the agent; pinned enforcement stays unless --detach
     Shutdown(ShutdownArgs),
+    /// Print a shell completion script: `interceptor-ebpf ctl completions bash > /etc/bash_completion.d/interceptor-ebpf`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Generation and counts of the loaded policy
+    /// The active policy snapshot: a table, or with `-o json` the snapshot itself (what `policy apply` reads).
+    /// Exit 5 when the agent does not know it (no policy, or a pinned state adopted from a previous agent)
     Show,
+    /// Generation and counts of the loaded policy (also of an adopted one)
+    Summary,
+    /// What applying FILE would change: rules added, removed or changed (by id), broker, DNS and sampling.
+    /// Exit 0 when FILE is the active policy, 1 when it differs
+    Diff {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
     /// Replace the policy with a snapshot file (JSON, see docs/policy-snapshot.md); `-` reads standard input
     Apply {
         #[arg(value_name = "FILE")]
         file: PathBuf,
+        /// Have the agent validate and compile the snapshot against the dataplane's limits and apply nothing
+        /// (the generation stays as it is): what the apply would report, or why it would be refused.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 
@@ -157,6 +199,8 @@ pub enum ModeArg {
 
 #[derive(Debug, Subcommand)]
 pub enum CgroupCommand {
+    /// The managed cgroups: path, id, mode, workload id
+    List,
     /// Manage a cgroup (and its children)
     Add {
         /// As /proc/<pid>/cgroup prints it (`/system.slice/app.service`), or a cgroup id (decimal)
@@ -197,9 +241,31 @@ pub struct EventsArgs {
     /// Keep streaming until interrupted (the agent keeps no history: events are live)
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// Stop after this many events
+    /// Stop after this many events (counted after the filters)
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// Only events with this reason code (e.g. DENY_DEFAULT); repeat or comma-separate for several
+    #[arg(long, value_name = "CODE", value_delimiter = ',')]
+    pub reason: Vec<String>,
+    /// Only events with this verdict: allow or deny (an observe-mode event has the verdict it was given: allow)
+    #[arg(long, value_enum)]
+    pub verdict: Option<VerdictArg>,
+    /// Only events of this cgroup id (decimal, as events report it); repeat for several
+    #[arg(long, value_name = "ID")]
+    pub cgroup: Vec<String>,
+    /// Only events of this workload id; repeat for several
+    #[arg(long, value_name = "ID")]
+    pub workload: Vec<String>,
+    /// Only events observed at or after this time: RFC 3339 (2026-12-07T16:00:00Z) or an age (30s, 5m, 2h).
+    /// The agent keeps no history, so this filters the live stream; nothing older is replayed
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum VerdictArg {
+    Allow,
+    Deny,
 }
 
 #[derive(Debug, Args)]

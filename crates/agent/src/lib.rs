@@ -4,7 +4,7 @@
 //! - [`daemon`]: `interceptor-ebpf agent`: the authenticated control socket, heartbeat and degraded modes,
 //!   the event pipeline to standard output and subscribers, Prometheus metrics.
 //! - [`ctl`]: `interceptor-ebpf ctl`: the operator's client; [`client`] is its blocking protocol client, also
-//!   used by the tests and the benchmark.
+//!   used by the tests and the benchmark; [`policy_diff`] is what `ctl policy diff` compares.
 //! - [`config`], [`cgroups`], [`events`]: configuration from flags and environment, payload cgroup paths, and
 //!   verdicts as contract events.
 
@@ -16,3 +16,4 @@ pub mod ctl;
 pub mod daemon;
 pub mod events;
 pub mod exit;
+pub mod policy_diff;

@@ -9,6 +9,9 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use interceptor_ebpf_agent::client::{Client, ClientError};
+use interceptor_ebpf_core::contract::control::protocol::CommandRequest;
+use interceptor_ebpf_core::contract::policy::PolicySnapshot;
 use serde_json::Value;
 use support::{Agent, World};
 
@@ -356,11 +359,12 @@ fn a_thousand_concurrent_clients_are_served_with_bounded_memory() {
 }
 
 /// A valid snapshot whose request line is over 16 MiB: the agent refuses it with CTRL_REQUEST_MALFORMED and
-/// closes; `ctl policy apply` reports that reply (exit 5), not the broken pipe it met while still writing
-/// (issue 17: it used to say "the agent closed the connection", exit 3).
+/// closes; the protocol client reports that reply, not the broken pipe it met while still writing (issue 17:
+/// it used to say "the agent closed the connection"). `ctl policy apply` refuses the file before sending
+/// anything, with the same exit status the agent's refusal gives (5).
 #[test]
-fn ctl_reports_the_agents_refusal_of_a_policy_over_16_mib() {
-    if support::skip("ctl_reports_the_agents_refusal_of_a_policy_over_16_mib") {
+fn a_policy_over_16_mib_is_refused_by_the_agent_and_by_ctl_before_sending() {
+    if support::skip("a_policy_over_16_mib_is_refused_by_the_agent_and_by_ctl_before_sending") {
         return;
     }
     let world = World::new("bigpolicy");
@@ -383,8 +387,24 @@ fn ctl_reports_the_agents_refusal_of_a_policy_over_16_mib() {
         "{}",
         text.len()
     );
+    let snapshot = PolicySnapshot::from_json_slice(text.as_bytes()).expect("a valid snapshot");
     let file = world.dir.path.join("big-policy.json");
     std::fs::write(&file, text).expect("write the policy");
+
+    let mut client =
+        Client::connect(&world.socket, Some(Duration::from_secs(10))).expect("connect");
+    match client.call(CommandRequest::ReplacePolicySnapshot(snapshot)) {
+        Err(ClientError::Refused(e)) => {
+            assert_eq!(e.reason_code.as_str(), "CTRL_REQUEST_MALFORMED");
+            assert!(
+                e.message
+                    .contains("the request line exceeds 16777216 bytes"),
+                "{}",
+                e.message
+            );
+        }
+        other => panic!("expected the agent's refusal, got {other:?}"),
+    }
 
     let out = support::ctl(
         &world.socket,
@@ -394,8 +414,8 @@ fn ctl_reports_the_agents_refusal_of_a_policy_over_16_mib() {
     let stderr = support::text(&out.stderr);
     assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(
-        stderr.contains("CTRL_REQUEST_MALFORMED")
-            && stderr.contains("the request line exceeds 16777216 bytes"),
+        stderr.contains("the agent reads at most 16,777,216 bytes a line")
+            && stderr.contains("nothing was sent"),
         "{stderr}"
     );
     // The agent is unharmed.

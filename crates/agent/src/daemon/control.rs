@@ -20,8 +20,8 @@ use interceptor_ebpf_core::contract::control::peer_auth::{
 };
 use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlRequest,
-    ControlResponse, GlobalModeData, ManagedCgroup, PolicySummary, ResponseData, Status,
-    UpsertManagedCgroup, MAX_SAFE_INTEGER,
+    ControlResponse, GlobalModeData, ManagedCgroup, PolicySnapshotData, PolicySummary,
+    ResponseData, Status, UpsertManagedCgroup, MAX_LINE_BYTES, MAX_SAFE_INTEGER,
 };
 use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
 use interceptor_ebpf_core::contract::policy::PolicySnapshot;
@@ -30,6 +30,7 @@ use interceptor_ebpf_core::contract::verdict_counts::VerdictCount;
 use interceptor_ebpf_core::dataplane::{self, Dataplane, DataplaneError};
 
 use super::health::HealthState;
+use super::heap;
 use super::log::Log;
 use super::metrics::Metrics;
 use super::socket::SocketFile;
@@ -57,16 +58,48 @@ pub struct Agent {
     /// Serialises mutations (and Shutdown) so each sees the result of the previous one.
     mutate: tokio::sync::Mutex<()>,
     /// Verdict log lines for SubscribeEvents connections.
-    pub events: broadcast::Sender<Arc<[u8]>>,
+    pub events: EventFanout,
     pub dropped_subscriber: Arc<AtomicU64>,
     stopping: watch::Sender<bool>,
     closed: AtomicBool,
     /// Signalled once the reply to Shutdown was written, so the process exits only after it.
     pub shutdown_replied: tokio::sync::Notify,
+    /// The last snapshot this agent applied, with the generation it became (GetPolicySnapshot). The kernel
+    /// keeps only the compiled form, so an adopted state's snapshot is unknown until the next apply.
+    applied: std::sync::Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
+    /// Gives back the memory of large jobs (policy replacements, bursts of clients, event floods).
+    pub release: Arc<heap::Release>,
 }
 
 /// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
 pub const SUBSCRIBER_BACKLOG: usize = 8192;
+
+/// The broadcast channel of verdict log lines to SubscribeEvents connections, made when the first subscriber
+/// comes: its [`SUBSCRIBER_BACKLOG`] slots are allocated with it (320 KiB), and many agents never have a
+/// subscriber (their verdicts go to standard output).
+#[derive(Default)]
+pub struct EventFanout {
+    tx: std::sync::OnceLock<broadcast::Sender<Arc<[u8]>>>,
+}
+
+impl EventFanout {
+    /// A receiver of every line sent from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Arc<[u8]>> {
+        self.tx
+            .get_or_init(|| broadcast::channel(SUBSCRIBER_BACKLOG).0)
+            .subscribe()
+    }
+
+    /// Subscribers connected now.
+    pub fn receiver_count(&self) -> usize {
+        self.tx.get().map_or(0, broadcast::Sender::receiver_count)
+    }
+
+    /// To every subscriber; how many it reached (none: the line is not kept).
+    pub fn send(&self, line: Arc<[u8]>) -> usize {
+        self.tx.get().and_then(|tx| tx.send(line).ok()).unwrap_or(0)
+    }
+}
 
 /// The dataplane's summary (the contract's type) as the protocol sends it: the generation clamped to what a
 /// JavaScript client reads exactly.
@@ -109,7 +142,6 @@ impl Agent {
         authz: ControllerAuthorizationPolicy,
         dropped_subscriber: Arc<AtomicU64>,
     ) -> Agent {
-        let (events, _) = broadcast::channel(SUBSCRIBER_BACKLOG);
         let (stopping, _) = watch::channel(false);
         Agent {
             dp,
@@ -120,12 +152,41 @@ impl Agent {
             socket,
             authz,
             mutate: tokio::sync::Mutex::new(()),
-            events,
+            events: EventFanout::default(),
             dropped_subscriber,
             stopping,
             closed: AtomicBool::new(false),
             shutdown_replied: tokio::sync::Notify::new(),
+            applied: std::sync::Mutex::new(None),
+            release: heap::Release::new(),
         }
+    }
+
+    /// Records the snapshot that became `generation` (the policy file at start, ReplacePolicySnapshot).
+    pub fn remember_policy(&self, generation: u64, snapshot: Arc<PolicySnapshot>) {
+        *self.applied.lock().unwrap_or_else(|p| p.into_inner()) = Some((generation, snapshot));
+    }
+
+    /// GetPolicySnapshot: the remembered snapshot when it is the active generation's. Another loader sharing
+    /// the pins (the Node API) may have replaced it since: then it is unknown, not stale.
+    async fn policy_snapshot(&self) -> Result<PolicySnapshotData, String> {
+        let dp = self.dp.clone();
+        let summary = blocking(move || dp.policy_summary()).await?;
+        let remembered = self
+            .applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let snapshot = match remembered {
+            Some((generation, s)) if generation == summary.generation && generation != 0 => {
+                Some(PolicySnapshot::clone(&s))
+            }
+            _ => None,
+        };
+        Ok(PolicySnapshotData {
+            generation: to_contract_summary(&summary).generation,
+            snapshot,
+        })
     }
 
     /// Becomes `true` when the agent starts stopping.
@@ -219,6 +280,29 @@ impl Agent {
                 let dp = self.dp.clone();
                 Outcome::Reply(match blocking(move || dp.policy_summary()).await {
                     Ok(s) => self.ok(ResponseData::GetPolicySummary(to_contract_summary(&s)), id),
+                    Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
+                })
+            }
+            CommandRequest::GetPolicySnapshot => {
+                Outcome::Reply(match self.policy_snapshot().await {
+                    Ok(p) => {
+                        let reply = self.ok(ResponseData::GetPolicySnapshot(p), id.clone());
+                        // The canonical form of an accepted request can be longer than the request was (defaults
+                        // written out): a line the client could not read is refused instead.
+                        if reply.len() - 1 > MAX_LINE_BYTES {
+                            self.fail(
+                            ControlAuthzCode::CommandFailed,
+                            format!(
+                                "the snapshot's response line is {} bytes, over the {MAX_LINE_BYTES}-byte limit",
+                                reply.len() - 1
+                            ),
+                            Some(command),
+                            id,
+                        )
+                        } else {
+                            reply
+                        }
+                    }
                     Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
                 })
             }
@@ -341,14 +425,23 @@ impl Agent {
         let dp = self.dp.clone();
         let data = match request {
             CommandRequest::ReplacePolicySnapshot(snapshot) => {
-                let snapshot: PolicySnapshot = snapshot;
+                let snapshot = Arc::new(snapshot);
+                let compiled = snapshot.clone();
                 let started = Instant::now();
-                let applied = blocking(move || dp.replace_policy(&snapshot)).await;
+                let applied = blocking(move || dp.replace_policy(&compiled)).await;
                 self.metrics
                     .policy_apply(started.elapsed(), applied.is_ok().then(SystemTime::now));
+                // The compiled form (as large as the policy) and the previous snapshot are freed by now; the
+                // snapshot itself is kept for GetPolicySnapshot.
+                self.release.after_large_job();
                 let summary = applied?;
+                self.remember_policy(summary.generation, snapshot);
                 self.health.set_generation(summary.generation);
                 ResponseData::ReplacePolicySnapshot(to_contract_summary(&summary))
+            }
+            CommandRequest::ValidatePolicySnapshot(snapshot) => {
+                let summary = blocking(move || dp.check_policy(&snapshot)).await?;
+                ResponseData::ValidatePolicySnapshot(to_contract_summary(&summary))
             }
             CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
                 cgroup,
@@ -401,10 +494,12 @@ impl Agent {
             other => return Err(format!("{} is not a mutation", other.command())),
         };
         let detail = match &data {
-            ResponseData::ReplacePolicySnapshot(s) => json!({
-                "generation": s.generation, "ipv4Rules": s.ipv4_rules, "ipv6Rules": s.ipv6_rules,
-                "brokerEndpoints": s.broker_endpoints, "dnsEndpoints": s.dns_endpoints,
-            }),
+            ResponseData::ReplacePolicySnapshot(s) | ResponseData::ValidatePolicySnapshot(s) => {
+                json!({
+                    "generation": s.generation, "ipv4Rules": s.ipv4_rules, "ipv6Rules": s.ipv6_rules,
+                    "brokerEndpoints": s.broker_endpoints, "dnsEndpoints": s.dns_endpoints,
+                })
+            }
             ResponseData::UpsertManagedCgroup(m)
             | ResponseData::DeleteManagedCgroup(m)
             | ResponseData::SetCgroupMode(m) => json!({

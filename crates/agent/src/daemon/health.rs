@@ -184,6 +184,7 @@ impl HealthState {
             heartbeat_age_ms: Some(ms(self.heartbeat_age())),
             heartbeat_grace_ms: Some(ms(self.grace)),
             active_layers: Some(self.active_layers.clone()),
+            version: Some(env!("CARGO_PKG_VERSION").to_owned()),
             degraded_reasons: reasons,
         }
     }

@@ -19,11 +19,13 @@ pub mod exposition;
 pub mod fairness;
 pub mod framing;
 pub mod health;
+pub mod heap;
 pub mod histogram;
 pub mod log;
 pub mod metrics;
 pub mod notify;
 pub mod process_metrics;
+pub mod runtime;
 pub mod server;
 pub mod socket;
 
@@ -145,13 +147,9 @@ pub fn run(config: AgentConfig, ops: Arc<Log>) -> Exit {
 }
 
 fn run_with_logs(config: AgentConfig, ops: Arc<Log>) -> Exit {
+    heap::configure();
     raise_fd_limit();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4)))
-        .thread_name("agent-worker")
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
             envelope::error(
@@ -209,7 +207,7 @@ fn start_failed(log: &Log, what: &str, error: String) -> Exit {
     Exit::Failure
 }
 
-async fn run_async(config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
+async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
     // systemd's notification socket, when the agent runs as a Type=notify service. A bad value is reported once
     // the agent serves; it then runs without notifying.
     let (notifier, notify_error) = match Notifier::from_env(&|k| std::env::var(k).ok()) {
@@ -246,9 +244,16 @@ async fn run_async(config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
         ring_buffer_bytes: config.ring_buffer_bytes,
         ..DataplaneOptions::default()
     };
-    let dp = match tokio::task::spawn_blocking(move || Dataplane::load(options)).await {
-        Ok(Ok(dp)) => Arc::new(dp),
-        Ok(Err(e)) => return start_failed(&log, "dataplane", e.to_string()),
+    // On this thread (the main one, where `block_on` runs us; nothing else runs yet): its allocations come
+    // from glibc's main arena, the one `malloc_trim` also shrinks from the top, so the tens of MiB the load's
+    // BTF parsing freed go back whole. On a blocking-pool thread they could land in a thread arena, whose free
+    // top is kept up to the trim threshold: 1 MiB of idle RSS more in some starts and not others.
+    let dp = match tokio::task::block_in_place(|| {
+        let dp = Dataplane::load(options);
+        heap::release_free();
+        dp
+    }) {
+        Ok(dp) => Arc::new(dp),
         Err(e) => return start_failed(&log, "dataplane", e.to_string()),
     };
     // From here on the agent's own task beats (see the module comment).
@@ -285,16 +290,24 @@ async fn run_async(config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
             }),
         );
     }
-    // How long the policy file took to apply and when, for the metrics (created below, once health exists).
+    // How long the policy file took to apply and when, for the metrics (created below, once health exists), and
+    // the snapshot that became the active generation (GetPolicySnapshot). Taken out of the configuration, which
+    // lives as long as the agent, so the snapshot is held once.
     let mut file_apply = None;
-    if let Some((path, snapshot)) = &config.policy {
+    let mut file_snapshot = None;
+    if let Some((path, snapshot)) = config.policy.take() {
         if generation == 0 {
-            let dp2 = dp.clone();
-            let snapshot = snapshot.clone();
             let started = std::time::Instant::now();
-            match tokio::task::spawn_blocking(move || dp2.replace_policy(&snapshot)).await {
-                Ok(Ok(summary)) => {
+            // On this thread too, for the same reason as the load.
+            let applied = tokio::task::block_in_place(|| {
+                let summary = dp.replace_policy(&snapshot);
+                heap::release_free();
+                summary
+            });
+            match applied {
+                Ok(summary) => {
                     file_apply = Some((started.elapsed(), std::time::SystemTime::now()));
+                    file_snapshot = Some(Arc::new(snapshot));
                     generation = summary.generation;
                     log.lifecycle(
                         "policy_loaded",
@@ -306,10 +319,9 @@ async fn run_async(config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
                         }),
                     );
                 }
-                Ok(Err(e)) => {
+                Err(e) => {
                     return start_failed(&log, "policy file", format!("{}: {e}", path.display()))
                 }
-                Err(e) => return start_failed(&log, "policy file", e.to_string()),
             }
         } else {
             log.lifecycle(
@@ -352,6 +364,9 @@ async fn run_async(config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
         ControllerAuthorizationPolicy::from(&config.contract),
         dropped_subscriber,
     ));
+    if let Some(snapshot) = file_snapshot {
+        agent.remember_policy(generation, snapshot);
+    }
 
     tokio::spawn(heartbeat(
         agent.clone(),
@@ -580,7 +595,11 @@ async fn heartbeat(agent: Arc<Agent>, interval: Duration, notifier: Option<Arc<N
 }
 
 async fn pump(agent: Arc<Agent>, mut receiver: EventReceiver) {
+    let mut backlog = heap::Backlog::default();
     while let Some(batch) = receiver.recv_batch(EVENT_BATCH).await {
+        if backlog.after_batch(batch.len() == EVENT_BATCH) {
+            agent.release.after_large_job();
+        }
         let subscribed = agent.events.receiver_count() > 0;
         for e in &batch {
             agent.metrics.event_delivered(e.reason, e.hook);

@@ -28,6 +28,7 @@ use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use super::control::{Agent, Outcome};
 use super::fairness::{LogLimiter, Refusal, SlotLimits, Slots};
 use super::framing::{self, FrameError, LineReader};
+use super::heap;
 use super::socket::peer_credentials;
 
 /// How long one reply (or one batch of events) may take to write.
@@ -46,6 +47,7 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, limits: Limits) {
     let slots = Slots::new(limits.slots, agent.authz.clone());
     let refusals_logged = LogLimiter::new(Duration::from_secs(1));
     let budget = framing::budget();
+    let burst = Arc::new(heap::Burst::default());
     let mut stopping = agent.stopping();
     let mut last_accept_error = None::<tokio::time::Instant>;
     loop {
@@ -87,11 +89,16 @@ pub async fn serve(listener: UnixListener, agent: Arc<Agent>, limits: Limits) {
         };
         let agent = agent.clone();
         let budget = budget.clone();
+        let burst = burst.clone();
         tokio::spawn(async move {
             agent.metrics.connections().inc();
+            burst.opened();
             connection(stream, peer, &agent, budget, limits).await;
             agent.metrics.connections().dec();
             drop(slot);
+            if burst.closed() {
+                agent.release.after_large_job();
+            }
         });
     }
 }

@@ -450,6 +450,21 @@ impl Dataplane {
         f(inner)
     }
 
+    /// What [`Self::replace_policy`] would report for `snapshot`, without applying it: the snapshot is compiled
+    /// against the dataplane's limits (a snapshot beyond one is [`DataplaneError::PolicyTooLarge`], as a
+    /// replacement would be), nothing is written, and the summary's `generation` is the active one, unchanged.
+    pub fn check_policy(&self, snapshot: &PolicySnapshot) -> Result<PolicySummary, DataplaneError> {
+        let compiled = policy_compile::compile(snapshot)?;
+        let active = self.policy_summary()?.generation;
+        Ok(PolicySummary {
+            generation: active,
+            ipv4_rules: u64::from(compiled.ipv4_rules),
+            ipv6_rules: u64::from(compiled.ipv6_rules),
+            broker_endpoints: u64::from(compiled.broker_endpoints),
+            dns_endpoints: u64::from(compiled.dns_endpoints),
+        })
+    }
+
     /// Atomic: compiled snapshot -> inactive slot -> one switch. Errors leave the active policy untouched.
     pub fn replace_policy(
         &self,

@@ -59,19 +59,25 @@ impl<'de> Visitor<'de> for EnvelopeVisitor {
     }
 }
 
-/// `Some` only for a valid ReplacePolicySnapshot request (the line without its `\n`, already checked for size
-/// and inner newlines).
+/// `Some` only for a valid ReplacePolicySnapshot or ValidatePolicySnapshot request (the line without its `\n`,
+/// already checked for size and inner newlines).
 pub(super) fn parse_request(body: &[u8]) -> Option<ControlRequest> {
     let mut de = serde_json::Deserializer::from_slice(body);
     let envelope = de.deserialize_map(EnvelopeVisitor).ok()?;
     de.end().ok()?;
-    if envelope.command.as_deref() != Some("ReplacePolicySnapshot") {
-        return None;
-    }
+    let validate = match envelope.command.as_deref() {
+        Some("ReplacePolicySnapshot") => false,
+        Some("ValidatePolicySnapshot") => true,
+        _ => return None,
+    };
     let payload = envelope.payload?;
     let snapshot = PolicySnapshot::from_json_slice(payload.get().as_bytes()).ok()?;
     Some(ControlRequest {
-        request: CommandRequest::ReplacePolicySnapshot(snapshot),
+        request: if validate {
+            CommandRequest::ValidatePolicySnapshot(snapshot)
+        } else {
+            CommandRequest::ReplacePolicySnapshot(snapshot)
+        },
         id: envelope.id.map(Cow::into_owned),
     })
 }

@@ -45,7 +45,7 @@ pub use request::{
 };
 pub use response::{
     parse_command_data, parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus,
-    ResponseData, Status,
+    PolicySnapshotData, ResponseData, Status, MAX_VERSION_BYTES,
 };
 
 /// Longest accepted line, excluding its `\n`.
@@ -91,8 +91,14 @@ commands! {
     GetStatus => true,
     /// Generation and counts of the loaded policy.
     GetPolicySummary => true,
+    /// The loaded policy itself, when the agent knows it (it applied it), with its generation.
+    GetPolicySnapshot => true,
     /// Atomically replaces the policy.
     ReplacePolicySnapshot => false,
+    /// Validates and compiles a snapshot against the dataplane's limits and applies nothing (`ctl policy apply
+    /// --dry-run`): the reply is what ReplacePolicySnapshot would report, with the active generation. Privileged
+    /// like a replacement, since compiling a 16 MiB snapshot is work.
+    ValidatePolicySnapshot => false,
     /// Adds or updates a managed cgroup.
     UpsertManagedCgroup => false,
     /// Stops managing a cgroup.

@@ -36,7 +36,9 @@ pub enum CommandRequest {
     GetHealth,
     GetStatus,
     GetPolicySummary,
+    GetPolicySnapshot,
     ReplacePolicySnapshot(PolicySnapshot),
+    ValidatePolicySnapshot(PolicySnapshot),
     UpsertManagedCgroup(UpsertManagedCgroup),
     DeleteManagedCgroup(CgroupRef),
     SetGlobalMode(Mode),
@@ -51,7 +53,9 @@ impl CommandRequest {
             CommandRequest::GetHealth => Command::GetHealth,
             CommandRequest::GetStatus => Command::GetStatus,
             CommandRequest::GetPolicySummary => Command::GetPolicySummary,
+            CommandRequest::GetPolicySnapshot => Command::GetPolicySnapshot,
             CommandRequest::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
+            CommandRequest::ValidatePolicySnapshot(_) => Command::ValidatePolicySnapshot,
             CommandRequest::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
             CommandRequest::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
             CommandRequest::SetGlobalMode(_) => Command::SetGlobalMode,
@@ -72,7 +76,8 @@ impl CommandRequest {
             m
         };
         match self {
-            CommandRequest::ReplacePolicySnapshot(s) => Some(s.to_json_value()),
+            CommandRequest::ReplacePolicySnapshot(s)
+            | CommandRequest::ValidatePolicySnapshot(s) => Some(s.to_json_value()),
             CommandRequest::UpsertManagedCgroup(u) => {
                 let mut m = cgroup_obj(&u.cgroup);
                 if let Some(mode) = u.mode {
@@ -298,6 +303,7 @@ pub(super) fn read_payload(
         Command::GetHealth => simple(CommandRequest::GetHealth, issues),
         Command::GetStatus => simple(CommandRequest::GetStatus, issues),
         Command::GetPolicySummary => simple(CommandRequest::GetPolicySummary, issues),
+        Command::GetPolicySnapshot => simple(CommandRequest::GetPolicySnapshot, issues),
         Command::Shutdown => match v {
             None | Some(Value::Null) => Some(CommandRequest::Shutdown(ShutdownOptions::default())),
             _ => {
@@ -312,6 +318,13 @@ pub(super) fn read_payload(
             }
         },
         Command::SubscribeEvents => simple(CommandRequest::SubscribeEvents, issues),
+        Command::ValidatePolicySnapshot => match parse_snapshot(v, &path) {
+            Ok(s) => Some(CommandRequest::ValidatePolicySnapshot(s)),
+            Err(e) => {
+                issues.extend(e.issues);
+                None
+            }
+        },
         Command::ReplacePolicySnapshot => match parse_snapshot(v, &path) {
             Ok(s) => Some(CommandRequest::ReplacePolicySnapshot(s)),
             Err(e) => {

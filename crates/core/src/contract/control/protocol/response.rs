@@ -16,7 +16,7 @@ use crate::contract::json_reader::{self, join, object, Issues, ObjectReader};
 use crate::contract::layer::{
     active_layers, Layer, LayerCounters, LayerState, LayerStateName, LayerStatus,
 };
-use crate::contract::policy::PolicySummary;
+use crate::contract::policy::{parse_snapshot, PolicySnapshot, PolicySummary};
 use crate::contract::reason_codes::{
     ControlAuthzCode, DataplaneReasonCode, CONTROL_AUTHZ_NAMESPACE,
 };
@@ -108,7 +108,14 @@ pub struct Health {
     /// The bypass layers in force (docs/threat-model.md), in [`Layer::ALL`] order, no duplicates.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub active_layers: Option<Vec<Layer>>,
+    /// The agent's version (its package version, e.g. `0.1.0`): a non-empty string of at most
+    /// [`MAX_VERSION_BYTES`] printable ASCII characters. Absent from agents older than the field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
+
+/// Longest `version` GetHealth carries.
+pub const MAX_VERSION_BYTES: usize = 64;
 
 impl Health {
     /// Status and reasons only: `Degraded` exactly when `degraded_reasons` is non-empty.
@@ -127,6 +134,7 @@ impl Health {
             heartbeat_age_ms: None,
             heartbeat_grace_ms: None,
             active_layers: None,
+            version: None,
         }
     }
 }
@@ -161,6 +169,16 @@ pub struct Status {
     pub verdicts: Vec<VerdictCount>,
 }
 
+/// GetPolicySnapshot data: the active generation and, when the agent knows it, the snapshot it was built from.
+/// `snapshot` is absent when no policy is loaded (generation 0) and when the agent did not apply the active
+/// generation itself: a pinned state it adopted from a previous agent, or a policy another loader wrote into the
+/// same pins.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PolicySnapshotData {
+    pub generation: u64,
+    pub snapshot: Option<PolicySnapshot>,
+}
+
 /// SetGlobalMode data: the mode now in force.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -174,7 +192,10 @@ pub enum ResponseData {
     GetHealth(Health),
     GetStatus(Status),
     GetPolicySummary(PolicySummary),
+    GetPolicySnapshot(PolicySnapshotData),
     ReplacePolicySnapshot(PolicySummary),
+    /// What a replacement would report; `generation` is the active one (nothing was applied).
+    ValidatePolicySnapshot(PolicySummary),
     /// The entry as stored after the upsert.
     UpsertManagedCgroup(ManagedCgroup),
     /// The entry that was removed.
@@ -194,7 +215,9 @@ impl ResponseData {
             ResponseData::GetHealth(_) => Command::GetHealth,
             ResponseData::GetStatus(_) => Command::GetStatus,
             ResponseData::GetPolicySummary(_) => Command::GetPolicySummary,
+            ResponseData::GetPolicySnapshot(_) => Command::GetPolicySnapshot,
             ResponseData::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
+            ResponseData::ValidatePolicySnapshot(_) => Command::ValidatePolicySnapshot,
             ResponseData::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
             ResponseData::DeleteManagedCgroup(_) => Command::DeleteManagedCgroup,
             ResponseData::SetGlobalMode(_) => Command::SetGlobalMode,
@@ -213,6 +236,15 @@ enum DataRef<'a> {
     Summary(&'a PolicySummary),
     Cgroup(&'a ManagedCgroup),
     Global(&'a GlobalModeData),
+    Snapshot(SnapshotWire),
+}
+
+/// GetPolicySnapshot data on the wire: `snapshot` in the policy file's canonical form.
+#[derive(Serialize)]
+struct SnapshotWire {
+    generation: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<Value>,
 }
 
 #[derive(Serialize)]
@@ -276,13 +308,17 @@ impl ControlResponse {
                 let data_ref = match data {
                     ResponseData::GetHealth(h) => Some(DataRef::Health(h)),
                     ResponseData::GetStatus(s) => Some(DataRef::Status(s)),
-                    ResponseData::GetPolicySummary(p) | ResponseData::ReplacePolicySnapshot(p) => {
-                        Some(DataRef::Summary(p))
-                    }
+                    ResponseData::GetPolicySummary(p)
+                    | ResponseData::ReplacePolicySnapshot(p)
+                    | ResponseData::ValidatePolicySnapshot(p) => Some(DataRef::Summary(p)),
                     ResponseData::UpsertManagedCgroup(c)
                     | ResponseData::DeleteManagedCgroup(c)
                     | ResponseData::SetCgroupMode(c) => Some(DataRef::Cgroup(c)),
                     ResponseData::SetGlobalMode(g) => Some(DataRef::Global(g)),
+                    ResponseData::GetPolicySnapshot(p) => Some(DataRef::Snapshot(SnapshotWire {
+                        generation: p.generation,
+                        snapshot: p.snapshot.as_ref().map(PolicySnapshot::to_json_value),
+                    })),
                     ResponseData::Shutdown | ResponseData::SubscribeEvents => None,
                 };
                 serde_json::to_string(&SuccessWire {
@@ -429,6 +465,12 @@ pub(super) fn read_data(
         Command::GetPolicySummary => {
             read_summary(v, path, issues).map(ResponseData::GetPolicySummary)
         }
+        Command::GetPolicySnapshot => {
+            read_snapshot_data(v, path, issues).map(ResponseData::GetPolicySnapshot)
+        }
+        Command::ValidatePolicySnapshot => {
+            read_summary(v, path, issues).map(ResponseData::ValidatePolicySnapshot)
+        }
         Command::ReplacePolicySnapshot => {
             read_summary(v, path, issues).map(ResponseData::ReplacePolicySnapshot)
         }
@@ -478,10 +520,29 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
             "heartbeatAgeMs",
             "heartbeatGraceMs",
             "activeLayers",
+            "version",
         ],
         issues,
     )?;
     let status = obj.literal::<HealthStatus>("status", issues);
+    let version = match obj.opt_str("version", issues) {
+        Some(Some(v))
+            if v.is_empty()
+                || v.len() > MAX_VERSION_BYTES
+                || !v.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
+            issues.push(
+                obj.path_of("version"),
+                IssueCode::InvalidFormat,
+                format!(
+                    "expected a version of 1-{MAX_VERSION_BYTES} printable ASCII characters without spaces"
+                ),
+            );
+            None
+        }
+        Some(v) => Some(v.map(str::to_owned)),
+        None => None,
+    };
     let reasons = obj.array("degradedReasons", issues).and_then(|items| {
         let rp = obj.path_of("degradedReasons");
         let mut out = Vec::with_capacity(items.len());
@@ -548,6 +609,7 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         heartbeat_age_ms: age?,
         heartbeat_grace_ms: grace?,
         active_layers: layers?,
+        version: version?,
     })
 }
 
@@ -752,6 +814,40 @@ fn read_summary(
         return None;
     }
     Some(s)
+}
+
+/// `{generation, snapshot?}`: a snapshot only with a generation (0 means no policy is loaded), checked by the
+/// policy's one strict parser.
+fn read_snapshot_data(
+    v: Option<&Value>,
+    path: &[PathSegment],
+    issues: &mut Issues,
+) -> Option<PolicySnapshotData> {
+    let obj = object(v, path, &["generation", "snapshot"], issues)?;
+    let generation = counter(&obj, "generation", issues);
+    let snapshot = match obj.get("snapshot") {
+        None => Some(None),
+        Some(s) => match parse_snapshot(Some(s), &obj.path_of("snapshot")) {
+            Ok(s) => Some(Some(s)),
+            Err(e) => {
+                issues.extend(e.issues);
+                None
+            }
+        },
+    };
+    let (generation, snapshot) = (generation?, snapshot?);
+    if generation == 0 && snapshot.is_some() {
+        issues.push(
+            obj.path_of("snapshot"),
+            IssueCode::Custom,
+            "generation 0 means no policy is loaded: there is no snapshot",
+        );
+        return None;
+    }
+    Some(PolicySnapshotData {
+        generation,
+        snapshot,
+    })
 }
 
 fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> Option<Status> {

@@ -23,6 +23,8 @@ fn every_command_round_trips() {
         CommandRequest::GetHealth,
         CommandRequest::GetStatus,
         CommandRequest::GetPolicySummary,
+        CommandRequest::GetPolicySnapshot,
+        CommandRequest::ValidatePolicySnapshot(snapshot.clone()),
         CommandRequest::ReplacePolicySnapshot(snapshot),
         CommandRequest::UpsertManagedCgroup(UpsertManagedCgroup {
             cgroup: CgroupRef::Path("/workloads/a".into()),

@@ -80,10 +80,31 @@ fn responses_round_trip_for_every_command() {
             heartbeat_age_ms: Some(12),
             heartbeat_grace_ms: Some(5000),
             active_layers: Some(vec![Layer::SockCreate, Layer::Egress]),
+            version: Some("0.1.0-rc.1+g7279137".into()),
             ..Health::from_reasons(vec!["no policy loaded".into()])
         }),
         ResponseData::GetStatus(status()),
         ResponseData::GetPolicySummary(PolicySummary::default()),
+        ResponseData::GetPolicySnapshot(PolicySnapshotData {
+            generation: 0,
+            snapshot: None,
+        }),
+        ResponseData::GetPolicySnapshot(PolicySnapshotData {
+            generation: 4,
+            snapshot: None,
+        }),
+        ResponseData::GetPolicySnapshot(PolicySnapshotData {
+            generation: 5,
+            snapshot: Some(
+                crate::contract::policy::PolicySnapshot::from_json_value(&json!({
+                    "broker": [{"ip": "10.0.0.5", "port": 8081}], "dns": [{"ip": "fd00::53", "port": 5353}],
+                    "rules": [{"id": "r", "action": "deny", "cidr": "10.1.0.0/16", "ports": [443, 8443], "protocol": "tcp"}],
+                    "sampling": {"allowOneIn": 10, "unmanagedOneIn": 100}
+                }))
+                .expect("snapshot"),
+            ),
+        }),
+        ResponseData::ValidatePolicySnapshot(summary.clone()),
         ResponseData::ReplacePolicySnapshot(summary),
         ResponseData::UpsertManagedCgroup(entry.clone()),
         ResponseData::DeleteManagedCgroup(entry.clone()),
@@ -142,9 +163,20 @@ fn response_schemas_are_strict() {
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "activeLayers": ["egress", "egress"]}}),
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "activeLayers": ["firewall"]}}),
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "activeLayers": "egress"}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "version": ""}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "version": "0.1.0 beta"}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "version": "x".repeat(65)}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "version": 1}}),
+        json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "version": null}}),
         json!({"ok": true, "command": "Shutdown", "data": {}}),
         json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 0, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0}}),
         json!({"ok": true, "command": "SetGlobalMode", "data": {"globalMode": "off"}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 0, "snapshot": {"broker": [], "dns": [], "rules": []}}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 2, "snapshot": null}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 2, "snapshot": {"broker": [], "dns": [], "rules": [{"id": "x", "action": "allow", "cidr": "10.0.0.1/8"}]}}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"snapshot": {"broker": [], "dns": [], "rules": []}}}),
+        json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 1, "known": false}}),
+        json!({"ok": true, "command": "GetPolicySnapshot"}),
         json!({"ok": true, "command": "SetCgroupMode", "data": {"cgroupId": 9}}),
         json!({"ok": true, "command": "Nope"}),
         json!({"ok": true, "command": "Shutdown", "error": {}}),
