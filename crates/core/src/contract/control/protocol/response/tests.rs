@@ -104,7 +104,7 @@ fn responses_round_trip_for_every_command() {
                 .expect("snapshot"),
             ),
         }),
-        ResponseData::ValidatePolicySnapshot(summary.clone()),
+        ResponseData::ValidatePolicySnapshot(summary),
         ResponseData::ReplacePolicySnapshot(summary),
         ResponseData::UpsertManagedCgroup(entry.clone()),
         ResponseData::DeleteManagedCgroup(entry.clone()),
