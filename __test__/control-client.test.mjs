@@ -468,18 +468,24 @@ if (rootSkip && process.env.CI === 'true') throw new Error('ControlClient root t
 /** Starts the agent binary; resolves once its `started` line is out. */
 function startAgent(env) {
   const child = spawn(resolveBinary().path, ['agent'], { env: { PATH: process.env.PATH, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  // Verdict records come on stdout, operational lines (agent_event: started, stopped, ...) on stderr: both are
+  // JSON lines, collected in arrival order.
   const lines = []
   let stderr = ''
-  let buffered = ''
-  child.stdout.on('data', (d) => {
-    buffered += d
-    let nl
-    while ((nl = buffered.indexOf('\n')) !== -1) {
-      lines.push(JSON.parse(buffered.slice(0, nl)))
-      buffered = buffered.slice(nl + 1)
-    }
-  })
-  child.stderr.on('data', (d) => (stderr += d))
+  const collect = (stream, onText) => {
+    let buffered = ''
+    stream.on('data', (d) => {
+      onText(String(d))
+      buffered += d
+      let nl
+      while ((nl = buffered.indexOf('\n')) !== -1) {
+        lines.push(JSON.parse(buffered.slice(0, nl)))
+        buffered = buffered.slice(nl + 1)
+      }
+    })
+  }
+  collect(child.stdout, () => {})
+  collect(child.stderr, (t) => (stderr += t))
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)))
   const ready = (async () => {
     const deadline = Date.now() + 30_000

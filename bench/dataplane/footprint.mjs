@@ -116,18 +116,20 @@ class AgentProcess {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     this.exit = new Promise((resolve) => this.child.on('exit', (code, signal) => resolve((this.exited = { code, signal }))))
+    // Both streams are read all along so the agent never waits on a pipe. Standard output holds the verdict
+    // records (not kept); the agent's own lines (agent_event) are on standard error, one JSON envelope each.
+    this.child.stdout.on('data', () => {})
     let pending = ''
-    // Keep only the agent's own records; the stream is read all along so the agent never waits on the pipe.
-    this.child.stdout.on('data', (chunk) => {
+    this.child.stderr.on('data', (chunk) => {
+      this.stderr += chunk
       pending += chunk
       let nl
       while ((nl = pending.indexOf('\n')) >= 0) {
         const line = pending.slice(0, nl)
         pending = pending.slice(nl + 1)
-        if (line.startsWith('{"agent_event"')) this.records.push(JSON.parse(line))
+        if (line.includes('"agent_event"')) this.records.push(JSON.parse(line.slice(line.indexOf('{'))))
       }
     })
-    this.child.stderr.on('data', (chunk) => (this.stderr += chunk))
   }
 
   get pid() {

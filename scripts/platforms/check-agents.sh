@@ -222,14 +222,16 @@ version_of() { # suffix runner...
 
 x64ctl() { timeout 20 "$(bin_of linux-x64-musl)" ctl --socket "$sock" "$@"; }
 
-# The newest agent log line matching python condition on record `r`, within 5 s.
+# The newest agent log line matching python condition on record `r`, within 5 s: verdict records are on
+# standard output (agent.log), operational lines (agent_event) on standard error (agent.err).
 log_line() { # condition
-  "$py" - "$tmp/agent.log" "$1" <<'PY'
+  "$py" - "$1" "$tmp/agent.log" "$tmp/agent.err" <<'PY'
 import json, sys, time
-path, cond = sys.argv[1], sys.argv[2]
+cond, paths = sys.argv[1], sys.argv[2:]
 deadline = time.monotonic() + 5
 while True:
-    with open(path, encoding="utf-8", errors="replace") as f:
+    for path in paths:
+      with open(path, encoding="utf-8", errors="replace") as f:
         for line in f:
             try:
                 r = json.loads(line)

@@ -72,6 +72,9 @@ pub struct AgentArgs {
     /// Size of the kernel's event ring buffer in bytes: a power of two, a multiple of the page size, at most 1 GiB; an adopted state keeps its own [env: BROKER_EBPF_RING_BUFFER_BYTES] [default: 4194304]
     #[arg(long, value_name = "BYTES")]
     pub ring_buffer_bytes: Option<String>,
+    /// Where verdict and authorization records go: stdout, stderr or a file (appended to); operational lines always go to standard error [env: BROKER_EBPF_VERDICT_LOG] [default: stdout]
+    #[arg(long, value_name = "DEST")]
+    pub verdict_log: Option<String>,
     /// Policy snapshot (JSON) applied at start when no policy is loaded [env: BROKER_EBPF_POLICY_FILE]
     #[arg(long, value_name = "FILE")]
     pub policy_file: Option<String>,

@@ -50,6 +50,48 @@ pub const ENV_MAX_CLIENTS_PER_UID: &str = "BROKER_EBPF_MAX_CLIENTS_PER_UID";
 pub const ENV_RESERVED_CLIENTS: &str = "BROKER_EBPF_RESERVED_CLIENTS";
 pub const ENV_CLIENT_IDLE_TIMEOUT_MS: &str = "BROKER_EBPF_CLIENT_IDLE_TIMEOUT_MS";
 pub const ENV_REQUEST_TIMEOUT_MS: &str = "BROKER_EBPF_REQUEST_TIMEOUT_MS";
+pub const ENV_VERDICT_LOG: &str = "BROKER_EBPF_VERDICT_LOG";
+
+/// Where the verdict and authorization records go (operational lines always go to standard error).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum VerdictLog {
+    Stdout,
+    Stderr,
+    /// Appended to; created (mode 0640) when missing.
+    File(PathBuf),
+}
+
+impl VerdictLog {
+    /// `stdout`, `stderr` or an absolute file path (a relative one would depend on the directory the agent was
+    /// started in).
+    fn parse(s: &Source) -> Result<VerdictLog, ConfigError> {
+        match s.value.as_str() {
+            "stdout" => Ok(VerdictLog::Stdout),
+            "stderr" => Ok(VerdictLog::Stderr),
+            v if Path::new(v).is_absolute() => Ok(VerdictLog::File(PathBuf::from(v))),
+            _ => Err(ConfigError::new(
+                s,
+                "expected stdout, stderr or an absolute file path",
+            )),
+        }
+    }
+
+    /// Opens the destination.
+    pub fn open(&self) -> std::io::Result<Box<dyn std::io::Write + Send>> {
+        use std::os::unix::fs::OpenOptionsExt;
+        Ok(match self {
+            VerdictLog::Stdout => Box::new(std::io::stdout()),
+            VerdictLog::Stderr => Box::new(std::io::stderr()),
+            VerdictLog::File(path) => Box::new(
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .mode(0o640)
+                    .open(path)?,
+            ),
+        })
+    }
+}
 
 /// Default for `max_clients`: far more controllers and subscribers than a node has, few enough that their
 /// buffers stay small (see `server::BUFFER_BUDGET_BYTES` for the large-request bound).
@@ -88,6 +130,8 @@ pub struct AgentConfig {
     pub slots: SlotLimits,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
+    /// Where verdict and authorization records go.
+    pub verdict_log: VerdictLog,
 }
 
 /// Where a value came from.
@@ -483,6 +527,12 @@ impl AgentConfig {
             .transpose()?
             .unwrap_or(Duration::from_millis(DEFAULT_REQUEST_TIMEOUT_MS));
 
+        let verdict_log = r
+            .get(&args.verdict_log, "verdict-log", ENV_VERDICT_LOG)
+            .map(|s| VerdictLog::parse(&s))
+            .transpose()?
+            .unwrap_or(VerdictLog::Stdout);
+
         Ok(AgentConfig {
             contract,
             cgroups,
@@ -497,6 +547,7 @@ impl AgentConfig {
             slots,
             idle_timeout,
             request_timeout,
+            verdict_log,
         })
     }
 }
@@ -603,6 +654,44 @@ mod tests {
             c.disable_layers,
             [Layer::SocketCreateLsm, Layer::SockCreate]
         );
+    }
+
+    #[test]
+    fn the_verdict_log_is_stdout_stderr_or_an_absolute_path() {
+        if !have_cgroup2() {
+            eprintln!(
+                "SKIPPED the_verdict_log_is_stdout_stderr_or_an_absolute_path: no cgroup2 mount"
+            );
+            return;
+        }
+        let to = |env: &[(&str, &str)], flag: Option<&str>| {
+            resolve(
+                AgentArgs {
+                    verdict_log: flag.map(str::to_owned),
+                    ..AgentArgs::default()
+                },
+                env,
+            )
+            .map(|c| c.verdict_log)
+        };
+        assert_eq!(to(&[], None).expect("default"), VerdictLog::Stdout);
+        assert_eq!(
+            to(&[(ENV_VERDICT_LOG, "stderr")], None).expect("stderr"),
+            VerdictLog::Stderr
+        );
+        assert_eq!(
+            to(&[(ENV_VERDICT_LOG, "stderr")], Some("/var/log/v.ndjson")).expect("the flag wins"),
+            VerdictLog::File(PathBuf::from("/var/log/v.ndjson"))
+        );
+        for (env, flag, want) in [
+            (Some("verdicts.ndjson"), None, "BROKER_EBPF_VERDICT_LOG=verdicts.ndjson: expected stdout, stderr or an absolute file path"),
+            (Some("STDOUT"), None, "BROKER_EBPF_VERDICT_LOG=STDOUT: expected"),
+            (None, Some(""), "--verdict-log=: expected"),
+        ] {
+            let env: Vec<(&str, &str)> = env.map(|v| (ENV_VERDICT_LOG, v)).into_iter().collect();
+            let e = to(&env, flag).expect_err("refused").to_string();
+            assert!(e.starts_with(want), "{e}");
+        }
     }
 
     #[test]

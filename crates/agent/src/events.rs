@@ -14,14 +14,14 @@ pub fn log_line(e: &VerdictEvent) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use interceptor_ebpf_core::contract::events::json::parse_json;
     use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
     use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode;
     use std::time::{Duration, UNIX_EPOCH};
 
-    fn event() -> VerdictEvent {
+    pub(crate) fn event() -> VerdictEvent {
         VerdictEvent {
             observed_at: UNIX_EPOCH + Duration::new(1_700_000_000, 42),
             monotonic_ns: 1,

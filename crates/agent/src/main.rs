@@ -12,13 +12,23 @@ use interceptor_ebpf_agent::{ctl, daemon};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let exit = match cli.command {
-        TopCommand::Agent(args) => match AgentConfig::resolve(&args, &|k| std::env::var(k).ok()) {
-            Ok(config) => daemon::run(config),
-            Err(e) => {
-                eprintln!("interceptor-ebpf agent: invalid configuration: {e}");
-                Exit::Usage
+        TopCommand::Agent(args) => {
+            let Some(ops) = daemon::start_operational_log() else {
+                return Exit::Failure.into();
+            };
+            match AgentConfig::resolve(&args, &|k| std::env::var(k).ok()) {
+                Ok(config) => daemon::run(config, ops),
+                Err(e) => {
+                    daemon::envelope::error(
+                        "invalid_configuration",
+                        "invalid configuration",
+                        serde_json::json!({"error": e.to_string()}),
+                    );
+                    ops.finish();
+                    Exit::Usage
+                }
             }
-        },
+        }
         TopCommand::Ctl(args) => ctl::run(args),
     };
     exit.into()

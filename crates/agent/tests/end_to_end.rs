@@ -219,12 +219,24 @@ fn refusals_reach_subscribers_ctl_events_and_the_log() {
         .wait_line(Duration::from_secs(5), |r| r["agent_event"] == "stopped")
         .expect("stopped line");
     assert_eq!(stopped["enforcement"], "pinned");
-    // Every line the agent wrote is one of the three kinds.
+    // Every line the agent wrote is one of three kinds (two records, one envelope); the records are the package's
+    // own (its parsers read them back) and every operational line has the envelope's keys.
     for r in agent.records() {
+        if r["code_namespace"] == "dataplane_verdict" {
+            interceptor_ebpf_core::contract::events::parse_value(&r).expect("the package's parser");
+        } else if r["code_namespace"] == "control_authz" {
+            interceptor_ebpf_core::contract::control::authz::ControlPlaneAuthzEvent::from_json_value_for_log(&r)
+                .expect("the package's parser");
+        } else {
+            for key in ["time", "level", "msg", "target"] {
+                assert!(r[key].is_string(), "{key}: {r}");
+            }
+        }
         let kinds = [
             r["code_namespace"] == "dataplane_verdict",
             r["code_namespace"] == "control_authz",
-            r.get("agent_event").is_some() && r.get("code_namespace").is_none(),
+            // An operational line: the agent's own (agent_event) or a dataplane log record.
+            r.get("level").is_some() && r.get("code_namespace").is_none(),
         ];
         assert_eq!(kinds.iter().filter(|k| **k).count(), 1, "{r}");
     }

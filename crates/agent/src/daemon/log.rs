@@ -1,13 +1,18 @@
-//! Standard output: one JSON object per line.
+//! The verdict stream: the package's log records, one JSON object per line, byte for byte what the contract
+//! layer's serializers return and its parsers accept.
 //!
-//! Three kinds of lines, never confused with one another:
+//! Two kinds of records, never confused with one another:
 //! - a verdict event: exactly the contract's DataplanePacketEvent log record (`code_namespace` first, value
 //!   `dataplane_verdict`), what `serializeDataplanePacketEventToLog` returns;
 //! - a control-plane refusal: exactly the ControlPlaneAuthzEvent log record (`code_namespace` `control_authz`),
-//!   what `serializeControlPlaneAuthzErrorToLog` returns;
-//! - an agent lifecycle line: first key `agent_event`, never a `code_namespace`.
+//!   what `serializeControlPlaneAuthzErrorToLog` returns.
 //!
-//! Lines go through a bounded queue to one writer thread, so a slow or blocked standard output never stalls the
+//! The stream is standard output by default, or standard error or a file (`BROKER_EBPF_VERDICT_LOG`). The
+//! agent's operational lines (start, stop, degraded, warnings, the dataplane's `log` records) are not records:
+//! they go to standard error in the envelope of `envelope.rs`, through a queue of this same kind. A refusal is
+//! both: its record here, and a `control_refused` warning there.
+//!
+//! Lines go through a bounded queue to one writer thread, so a slow or blocked output never stalls the
 //! control socket or the event pipeline; a line the queue cannot take is counted (`dropped`), never waited for.
 //! The queue takes memory as lines wait in it, not up front: a channel of 65,536 slots allocated at start was
 //! 1.5 MiB of the idle agent's RSS for a queue that is nearly always empty.
@@ -17,12 +22,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
+use tracing::Level;
 
 use interceptor_ebpf_core::contract::control::authz::ControlPlaneAuthzEvent;
-use interceptor_ebpf_core::contract::timestamp::Timestamp;
+
+use super::envelope;
 
 /// Lines the queue holds before new ones are dropped (and counted).
 pub const LOG_QUEUE_LINES: usize = 65_536;
@@ -35,12 +41,6 @@ pub struct Log {
     queued: Arc<AtomicUsize>,
     dropped: AtomicU64,
     thread: Mutex<Option<JoinHandle<()>>>,
-}
-
-fn now_text() -> String {
-    Timestamp::from_system_time(SystemTime::now())
-        .map(|t| t.as_str().to_owned())
-        .unwrap_or_default()
 }
 
 impl Log {
@@ -78,26 +78,28 @@ impl Log {
         }
     }
 
-    /// A ControlPlaneAuthzEvent log record.
+    /// A ControlPlaneAuthzEvent log record on this stream, and a `control_refused` operational warning.
     pub fn authz(&self, event: &ControlPlaneAuthzEvent) {
         let mut line = event.to_log_line().into_bytes();
         line.push(b'\n');
         self.line(line.into());
+        envelope::warn(
+            "control_refused",
+            "control request refused",
+            serde_json::json!({
+                "reason_code": event.reason_code.as_str(),
+                "command": event.command,
+                "message": event.message,
+            }),
+        );
     }
 
-    /// A lifecycle line: `{"agent_event": kind, "time": ..., fields...}`.
+    /// One of the agent's operational lines (not a record: it goes to the envelope, not to this queue).
+    /// `kind` is its stable `agent_event` name; its level and sentence are [`lifecycle_level_and_msg`]'s.
     pub fn lifecycle(&self, kind: &str, fields: Value) {
-        let mut m = Map::new();
-        m.insert("agent_event".into(), Value::from(kind));
-        m.insert("time".into(), Value::from(now_text()));
-        if let Value::Object(extra) = fields {
-            for (k, v) in extra {
-                m.insert(k, v);
-            }
-        }
-        let mut line = serde_json::to_vec(&Value::Object(m)).unwrap_or_default();
-        line.push(b'\n');
-        self.line(line.into());
+        let mut fields = fields;
+        let (level, msg) = lifecycle_level_and_msg(kind, &mut fields);
+        envelope::emit(level, kind, &msg, fields);
     }
 
     /// Lines dropped because the queue was full (standard output too slow).
@@ -113,6 +115,38 @@ impl Log {
         if let Some(t) = self.thread.lock().ok().and_then(|mut t| t.take()) {
             let _ = t.join();
         }
+    }
+}
+
+/// Each lifecycle line's level and `msg`, in one place. A `warning`'s `message` field becomes its `msg`.
+pub fn lifecycle_level_and_msg(kind: &str, fields: &mut Value) -> (Level, String) {
+    let fixed = |level, msg: &str| (level, msg.to_owned());
+    match kind {
+        "warning" => {
+            let msg = fields
+                .as_object_mut()
+                .and_then(|m| m.shift_remove("message"))
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "warning".to_owned());
+            (Level::WARN, msg)
+        }
+        "start_failed" => fixed(Level::ERROR, "the agent could not start"),
+        "invalid_configuration" => fixed(Level::ERROR, "invalid configuration"),
+        "degraded" => fixed(Level::WARN, "degraded"),
+        "recovered" => fixed(Level::INFO, "recovered"),
+        "connection_refused" => fixed(Level::WARN, "control connection refused"),
+        "stopped" if fields.get("error").is_some_and(|e| !e.is_null()) => {
+            fixed(Level::ERROR, "agent stopped; closing the dataplane failed")
+        }
+        "stopped" => fixed(Level::INFO, "agent stopped"),
+        "stopping" => fixed(Level::INFO, "agent stopping"),
+        "started" => fixed(Level::INFO, "agent started"),
+        "layers" => fixed(Level::INFO, "bypass layers attached"),
+        "adopted" => fixed(Level::INFO, "adopted the pinned dataplane state"),
+        "policy_loaded" => fixed(Level::INFO, "policy file applied"),
+        "policy_file_skipped" => fixed(Level::INFO, "policy file skipped"),
+        "command" => fixed(Level::INFO, "control command"),
+        other => (Level::INFO, other.replace('_', " ")),
     }
 }
 
@@ -151,31 +185,60 @@ mod tests {
         }
     }
 
+    /// The verdict stream holds only the package's records, byte for byte, and its parsers read them back.
     #[test]
-    fn lifecycle_and_authz_lines_cannot_be_confused() {
+    fn the_verdict_stream_holds_exactly_the_package_records() {
+        use interceptor_ebpf_core::contract::events::json::parse_json;
         let sink = Sink::default();
         let log = Log::start(Box::new(sink.clone())).expect("log");
+        // Operational lines never reach this stream (no subscriber here: they are simply not written).
         log.lifecycle("started", serde_json::json!({"pid": 1}));
-        log.authz(
-            &ControlPlaneAuthzEvent::new(ControlAuthzCode::PeercredRejectedUid, "nope")
-                .with_command("Shutdown"),
-        );
+        let refusal = ControlPlaneAuthzEvent::new(ControlAuthzCode::PeercredRejectedUid, "nope")
+            .with_command("Shutdown");
+        log.authz(&refusal);
+        let verdict = crate::events::tests::event();
+        log.line(crate::events::log_line(&verdict).into());
         log.finish();
         let text = String::from_utf8(sink.0.lock().expect("sink").clone()).expect("utf8");
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).expect("json line"))
-            .collect();
-        assert_eq!(lines.len(), 2);
-        assert_eq!(lines[0]["agent_event"], "started");
-        assert!(lines[0].get("code_namespace").is_none());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
         assert_eq!(
-            text.lines().nth(1),
-            Some(
-                r#"{"code_namespace":"control_authz","reason_code":"CTRL_AUTH_PEERCRED_REJECTED_UID","message":"nope","command":"Shutdown"}"#
-            )
+            lines[0],
+            r#"{"code_namespace":"control_authz","reason_code":"CTRL_AUTH_PEERCRED_REJECTED_UID","message":"nope","command":"Shutdown"}"#
         );
+        let v: Value = serde_json::from_str(lines[0]).expect("json");
+        assert_eq!(
+            ControlPlaneAuthzEvent::from_json_value_for_log(&v).expect("the contract's parser"),
+            refusal
+        );
+        let parsed = parse_json(lines[1].as_bytes()).expect("the contract's parser");
+        assert_eq!(parsed, verdict.to_packet_event());
         assert_eq!(log.dropped(), 0);
+    }
+
+    #[test]
+    fn every_lifecycle_kind_has_a_level_and_a_sentence() {
+        let mut w = serde_json::json!({"message": "SIGHUP ignored"});
+        assert_eq!(
+            lifecycle_level_and_msg("warning", &mut w),
+            (Level::WARN, "SIGHUP ignored".to_owned())
+        );
+        assert!(w.get("message").is_none());
+        let mut failed = serde_json::json!({"error": "EBUSY"});
+        assert_eq!(
+            lifecycle_level_and_msg("stopped", &mut failed).0,
+            Level::ERROR
+        );
+        let mut ok = serde_json::json!({"error": null});
+        assert_eq!(lifecycle_level_and_msg("stopped", &mut ok).0, Level::INFO);
+        assert_eq!(
+            lifecycle_level_and_msg("start_failed", &mut Value::Null).0,
+            Level::ERROR
+        );
+        assert_eq!(
+            lifecycle_level_and_msg("degraded", &mut Value::Null).0,
+            Level::WARN
+        );
     }
 
     /// Standard output that blocks every write until the gate opens, counting the lines it was given.

@@ -14,6 +14,7 @@
 //! without heartbeat, managed traffic gets the configured degraded verdict after the grace period.
 
 pub mod control;
+pub mod envelope;
 pub mod exposition;
 pub mod fairness;
 pub mod framing;
@@ -39,7 +40,7 @@ use interceptor_ebpf_core::contract::control::peer_auth::ControllerAuthorization
 use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
 use interceptor_ebpf_core::dataplane::{Dataplane, DataplaneOptions, EventReceiver};
 
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, VerdictLog};
 use crate::exit::Exit;
 use control::{Agent, SUBSCRIBER_BACKLOG};
 use health::{HealthState, Transition};
@@ -52,6 +53,7 @@ const EVENT_BATCH: usize = 1024;
 struct AgentSampler {
     health: Arc<HealthState>,
     log: Arc<Log>,
+    ops: Arc<Log>,
     dropped_subscriber: Arc<AtomicU64>,
 }
 
@@ -60,7 +62,12 @@ impl Sampler for AgentSampler {
         self.dropped_subscriber.load(Ordering::Relaxed)
     }
     fn dropped_log(&self) -> u64 {
-        self.log.dropped()
+        // One queue when the records go to standard error.
+        if Arc::ptr_eq(&self.log, &self.ops) {
+            self.log.dropped()
+        } else {
+            self.log.dropped() + self.ops.dropped()
+        }
     }
     fn generation(&self) -> u64 {
         self.health.generation()
@@ -96,38 +103,111 @@ fn raise_fd_limit() {
     }
 }
 
-/// Runs the agent until it is stopped; returns the exit code.
-pub fn run(config: AgentConfig) -> Exit {
+/// Starts the operational log (standard error, in the envelope of `envelope.rs`, filtered by `RUST_LOG`) before
+/// anything else, so even a configuration error is an envelope line. `None` (after saying why on standard error)
+/// when it cannot start.
+pub fn start_operational_log() -> Option<Arc<Log>> {
+    let ops = match Log::start(Box::new(std::io::stderr())) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("interceptor-ebpf agent: cannot start the log writer: {e}");
+            return None;
+        }
+    };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    match envelope::install(
+        ops.clone(),
+        rust_log.as_deref(),
+        envelope::stderr_is_journald(),
+    ) {
+        Ok(installed) => {
+            if let Some(why) = installed.bad_filter {
+                envelope::warn(
+                    "warning",
+                    "RUST_LOG is not a valid filter; using the default (info)",
+                    json!({ "error": why }),
+                );
+            }
+            Some(ops)
+        }
+        Err(e) => {
+            eprintln!("interceptor-ebpf agent: cannot install the log envelope: {e}");
+            ops.finish();
+            None
+        }
+    }
+}
+
+/// Runs the agent until it is stopped; returns the exit code. `ops` is [`start_operational_log`]'s; it is
+/// drained before returning.
+pub fn run(config: AgentConfig, ops: Arc<Log>) -> Exit {
+    let exit = run_with_logs(config, ops.clone());
+    ops.finish();
+    exit
+}
+
+fn run_with_logs(config: AgentConfig, ops: Arc<Log>) -> Exit {
     heap::configure();
     raise_fd_limit();
     let runtime = match runtime::build() {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("interceptor-ebpf agent: cannot start the async runtime: {e}");
+            envelope::error(
+                "start_failed",
+                "the agent could not start",
+                json!({"stage": "async runtime", "error": e.to_string()}),
+            );
             return Exit::Failure;
         }
     };
-    let log = match Log::start(Box::new(std::io::stdout())) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("interceptor-ebpf agent: cannot start the log writer: {e}");
-            return Exit::Failure;
+    // Records on standard error share the operational lines' queue: two writers on one descriptor could split
+    // each other's lines (a write is only atomic up to PIPE_BUF on a pipe).
+    let log = if config.verdict_log == VerdictLog::Stderr {
+        ops.clone()
+    } else {
+        match open_verdict_log(&config.verdict_log) {
+            Some(l) => l,
+            None => return Exit::Failure,
         }
     };
-    let exit = runtime.block_on(run_async(config, log.clone()));
+    let exit = runtime.block_on(run_async(config, log.clone(), ops));
     // Give in-flight replies a moment; the dataplane is already closed.
     runtime.shutdown_timeout(Duration::from_secs(1));
     log.finish();
     exit
 }
 
+/// The verdict stream's queue on its destination; `None` after an error line saying why.
+fn open_verdict_log(to: &VerdictLog) -> Option<Arc<Log>> {
+    let stage = |stage: &str, error: String| {
+        envelope::error(
+            "start_failed",
+            "the agent could not start",
+            json!({"stage": stage, "error": error}),
+        );
+    };
+    let sink = match to.open() {
+        Ok(s) => s,
+        Err(e) => {
+            stage("verdict log", format!("{to:?}: {e}"));
+            return None;
+        }
+    };
+    match Log::start(sink) {
+        Ok(l) => Some(l),
+        Err(e) => {
+            stage("log writer", e.to_string());
+            None
+        }
+    }
+}
+
 fn start_failed(log: &Log, what: &str, error: String) -> Exit {
-    eprintln!("interceptor-ebpf agent: {what}: {error}");
     log.lifecycle("start_failed", json!({"stage": what, "error": error}));
     Exit::Failure
 }
 
-async fn run_async(mut config: AgentConfig, log: Arc<Log>) -> Exit {
+async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
     // systemd's notification socket, when the agent runs as a Type=notify service. A bad value is reported once
     // the agent serves; it then runs without notifying.
     let (notifier, notify_error) = match Notifier::from_env(&|k| std::env::var(k).ok()) {
@@ -268,6 +348,7 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>) -> Exit {
     let metrics = Metrics::new(Arc::new(AgentSampler {
         health: health.clone(),
         log: log.clone(),
+        ops,
         dropped_subscriber: dropped_subscriber.clone(),
     }));
     if let Some((took, at)) = file_apply {

@@ -120,10 +120,15 @@ impl World {
     }
 }
 
-/// Standard output of an agent, line by line, as it arrives.
+/// An agent's output, line by line, as it arrives: its verdict records (standard output) and its operational
+/// lines (standard error, the envelope of docs/agent.md "Logs"), in arrival order, so a test waits for either.
 #[derive(Default)]
 struct Lines {
     lines: Mutex<Vec<String>>,
+    /// The standard-error lines alone.
+    ops: Mutex<Vec<String>>,
+    /// The standard-output lines alone.
+    out: Mutex<Vec<String>>,
     arrived: Condvar,
     /// Keep only the agent's own records (`agent_event`), not its event lines: a flood test's millions of event
     /// lines would otherwise be held in this process.
@@ -212,6 +217,9 @@ impl Agent {
                 {
                     continue;
                 }
+                if let Ok(mut v) = l.out.lock() {
+                    v.push(line.clone());
+                }
                 if let Ok(mut v) = l.lines.lock() {
                     v.push(line);
                 }
@@ -219,13 +227,23 @@ impl Agent {
             }
         });
         let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err = child.stderr.take().expect("stderr");
+        let err = child.stderr.take().expect("stderr");
         let s = stderr.clone();
+        let l = lines.clone();
         std::thread::spawn(move || {
-            let mut text = String::new();
-            let _ = err.read_to_string(&mut text);
-            if let Ok(mut e) = s.lock() {
-                e.push_str(&text);
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(mut e) = s.lock() {
+                    e.push_str(&line);
+                    e.push('\n');
+                }
+                if let Ok(mut v) = l.ops.lock() {
+                    v.push(line.clone());
+                }
+                if let Ok(mut v) = l.lines.lock() {
+                    v.push(line);
+                }
+                l.arrived.notify_all();
             }
         });
         Agent {
@@ -251,7 +269,17 @@ impl Agent {
             .to_owned()
     }
 
-    /// Every standard-output line so far.
+    /// Every standard-error (operational) line so far.
+    pub fn ops_lines(&self) -> Vec<String> {
+        self.lines.ops.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Every standard-output line so far (the verdict stream by default).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        self.lines.out.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    /// Every line so far, standard output and standard error, in arrival order.
     pub fn lines(&self) -> Vec<String> {
         self.lines
             .lines
@@ -260,7 +288,7 @@ impl Agent {
             .unwrap_or_default()
     }
 
-    /// Every standard-output line so far, parsed (every line must be JSON).
+    /// Every line so far, parsed (every line of either stream must be JSON).
     pub fn records(&self) -> Vec<Value> {
         self.lines()
             .iter()
@@ -274,7 +302,7 @@ impl Agent {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
-    /// Waits for a standard-output record matching `pred`.
+    /// Waits for a record or an operational line matching `pred`.
     pub fn wait_line(&self, timeout: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
         let deadline = Instant::now() + timeout;
         let mut guard = self.lines.lines.lock().ok()?;
