@@ -16,6 +16,8 @@
 # (docker/offline-base-images.sh) unless NODE_IMAGE and DEBIAN_IMAGE name others.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/lab/attached-programs.sh
+source scripts/lab/attached-programs.sh
 
 stages=("$@")
 ((${#stages[@]})) || stages=(native docker compose)
@@ -144,13 +146,17 @@ compose() {
   "${dc[@]}" down -v --remove-orphans
   # The agent is gone, its enforcement is not: the programs stay attached through the pinned links. How many
   # depends on the bypass layers this kernel offers, and the agent's status said which ones are in force.
-  local attached
-  attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
-  node scripts/lab/check-verdicts.mjs --status "$status" --attached-programs "$attached" ||
+  # They are attached at the top of the cgroup2 mount: the ones of this project are those its pin dir holds.
+  local ids attached id
+  mapfile -t ids < <(attached_programs "$bpffs/$project" "$cg2")
+  node scripts/lab/check-verdicts.mjs --status "$status" --attached-programs "${#ids[@]}" ||
     { echo "lab-e2e: compose: after down, the pinned programs must stay attached" >&2; return 1; }
-  # Removing the pins is what removes enforcement (docs/deployment.md).
+  # Removing the pins is what removes enforcement (docs/deployment.md): the programs are gone with them.
   rm -rf "${bpffs:?}/$project"
-  attached=$(bpftool cgroup show "$cg2/$project" | awk 'NR > 1' | wc -l)
+  attached=0
+  for id in "${ids[@]}"; do
+    bpftool prog show id "$id" >/dev/null 2>&1 && attached=$((attached + 1))
+  done
   [[ "$attached" -eq 0 ]] || { echo "lab-e2e: compose: $attached programs still attached after the pins went" >&2; return 1; }
   cleanup=""
   eval "$remove_cgroups"

@@ -9,7 +9,8 @@
 # What the lab creates, and down.sh removes (nothing else is touched):
 #   <cgroup2>/<name>/                   the lab's cgroup tree (the host's own cgroups are never managed)
 #     infra/                            the agent, the broker stand-in, the event follower (not enforced)
-#     workloads/                        the agent's cgroup root: the programs attach here, nowhere else
+#     workloads/                        the agent's cgroup root: only cgroups below it can be managed (the
+#                                       programs attach at the top of the cgroup2 mount)
 #       test-service/                   the test service, a managed cgroup in enforce mode
 #   <bpffs>/<name>/                     the agent's pins
 #   /run/<name>/                        control socket, policy, pids, logs, the event log

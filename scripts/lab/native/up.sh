@@ -14,6 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../../.."
 # shellcheck source=scripts/lab/native/common.sh
 source scripts/lab/native/common.sh
+# shellcheck source=scripts/lab/attached-programs.sh
+source scripts/lab/attached-programs.sh
 
 start=$(date +%s)
 # --- preflight: say exactly what is missing ---------------------------------------------------------------
@@ -102,8 +104,8 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 ctl health >/dev/null
-# The programs the agent attached (lab:down checks that each one is gone).
-bpftool cgroup show "$lab_cg/workloads" 2>/dev/null | awk 'NR > 1 && $1 ~ /^[0-9]+$/ {print $1}' >"$state/programs"
+# The programs the agent attached, at the top of the cgroup2 mount (lab:down checks that each one is gone).
+attached_programs "$pin_dir" "$cg2" >"$state/programs"
 workload_cgroup="${lab_cg#"$cg2"}/workloads/test-service"
 ctl cgroup add "$workload_cgroup" --mode enforce --workload-id "$workload_id" >/dev/null
 # The event log: what lab:status shows and where the test service looks up the reason code of a refusal.
