@@ -30,7 +30,7 @@ use interceptor_ebpf_core::contract::control::protocol::{
 };
 use interceptor_ebpf_core::contract::hook::Protocol;
 use interceptor_ebpf_core::contract::policy::{
-    BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, Sampling,
+    BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, RuleTarget, Sampling,
 };
 use interceptor_ebpf_core::dataplane;
 
@@ -142,10 +142,10 @@ fn snapshot(rules: usize) -> PolicySnapshot {
                 } else {
                     RuleAction::Allow
                 },
-                cidr: IpNet {
+                target: RuleTarget::Cidr(IpNet {
                     addr: Ipv4Addr::new(10, (n >> 16) as u8, (n >> 8) as u8, n as u8).into(),
                     prefix_len: 32,
-                },
+                }),
                 ports: vec![443],
                 protocol: Some(Protocol::Tcp),
             }
@@ -162,6 +162,7 @@ fn snapshot(rules: usize) -> PolicySnapshot {
         }],
         rules,
         sampling: Sampling::default(),
+        ..Default::default()
     }
 }
 

@@ -99,7 +99,7 @@ pub fn diff<'a>(active: &'a PolicySnapshot, proposed: &'a PolicySnapshot) -> Pol
                     p
                 };
                 let same = from.action == to.action
-                    && from.cidr == to.cidr
+                    && from.target == to.target
                     && from.protocol == to.protocol
                     && ports(from) == ports(to);
                 (!same).then_some(ChangedRule { from, to })
@@ -132,7 +132,7 @@ pub fn diff<'a>(active: &'a PolicySnapshot, proposed: &'a PolicySnapshot) -> Pol
 
 /// `allow 10.0.0.0/8 ports 443,8443 tcp`.
 pub fn rule_text(r: &Rule) -> String {
-    let mut s = format!("{} {}", r.action.as_str(), r.cidr);
+    let mut s = format!("{} {}", r.action.as_str(), r.target);
     if !r.ports.is_empty() {
         let ports: Vec<String> = r.ports.iter().map(u16::to_string).collect();
         s.push_str(&format!(" ports {}", ports.join(",")));

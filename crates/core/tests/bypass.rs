@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::policy::{
-    BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, Sampling,
+    BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, RuleTarget, Sampling,
 };
 use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode as R;
 use interceptor_ebpf_core::dataplane::{
@@ -50,14 +50,15 @@ fn policy() -> PolicySnapshot {
         rules: vec![Rule {
             id: "allow-10-1".into(),
             action: RuleAction::Allow,
-            cidr: IpNet {
+            target: RuleTarget::Cidr(IpNet {
                 addr: "10.1.0.0".parse().expect("ip"),
                 prefix_len: 16,
-            },
+            }),
             ports: vec![],
             protocol: None,
         }],
         sampling: Sampling::default(),
+        ..Default::default()
     }
 }
 
@@ -67,10 +68,10 @@ fn policy_with_v6() -> PolicySnapshot {
     p.rules.push(Rule {
         id: "allow-v6-1".into(),
         action: RuleAction::Allow,
-        cidr: IpNet {
+        target: RuleTarget::Cidr(IpNet {
             addr: "2001:db8:1::".parse().expect("ip"),
             prefix_len: 48,
-        },
+        }),
         ports: vec![],
         protocol: None,
     });

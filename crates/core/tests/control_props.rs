@@ -5,7 +5,9 @@ use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, parse_response_line, CgroupRef, CommandRequest, ControlRequest,
     ControlResponse, Mode, PolicySummary, ResponseData, ShutdownOptions, UpsertManagedCgroup,
 };
-use interceptor_ebpf_core::contract::policy::{IpNet, PolicySnapshot, Rule, RuleAction};
+use interceptor_ebpf_core::contract::policy::{
+    IpNet, PolicySnapshot, Rule, RuleAction, RuleTarget,
+};
 use interceptor_ebpf_core::contract::reason_codes::ControlAuthzCode;
 use proptest::prelude::*;
 
@@ -62,10 +64,10 @@ fn request() -> impl Strategy<Value = ControlRequest> {
                         } else {
                             RuleAction::Allow
                         },
-                        cidr: IpNet {
+                        target: RuleTarget::Cidr(IpNet {
                             addr: std::net::Ipv4Addr::from(ip).into(),
                             prefix_len: 32,
-                        },
+                        }),
                         ports: vec![],
                         protocol: None,
                     })

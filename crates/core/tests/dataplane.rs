@@ -9,7 +9,7 @@ use std::time::Duration;
 use interceptor_ebpf_core::contract::hook::{Hook, Protocol};
 use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
 use interceptor_ebpf_core::contract::policy::{
-    BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, Sampling,
+    BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot, Rule, RuleAction, RuleTarget, Sampling,
 };
 use interceptor_ebpf_core::contract::reason_codes::DataplaneReasonCode as R;
 use interceptor_ebpf_core::contract::verdict_counts::count_of;
@@ -30,10 +30,10 @@ fn rule(
     Rule {
         id: id.into(),
         action,
-        cidr: IpNet {
+        target: RuleTarget::Cidr(IpNet {
             addr: addr.parse().expect("addr"),
             prefix_len: len.parse().expect("len"),
-        },
+        }),
         ports: ports.to_vec(),
         protocol,
     }
@@ -215,6 +215,7 @@ fn snapshot(rules: Vec<Rule>) -> PolicySnapshot {
         }],
         rules,
         sampling: Sampling::default(),
+        ..Default::default()
     }
 }
 

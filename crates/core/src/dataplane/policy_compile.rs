@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use super::abi::{self, c, RuleEntry};
 use super::error::DataplaneError;
 use crate::contract::hook::Protocol;
-use crate::contract::policy::{PolicySnapshot, RuleAction};
+use crate::contract::policy::{PolicySnapshot, RuleAction, RuleTarget};
 
 /// Per-family, per-slot capacity of kernel rule entries.
 pub const MAX_RULE_ENTRIES_PER_FAMILY: usize = c::DP_RULE_ENTRIES_PER_FAMILY as usize;
@@ -222,7 +222,12 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
                 reserved: 0,
                 rule_index: index as u32,
             });
-        match table_addr(rule.cidr.addr, rule.cidr.prefix_len) {
+        // An fqdn rule has no table entry of its own: the addresses its name's answers teach are written per
+        // workload by the DNS proxy (dataplane/fqdn.rs).
+        let RuleTarget::Cidr(cidr) = &rule.target else {
+            continue;
+        };
+        match table_addr(cidr.addr, cidr.prefix_len) {
             TableAddr::V4(a, len) => {
                 compiled.ipv4_rules += 1;
                 v4.entry((a, len)).or_default().extend(entries);
@@ -294,10 +299,10 @@ mod tests {
         Rule {
             id: id.into(),
             action,
-            cidr: IpNet {
+            target: RuleTarget::Cidr(IpNet {
                 addr: addr.parse().expect("test addr"),
                 prefix_len: len.parse().expect("test len"),
-            },
+            }),
             ports: ports.to_vec(),
             protocol,
         }

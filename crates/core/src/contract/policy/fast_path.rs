@@ -15,8 +15,8 @@ use serde::{Deserialize, Deserializer};
 use super::parse::{check_rule_id, report_duplicates};
 use super::{
     parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    RuleAction, RuleProtocol, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
-    MAX_RULES_PER_FAMILY,
+    RuleAction, RuleProtocol, RuleTarget, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS,
+    MAX_DNS_ENDPOINTS, MAX_RULES_PER_FAMILY,
 };
 use crate::contract::json_reader::Issues;
 use crate::contract::validation::PathSegment;
@@ -169,7 +169,7 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
         rules.push(Rule {
             id: id.to_owned(),
             action,
-            cidr,
+            target: RuleTarget::Cidr(cidr),
             ports,
             protocol,
         });
@@ -187,6 +187,8 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
         dns,
         rules,
         sampling,
+        broker_names: Vec::new(),
+        dns_queries: Default::default(),
     })
 }
 

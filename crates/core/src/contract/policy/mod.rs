@@ -74,14 +74,121 @@ pub struct DnsEndpoint {
     pub port: u16,
 }
 
+/// A broker endpoint named by DNS (SPEC 4b): the addresses its answers teach are broker endpoints (TCP, this
+/// port) for the workload that asked, until their TTL runs out.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BrokerName {
+    pub fqdn: FqdnPattern,
+    pub port: u16,
+}
+
+/// The name side of an fqdn rule or broker entry (SPEC 4b): an exact DNS name (`api.github.com`) or a pattern
+/// whose first label is `*` (`*.github.com`), which matches a name of exactly one more label
+/// (`api.github.com`, not `github.com` nor `a.b.github.com`). Canonical: lower case, no trailing dot.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FqdnPattern {
+    /// The canonical text as written in the policy (`*.github.com` or `api.github.com`).
+    text: String,
+}
+
+impl FqdnPattern {
+    /// Wraps text the parser has already checked (`contract::policy::fqdn`).
+    #[allow(dead_code)] // used by the fqdn parser (issue 20)
+    pub(crate) fn from_checked(text: String) -> Self {
+        FqdnPattern { text }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The suffix a `*.` pattern matches below (`github.com`), `None` for an exact name.
+    pub fn wildcard_suffix(&self) -> Option<&str> {
+        self.text.strip_prefix("*.")
+    }
+
+    /// Whether `name` (canonical: lower case, no trailing dot) is this name or matches this pattern.
+    pub fn matches(&self, name: &str) -> bool {
+        match self.wildcard_suffix() {
+            None => name == self.text,
+            Some(suffix) => name
+                .strip_suffix(suffix)
+                .and_then(|head| head.strip_suffix('.'))
+                .is_some_and(|label| !label.is_empty() && !label.contains('.')),
+        }
+    }
+}
+
+impl std::fmt::Display for FqdnPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// What a rule matches: an address prefix, or the addresses a DNS name's answers teach (SPEC 4b).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleTarget {
+    Cidr(IpNet),
+    Fqdn(FqdnPattern),
+}
+
+impl RuleTarget {
+    /// The prefix of a CIDR rule, `None` for an fqdn rule.
+    pub fn cidr(&self) -> Option<&IpNet> {
+        match self {
+            RuleTarget::Cidr(net) => Some(net),
+            RuleTarget::Fqdn(_) => None,
+        }
+    }
+
+    /// The name or pattern of an fqdn rule, `None` for a CIDR rule.
+    pub fn fqdn(&self) -> Option<&FqdnPattern> {
+        match self {
+            RuleTarget::Fqdn(p) => Some(p),
+            RuleTarget::Cidr(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for RuleTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RuleTarget::Cidr(net) => net.fmt(f),
+            RuleTarget::Fqdn(p) => p.fmt(f),
+        }
+    }
+}
+
+/// Which DNS queries of a managed workload the agent's DNS proxy answers (SPEC 4b).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum DnsQueries {
+    /// Every query is answered as the resolver answers it.
+    #[default]
+    Any,
+    /// A query for a name no fqdn rule, broker name or pattern names is refused (DNS rcode REFUSED) and
+    /// reported DENY_DNS_QUERY (observe mode: OBSERVE_WOULD_DENY_DNS_QUERY, and answered).
+    Policy,
+}
+
+impl DnsQueries {
+    pub const ALL: [DnsQueries; 2] = [DnsQueries::Any, DnsQueries::Policy];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DnsQueries::Any => "any",
+            DnsQueries::Policy => "policy",
+        }
+    }
+}
+
 /// One egress rule. Among the rules matching a destination, port and protocol, the longest prefix wins and
-/// deny wins a tie.
+/// deny wins a tie; an address an fqdn rule's name taught is judged as a host prefix (/32, /128).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     /// Non-empty and unique within the snapshot; reported as `rule_id` in events.
     pub id: String,
     pub action: RuleAction,
-    pub cidr: IpNet,
+    pub target: RuleTarget,
     /// Destination ports this rule covers; empty means every port.
     pub ports: Vec<u16>,
     /// `None` means every protocol the hooks judge: TCP, UDP and ICMP ping sockets.
@@ -109,10 +216,14 @@ impl Default for Sampling {
 /// A complete, validated policy. Applied atomically: no verdict ever mixes two snapshots.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct PolicySnapshot {
+    /// Broker endpoints by address.
     pub broker: Vec<BrokerEndpoint>,
+    /// Broker endpoints by name (`broker[]` entries with `fqdn`), after the ones by address on the wire.
+    pub broker_names: Vec<BrokerName>,
     pub dns: Vec<DnsEndpoint>,
     pub rules: Vec<Rule>,
     pub sampling: Sampling,
+    pub dns_queries: DnsQueries,
 }
 /// At most this many rules per address family: the size of each family's rule tables in the dataplane.
 pub const MAX_RULES_PER_FAMILY: usize = 131_072;
@@ -150,7 +261,7 @@ impl RuleProtocol {
     }
 }
 
-wire_literal_from_all!(RuleAction, RuleProtocol);
+wire_literal_from_all!(RuleAction, RuleProtocol, DnsQueries);
 
 impl IpNet {
     /// True for IPv4 prefixes.
@@ -221,7 +332,10 @@ impl PolicySnapshot {
             let mut m = serde_json::Map::new();
             m.insert("id".into(), Value::from(r.id.clone()));
             m.insert("action".into(), Value::from(r.action.as_str()));
-            m.insert("cidr".into(), Value::from(r.cidr.to_string()));
+            match &r.target {
+                RuleTarget::Cidr(net) => m.insert("cidr".into(), Value::from(net.to_string())),
+                RuleTarget::Fqdn(p) => m.insert("fqdn".into(), Value::from(p.as_str())),
+            };
             if !r.ports.is_empty() {
                 m.insert("ports".into(), Value::from(r.ports.clone()));
             }
@@ -240,7 +354,11 @@ impl PolicySnapshot {
 
     /// Rule and endpoint counts, as reported by `ReplacePolicySnapshot` and `GetPolicySummary`.
     pub fn counts(&self) -> PolicyCounts {
-        let ipv4 = self.rules.iter().filter(|r| r.cidr.is_ipv4()).count() as u64;
+        let ipv4 = self
+            .rules
+            .iter()
+            .filter(|r| r.target.cidr().is_some_and(IpNet::is_ipv4))
+            .count() as u64;
         PolicyCounts {
             ipv4_rules: ipv4,
             ipv6_rules: self.rules.len() as u64 - ipv4,

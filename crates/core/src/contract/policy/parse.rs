@@ -7,9 +7,9 @@ use std::net::IpAddr;
 use serde_json::Value;
 
 use super::{
-    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    RuleAction, RuleProtocol, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS,
-    MAX_RULES_PER_FAMILY,
+    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot,
+    Rule, RuleAction, RuleProtocol, RuleTarget, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS,
+    MAX_DNS_ENDPOINTS, MAX_RULES_PER_FAMILY,
 };
 use crate::contract::json_reader::{self, join, object, Issues};
 use crate::contract::slot_id::check_slot_id;
@@ -73,6 +73,8 @@ fn read_snapshot(
         dns: dns?,
         rules: rules?,
         sampling: sampling?,
+        broker_names: Vec::new(),
+        dns_queries: Default::default(),
     })
 }
 
@@ -174,7 +176,10 @@ fn read_rules(obj: &json_reader::ObjectReader<'_>, issues: &mut Issues) -> Optio
             None => ok = false,
         }
     }
-    let v4 = out.iter().filter(|r| r.cidr.is_ipv4()).count();
+    let v4 = out
+        .iter()
+        .filter(|r| r.target.cidr().is_some_and(IpNet::is_ipv4))
+        .count();
     let v6 = out.len() - v4;
     for (family, n) in [("IPv4", v4), ("IPv6", v6)] {
         if n > MAX_RULES_PER_FAMILY {
@@ -215,7 +220,7 @@ fn read_rule(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<Rul
     Some(Rule {
         id: id?.to_owned(),
         action: action?,
-        cidr: cidr?,
+        target: RuleTarget::Cidr(cidr?),
         ports: ports?,
         protocol: protocol?,
     })
@@ -309,7 +314,7 @@ mod tests {
         assert_eq!(s.rules[0].protocol, Some(Protocol::Tcp));
         assert_eq!(s.rules[1].ports, Vec::<u16>::new());
         assert_eq!(s.rules[1].protocol, None);
-        assert_eq!(s.rules[1].cidr.prefix_len, 32);
+        assert_eq!(s.rules[1].target.cidr().map(|c| c.prefix_len), Some(32));
         assert_eq!(
             s.counts(),
             PolicyCounts {
