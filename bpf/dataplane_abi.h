@@ -89,9 +89,9 @@
 /* dp_verdicts (per CPU): one count per (hook, reason code), at index hook * DP_VERDICT_REASONS + reason. Room for
  * every value of Hook (crates/core/src/contract/hook.rs) and DataplaneReasonCode (reason_codes.rs), both of which
  * only grow: crates/core/src/dataplane/abi.rs checks at compile time that each list fits. */
-#define DP_VERDICT_HOOKS 8
+#define DP_VERDICT_HOOKS 16
 #define DP_VERDICT_REASONS 32
-#define DP_VERDICT_COUNTERS 256
+#define DP_VERDICT_COUNTERS 512
 
 /* Global configuration: one value of an mmap-able array. User space writes each field with one aligned atomic
  * store through the mapping, so a program never reads a torn field. */
