@@ -14,6 +14,7 @@
 #include "dataplane_abi.h"
 #include "dataplane_maps.h"
 #include "policy_lookup.h"
+#include "dns_steering.h"
 #include "reason_codes.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -137,6 +138,7 @@ struct dp_verdict {
 	__u32 rule_index;
 	__u32 sample_one_in; /* 1 = always report, 0 = never, n = 1 in n */
 	__u32 outside;	     /* the caller is outside the managed subtree: allowed, neither counted nor reported */
+	__u32 steer;	     /* a DNS destination the proxy must see (dns_steering.h) */
 };
 
 /*
@@ -146,16 +148,17 @@ struct dp_verdict {
  * period after each flip before touching the old slot, and this program runs inside the RCU read-side section
  * the kernel holds around cgroup programs (docs/dataplane.md, "Atomic replacement"). Returns 1 when the verdict
  * may be cached (it does not depend on the clock). A global function: the verifier checks it once, not once per
- * path of its caller.
+ * path of its caller. A verdict an address learned from DNS decided depends on the clock (its expiry), and a steered
+ * DNS verdict must rewrite every call: neither may be cached.
  */
-__noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, struct dp_verdict *v)
+__noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, __u64 now, struct dp_verdict *v)
 {
 	__u32 zero = 0;
 	struct dp_config *cfg = bpf_map_lookup_elem(&dp_config, &zero);
 	struct dp_managed *managed;
 	struct dp_slot_meta *meta;
 	__u32 slot, mode;
-	int observe, degraded = 0, inside;
+	int observe, degraded = 0, inside, cacheable = 1;
 	struct dp_walk w;
 
 	if (!r || !v || !cfg)
@@ -164,6 +167,7 @@ __noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, st
 	v->rule_index = DP_RULE_INDEX_NONE;
 	v->sample_one_in = 1;
 	v->outside = 0;
+	v->steer = 0;
 	managed = find_managed(cgroup_id, &v->managed_id, &inside);
 	slot = dp_active_slot(cfg);
 	meta = bpf_map_lookup_elem(&dp_slot_meta, &slot);
@@ -194,25 +198,31 @@ __noinline int decide(const struct dp_request *r, __u64 cgroup_id, int fresh, st
 
 	dp_walk_init(&w, slot, r->addr, r->judge_v4, r->port, r->protocol, degraded);
 	dp_policy_lookup(&w);
+	/* Addresses learned from the workload's DNS answers (SPEC 4b): host prefixes next to the walk's result. */
+	if (w.action != DP_ACTION_BROKER && w.action != DP_ACTION_DNS && dp_apply_learned(&w, v->managed_id, now))
+		cacheable = 0;
 
 	switch (w.action) {
 	case DP_ACTION_BROKER: /* 2. */
+		v->rule_index = w.rule_index;
 		v->reason = BROKER_DP_REASON_ALLOW_BROKER;
 		v->sample_one_in = meta->allow_one_in;
-		return 1;
+		return cacheable;
 	case DP_ACTION_DNS: /* 3. */
 		v->reason = BROKER_DP_REASON_ALLOW_DNS;
 		v->sample_one_in = meta->allow_one_in;
-		return 1;
+		/* Steered to the agent's DNS proxy when the policy names destinations by DNS name (dns_steering.h). */
+		v->steer = meta->steer_dns && *(volatile const __u16 *)&cfg->dns_proxy_port != 0;
+		return !v->steer;
 	case DP_ACTION_DENY: /* 5. */
 		v->rule_index = w.rule_index;
 		v->reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_DENY_EXPLICIT : BROKER_DP_REASON_DENY_EXPLICIT;
-		return 1;
+		return cacheable;
 	case DP_ACTION_ALLOW:
 		v->rule_index = w.rule_index;
 		v->reason = observe ? BROKER_DP_REASON_OBSERVE_WOULD_ALLOW : BROKER_DP_REASON_ALLOW_EXPLICIT;
 		v->sample_one_in = meta->allow_one_in;
-		return 1;
+		return cacheable;
 	}
 	if (degraded) { /* 4. */
 		v->reason = *(volatile const __u32 *)&cfg->fail_mode == DP_FAIL_OPEN ?
@@ -299,6 +309,7 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 				v.managed_id = s->verdict.managed_cgroup_id;
 				v.generation = s->verdict.generation;
 				v.outside = s->verdict.outside;
+				v.steer = 0; /* a steered verdict is never cached */
 				goto out;
 			}
 			/* The verdict about to be cached must come from the state of `epoch` or later. */
@@ -313,7 +324,7 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 	grace = *(volatile const __u64 *)&cfg->grace_ns;
 	fresh = !(now > beat && now - beat > grace);
 
-	if (decide(&r, cgroup_id, fresh, &v) && s && fresh) {
+	if (decide(&r, cgroup_id, fresh, now, &v) && s && fresh) {
 		struct dp_sk_verdict *c = &s->verdict;
 
 		c->epoch = epoch;
@@ -335,6 +346,10 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 	}
 	if (v.managed_id)
 		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation, cgroup_id);
+	/* After the mark, which names the resolver: the egress layer judges the rewritten flow by its socket's mark
+	 * kind, and the event below reports the destination the workload wrote. */
+	if (v.steer)
+		dp_steer_dns(ctx, &r, v6, cgroup_id, v.managed_id, cfg);
 out:
 	/* Every verdict, also a reused one and one whose event is not sampled or finds the ring buffer full. */
 	if (v.outside)

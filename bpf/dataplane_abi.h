@@ -16,7 +16,7 @@
 
 #include <linux/types.h>
 
-#define DP_ABI_VERSION 2
+#define DP_ABI_VERSION 3
 
 /* Hooks and protocols: the values of crates/core/src/contract/hook.rs (checked from Rust). */
 #define DP_HOOK_CONNECT4 1
@@ -110,8 +110,15 @@ struct dp_config {
 	 * root of the cgroup2 hierarchy, so they run for every socket of the host; only cgroups below this one can
 	 * be managed, and the managed-cgroup walk looks up none of the ancestors above it. Set before attaching. */
 	__u64 subtree_id;
+	/* The agent's DNS proxy (SPEC 4b, docs/dataplane.md "Rules by name"): where a managed workload's DNS traffic
+	 * is steered when the active policy names destinations by DNS name. Network order; port 0: no proxy, nothing
+	 * is steered (a dataplane without one refuses such a policy). Set by user space before such a policy. */
+	__u32 dns_proxy_ip4;
+	__u16 dns_proxy_port;
+	__u16 pad;
+	__u32 dns_proxy_ip6[4];
 };
-#define DP_CONFIG_SIZE 56
+#define DP_CONFIG_SIZE 80
 
 /* Per-slot metadata, written before the slot becomes active. generation 0: the slot never held a policy.
  * len4/len6 list the prefix lengths present in the slot's groups, longest first: the walk looks up only those. */
@@ -125,7 +132,8 @@ struct dp_slot_meta {
 	__u32 dns_endpoints;
 	__u8 n_len4;
 	__u8 n_len6;
-	__u8 pad[6];
+	__u8 steer_dns; /* 1: the policy names destinations by DNS name, or refuses queries (SPEC 4b) */
+	__u8 pad[5];
 	__u8 len4[DP_V4_LENGTHS_ROOM];
 	__u8 len6[DP_V6_LENGTHS_ROOM];
 };
@@ -338,8 +346,54 @@ struct dp_sk_state {
  * and TCP reset sockets, which send from softirq context on behalf of no task) never get it. */
 #define DP_SK_F_BY_TASK 1
 
+/* ---- Rules by name (SPEC 4b; docs/dataplane.md, "Rules by name") ---------------------------------------------- */
+
+/* Addresses the DNS proxy learned from a managed workload's answers, per (slot, managed cgroup, address): each one
+ * is judged as a host prefix (/32, /128) with the entries of the fqdn rules and broker names whose names taught it,
+ * until expires_ns (CLOCK_MONOTONIC, the base of bpf_ktime_get_coarse_ns). User space writes a slot's entries
+ * before it flips to the slot and removes them after it leaves it, as for the rest of a slot. */
+#define DP_LEARNED_ENTRIES 65536
+#define DP_LEARNED_INLINE 4
+#define DP_DNS_NAME_BYTES 256
+/* Sockets whose DNS traffic was steered to the proxy, by socket cookie (LRU: a closed socket's record ages out). */
+#define DP_DNS_FLOWS 16384
+
+struct dp_learned_key {
+	__u64 managed_id;
+	__u32 addr[4]; /* network order; IPv4 in addr[0], the rest 0 */
+	__u8 slot;
+	__u8 v4;
+	__u8 pad[6];
+};
+#define DP_LEARNED_KEY_SIZE 32
+
+struct dp_learned {
+	__u64 expires_ns;
+	__u32 count; /* entries in use, at most DP_LEARNED_INLINE: sorted broker, deny, allow */
+	__u32 pad;
+	struct dp_rule_entry entries[DP_LEARNED_INLINE];
+	/* The name whose answer taught it (user space only: what an adopting agent reads back). */
+	__u8 name[DP_DNS_NAME_BYTES];
+};
+#define DP_LEARNED_SIZE 320
+
+/* One steered socket: where it meant to send its DNS traffic, and who it is. */
+struct dp_dns_flow {
+	__u32 addr[4];  /* network order, as the caller wrote it: IPv4 in addr[0] (also of a mapped IPv6 one) */
+	__u16 port;     /* host order */
+	__u8 family;    /* DP_FAMILY_INET (also for a mapped IPv6 destination) or DP_FAMILY_INET6 */
+	__u8 mapped;    /* written as an IPv4-mapped IPv6 address on an IPv6 socket */
+	__u32 pad;
+	__u64 cgroup_id;
+	__u64 managed_id;
+};
+#define DP_DNS_FLOW_SIZE 40
+
 #ifdef __bpf__
 _Static_assert(sizeof(struct dp_config) == DP_CONFIG_SIZE, "dp_config");
+_Static_assert(sizeof(struct dp_learned_key) == DP_LEARNED_KEY_SIZE, "dp_learned_key");
+_Static_assert(sizeof(struct dp_learned) == DP_LEARNED_SIZE, "dp_learned");
+_Static_assert(sizeof(struct dp_dns_flow) == DP_DNS_FLOW_SIZE, "dp_dns_flow");
 _Static_assert(sizeof(struct dp_slot_meta) == DP_SLOT_META_SIZE, "dp_slot_meta");
 _Static_assert(sizeof(struct dp_managed) == DP_MANAGED_SIZE, "dp_managed");
 _Static_assert(sizeof(struct dp_key4) == DP_KEY4_SIZE, "dp_key4");

@@ -159,6 +159,28 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } dp_layer_counters SEC(".maps");
 
+/* ---- Rules by name: addresses learned from DNS answers, and the sockets steered to the DNS proxy ----------------- */
+
+/* Written by the agent's DNS proxy before it releases an answer (struct dp_learned); allocated per entry. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, DP_LEARNED_ENTRIES);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct dp_learned_key);
+	__type(value, struct dp_learned);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dp_learned SEC(".maps");
+
+/* Written when a socket's DNS traffic is steered; read by the proxy (whose socket is it?) and by the return path
+ * (recvmsg, getpeername), which shows the workload its own resolver answering. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, DP_DNS_FLOWS);
+	__type(key, __u64);
+	__type(value, struct dp_dns_flow);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} dp_dns_flows SEC(".maps");
+
 /* ---- Writing a verdict record ---------------------------------------------------------------------------------- */
 
 /* One connect/sendmsg being judged. */

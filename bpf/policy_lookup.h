@@ -44,7 +44,8 @@ struct dp_walk {
 	__u8 v4;
 	__u8 endpoints_only; /* degraded: only broker and DNS may decide */
 	__u8 action;         /* out: DP_ACTION_*, 0 when nothing matched */
-	__u8 pad[2];
+	__u8 host;           /* out: the deciding group is a host prefix (/32, /128) */
+	__u8 pad;
 };
 
 /* The slot every read of one verdict uses: read once, then passed to everything else. */
@@ -104,6 +105,21 @@ static __always_inline int dp_take(struct dp_walk *w, const struct dp_rule_entry
 	return 1;
 }
 
+/* Offers the entries of a host prefix the caller found elsewhere (an address learned from a DNS answer, SPEC 4b):
+ * the first matching one decides, as in a group. */
+static __always_inline int dp_take_inline(struct dp_walk *w, const struct dp_rule_entry *entries, __u32 count)
+{
+	if (count > 0 && dp_take(w, &entries[0]))
+		return w->action != 0;
+	if (count > 1 && dp_take(w, &entries[1]))
+		return w->action != 0;
+	if (count > 2 && dp_take(w, &entries[2]))
+		return w->action != 0;
+	if (count > 3 && dp_take(w, &entries[3]))
+		return w->action != 0;
+	return 0;
+}
+
 static long dp_scan_cb(__u64 i, void *data)
 {
 	struct dp_walk *w = data;
@@ -124,17 +140,8 @@ static __always_inline int dp_scan_group(struct dp_walk *w, const struct dp_grou
 {
 	__u32 count = g->count;
 
-	if (count <= DP_GROUP_INLINE) {
-		if (count > 0 && dp_take(w, &g->entries[0]))
-			return w->action != 0;
-		if (count > 1 && dp_take(w, &g->entries[1]))
-			return w->action != 0;
-		if (count > 2 && dp_take(w, &g->entries[2]))
-			return w->action != 0;
-		if (count > 3 && dp_take(w, &g->entries[3]))
-			return w->action != 0;
-		return 0;
-	}
+	if (count <= DP_GROUP_INLINE)
+		return dp_take_inline(w, g->entries, count);
 	if (count > DP_ENTRIES_PER_PREFIX)
 		count = DP_ENTRIES_PER_PREFIX;
 	w->scan_first = w->base + g->first;
@@ -167,6 +174,7 @@ static long dp_walk4_cb(__u64 i, void *data)
 	w->k4.slot = (__u8)slot;
 	w->k4.prefix_len = (__u8)len;
 	w->k4.addr = w->addr[0] & dp_mask32(len);
+	w->host = len == 32;
 	groups = bpf_map_lookup_elem(&dp_groups4, &slot);
 	if (!groups)
 		return 1; /* the slot has no group map yet: nothing was ever written to it */
@@ -193,6 +201,7 @@ static long dp_walk6_cb(__u64 i, void *data)
 	w->k6.addr[1] = w->addr[1] & dp_mask32(len > 32 ? len - 32 : 0);
 	w->k6.addr[2] = w->addr[2] & dp_mask32(len > 64 ? len - 64 : 0);
 	w->k6.addr[3] = w->addr[3] & dp_mask32(len > 96 ? len - 96 : 0);
+	w->host = len == 128;
 	groups = bpf_map_lookup_elem(&dp_groups6, &slot);
 	if (!groups)
 		return 1;

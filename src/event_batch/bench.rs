@@ -187,6 +187,7 @@ pub fn synthetic_events(count: usize) -> Vec<VerdictEvent> {
                 dst_port: (i % 13 != 12).then_some(443),
                 reason,
                 rule_id: (i % 5 != 0).then(|| format!("egress-rule-{}", i % 100)),
+                dns_name: None,
                 policy_generation: 7,
                 workload_id: (i % 10 != 0).then(|| "workload-billing-7f9c".to_owned()),
                 managed_cgroup_id: 4_294_967_296,

@@ -35,6 +35,7 @@ pub(crate) mod tests {
             dst_port: Some(443),
             reason: DataplaneReasonCode::DenyExplicit,
             rule_id: Some("block-all".into()),
+            dns_name: None,
             policy_generation: 3,
             workload_id: Some("wl-a".into()),
             managed_cgroup_id: 4242,

@@ -19,10 +19,12 @@ pub enum Hook {
     SocketCreateLsm = 6,
     /// `cgroup_skb/egress`: an IP packet leaving a socket of a managed cgroup (the packet-level backstop).
     Egress = 7,
+    /// The agent's DNS proxy: a query refused (or that would be) under `dnsQueries: "policy"` (SPEC 4b).
+    Dns = 8,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::Connect4,
         Hook::Connect6,
         Hook::Sendmsg4,
@@ -30,6 +32,7 @@ impl Hook {
         Hook::SockCreate,
         Hook::SocketCreateLsm,
         Hook::Egress,
+        Hook::Dns,
     ];
 
     /// The four cgroup v2 sock_addr hooks that judge `connect()` and UDP `sendmsg()` (`attachedHooks`).
@@ -49,6 +52,7 @@ impl Hook {
             Hook::SockCreate => "sock_create",
             Hook::SocketCreateLsm => "socket_create_lsm",
             Hook::Egress => "egress",
+            Hook::Dns => "dns",
         }
     }
 
@@ -65,6 +69,7 @@ impl Hook {
             5 => Some(Hook::SockCreate),
             6 => Some(Hook::SocketCreateLsm),
             7 => Some(Hook::Egress),
+            8 => Some(Hook::Dns),
             _ => None,
         }
     }

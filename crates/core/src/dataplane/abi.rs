@@ -96,6 +96,10 @@ pub(crate) struct Config {
     pub abi_fingerprint: u64,
     pub epoch: u64,
     pub subtree_id: u64,
+    pub dns_proxy_ip4: u32,
+    pub dns_proxy_port: u16,
+    pub pad: u16,
+    pub dns_proxy_ip6: [u32; 4],
 }
 const _: () = assert!(size_of::<Config>() as u64 == c::DP_CONFIG_SIZE);
 pub(crate) const CONFIG_OFF_HEARTBEAT: usize = offset_of!(Config, heartbeat_ns);
@@ -106,6 +110,11 @@ pub(crate) const CONFIG_OFF_FAIL_MODE: usize = offset_of!(Config, fail_mode);
 pub(crate) const CONFIG_OFF_ABI_FINGERPRINT: usize = offset_of!(Config, abi_fingerprint);
 pub(crate) const CONFIG_OFF_EPOCH: usize = offset_of!(Config, epoch);
 pub(crate) const CONFIG_OFF_SUBTREE_ID: usize = offset_of!(Config, subtree_id);
+pub(crate) const CONFIG_OFF_DNS_PROXY_IP4: usize = offset_of!(Config, dns_proxy_ip4);
+/// The proxy's port shares one aligned 32-bit word with its padding (written with one store).
+pub(crate) const CONFIG_OFF_DNS_PROXY_PORT: usize = offset_of!(Config, dns_proxy_port);
+pub(crate) const CONFIG_OFF_DNS_PROXY_IP6: usize = offset_of!(Config, dns_proxy_ip6);
+const _: () = assert!(CONFIG_OFF_DNS_PROXY_PORT.is_multiple_of(4));
 
 pub(crate) const V4_LENGTHS_ROOM: usize = c::DP_V4_LENGTHS_ROOM as usize;
 pub(crate) const V6_LENGTHS_ROOM: usize = c::DP_V6_LENGTHS_ROOM as usize;
@@ -123,7 +132,8 @@ pub(crate) struct SlotMeta {
     pub dns_endpoints: u32,
     pub n_len4: u8,
     pub n_len6: u8,
-    pub pad: [u8; 6],
+    pub steer_dns: u8,
+    pub pad: [u8; 5],
     pub len4: [u8; V4_LENGTHS_ROOM],
     pub len6: [u8; V6_LENGTHS_ROOM],
 }
@@ -141,7 +151,8 @@ impl Default for SlotMeta {
             dns_endpoints: 0,
             n_len4: 0,
             n_len6: 0,
-            pad: [0; 6],
+            steer_dns: 0,
+            pad: [0; 5],
             len4: [0; V4_LENGTHS_ROOM],
             len6: [0; V6_LENGTHS_ROOM],
         }
@@ -260,6 +271,47 @@ pub(crate) struct LayerState {
 }
 const _: () = assert!(size_of::<LayerState>() as u64 == c::DP_LAYER_STATE_SIZE);
 
+pub(crate) const LEARNED_INLINE: usize = c::DP_LEARNED_INLINE as usize;
+pub(crate) const DNS_NAME_BYTES: usize = c::DP_DNS_NAME_BYTES as usize;
+
+/// `struct dp_learned_key`: (managed cgroup, address, slot) of an address learned from a DNS answer.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub(crate) struct LearnedKey {
+    pub managed_id: u64,
+    pub addr: [u8; 16],
+    pub slot: u8,
+    pub v4: u8,
+    pub pad: [u8; 6],
+}
+const _: () = assert!(size_of::<LearnedKey>() as u64 == c::DP_LEARNED_KEY_SIZE);
+
+/// `struct dp_learned`: the entries a learned address is judged by, its expiry and the name that taught it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Learned {
+    pub expires_ns: u64,
+    pub count: u32,
+    pub pad: u32,
+    pub entries: [RuleEntry; LEARNED_INLINE],
+    pub name: [u8; DNS_NAME_BYTES],
+}
+const _: () = assert!(size_of::<Learned>() as u64 == c::DP_LEARNED_SIZE);
+
+/// `struct dp_dns_flow`: a steered socket's intended resolver and its cgroups.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct DnsFlow {
+    pub addr: [u8; 16],
+    pub port: u16,
+    pub family: u8,
+    pub mapped: u8,
+    pub pad: u32,
+    pub cgroup_id: u64,
+    pub managed_id: u64,
+}
+const _: () = assert!(size_of::<DnsFlow>() as u64 == c::DP_DNS_FLOW_SIZE);
+
 // SAFETY: every type below is #[repr(C)], made only of integers and byte arrays with explicit padding fields, so
 // every bit pattern is valid and there are no implicit padding bytes (checked by the size asserts above).
 unsafe impl aya::Pod for SlotMeta {}
@@ -277,6 +329,12 @@ unsafe impl aya::Pod for Group {}
 unsafe impl aya::Pod for IdSlot {}
 // SAFETY: see above.
 unsafe impl aya::Pod for LayerState {}
+// SAFETY: see above.
+unsafe impl aya::Pod for LearnedKey {}
+// SAFETY: see above.
+unsafe impl aya::Pod for Learned {}
+// SAFETY: see above.
+unsafe impl aya::Pod for DnsFlow {}
 
 impl RawEvent {
     /// Copies a record out of the ring buffer; `None` when the length is not the record size.

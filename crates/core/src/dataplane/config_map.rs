@@ -59,6 +59,32 @@ impl ConfigMapping {
         unsafe { &*self.base.as_ptr().add(off).cast::<AtomicU32>() }
     }
 
+    /// Where the sock_addr programs steer DNS traffic (SPEC 4b): the addresses first, then the port, whose
+    /// non-zero value turns steering on; port 0 turns it off.
+    pub(crate) fn set_dns_proxy(&self, ip4: std::net::Ipv4Addr, ip6: std::net::Ipv6Addr, port: u16) {
+        self.u32_at(abi::CONFIG_OFF_DNS_PROXY_IP4)
+            .store(u32::from_ne_bytes(ip4.octets()), Ordering::Release);
+        let o = ip6.octets();
+        for i in 0..4 {
+            let word = u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+            self.u32_at(abi::CONFIG_OFF_DNS_PROXY_IP6 + 4 * i)
+                .store(word, Ordering::Release);
+        }
+        // The port in network order in the u16 field; the padding half of the word stays 0.
+        let bytes = port.to_be_bytes();
+        self.u32_at(abi::CONFIG_OFF_DNS_PROXY_PORT)
+            .store(u32::from_ne_bytes([bytes[0], bytes[1], 0, 0]), Ordering::Release);
+    }
+
+    /// The proxy's port (host order), 0 when none is set.
+    pub(crate) fn dns_proxy_port(&self) -> u16 {
+        let b = self
+            .u32_at(abi::CONFIG_OFF_DNS_PROXY_PORT)
+            .load(Ordering::Acquire)
+            .to_ne_bytes();
+        u16::from_be_bytes([b[0], b[1]])
+    }
+
     pub(crate) fn heartbeat_ns(&self) -> u64 {
         self.u64_at(abi::CONFIG_OFF_HEARTBEAT)
             .load(Ordering::Acquire)

@@ -52,6 +52,8 @@ pub struct VerdictEvent {
     pub reason: DataplaneReasonCode,
     /// The id of the rule that decided, from the generation that decided.
     pub rule_id: Option<String>,
+    /// The name whose DNS answer taught the destination, for a verdict an fqdn rule or broker name decided.
+    pub dns_name: Option<String>,
     pub policy_generation: u64,
     /// From the managed-cgroup entry that matched.
     pub workload_id: Option<String>,
@@ -142,6 +144,7 @@ pub(crate) struct EventContext {
     pub rule_ids: Arc<Mutex<RuleIdCache>>,
     pub workloads: Arc<RwLock<StdHashMap<u64, Option<String>>>>,
     pub maps: Arc<Mutex<PolicyMaps>>,
+    pub learned: Arc<Mutex<super::loader::LearnedState>>,
 }
 
 impl EventContext {
@@ -166,6 +169,31 @@ impl EventContext {
             cache.insert(generation, ids);
         }
         id
+    }
+
+    /// The name whose DNS answer taught the destination of a verdict an fqdn rule or a broker name decided.
+    fn dns_name(&self, raw: &RawEvent, reason: DataplaneReasonCode, dst: Option<IpAddr>) -> Option<String> {
+        let dst = dst?;
+        if raw.managed_cgroup_id == 0 {
+            return None;
+        }
+        let learned = self.learned.lock().ok()?;
+        let by_name = match reason {
+            DataplaneReasonCode::AllowBroker => true,
+            _ => {
+                raw.rule_index != abi::RULE_INDEX_NONE
+                    && learned
+                        .table
+                        .policy()
+                        .is_some_and(|p| p.is_fqdn_rule(raw.rule_index))
+            }
+        };
+        if !by_name {
+            return None;
+        }
+        learned
+            .table
+            .name_of(raw.managed_cgroup_id, dst, raw.monotonic_ns)
     }
 
     fn workload_id(&self, managed_cgroup_id: u64) -> Option<String> {
@@ -218,6 +246,7 @@ pub(crate) fn decode(
         dst_ip,
         reason,
         rule_id: ctx.and_then(|c| c.rule_id(raw.policy_generation, raw.rule_index)),
+        dns_name: ctx.and_then(|c| c.dns_name(raw, reason, dst_ip)),
         policy_generation: raw.policy_generation,
         workload_id: ctx.and_then(|c| c.workload_id(raw.managed_cgroup_id)),
         managed_cgroup_id: raw.managed_cgroup_id,
@@ -547,6 +576,7 @@ mod tests {
             dst_port: Some(port),
             reason: DataplaneReasonCode::DenyDefault,
             rule_id: None,
+            dns_name: None,
             policy_generation: 1,
             workload_id: None,
             managed_cgroup_id: 1,

@@ -17,11 +17,12 @@ use aya::programs::links::{FdLink, PinnedLink};
 use aya::programs::{CgroupAttachMode, CgroupSockAddr, ProgramError};
 use aya::{Btf, Ebpf, EbpfError, EbpfLoader};
 
-use super::abi::{self, c, Managed};
+use super::abi::{self, c, DnsFlow, Learned, LearnedKey, Managed};
 use super::adoption;
 use super::cgroup::{self, CgroupRef, ManagedCgroup};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
+use super::fqdn::{self, DnsQueryVerdict, LearnedAddress, LearnedTable, NamePolicy, SteeredFlow};
 use super::events::{self, EventContext, EventHub, EventReceiver, RuleIdCache};
 use super::group_maps::{Capacity, GroupMaps};
 use super::layers::{self, KernelSupport, Layers};
@@ -73,6 +74,15 @@ pub struct DataplaneStatus {
     /// Every verdict the programs made, by (hook, reason code), the pairs that counted only: exact, whatever the
     /// events' sampling and drops (docs/dataplane.md, "Verdict counters").
     pub verdicts: Vec<VerdictCount>,
+    /// Addresses learned from DNS answers that have not expired (SPEC 4b).
+    pub learned_addresses: u64,
+}
+
+/// The learned addresses and their kernel map, behind one lock: the DNS proxy's writes and a policy replacement
+/// never interleave (fqdn.rs).
+pub(crate) struct LearnedState {
+    pub table: LearnedTable,
+    pub map: HashMap<MapData, LearnedKey, Learned>,
 }
 
 /// The cgroup id of the root of the cgroup2 hierarchy (its kernfs root inode).
@@ -85,9 +95,18 @@ fn hook_program(hook: Hook) -> Option<&'static str> {
         Hook::Connect6 => Some("dp_connect6"),
         Hook::Sendmsg4 => Some("dp_sendmsg4"),
         Hook::Sendmsg6 => Some("dp_sendmsg6"),
-        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress => None,
+        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress | Hook::Dns => None,
     }
 }
+
+/// The return path of DNS steering (bpf/dns_steering.h): (program, pin name). They make no verdict; errors
+/// attaching them name the `dns` hook.
+pub(crate) const DNS_RETURN_PROGRAMS: [(&str, &str); 4] = [
+    ("dp_dns_recvmsg4", "dns_recvmsg4"),
+    ("dp_dns_recvmsg6", "dns_recvmsg6"),
+    ("dp_dns_getpeername4", "dns_getpeername4"),
+    ("dp_dns_getpeername6", "dns_getpeername6"),
+];
 
 /// The loader's own heartbeat: writes CLOCK_MONOTONIC into dp_config every interval unless paused.
 struct HeartbeatTimer {
@@ -164,6 +183,10 @@ impl Inner {
 /// The loaded dataplane. Every method takes `&self`; the type is `Send + Sync`.
 pub struct Dataplane {
     inner: Mutex<Option<Inner>>,
+    learned: Arc<Mutex<LearnedState>>,
+    /// Read by the DNS proxy on every query, without the dataplane's lock.
+    dns_flows: HashMap<MapData, u64, DnsFlow>,
+    config: Arc<ConfigMapping>,
     rule_ids: Arc<Mutex<RuleIdCache>>,
     workloads: Arc<RwLock<StdHashMap<u64, Option<String>>>>,
     cgroup_root: PathBuf,
@@ -198,23 +221,36 @@ fn attach_hook(
     cgroup_root: &File,
     pin_dir: &Path,
 ) -> Result<(PinnedLink, bool), DataplaneError> {
-    let link_pin = pins::link_pin(pin_dir, hook.as_str());
+    let name = hook_program(hook).ok_or_else(|| {
+        DataplaneError::attach(hook, "select its program", "not a sock_addr hook")
+    })?;
+    attach_sock_addr(ebpf, name, hook.as_str(), hook, cgroup_root, pin_dir)
+}
+
+/// Loads (if needed), attaches and pins the sock_addr program `name` under pin name `pin_name`, or adopts its
+/// pinned link; errors name `hook`.
+fn attach_sock_addr(
+    ebpf: &mut Ebpf,
+    name: &str,
+    pin_name: &str,
+    hook: Hook,
+    cgroup_root: &File,
+    pin_dir: &Path,
+) -> Result<(PinnedLink, bool), DataplaneError> {
+    let link_pin = pins::link_pin(pin_dir, pin_name);
     if link_pin.exists() {
         let link = PinnedLink::from_pin(&link_pin).map_err(|e| {
             DataplaneError::attach(hook, format!("adopt {}", link_pin.display()), e)
         })?;
         return Ok((link, true));
     }
-    let name = hook_program(hook).ok_or_else(|| {
-        DataplaneError::attach(hook, "select its program", "not a sock_addr hook")
-    })?;
     let prog: &mut CgroupSockAddr = ebpf
         .program_mut(name)
         .ok_or_else(|| DataplaneError::Object(format!("program {name} missing").into()))?
         .try_into()
         .map_err(|e: ProgramError| DataplaneError::Object(Box::new(e)))?;
     program::load(name, || prog.load())?;
-    let prog_pin = pins::prog_pin(pin_dir, hook.as_str());
+    let prog_pin = pins::prog_pin(pin_dir, pin_name);
     pins::remove_stale_prog_pin(&prog_pin)?;
     prog.pin(&prog_pin)
         .map_err(|e| DataplaneError::attach(hook, "pin program", e))?;
@@ -328,6 +364,18 @@ impl Dataplane {
         let counters: PerCpuArray<MapData, u64> = typed(&mut ebpf, "dp_counters")?;
         let verdicts: PerCpuArray<MapData, u64> = typed(&mut ebpf, verdict_counters::MAP)?;
         let ring: RingBuf<MapData> = typed(&mut ebpf, "dp_events")?;
+        let learned_map: HashMap<MapData, LearnedKey, Learned> = typed(&mut ebpf, "dp_learned")?;
+        let dns_flows: HashMap<MapData, u64, DnsFlow> = typed(&mut ebpf, "dp_dns_flows")?;
+        let mut learned_table = LearnedTable::default();
+        if adopted {
+            // Addresses a previous agent learned and that have not expired (their policy is learned again from
+            // the next replacement, which recomputes their entries).
+            learned_table.adopt(
+                &learned_map,
+                config.active_slot(),
+                config_map::monotonic_ns(),
+            );
+        }
 
         // Read before this loader's first beat: how long an adopted state went without one.
         let adopted_heartbeat_age = adopted.then(|| {
@@ -348,6 +396,12 @@ impl Dataplane {
         for hook in Hook::SOCK_ADDR {
             let (link, _was_pinned) = attach_hook(&mut ebpf, hook, &root_dir, &pin_dir)?;
             links.push((hook, link));
+        }
+        // The return path of DNS steering: inert until a policy names destinations by DNS name.
+        for (name, pin_name) in DNS_RETURN_PROGRAMS {
+            let (link, _was_pinned) =
+                attach_sock_addr(&mut ebpf, name, pin_name, Hook::Dns, &root_dir, &pin_dir)?;
+            links.push((Hook::Dns, link));
         }
         let layers = layers::attach(
             &mut ebpf,
@@ -388,7 +442,7 @@ impl Dataplane {
                 _ebpf: ebpf,
                 links,
                 layers,
-                config,
+                config: config.clone(),
                 _config_map: config_map,
                 maps: Arc::new(Mutex::new(maps)),
                 managed,
@@ -400,6 +454,12 @@ impl Dataplane {
                 hub: EventHub::new(opts.event_queue_capacity),
                 paths: StdHashMap::new(),
             })),
+            learned: Arc::new(Mutex::new(LearnedState {
+                table: learned_table,
+                map: learned_map,
+            })),
+            dns_flows,
+            config,
             rule_ids: Arc::new(Mutex::new(RuleIdCache::default())),
             workloads: Arc::new(RwLock::new(workloads)),
             cgroup_root,
@@ -455,6 +515,7 @@ impl Dataplane {
     /// replacement would be), nothing is written, and the summary's `generation` is the active one, unchanged.
     pub fn check_policy(&self, snapshot: &PolicySnapshot) -> Result<PolicySummary, DataplaneError> {
         let compiled = policy_compile::compile(snapshot)?;
+        self.check_dns_proxy(&compiled)?;
         let active = self.policy_summary()?.generation;
         Ok(PolicySummary {
             generation: active,
@@ -471,15 +532,24 @@ impl Dataplane {
         snapshot: &PolicySnapshot,
     ) -> Result<PolicySummary, DataplaneError> {
         let compiled = policy_compile::compile(snapshot)?;
+        self.check_dns_proxy(&compiled)?;
         let (maps, config) = self.with(|i| Ok((i.maps.clone(), i.config.clone())))?;
         let mut maps = maps.lock().unwrap_or_else(|p| p.into_inner());
+        // The learned addresses follow the policy into the slot it flips to (fqdn.rs); no learning in between.
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        let names = Arc::new(NamePolicy::new(snapshot));
         let ids = Arc::new(compiled.rule_ids.clone());
         // Cached before the flip so the first events of the new generation already resolve their rule ids.
         let generation = maps.meta(0)?.generation.max(maps.meta(1)?.generation) + 1;
         if let Ok(mut cache) = self.rule_ids.lock() {
             cache.insert(generation, ids);
         }
-        let applied = maps.replace(&config, &compiled)?;
+        let old_slot = config.active_slot();
+        let applied = maps.replace(&config, &compiled, |slot| {
+            let LearnedState { table, map } = &mut *learned;
+            table.write_for(map, names, slot, config_map::monotonic_ns())
+        })?;
+        LearnedTable::clear_slot(&mut learned.map, old_slot);
         debug_assert_eq!(applied, generation);
         Ok(PolicySummary {
             generation: applied,
@@ -488,6 +558,128 @@ impl Dataplane {
             broker_endpoints: u64::from(compiled.broker_endpoints),
             dns_endpoints: u64::from(compiled.dns_endpoints),
         })
+    }
+
+    /// A policy that needs the DNS proxy (SPEC 4b) is refused by a dataplane that has none: its fqdn rules would
+    /// never learn an address and `dnsQueries: "policy"` would not be enforced.
+    fn check_dns_proxy(&self, compiled: &policy_compile::CompiledPolicy) -> Result<(), DataplaneError> {
+        if compiled.steer_dns && self.config.dns_proxy_port() == 0 {
+            return Err(DataplaneError::InvalidPolicy(
+                "the policy names destinations by DNS name (fqdn rules, broker names or dnsQueries: \"policy\"), \
+                 which needs a DNS proxy, and this dataplane has none: apply it through the agent \
+                 (docs/dataplane.md, \"Rules by name\")"
+                    .to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Turns DNS steering on for policies that need it: a managed workload's DNS traffic to a `dns[]` endpoint is
+    /// sent to `127.0.0.1:port` (IPv4 and IPv4-mapped resolvers) or `[::1]:port` (IPv6 ones), where the agent's
+    /// proxy listens. Port 0 turns it off (a policy that needs it is then refused). Sockets that cached a DNS
+    /// verdict are judged again.
+    pub fn set_dns_proxy(&self, port: u16) -> Result<(), DataplaneError> {
+        self.config.set_dns_proxy(
+            std::net::Ipv4Addr::LOCALHOST,
+            std::net::Ipv6Addr::LOCALHOST,
+            port,
+        );
+        self.config.bump_epoch();
+        Ok(())
+    }
+
+    /// The DNS proxy's port the programs steer to, 0 when none.
+    pub fn dns_proxy_port(&self) -> u16 {
+        self.config.dns_proxy_port()
+    }
+
+    /// The steered socket with this cookie: the resolver it addressed and its cgroups. `None` when the programs
+    /// steered no such socket (or its record aged out).
+    pub fn dns_flow(&self, cookie: u64) -> Option<SteeredFlow> {
+        self.dns_flows
+            .get(&cookie, 0)
+            .ok()
+            .map(|raw| fqdn::flow_of(&raw))
+    }
+
+    /// Whether the active policy's names are known to this loader (it applied the policy): an adopted policy's are
+    /// not, and until the next replacement nothing new is learned and every query is answered.
+    pub fn dns_policy_known(&self) -> bool {
+        self.learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .table
+            .policy()
+            .is_some()
+    }
+
+    /// What the proxy does with a query for `name` (canonical) from `flow` (SPEC 4b, `dnsQueries`): refused when
+    /// the policy says `"policy"` and names no such name; reported but answered when the workload observes.
+    pub fn dns_query_verdict(&self, flow: &SteeredFlow, name: &str) -> DnsQueryVerdict {
+        let answer = {
+            let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+            match learned.table.policy() {
+                Some(p) => {
+                    p.dns_queries == crate::contract::policy::DnsQueries::Any || p.names(name)
+                }
+                None => true,
+            }
+        };
+        if answer {
+            return DnsQueryVerdict::Answer;
+        }
+        let mode = self
+            .with(|i| Ok(i.managed.get(&flow.managed_cgroup_id, 0).ok()))
+            .ok()
+            .flatten()
+            .map_or(abi::MODE_INHERIT, |m| m.mode);
+        let mode = if mode == abi::MODE_INHERIT {
+            self.config.global_mode()
+        } else {
+            mode
+        };
+        if mode == abi::MODE_OBSERVE {
+            DnsQueryVerdict::ObserveWouldRefuse
+        } else {
+            DnsQueryVerdict::Refuse
+        }
+    }
+
+    /// Learns an answer for `flow`'s workload: `names` are the question's name and its CNAME chain (canonical),
+    /// `addrs` the A/AAAA addresses with their TTLs (seconds). Every address a policy name covers is in the kernel
+    /// when this returns. Returns how many addresses were written.
+    pub fn learn_dns(
+        &self,
+        flow: &SteeredFlow,
+        names: &[&str],
+        addrs: &[(std::net::IpAddr, u32)],
+    ) -> Result<usize, DataplaneError> {
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        let LearnedState { table, map } = &mut *learned;
+        table.learn(
+            map,
+            self.config.active_slot(),
+            flow.managed_cgroup_id,
+            names,
+            addrs,
+            config_map::monotonic_ns(),
+        )
+    }
+
+    /// Forgets the learned addresses whose TTL ran out (the kernel already ignores them). Returns how many.
+    pub fn expire_dns(&self) -> usize {
+        let mut learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        let LearnedState { table, map } = &mut *learned;
+        table.expire(map, self.config.active_slot(), config_map::monotonic_ns())
+    }
+
+    /// Every learned address that has not expired (`ctl dns`).
+    pub fn learned_addresses(&self) -> Vec<LearnedAddress> {
+        self.learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .table
+            .view(config_map::monotonic_ns())
     }
 
     /// Adds or updates the managed entry of `target` (the root cgroup is refused: see
@@ -666,7 +858,12 @@ impl Dataplane {
             let beat = i.config.heartbeat_ns();
             let stale = now > beat && now - beat > i.config.grace_ns();
             Ok(DataplaneStatus {
-                attached_hooks: i.links.iter().map(|(h, _)| *h).collect(),
+                attached_hooks: i
+                    .links
+                    .iter()
+                    .map(|(h, _)| *h)
+                    .filter(|h| *h != Hook::Dns)
+                    .collect(),
                 cgroup_root: self.cgroup_root.clone(),
                 pin_dir: self.pin_dir.clone(),
                 adopted: self.adopted,
@@ -684,6 +881,12 @@ impl Dataplane {
                 layers: i.layers.status.clone(),
                 layer_counters: i.layers.counters()?,
                 verdicts: verdict_counters::read(&i.verdicts)?,
+                learned_addresses: self
+                    .learned
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .table
+                    .count(now),
             })
         })
     }
@@ -714,6 +917,7 @@ impl Dataplane {
                     rule_ids: self.rule_ids.clone(),
                     workloads: self.workloads.clone(),
                     maps: i.maps.clone(),
+                    learned: self.learned.clone(),
                 };
                 i.reader = Some(handle.spawn(events::run_reader(fd, i.hub.clone(), ctx)));
             }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use aya::programs::links::PinnedLink;
 use aya_obj::generated::bpf_attach_type::{
     BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT, BPF_CGROUP_INET_EGRESS,
-    BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_SENDMSG, BPF_LSM_CGROUP,
+    BPF_CGROUP_INET4_GETPEERNAME, BPF_CGROUP_INET6_GETPEERNAME, BPF_CGROUP_INET_SOCK_CREATE,
+    BPF_CGROUP_UDP4_RECVMSG, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_RECVMSG, BPF_CGROUP_UDP6_SENDMSG,
+    BPF_LSM_CGROUP,
 };
 
 use super::error::DataplaneError;
@@ -22,7 +24,7 @@ pub(crate) const PIN_DIR_NAME: &str = "broker-interceptor-ebpf";
 pub(crate) const CONFIG_MAP: &str = "dp_config";
 
 /// Every map the programs and the loader use, by pin name. `dp_config` first: its pin marks a state to adopt.
-pub(crate) const MAP_NAMES: [&str; 12] = [
+pub(crate) const MAP_NAMES: [&str; 14] = [
     CONFIG_MAP,
     "dp_slot_meta",
     "dp_groups4",
@@ -38,6 +40,9 @@ pub(crate) const MAP_NAMES: [&str; 12] = [
     "dp_layer_counters",
     // Each socket's storage record: its cached verdict and its mark (struct dp_sk_state).
     "dp_sk_state",
+    // Rules by name (bpf/dns_steering.h): learned addresses and steered sockets.
+    "dp_learned",
+    "dp_dns_flows",
 ];
 
 /// The pin of map `name` (one of [`MAP_NAMES`]).
@@ -71,6 +76,11 @@ pub(crate) fn pinned_links(pin_dir: &Path) -> Vec<LinkPins> {
         (Hook::Connect6.as_str(), BPF_CGROUP_INET6_CONNECT as u32),
         (Hook::Sendmsg4.as_str(), BPF_CGROUP_UDP4_SENDMSG as u32),
         (Hook::Sendmsg6.as_str(), BPF_CGROUP_UDP6_SENDMSG as u32),
+        // The return path of DNS steering (loader.rs, DNS_RETURN_PROGRAMS).
+        ("dns_recvmsg4", BPF_CGROUP_UDP4_RECVMSG as u32),
+        ("dns_recvmsg6", BPF_CGROUP_UDP6_RECVMSG as u32),
+        ("dns_getpeername4", BPF_CGROUP_INET4_GETPEERNAME as u32),
+        ("dns_getpeername6", BPF_CGROUP_INET6_GETPEERNAME as u32),
     ];
     let layers = [
         (

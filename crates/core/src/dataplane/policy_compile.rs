@@ -56,6 +56,8 @@ pub(crate) struct CompiledPolicy {
     pub dns_endpoints: u32,
     pub allow_one_in: u32,
     pub unmanaged_one_in: u32,
+    /// DNS must pass the agent's proxy: the policy names destinations by DNS name (SPEC 4b).
+    pub steer_dns: bool,
 }
 
 /// An address as the tables see it: IPv4 (also for a mapped IPv6 address) or IPv6, host bits zero.
@@ -94,7 +96,7 @@ fn masked<const N: usize>(mut bytes: [u8; N], len: u8) -> [u8; N] {
 }
 
 /// Sorted, de-duplicated ports as inclusive ranges; no ports means every port.
-fn port_ranges(ports: &[u16]) -> Vec<(u16, u16)> {
+pub(crate) fn port_ranges(ports: &[u16]) -> Vec<(u16, u16)> {
     if ports.is_empty() {
         return vec![(0, u16::MAX)];
     }
@@ -202,6 +204,7 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
     let mut compiled = CompiledPolicy {
         allow_one_in: snapshot.sampling.allow_one_in,
         unmanaged_one_in: snapshot.sampling.unmanaged_one_in,
+        steer_dns: super::fqdn::NamePolicy::steers(snapshot),
         ..CompiledPolicy::default()
     };
     for (index, rule) in snapshot.rules.iter().enumerate() {

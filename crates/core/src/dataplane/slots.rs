@@ -182,6 +182,7 @@ impl PolicyMaps {
             generation,
             allow_one_in: p.allow_one_in,
             unmanaged_one_in: p.unmanaged_one_in,
+            steer_dns: u8::from(p.steer_dns),
             ipv4_rules: p.ipv4_rules,
             ipv6_rules: p.ipv6_rules,
             broker_endpoints: p.broker_endpoints,
@@ -203,13 +204,17 @@ impl PolicyMaps {
         &mut self,
         config: &ConfigMapping,
         p: &CompiledPolicy,
+        before_flip: impl FnOnce(u32) -> Result<(), DataplaneError>,
     ) -> Result<u64, DataplaneError> {
         let active = config.active_slot();
         let inactive = active ^ 1;
         let generation = self.meta(0)?.generation.max(self.meta(1)?.generation) + 1;
         let need = capacity_for(p);
         let groups = self.take_ready(inactive, need)?;
-        if let Err(e) = self.write_slot(inactive, &groups, p, generation) {
+        if let Err(e) = self
+            .write_slot(inactive, &groups, p, generation)
+            .and_then(|()| before_flip(inactive))
+        {
             // Half written: reclaim it before the next replacement uses it.
             self.start_reclaim(inactive, need);
             return Err(e);

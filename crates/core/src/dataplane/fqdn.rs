@@ -1,0 +1,512 @@
+//! Rules by name (SPEC 4b), the user-space half: the addresses the agent's DNS proxy learned from managed
+//! workloads' answers, kept per (managed cgroup, name) and written to the kernel's `dp_learned` map per
+//! (slot, managed cgroup, address) with the entries of every fqdn rule and broker name whose names taught the
+//! address (bpf/dns_steering.h). Design and limits: docs/dataplane.md, "Rules by name".
+//!
+//! - A name's addresses expire at their answer's TTL; learning an address again extends it. The kernel ignores an
+//!   expired entry by itself, so [`LearnedTable::expire`] only returns the memory.
+//! - A policy replacement writes the entries of the names the new policy still names into the slot it is about to
+//!   flip to, and removes the old slot's entries after the flip; names it no longer names are forgotten.
+//! - An adopting loader reads the active slot's entries back (the name is stored in each value), so a restarted
+//!   agent keeps the addresses that have not expired.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aya::maps::{HashMap as BpfHashMap, MapData};
+
+use super::abi::{self, DnsFlow, Learned, LearnedKey, RuleEntry};
+use super::error::DataplaneError;
+use super::policy_compile::port_ranges;
+use crate::contract::hook::Protocol;
+use crate::contract::policy::{DnsQueries, PolicySnapshot, RuleAction, RuleTarget};
+
+/// Who sent a DNS query the proxy received, as the sock_addr program recorded it when it steered the socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SteeredFlow {
+    /// The resolver the workload addressed.
+    pub original: SocketAddr,
+    /// The socket's cgroup when it was steered.
+    pub cgroup_id: u64,
+    /// The managed entry that covered it.
+    pub managed_cgroup_id: u64,
+}
+
+/// What the proxy does with a query (SPEC 4b, `dnsQueries`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DnsQueryVerdict {
+    Answer,
+    /// Refused with rcode REFUSED: DENY_DNS_QUERY.
+    Refuse,
+    /// Answered, reported OBSERVE_WOULD_DENY_DNS_QUERY (the workload's mode is observe).
+    ObserveWouldRefuse,
+}
+
+/// One learned address as `ctl dns` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LearnedAddress {
+    pub name: String,
+    pub address: IpAddr,
+    pub ttl_remaining: Duration,
+    /// Ids of the fqdn rules whose names taught it (empty for a broker name).
+    pub rule_ids: Vec<String>,
+    /// A broker name taught it.
+    pub broker: bool,
+    pub managed_cgroup_id: u64,
+}
+
+/// A policy's names: what the proxy matches a query against, and the entries each match gives an address.
+#[derive(Debug, Default)]
+pub(crate) struct NamePolicy {
+    exact: HashMap<String, Vec<usize>>,
+    /// `*.github.com` under `github.com`.
+    wildcard: HashMap<String, Vec<usize>>,
+    /// Per target (an fqdn rule or a broker name): its entries, and the rule id for `ctl dns`.
+    targets: Vec<(Vec<RuleEntry>, Option<String>)>,
+    /// The indices (in `snapshot.rules`) of the fqdn rules: events decided by one carry `dns_name`.
+    fqdn_rules: BTreeSet<u32>,
+    pub dns_queries: DnsQueries,
+}
+
+impl NamePolicy {
+    pub(crate) fn new(snapshot: &PolicySnapshot) -> NamePolicy {
+        let mut p = NamePolicy {
+            dns_queries: snapshot.dns_queries,
+            ..NamePolicy::default()
+        };
+        let mut add = |pattern: &crate::contract::policy::FqdnPattern, target: usize| {
+            match pattern.wildcard_suffix() {
+                Some(suffix) => p.wildcard.entry(suffix.to_owned()).or_default(),
+                None => p.exact.entry(pattern.as_str().to_owned()).or_default(),
+            }
+            .push(target);
+        };
+        let mut targets = Vec::new();
+        let mut fqdn_rules = BTreeSet::new();
+        for (index, rule) in snapshot.rules.iter().enumerate() {
+            let RuleTarget::Fqdn(pattern) = &rule.target else {
+                continue;
+            };
+            let action = match rule.action {
+                RuleAction::Allow => abi::ACTION_ALLOW,
+                RuleAction::Deny => abi::ACTION_DENY,
+            };
+            let entries = port_ranges(&rule.ports)
+                .into_iter()
+                .map(|(lo, hi)| RuleEntry {
+                    port_lo: lo,
+                    port_hi: hi,
+                    protocol: rule.protocol.map_or(0, |p| p as u8),
+                    action,
+                    reserved: 0,
+                    rule_index: index as u32,
+                })
+                .collect();
+            add(pattern, targets.len());
+            targets.push((entries, Some(rule.id.clone())));
+            fqdn_rules.insert(index as u32);
+        }
+        for b in &snapshot.broker_names {
+            let entry = RuleEntry {
+                port_lo: b.port,
+                port_hi: b.port,
+                protocol: Protocol::Tcp as u8,
+                action: abi::ACTION_BROKER,
+                reserved: 0,
+                rule_index: abi::RULE_INDEX_NONE,
+            };
+            add(&b.fqdn, targets.len());
+            targets.push((vec![entry], None));
+        }
+        p.targets = targets;
+        p.fqdn_rules = fqdn_rules;
+        p
+    }
+
+    /// Whether the snapshot names anything by DNS name or refuses queries: DNS must then pass the proxy.
+    pub(crate) fn steers(snapshot: &PolicySnapshot) -> bool {
+        snapshot.dns_queries == DnsQueries::Policy
+            || !snapshot.broker_names.is_empty()
+            || snapshot
+                .rules
+                .iter()
+                .any(|r| matches!(r.target, RuleTarget::Fqdn(_)))
+    }
+
+    /// The targets `name` (canonical) matches: exact names, then `*.` patterns one label above it.
+    fn matches(&self, name: &str) -> Vec<usize> {
+        let mut out: Vec<usize> = self.exact.get(name).cloned().unwrap_or_default();
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(t) = self.wildcard.get(parent) {
+                out.extend(t);
+            }
+        }
+        out
+    }
+
+    /// Whether a query for `name` is answered under `dnsQueries: "policy"`.
+    pub(crate) fn names(&self, name: &str) -> bool {
+        !self.matches(name).is_empty()
+    }
+
+    pub(crate) fn is_fqdn_rule(&self, rule_index: u32) -> bool {
+        self.fqdn_rules.contains(&rule_index)
+    }
+}
+
+/// One (managed cgroup, name): its addresses and when each expires (CLOCK_MONOTONIC ns).
+type NameKey = (u64, String);
+
+#[derive(Default)]
+pub(crate) struct LearnedTable {
+    policy: Option<Arc<NamePolicy>>,
+    names: BTreeMap<NameKey, BTreeMap<IpAddr, u64>>,
+    /// (managed cgroup, address) -> the names that taught it.
+    by_addr: HashMap<(u64, IpAddr), BTreeSet<String>>,
+    /// Entries of `LEARNED_INLINE` dropped because a learned address had more (allow entries, from the end).
+    pub truncated: u64,
+}
+
+fn key(slot: u32, managed_id: u64, addr: IpAddr) -> LearnedKey {
+    let mut k = LearnedKey {
+        managed_id,
+        slot: slot as u8,
+        ..LearnedKey::default()
+    };
+    match addr {
+        IpAddr::V4(a) => {
+            k.v4 = 1;
+            k.addr[..4].copy_from_slice(&a.octets());
+        }
+        IpAddr::V6(a) => match a.to_ipv4_mapped() {
+            // The programs judge a mapped destination by its IPv4 address.
+            Some(v4) => {
+                k.v4 = 1;
+                k.addr[..4].copy_from_slice(&v4.octets());
+            }
+            None => k.addr = a.octets(),
+        },
+    }
+    k
+}
+
+fn canonical(addr: IpAddr) -> IpAddr {
+    match addr {
+        IpAddr::V6(a) => a.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn decode_name(bytes: &[u8]) -> Option<String> {
+    let end = bytes.iter().position(|b| *b == 0).unwrap_or(bytes.len());
+    let s = std::str::from_utf8(&bytes[..end]).ok()?;
+    (!s.is_empty()).then(|| s.to_owned())
+}
+
+impl LearnedTable {
+    pub(crate) fn policy(&self) -> Option<&Arc<NamePolicy>> {
+        self.policy.as_ref()
+    }
+
+    /// The kernel value of (managed, addr) under `policy`, from the names that taught it and have not expired;
+    /// `None` when nothing of it is left.
+    fn value(&mut self, policy: &NamePolicy, managed: u64, addr: IpAddr, now: u64) -> Option<Learned> {
+        let names = self.by_addr.get(&(managed, addr))?;
+        let mut entries: Vec<RuleEntry> = Vec::new();
+        let mut expires = 0u64;
+        let mut latest: Option<&str> = None;
+        for name in names {
+            let Some(exp) = self
+                .names
+                .get(&(managed, name.clone()))
+                .and_then(|a| a.get(&addr))
+                .copied()
+            else {
+                continue;
+            };
+            if exp <= now {
+                continue;
+            }
+            let targets = policy.matches(name);
+            if targets.is_empty() {
+                continue;
+            }
+            for t in targets {
+                for e in &policy.targets[t].0 {
+                    if !entries.contains(e) {
+                        entries.push(*e);
+                    }
+                }
+            }
+            if exp >= expires {
+                expires = exp;
+                latest = Some(name);
+            }
+        }
+        let name = latest?;
+        // Broker entries first, then deny, then allow: the first matching entry decides (dns_steering.h).
+        entries.sort_by_key(|e| match e.action {
+            a if a == abi::ACTION_BROKER => 0,
+            a if a == abi::ACTION_DENY => 1,
+            _ => 2,
+        });
+        if entries.len() > abi::LEARNED_INLINE {
+            self.truncated += (entries.len() - abi::LEARNED_INLINE) as u64;
+            entries.truncate(abi::LEARNED_INLINE);
+        }
+        let mut v = Learned {
+            expires_ns: expires,
+            count: entries.len() as u32,
+            pad: 0,
+            entries: [RuleEntry::default(); abi::LEARNED_INLINE],
+            name: [0; abi::DNS_NAME_BYTES],
+        };
+        v.entries[..entries.len()].copy_from_slice(&entries);
+        let n = name.len().min(abi::DNS_NAME_BYTES - 1);
+        v.name[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Some(v)
+    }
+
+    /// Writes (or removes) the kernel entry of (managed, addr) in `slot`.
+    fn sync(
+        &mut self,
+        map: &mut BpfHashMap<MapData, LearnedKey, Learned>,
+        policy: &NamePolicy,
+        slot: u32,
+        managed: u64,
+        addr: IpAddr,
+        now: u64,
+    ) -> Result<(), DataplaneError> {
+        let k = key(slot, managed, addr);
+        match self.value(policy, managed, addr, now) {
+            Some(v) => map
+                .insert(k, v, 0)
+                .map_err(|e| DataplaneError::map("dp_learned", e)),
+            None => {
+                let _ = map.remove(&k);
+                Ok(())
+            }
+        }
+    }
+
+    /// Learns the answer for `name` (and the CNAME chain's names) of `managed`: every address is written to the
+    /// active slot before this returns. Returns how many addresses the policy's names gave entries.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn learn(
+        &mut self,
+        map: &mut BpfHashMap<MapData, LearnedKey, Learned>,
+        slot: u32,
+        managed: u64,
+        names: &[&str],
+        addrs: &[(IpAddr, u32)],
+        now: u64,
+    ) -> Result<usize, DataplaneError> {
+        let Some(policy) = self.policy.clone() else {
+            return Ok(0);
+        };
+        // Only the names the policy names are kept: the others teach nothing.
+        let named: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| policy.names(n))
+            .collect();
+        if named.is_empty() {
+            return Ok(0);
+        }
+        let mut written = 0;
+        for (addr, ttl) in addrs {
+            let addr = canonical(*addr);
+            let expires = now.saturating_add(u64::from(*ttl) * 1_000_000_000);
+            for n in &named {
+                let slot_of = self.names.entry((managed, (*n).to_owned())).or_default();
+                let e = slot_of.entry(addr).or_insert(0);
+                *e = (*e).max(expires);
+                self.by_addr
+                    .entry((managed, addr))
+                    .or_default()
+                    .insert((*n).to_owned());
+            }
+            self.sync(map, &policy, slot, managed, addr, now)?;
+            written += 1;
+        }
+        Ok(written)
+    }
+
+    /// Forgets what has expired by `now` and removes its kernel entries from `slot`. Returns how many addresses
+    /// were forgotten.
+    pub(crate) fn expire(
+        &mut self,
+        map: &mut BpfHashMap<MapData, LearnedKey, Learned>,
+        slot: u32,
+        now: u64,
+    ) -> usize {
+        let mut touched: BTreeSet<(u64, IpAddr)> = BTreeSet::new();
+        self.names.retain(|(managed, name), addrs| {
+            addrs.retain(|addr, exp| {
+                if *exp > now {
+                    return true;
+                }
+                touched.insert((*managed, *addr));
+                if let Some(set) = self.by_addr.get_mut(&(*managed, *addr)) {
+                    set.remove(name);
+                }
+                false
+            });
+            !addrs.is_empty()
+        });
+        let mut forgotten = 0;
+        for (managed, addr) in touched {
+            if self
+                .by_addr
+                .get(&(managed, addr))
+                .is_some_and(BTreeSet::is_empty)
+            {
+                self.by_addr.remove(&(managed, addr));
+                forgotten += 1;
+            }
+            if let Some(policy) = self.policy.clone() {
+                let _ = self.sync(map, &policy, slot, managed, addr, now);
+            } else if !self.by_addr.contains_key(&(managed, addr)) {
+                let _ = map.remove(&key(slot, managed, addr));
+            }
+        }
+        forgotten
+    }
+
+    /// A replacement: forgets the names `next` does not name, writes every remaining address into `slot` (the one
+    /// about to become active) and makes `next` the table's policy.
+    pub(crate) fn write_for(
+        &mut self,
+        map: &mut BpfHashMap<MapData, LearnedKey, Learned>,
+        next: Arc<NamePolicy>,
+        slot: u32,
+        now: u64,
+    ) -> Result<(), DataplaneError> {
+        self.names.retain(|(_, name), _| next.names(name));
+        for names in self.by_addr.values_mut() {
+            names.retain(|n| next.names(n));
+        }
+        self.by_addr.retain(|_, names| !names.is_empty());
+        let keys: Vec<(u64, IpAddr)> = self.by_addr.keys().copied().collect();
+        for (managed, addr) in keys {
+            self.sync(map, &next, slot, managed, addr, now)?;
+        }
+        self.policy = Some(next);
+        Ok(())
+    }
+
+    /// Removes every entry of `slot` (the slot a replacement just left).
+    pub(crate) fn clear_slot(map: &mut BpfHashMap<MapData, LearnedKey, Learned>, slot: u32) {
+        let stale: Vec<LearnedKey> = map
+            .keys()
+            .filter_map(Result::ok)
+            .filter(|k| u32::from(k.slot) == slot)
+            .collect();
+        for k in stale {
+            let _ = map.remove(&k);
+        }
+    }
+
+    /// Reads an adopted state's entries of `slot` back: names, addresses and expiries (the policy that wrote them
+    /// is not known until the next replacement, which recomputes their entries).
+    pub(crate) fn adopt(&mut self, map: &BpfHashMap<MapData, LearnedKey, Learned>, slot: u32, now: u64) {
+        for (k, v) in map.iter().filter_map(Result::ok) {
+            if u32::from(k.slot) != slot || v.expires_ns <= now {
+                continue;
+            }
+            let Some(name) = decode_name(&v.name) else {
+                continue;
+            };
+            let addr = if k.v4 == 1 {
+                IpAddr::from([k.addr[0], k.addr[1], k.addr[2], k.addr[3]])
+            } else {
+                IpAddr::from(k.addr)
+            };
+            self.names
+                .entry((k.managed_id, name.clone()))
+                .or_default()
+                .insert(addr, v.expires_ns);
+            self.by_addr
+                .entry((k.managed_id, addr))
+                .or_default()
+                .insert(name);
+        }
+    }
+
+    /// Addresses learned and not expired by `now`.
+    pub(crate) fn count(&self, now: u64) -> u64 {
+        self.by_addr
+            .keys()
+            .filter(|(m, a)| {
+                self.by_addr[&(*m, *a)].iter().any(|n| {
+                    self.names
+                        .get(&(*m, n.clone()))
+                        .and_then(|x| x.get(a))
+                        .is_some_and(|e| *e > now)
+                })
+            })
+            .count() as u64
+    }
+
+    /// The name that taught (managed, addr), when one has not expired: an event's `dns_name`.
+    pub(crate) fn name_of(&self, managed: u64, addr: IpAddr, now: u64) -> Option<String> {
+        let addr = canonical(addr);
+        self.by_addr.get(&(managed, addr))?.iter().find_map(|n| {
+            self.names
+                .get(&(managed, n.clone()))
+                .and_then(|a| a.get(&addr))
+                .filter(|e| **e > now)
+                .map(|_| n.clone())
+        })
+    }
+
+    /// Every learned address that has not expired, by name.
+    pub(crate) fn view(&self, now: u64) -> Vec<LearnedAddress> {
+        let mut out = Vec::new();
+        for ((managed, name), addrs) in &self.names {
+            let (rule_ids, broker) = match &self.policy {
+                Some(p) => {
+                    let targets = p.matches(name);
+                    (
+                        targets
+                            .iter()
+                            .filter_map(|t| p.targets[*t].1.clone())
+                            .collect(),
+                        targets.iter().any(|t| p.targets[*t].1.is_none()),
+                    )
+                }
+                None => (Vec::new(), false),
+            };
+            for (addr, exp) in addrs {
+                if *exp <= now {
+                    continue;
+                }
+                out.push(LearnedAddress {
+                    name: name.clone(),
+                    address: *addr,
+                    ttl_remaining: Duration::from_nanos(exp - now),
+                    rule_ids: rule_ids.clone(),
+                    broker,
+                    managed_cgroup_id: *managed,
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A steered socket's record, as the proxy needs it.
+pub(crate) fn flow_of(raw: &DnsFlow) -> SteeredFlow {
+    let ip = if raw.family == abi::FAMILY_INET {
+        IpAddr::from([raw.addr[0], raw.addr[1], raw.addr[2], raw.addr[3]])
+    } else {
+        IpAddr::from(raw.addr)
+    };
+    SteeredFlow {
+        original: SocketAddr::new(ip, raw.port),
+        cgroup_id: raw.cgroup_id,
+        managed_cgroup_id: raw.managed_id,
+    }
+}
