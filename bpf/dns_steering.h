@@ -127,8 +127,9 @@ static __always_inline int dp_restore_peer(struct bpf_sock_addr *ctx, int v6)
 		if (ctx->user_ip4 != cfg->dns_proxy_ip4 || f->family != DP_FAMILY_INET)
 			return 1;
 		ctx->user_ip4 = f->addr[0];
-	} else if (f->mapped) {
-		if (ctx->user_ip6[3] != cfg->dns_proxy_ip4)
+	} else if (ctx->user_ip6[0] == 0 && ctx->user_ip6[1] == 0 && ctx->user_ip6[2] == bpf_htonl(0x0000ffff)) {
+		/* An IPv6 socket talking to an IPv4 resolver (steered on connect6, or on sendmsg4 for a mapped sendto) */
+		if (f->family != DP_FAMILY_INET || ctx->user_ip6[3] != cfg->dns_proxy_ip4)
 			return 1;
 		ctx->user_ip6[3] = f->addr[0];
 	} else {
