@@ -57,14 +57,24 @@ pub struct LearnedAddress {
     pub managed_cgroup_id: u64,
 }
 
-/// A policy's names: what the proxy matches a query against, and the entries each match gives an address.
-#[derive(Debug, Default)]
+/// One name of a policy (an fqdn rule or a broker name) and the entries an address it teaches is judged by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Target {
+    /// `api.github.com` or `*.github.com`.
+    pattern: String,
+    entries: Vec<RuleEntry>,
+    /// The fqdn rule's id; `None` for a broker name.
+    rule_id: Option<String>,
+}
+
+/// A policy's names: what the proxy matches a query against, and the entries each match gives an address. Pinned
+/// per slot next to the slot's rule ids ([`NamePolicy::to_blob`]), so an adopting loader knows them too.
+#[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct NamePolicy {
+    targets: Vec<Target>,
     exact: HashMap<String, Vec<usize>>,
     /// `*.github.com` under `github.com`.
     wildcard: HashMap<String, Vec<usize>>,
-    /// Per target (an fqdn rule or a broker name): its entries, and the rule id for `ctl dns`.
-    targets: Vec<(Vec<RuleEntry>, Option<String>)>,
     /// The indices (in `snapshot.rules`) of the fqdn rules: events decided by one carry `dns_name`.
     fqdn_rules: BTreeSet<u32>,
     pub dns_queries: DnsQueries,
@@ -72,19 +82,7 @@ pub(crate) struct NamePolicy {
 
 impl NamePolicy {
     pub(crate) fn new(snapshot: &PolicySnapshot) -> NamePolicy {
-        let mut p = NamePolicy {
-            dns_queries: snapshot.dns_queries,
-            ..NamePolicy::default()
-        };
-        let mut add = |pattern: &crate::contract::policy::FqdnPattern, target: usize| {
-            match pattern.wildcard_suffix() {
-                Some(suffix) => p.wildcard.entry(suffix.to_owned()).or_default(),
-                None => p.exact.entry(pattern.as_str().to_owned()).or_default(),
-            }
-            .push(target);
-        };
         let mut targets = Vec::new();
-        let mut fqdn_rules = BTreeSet::new();
         for (index, rule) in snapshot.rules.iter().enumerate() {
             let RuleTarget::Fqdn(pattern) = &rule.target else {
                 continue;
@@ -104,25 +102,107 @@ impl NamePolicy {
                     rule_index: index as u32,
                 })
                 .collect();
-            add(pattern, targets.len());
-            targets.push((entries, Some(rule.id.clone())));
-            fqdn_rules.insert(index as u32);
+            targets.push(Target {
+                pattern: pattern.as_str().to_owned(),
+                entries,
+                rule_id: Some(rule.id.clone()),
+            });
         }
         for b in &snapshot.broker_names {
-            let entry = RuleEntry {
-                port_lo: b.port,
-                port_hi: b.port,
-                protocol: Protocol::Tcp as u8,
-                action: abi::ACTION_BROKER,
-                reserved: 0,
-                rule_index: abi::RULE_INDEX_NONE,
-            };
-            add(&b.fqdn, targets.len());
-            targets.push((vec![entry], None));
+            targets.push(Target {
+                pattern: b.fqdn.as_str().to_owned(),
+                entries: vec![RuleEntry {
+                    port_lo: b.port,
+                    port_hi: b.port,
+                    protocol: Protocol::Tcp as u8,
+                    action: abi::ACTION_BROKER,
+                    reserved: 0,
+                    rule_index: abi::RULE_INDEX_NONE,
+                }],
+                rule_id: None,
+            });
+        }
+        NamePolicy::from_targets(targets, snapshot.dns_queries)
+    }
+
+    fn from_targets(targets: Vec<Target>, dns_queries: DnsQueries) -> NamePolicy {
+        let mut p = NamePolicy {
+            dns_queries,
+            ..NamePolicy::default()
+        };
+        for (i, t) in targets.iter().enumerate() {
+            match t.pattern.strip_prefix("*.") {
+                Some(suffix) => p.wildcard.entry(suffix.to_owned()).or_default(),
+                None => p.exact.entry(t.pattern.clone()).or_default(),
+            }
+            .push(i);
+            if t.rule_id.is_some() {
+                p.fqdn_rules.extend(t.entries.iter().map(|e| e.rule_index));
+            }
         }
         p.targets = targets;
-        p.fqdn_rules = fqdn_rules;
         p
+    }
+
+    /// The pinned form: JSON `{"dnsQueries", "targets": [{"pattern", "ruleId"?, "entries": [[lo, hi, protocol,
+    /// action, ruleIndex], ...]}]}`.
+    pub(crate) fn to_blob(&self) -> Vec<u8> {
+        let targets: Vec<serde_json::Value> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let entries: Vec<serde_json::Value> = t
+                    .entries
+                    .iter()
+                    .map(|e| {
+                        serde_json::json!([e.port_lo, e.port_hi, e.protocol, e.action, e.rule_index])
+                    })
+                    .collect();
+                let mut o = serde_json::json!({"pattern": t.pattern, "entries": entries});
+                if let Some(id) = &t.rule_id {
+                    o["ruleId"] = serde_json::Value::from(id.as_str());
+                }
+                o
+            })
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "dnsQueries": self.dns_queries.as_str(),
+            "targets": targets,
+        }))
+        .unwrap_or_default()
+    }
+
+    /// Reads [`Self::to_blob`]'s form back; `None` for anything else.
+    pub(crate) fn from_blob(bytes: &[u8]) -> Option<NamePolicy> {
+        let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        let dns_queries = DnsQueries::ALL
+            .into_iter()
+            .find(|q| v.get("dnsQueries").and_then(|x| x.as_str()) == Some(q.as_str()))?;
+        let mut targets = Vec::new();
+        for t in v.get("targets")?.as_array()? {
+            let num = |e: &serde_json::Value, i: usize| e.get(i).and_then(serde_json::Value::as_u64);
+            let entries = t
+                .get("entries")?
+                .as_array()?
+                .iter()
+                .map(|e| {
+                    Some(RuleEntry {
+                        port_lo: u16::try_from(num(e, 0)?).ok()?,
+                        port_hi: u16::try_from(num(e, 1)?).ok()?,
+                        protocol: u8::try_from(num(e, 2)?).ok()?,
+                        action: u8::try_from(num(e, 3)?).ok()?,
+                        reserved: 0,
+                        rule_index: u32::try_from(num(e, 4)?).ok()?,
+                    })
+                })
+                .collect::<Option<Vec<_>>>()?;
+            targets.push(Target {
+                pattern: t.get("pattern")?.as_str()?.to_owned(),
+                entries,
+                rule_id: t.get("ruleId").and_then(|x| x.as_str()).map(str::to_owned),
+            });
+        }
+        Some(NamePolicy::from_targets(targets, dns_queries))
     }
 
     /// Whether the snapshot names anything by DNS name or refuses queries: DNS must then pass the proxy.
@@ -210,6 +290,11 @@ impl LearnedTable {
         self.policy.as_ref()
     }
 
+    /// The names of an adopted policy (read from the active slot's pin).
+    pub(crate) fn set_policy(&mut self, policy: Arc<NamePolicy>) {
+        self.policy = Some(policy);
+    }
+
     /// The kernel value of (managed, addr) under `policy`, from the names that taught it and have not expired;
     /// `None` when nothing of it is left.
     fn value(&mut self, policy: &NamePolicy, managed: u64, addr: IpAddr, now: u64) -> Option<Learned> {
@@ -234,7 +319,7 @@ impl LearnedTable {
                 continue;
             }
             for t in targets {
-                for e in &policy.targets[t].0 {
+                for e in &policy.targets[t].entries {
                     if !entries.contains(e) {
                         entries.push(*e);
                     }
@@ -472,9 +557,9 @@ impl LearnedTable {
                     (
                         targets
                             .iter()
-                            .filter_map(|t| p.targets[*t].1.clone())
+                            .filter_map(|t| p.targets[*t].rule_id.clone())
                             .collect(),
-                        targets.iter().any(|t| p.targets[*t].1.is_none()),
+                        targets.iter().any(|t| p.targets[*t].rule_id.is_none()),
                     )
                 }
                 None => (Vec::new(), false),
@@ -508,5 +593,44 @@ pub(crate) fn flow_of(raw: &DnsFlow) -> SteeredFlow {
         original: SocketAddr::new(ip, raw.port),
         cgroup_id: raw.cgroup_id,
         managed_cgroup_id: raw.managed_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snapshot() -> PolicySnapshot {
+        PolicySnapshot::from_json_value(&serde_json::json!({
+            "broker": [{"fqdn": "broker.example.test", "port": 8443}],
+            "dns": [{"ip": "10.0.0.53"}],
+            "rules": [
+                {"id": "api", "action": "allow", "fqdn": "api.example.test", "ports": [443, 8443], "protocol": "tcp"},
+                {"id": "net", "action": "deny", "cidr": "10.0.0.0/8"},
+                {"id": "cdn", "action": "allow", "fqdn": "*.cdn.example.test"}
+            ],
+            "dnsQueries": "policy"
+        }))
+        .expect("valid")
+    }
+
+    #[test]
+    fn names_match_exactly_or_one_label_below_a_pattern() {
+        let p = NamePolicy::new(&snapshot());
+        assert!(p.names("api.example.test"));
+        assert!(p.names("img.cdn.example.test"));
+        assert!(!p.names("cdn.example.test"));
+        assert!(!p.names("a.img.cdn.example.test"));
+        assert!(p.names("broker.example.test"));
+        assert!(!p.names("example.test"));
+        assert!(p.is_fqdn_rule(0) && p.is_fqdn_rule(2) && !p.is_fqdn_rule(1));
+        assert_eq!(p.dns_queries, DnsQueries::Policy);
+    }
+
+    #[test]
+    fn the_pinned_form_reads_back_the_same_names() {
+        let p = NamePolicy::new(&snapshot());
+        assert_eq!(NamePolicy::from_blob(&p.to_blob()), Some(p));
+        assert_eq!(NamePolicy::from_blob(b"{}"), None);
     }
 }

@@ -367,6 +367,16 @@ impl Dataplane {
         let learned_map: HashMap<MapData, LearnedKey, Learned> = typed(&mut ebpf, "dp_learned")?;
         let dns_flows: HashMap<MapData, u64, DnsFlow> = typed(&mut ebpf, "dp_dns_flows")?;
         let mut learned_table = LearnedTable::default();
+        // The active policy's names, pinned with its slot; a slot that steers no DNS names none.
+        let active_slot = config.active_slot();
+        let names = match maps.dns_names(active_slot) {
+            Some(blob) => NamePolicy::from_blob(&blob),
+            None if maps.meta(active_slot)?.steer_dns == 0 => Some(NamePolicy::default()),
+            None => None,
+        };
+        if let Some(names) = names {
+            learned_table.set_policy(Arc::new(names));
+        }
         if adopted {
             // Addresses a previous agent learned and that have not expired (their policy is learned again from
             // the next replacement, which recomputes their entries).

@@ -58,6 +58,8 @@ pub(crate) struct CompiledPolicy {
     pub unmanaged_one_in: u32,
     /// DNS must pass the agent's proxy: the policy names destinations by DNS name (SPEC 4b).
     pub steer_dns: bool,
+    /// The policy's DNS names in their pinned form (empty when it names nothing by DNS name): slots.rs.
+    pub dns_names: Vec<u8>,
 }
 
 /// An address as the tables see it: IPv4 (also for a mapped IPv6 address) or IPv6, host bits zero.
@@ -205,6 +207,11 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
         allow_one_in: snapshot.sampling.allow_one_in,
         unmanaged_one_in: snapshot.sampling.unmanaged_one_in,
         steer_dns: super::fqdn::NamePolicy::steers(snapshot),
+        dns_names: if super::fqdn::NamePolicy::steers(snapshot) {
+            super::fqdn::NamePolicy::new(snapshot).to_blob()
+        } else {
+            Vec::new()
+        },
         ..CompiledPolicy::default()
     };
     for (index, rule) in snapshot.rules.iter().enumerate() {

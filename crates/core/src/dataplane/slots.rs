@@ -33,6 +33,15 @@ pub(crate) fn rule_ids_pin(pin_dir: &Path, slot: u32) -> PathBuf {
     pin_dir.join(format!("dp_rule_ids_{slot}"))
 }
 
+/// The pin of `slot`'s DNS names (rules by name, SPEC 4b): the slot's names as `fqdn::NamePolicy::to_blob`
+/// writes them, prefixed with their length (u64, little-endian), in values of [`NAMES_CHUNK`] bytes. Absent when
+/// the slot's policy names nothing by DNS name. Read by user space only: an adopting loader's names.
+pub(crate) fn dns_names_pin(pin_dir: &Path, slot: u32) -> PathBuf {
+    pin_dir.join(format!("dp_dns_names_{slot}"))
+}
+
+const NAMES_CHUNK: usize = 4096;
+
 /// The value size a snapshot's rule ids are stored with.
 fn id_value_size(ids: &[String]) -> usize {
     let longest = ids.iter().map(String::len).max().unwrap_or(0);
@@ -84,6 +93,47 @@ impl PolicyMaps {
                 Some(decode_id(&value).unwrap_or_default())
             })
             .collect()
+    }
+
+    /// `slot`'s pinned DNS names ([`dns_names_pin`]), `None` when it has none.
+    pub(crate) fn dns_names(&self, slot: u32) -> Option<Vec<u8>> {
+        let pin = dns_names_pin(&self.pin_dir, slot);
+        let info = MapInfo::from_pin(&pin).ok()?;
+        let fd = sys::obj_get(&pin).ok()?;
+        let mut all = Vec::with_capacity(info.max_entries() as usize * NAMES_CHUNK);
+        let mut value = vec![0u8; info.value_size() as usize];
+        for i in 0..info.max_entries() {
+            // SAFETY: a u32 key of an array and a buffer of its value size, read from its own info.
+            unsafe { sys::map::lookup_elem(fd.as_fd(), &i.to_ne_bytes(), &mut value) }.ok()?;
+            all.extend_from_slice(&value);
+        }
+        let len = usize::try_from(u64::from_le_bytes(all.get(..8)?.try_into().ok()?)).ok()?;
+        all.get(8..8 + len).map(<[u8]>::to_vec)
+    }
+
+    /// Stores `blob` as `slot`'s DNS names (the slot is inactive), or removes them when it is empty.
+    fn write_dns_names(&self, slot: u32, blob: &[u8]) -> Result<(), DataplaneError> {
+        let err = |what: &str, e: std::io::Error| {
+            DataplaneError::map("dp_dns_names", format!("{what} of slot {slot}: {e}"))
+        };
+        let pin = dns_names_pin(&self.pin_dir, slot);
+        match std::fs::remove_file(&pin) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(err("unpin the previous names", e)),
+        }
+        if blob.is_empty() {
+            return Ok(());
+        }
+        let mut values = (blob.len() as u64).to_le_bytes().to_vec();
+        values.extend_from_slice(blob);
+        values.resize(values.len().next_multiple_of(NAMES_CHUNK), 0);
+        let chunks = (values.len() / NAMES_CHUNK) as u32;
+        let map = sys::map::create_array(NAMES_CHUNK as u32, chunks, b"dp_dns_names")
+            .map_err(|e| err("create", e))?;
+        sys::map::update_array_batch(map.as_fd(), NAMES_CHUNK, &values)
+            .map_err(|e| err("write", e))?;
+        sys::obj_pin(map.as_fd(), &pin).map_err(|e| err("pin", e))
     }
 
     /// Stores `ids` as `slot`'s rule ids: a fresh array sized to them replaces the slot's pin (the slot is
@@ -174,6 +224,7 @@ impl PolicyMaps {
         sys::map::update_batch(fd(&groups.entries), &overflow_idx, &overflow)
             .map_err(|e| DataplaneError::map("dp_entries", format!("batch update: {e}")))?;
         self.write_rule_ids(slot, &p.rule_ids)?;
+        self.write_dns_names(slot, &p.dns_names)?;
         sys::map::update_batch(fd(&groups.v4), &keys4, &groups4)
             .map_err(|e| DataplaneError::map("dp_groups4", format!("batch update: {e}")))?;
         sys::map::update_batch(fd(&groups.v6), &keys6, &groups6)
