@@ -117,8 +117,8 @@ proptest! {
     }
 
     #[test]
-    fn summaries_round_trip(g in 1u64..(1 << 53), a in 0u64..(1 << 53), b in 0u64..1025, id in proptest::option::of("[a-z]{1,8}")) {
-        let s = PolicySummary { generation: g, ipv4_rules: a, ipv6_rules: a / 2, broker_endpoints: b, dns_endpoints: b };
+    fn summaries_round_trip(g in 1u64..(1 << 53), a in 0u64..(1 << 53), b in 0u64..1025, f in 0u64..4097, id in proptest::option::of("[a-z]{1,8}")) {
+        let s = PolicySummary { generation: g, ipv4_rules: a, ipv6_rules: a / 2, broker_endpoints: b, dns_endpoints: b, fqdn_rules: f, broker_names: b / 3 };
         let r = ControlResponse::Success { data: ResponseData::ReplacePolicySnapshot(s), id };
         prop_assert_eq!(parse_response_line(r.to_line().as_bytes()), Ok(r));
     }

@@ -44,6 +44,46 @@ fn cidr_text() -> impl Strategy<Value = String> {
     ]
 }
 
+/// DNS names as a rule or broker entry might write them: canonical names and patterns, and every way the
+/// canonical-form rules refuse one.
+fn fqdn_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => ("[a-z0-9_]{1,6}", "[a-z]{1,4}").prop_map(|(a, b)| format!("{a}.{b}.com")),
+        3 => "[a-z]{1,6}".prop_map(|a| format!("*.{a}.com")),
+        1 => Just("x-1.example.com".to_owned()),
+        1 => Just("api.github.com.".to_owned()),
+        1 => Just("API.github.com".to_owned()),
+        1 => Just("*.com".to_owned()),
+        1 => Just("*".to_owned()),
+        1 => Just("**.a.com".to_owned()),
+        1 => Just("a.*.com".to_owned()),
+        1 => Just("localhost".to_owned()),
+        1 => Just("-a.com".to_owned()),
+        1 => Just("a..com".to_owned()),
+        1 => Just(String::new()),
+        1 => Just(format!("{}.com", "a".repeat(64))),
+        1 => Just(format!("{}.{}.{}.{}.com", "a".repeat(63), "b".repeat(63), "c".repeat(63), "d".repeat(60))),
+    ]
+}
+
+/// `"cidr":..`, `"fqdn":..`, both or neither (`key` is `cidr` for rules, `ip` for broker entries).
+fn target_json(key: &'static str, address: BoxedStrategy<String>) -> impl Strategy<Value = String> {
+    prop_oneof![
+        6 => address.clone().prop_map(move |a| format!("\"{key}\":\"{a}\"")),
+        4 => fqdn_text().prop_map(|n| format!("\"fqdn\":\"{n}\"")),
+        1 => (address, fqdn_text()).prop_map(move |(a, n)| format!("\"{key}\":\"{a}\",\"fqdn\":\"{n}\"")),
+        1 => Just("\"fqdn\":null".to_owned()),
+        1 => Just("\"fqdn\":7".to_owned()),
+        1 => Just(String::new()),
+    ]
+}
+
+/// A JSON object from its comma-separated members, some of which may be empty.
+fn members(parts: &[&str]) -> String {
+    let kept: Vec<&str> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+    format!("{{{}}}", kept.join(","))
+}
+
 fn ports_json() -> impl Strategy<Value = Option<String>> {
     prop_oneof![
         3 => Just(None),
@@ -74,30 +114,40 @@ fn rule_json() -> impl Strategy<Value = String> {
         1 => Just(Some("null")),
     ];
     let extra = prop_oneof![8 => Just(false), 1 => Just(true)];
-    (id, action, cidr_text(), ports_json(), protocol, extra).prop_map(
-        |(id, action, cidr, ports, protocol, extra)| {
-            let mut s = format!("{{\"id\":{id},\"action\":{action},\"cidr\":\"{cidr}\"");
-            if let Some(p) = ports {
-                s.push_str(&format!(",\"ports\":{p}"));
-            }
-            if let Some(p) = protocol {
-                s.push_str(&format!(",\"protocol\":{p}"));
-            }
-            if extra {
-                s.push_str(",\"priority\":1");
-            }
-            s.push('}');
-            s
+    let target = target_json("cidr", cidr_text().boxed());
+    (id, action, target, ports_json(), protocol, extra).prop_map(
+        |(id, action, target, ports, protocol, extra)| {
+            let ports = ports.map(|p| format!("\"ports\":{p}")).unwrap_or_default();
+            let protocol = protocol
+                .map(|p| format!("\"protocol\":{p}"))
+                .unwrap_or_default();
+            let extra = if extra { "\"priority\":1" } else { "" };
+            members(&[
+                &format!("\"id\":{id}"),
+                &format!("\"action\":{action}"),
+                &target,
+                &ports,
+                &protocol,
+                extra,
+            ])
         },
     )
 }
 
 fn snapshot_json() -> impl Strategy<Value = String> {
     let endpoint = (
-        ip_text(),
-        prop_oneof![5 => Just("8081"), 1 => Just("0"), 1 => Just("null")],
+        target_json("ip", ip_text().boxed()),
+        prop_oneof![5 => Just("\"port\":8081"), 1 => Just("\"port\":0"), 1 => Just("\"port\":null"), 1 => Just("")],
     )
-        .prop_map(|(ip, port)| format!("{{\"ip\":\"{ip}\",\"port\":{port}}}"));
+        .prop_map(|(target, port)| members(&[&target, port]));
+    let dns_queries = prop_oneof![
+        4 => Just(""),
+        2 => Just(",\"dnsQueries\":\"any\""),
+        2 => Just(",\"dnsQueries\":\"policy\""),
+        1 => Just(",\"dnsQueries\":\"Policy\""),
+        1 => Just(",\"dnsQueries\":null"),
+        1 => Just(",\"dnsQueries\":1"),
+    ];
     let dns = (
         ip_text(),
         prop_oneof![3 => Just(None), 2 => Just(Some("53")), 1 => Just(Some("null"))],
@@ -115,15 +165,16 @@ fn snapshot_json() -> impl Strategy<Value = String> {
         1 => Just(",\"sampling\":{\"every\":2}".to_owned()),
     ];
     (
-        proptest::collection::vec(endpoint, 0..3),
+        proptest::collection::vec(endpoint, 0..4),
         proptest::collection::vec(dns, 0..3),
         proptest::collection::vec(rule_json(), 0..8),
         sampling,
         prop_oneof![9 => Just(""), 1 => Just(",\"broker\":[]")],
+        dns_queries,
     )
-        .prop_map(|(broker, dns, rules, sampling, dup_key)| {
+        .prop_map(|(broker, dns, rules, sampling, dup_key, dns_queries)| {
             format!(
-                "{{\"broker\":[{}],\"dns\":[{}],\"rules\":[{}]{sampling}{dup_key}}}",
+                "{{\"broker\":[{}],\"dns\":[{}],\"rules\":[{}]{sampling}{dup_key}{dns_queries}}}",
                 broker.join(","),
                 dns.join(","),
                 rules.join(",")
@@ -146,9 +197,16 @@ proptest! {
                     // A duplicate key: serde_json's Value keeps the last one, the strict parser refuses it.
                     prop_assert!(combined.is_err());
                 } else {
-                    prop_assert_eq!(combined, expected, "{}", json);
+                    prop_assert_eq!(&combined, &expected, "{}", json);
                 }
             }
+        }
+        // Whatever is accepted has a normalised form that parses back to it, by either path.
+        if let Ok(snapshot) = combined {
+            let out = snapshot.to_json_value();
+            prop_assert_eq!(PolicySnapshot::from_json_value(&out), Ok(snapshot.clone()));
+            let text = serde_json::to_vec(&out).unwrap();
+            prop_assert_eq!(PolicySnapshot::from_json_slice(&text), Ok(snapshot));
         }
     }
 }
@@ -160,5 +218,14 @@ fn valid_snapshots_take_the_fast_path_result() {
     let s = PolicySnapshot::from_json_slice(json).expect("valid");
     assert_eq!(s.dns[0].port, 53);
     assert_eq!(s.sampling.allow_one_in, 1);
+    assert_eq!(Some(Ok(s)), slow(json));
+}
+
+#[test]
+fn valid_snapshots_by_name_agree() {
+    let json = br#"{"broker":[{"fqdn":"broker.internal","port":8081},{"ip":"10.0.0.5","port":8081}],"dns":[],
+        "rules":[{"id":"a","action":"allow","fqdn":"*.github.com","ports":[443]}],"dnsQueries":"policy"}"#;
+    let s = PolicySnapshot::from_json_slice(json).expect("valid");
+    assert_eq!((s.broker.len(), s.broker_names.len()), (1, 1));
     assert_eq!(Some(Ok(s)), slow(json));
 }

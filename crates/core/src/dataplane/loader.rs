@@ -495,6 +495,8 @@ impl Dataplane {
                 ipv6_rules: u64::from(meta.ipv6_rules),
                 broker_endpoints: u64::from(meta.broker_endpoints),
                 dns_endpoints: u64::from(meta.dns_endpoints),
+                // The pinned slot metadata does not carry the fqdn counts (yet).
+                ..PolicySummary::default()
             })
         })
     }
@@ -533,6 +535,8 @@ impl Dataplane {
             ipv6_rules: u64::from(compiled.ipv6_rules),
             broker_endpoints: u64::from(compiled.broker_endpoints),
             dns_endpoints: u64::from(compiled.dns_endpoints),
+            fqdn_rules: snapshot.counts().fqdn_rules,
+            broker_names: snapshot.counts().broker_names,
         })
     }
 
@@ -567,6 +571,8 @@ impl Dataplane {
             ipv6_rules: u64::from(compiled.ipv6_rules),
             broker_endpoints: u64::from(compiled.broker_endpoints),
             dns_endpoints: u64::from(compiled.dns_endpoints),
+            fqdn_rules: snapshot.counts().fqdn_rules,
+            broker_names: snapshot.counts().broker_names,
         })
     }
 

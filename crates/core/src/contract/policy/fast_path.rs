@@ -12,11 +12,12 @@ use serde::de::value::MapAccessDeserializer;
 use serde::de::{MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
-use super::parse::{check_rule_id, report_duplicates};
+use super::fqdn::{parse_fqdn, FqdnUse};
+use super::parse::{check_rule_id, report_duplicates, split_broker, BrokerEntry};
 use super::{
-    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, PolicySnapshot, Rule,
-    RuleAction, RuleProtocol, RuleTarget, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS,
-    MAX_DNS_ENDPOINTS, MAX_RULES_PER_FAMILY,
+    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, BrokerName, DnsEndpoint, DnsQueries,
+    PolicySnapshot, Rule, RuleAction, RuleProtocol, RuleTarget, Sampling, DEFAULT_DNS_PORT,
+    MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS, MAX_FQDN_RULES, MAX_RULES_PER_FAMILY,
 };
 use crate::contract::json_reader::Issues;
 use crate::contract::validation::PathSegment;
@@ -56,20 +57,24 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Obj<T> {
 #[serde(deny_unknown_fields)]
 struct SnapshotWire<'a> {
     #[serde(borrow)]
-    broker: Vec<Obj<EndpointWire<'a>>>,
+    broker: Vec<Obj<BrokerWire<'a>>>,
     #[serde(borrow)]
     dns: Vec<Obj<DnsWire<'a>>>,
     #[serde(borrow)]
     rules: Vec<Obj<RuleWire<'a>>>,
     #[serde(default, deserialize_with = "present")]
     sampling: Option<Obj<SamplingWire>>,
+    #[serde(rename = "dnsQueries", default, deserialize_with = "present", borrow)]
+    dns_queries: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EndpointWire<'a> {
-    #[serde(borrow)]
-    ip: Cow<'a, str>,
+struct BrokerWire<'a> {
+    #[serde(default, deserialize_with = "present", borrow)]
+    ip: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    fqdn: Option<Cow<'a, str>>,
     port: u16,
 }
 
@@ -89,8 +94,10 @@ struct RuleWire<'a> {
     id: Cow<'a, str>,
     #[serde(borrow)]
     action: Cow<'a, str>,
-    #[serde(borrow)]
-    cidr: Cow<'a, str>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    cidr: Option<Cow<'a, str>>,
+    #[serde(default, deserialize_with = "present", borrow)]
+    fqdn: Option<Cow<'a, str>>,
     #[serde(default, deserialize_with = "present")]
     ports: Option<Vec<u16>>,
     #[serde(default, deserialize_with = "present", borrow)]
@@ -122,10 +129,20 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
     }
     let mut broker = Vec::with_capacity(wire.broker.len());
     for e in &wire.broker {
-        let ip = parse_endpoint_ip(&e.ip, no_path, &mut scratch)?;
         (e.port != 0).then_some(())?;
-        broker.push(BrokerEndpoint { ip, port: e.port });
+        broker.push(match (&e.ip, &e.fqdn) {
+            (Some(ip), None) => BrokerEntry::Ip(BrokerEndpoint {
+                ip: parse_endpoint_ip(ip, no_path, &mut scratch)?,
+                port: e.port,
+            }),
+            (None, Some(name)) => BrokerEntry::Name(BrokerName {
+                fqdn: parse_fqdn(name, FqdnUse::Broker, no_path, &mut scratch)?,
+                port: e.port,
+            }),
+            _ => return None,
+        });
     }
+    let (broker, broker_names) = split_broker(broker);
     let mut dns = Vec::with_capacity(wire.dns.len());
     for e in &wire.dns {
         let ip = parse_endpoint_ip(&e.ip, no_path, &mut scratch)?;
@@ -134,25 +151,42 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
         dns.push(DnsEndpoint { ip, port });
     }
     report_duplicates(
-        broker.iter().map(|b| (b.ip, b.port)),
+        broker.iter().map(|b| (0, b.ip, b.port)),
         no_path,
         "",
         &mut scratch,
     );
     report_duplicates(
-        dns.iter().map(|d| (d.ip, d.port)),
+        broker_names.iter().map(|b| (0, &b.fqdn, b.port)),
+        no_path,
+        "",
+        &mut scratch,
+    );
+    report_duplicates(
+        dns.iter().map(|d| (0, d.ip, d.port)),
         no_path,
         "",
         &mut scratch,
     );
     let mut rules = Vec::with_capacity(wire.rules.len());
     let mut ids: HashSet<&str> = HashSet::with_capacity(wire.rules.len());
-    let mut v4 = 0usize;
+    let (mut v4, mut v6) = (0usize, 0usize);
     for r in &wire.rules {
         let id = check_rule_id(&r.id, no_path, &mut scratch)?;
         ids.insert(id).then_some(())?;
         let action = RuleAction::from_wire_literal(&r.action)?;
-        let cidr = parse_canonical_cidr(&r.cidr, no_path, &mut scratch)?;
+        let target = match (&r.cidr, &r.fqdn) {
+            (Some(cidr), None) => {
+                let net = parse_canonical_cidr(cidr, no_path, &mut scratch)?;
+                v4 += usize::from(net.is_ipv4());
+                v6 += usize::from(!net.is_ipv4());
+                RuleTarget::Cidr(net)
+            }
+            (None, Some(name)) => {
+                RuleTarget::Fqdn(parse_fqdn(name, FqdnUse::Rule, no_path, &mut scratch)?)
+            }
+            _ => return None,
+        };
         let ports = match &r.ports {
             None => Vec::new(),
             Some(ports) => {
@@ -165,18 +199,25 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
             None => None,
             Some(name) => Some(RuleProtocol::from_wire_literal(name)?.0),
         };
-        v4 += usize::from(cidr.is_ipv4());
         rules.push(Rule {
             id: id.to_owned(),
             action,
-            target: RuleTarget::Cidr(cidr),
+            target,
             ports,
             protocol,
         });
     }
-    if over(v4, MAX_RULES_PER_FAMILY) || over(rules.len() - v4, MAX_RULES_PER_FAMILY) {
+    let fqdn = rules.len() - v4 - v6;
+    if over(v4, MAX_RULES_PER_FAMILY)
+        || over(v6, MAX_RULES_PER_FAMILY)
+        || over(fqdn, MAX_FQDN_RULES)
+    {
         return None;
     }
+    let dns_queries = match &wire.dns_queries {
+        None => DnsQueries::default(),
+        Some(text) => DnsQueries::from_wire_literal(text)?,
+    };
     let defaults = Sampling::default();
     let sampling = wire.sampling.map_or(defaults, |s| Sampling {
         allow_one_in: s.allow_one_in.unwrap_or(defaults.allow_one_in),
@@ -187,8 +228,8 @@ pub(super) fn parse(bytes: &[u8]) -> Option<PolicySnapshot> {
         dns,
         rules,
         sampling,
-        broker_names: Vec::new(),
-        dns_queries: Default::default(),
+        broker_names,
+        dns_queries,
     })
 }
 

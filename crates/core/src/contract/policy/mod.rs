@@ -16,6 +16,7 @@
 
 mod cidr;
 mod fast_path;
+pub mod fqdn;
 mod parse;
 
 #[cfg(test)]
@@ -32,6 +33,7 @@ use super::validation::{Issue, IssueCode, ValidationError};
 use super::wire_literal::wire_literal_from_all;
 
 pub use cidr::{parse_canonical_cidr, parse_endpoint_ip};
+pub use fqdn::{canonical_query_name, FqdnIndex, FqdnMatch};
 pub(crate) use parse::parse_snapshot;
 
 /// What applying a snapshot did: GetPolicySummary and ReplacePolicySnapshot data, and what
@@ -44,6 +46,10 @@ pub struct PolicySummary {
     pub ipv6_rules: u64,
     pub broker_endpoints: u64,
     pub dns_endpoints: u64,
+    /// Rules with `fqdn` instead of `cidr` (SPEC 4b); not counted in `ipv4_rules` / `ipv6_rules`.
+    pub fqdn_rules: u64,
+    /// `broker[]` entries with `fqdn` instead of `ip`; not counted in `broker_endpoints`.
+    pub broker_names: u64,
 }
 
 /// Whether a matching rule lets the connection through.
@@ -93,7 +99,6 @@ pub struct FqdnPattern {
 
 impl FqdnPattern {
     /// Wraps text the parser has already checked (`contract::policy::fqdn`).
-    #[allow(dead_code)] // used by the fqdn parser (issue 20)
     pub(crate) fn from_checked(text: String) -> Self {
         FqdnPattern { text }
     }
@@ -233,6 +238,8 @@ pub const MAX_BROKER_ENDPOINTS: usize = 1_024;
 pub const MAX_DNS_ENDPOINTS: usize = 1_024;
 /// Rule ids live in fixed 64-byte kernel slots with a terminating NUL, so at most 63 bytes.
 pub const MAX_RULE_ID_BYTES: usize = crate::contract::slot_id::MAX_SLOT_ID_BYTES;
+/// At most this many fqdn rules (SPEC 4b); they do not count toward [`MAX_RULES_PER_FAMILY`].
+pub const MAX_FQDN_RULES: usize = 4096;
 /// Port of a DNS endpoint that does not name one.
 pub const DEFAULT_DNS_PORT: u16 = 53;
 
@@ -283,6 +290,10 @@ pub struct PolicyCounts {
     pub ipv6_rules: u64,
     pub broker_endpoints: u64,
     pub dns_endpoints: u64,
+    /// Rules with `fqdn` instead of `cidr` (SPEC 4b); not counted in `ipv4_rules` / `ipv6_rules`.
+    pub fqdn_rules: u64,
+    /// `broker[]` entries with `fqdn` instead of `ip`; not counted in `broker_endpoints`.
+    pub broker_names: u64,
 }
 
 impl PolicySnapshot {
@@ -324,7 +335,8 @@ impl PolicySnapshot {
         }
     }
 
-    /// The normalised JSON form: defaults filled in (`dns[].port`, `sampling`), empty `ports` and absent
+    /// The normalised JSON form: defaults filled in (`dns[].port`, `sampling`, `dnsQueries`), broker entries
+    /// by address before those by name, empty `ports` and absent
     /// `protocol` omitted, so that parsing the output again gives the same snapshot.
     pub fn to_json_value(&self) -> Value {
         let mut rules = Vec::with_capacity(self.rules.len());
@@ -344,26 +356,42 @@ impl PolicySnapshot {
             }
             rules.push(Value::Object(m));
         }
+        let broker = self
+            .broker
+            .iter()
+            .map(|b| serde_json::json!({"ip": b.ip.to_string(), "port": b.port}))
+            .chain(
+                self.broker_names
+                    .iter()
+                    .map(|b| serde_json::json!({"fqdn": b.fqdn.as_str(), "port": b.port})),
+            )
+            .collect::<Vec<_>>();
         serde_json::json!({
-            "broker": self.broker.iter().map(|b| serde_json::json!({"ip": b.ip.to_string(), "port": b.port})).collect::<Vec<_>>(),
+            "broker": broker,
             "dns": self.dns.iter().map(|d| serde_json::json!({"ip": d.ip.to_string(), "port": d.port})).collect::<Vec<_>>(),
             "rules": rules,
             "sampling": {"allowOneIn": self.sampling.allow_one_in, "unmanagedOneIn": self.sampling.unmanaged_one_in},
+            "dnsQueries": self.dns_queries.as_str(),
         })
     }
 
     /// Rule and endpoint counts, as reported by `ReplacePolicySnapshot` and `GetPolicySummary`.
     pub fn counts(&self) -> PolicyCounts {
-        let ipv4 = self
-            .rules
-            .iter()
-            .filter(|r| r.target.cidr().is_some_and(IpNet::is_ipv4))
-            .count() as u64;
+        let (mut ipv4, mut ipv6, mut fqdn) = (0u64, 0u64, 0u64);
+        for r in &self.rules {
+            match &r.target {
+                RuleTarget::Cidr(net) if net.is_ipv4() => ipv4 += 1,
+                RuleTarget::Cidr(_) => ipv6 += 1,
+                RuleTarget::Fqdn(_) => fqdn += 1,
+            }
+        }
         PolicyCounts {
             ipv4_rules: ipv4,
-            ipv6_rules: self.rules.len() as u64 - ipv4,
+            ipv6_rules: ipv6,
             broker_endpoints: self.broker.len() as u64,
             dns_endpoints: self.dns.len() as u64,
+            fqdn_rules: fqdn,
+            broker_names: self.broker_names.len() as u64,
         }
     }
 }

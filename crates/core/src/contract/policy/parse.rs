@@ -2,14 +2,17 @@
 //! with its path (`rules[3].cidr`). It alone decides what is wrong with a snapshot.
 
 use std::collections::{HashMap, HashSet};
+use std::fmt::Display;
+use std::hash::Hash;
 use std::net::IpAddr;
 
 use serde_json::Value;
 
+use super::fqdn::{parse_fqdn, FqdnUse};
 use super::{
-    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, DnsEndpoint, IpNet, PolicySnapshot,
-    Rule, RuleAction, RuleProtocol, RuleTarget, Sampling, DEFAULT_DNS_PORT, MAX_BROKER_ENDPOINTS,
-    MAX_DNS_ENDPOINTS, MAX_RULES_PER_FAMILY,
+    parse_canonical_cidr, parse_endpoint_ip, BrokerEndpoint, BrokerName, DnsEndpoint, DnsQueries,
+    IpNet, PolicySnapshot, Rule, RuleAction, RuleProtocol, RuleTarget, Sampling, DEFAULT_DNS_PORT,
+    MAX_BROKER_ENDPOINTS, MAX_DNS_ENDPOINTS, MAX_FQDN_RULES, MAX_RULES_PER_FAMILY,
 };
 use crate::contract::json_reader::{self, join, object, Issues};
 use crate::contract::slot_id::check_slot_id;
@@ -30,14 +33,19 @@ fn read_snapshot(
     path: &[PathSegment],
     issues: &mut Issues,
 ) -> Option<PolicySnapshot> {
-    let obj = object(v, path, &["broker", "dns", "rules", "sampling"], issues)?;
+    let obj = object(
+        v,
+        path,
+        &["broker", "dns", "rules", "sampling", "dnsQueries"],
+        issues,
+    )?;
     let broker = read_list(
         &obj,
         "broker",
         MAX_BROKER_ENDPOINTS,
         "broker endpoints",
         issues,
-        |v, p, i| read_endpoint(v, p, i, false).map(|(ip, port)| BrokerEndpoint { ip, port }),
+        read_broker,
     );
     let dns = read_list(
         &obj,
@@ -45,19 +53,24 @@ fn read_snapshot(
         MAX_DNS_ENDPOINTS,
         "dns endpoints",
         issues,
-        |v, p, i| read_endpoint(v, p, i, true).map(|(ip, port)| DnsEndpoint { ip, port }),
+        |v, p, i| read_endpoint(v, p, i).map(|(ip, port)| DnsEndpoint { ip, port }),
     );
     if let Some(list) = &broker {
-        report_duplicates(
-            list.iter().map(|b| (b.ip, b.port)),
-            &obj.path_of("broker"),
-            "broker endpoint",
-            issues,
-        );
+        let path = obj.path_of("broker");
+        let by_ip = list.iter().enumerate().filter_map(|(i, b)| match b {
+            BrokerEntry::Ip(e) => Some((i, e.ip, e.port)),
+            BrokerEntry::Name(_) => None,
+        });
+        report_duplicates(by_ip, &path, "broker endpoint", issues);
+        let by_name = list.iter().enumerate().filter_map(|(i, b)| match b {
+            BrokerEntry::Name(n) => Some((i, &n.fqdn, n.port)),
+            BrokerEntry::Ip(_) => None,
+        });
+        report_duplicates(by_name, &path, "broker endpoint", issues);
     }
     if let Some(list) = &dns {
         report_duplicates(
-            list.iter().map(|d| (d.ip, d.port)),
+            list.iter().enumerate().map(|(i, d)| (i, d.ip, d.port)),
             &obj.path_of("dns"),
             "dns endpoint",
             issues,
@@ -68,14 +81,91 @@ fn read_snapshot(
         None => Some(Sampling::default()),
         v => read_sampling(v, &obj.path_of("sampling"), issues),
     };
+    let dns_queries = obj.opt_literal::<DnsQueries>("dnsQueries", issues);
+    let (broker, broker_names) = split_broker(broker?);
     Some(PolicySnapshot {
-        broker: broker?,
+        broker,
         dns: dns?,
         rules: rules?,
         sampling: sampling?,
-        broker_names: Vec::new(),
-        dns_queries: Default::default(),
+        broker_names,
+        dns_queries: dns_queries?.unwrap_or_default(),
     })
+}
+
+/// One `broker[]` entry: by address or by name (SPEC 4b).
+pub(super) enum BrokerEntry {
+    Ip(BrokerEndpoint),
+    Name(BrokerName),
+}
+
+/// The entries by address and those by name, each in wire order.
+pub(super) fn split_broker(entries: Vec<BrokerEntry>) -> (Vec<BrokerEndpoint>, Vec<BrokerName>) {
+    let mut by_ip = Vec::with_capacity(entries.len());
+    let mut by_name = Vec::new();
+    for e in entries {
+        match e {
+            BrokerEntry::Ip(e) => by_ip.push(e),
+            BrokerEntry::Name(n) => by_name.push(n),
+        }
+    }
+    (by_ip, by_name)
+}
+
+/// The issue of an object that must have exactly one of two keys, at the object's path.
+pub(super) fn one_of_message(what: &str, a: &str, b: &str, has_a: bool) -> (IssueCode, String) {
+    if has_a {
+        (
+            IssueCode::Custom,
+            format!("{what} has both `{a}` and `{b}`; it has exactly one of them"),
+        )
+    } else {
+        (
+            IssueCode::InvalidType,
+            format!("{what} has neither `{a}` nor `{b}`; it needs exactly one of them"),
+        )
+    }
+}
+
+/// Checks that exactly one of `a` and `b` is present, reporting at the object's path.
+fn exactly_one(
+    obj: &json_reader::ObjectReader<'_>,
+    what: &str,
+    a: &str,
+    b: &str,
+    issues: &mut Issues,
+) -> Option<()> {
+    let (has_a, has_b) = (obj.has(a), obj.has(b));
+    if has_a != has_b {
+        return Some(());
+    }
+    let (code, message) = one_of_message(what, a, b, has_a);
+    issues.push(obj.path().to_vec(), code, message);
+    None
+}
+
+fn read_broker(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<BrokerEntry> {
+    let obj = object(Some(v), path, &["ip", "fqdn", "port"], issues)?;
+    let target = exactly_one(&obj, "a broker entry", "ip", "fqdn", issues);
+    let port = obj.int("port", 1, 65_535, issues).map(|p| p as u16);
+    target?;
+    if obj.has("ip") {
+        let ip = obj
+            .str("ip", issues)
+            .and_then(|s| parse_endpoint_ip(s, &obj.path_of("ip"), issues));
+        Some(BrokerEntry::Ip(BrokerEndpoint {
+            ip: ip?,
+            port: port?,
+        }))
+    } else {
+        let fqdn = obj
+            .str("fqdn", issues)
+            .and_then(|s| parse_fqdn(s, FqdnUse::Broker, &obj.path_of("fqdn"), issues));
+        Some(BrokerEntry::Name(BrokerName {
+            fqdn: fqdn?,
+            port: port?,
+        }))
+    }
 }
 
 /// Reads a required array of items, reporting every bad item; `None` if any item (or the array) is bad.
@@ -110,41 +200,37 @@ fn read_list<T>(
     ok.then_some(out)
 }
 
-pub(super) fn report_duplicates(
-    keys: impl Iterator<Item = (IpAddr, u16)>,
+/// Reports every `(index, host, port)` whose host and port an earlier one already had, at `path[index]`.
+pub(super) fn report_duplicates<K: Hash + Eq + Display>(
+    keys: impl Iterator<Item = (usize, K, u16)>,
     path: &[PathSegment],
     what: &str,
     issues: &mut Issues,
 ) {
-    let mut seen: HashMap<(IpAddr, u16), usize> = HashMap::new();
-    for (i, key) in keys.enumerate() {
-        if let Some(first) = seen.insert(key, i) {
-            seen.insert(key, first);
-            issues.push(
+    let mut seen: HashMap<(K, u16), usize> = HashMap::new();
+    for (i, host, port) in keys {
+        let message = format!("duplicate {what} {host}:{port}");
+        match seen.entry((host, port)) {
+            std::collections::hash_map::Entry::Occupied(first) => issues.push(
                 join(path, i),
                 IssueCode::Custom,
-                format!("duplicate {what} {}:{} (same as [{first}])", key.0, key.1),
-            );
+                format!("{message} (same as [{}])", first.get()),
+            ),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(i);
+            }
         }
     }
 }
 
-fn read_endpoint(
-    v: &Value,
-    path: &[PathSegment],
-    issues: &mut Issues,
-    port_optional: bool,
-) -> Option<(IpAddr, u16)> {
+fn read_endpoint(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<(IpAddr, u16)> {
     let obj = object(Some(v), path, &["ip", "port"], issues)?;
     let ip = obj
         .str("ip", issues)
         .and_then(|s| parse_endpoint_ip(s, &obj.path_of("ip"), issues));
-    let port = if port_optional {
-        obj.opt_int("port", 1, 65_535, issues)
-            .map(|p| p.map_or(DEFAULT_DNS_PORT, |p| p as u16))
-    } else {
-        obj.int("port", 1, 65_535, issues).map(|p| p as u16)
-    };
+    let port = obj
+        .opt_int("port", 1, 65_535, issues)
+        .map(|p| p.map_or(DEFAULT_DNS_PORT, |p| p as u16));
     Some((ip?, port?))
 }
 
@@ -176,19 +262,20 @@ fn read_rules(obj: &json_reader::ObjectReader<'_>, issues: &mut Issues) -> Optio
             None => ok = false,
         }
     }
-    let v4 = out
-        .iter()
-        .filter(|r| r.target.cidr().is_some_and(IpNet::is_ipv4))
-        .count();
-    let v6 = out.len() - v4;
-    for (family, n) in [("IPv4", v4), ("IPv6", v6)] {
-        if n > MAX_RULES_PER_FAMILY {
+    let count = |f: fn(&RuleTarget) -> bool| out.iter().filter(|r| f(&r.target)).count();
+    let v4 = count(|t| t.cidr().is_some_and(IpNet::is_ipv4));
+    let v6 = count(|t| t.cidr().is_some_and(|n| !n.is_ipv4()));
+    let fqdn = count(|t| t.fqdn().is_some());
+    for (family, n, max) in [
+        ("IPv4", v4, MAX_RULES_PER_FAMILY),
+        ("IPv6", v6, MAX_RULES_PER_FAMILY),
+        ("fqdn", fqdn, MAX_FQDN_RULES),
+    ] {
+        if n > max {
             issues.push(
                 path.clone(),
                 IssueCode::TooBig,
-                format!(
-                    "at most {MAX_RULES_PER_FAMILY} {family} rules are supported, received {n}"
-                ),
+                format!("at most {max} {family} rules are supported, received {n}"),
             );
             ok = false;
         }
@@ -200,16 +287,24 @@ fn read_rule(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<Rul
     let obj = object(
         Some(v),
         path,
-        &["id", "action", "cidr", "ports", "protocol"],
+        &["id", "action", "cidr", "fqdn", "ports", "protocol"],
         issues,
     )?;
     let id = obj
         .str("id", issues)
         .and_then(|id| check_rule_id(id, &obj.path_of("id"), issues));
     let action = obj.literal::<RuleAction>("action", issues);
-    let cidr = obj
-        .str("cidr", issues)
-        .and_then(|s| parse_canonical_cidr(s, &obj.path_of("cidr"), issues));
+    let target = exactly_one(&obj, "a rule", "cidr", "fqdn", issues).and_then(|()| {
+        if obj.has("cidr") {
+            obj.str("cidr", issues)
+                .and_then(|s| parse_canonical_cidr(s, &obj.path_of("cidr"), issues))
+                .map(RuleTarget::Cidr)
+        } else {
+            obj.str("fqdn", issues)
+                .and_then(|s| parse_fqdn(s, FqdnUse::Rule, &obj.path_of("fqdn"), issues))
+                .map(RuleTarget::Fqdn)
+        }
+    });
     let ports = match obj.get("ports") {
         None => Some(Vec::new()),
         v => read_ports(v, &obj.path_of("ports"), issues),
@@ -220,7 +315,7 @@ fn read_rule(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<Rul
     Some(Rule {
         id: id?.to_owned(),
         action: action?,
-        target: RuleTarget::Cidr(cidr?),
+        target: target?,
         ports: ports?,
         protocol: protocol?,
     })
@@ -286,7 +381,7 @@ mod tests {
     use serde_json::json;
 
     use super::super::test_fixtures::{base, issues};
-    use super::super::PolicyCounts;
+    use super::super::{PolicyCounts, MAX_FQDN_RULES};
     use super::*;
     use crate::contract::hook::Protocol;
 
@@ -321,7 +416,9 @@ mod tests {
                 ipv4_rules: 1,
                 ipv6_rules: 1,
                 broker_endpoints: 1,
-                dns_endpoints: 2
+                dns_endpoints: 2,
+                fqdn_rules: 0,
+                broker_names: 0,
             }
         );
         // The normalised form parses to the same snapshot.
@@ -457,5 +554,172 @@ mod tests {
         let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
         assert_eq!(paths, ["broker", "dns", "rules"]);
         assert_eq!(issues(json!([]))[0].2, "expected object, received array");
+    }
+
+    #[test]
+    fn rules_and_brokers_by_name() {
+        let v = json!({
+            "broker": [{"fqdn": "broker.internal", "port": 8081}, {"ip": "10.0.0.5", "port": 8081},
+                       {"fqdn": "broker.internal", "port": 8082}],
+            "dns": [],
+            "rules": [
+                {"id": "gh", "action": "allow", "fqdn": "*.github.com", "ports": [443], "protocol": "tcp"},
+                {"id": "api", "action": "deny", "fqdn": "api.example.com"},
+                {"id": "v6", "action": "deny", "cidr": "2001:db8::/32"}
+            ],
+            "dnsQueries": "policy"
+        });
+        let s = PolicySnapshot::from_json_value(&v).expect("valid");
+        assert_eq!(s.broker.len(), 1);
+        let names: Vec<(&str, u16)> = s
+            .broker_names
+            .iter()
+            .map(|b| (b.fqdn.as_str(), b.port))
+            .collect();
+        assert_eq!(
+            names,
+            [("broker.internal", 8081), ("broker.internal", 8082)]
+        );
+        assert_eq!(
+            s.rules[0].target.fqdn().map(|p| p.as_str()),
+            Some("*.github.com")
+        );
+        assert_eq!(s.dns_queries, DnsQueries::Policy);
+        assert_eq!(
+            s.counts(),
+            PolicyCounts {
+                ipv4_rules: 0,
+                ipv6_rules: 1,
+                broker_endpoints: 1,
+                dns_endpoints: 0,
+                fqdn_rules: 2,
+                broker_names: 2,
+            }
+        );
+        let out = s.to_json_value();
+        assert_eq!(out["broker"][0], json!({"ip": "10.0.0.5", "port": 8081}));
+        assert_eq!(
+            out["broker"][1],
+            json!({"fqdn": "broker.internal", "port": 8081})
+        );
+        assert_eq!(
+            out["rules"][1],
+            json!({"id": "api", "action": "deny", "fqdn": "api.example.com"})
+        );
+        assert_eq!(out["dnsQueries"], "policy");
+        let text = serde_json::to_vec(&out).expect("json");
+        assert_eq!(PolicySnapshot::from_json_slice(&text), Ok(s.clone()));
+        assert_eq!(PolicySnapshot::from_json_value(&out), Ok(s));
+        // Absent dnsQueries is `any`, and is written out.
+        let s = PolicySnapshot::from_json_value(&base(json!([]))).expect("valid");
+        assert_eq!(s.dns_queries, DnsQueries::Any);
+        assert_eq!(s.to_json_value()["dnsQueries"], "any");
+    }
+
+    #[test]
+    fn names_are_checked_where_they_are_written() {
+        let got = issues(json!({
+            "broker": [
+                {"ip": "10.0.0.5", "fqdn": "broker.internal", "port": 1},
+                {"port": 2},
+                {"fqdn": "*.internal.example", "port": 3},
+                {"fqdn": "Broker.Internal", "port": 4}
+            ],
+            "dns": [],
+            "rules": [
+                {"id": "a", "action": "allow", "cidr": "10.0.0.0/8", "fqdn": "a.example.com"},
+                {"id": "b", "action": "allow"},
+                {"id": "c", "action": "allow", "fqdn": "api.github.com."},
+                {"id": "d", "action": "allow", "fqdn": "*.com"},
+                {"id": "e", "action": "allow", "fqdn": 7}
+            ],
+            "dnsQueries": "all"
+        }));
+        let paths: Vec<&str> = got.iter().map(|(p, _, _)| p.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "broker[0]",
+                "broker[1]",
+                "broker[2].fqdn",
+                "broker[3].fqdn",
+                "rules[0]",
+                "rules[1]",
+                "rules[2].fqdn",
+                "rules[3].fqdn",
+                "rules[4].fqdn",
+                "dnsQueries",
+            ],
+            "{got:#?}"
+        );
+        assert!(got[0].2.contains("both `ip` and `fqdn`"), "{}", got[0].2);
+        assert!(got[1].2.contains("neither `ip` nor `fqdn`"), "{}", got[1].2);
+        assert!(
+            got[2].2.contains("a broker is named by an exact name"),
+            "{}",
+            got[2].2
+        );
+        assert!(got[3].2.contains("write `broker.internal`"), "{}", got[3].2);
+        assert!(got[4].2.contains("both `cidr` and `fqdn`"), "{}", got[4].2);
+        assert!(
+            got[5].2.contains("neither `cidr` nor `fqdn`"),
+            "{}",
+            got[5].2
+        );
+        assert!(got[6].2.contains("write `api.github.com`"), "{}", got[6].2);
+        assert!(got[7].2.contains("too broad"), "{}", got[7].2);
+        assert_eq!(got[8].1, IssueCode::InvalidType);
+        assert_eq!(got[9].1, IssueCode::InvalidValue);
+    }
+
+    #[test]
+    fn broker_names_are_duplicates_like_addresses_and_share_the_limit() {
+        let got = issues(json!({
+            "broker": [{"fqdn": "b.internal", "port": 1}, {"ip": "10.0.0.5", "port": 1},
+                       {"fqdn": "b.internal", "port": 1}],
+            "dns": [], "rules": []
+        }));
+        assert_eq!(
+            got,
+            [(
+                "broker[2]".to_owned(),
+                IssueCode::Custom,
+                "duplicate broker endpoint b.internal:1 (same as [0])".to_owned()
+            )]
+        );
+        let mut eps: Vec<Value> = (0..MAX_BROKER_ENDPOINTS / 2)
+            .map(|i| json!({"ip": format!("10.0.{}.{}", i / 256, i % 256), "port": 8081}))
+            .collect();
+        eps.extend(
+            (0..MAX_BROKER_ENDPOINTS / 2)
+                .map(|i| json!({"fqdn": format!("b{i}.internal"), "port": 1})),
+        );
+        let v = json!({"broker": eps.clone(), "dns": [], "rules": []});
+        assert!(PolicySnapshot::from_json_value(&v).is_ok());
+        eps.push(json!({"fqdn": "one-more.internal", "port": 1}));
+        let got = issues(json!({"broker": eps, "dns": [], "rules": []}));
+        assert_eq!(got.len(), 1, "{got:#?}");
+        assert_eq!(got[0].0, "broker");
+        assert_eq!(got[0].1, IssueCode::TooBig);
+    }
+
+    #[test]
+    fn fqdn_rules_have_their_own_limit() {
+        let rule = |i: usize| json!({"id": format!("n{i}"), "action": "allow", "fqdn": format!("h{i}.example.com")});
+        let mut rules: Vec<Value> = (0..MAX_FQDN_RULES).map(rule).collect();
+        rules.push(json!({"id": "v4", "action": "allow", "cidr": "10.0.0.0/8"}));
+        let s = PolicySnapshot::from_json_value(&base(Value::from(rules.clone())))
+            .expect("at the limit");
+        assert_eq!((s.counts().fqdn_rules, s.counts().ipv4_rules), (4096, 1));
+        rules.push(rule(MAX_FQDN_RULES));
+        let got = issues(base(Value::from(rules)));
+        assert_eq!(
+            got,
+            [(
+                "rules".to_owned(),
+                IssueCode::TooBig,
+                "at most 4096 fqdn rules are supported, received 4097".to_owned()
+            )]
+        );
     }
 }

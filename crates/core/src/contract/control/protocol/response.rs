@@ -796,14 +796,23 @@ fn read_summary(
         "brokerEndpoints",
         "dnsEndpoints",
     ];
-    let obj = object(v, path, &keys, issues)?;
+    // SPEC 4b's counts: optional on read (0 when absent), so an agent from before them still reads.
+    let fqdn_keys = ["fqdnRules", "brokerNames"];
+    let all: Vec<&str> = keys.iter().chain(&fqdn_keys).copied().collect();
+    let obj = object(v, path, &all, issues)?;
     let [g, v4, v6, b, d] = keys.map(|k| counter(&obj, k, issues));
+    let [fqdn, names] = fqdn_keys.map(|k| {
+        obj.opt_int(k, 0, MAX_SAFE_INTEGER, issues)
+            .map(Option::unwrap_or_default)
+    });
     let s = PolicySummary {
         generation: g?,
         ipv4_rules: v4?,
         ipv6_rules: v6?,
         broker_endpoints: b?,
         dns_endpoints: d?,
+        fqdn_rules: fqdn?,
+        broker_names: names?,
     };
     if s.generation == 0 && s != PolicySummary::default() {
         issues.push(

@@ -63,6 +63,8 @@ fn responses_round_trip_for_every_command() {
         ipv6_rules: 0,
         broker_endpoints: 1,
         dns_endpoints: 1,
+        fqdn_rules: 3,
+        broker_names: 1,
     };
     let entry = ManagedCgroup {
         cgroup_id: 9,
@@ -170,6 +172,9 @@ fn response_schemas_are_strict() {
         json!({"ok": true, "command": "GetHealth", "data": {"status": "ok", "degradedReasons": [], "version": null}}),
         json!({"ok": true, "command": "Shutdown", "data": {}}),
         json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 0, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0}}),
+        json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 0, "ipv4Rules": 0, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0, "fqdnRules": 1}}),
+        json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 1, "ipv4Rules": 0, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0, "brokerNames": -1}}),
+        json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 1, "ipv4Rules": 0, "ipv6Rules": 0, "brokerEndpoints": 0, "dnsEndpoints": 0, "fqdnRules": null}}),
         json!({"ok": true, "command": "SetGlobalMode", "data": {"globalMode": "off"}}),
         json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 0, "snapshot": {"broker": [], "dns": [], "rules": []}}}),
         json!({"ok": true, "command": "GetPolicySnapshot", "data": {"generation": 2, "snapshot": null}}),
@@ -343,4 +348,27 @@ fn status_verdicts_are_strict() {
         &|st| st["verdicts"][1] = st["verdicts"][0].clone(),
         "data.verdicts[1]",
     );
+}
+
+/// An agent from before SPEC 4b sends summaries without `fqdnRules` and `brokerNames`: they read as 0.
+#[test]
+fn summaries_without_fqdn_counts_still_read() {
+    let v = json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 2, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 1, "dnsEndpoints": 1}});
+    let Ok(ControlResponse::Success {
+        data: ResponseData::GetPolicySummary(s),
+        ..
+    }) = ControlResponse::from_json_value(&v)
+    else {
+        panic!("an old summary must read");
+    };
+    assert_eq!((s.generation, s.fqdn_rules, s.broker_names), (2, 0, 0));
+    let v = json!({"ok": true, "command": "GetPolicySummary", "data": {"generation": 2, "ipv4Rules": 1, "ipv6Rules": 0, "brokerEndpoints": 1, "dnsEndpoints": 1, "fqdnRules": 4, "brokerNames": 2}});
+    let Ok(ControlResponse::Success {
+        data: ResponseData::GetPolicySummary(s),
+        ..
+    }) = ControlResponse::from_json_value(&v)
+    else {
+        panic!("a new summary must read");
+    };
+    assert_eq!((s.fqdn_rules, s.broker_names), (4, 2));
 }
