@@ -290,6 +290,8 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 	cgroup_id = bpf_get_current_cgroup_id();
 	epoch = *(volatile const __u64 *)&cfg->epoch;
 	read_request(ctx, v6, &r);
+	if (r.port == bpf_ntohs(*(volatile const __u16 *)&cfg->dns_proxy_port) && dp_steered_send(ctx, cfg, &r))
+		return 1;
 
 	if (dp_sock_addr_storage && r.protocol == DP_PROTO_UDP) {
 		struct bpf_sock *sk = ctx->sk;
@@ -344,12 +346,19 @@ static __always_inline int run(struct bpf_sock_addr *ctx, __u8 hook, int v6)
 		c->judge_v4 = r.judge_v4;
 		c->outside = (__u8)v.outside;
 	}
-	if (v.managed_id)
-		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation, cgroup_id);
-	/* After the mark, which names the resolver: the egress layer judges the rewritten flow by its socket's mark
-	 * kind, and the event below reports the destination the workload wrote. */
-	if (v.steer)
+	if (v.steer) {
+		/* The packets go to the proxy: the mark the egress layer passes them on names the proxy's address. The
+		 * event below still reports the resolver the workload wrote. */
+		__u32 proxy[4] = {};
+		__u16 proxy_port = dp_steered_destination(cfg, r.judge_v4, proxy);
+
+		if (v.managed_id)
+			mark_verdict(ctx, s, r.protocol, proxy_port, r.judge_v4, proxy, v.reason, v.generation,
+				     cgroup_id);
 		dp_steer_dns(ctx, &r, v6, cgroup_id, v.managed_id, cfg);
+	} else if (v.managed_id) {
+		mark_verdict(ctx, s, r.protocol, r.port, r.judge_v4, r.addr, v.reason, v.generation, cgroup_id);
+	}
 out:
 	/* Every verdict, also a reused one and one whose event is not sampled or finds the ring buffer full. */
 	if (v.outside)

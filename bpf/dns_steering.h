@@ -60,6 +60,39 @@ static __always_inline int dp_apply_learned(struct dp_walk *w, __u64 managed_id,
 	return 0;
 }
 
+/* The proxy's address as a judged destination (IPv4, also for an IPv4-mapped one, in addr[0]); its port, host
+ * order. */
+static __always_inline __u16 dp_steered_destination(const struct dp_config *cfg, int judge_v4, __u32 addr[4])
+{
+	if (judge_v4) {
+		addr[0] = *(volatile const __u32 *)&cfg->dns_proxy_ip4;
+	} else {
+		addr[0] = cfg->dns_proxy_ip6[0];
+		addr[1] = cfg->dns_proxy_ip6[1];
+		addr[2] = cfg->dns_proxy_ip6[2];
+		addr[3] = cfg->dns_proxy_ip6[3];
+	}
+	return bpf_ntohs(*(volatile const __u16 *)&cfg->dns_proxy_port);
+}
+
+/*
+ * 1 for a send to the proxy on a socket this program steered: an IPv6 socket connected to an IPv4-mapped resolver
+ * sends through udp_sendmsg with its (rewritten) peer as the address, so sendmsg4 sees the proxy. It was judged when
+ * it connected; like any other send on a connected socket it is not judged again.
+ */
+static __always_inline int dp_steered_send(struct bpf_sock_addr *ctx, const struct dp_config *cfg,
+					   const struct dp_request *r)
+{
+	__u32 proxy[4] = {};
+	__u16 port = dp_steered_destination(cfg, r->judge_v4, proxy);
+	__u64 cookie;
+
+	if (port == 0 || r->port != port || !r->judge_v4 || r->addr[0] != proxy[0])
+		return 0;
+	cookie = bpf_get_socket_cookie(ctx);
+	return bpf_map_lookup_elem(&dp_dns_flows, &cookie) != 0;
+}
+
 /*
  * Rewrites the destination of a DNS connect/sendmsg to the proxy and records the intended one under the socket's
  * cookie. A record that could not be written (it cannot: an LRU map makes room) would leave the proxy unable to

@@ -61,7 +61,12 @@ impl ConfigMapping {
 
     /// Where the sock_addr programs steer DNS traffic (SPEC 4b): the addresses first, then the port, whose
     /// non-zero value turns steering on; port 0 turns it off.
-    pub(crate) fn set_dns_proxy(&self, ip4: std::net::Ipv4Addr, ip6: std::net::Ipv6Addr, port: u16) {
+    pub(crate) fn set_dns_proxy(
+        &self,
+        ip4: std::net::Ipv4Addr,
+        ip6: std::net::Ipv6Addr,
+        port: u16,
+    ) {
         self.u32_at(abi::CONFIG_OFF_DNS_PROXY_IP4)
             .store(u32::from_ne_bytes(ip4.octets()), Ordering::Release);
         let o = ip6.octets();
@@ -72,8 +77,10 @@ impl ConfigMapping {
         }
         // The port in network order in the u16 field; the padding half of the word stays 0.
         let bytes = port.to_be_bytes();
-        self.u32_at(abi::CONFIG_OFF_DNS_PROXY_PORT)
-            .store(u32::from_ne_bytes([bytes[0], bytes[1], 0, 0]), Ordering::Release);
+        self.u32_at(abi::CONFIG_OFF_DNS_PROXY_PORT).store(
+            u32::from_ne_bytes([bytes[0], bytes[1], 0, 0]),
+            Ordering::Release,
+        );
     }
 
     /// The proxy's port (host order), 0 when none is set.

@@ -172,7 +172,12 @@ impl EventContext {
     }
 
     /// The name whose DNS answer taught the destination of a verdict an fqdn rule or a broker name decided.
-    fn dns_name(&self, raw: &RawEvent, reason: DataplaneReasonCode, dst: Option<IpAddr>) -> Option<String> {
+    fn dns_name(
+        &self,
+        raw: &RawEvent,
+        reason: DataplaneReasonCode,
+        dst: Option<IpAddr>,
+    ) -> Option<String> {
         let dst = dst?;
         if raw.managed_cgroup_id == 0 {
             return None;

@@ -155,7 +155,13 @@ impl NamePolicy {
                     .entries
                     .iter()
                     .map(|e| {
-                        serde_json::json!([e.port_lo, e.port_hi, e.protocol, e.action, e.rule_index])
+                        serde_json::json!([
+                            e.port_lo,
+                            e.port_hi,
+                            e.protocol,
+                            e.action,
+                            e.rule_index
+                        ])
                     })
                     .collect();
                 let mut o = serde_json::json!({"pattern": t.pattern, "entries": entries});
@@ -180,7 +186,8 @@ impl NamePolicy {
             .find(|q| v.get("dnsQueries").and_then(|x| x.as_str()) == Some(q.as_str()))?;
         let mut targets = Vec::new();
         for t in v.get("targets")?.as_array()? {
-            let num = |e: &serde_json::Value, i: usize| e.get(i).and_then(serde_json::Value::as_u64);
+            let num =
+                |e: &serde_json::Value, i: usize| e.get(i).and_then(serde_json::Value::as_u64);
             let entries = t
                 .get("entries")?
                 .as_array()?
@@ -297,7 +304,13 @@ impl LearnedTable {
 
     /// The kernel value of (managed, addr) under `policy`, from the names that taught it and have not expired;
     /// `None` when nothing of it is left.
-    fn value(&mut self, policy: &NamePolicy, managed: u64, addr: IpAddr, now: u64) -> Option<Learned> {
+    fn value(
+        &mut self,
+        policy: &NamePolicy,
+        managed: u64,
+        addr: IpAddr,
+        now: u64,
+    ) -> Option<Learned> {
         let names = self.by_addr.get(&(managed, addr))?;
         let mut entries: Vec<RuleEntry> = Vec::new();
         let mut expires = 0u64;
@@ -392,11 +405,7 @@ impl LearnedTable {
             return Ok(0);
         };
         // Only the names the policy names are kept: the others teach nothing.
-        let named: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| policy.names(n))
-            .collect();
+        let named: Vec<&str> = names.iter().copied().filter(|n| policy.names(n)).collect();
         if named.is_empty() {
             return Ok(0);
         }
@@ -496,7 +505,12 @@ impl LearnedTable {
 
     /// Reads an adopted state's entries of `slot` back: names, addresses and expiries (the policy that wrote them
     /// is not known until the next replacement, which recomputes their entries).
-    pub(crate) fn adopt(&mut self, map: &BpfHashMap<MapData, LearnedKey, Learned>, slot: u32, now: u64) {
+    pub(crate) fn adopt(
+        &mut self,
+        map: &BpfHashMap<MapData, LearnedKey, Learned>,
+        slot: u32,
+        now: u64,
+    ) {
         for (k, v) in map.iter().filter_map(Result::ok) {
             if u32::from(k.slot) != slot || v.expires_ns <= now {
                 continue;

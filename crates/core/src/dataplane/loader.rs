@@ -22,8 +22,8 @@ use super::adoption;
 use super::cgroup::{self, CgroupRef, ManagedCgroup};
 use super::config_map::{self, ConfigMapping};
 use super::error::DataplaneError;
-use super::fqdn::{self, DnsQueryVerdict, LearnedAddress, LearnedTable, NamePolicy, SteeredFlow};
 use super::events::{self, EventContext, EventHub, EventReceiver, RuleIdCache};
+use super::fqdn::{self, DnsQueryVerdict, LearnedAddress, LearnedTable, NamePolicy, SteeredFlow};
 use super::group_maps::{Capacity, GroupMaps};
 use super::layers::{self, KernelSupport, Layers};
 use super::mounts;
@@ -578,7 +578,10 @@ impl Dataplane {
 
     /// A policy that needs the DNS proxy (SPEC 4b) is refused by a dataplane that has none: its fqdn rules would
     /// never learn an address and `dnsQueries: "policy"` would not be enforced.
-    fn check_dns_proxy(&self, compiled: &policy_compile::CompiledPolicy) -> Result<(), DataplaneError> {
+    fn check_dns_proxy(
+        &self,
+        compiled: &policy_compile::CompiledPolicy,
+    ) -> Result<(), DataplaneError> {
         if compiled.steer_dns && self.config.dns_proxy_port() == 0 {
             return Err(DataplaneError::InvalidPolicy(
                 "the policy names destinations by DNS name (fqdn rules, broker names or dnsQueries: \"policy\"), \
