@@ -1161,8 +1161,8 @@ fn adopt_error(
 /// Rewrites the layout fingerprint of the pinned dp_config (bytes 32..40), as another build would have left it.
 fn set_pinned_fingerprint(pin_dir: &std::path::Path, fingerprint: u64) -> u64 {
     let data = aya::maps::MapData::from_pin(pin_dir.join("dp_config")).expect("dp_config pin");
-    let mut config: aya::maps::Array<_, [u8; 56]> =
-        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 56-byte values");
+    let mut config: aya::maps::Array<_, [u8; 80]> =
+        aya::maps::Array::try_from(aya::maps::Map::Array(data)).expect("array of 80-byte values");
     let mut value = config.get(&0, 0).expect("dp_config[0]");
     let mut old = [0u8; 8];
     old.copy_from_slice(&value[32..40]);

@@ -151,7 +151,7 @@ mod tests {
         }
         assert_eq!(Hook::from_wire("bind4"), None);
         assert_eq!(Hook::from_value(0), None);
-        assert_eq!(Hook::from_value(8), None);
+        assert_eq!(Hook::from_value(9), None);
         // Values are dense from 1, in declaration order: appended, never renumbered.
         for (i, h) in Hook::ALL.iter().enumerate() {
             assert_eq!(*h as usize, i + 1);
