@@ -78,6 +78,9 @@ pub struct AgentArgs {
     /// Policy snapshot (JSON) applied at start when no policy is loaded [env: BROKER_EBPF_POLICY_FILE]
     #[arg(long, value_name = "FILE")]
     pub policy_file: Option<String>,
+    /// Port of the DNS proxy on 127.0.0.1 and [::1], where the kernel steers managed workloads' DNS when the policy names destinations by DNS name; 0 turns the proxy off (such a policy is then refused) [env: BROKER_EBPF_DNS_PROXY_PORT] [default: 15353]
+    #[arg(long, value_name = "PORT")]
+    pub dns_proxy_port: Option<String>,
     /// Address of the Prometheus endpoint (/metrics), e.g. 127.0.0.1:9464 [env: BROKER_EBPF_METRICS_LISTEN] [default: off]
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,

@@ -44,6 +44,9 @@ pub const ENV_POLICY_FILE: &str = "BROKER_EBPF_POLICY_FILE";
 pub const ENV_DISABLE_LAYERS: &str = "BROKER_EBPF_DISABLE_LAYERS";
 pub const ENV_RING_BUFFER_BYTES: &str = "BROKER_EBPF_RING_BUFFER_BYTES";
 pub const ENV_METRICS_LISTEN: &str = "BROKER_EBPF_METRICS_LISTEN";
+pub const ENV_DNS_PROXY_PORT: &str = "BROKER_EBPF_DNS_PROXY_PORT";
+/// The DNS proxy's port when none is configured (docs/agent.md, "DNS proxy").
+pub const DEFAULT_DNS_PROXY_PORT: u16 = 15353;
 pub const ENV_ENVIRONMENT: &str = "BROKER_EBPF_ENVIRONMENT";
 pub const ENV_MAX_CLIENTS: &str = "BROKER_EBPF_MAX_CLIENTS";
 pub const ENV_MAX_CLIENTS_PER_UID: &str = "BROKER_EBPF_MAX_CLIENTS_PER_UID";
@@ -126,6 +129,8 @@ pub struct AgentConfig {
     /// The initial policy and the file it came from.
     pub policy: Option<(PathBuf, PolicySnapshot)>,
     pub metrics_listen: Option<SocketAddr>,
+    /// The DNS proxy's port on 127.0.0.1 and [::1] (SPEC 4b); 0: no proxy.
+    pub dns_proxy_port: u16,
     /// Connections served at once, per unprivileged uid, and kept for privileged peers (`daemon::fairness`).
     pub slots: SlotLimits,
     pub idle_timeout: Duration,
@@ -457,6 +462,19 @@ impl AgentConfig {
                 })
             })
             .transpose()?;
+        let dns_proxy_port = match r.get(&args.dns_proxy_port, "dns-proxy-port", ENV_DNS_PROXY_PORT)
+        {
+            Some(s) => match parse_u64(&s, "a port")? {
+                p @ 0..=65_535 => p as u16,
+                _ => {
+                    return Err(ConfigError::new(
+                        &s,
+                        "must be a port, 0..65535 (0: no proxy)",
+                    ))
+                }
+            },
+            None => DEFAULT_DNS_PROXY_PORT,
+        };
         let max_clients = match r.get(&args.max_clients, "max-clients", ENV_MAX_CLIENTS) {
             Some(s) => match parse_u64(&s, "a number of connections")? {
                 n @ 1..=65_536 => n as usize,
@@ -544,6 +562,7 @@ impl AgentConfig {
             ring_buffer_bytes,
             policy,
             metrics_listen,
+            dns_proxy_port,
             slots,
             idle_timeout,
             request_timeout,
@@ -585,6 +604,7 @@ mod tests {
         assert_eq!(c.global_mode, Mode::Enforce);
         assert_eq!(c.heartbeat, HeartbeatTiming::default());
         assert!(c.policy.is_none() && c.metrics_listen.is_none() && c.pin_dir.is_none());
+        assert_eq!(c.dns_proxy_port, DEFAULT_DNS_PROXY_PORT);
         assert!(c.disable_layers.is_empty());
         assert_eq!(
             c.slots,
@@ -748,6 +768,14 @@ mod tests {
             (
                 &[(ENV_METRICS_LISTEN, "localhost")],
                 "BROKER_EBPF_METRICS_LISTEN=localhost: ",
+            ),
+            (
+                &[(ENV_DNS_PROXY_PORT, "65536")],
+                "BROKER_EBPF_DNS_PROXY_PORT=65536: must be a port",
+            ),
+            (
+                &[(ENV_DNS_PROXY_PORT, "53a")],
+                "BROKER_EBPF_DNS_PROXY_PORT=53a: expected a port",
             ),
             (
                 &[(ENV_HEARTBEAT_GRACE_MS, "0")],

@@ -181,7 +181,12 @@ mod tests {
             .map(|l| l.as_str())
             .collect();
         let names: Vec<&str> = links.iter().map(|l| l.name).collect();
-        let dns = ["dns_recvmsg4", "dns_recvmsg6", "dns_getpeername4", "dns_getpeername6"];
+        let dns = [
+            "dns_recvmsg4",
+            "dns_recvmsg6",
+            "dns_getpeername4",
+            "dns_getpeername6",
+        ];
         assert_eq!(names, [sock_addr, dns.to_vec(), layers].concat());
         let mut paths: Vec<&PathBuf> = links.iter().flat_map(|l| [&l.link, &l.prog]).collect();
         paths.sort();
