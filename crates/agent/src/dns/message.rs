@@ -195,14 +195,11 @@ pub fn parse_answer(bytes: &[u8], query: &Query) -> Result<AnswerFacts, AnswerEr
     // Follow the chain: each step is the first CNAME owned by the current name; a loop or an overlong chain stops.
     let mut ttl_to: Vec<(String, u32)> = vec![(qname.to_string(), u32::MAX)];
     let mut seen: HashSet<String> = HashSet::from([qname.to_string()]);
-    loop {
-        let (current, ttl_so_far) = match ttl_to.last() {
-            Some((name, ttl)) => (name.clone(), *ttl),
-            None => break,
-        };
-        if facts.cname_chain.len() >= MAX_CNAME_CHAIN {
+    while facts.cname_chain.len() < MAX_CNAME_CHAIN {
+        let Some((current, ttl_so_far)) = ttl_to.last().map(|(name, ttl)| (name.clone(), *ttl))
+        else {
             break;
-        }
+        };
         let next = answers.iter().find_map(|(owner, ttl, data)| match data {
             RData::CNAME(target) if *owner == current => Some((canonical_name(target), *ttl)),
             _ => None,

@@ -11,11 +11,15 @@
 //!    them to the dataplane ([`DnsBackend::learn`]) **before** releasing the answer; a failed learn answers
 //!    SERVFAIL (fail closed: never release an answer whose addresses the dataplane would refuse).
 //!
-//! The proxy itself comes next. This module knows nothing of eBPF maps or policy: the backend does.
+//! The proxy itself is [`proxy::DnsProxy`]. This module knows nothing of eBPF maps or policy: the backend does.
 
 pub mod message;
+pub mod proxy;
 pub mod sock_diag;
+#[cfg(test)]
+mod tests;
 
+pub use proxy::{DnsCounters, DnsProxy, DnsProxyConfig};
 
 use std::net::{IpAddr, SocketAddr};
 
