@@ -171,7 +171,11 @@ pub fn parse_answer(bytes: &[u8], query: &Query) -> Result<AnswerFacts, AnswerEr
                     && a.query_class == q.query_class
                     && canonical_name(&a.name) == canonical_name(&q.name)
             });
-    if !same_question {
+    // Some servers answer FORMERR / NOTIMP / REFUSED without echoing the question; such an answer teaches nothing
+    // and is the client's to see.
+    let bare_error =
+        message.queries.is_empty() && message.metadata.response_code != ResponseCode::NoError;
+    if !same_question && !bare_error {
         return Err(AnswerError::WrongQuestion);
     }
     let mut facts = AnswerFacts {
@@ -480,5 +484,17 @@ pub(crate) mod tests {
         );
         assert_eq!(parse_answer(&other_q, &q), Err(AnswerError::WrongQuestion));
         assert_eq!(parse_answer(&qb, &q), Err(AnswerError::NotAResponse));
+        // An error answer without the question is still the answer (it teaches nothing); a NOERROR one is not.
+        let mut bare = Message::new(4, MessageType::Response, OpCode::Query);
+        bare.metadata.response_code = ResponseCode::FormErr;
+        let facts = parse_answer(&bare.to_vec().unwrap(), &q).unwrap();
+        assert_eq!((facts.rcode, facts.addrs.len()), (1, 0));
+        bare.metadata.response_code = ResponseCode::NoError;
+        bare.answers
+            .push(rec("gone.example.", 60, RData::A(A::new(192, 0, 2, 1))));
+        assert_eq!(
+            parse_answer(&bare.to_vec().unwrap(), &q),
+            Err(AnswerError::WrongQuestion)
+        );
     }
 }
