@@ -12,6 +12,14 @@
 //!    SERVFAIL (fail closed: never release an answer whose addresses the dataplane would refuse).
 //!
 //! The proxy itself is [`proxy::DnsProxy`]. This module knows nothing of eBPF maps or policy: the backend does.
+//!
+//! What the rest of the agent must provide around it:
+//! - the client sockets must be visible in the agent's network namespace (sock_diag looks there), and the agent's
+//!   own sockets must not be steered (its forwarded queries would come back to it and be dropped as unknown);
+//! - replies leave the proxy from its listening address; a client that checks the reply's source (glibc does for
+//!   unconnected UDP sockets) needs the dataplane to restore the original resolver as the source (`recvmsg4/6`
+//!   and `getpeername4/6` sock_addr programs);
+//! - [`DnsBackend::flow`] runs on a listener's receive loop, once per query: it must be a map lookup, not more.
 
 pub mod message;
 pub mod proxy;

@@ -565,6 +565,9 @@ async fn handle_query(
             return own_answer(&query, ResponseCode::ServFail);
         }
     };
+    // A truncated (TC) UDP answer is released unchanged; whatever addresses it does carry are learned first like
+    // any others (a client that uses a partial answer must not be refused), and the client's TCP retry comes
+    // through the TCP listener with the full answer.
     if let (Some(name), false) = (query.single_name(), facts.addrs.is_empty()) {
         let learned = LearnedAnswer {
             query_name: name,

@@ -250,6 +250,7 @@ struct Fake {
     refuse: HashSet<String>,
     observe: HashSet<String>,
     steer_nothing: bool,
+    panic_in_flow: bool,
     fail_learn: AtomicBool,
     /// How long `learn` takes (the answer must wait for it).
     learn_delay: Duration,
@@ -265,6 +266,7 @@ impl Fake {
             refuse: HashSet::new(),
             observe: HashSet::new(),
             steer_nothing: false,
+            panic_in_flow: false,
             fail_learn: AtomicBool::new(false),
             learn_delay: Duration::from_millis(30),
             cookies: Mutex::new(Vec::new()),
@@ -285,6 +287,7 @@ impl Fake {
 impl DnsBackend for Fake {
     fn flow(&self, cookie: u64) -> Option<SteeredFlow> {
         self.cookies.lock().unwrap().push(cookie);
+        assert!(!self.panic_in_flow, "backend bug");
         (!self.steer_nothing).then(|| self.flow_of())
     }
 
@@ -807,6 +810,24 @@ async fn shutdown_stops_serving() {
     assert!(reply.is_none());
     assert!(TcpStream::connect(addr).await.is_err());
     assert_eq!(proxy.counters(), DnsCounters::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_listener_means_not_serving() {
+    let stub = start_stub().await;
+    let mut fake = Fake::new(stub.addr);
+    fake.panic_in_flow = true;
+    let (proxy, _fake) = start(fake).await;
+    assert!(proxy.is_serving());
+    let (reply, _) = udp_ask(
+        proxy.local_addrs()[0],
+        &query(1, "api.example.com.", RecordType::A),
+        Duration::from_millis(200),
+    )
+    .await;
+    assert!(reply.is_none());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(!proxy.is_serving());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
