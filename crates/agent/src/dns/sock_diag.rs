@@ -412,9 +412,24 @@ mod tests {
                 .is_some());
             times.push(t.elapsed());
         }
+        report("UDP", &mut times);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (accepted, peer) = listener.accept().unwrap();
+        let local = accepted.local_addr().unwrap();
+        times.clear();
+        for _ in 0..20_000 {
+            let t = Instant::now();
+            assert!(diag.tcp_client_cookie(peer, local).unwrap().is_some());
+            times.push(t.elapsed());
+        }
+        report("TCP", &mut times);
+    }
+
+    fn report(what: &str, times: &mut [std::time::Duration]) {
         times.sort();
         println!(
-            "sock_diag UDP lookup over {} runs: p50 {:?} p99 {:?}",
+            "sock_diag {what} lookup over {} runs: p50 {:?} p99 {:?}",
             times.len(),
             times[times.len() / 2],
             times[times.len() * 99 / 100]
