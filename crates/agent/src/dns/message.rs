@@ -229,14 +229,14 @@ pub fn parse_answer(bytes: &[u8], query: &Query) -> Result<AnswerFacts, AnswerEr
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use hickory_proto::op::{OpCode, Query as Question};
     use hickory_proto::rr::rdata::{A, AAAA, CNAME, TXT};
     use hickory_proto::rr::{Record, RecordType};
     use std::str::FromStr;
 
-    pub(crate) fn query_bytes(id: u16, name: &str, rtype: RecordType) -> Vec<u8> {
+    fn query_bytes(id: u16, name: &str, rtype: RecordType) -> Vec<u8> {
         let mut m = Message::new(id, MessageType::Query, OpCode::Query);
         m.metadata.recursion_desired = true;
         m.queries
