@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 pub mod ctl;
 pub mod daemon;
+pub mod dns;
 pub mod events;
 pub mod exit;
 pub mod policy_diff;
