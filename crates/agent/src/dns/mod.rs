@@ -31,27 +31,9 @@ pub use proxy::{DnsCounters, DnsProxy, DnsProxyConfig};
 
 use std::net::{IpAddr, SocketAddr};
 
-/// Who sent a query, as the dataplane recorded it when it steered the socket.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SteeredFlow {
-    /// The resolver the workload addressed (the `dns[]` endpoint the socket was steered away from).
-    pub original: SocketAddr,
-    /// The cgroup of the socket.
-    pub cgroup_id: u64,
-    /// The managed cgroup whose entry covers it (the cgroup itself or its nearest managed ancestor).
-    pub managed_cgroup_id: u64,
-}
-
-/// What to do with a query, from the policy's `dnsQueries` and the flow's effective mode.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum QueryVerdict {
-    /// Forward it and release the answer (the name is named by the policy, or `dnsQueries` is `"any"`).
-    Answer,
-    /// Answer REFUSED without forwarding it (enforce mode, `dnsQueries: "policy"`, a name no rule names).
-    Refuse,
-    /// Observe mode: report it as refused, then forward and answer it normally.
-    ObserveWouldRefuse,
-}
+/// Who sent a query, as the dataplane recorded it when it steered the socket, and what to do with a query (from
+/// the policy's `dnsQueries` and the flow's effective mode): the dataplane's own types.
+pub use interceptor_ebpf_core::dataplane::{DnsQueryVerdict as QueryVerdict, SteeredFlow};
 
 /// The addresses an answer teaches, for [`DnsBackend::learn`].
 #[derive(Clone, Copy, Debug)]
