@@ -19,10 +19,13 @@ pub enum Hook {
     SocketCreateLsm = 6,
     /// `cgroup_skb/egress`: an IP packet leaving a socket of a managed cgroup (the packet-level backstop).
     Egress = 7,
+    /// The agent's DNS proxy (SPEC 4b): a query refused, or one observe mode would refuse, under
+    /// `dnsQueries: "policy"`. Judged in user space only: no eBPF program reports it.
+    Dns = 8,
 }
 
 impl Hook {
-    pub const ALL: [Hook; 7] = [
+    pub const ALL: [Hook; 8] = [
         Hook::Connect4,
         Hook::Connect6,
         Hook::Sendmsg4,
@@ -30,6 +33,7 @@ impl Hook {
         Hook::SockCreate,
         Hook::SocketCreateLsm,
         Hook::Egress,
+        Hook::Dns,
     ];
 
     /// The four cgroup v2 sock_addr hooks that judge `connect()` and UDP `sendmsg()` (`attachedHooks`).
@@ -49,6 +53,7 @@ impl Hook {
             Hook::SockCreate => "sock_create",
             Hook::SocketCreateLsm => "socket_create_lsm",
             Hook::Egress => "egress",
+            Hook::Dns => "dns",
         }
     }
 
@@ -65,6 +70,7 @@ impl Hook {
             5 => Some(Hook::SockCreate),
             6 => Some(Hook::SocketCreateLsm),
             7 => Some(Hook::Egress),
+            8 => Some(Hook::Dns),
             _ => None,
         }
     }
@@ -146,7 +152,8 @@ mod tests {
         }
         assert_eq!(Hook::from_wire("bind4"), None);
         assert_eq!(Hook::from_value(0), None);
-        assert_eq!(Hook::from_value(8), None);
+        assert_eq!(Hook::from_value(8), Some(Hook::Dns));
+        assert_eq!(Hook::from_value(9), None);
         // Values are dense from 1, in declaration order: appended, never renumbered.
         for (i, h) in Hook::ALL.iter().enumerate() {
             assert_eq!(*h as usize, i + 1);

@@ -85,7 +85,7 @@ fn hook_program(hook: Hook) -> Option<&'static str> {
         Hook::Connect6 => Some("dp_connect6"),
         Hook::Sendmsg4 => Some("dp_sendmsg4"),
         Hook::Sendmsg6 => Some("dp_sendmsg6"),
-        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress => None,
+        Hook::SockCreate | Hook::SocketCreateLsm | Hook::Egress | Hook::Dns => None,
     }
 }
 
