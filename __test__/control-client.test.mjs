@@ -552,7 +552,7 @@ describe('ControlClient against the agent (root)', { skip: rootSkip }, () => {
       dns: [],
       rules: [{ id: 'deny-99', action: 'deny', cidr: '10.78.0.99/32' }],
     })
-    assert.deepEqual(summary, { generation: 1, ipv4Rules: 1, ipv6Rules: 0, brokerEndpoints: 1, dnsEndpoints: 0 })
+    assert.deepEqual(summary, { generation: 1, ipv4Rules: 1, ipv6Rules: 0, brokerEndpoints: 1, dnsEndpoints: 0, fqdnRules: 0, brokerNames: 0 })
     assert.deepEqual(await client.getPolicySummary(), summary)
     assert.deepEqual(await client.getPolicySnapshot(), {
       generation: 1,
@@ -561,6 +561,7 @@ describe('ControlClient against the agent (root)', { skip: rootSkip }, () => {
         dns: [],
         rules: [{ id: 'deny-99', action: 'deny', cidr: '10.78.0.99/32' }],
         sampling: { allowOneIn: 1, unmanagedOneIn: 0 },
+        dnsQueries: 'any',
       },
     })
     assert.equal((await client.getHealth()).status, 'ok')

@@ -140,7 +140,7 @@ test('request lines: the 16 MiB limit (newline excluded)', () => {
   assert.match(e.controlError.message, /the limit is 16777216/)
 })
 
-const summary = { generation: 3, ipv4Rules: 1, ipv6Rules: 0, brokerEndpoints: 1, dnsEndpoints: 1 }
+const summary = { generation: 3, ipv4Rules: 1, ipv6Rules: 0, brokerEndpoints: 1, dnsEndpoints: 1, fqdnRules: 2, brokerNames: 1 }
 const entry = { cgroupId: '4242', path: '/workloads/a', mode: 'observe', workloadId: 'wl' }
 const status = {
   attachedHooks: ['connect4', 'connect6'],
@@ -167,7 +167,7 @@ const validData = {
   GetHealth: { status: 'ok', degradedReasons: [], activeLayers: ['sock_create', 'egress'] },
   GetStatus: status,
   GetPolicySummary: summary,
-  GetPolicySnapshot: { generation: 3, snapshot: { ...snapshot, rules: [{ id: 'r', action: 'allow', cidr: '10.0.0.0/8', ports: [443] }], dns: [{ ip: '10.0.0.53', port: 53 }], sampling: { allowOneIn: 1, unmanagedOneIn: 0 } } },
+  GetPolicySnapshot: { generation: 3, snapshot: { ...snapshot, rules: [{ id: 'r', action: 'allow', cidr: '10.0.0.0/8', ports: [443] }], dns: [{ ip: '10.0.0.53', port: 53 }], sampling: { allowOneIn: 1, unmanagedOneIn: 0 }, dnsQueries: 'any' } },
   ReplacePolicySnapshot: summary,
   ValidatePolicySnapshot: summary,
   UpsertManagedCgroup: entry,
@@ -191,6 +191,15 @@ test('responses: success for all eleven commands, failure, and the variant schem
   assert.deepEqual(ControlProtocolErrorSchema.parse(failure.error), failure.error)
   assert.equal(ControlProtocolErrorSchema.safeParse(ev({ command: 'Reboot' })).success, false)
   assert.equal(ControlProtocolSuccessResponseSchema.safeParse(failure).success, false)
+})
+
+test('responses: a summary from an agent before fqdn rules reads with fqdnRules and brokerNames 0', () => {
+  const { fqdnRules, brokerNames, ...old } = summary
+  assert.deepEqual([fqdnRules, brokerNames], [2, 1])
+  const res = { ok: true, command: 'GetPolicySummary', data: old }
+  assert.deepEqual(parseControlCommandResponse(res).data, { ...old, fqdnRules: 0, brokerNames: 0 })
+  const bad = { ok: true, command: 'GetPolicySummary', data: { ...summary, fqdnRules: -1 } }
+  assert.equal(ControlCommandResponseSchema.safeParse(bad).success, false)
 })
 
 test('responses: data schemas reject what they must', () => {

@@ -60,6 +60,21 @@ const wouldDrop: DataplanePacketEvent = {
   protocol: 'packet',
 }
 void wouldDrop
+// SPEC 4b: a refused DNS query, and what observe mode reports instead.
+const dnsRefused: DataplanePacketEvent = {
+  code_namespace: 'dataplane_verdict',
+  reason_code: 'DENY_DNS_QUERY',
+  verdict: 'deny',
+  hook: 'dns',
+  dns_name: 'x.attacker.example',
+}
+void dnsRefused
+const dnsWouldRefuse: DataplanePacketEvent = { ...dnsRefused, reason_code: 'OBSERVE_WOULD_DENY_DNS_QUERY', verdict: 'allow', would_block: true }
+void dnsWouldRefuse
+// @ts-expect-error OBSERVE_WOULD_DENY_DNS_QUERY must carry would_block true
+const dnsNoBlock: DataplanePacketEvent = { ...dnsRefused, reason_code: 'OBSERVE_WOULD_DENY_DNS_QUERY', verdict: 'allow' }
+// @ts-expect-error dns_name is a string
+const dnsNameNumber: DataplanePacketEvent = { ...dnsRefused, dns_name: 7 }
 // @ts-expect-error a socket refusal is a deny
 const refusedAllow: DataplanePacketEvent = { ...refused, verdict: 'allow' }
 // @ts-expect-error cgroup ids are strings

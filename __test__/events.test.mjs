@@ -38,6 +38,7 @@ const KEYS = [
   'uid',
   'comm',
   'rule_id',
+  'dns_name',
   'policy_generation',
   'workload_id',
   'observed_at',
@@ -59,6 +60,8 @@ const VERDICT = {
   OBSERVE_WOULD_DENY_SOCKET_CREATE: 'allow',
   DENY_PACKET_EGRESS: 'deny',
   OBSERVE_WOULD_DENY_PACKET_EGRESS: 'allow',
+  DENY_DNS_QUERY: 'deny',
+  OBSERVE_WOULD_DENY_DNS_QUERY: 'allow',
 }
 const WOULD_BLOCK = {
   OBSERVE_WOULD_ALLOW: false,
@@ -66,6 +69,7 @@ const WOULD_BLOCK = {
   OBSERVE_WOULD_DENY_DEFAULT: true,
   OBSERVE_WOULD_DENY_SOCKET_CREATE: true,
   OBSERVE_WOULD_DENY_PACKET_EGRESS: true,
+  OBSERVE_WOULD_DENY_DNS_QUERY: true,
 }
 
 function minimal(code) {
@@ -89,6 +93,7 @@ function full() {
     uid: 1000,
     comm: 'curl',
     rule_id: 'rule-17',
+    dns_name: 'api.github.com',
     policy_generation: 9007199254740991,
     workload_id: 'wl-payments',
     observed_at: '2024-05-01T12:00:00.123456789Z',
@@ -249,6 +254,7 @@ eachParser('wrong types are invalid_type issues, null is not absent', (parse) =>
     uid: [[0], null],
     comm: [7, null],
     rule_id: [17, null],
+    dns_name: [['api.github.com'], null],
     policy_generation: ['1', null],
     workload_id: [false, null],
     observed_at: [1714564800000, null],
@@ -411,7 +417,7 @@ eachParser('observed_at: RFC 3339 with up to nanoseconds and real dates', (parse
 })
 
 eachParser('optional strings may be empty when parsing', (parse) => {
-  const e = { ...minimal('ALLOW_BROKER'), message: '', comm: '', rule_id: '', workload_id: '' }
+  const e = { ...minimal('ALLOW_BROKER'), message: '', comm: '', rule_id: '', dns_name: '', workload_id: '' }
   assert.deepEqual(parse(e), e)
 })
 
@@ -428,7 +434,7 @@ test('log record: table order, first key code_namespace, would_block false kept,
   assert.equal(log.would_block, false)
   assert.equal(Object.getPrototypeOf(log), Object.prototype)
   assert.notEqual(log, input)
-  const onlyEmpty = serializeDataplanePacketEventToLog({ ...minimal('DENY_DEFAULT'), message: '', comm: '', rule_id: '', workload_id: '' })
+  const onlyEmpty = serializeDataplanePacketEventToLog({ ...minimal('DENY_DEFAULT'), message: '', comm: '', rule_id: '', dns_name: '', workload_id: '' })
   assert.deepEqual(onlyEmpty, minimal('DENY_DEFAULT'))
   // Non-empty strings are kept, including whitespace.
   assert.equal(serializeDataplanePacketEventToLog({ ...minimal('DENY_DEFAULT'), message: ' ' }).message, ' ')

@@ -21,7 +21,7 @@ const benchAddon = loadBenchAddon({ build: false })
 
 const SPEC_ORDER = [
   'code_namespace', 'reason_code', 'verdict', 'would_block', 'hook', 'cgroup_id', 'protocol', 'dst_ip',
-  'dst_port', 'pid', 'uid', 'comm', 'rule_id', 'policy_generation', 'workload_id', 'observed_at',
+  'dst_port', 'pid', 'uid', 'comm', 'rule_id', 'dns_name', 'policy_generation', 'workload_id', 'observed_at',
 ]
 // Every OBSERVE_* code (SPEC 2 appends more of them) carries would_block, no other code does.
 const isObserve = (code) => code.startsWith('OBSERVE_')

@@ -173,7 +173,7 @@ function ndjsonBaseline(text) {
 
 function toLogWithZod(e) {
   const out = DataplanePacketEventZod.parse(e)
-  for (const k of ['message', 'comm', 'rule_id', 'workload_id']) if (out[k] === '') delete out[k]
+  for (const k of ['message', 'comm', 'rule_id', 'dns_name', 'workload_id']) if (out[k] === '') delete out[k]
   return out
 }
 

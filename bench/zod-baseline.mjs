@@ -50,6 +50,7 @@ export const DataplanePacketEventZod = z
       .refine((s) => Buffer.byteLength(s, 'utf8') <= 16, 'at most 16 bytes')
       .optional(),
     rule_id: z.string().optional(),
+    dns_name: z.string().optional(),
     policy_generation: int(Number.MAX_SAFE_INTEGER).optional(),
     workload_id: z.string().optional(),
     observed_at: z.iso.datetime({ offset: true }).optional(),

@@ -17,6 +17,8 @@ export declare const dataplaneVerdictReasonCodes: readonly [
   'OBSERVE_WOULD_DENY_SOCKET_CREATE',
   'DENY_PACKET_EGRESS',
   'OBSERVE_WOULD_DENY_PACKET_EGRESS',
+  'DENY_DNS_QUERY',
+  'OBSERVE_WOULD_DENY_DNS_QUERY',
 ]
 
 /** Control-plane error codes (namespace `control_authz`), in value order from 1. */
@@ -38,16 +40,16 @@ export type Verdict = 'allow' | 'deny'
 export type DataplaneAllowCode = 'UNMANAGED_ALLOW' | 'ALLOW_EXPLICIT' | 'ALLOW_BROKER' | 'ALLOW_DNS' | 'ALLOW_DEGRADED_FAIL_OPEN'
 
 /** Dataplane codes whose verdict is `deny`. */
-export type DataplaneDenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED' | 'DENY_SOCKET_CREATE' | 'DENY_PACKET_EGRESS'
+export type DataplaneDenyCode = 'DENY_EXPLICIT' | 'DENY_DEFAULT' | 'DENY_DEGRADED_FAIL_CLOSED' | 'DENY_SOCKET_CREATE' | 'DENY_PACKET_EGRESS' | 'DENY_DNS_QUERY'
 
 /** Observe-mode codes with verdict `allow` and would_block `false`. */
 export type DataplaneObserveWouldAllowCode = 'OBSERVE_WOULD_ALLOW'
 
 /** Observe-mode codes with verdict `allow` and would_block `true`: enforce would have refused. */
-export type DataplaneObserveWouldBlockCode = 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT' | 'OBSERVE_WOULD_DENY_SOCKET_CREATE' | 'OBSERVE_WOULD_DENY_PACKET_EGRESS'
+export type DataplaneObserveWouldBlockCode = 'OBSERVE_WOULD_DENY_EXPLICIT' | 'OBSERVE_WOULD_DENY_DEFAULT' | 'OBSERVE_WOULD_DENY_SOCKET_CREATE' | 'OBSERVE_WOULD_DENY_PACKET_EGRESS' | 'OBSERVE_WOULD_DENY_DNS_QUERY'
 
-/** Where a verdict was made: the four cgroup sock_addr hooks, then the bypass layers' hooks. */
-export type Hook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'sock_create' | 'socket_create_lsm' | 'egress'
+/** Where a verdict was made: the four cgroup sock_addr hooks, then the bypass layers' hooks, then the agent's DNS proxy (`dns`). */
+export type Hook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6' | 'sock_create' | 'socket_create_lsm' | 'egress' | 'dns'
 
 /** The four cgroup sock_addr hooks that judge `connect()` and UDP `sendmsg()` (`attachedHooks`). */
 export type SockAddrHook = 'connect4' | 'connect6' | 'sendmsg4' | 'sendmsg6'

@@ -23,9 +23,10 @@ module.exports = function eventFields(t, checkObject) {
   const UID = t.slots[11]
   const COMM = t.slots[12]
   const RULE_ID = t.slots[13]
-  const POLICY_GENERATION = t.slots[14]
-  const WORKLOAD_ID = t.slots[15]
-  const OBSERVED_AT = t.slots[16]
+  const DNS_NAME = t.slots[14]
+  const POLICY_GENERATION = t.slots[15]
+  const WORKLOAD_ID = t.slots[16]
+  const OBSERVED_AT = t.slots[17]
 
   /**
    * Reads every key of `input` once and has Rust judge the values (`checkObject(countOrKeys, ...values)`, see
@@ -48,15 +49,16 @@ module.exports = function eventFields(t, checkObject) {
     const v11 = input.uid
     const v12 = input.comm
     const v13 = input.rule_id
-    const v14 = input.policy_generation
-    const v15 = input.workload_id
-    const v16 = input.observed_at
-    let r = checkObject(count, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16)
+    const v14 = input.dns_name
+    const v15 = input.policy_generation
+    const v16 = input.workload_id
+    const v17 = input.observed_at
+    let r = checkObject(count, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17)
     // The count shows keys beyond the known ones: ask again with the names, so Rust can list them.
     if (r === -1) {
       const names = []
       for (const k in input) names.push(k)
-      r = checkObject(names, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16)
+      r = checkObject(names, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15, v16, v17)
     }
     if (typeof r !== 'number') return r
     const drop = forLog ? r : 0
@@ -72,9 +74,10 @@ module.exports = function eventFields(t, checkObject) {
     if (v11 !== undefined && (drop & 2048) === 0) out.uid = v11
     if (v12 !== undefined && (drop & 4096) === 0) out.comm = v12
     if (v13 !== undefined && (drop & 8192) === 0) out.rule_id = v13
-    if (v14 !== undefined && (drop & 16384) === 0) out.policy_generation = v14
-    if (v15 !== undefined && (drop & 32768) === 0) out.workload_id = v15
-    if (v16 !== undefined && (drop & 65536) === 0) out.observed_at = v16
+    if (v14 !== undefined && (drop & 16384) === 0) out.dns_name = v14
+    if (v15 !== undefined && (drop & 32768) === 0) out.policy_generation = v15
+    if (v16 !== undefined && (drop & 65536) === 0) out.workload_id = v16
+    if (v17 !== undefined && (drop & 131072) === 0) out.observed_at = v17
     return out
   }
 
@@ -106,6 +109,8 @@ module.exports = function eventFields(t, checkObject) {
     if (v !== -1) out.comm = v >= 0 ? src.text().slice(v, s[o + COMM + 1]) : extras[-v - 2]
     v = s[o + RULE_ID]
     if (v !== -1) out.rule_id = v >= 0 ? src.text().slice(v, s[o + RULE_ID + 1]) : extras[-v - 2]
+    v = s[o + DNS_NAME]
+    if (v !== -1) out.dns_name = v >= 0 ? src.text().slice(v, s[o + DNS_NAME + 1]) : extras[-v - 2]
     v = s[o + POLICY_GENERATION]
     if (v !== -1) out.policy_generation = v
     v = s[o + WORKLOAD_ID]

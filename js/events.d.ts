@@ -30,6 +30,8 @@ export type DataplanePacketEventFields = {
   comm?: string
   /** Id of the policy rule that decided. */
   rule_id?: string
+  /** SPEC 4b: the DNS name whose answer taught the destination, or the name of a refused query (hook `dns`). */
+  dns_name?: string
   /** Integer 0..2^53-1. */
   policy_generation?: number
   /** From the managed-cgroup entry. */
@@ -53,7 +55,7 @@ export type DataplanePacketEvent =
 
 /**
  * The log record of an event: the same shape, keys in table order starting with `code_namespace`,
- * `would_block` kept when false, empty optional strings (message, comm, rule_id, workload_id) dropped.
+ * `would_block` kept when false, empty optional strings (message, comm, rule_id, dns_name, workload_id) dropped.
  */
 export type DataplaneLogRecord = DataplanePacketEvent
 

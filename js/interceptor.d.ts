@@ -165,6 +165,8 @@ interface InterceptorEventFields {
   uid: number
   comm: string
   rule_id?: string
+  /** SPEC 4b: the DNS name whose answer taught the destination (an address an fqdn rule's name resolved to). */
+  dns_name?: string
   policy_generation: number
   workload_id?: string
   /** RFC 3339, UTC, 9 fractional digits. */

@@ -249,6 +249,7 @@ impl SlotWriter<'_> {
             (slot::DST_IP, v.dst_ip.map(|(s, _)| s)),
             (slot::COMM, v.comm),
             (slot::RULE_ID, v.rule_id),
+            (slot::DNS_NAME, v.dns_name),
             (slot::WORKLOAD_ID, v.workload_id),
             (slot::OBSERVED_AT, v.observed_at.map(|(s, _)| s)),
         ];

@@ -6,7 +6,7 @@
 use interceptor_ebpf_core::contract::events::key;
 
 /// Number of `Float64Array` slots per record written by `parseJson`/`parseNdjson`.
-pub const RECORD_SLOTS: usize = 21;
+pub const RECORD_SLOTS: usize = 23;
 /// Slot of each value within a record; strings take two slots (UTF-16 start, end), `-1` when absent and
 /// `-(2 + k)` for "`extras[k]`".
 pub mod slot {
@@ -24,6 +24,8 @@ pub mod slot {
     pub const RULE_ID: usize = 15;
     pub const WORKLOAD_ID: usize = 17;
     pub const OBSERVED_AT: usize = 19;
+    /// Appended after the original layout (SPEC 4b).
+    pub const DNS_NAME: usize = 21;
 }
 
 /// How a key of a DataplanePacketEvent travels in a record and is rebuilt in JavaScript: the record layout,
@@ -63,6 +65,7 @@ pub const fn carried(k: usize) -> Carried {
         key::DST_IP => Carried::Text(slot::DST_IP),
         key::COMM => Carried::Text(slot::COMM),
         key::RULE_ID => Carried::Text(slot::RULE_ID),
+        key::DNS_NAME => Carried::Text(slot::DNS_NAME),
         key::WORKLOAD_ID => Carried::Text(slot::WORKLOAD_ID),
         // key::OBSERVED_AT, the last key; a key added to EVENT_KEYS must be given its own arm.
         _ => Carried::Text(slot::OBSERVED_AT),

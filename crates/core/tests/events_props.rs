@@ -115,6 +115,7 @@ fn event() -> impl Strategy<Value = DataplanePacketEvent> {
             proptest::option::of(any::<u32>()),
             proptest::option::of(comm()),
             proptest::option::of(text()),
+            proptest::option::of(text()),
             proptest::option::of(0..=POLICY_GENERATION_MAX),
             proptest::option::of(text()),
             proptest::option::of(timestamp()),
@@ -123,7 +124,7 @@ fn event() -> impl Strategy<Value = DataplanePacketEvent> {
         .prop_map(
             |(
                 (reason_code, hook, cgroup_id, message, protocol, dst_ip, dst_port),
-                (pid, uid, comm, rule_id, generation, workload_id, observed_at),
+                (pid, uid, comm, rule_id, dns_name, generation, workload_id, observed_at),
             )| DataplanePacketEvent {
                 reason_code,
                 hook,
@@ -136,6 +137,7 @@ fn event() -> impl Strategy<Value = DataplanePacketEvent> {
                 uid,
                 comm,
                 rule_id,
+                dns_name,
                 policy_generation: generation.and_then(PolicyGeneration::new),
                 workload_id,
                 observed_at,
@@ -145,7 +147,12 @@ fn event() -> impl Strategy<Value = DataplanePacketEvent> {
 
 /// What the log record keeps: empty optional strings become absent.
 fn without_empty_strings(mut e: DataplanePacketEvent) -> DataplanePacketEvent {
-    for s in [&mut e.message, &mut e.rule_id, &mut e.workload_id] {
+    for s in [
+        &mut e.message,
+        &mut e.rule_id,
+        &mut e.dns_name,
+        &mut e.workload_id,
+    ] {
         if s.as_deref() == Some("") {
             *s = None;
         }

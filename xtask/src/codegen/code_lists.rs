@@ -102,7 +102,7 @@ fn render_ts_code_lists(dataplane_error_codes: &[&str]) -> String {
         ),
         (
             "Hook",
-            "Where a verdict was made: the four cgroup sock_addr hooks, then the bypass layers' hooks.",
+            "Where a verdict was made: the four cgroup sock_addr hooks, then the bypass layers' hooks, then the agent's DNS proxy (`dns`).",
             union::<Hook>(),
         ),
         (

@@ -19,7 +19,8 @@ pub enum Hook {
     SocketCreateLsm = 6,
     /// `cgroup_skb/egress`: an IP packet leaving a socket of a managed cgroup (the packet-level backstop).
     Egress = 7,
-    /// The agent's DNS proxy: a query refused (or that would be) under `dnsQueries: "policy"` (SPEC 4b).
+    /// The agent's DNS proxy (SPEC 4b): a query refused, or one observe mode would refuse, under
+    /// `dnsQueries: "policy"`. Judged in user space only: no eBPF program reports it.
     Dns = 8,
 }
 
@@ -151,6 +152,7 @@ mod tests {
         }
         assert_eq!(Hook::from_wire("bind4"), None);
         assert_eq!(Hook::from_value(0), None);
+        assert_eq!(Hook::from_value(8), Some(Hook::Dns));
         assert_eq!(Hook::from_value(9), None);
         // Values are dense from 1, in declaration order: appended, never renumbered.
         for (i, h) in Hook::ALL.iter().enumerate() {

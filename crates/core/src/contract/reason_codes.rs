@@ -139,6 +139,11 @@ reason_codes! {
         DenyPacketEgress = 14 => "DENY_PACKET_EGRESS",
         /// Observe mode: the egress backstop would have dropped this packet.
         ObserveWouldDenyPacketEgress = 15 => "OBSERVE_WOULD_DENY_PACKET_EGRESS",
+        /// With `dnsQueries: "policy"`, a managed workload asked for a name no fqdn rule, broker name or
+        /// pattern names: the agent's DNS proxy answered REFUSED (SPEC 4b; hook `dns`, `dns_name` set).
+        DenyDnsQuery = 16 => "DENY_DNS_QUERY",
+        /// Observe mode: the DNS proxy would have refused this query, and answered it.
+        ObserveWouldDenyDnsQuery = 17 => "OBSERVE_WOULD_DENY_DNS_QUERY",
     }
 }
 
@@ -172,7 +177,8 @@ impl DataplaneReasonCode {
             | Self::DenyDefault
             | Self::DenyDegradedFailClosed
             | Self::DenySocketCreate
-            | Self::DenyPacketEgress => Verdict::Deny,
+            | Self::DenyPacketEgress
+            | Self::DenyDnsQuery => Verdict::Deny,
             _ => Verdict::Allow,
         }
     }
@@ -185,7 +191,8 @@ impl DataplaneReasonCode {
             Self::ObserveWouldDenyExplicit
             | Self::ObserveWouldDenyDefault
             | Self::ObserveWouldDenySocketCreate
-            | Self::ObserveWouldDenyPacketEgress => Some(true),
+            | Self::ObserveWouldDenyPacketEgress
+            | Self::ObserveWouldDenyDnsQuery => Some(true),
             _ => None,
         }
     }
@@ -290,6 +297,13 @@ mod tests {
                 Verdict::Allow,
                 Some(true),
             ),
+            (16, "DENY_DNS_QUERY", Verdict::Deny, None),
+            (
+                17,
+                "OBSERVE_WOULD_DENY_DNS_QUERY",
+                Verdict::Allow,
+                Some(true),
+            ),
         ];
         assert_eq!(DataplaneReasonCode::ALL.len(), published.len());
         for (value, wire, verdict, would_block) in published {
@@ -301,7 +315,7 @@ mod tests {
             assert_eq!(DataplaneReasonCode::from_value(value), Some(code));
         }
         assert_eq!(DataplaneReasonCode::from_value(0), None);
-        assert_eq!(DataplaneReasonCode::from_value(16), None);
+        assert_eq!(DataplaneReasonCode::from_value(18), None);
     }
 
     #[test]

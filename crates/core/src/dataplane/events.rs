@@ -85,6 +85,7 @@ impl VerdictEvent {
             // The decoder cuts a comm to 16 bytes of UTF-8 (`Comm::from_kernel_bytes`), so it always fits.
             comm: Comm::new(self.comm.as_str()),
             rule_id: self.rule_id.clone(),
+            dns_name: None,
             policy_generation: self.policy_generation_number(),
             workload_id: self.workload_id.clone(),
             observed_at: self.observed_timestamp(),

@@ -16,7 +16,7 @@
 //!   `dst_port` integer 0..=65535; `pid`, `uid` integers 0..=u32::MAX (the kernel's `pid_t`/`uid_t` range
 //!   as reported by BPF helpers); `policy_generation` integer 0..=2^53-1 (exact in every JSON consumer).
 //!   Numbers must be finite and integral (`1.0` is 1). `comm` at most 16 UTF-8 bytes. Optional strings
-//!   (`message`, `comm`, `rule_id`, `workload_id`) may be empty; the log record drops empty ones.
+//!   (`message`, `comm`, `rule_id`, `dns_name`, `workload_id`) may be empty; the log record drops empty ones.
 //! - `observed_at`: RFC 3339 date-time, see [`crate::contract::timestamp`].
 //! - Optional means "absent": `null` is a type error for every key.
 //! - Strings must be well-formed Unicode. JSON text with a lone-surrogate escape (`"\ud800"`) is rejected as
@@ -60,13 +60,14 @@ pub const EVENT_KEYS: [&str; KEY_COUNT] = [
     "uid",
     "comm",
     "rule_id",
+    "dns_name",
     "policy_generation",
     "workload_id",
     "observed_at",
 ];
 
 /// Number of keys a DataplanePacketEvent can have.
-pub const KEY_COUNT: usize = 17;
+pub const KEY_COUNT: usize = 18;
 
 /// Index of each key in [`EVENT_KEYS`] (and in the `fields` array given to [`validate_fields`]).
 pub mod key {
@@ -84,9 +85,10 @@ pub mod key {
     pub const UID: usize = 11;
     pub const COMM: usize = 12;
     pub const RULE_ID: usize = 13;
-    pub const POLICY_GENERATION: usize = 14;
-    pub const WORKLOAD_ID: usize = 15;
-    pub const OBSERVED_AT: usize = 16;
+    pub const DNS_NAME: usize = 14;
+    pub const POLICY_GENERATION: usize = 15;
+    pub const WORKLOAD_ID: usize = 16;
+    pub const OBSERVED_AT: usize = 17;
 }
 
 /// The keys every event has (indexes into [`EVENT_KEYS`]); the others are optional.
@@ -110,8 +112,9 @@ pub fn key_index(k: &str) -> Option<usize> {
             b'm' => (key::MESSAGE, "message"),
             _ => (key::RULE_ID, "rule_id"),
         },
-        8 => match k.as_bytes()[0] {
-            b'p' => (key::PROTOCOL, "protocol"),
+        8 => match k.as_bytes()[..2] {
+            [b'p', _] => (key::PROTOCOL, "protocol"),
+            [_, b'n'] => (key::DNS_NAME, "dns_name"),
             _ => (key::DST_PORT, "dst_port"),
         },
         9 => (key::CGROUP_ID, "cgroup_id"),
@@ -212,6 +215,8 @@ pub struct DataplanePacketEvent {
     pub uid: Option<u32>,
     pub comm: Option<Comm>,
     pub rule_id: Option<String>,
+    /// SPEC 4b: the DNS name whose answer taught the destination, or the name of a refused query.
+    pub dns_name: Option<String>,
     pub policy_generation: Option<PolicyGeneration>,
     pub workload_id: Option<String>,
     pub observed_at: Option<ObservedAt>,
@@ -232,6 +237,7 @@ impl DataplanePacketEvent {
             uid: None,
             comm: None,
             rule_id: None,
+            dns_name: None,
             policy_generation: None,
             workload_id: None,
             observed_at: None,
@@ -264,6 +270,7 @@ pub struct EventView<'a> {
     pub uid: Option<u32>,
     pub comm: Option<&'a str>,
     pub rule_id: Option<&'a str>,
+    pub dns_name: Option<&'a str>,
     pub policy_generation: Option<u64>,
     pub workload_id: Option<&'a str>,
     pub observed_at: Option<(&'a str, TimestampParts)>,
@@ -284,6 +291,7 @@ impl EventView<'_> {
             uid: self.uid,
             comm: self.comm.map(|c| Comm(c.to_owned())),
             rule_id: self.rule_id.map(str::to_owned),
+            dns_name: self.dns_name.map(str::to_owned),
             policy_generation: self.policy_generation.map(PolicyGeneration),
             workload_id: self.workload_id.map(str::to_owned),
             observed_at: self
@@ -300,6 +308,7 @@ impl EventView<'_> {
             (key::MESSAGE, self.message),
             (key::COMM, self.comm),
             (key::RULE_ID, self.rule_id),
+            (key::DNS_NAME, self.dns_name),
             (key::WORKLOAD_ID, self.workload_id),
         ] {
             if v == Some("") {
@@ -367,6 +376,9 @@ mod tests {
             "Code_namespace",
             "policy_generatioN",
             "wouldxblock",
+            "dns_namE",
+            "dxs_name",
+            "dn_name",
         ] {
             assert_eq!(key_index(k), None, "{k}");
         }

@@ -98,6 +98,9 @@ fn serialize_event<S: Serializer>(
     if keep(&e.rule_id) {
         st.serialize_field("rule_id", &e.rule_id)?;
     }
+    if keep(&e.dns_name) {
+        st.serialize_field("dns_name", &e.dns_name)?;
+    }
     if let Some(g) = e.policy_generation {
         st.serialize_field("policy_generation", &g.0)?;
     }
@@ -148,7 +151,7 @@ mod tests {
     #[test]
     fn log_record_drops_empty_strings_and_keeps_false_would_block() {
         let mut v = minimal("OBSERVE_WOULD_ALLOW");
-        for k in ["message", "comm", "rule_id", "workload_id"] {
+        for k in ["message", "comm", "rule_id", "dns_name", "workload_id"] {
             v[k] = json!("");
         }
         let e = parse_value(&v).unwrap();

@@ -21,6 +21,7 @@ pub(super) fn full() -> serde_json::Value {
         "uid": 1000,
         "comm": "curl",
         "rule_id": "r-17",
+        "dns_name": "api.github.com",
         "policy_generation": 9007199254740991u64,
         "workload_id": "wl-api",
         "observed_at": "2024-05-01T12:00:00.123456789Z"

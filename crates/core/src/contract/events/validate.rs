@@ -321,6 +321,7 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
     });
 
     let rule_id = c.string(RULE_ID, "a string");
+    let dns_name = c.string(DNS_NAME, "a string");
     let policy_generation = c.integer(POLICY_GENERATION, POLICY_GENERATION_MAX);
     let workload_id = c.string(WORKLOAD_ID, "a string");
 
@@ -364,6 +365,7 @@ pub fn validate_fields<'a>(input: &EventFields<'a>) -> Result<EventView<'a>, Val
             uid,
             comm,
             rule_id,
+            dns_name,
             policy_generation,
             workload_id,
             observed_at,

@@ -146,7 +146,14 @@ fn every_issue_is_collected_in_table_order_and_unknown_keys_are_listed_once() {
 
 #[test]
 fn null_is_not_absent() {
-    for k in ["hook", "message", "dst_port", "observed_at", "would_block"] {
+    for k in [
+        "hook",
+        "message",
+        "dst_port",
+        "observed_at",
+        "would_block",
+        "dns_name",
+    ] {
         assert_eq!(
             issues(&with(full(), k, json!(null))),
             [(k.into(), IssueCode::InvalidType)],
@@ -329,4 +336,29 @@ fn long_values_are_cut_in_messages() {
         "{}",
         e.issues[0].message.len()
     );
+}
+
+/// SPEC 4b: `dns_name` is an optional string, kept in table order right after `rule_id`; empty is accepted and
+/// dropped by the log record like the other free-text strings.
+#[test]
+fn dns_name_is_an_optional_string_after_rule_id() {
+    let e = parse_value(&full()).unwrap();
+    assert_eq!(e.dns_name.as_deref(), Some("api.github.com"));
+    let keys: Vec<String> = e.to_value().as_object().unwrap().keys().cloned().collect();
+    let at = keys.iter().position(|k| k == "dns_name").unwrap();
+    assert_eq!(keys[at - 1], "rule_id");
+    assert_eq!(keys[at + 1], "policy_generation");
+    assert_eq!(
+        issues(&with(full(), "dns_name", json!(7))),
+        [("dns_name".into(), IssueCode::InvalidType)]
+    );
+    let refused = json!({"code_namespace": "dataplane_verdict", "reason_code": "DENY_DNS_QUERY",
+                         "verdict": "deny", "hook": "dns", "dns_name": "x.attacker.example"});
+    let e = parse_value(&refused).unwrap();
+    assert_eq!(e.hook, Some(crate::contract::hook::Hook::Dns));
+    assert_eq!(e.to_log_value(), refused);
+    let empty = with(refused, "dns_name", json!(""));
+    let e = parse_value(&empty).unwrap();
+    assert_eq!(e.dns_name.as_deref(), Some(""));
+    assert!(e.to_log_value().get("dns_name").is_none());
 }
