@@ -69,6 +69,8 @@ pub struct Agent {
     applied: std::sync::Mutex<Option<(u64, Arc<PolicySnapshot>)>>,
     /// Gives back the memory of large jobs (policy replacements, bursts of clients, event floods).
     pub release: Arc<heap::Release>,
+    /// The DNS proxy (rules by name, SPEC 4b), once started; never with `--dns-proxy-port 0`.
+    pub dns: std::sync::OnceLock<crate::dns::DnsProxy>,
 }
 
 /// Events a subscriber may fall behind by before it loses some (counted as `subscriber` drops).
@@ -159,6 +161,37 @@ impl Agent {
             shutdown_replied: tokio::sync::Notify::new(),
             applied: std::sync::Mutex::new(None),
             release: heap::Release::new(),
+            dns: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Why rules by name do not work now (health), and forgets the learned addresses whose TTL ran out.
+    pub fn check_dns(&self) -> Option<String> {
+        self.dp.expire_dns();
+        if !self.dp.dns_steering().unwrap_or(false) {
+            return None;
+        }
+        match self.dns.get() {
+            None => Some(
+                "the policy names destinations by DNS name but the DNS proxy is off (--dns-proxy-port 0): \
+                 managed workloads' DNS fails and fqdn rules allow nothing"
+                    .into(),
+            ),
+            Some(p) if !p.is_serving() => Some(format!(
+                "the DNS proxy stopped serving on {}: managed workloads' DNS fails, fqdn rules learn nothing new \
+                 and their addresses expire",
+                p.local_addrs()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            Some(_) if !self.dp.dns_policy_known() => Some(
+                "the adopted policy's DNS names are unknown to this agent: queries are answered but nothing is \
+                 learned until the next ReplacePolicySnapshot"
+                    .into(),
+            ),
+            Some(_) => None,
         }
     }
 

@@ -36,6 +36,9 @@ pub struct HealthState {
     degraded_since: Mutex<Option<(SystemTime, Instant)>>,
     /// The bypass layers the dataplane attached or adopted: fixed for the agent's life.
     active_layers: Vec<Layer>,
+    /// Why rules by name cannot work now (the DNS proxy is off or stopped, or the adopted policy's names are
+    /// unknown), re-evaluated every beat; `None` when they work or the policy names nothing.
+    dns_problem: Mutex<Option<String>>,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -64,6 +67,7 @@ impl HealthState {
             events_stopped: AtomicBool::new(false),
             degraded_since: Mutex::new(None),
             active_layers,
+            dns_problem: Mutex::new(None),
         }
     }
 
@@ -91,6 +95,13 @@ impl HealthState {
 
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Relaxed)
+    }
+
+    /// Records why rules by name do not work now, or `None` when they do.
+    pub fn set_dns_problem(&self, problem: Option<String>) {
+        if let Ok(mut p) = self.dns_problem.lock() {
+            *p = problem;
+        }
     }
 
     pub fn events_stopped(&self) {
@@ -134,6 +145,9 @@ impl HealthState {
                 ms(self.grace),
                 self.degraded_verdict()
             ));
+        }
+        if let Some(p) = self.dns_problem.lock().ok().and_then(|p| p.clone()) {
+            out.push(p);
         }
         if self.events_stopped.load(Ordering::Relaxed) {
             out.push(

@@ -41,6 +41,8 @@ use interceptor_ebpf_core::contract::layer::{active_layers, Layer};
 use interceptor_ebpf_core::dataplane::{Dataplane, DataplaneOptions, EventReceiver};
 
 use crate::config::{AgentConfig, VerdictLog};
+use crate::dns::backend::DataplaneBackend;
+use crate::dns::{DnsProxy, DnsProxyConfig};
 use crate::exit::Exit;
 use control::{Agent, SUBSCRIBER_BACKLOG};
 use health::{HealthState, Transition};
@@ -202,6 +204,29 @@ fn open_verdict_log(to: &VerdictLog) -> Option<Arc<Log>> {
     }
 }
 
+/// Starts the DNS proxy on 127.0.0.1 and [::1] (IPv4 only when the host has no IPv6 loopback).
+async fn start_dns_proxy(dp: &Arc<Dataplane>, port: u16, log: &Log) -> Result<DnsProxy, String> {
+    let backend: Arc<dyn crate::dns::DnsBackend> = Arc::new(DataplaneBackend::new(dp.clone()));
+    match DnsProxy::start(DnsProxyConfig::loopback(port), backend.clone()).await {
+        Ok(p) => Ok(p),
+        Err(e) if std::net::UdpSocket::bind((std::net::Ipv6Addr::LOCALHOST, 0)).is_err() => {
+            log.lifecycle(
+                "warning",
+                json!({"message": format!(
+                    "the DNS proxy listens on 127.0.0.1:{port} only: this host has no IPv6 loopback ({e}); \
+                     IPv6 resolvers of a policy by name are steered to [::1] and fail"
+                )}),
+            );
+            let mut config = DnsProxyConfig::loopback(port);
+            config.listen.retain(std::net::SocketAddr::is_ipv4);
+            DnsProxy::start(config, backend)
+                .await
+                .map_err(|e| format!("listen on 127.0.0.1:{port}: {e}"))
+        }
+        Err(e) => Err(format!("listen on 127.0.0.1:{port} and [::1]:{port}: {e}")),
+    }
+}
+
 fn start_failed(log: &Log, what: &str, error: String) -> Exit {
     log.lifecycle("start_failed", json!({"stage": what, "error": error}));
     Exit::Failure
@@ -290,6 +315,18 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exi
             }),
         );
     }
+    // The DNS proxy, before any policy: a policy that names destinations by DNS name needs it (SPEC 4b).
+    let dns_proxy = if config.dns_proxy_port == 0 {
+        None
+    } else {
+        match start_dns_proxy(&dp, config.dns_proxy_port, &log).await {
+            Ok(p) => Some(p),
+            Err(e) => return start_failed(&log, "dns proxy", e),
+        }
+    };
+    if let Err(e) = dp.set_dns_proxy(dns_proxy.as_ref().map_or(0, DnsProxy::port)) {
+        return start_failed(&log, "dns proxy", e.to_string());
+    }
     // How long the policy file took to apply and when, for the metrics (created below, once health exists), and
     // the snapshot that became the active generation (GetPolicySnapshot). Taken out of the configuration, which
     // lives as long as the agent, so the snapshot is held once.
@@ -367,6 +404,14 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exi
     if let Some(snapshot) = file_snapshot {
         agent.remember_policy(generation, snapshot);
     }
+    let dns_listen: Vec<String> = dns_proxy
+        .as_ref()
+        .map(|p| p.local_addrs().iter().map(ToString::to_string).collect())
+        .unwrap_or_default();
+    if let Some(p) = dns_proxy {
+        let _ = agent.dns.set(p);
+    }
+    agent.health.set_dns_problem(agent.check_dns());
 
     tokio::spawn(heartbeat(
         agent.clone(),
@@ -426,6 +471,7 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exi
             "heartbeat_interval_ms": ms(config.heartbeat.interval),
             "heartbeat_grace_ms": ms(config.heartbeat.grace),
             "metrics_listen": metrics_addr.map(|a| a.to_string()),
+            "dns_proxy": dns_listen,
             "privileged_uids": config.contract.privileged_controller_uids,
             "privileged_gids": config.contract.privileged_controller_gids,
             "max_clients": config.slots.max_clients,
@@ -589,6 +635,7 @@ async fn heartbeat(agent: Arc<Agent>, interval: Duration, notifier: Option<Arc<N
             return;
         }
         agent.health.beat(result);
+        agent.health.set_dns_problem(agent.check_dns());
         let (_, transition) = agent.health.update();
         log_transition(&agent.log, notifier.as_deref(), transition);
     }

@@ -21,6 +21,7 @@
 //!   and `getpeername4/6` sock_addr programs);
 //! - [`DnsBackend::flow`] runs on a listener's receive loop, once per query: it must be a map lookup, not more.
 
+pub mod backend;
 pub mod message;
 pub mod proxy;
 pub mod sock_diag;

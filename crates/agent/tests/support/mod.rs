@@ -103,6 +103,9 @@ impl World {
             ),
             ("BROKER_EBPF_HEARTBEAT_INTERVAL_MS".into(), "100".into()),
             ("BROKER_EBPF_HEARTBEAT_GRACE_MS".into(), "1000".into()),
+            // Agents of parallel tests share the host's loopback: no DNS proxy unless a test asks for one (on a
+            // port of its own).
+            ("BROKER_EBPF_DNS_PROXY_PORT".into(), "0".into()),
         ]
     }
 

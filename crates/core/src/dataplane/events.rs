@@ -80,12 +80,13 @@ impl VerdictEvent {
             protocol: Some(self.protocol),
             dst_ip: self.dst_ip,
             dst_port: self.dst_port,
-            pid: Some(self.pid),
-            uid: Some(self.uid),
+            // A query the DNS proxy refused was made by a socket, not observed in a task: no pid, uid or comm.
+            pid: (self.hook != Hook::Dns).then_some(self.pid),
+            uid: (self.hook != Hook::Dns).then_some(self.uid),
             // The decoder cuts a comm to 16 bytes of UTF-8 (`Comm::from_kernel_bytes`), so it always fits.
             comm: Comm::new(self.comm.as_str()),
             rule_id: self.rule_id.clone(),
-            dns_name: None,
+            dns_name: self.dns_name.clone(),
             policy_generation: self.policy_generation_number(),
             workload_id: self.workload_id.clone(),
             observed_at: self.observed_timestamp(),

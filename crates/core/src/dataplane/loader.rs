@@ -607,6 +607,19 @@ impl Dataplane {
         Ok(())
     }
 
+    /// Whether the active policy steers managed workloads' DNS to the proxy (it names destinations by DNS name).
+    pub fn dns_steering(&self) -> Result<bool, DataplaneError> {
+        self.with(|i| {
+            let active = i.config.active_slot();
+            let meta = i
+                .maps
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .meta(active)?;
+            Ok(meta.steer_dns != 0)
+        })
+    }
+
     /// The DNS proxy's port the programs steer to, 0 when none.
     pub fn dns_proxy_port(&self) -> u16 {
         self.config.dns_proxy_port()
@@ -683,6 +696,55 @@ impl Dataplane {
             addrs,
             config_map::monotonic_ns(),
         )
+    }
+
+    /// Reports a query the DNS proxy refused (or, in observe mode, would have): a DENY_DNS_QUERY /
+    /// OBSERVE_WOULD_DENY_DNS_QUERY event with hook `dns` and `dns_name`, to every subscriber like a kernel verdict.
+    /// The destination is the resolver the workload addressed. `verdict` Answer reports nothing.
+    pub fn report_dns_query(
+        &self,
+        flow: &SteeredFlow,
+        name: &str,
+        verdict: DnsQueryVerdict,
+        tcp: bool,
+    ) {
+        use crate::contract::reason_codes::DataplaneReasonCode;
+        let reason = match verdict {
+            DnsQueryVerdict::Answer => return,
+            DnsQueryVerdict::Refuse => DataplaneReasonCode::DenyDnsQuery,
+            DnsQueryVerdict::ObserveWouldRefuse => DataplaneReasonCode::ObserveWouldDenyDnsQuery,
+        };
+        let Ok(Some(hub)) = self.with(|i| Ok(Some(i.hub.clone()))) else {
+            return;
+        };
+        let generation = self.policy_summary().map_or(0, |s| s.generation);
+        let workload_id = self
+            .workloads
+            .read()
+            .ok()
+            .and_then(|w| w.get(&flow.managed_cgroup_id).cloned().flatten());
+        hub.publish(vec![events::VerdictEvent {
+            observed_at: std::time::SystemTime::now(),
+            monotonic_ns: config_map::monotonic_ns(),
+            cgroup_id: flow.cgroup_id,
+            pid: 0,
+            uid: 0,
+            comm: String::new(),
+            hook: Hook::Dns,
+            protocol: if tcp {
+                crate::contract::hook::Protocol::Tcp
+            } else {
+                crate::contract::hook::Protocol::Udp
+            },
+            dst_ip: Some(flow.original.ip()),
+            dst_port: Some(flow.original.port()),
+            reason,
+            rule_id: None,
+            dns_name: Some(name.to_owned()),
+            policy_generation: generation,
+            workload_id,
+            managed_cgroup_id: flow.managed_cgroup_id,
+        }]);
     }
 
     /// Forgets the learned addresses whose TTL ran out (the kernel already ignores them). Returns how many.
