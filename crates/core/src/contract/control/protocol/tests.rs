@@ -14,7 +14,8 @@ fn read_only_set_is_the_spec_one() {
             "GetStatus",
             "GetPolicySummary",
             "GetPolicySnapshot",
-            "SubscribeEvents"
+            "SubscribeEvents",
+            "GetDnsStatus"
         ]
     );
     for c in Command::ALL {
