@@ -232,6 +232,10 @@ export interface JsPolicySummary {
   ipv6Rules: number
   brokerEndpoints: number
   dnsEndpoints: number
+  /** Rules by name (SPEC 4b), not counted in `ipv4Rules`/`ipv6Rules`. */
+  fqdnRules: number
+  /** Broker entries by name, not counted in `brokerEndpoints`. */
+  brokerNames: number
 }
 
 /** One entry of `status().verdicts`. */

@@ -72,7 +72,11 @@ export type StatusLayers = Expect<Equal<DataplaneStatus['layers'], DataplaneLaye
 // The agent's GetStatus data is the loader's status without the loader's own keys (the agent's strict parser,
 // `crates/core/src/contract/control/protocol/response.rs`, accepts exactly these keys).
 type LoaderOnlyKey = 'cgroupRoot' | 'pinDir' | 'adopted' | 'heartbeatGraceMs' | 'eventsDelivered'
-export type AgentStatusKeys = Expect<Equal<keyof StatusData, Exclude<keyof binding.JsDataplaneStatus, LoaderOnlyKey>>>
+// The agent's own additions, which the loader does not know: the DNS proxy's learned addresses (SPEC 4b).
+type AgentOnlyKey = 'learnedAddresses'
+export type AgentStatusKeys = Expect<
+  Equal<Exclude<keyof StatusData, AgentOnlyKey>, Exclude<keyof binding.JsDataplaneStatus, LoaderOnlyKey>>
+>
 export type AgentStatusNarrows = Expect<
   Assignable<
     Omit<StatusData, 'attachedHooks' | 'managedCgroups'>,

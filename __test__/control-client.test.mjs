@@ -91,6 +91,36 @@ describe('ControlClient against scripted servers', () => {
     await server.close()
   })
 
+  test('getDnsStatus sends GetDnsStatus without a payload and returns the strict data', async () => {
+    const data = {
+      serving: false,
+      listen: [],
+      reason: 'no fqdn rule in the policy',
+      dnsQueries: 'any',
+      learned: [],
+      counters: { queries: 0, refused: 0, wouldRefuse: 0, learnedAddresses: 0, upstreamFailures: 0 },
+    }
+    const seen = []
+    const server = await scriptedServer((req, socket) => {
+      seen.push(req)
+      socket.write(JSON.stringify({ ok: true, command: 'GetDnsStatus', data, id: req.id }) + '\n')
+    })
+    const client = await ControlClient.connect(server.socketPath)
+    assert.deepEqual(await client.getDnsStatus(), data)
+    assert.equal(seen[0].command, 'GetDnsStatus')
+    assert.equal('payload' in seen[0], false)
+    // `reason` while serving breaks the data schema: the client refuses the reply.
+    const bad = await scriptedServer((req, socket) => {
+      socket.write(JSON.stringify({ ok: true, command: 'GetDnsStatus', data: { ...data, serving: true }, id: req.id }) + '\n')
+    })
+    const badClient = await ControlClient.connect(bad.socketPath)
+    await assert.rejects(badClient.getDnsStatus(), (e) => e instanceof ControlClientError)
+    client.close()
+    badClient.close()
+    await server.close()
+    await bad.close()
+  })
+
   test('a refusal carries the reason code and the whole control error', async () => {
     const server = await scriptedServer((req, socket) => {
       socket.write(

@@ -73,6 +73,7 @@ const validRequests = {
   SetCgroupMode: { command: 'SetCgroupMode', payload: { id: '42', mode: 'observe' } },
   Shutdown: { command: 'Shutdown' },
   SubscribeEvents: { command: 'SubscribeEvents' },
+  GetDnsStatus: { command: 'GetDnsStatus', id: 'd' },
 }
 
 test('requests: all eleven commands parse from objects and lines', () => {
@@ -176,6 +177,13 @@ const validData = {
   SetCgroupMode: entry,
   Shutdown: undefined,
   SubscribeEvents: undefined,
+  GetDnsStatus: {
+    serving: true,
+    listen: ['127.0.0.1:5353'],
+    dnsQueries: 'policy',
+    learned: [{ name: 'api.github.com', address: '140.82.112.5', ttlRemainingMs: 59000, ruleIds: ['gh'], broker: false, cgroupId: '4242', workloadId: 'wl' }],
+    counters: { queries: 3, refused: 1, wouldRefuse: 0, learnedAddresses: 1, upstreamFailures: 0 },
+  },
 }
 
 test('responses: success for all eleven commands, failure, and the variant schemas', () => {
@@ -191,6 +199,11 @@ test('responses: success for all eleven commands, failure, and the variant schem
   assert.deepEqual(ControlProtocolErrorSchema.parse(failure.error), failure.error)
   assert.equal(ControlProtocolErrorSchema.safeParse(ev({ command: 'Reboot' })).success, false)
   assert.equal(ControlProtocolSuccessResponseSchema.safeParse(failure).success, false)
+})
+
+test('responses: GetStatus may carry learnedAddresses (SPEC 4b)', () => {
+  const res = { ok: true, command: 'GetStatus', data: { ...status, learnedAddresses: 7 } }
+  assert.deepEqual(parseControlCommandResponse(res), res)
 })
 
 test('responses: a summary from an agent before fqdn rules reads with fqdnRules and brokerNames 0', () => {
@@ -209,6 +222,12 @@ test('responses: data schemas reject what they must', () => {
     { ok: true, command: 'Shutdown', data: {} },
     { ok: true, command: 'GetStatus', data: { ...status, droppedInKernel: -1 } },
     { ok: true, command: 'GetStatus', data: { ...status, eventsEmitted: 1.5 } },
+    { ok: true, command: 'GetStatus', data: { ...status, learnedAddresses: -1 } },
+    { ok: true, command: 'GetDnsStatus', data: { ...validData.GetDnsStatus, reason: 'serving anyway' } },
+    { ok: true, command: 'GetDnsStatus', data: { ...validData.GetDnsStatus, dnsQueries: 'all' } },
+    { ok: true, command: 'GetDnsStatus', data: { ...validData.GetDnsStatus, learned: [{ ...validData.GetDnsStatus.learned[0], name: 'API.github.com' }] } },
+    { ok: true, command: 'GetDnsStatus', data: { ...validData.GetDnsStatus, counters: { queries: 1 } } },
+    { ok: true, command: 'GetDnsStatus' },
     { ok: true, command: 'GetStatus', data: { ...status, attachedHooks: ['bind4'] } },
     { ok: true, command: 'GetStatus', data: { ...status, managedCgroups: [{ cgroupId: 42 }] } },
     { ok: true, command: 'GetStatus', data: { ...status, failMode: 'ajar' } },

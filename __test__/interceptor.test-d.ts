@@ -22,7 +22,17 @@ async function typeTest(): Promise<void> {
   new Interceptor()
 
   const summary: PolicySummary = await i.replacePolicySnapshot({ broker: [], dns: [], rules: [] })
-  const n: number = summary.ipv4Rules + summary.generation
+  const n: number = summary.ipv4Rules + summary.generation + summary.fqdnRules + summary.brokerNames
+  await i.replacePolicySnapshot({
+    broker: [{ fqdn: 'broker.internal', port: 8081 }],
+    dns: [],
+    rules: [{ id: 'gh', action: 'allow', fqdn: '*.github.com', ports: [443] }],
+    dnsQueries: 'policy',
+  })
+  // @ts-expect-error a rule has exactly one of cidr and fqdn
+  await i.replacePolicySnapshot({ broker: [], dns: [], rules: [{ id: 'x', action: 'allow', cidr: '10.0.0.0/8', fqdn: 'a.b.c' }] })
+  // @ts-expect-error dnsQueries is `any` or `policy`
+  await i.replacePolicySnapshot({ broker: [], dns: [], rules: [], dnsQueries: 'all' })
   void n
   const m: ManagedCgroup = i.upsertManagedCgroup({ path: 'workload', mode: 'enforce', workloadId: 'w1' })
   i.upsertManagedCgroup({ id: m.cgroupId })

@@ -76,7 +76,7 @@ export type FailMode = 'closed' | 'open'
 export type RuleAction = 'allow' | 'deny'
 
 /** The control protocol's commands. */
-export type ControlProtocolCommand = 'GetHealth' | 'GetStatus' | 'GetPolicySummary' | 'GetPolicySnapshot' | 'ReplacePolicySnapshot' | 'ValidatePolicySnapshot' | 'UpsertManagedCgroup' | 'DeleteManagedCgroup' | 'SetGlobalMode' | 'SetCgroupMode' | 'Shutdown' | 'SubscribeEvents'
+export type ControlProtocolCommand = 'GetHealth' | 'GetStatus' | 'GetPolicySummary' | 'GetPolicySnapshot' | 'ReplacePolicySnapshot' | 'ValidatePolicySnapshot' | 'UpsertManagedCgroup' | 'DeleteManagedCgroup' | 'SetGlobalMode' | 'SetCgroupMode' | 'Shutdown' | 'SubscribeEvents' | 'GetDnsStatus'
 
 /** GetHealth's status. */
 export type HealthStatus = 'ok' | 'degraded'

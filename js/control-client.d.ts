@@ -7,6 +7,7 @@ import type {
   ManagedCgroupData,
   PolicySnapshotData,
   PolicySummaryData,
+  DnsStatusData,
   SetCgroupModePayload,
   SetGlobalModeData,
   ShutdownPayload,
@@ -103,6 +104,8 @@ export declare class ControlClient {
   getPolicySummary(options?: ControlCallOptions): Promise<PolicySummaryData>
   /** The active snapshot when the agent applied it; see PolicySnapshotData. */
   getPolicySnapshot(options?: ControlCallOptions): Promise<PolicySnapshotData>
+  /** The DNS proxy (SPEC 4b): whether it serves, the addresses its answers taught, its counters. */
+  getDnsStatus(options?: ControlCallOptions): Promise<DnsStatusData>
   replacePolicySnapshot(snapshot: PolicySnapshotInput, options?: ControlCallOptions): Promise<PolicySummaryData>
   /** Dry run: the agent validates and compiles the snapshot against the dataplane's limits and applies nothing;
    * the summary is what a replacement would report, with the active (unchanged) generation. */

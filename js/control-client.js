@@ -347,6 +347,10 @@ class ControlClient {
     return this.request('GetPolicySnapshot', undefined, options)
   }
 
+  getDnsStatus(options) {
+    return this.request('GetDnsStatus', undefined, options)
+  }
+
   replacePolicySnapshot(snapshot, options) {
     return this.request('ReplacePolicySnapshot', snapshot, options)
   }

@@ -92,6 +92,7 @@ export interface ControlCommandPayloads {
   SetCgroupMode: SetCgroupModePayload
   Shutdown: ShutdownRequestPayload
   SubscribeEvents: undefined
+  GetDnsStatus: undefined
 }
 
 /** The payloads a client may write: the snapshot's defaults may be omitted, Shutdown's `detach` too. */
@@ -186,6 +187,8 @@ export interface StatusData extends Omit<DataplaneStatus, LoaderOnlyStatusKey | 
   /** No duplicates. */
   attachedHooks: DataplaneHook[]
   managedCgroups: ManagedCgroupData[]
+  /** Addresses the DNS proxy learned that have not expired; absent from agents that predate it. */
+  learnedAddresses?: number
 }
 
 /** Generation 0 means no policy has been loaded; every count is then 0. */
@@ -195,6 +198,44 @@ export interface PolicySummaryData {
   ipv6Rules: number
   brokerEndpoints: number
   dnsEndpoints: number
+  /** Rules by name (SPEC 4b); 0 when the agent predates them. */
+  fqdnRules: number
+  /** Broker entries by name; 0 when the agent predates them. */
+  brokerNames: number
+}
+
+/** One address an answer taught the DNS proxy, for one workload (SPEC 4b). */
+export interface DnsLearnedAddressData {
+  /** Canonical name (lower case, no trailing dot). */
+  name: string
+  /** Canonical IPv4 or IPv6 text. */
+  address: string
+  ttlRemainingMs: number
+  /** Ids of the fqdn rules that name `name`. */
+  ruleIds: string[]
+  /** A broker entry names `name`. */
+  broker: boolean
+  /** u64 as decimal text. */
+  cgroupId: string
+  workloadId?: string
+}
+
+export interface DnsCountersData {
+  queries: number
+  refused: number
+  wouldRefuse: number
+  learnedAddresses: number
+  upstreamFailures: number
+}
+
+/** GetDnsStatus: the agent's DNS proxy. `reason` only while it is not serving. */
+export interface DnsStatusData {
+  serving: boolean
+  listen: string[]
+  reason?: string
+  dnsQueries: 'any' | 'policy'
+  learned: DnsLearnedAddressData[]
+  counters: DnsCountersData
 }
 
 /**
@@ -226,6 +267,7 @@ export interface ControlCommandDatas {
   SetCgroupMode: ManagedCgroupData
   Shutdown: undefined
   SubscribeEvents: undefined
+  GetDnsStatus: DnsStatusData
 }
 
 /** The generic success envelope, as the original package typed it (plus `id`): `data` is any JSON value. */

@@ -8,6 +8,17 @@ export interface PolicyBrokerEndpoint {
   port: number
 }
 
+/** A broker endpoint named by DNS (SPEC 4b): an exact lower-case name, no pattern (`broker.internal`). */
+export interface PolicyBrokerName {
+  fqdn: string
+  /** 1..=65535 */
+  port: number
+  ip?: never
+}
+
+/** `any` (default): every query is answered; `policy`: a query for a name no rule or broker entry names is refused. */
+export type PolicyDnsQueries = 'any' | 'policy'
+
 /** A DNS resolver endpoint (UDP and TCP). */
 export interface PolicyDnsEndpoint {
   ip: string
@@ -25,6 +36,14 @@ export interface PolicyRule {
   ports?: number[]
   /** Omit to match every protocol the hooks judge: TCP, UDP and ICMP ping sockets. */
   protocol?: RuleProtocol
+  fqdn?: never
+}
+
+/** A rule by name (SPEC 4b): the addresses the DNS proxy's answers for the name teach are judged by it. */
+export interface PolicyFqdnRule extends Omit<PolicyRule, 'cidr' | 'fqdn'> {
+  /** Lower-case DNS name of at least two labels (`api.github.com`) or `*.` + such a name (`*.github.com`). */
+  fqdn: string
+  cidr?: never
 }
 
 export interface PolicySampling {
@@ -37,20 +56,24 @@ export interface PolicySampling {
 /** The policy snapshot as written by a user (see docs/policy-snapshot.md). Unknown keys are rejected. */
 export interface PolicySnapshotInput {
   /** At most 1024. */
-  broker: PolicyBrokerEndpoint[]
+  broker: Array<PolicyBrokerEndpoint | PolicyBrokerName>
   /** At most 1024. */
   dns: PolicyDnsEndpoint[]
-  /** At most 131072 per address family. */
-  rules: PolicyRule[]
+  /** At most 131072 per address family, and 4096 by name. */
+  rules: Array<PolicyRule | PolicyFqdnRule>
   sampling?: PolicySampling
+  /** Default `any`. */
+  dnsQueries?: PolicyDnsQueries
 }
 
 /** A validated snapshot with defaults filled in. */
 export interface PolicySnapshot {
-  broker: PolicyBrokerEndpoint[]
+  /** Entries by address first, then those by name. */
+  broker: Array<PolicyBrokerEndpoint | PolicyBrokerName>
   dns: Array<Required<PolicyDnsEndpoint>>
-  rules: PolicyRule[]
+  rules: Array<PolicyRule | PolicyFqdnRule>
   sampling: Required<PolicySampling>
+  dnsQueries: PolicyDnsQueries
 }
 
 export declare const PolicySnapshotSchema: Schema<PolicySnapshot>

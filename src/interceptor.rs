@@ -102,6 +102,10 @@ pub struct JsPolicySummary {
     pub ipv6_rules: f64,
     pub broker_endpoints: f64,
     pub dns_endpoints: f64,
+    /// Rules by name (SPEC 4b), not counted in `ipv4Rules`/`ipv6Rules`.
+    pub fqdn_rules: f64,
+    /// Broker entries by name, not counted in `brokerEndpoints`.
+    pub broker_names: f64,
 }
 
 impl From<PolicySummary> for JsPolicySummary {
@@ -111,6 +115,8 @@ impl From<PolicySummary> for JsPolicySummary {
             ipv4_rules: s.ipv4_rules as f64,
             ipv6_rules: s.ipv6_rules as f64,
             broker_endpoints: s.broker_endpoints as f64,
+            fqdn_rules: s.fqdn_rules as f64,
+            broker_names: s.broker_names as f64,
             dns_endpoints: s.dns_endpoints as f64,
         }
     }

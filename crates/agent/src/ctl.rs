@@ -11,9 +11,9 @@ use interceptor_ebpf_core::contract::config::{
     controller_socket_path, DEFAULT_CONTROL_SOCKET_PATH, ENV_CONTROL_SOCKET,
 };
 use interceptor_ebpf_core::contract::control::protocol::{
-    check_cgroup_path, parse_cgroup_id, CgroupRef, CommandRequest, ControlRequest, Health,
-    HealthStatus, ManagedCgroup, Mode, PolicySummary, ResponseData, ShutdownOptions, Status,
-    UpsertManagedCgroup, MAX_LINE_BYTES,
+    check_cgroup_path, parse_cgroup_id, CgroupRef, CommandRequest, ControlRequest, DnsStatus,
+    Health, HealthStatus, ManagedCgroup, Mode, PolicySummary, ResponseData, ShutdownOptions,
+    Status, UpsertManagedCgroup, MAX_LINE_BYTES,
 };
 use interceptor_ebpf_core::contract::events::json::parse_json;
 use interceptor_ebpf_core::contract::events::DataplanePacketEvent;
@@ -374,17 +374,22 @@ fn policy_show(socket: &Path, timeout: Option<Duration>, json: bool) -> Exit {
     }
     let counts = snapshot.counts();
     let mut out = format!(
-        "generation {generation}: {} IPv4 rules, {} IPv6 rules, {} broker endpoints, {} DNS endpoints\n\
-         sampling: allowOneIn {}, unmanagedOneIn {}",
+        "generation {generation}: {} IPv4 rules, {} IPv6 rules, {} broker endpoints, {} DNS endpoints{}\n\
+         sampling: allowOneIn {}, unmanagedOneIn {}\ndnsQueries: {}",
         counts.ipv4_rules,
         counts.ipv6_rules,
         counts.broker_endpoints,
         counts.dns_endpoints,
+        by_name_text(counts.fqdn_rules, counts.broker_names),
         snapshot.sampling.allow_one_in,
-        snapshot.sampling.unmanaged_one_in
+        snapshot.sampling.unmanaged_one_in,
+        snapshot.dns_queries.as_str()
     );
     for b in &snapshot.broker {
         out.push_str(&format!("\nbroker: {}", endpoint(b.ip, b.port)));
+    }
+    for b in &snapshot.broker_names {
+        out.push_str(&format!("\nbroker: {}:{}", b.fqdn, b.port));
     }
     for d in &snapshot.dns {
         out.push_str(&format!("\ndns: {}", endpoint(d.ip, d.port)));
@@ -494,6 +499,7 @@ fn json_of(data: &ResponseData) -> String {
         | ResponseData::DeleteManagedCgroup(c)
         | ResponseData::SetCgroupMode(c) => serde_json::to_value(c),
         ResponseData::SetGlobalMode(g) => serde_json::to_value(g),
+        ResponseData::GetDnsStatus(d) => serde_json::to_value(d),
         ResponseData::Shutdown | ResponseData::SubscribeEvents => Ok(serde_json::Value::Null),
     };
     value
@@ -526,9 +532,67 @@ fn summary_text(p: &PolicySummary) -> String {
 
 fn counts_text(p: &PolicySummary) -> String {
     format!(
-        "{} IPv4 rules, {} IPv6 rules, {} broker endpoints, {} DNS endpoints",
-        p.ipv4_rules, p.ipv6_rules, p.broker_endpoints, p.dns_endpoints
+        "{} IPv4 rules, {} IPv6 rules, {} broker endpoints, {} DNS endpoints{}",
+        p.ipv4_rules,
+        p.ipv6_rules,
+        p.broker_endpoints,
+        p.dns_endpoints,
+        by_name_text(p.fqdn_rules, p.broker_names)
     )
+}
+
+/// The counts of SPEC 4b, shown when a policy has any: `, 2 fqdn rules, 1 broker name`.
+fn by_name_text(fqdn_rules: u64, broker_names: u64) -> String {
+    if fqdn_rules == 0 && broker_names == 0 {
+        return String::new();
+    }
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    format!(
+        ", {fqdn_rules} fqdn rule{}, {broker_names} broker name{}",
+        plural(fqdn_rules),
+        plural(broker_names)
+    )
+}
+
+fn dns_status_text(d: &DnsStatus) -> String {
+    let mut out = if d.serving {
+        format!("DNS proxy: serving on {}", d.listen.join(", "))
+    } else {
+        format!(
+            "DNS proxy: not serving ({})",
+            d.reason.as_deref().unwrap_or("no reason given")
+        )
+    };
+    let c = &d.counters;
+    out.push_str(&format!(
+        "\ndnsQueries: {}\ncounters: {} queries, {} refused, {} would refuse (observe), {} addresses learned, \
+         {} upstream failures\nlearned addresses: {}",
+        d.dns_queries.as_str(),
+        c.queries,
+        c.refused,
+        c.would_refuse,
+        c.learned_addresses,
+        c.upstream_failures,
+        d.learned.len()
+    ));
+    for l in &d.learned {
+        let target = if l.broker {
+            "broker".to_owned()
+        } else {
+            format!("rules {}", l.rule_ids.join(", "))
+        };
+        out.push_str(&format!(
+            "\n  {} {} ({target}) cgroup {}{} ttl {} ms",
+            l.name,
+            l.address,
+            l.cgroup_id,
+            l.workload_id
+                .as_deref()
+                .map_or(String::new(), |w| format!(" workload {w}")),
+            l.ttl_remaining_ms
+        ));
+    }
+    out
 }
 
 fn health_text(h: &Health) -> String {
@@ -598,6 +662,9 @@ fn status_text(s: &Status) -> String {
     for c in &s.managed_cgroups {
         out.push_str(&format!("\n  {}", cgroup_text(c)));
     }
+    if let Some(n) = s.learned_addresses {
+        out.push_str(&format!("\naddresses learned from DNS answers: {n}"));
+    }
     out.push_str(&format!(
         "\nbypass layers in force: {}",
         names(&s.active_layers)
@@ -652,6 +719,7 @@ fn text_of(data: &ResponseData) -> String {
         ResponseData::SetGlobalMode(g) => format!("global mode: {}", g.global_mode.as_str()),
         ResponseData::Shutdown => "the agent stopped".into(),
         ResponseData::SubscribeEvents => "subscribed".into(),
+        ResponseData::GetDnsStatus(d) => dns_status_text(d),
     }
 }
 

@@ -77,7 +77,8 @@ fn version_output_formats_policy_show_diff_apply_and_cgroup_list() {
                 {"id": "allow-api", "action": "allow", "cidr": "10.66.1.0/24", "ports": [443]},
                 {"id": "deny-bad", "action": "deny", "cidr": "10.66.1.99/32"}
             ],
-            "sampling": {"allowOneIn": 1, "unmanagedOneIn": 0}
+            "sampling": {"allowOneIn": 1, "unmanagedOneIn": 0},
+            "dnsQueries": "any"
         })
     );
     let summary = json_out(&ctl(
@@ -87,7 +88,7 @@ fn version_output_formats_policy_show_diff_apply_and_cgroup_list() {
     ));
     assert_eq!(
         summary,
-        json!({"generation": 1, "ipv4Rules": 2, "ipv6Rules": 0, "brokerEndpoints": 1, "dnsEndpoints": 1})
+        json!({"generation": 1, "ipv4Rules": 2, "ipv6Rules": 0, "brokerEndpoints": 1, "dnsEndpoints": 1, "fqdnRules": 0, "brokerNames": 0})
     );
     let shown_file = world.dir.path.join("shown.json");
     std::fs::write(&shown_file, snapshot.to_string()).expect("write");

@@ -32,6 +32,7 @@ fn request() -> impl Strategy<Value = ControlRequest> {
         Just(CommandRequest::GetHealth),
         Just(CommandRequest::GetStatus),
         Just(CommandRequest::GetPolicySummary),
+        Just(CommandRequest::GetDnsStatus),
         Just(CommandRequest::GetPolicySnapshot),
         any::<bool>().prop_map(|detach| CommandRequest::Shutdown(ShutdownOptions { detach })),
         Just(CommandRequest::SubscribeEvents),

@@ -571,6 +571,7 @@ impl Agent {
                     .saturating_add(self.log.dropped()),
             ),
             degraded: s.degraded || self.health.is_degraded(),
+            learned_addresses: None,
             active_layers: active_layers(&s.layers),
             layer_counters: LayerCounters::from_values(s.layer_counters.values().map(clamp)),
             verdicts: s

@@ -44,8 +44,9 @@ pub use request::{
     ShutdownOptions, UpsertManagedCgroup,
 };
 pub use response::{
-    parse_command_data, parse_response_line, ControlResponse, GlobalModeData, Health, HealthStatus,
-    PolicySnapshotData, ResponseData, Status, MAX_VERSION_BYTES,
+    parse_command_data, parse_response_line, ControlResponse, DnsCounters, DnsStatus,
+    GlobalModeData, Health, HealthStatus, LearnedAddress, PolicySnapshotData, ResponseData, Status,
+    MAX_VERSION_BYTES,
 };
 
 /// Longest accepted line, excluding its `\n`.
@@ -111,6 +112,8 @@ commands! {
     Shutdown => false,
     /// Streams DataplanePacketEvents, one per line, until the connection closes.
     SubscribeEvents => true,
+    /// The DNS proxy (SPEC 4b): whether it serves, the addresses its answers taught, its counters.
+    GetDnsStatus => true,
 }
 
 wire_literal_from_all!(Command);

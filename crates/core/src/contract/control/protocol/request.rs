@@ -37,6 +37,7 @@ pub enum CommandRequest {
     GetStatus,
     GetPolicySummary,
     GetPolicySnapshot,
+    GetDnsStatus,
     ReplacePolicySnapshot(PolicySnapshot),
     ValidatePolicySnapshot(PolicySnapshot),
     UpsertManagedCgroup(UpsertManagedCgroup),
@@ -54,6 +55,7 @@ impl CommandRequest {
             CommandRequest::GetStatus => Command::GetStatus,
             CommandRequest::GetPolicySummary => Command::GetPolicySummary,
             CommandRequest::GetPolicySnapshot => Command::GetPolicySnapshot,
+            CommandRequest::GetDnsStatus => Command::GetDnsStatus,
             CommandRequest::ReplacePolicySnapshot(_) => Command::ReplacePolicySnapshot,
             CommandRequest::ValidatePolicySnapshot(_) => Command::ValidatePolicySnapshot,
             CommandRequest::UpsertManagedCgroup(_) => Command::UpsertManagedCgroup,
@@ -304,6 +306,7 @@ pub(super) fn read_payload(
         Command::GetStatus => simple(CommandRequest::GetStatus, issues),
         Command::GetPolicySummary => simple(CommandRequest::GetPolicySummary, issues),
         Command::GetPolicySnapshot => simple(CommandRequest::GetPolicySnapshot, issues),
+        Command::GetDnsStatus => simple(CommandRequest::GetDnsStatus, issues),
         Command::Shutdown => match v {
             None | Some(Value::Null) => Some(CommandRequest::Shutdown(ShutdownOptions::default())),
             _ => {

@@ -52,6 +52,43 @@ fn status() -> Status {
                 count: 3,
             },
         ],
+        learned_addresses: None,
+    }
+}
+
+fn dns_status() -> DnsStatus {
+    DnsStatus {
+        serving: true,
+        listen: vec!["127.0.0.1:5353".into(), "[::1]:5353".into()],
+        reason: None,
+        dns_queries: crate::contract::policy::DnsQueries::Policy,
+        learned: vec![
+            LearnedAddress {
+                name: "api.github.com".into(),
+                address: "140.82.112.5".parse().expect("ip"),
+                ttl_remaining_ms: 59_000,
+                rule_ids: vec!["gh".into(), "gh-deny-80".into()],
+                broker: false,
+                cgroup_id: 4242,
+                workload_id: Some("wl".into()),
+            },
+            LearnedAddress {
+                name: "broker.internal".into(),
+                address: "2001:db8::5".parse().expect("ip"),
+                ttl_remaining_ms: 0,
+                rule_ids: vec![],
+                broker: true,
+                cgroup_id: 7,
+                workload_id: None,
+            },
+        ],
+        counters: DnsCounters {
+            queries: 10,
+            refused: 2,
+            would_refuse: 1,
+            learned_addresses: 5,
+            upstream_failures: 0,
+        },
     }
 }
 
@@ -116,6 +153,18 @@ fn responses_round_trip_for_every_command() {
         ResponseData::SetCgroupMode(entry),
         ResponseData::Shutdown,
         ResponseData::SubscribeEvents,
+        ResponseData::GetStatus(Status {
+            learned_addresses: Some(12),
+            ..status()
+        }),
+        ResponseData::GetDnsStatus(dns_status()),
+        ResponseData::GetDnsStatus(DnsStatus {
+            serving: false,
+            listen: vec![],
+            reason: Some("no fqdn rule in the policy".into()),
+            learned: vec![],
+            ..dns_status()
+        }),
     ];
     for data in datas {
         let r = ControlResponse::Success {
@@ -371,4 +420,87 @@ fn summaries_without_fqdn_counts_still_read() {
         panic!("a new summary must read");
     };
     assert_eq!((s.fqdn_rules, s.broker_names), (4, 2));
+}
+
+#[test]
+fn dns_status_wire_form_and_strict_reader() {
+    let v = ResponseData::GetDnsStatus(dns_status())
+        .to_json_value()
+        .expect("data");
+    assert_eq!(
+        v,
+        json!({
+            "serving": true, "listen": ["127.0.0.1:5353", "[::1]:5353"], "dnsQueries": "policy",
+            "learned": [
+                {"name": "api.github.com", "address": "140.82.112.5", "ttlRemainingMs": 59000,
+                 "ruleIds": ["gh", "gh-deny-80"], "broker": false, "cgroupId": "4242", "workloadId": "wl"},
+                {"name": "broker.internal", "address": "2001:db8::5", "ttlRemainingMs": 0, "ruleIds": [],
+                 "broker": true, "cgroupId": "7"}
+            ],
+            "counters": {"queries": 10, "refused": 2, "wouldRefuse": 1, "learnedAddresses": 5, "upstreamFailures": 0}
+        })
+    );
+    let bad = |path: &str, f: &dyn Fn(&mut Value)| {
+        let mut d = v.clone();
+        f(&mut d);
+        let e = parse_command_data(Command::GetDnsStatus, Some(&d)).expect_err(path);
+        let paths: Vec<String> = e.issues.iter().map(|i| i.path_text()).collect();
+        assert_eq!(paths, [path], "{e}");
+    };
+    bad("reason", &|d| d["reason"] = json!("serving anyway"));
+    bad("reason", &|d| {
+        d["serving"] = json!(false);
+        d["reason"] = json!("");
+    });
+    bad("listen[0]", &|d| d["listen"][0] = json!(""));
+    bad("dnsQueries", &|d| d["dnsQueries"] = json!("all"));
+    bad("learned[0].name", &|d| {
+        d["learned"][0]["name"] = json!("API.github.com")
+    });
+    bad("learned[0].name", &|d| {
+        d["learned"][0]["name"] = json!("api.github.com.")
+    });
+    bad("learned[0].address", &|d| {
+        d["learned"][0]["address"] = json!("2001:DB8::5")
+    });
+    bad("learned[1].cgroupId", &|d| {
+        d["learned"][1]["cgroupId"] = json!(7)
+    });
+    bad("learned[0].ruleIds[1]", &|d| {
+        d["learned"][0]["ruleIds"][1] = json!("")
+    });
+    bad("learned[0].ttlRemainingMs", &|d| {
+        d["learned"][0]["ttlRemainingMs"] = json!(-1)
+    });
+    bad("learned[0]", &|d| d["learned"][0]["ttl"] = json!(1));
+    bad("counters.wouldRefuse", &|d| {
+        d["counters"]["wouldRefuse"] = json!(1.5)
+    });
+    bad("counters", &|d| d["counters"]["extra"] = json!(0));
+    bad("counters.queries", &|d| {
+        d["counters"].as_object_mut().map(|c| c.remove("queries"));
+    });
+    bad("", &|d| d["extra"] = json!(1));
+    // A single-label name is a valid query name.
+    let mut d = v.clone();
+    d["learned"][0]["name"] = json!("localhost");
+    assert!(parse_command_data(Command::GetDnsStatus, Some(&d)).is_ok());
+    assert!(parse_command_data(Command::GetDnsStatus, None).is_err());
+}
+
+#[test]
+fn status_learned_addresses_is_optional() {
+    let mut st = serde_json::to_value(status()).expect("json");
+    assert!(st.get("learnedAddresses").is_none());
+    let parsed = parse_command_data(Command::GetStatus, Some(&st)).expect("old status");
+    assert_eq!(parsed, ResponseData::GetStatus(status()));
+    st["learnedAddresses"] = json!(3);
+    let ResponseData::GetStatus(s) =
+        parse_command_data(Command::GetStatus, Some(&st)).expect("new status")
+    else {
+        panic!("a status");
+    };
+    assert_eq!(s.learned_addresses, Some(3));
+    st["learnedAddresses"] = json!(-3);
+    assert!(parse_command_data(Command::GetStatus, Some(&st)).is_err());
 }
