@@ -20,7 +20,8 @@ use interceptor_ebpf_core::contract::control::peer_auth::{
 };
 use interceptor_ebpf_core::contract::control::protocol::{
     parse_request_line, CgroupRef, Command, CommandRequest, ControlProtocolError, ControlRequest,
-    ControlResponse, GlobalModeData, ManagedCgroup, PolicySnapshotData, PolicySummary,
+    ControlResponse, DnsCounters as DnsStatusCounters, DnsStatus, GlobalModeData,
+    LearnedAddress as DnsLearnedAddress, ManagedCgroup, PolicySnapshotData, PolicySummary,
     ResponseData, Status, UpsertManagedCgroup, MAX_LINE_BYTES, MAX_SAFE_INTEGER,
 };
 use interceptor_ebpf_core::contract::layer::{active_layers, LayerCounters};
@@ -363,6 +364,10 @@ impl Agent {
                     )),
                 }
             }
+            CommandRequest::GetDnsStatus => Outcome::Reply(match self.dns_status().await {
+                Ok(s) => self.ok(ResponseData::GetDnsStatus(s), id),
+                Err(e) => self.fail(ControlAuthzCode::CommandFailed, e, Some(command), id),
+            }),
             mutation => {
                 let _serial = self.mutate.lock().await;
                 if self.is_stopping() {
@@ -546,6 +551,58 @@ impl Agent {
         Ok(data)
     }
 
+    /// GetDnsStatus: the proxy, the addresses its answers taught, its counters.
+    async fn dns_status(&self) -> Result<DnsStatus, String> {
+        let dp = self.dp.clone();
+        let (status, learned) =
+            blocking(move || Ok((dp.status()?, dp.learned_addresses()))).await?;
+        let workloads: std::collections::HashMap<u64, Option<String>> = status
+            .managed_cgroups
+            .iter()
+            .map(|m| (m.cgroup_id, m.workload_id.clone()))
+            .collect();
+        let (dns_queries, learned_total) = self.dp.dns_queries_and_learned_total();
+        let proxy = self.dns.get();
+        let serving = proxy.is_some_and(crate::dns::DnsProxy::is_serving);
+        let reason = match proxy {
+            None => Some("the DNS proxy is off (--dns-proxy-port 0)".to_owned()),
+            Some(_) if !serving => Some("the DNS proxy stopped serving".to_owned()),
+            Some(_) => None,
+        };
+        let c = proxy
+            .map(crate::dns::DnsProxy::counters)
+            .unwrap_or_default();
+        let clamp = |v: u64| v.min(MAX_SAFE_INTEGER);
+        Ok(DnsStatus {
+            serving,
+            listen: proxy
+                .map(|p| p.local_addrs().iter().map(ToString::to_string).collect())
+                .unwrap_or_default(),
+            reason,
+            dns_queries,
+            learned: learned
+                .into_iter()
+                .map(|l| DnsLearnedAddress {
+                    ttl_remaining_ms: u64::try_from(l.ttl_remaining.as_millis())
+                        .unwrap_or(u64::MAX),
+                    workload_id: workloads.get(&l.managed_cgroup_id).cloned().flatten(),
+                    name: l.name,
+                    address: l.address,
+                    rule_ids: l.rule_ids,
+                    broker: l.broker,
+                    cgroup_id: l.managed_cgroup_id,
+                })
+                .collect(),
+            counters: DnsStatusCounters {
+                queries: clamp(c.queries),
+                refused: clamp(c.refused),
+                would_refuse: clamp(c.would_refuse),
+                learned_addresses: clamp(learned_total),
+                upstream_failures: clamp(c.upstream_failures),
+            },
+        })
+    }
+
     async fn status(&self) -> Result<Status, String> {
         let dp = self.dp.clone();
         let s = blocking(move || dp.status()).await?;
@@ -571,7 +628,7 @@ impl Agent {
                     .saturating_add(self.log.dropped()),
             ),
             degraded: s.degraded || self.health.is_degraded(),
-            learned_addresses: None,
+            learned_addresses: Some(clamp(s.learned_addresses)),
             active_layers: active_layers(&s.layers),
             layer_counters: LayerCounters::from_values(s.layer_counters.values().map(clamp)),
             verdicts: s

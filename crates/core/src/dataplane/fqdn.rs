@@ -254,6 +254,8 @@ pub(crate) struct LearnedTable {
     by_addr: HashMap<(u64, IpAddr), BTreeSet<String>>,
     /// Entries of `LEARNED_INLINE` dropped because a learned address had more (allow entries, from the end).
     pub truncated: u64,
+    /// Addresses written for a policy name since the loader started (an address learned again counts again).
+    pub learned_total: u64,
 }
 
 fn key(slot: u32, managed_id: u64, addr: IpAddr) -> LearnedKey {
@@ -424,6 +426,7 @@ impl LearnedTable {
             }
             self.sync(map, &policy, slot, managed, addr, now)?;
             written += 1;
+            self.learned_total += 1;
         }
         Ok(written)
     }

@@ -754,6 +754,19 @@ impl Dataplane {
         table.expire(map, self.config.active_slot(), config_map::monotonic_ns())
     }
 
+    /// The active policy's `dnsQueries` (`Any` while an adopted policy's names are unknown), and how many
+    /// addresses were learned since this loader started (an address learned again counts again).
+    pub fn dns_queries_and_learned_total(&self) -> (crate::contract::policy::DnsQueries, u64) {
+        let learned = self.learned.lock().unwrap_or_else(|p| p.into_inner());
+        (
+            learned
+                .table
+                .policy()
+                .map_or(crate::contract::policy::DnsQueries::Any, |p| p.dns_queries),
+            learned.table.learned_total,
+        )
+    }
+
     /// Every learned address that has not expired (`ctl dns`).
     pub fn learned_addresses(&self) -> Vec<LearnedAddress> {
         self.learned
