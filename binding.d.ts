@@ -179,6 +179,11 @@ export interface JsDataplaneStatus {
    * the events' sampling and drops: the events are best-effort, these counts are not.
    */
   verdicts: Array<JsVerdictCount>
+  /**
+   * Addresses learned from DNS answers for rules by name that have not expired (SPEC 4b). This Interceptor
+   * runs no DNS proxy, so only an agent's dataplane it shares pins with learns any.
+   */
+  learnedAddresses: number
 }
 
 export interface JsIssue {

@@ -184,6 +184,9 @@ pub struct JsDataplaneStatus {
     /// reason code; only the pairs that counted. Counted by the programs themselves, these are exact whatever
     /// the events' sampling and drops: the events are best-effort, these counts are not.
     pub verdicts: Vec<JsVerdictCount>,
+    /// Addresses learned from DNS answers for rules by name that have not expired (SPEC 4b). This Interceptor
+    /// runs no DNS proxy, so only an agent's dataplane it shares pins with learns any.
+    pub learned_addresses: f64,
 }
 
 /// One entry of `status().verdicts`.
@@ -243,6 +246,7 @@ fn to_js_status(s: DataplaneStatus, delivered: u64) -> JsDataplaneStatus {
         dropped_in_kernel: s.dropped_in_kernel as f64,
         dropped_in_queue: s.dropped_in_queue as f64,
         events_delivered: delivered as f64,
+        learned_addresses: s.learned_addresses as f64,
         degraded: s.degraded,
         active_layers: active_layers(&s.layers)
             .into_iter()

@@ -159,6 +159,9 @@ pub enum CtlCommand {
     /// The global mode of cgroups whose entry names none
     #[command(subcommand)]
     Mode(ModeCommand),
+    /// The DNS proxy of rules by name: whether it serves, its counters, and each learned address (name, address,
+    /// TTL left, rule ids, workload)
+    Dns,
     /// Stream verdict events: a live table on a terminal, JSON lines when piped
     Events(EventsArgs),
     /// Stop the agent; pinned enforcement stays unless --detach

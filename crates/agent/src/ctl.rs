@@ -88,6 +88,7 @@ pub fn run(args: CtlArgs) -> Exit {
         CtlCommand::Completions { shell } => return completions(*shell),
         CtlCommand::Health => CommandRequest::GetHealth,
         CtlCommand::Status => CommandRequest::GetStatus,
+        CtlCommand::Dns => CommandRequest::GetDnsStatus,
         CtlCommand::Policy(PolicyCommand::Show) => return policy_show(&socket, timeout, json),
         CtlCommand::Policy(PolicyCommand::Summary) => CommandRequest::GetPolicySummary,
         CtlCommand::Policy(PolicyCommand::Diff { file }) => {

@@ -238,6 +238,12 @@ impl NamePolicy {
         !self.matches(name).is_empty()
     }
 
+    /// How many fqdn rules and broker names the policy has.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        let rules = self.targets.iter().filter(|t| t.rule_id.is_some()).count() as u64;
+        (rules, self.targets.len() as u64 - rules)
+    }
+
     pub(crate) fn is_fqdn_rule(&self, rule_index: u32) -> bool {
         self.fqdn_rules.contains(&rule_index)
     }

@@ -482,6 +482,13 @@ impl Dataplane {
     /// The active policy's generation and counts, from the pinned slot metadata (so an adopted policy reports
     /// what the loader that applied it reported). Generation 0: no policy was ever loaded.
     pub fn policy_summary(&self) -> Result<PolicySummary, DataplaneError> {
+        let (fqdn_rules, broker_names) = self
+            .learned
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .table
+            .policy()
+            .map_or((0, 0), |p| p.counts());
         self.with(|i| {
             let active = i.config.active_slot();
             let meta = i
@@ -495,8 +502,9 @@ impl Dataplane {
                 ipv6_rules: u64::from(meta.ipv6_rules),
                 broker_endpoints: u64::from(meta.broker_endpoints),
                 dns_endpoints: u64::from(meta.dns_endpoints),
-                // The pinned slot metadata does not carry the fqdn counts (yet).
-                ..PolicySummary::default()
+                // From the active slot's pinned names (an adopted policy's too).
+                fqdn_rules,
+                broker_names,
             })
         })
     }
