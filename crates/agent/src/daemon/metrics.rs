@@ -25,6 +25,12 @@
 //! | `interceptor_ebpf_egress_packets_dropped_total` | counter | `mode`: `enforce` (dropped), `observe` (would have been) |
 //! | `interceptor_ebpf_egress_packets_judged_total` | counter | |
 //! | `interceptor_ebpf_socket_marks_written_total` | counter | |
+//! | `interceptor_ebpf_dns_proxy_serving` | gauge | |
+//! | `interceptor_ebpf_dns_queries_total` | counter | |
+//! | `interceptor_ebpf_dns_queries_refused_total` | counter | `mode`: `enforce` (REFUSED), `observe` (would have been) |
+//! | `interceptor_ebpf_dns_queries_failed_total` | counter | `reason`: `upstream`, `learn`, `unknown_flow`, `overload`, `malformed` |
+//! | `interceptor_ebpf_dns_learned_addresses` | gauge | |
+//! | `interceptor_ebpf_dns_addresses_learned_total` | counter | |
 //! | `process_cpu_seconds_total`, `process_resident_memory_bytes`, `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`, `process_start_time_seconds` | counter, gauges | (`process_metrics.rs`) |
 
 use std::collections::BTreeMap;
@@ -56,6 +62,20 @@ pub struct DataplaneCounters {
     pub layer_counters: LayerCounters,
     /// The kernel's verdict counters (`DataplaneStatus::verdicts`): `interceptor_ebpf_verdicts_total`.
     pub verdicts: Vec<VerdictCount>,
+    /// Rules by name: the DNS proxy's counters and the learned addresses (`interceptor_ebpf_dns_*`).
+    pub dns: DnsMetrics,
+}
+
+/// The `interceptor_ebpf_dns_*` families, read at scrape time.
+#[derive(Clone, Debug, Default)]
+pub struct DnsMetrics {
+    /// The proxy runs (`--dns-proxy-port` is not 0) and its listeners are alive.
+    pub serving: bool,
+    pub proxy: crate::dns::DnsCounters,
+    /// Learned addresses that have not expired.
+    pub learned_addresses: u64,
+    /// Addresses learned since the agent started (an address learned again counts again).
+    pub learned_total: u64,
 }
 
 /// Values owned elsewhere (subscriber and log drops, generation, heartbeat), read on each scrape.
@@ -414,6 +434,51 @@ impl Metrics {
         ] {
             e.family(name, Kind::Counter, help).sample(&[], v);
         }
+
+        let d = &dp.dns;
+        e.family(
+            "interceptor_ebpf_dns_proxy_serving",
+            Kind::Gauge,
+            "1 while the DNS proxy of rules by name serves (0 when it is off or stopped)",
+        )
+        .sample(&[], u64::from(d.serving));
+        e.family(
+            "interceptor_ebpf_dns_queries",
+            Kind::Counter,
+            "DNS queries of managed workloads the proxy received",
+        )
+        .sample(&[], d.proxy.queries);
+        e.family(
+            "interceptor_ebpf_dns_queries_refused",
+            Kind::Counter,
+            "Queries refused under dnsQueries \"policy\" (enforce: answered REFUSED; observe: would have been)",
+        )
+        .sample(&[("mode", "enforce")], d.proxy.refused)
+        .sample(&[("mode", "observe")], d.proxy.would_refuse);
+        e.family(
+            "interceptor_ebpf_dns_queries_failed",
+            Kind::Counter,
+            "Queries the proxy could not answer from the resolver: `upstream` (no answer: SERVFAIL), `learn` (the \
+             addresses could not be written: SERVFAIL), `unknown_flow` (not a steered socket: dropped), `overload` \
+             (too many in flight: dropped), `malformed` (FORMERR)",
+        )
+        .sample(&[("reason", "upstream")], d.proxy.upstream_failures)
+        .sample(&[("reason", "learn")], d.proxy.learn_failures)
+        .sample(&[("reason", "unknown_flow")], d.proxy.unknown_flow)
+        .sample(&[("reason", "overload")], d.proxy.dropped)
+        .sample(&[("reason", "malformed")], d.proxy.malformed);
+        e.family(
+            "interceptor_ebpf_dns_learned_addresses",
+            Kind::Gauge,
+            "Addresses learned from DNS answers for rules by name that have not expired",
+        )
+        .sample(&[], d.learned_addresses);
+        e.family(
+            "interceptor_ebpf_dns_addresses_learned",
+            Kind::Counter,
+            "Addresses written for rules by name (an address learned again counts again)",
+        )
+        .sample(&[], d.learned_total);
 
         let p = process_metrics::read();
         if let Some(v) = p.cpu_seconds {

@@ -47,7 +47,7 @@ use crate::exit::Exit;
 use control::{Agent, SUBSCRIBER_BACKLOG};
 use health::{HealthState, Transition};
 use log::Log;
-use metrics::{DataplaneCounters, Metrics, Sampler};
+use metrics::{DataplaneCounters, DnsMetrics, Metrics, Sampler};
 use notify::Notifier;
 
 const EVENT_BATCH: usize = 1024;
@@ -434,6 +434,12 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exi
             let agent = agent.clone();
             async move {
                 let dp = agent.dp.clone();
+                let dns = |learned_addresses| DnsMetrics {
+                    serving: agent.dns.get().is_some_and(DnsProxy::is_serving),
+                    proxy: agent.dns.get().map(DnsProxy::counters).unwrap_or_default(),
+                    learned_addresses,
+                    learned_total: agent.dp.dns_queries_and_learned_total().1,
+                };
                 let counters = tokio::task::spawn_blocking(move || dp.status())
                     .await
                     .ok()
@@ -445,6 +451,7 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exi
                         managed_cgroups: s.managed_cgroups.len() as u64,
                         layer_counters: s.layer_counters,
                         verdicts: s.verdicts,
+                        dns: dns(s.learned_addresses),
                     })
                     .unwrap_or_default();
                 agent.metrics.encode(format, &counters)
