@@ -671,6 +671,17 @@ mod tests {
                 reason: DataplaneReasonCode::DenyDefault,
                 count: 2_000_000,
             }],
+            dns: DnsMetrics {
+                serving: true,
+                proxy: crate::dns::DnsCounters {
+                    queries: 12,
+                    refused: 2,
+                    would_refuse: 1,
+                    ..Default::default()
+                },
+                learned_addresses: 3,
+                learned_total: 7,
+            },
         }
     }
 
