@@ -19,9 +19,9 @@ use aya::maps::{HashMap as BpfHashMap, MapData};
 
 use super::abi::{self, DnsFlow, Learned, LearnedKey, RuleEntry};
 use super::error::DataplaneError;
-use super::policy_compile::port_ranges;
+use super::policy_compile::rule_entries;
 use crate::contract::hook::Protocol;
-use crate::contract::policy::{DnsQueries, PolicySnapshot, RuleAction, RuleTarget};
+use crate::contract::policy::{DnsQueries, PolicySnapshot, RuleTarget};
 
 /// Who sent a DNS query the proxy received, as the sock_addr program recorded it when it steered the socket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,24 +87,9 @@ impl NamePolicy {
             let RuleTarget::Fqdn(pattern) = &rule.target else {
                 continue;
             };
-            let action = match rule.action {
-                RuleAction::Allow => abi::ACTION_ALLOW,
-                RuleAction::Deny => abi::ACTION_DENY,
-            };
-            let entries = port_ranges(&rule.ports)
-                .into_iter()
-                .map(|(lo, hi)| RuleEntry {
-                    port_lo: lo,
-                    port_hi: hi,
-                    protocol: rule.protocol.map_or(0, |p| p as u8),
-                    action,
-                    reserved: 0,
-                    rule_index: index as u32,
-                })
-                .collect();
             targets.push(Target {
                 pattern: pattern.as_str().to_owned(),
-                entries,
+                entries: rule_entries(rule, index),
                 rule_id: Some(rule.id.clone()),
             });
         }

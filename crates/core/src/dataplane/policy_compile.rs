@@ -19,7 +19,7 @@ use std::net::IpAddr;
 use super::abi::{self, c, RuleEntry};
 use super::error::DataplaneError;
 use crate::contract::hook::Protocol;
-use crate::contract::policy::{PolicySnapshot, RuleAction, RuleTarget};
+use crate::contract::policy::{PolicySnapshot, Rule, RuleAction, RuleTarget};
 
 /// Per-family, per-slot capacity of kernel rule entries.
 pub const MAX_RULE_ENTRIES_PER_FAMILY: usize = c::DP_RULE_ENTRIES_PER_FAMILY as usize;
@@ -97,8 +97,29 @@ fn masked<const N: usize>(mut bytes: [u8; N], len: u8) -> [u8; N] {
     bytes
 }
 
+/// The kernel entries of rule `index`: one per port range, with its action and protocol (none: every protocol
+/// the hooks judge, tcp, udp and icmp ping sockets). Shared by CIDR rules (their groups) and fqdn rules (the
+/// addresses their names teach, dataplane/fqdn.rs).
+pub(crate) fn rule_entries(rule: &Rule, index: usize) -> Vec<RuleEntry> {
+    let action = match rule.action {
+        RuleAction::Allow => abi::ACTION_ALLOW,
+        RuleAction::Deny => abi::ACTION_DENY,
+    };
+    port_ranges(&rule.ports)
+        .into_iter()
+        .map(|(lo, hi)| RuleEntry {
+            port_lo: lo,
+            port_hi: hi,
+            protocol: rule.protocol.map_or(0, |p| p as u8),
+            action,
+            reserved: 0,
+            rule_index: index as u32,
+        })
+        .collect()
+}
+
 /// Sorted, de-duplicated ports as inclusive ranges; no ports means every port.
-pub(crate) fn port_ranges(ports: &[u16]) -> Vec<(u16, u16)> {
+fn port_ranges(ports: &[u16]) -> Vec<(u16, u16)> {
     if ports.is_empty() {
         return vec![(0, u16::MAX)];
     }
@@ -217,21 +238,7 @@ pub(crate) fn compile(snapshot: &PolicySnapshot) -> Result<CompiledPolicy, Datap
     for (index, rule) in snapshot.rules.iter().enumerate() {
         id_fits(&rule.id)?;
         compiled.rule_ids.push(rule.id.clone());
-        let action = match rule.action {
-            RuleAction::Allow => abi::ACTION_ALLOW,
-            RuleAction::Deny => abi::ACTION_DENY,
-        };
-        // No protocol: every protocol the hooks judge (tcp, udp, icmp ping sockets).
-        let entries = port_ranges(&rule.ports)
-            .into_iter()
-            .map(|(lo, hi)| RuleEntry {
-                port_lo: lo,
-                port_hi: hi,
-                protocol: rule.protocol.map_or(0, |p| p as u8),
-                action,
-                reserved: 0,
-                rule_index: index as u32,
-            });
+        let entries = rule_entries(rule, index);
         // An fqdn rule has no table entry of its own: the addresses its name's answers teach are written per
         // workload by the DNS proxy (dataplane/fqdn.rs).
         let RuleTarget::Cidr(cidr) = &rule.target else {
