@@ -25,8 +25,10 @@
 // The agent's status (`interceptor-ebpf ctl status --json`):
 //   --status TEXT           a valid GetStatus data object
 //   --generation N          ... whose policy generation is N
-//   --attached-programs N   N programs attached to the agent's cgroup root: the four sock_addr programs and
-//                           one per active bypass layer that is a program of its own
+//   --attached-programs N   N programs attached to the agent's cgroup root: the four sock_addr programs, the
+//                           four of the DNS steering's return path (recvmsg4/6, getpeername4/6: attached
+//                           with them, never listed in attachedHooks) and one per active bypass layer that is
+//                           a program of its own
 // The agent's DNS proxy (`interceptor-ebpf ctl -o json dns`):
 //   --dns TEXT              a valid GetDnsStatus data object of a serving proxy
 //   --dns-broker NAME       ... that lists a learned address of NAME as a broker address (broker: true)
@@ -274,11 +276,14 @@ if (args.status !== undefined) {
   if (attachedPrograms !== undefined) {
     // socket_storage is a mode of the other programs, not a program of its own.
     const programLayers = (status?.activeLayers ?? []).filter((layer) => layer !== 'socket_storage')
-    const expected = (status?.attachedHooks.length ?? 0) + programLayers.length
+    // The agent attaches the return path of DNS steering (rules by name, SPEC 4b) beside the sock_addr hooks,
+    // whatever the policy: it restores the resolver's address on answers the DNS proxy sent.
+    const dnsReturnPath = ['dns_recvmsg4', 'dns_recvmsg6', 'dns_getpeername4', 'dns_getpeername6']
+    const expected = (status?.attachedHooks.length ?? 0) + dnsReturnPath.length + programLayers.length
     check(
       'programs attached',
       attachedPrograms === expected,
-      `${attachedPrograms} attached, expected ${expected} (${status?.attachedHooks.join(', ')}; ${programLayers.join(', ')})`,
+      `${attachedPrograms} attached, expected ${expected} (${status?.attachedHooks.join(', ')}; ${dnsReturnPath.join(', ')}; ${programLayers.join(', ')})`,
     )
   }
 }
