@@ -5,9 +5,11 @@
 #      only holds children (cgroup v2's rule for enabling controllers) and its own processes stay unmanaged;
 #   2. mounts a bpffs of its own at /sys/fs/bpf (removed with the container: no pin outlives the lab);
 #   3. starts the nested dockerd (no iptables, no bridge: the nested service uses --network host);
-#   4. starts the agent with a policy that allows the broker tunnel and this container's DNS resolvers only,
-#      and makes the cgroup /ebpf-lab-workloads managed (enforce): every nested container started with
-#      --cgroup-parent /ebpf-lab-workloads is enforced from its first instruction;
+#   4. starts the agent with a policy that allows the broker tunnel and this container's DNS resolvers only
+#      (with EBPF_LAB_BROKER_NAME, the broker is named by DNS instead of listed by address, and the lab's
+#      resolver EBPF_LAB_DNS_SERVER, ip:port, is one more DNS endpoint: the agent's proxy learns the broker's
+#      addresses from its answers), and makes the cgroup /ebpf-lab-workloads managed (enforce): every nested
+#      container started with --cgroup-parent /ebpf-lab-workloads is enforced from its first instruction;
 #   5. follows the agent's events into /run/ebpf-lab/events/events.ndjson (what scripts/lab/docker/status.sh
 #      and the test service read);
 #   6. starts the broker tunnel: 127.0.0.1:$EBPF_LAB_BROKER_TUNNEL_PORT (and [::1] where it exists) ->
@@ -17,6 +19,8 @@ set -euo pipefail
 
 tunnel_port="${EBPF_LAB_BROKER_TUNNEL_PORT:-18081}"
 broker_target="${EBPF_LAB_BROKER_TARGET:-broker:8081}"
+broker_name="${EBPF_LAB_BROKER_NAME:-}"
+dns_server="${EBPF_LAB_DNS_SERVER:-}"
 state=/run/ebpf-lab
 socket="${BROKER_EBPF_CONTROL_SOCKET:-/run/broker-interceptor-ebpf/agentd.sock}"
 workloads=/ebpf-lab-workloads
@@ -87,9 +91,19 @@ dockerd --iptables=false --ip6tables=false --bridge=none --host=unix:///var/run/
 children+=($!)
 
 # 4. The agent. The policy: the broker is reached through the tunnel on loopback, DNS through this
-#    container's resolvers; nothing else (no rules: everything else is DENY_DEFAULT).
+#    container's resolvers; nothing else (no rules: everything else is DENY_DEFAULT). With a broker name, the
+#    broker entry is that name on the tunnel's port (the lab's resolver answers it with the tunnel's loopback
+#    addresses), and the lab's resolver is a DNS endpoint too.
 resolvers=$(awk '$1 == "nameserver" && $2 ~ /^[0-9.]+$/ {printf "%s{\"ip\":\"%s\"}", (n++ ? "," : ""), $2}' /etc/resolv.conf)
-broker="{\"ip\":\"127.0.0.1\",\"port\":$tunnel_port},{\"ip\":\"::1\",\"port\":$tunnel_port}"
+if [[ -n "$broker_name" ]]; then
+  [[ "$broker_name" =~ ^[a-z0-9-]+(\.[a-z0-9-]+)+$ ]] || die "EBPF_LAB_BROKER_NAME must be a lower-case DNS name, not '$broker_name'"
+  [[ "$dns_server" =~ ^([0-9]{1,3}(\.[0-9]{1,3}){3}):([0-9]{1,5})$ ]] ||
+    die "EBPF_LAB_BROKER_NAME needs EBPF_LAB_DNS_SERVER=IPv4:port (the resolver that answers it), not '$dns_server'"
+  broker="{\"fqdn\":\"$broker_name\",\"port\":$tunnel_port}"
+  resolvers="{\"ip\":\"${BASH_REMATCH[1]}\",\"port\":${BASH_REMATCH[3]}}${resolvers:+,$resolvers}"
+else
+  broker="{\"ip\":\"127.0.0.1\",\"port\":$tunnel_port},{\"ip\":\"::1\",\"port\":$tunnel_port}"
+fi
 printf '{"broker":[%s],"dns":[%s],"rules":[]}\n' "$broker" "$resolvers" >"$state/policy.json"
 log "policy $(cat "$state/policy.json")"
 

@@ -7,7 +7,8 @@
 # Files: ca.crt ca.key broker.crt broker.key workload.crt workload.key. The workload certificate's CN is the
 # workload id (BROKER_WORKLOAD_ID, default w_f73d1dc18e9c41bc89c5928d5bc67230); the broker checks it against the
 # x-broker-workload-id header. The server certificate names localhost, broker, host.docker.internal,
-# 127.0.0.1 and ::1.
+# broker.lab.internal (the name the labs' DNS stand-in answers), 127.0.0.1 and ::1; certificates made before
+# a name was added are made again.
 # These keys protect nothing but the lab: the leaf keys are readable by all (mode 0644) so that a container
 # running as a non-root user can read them from a bind mount; the CA key is 0600.
 set -euo pipefail
@@ -22,7 +23,7 @@ valid() {
 
 mkdir -p "$dir"
 if valid ca && valid broker && valid workload &&
-  openssl x509 -in "$dir/broker.crt" -noout -ext subjectAltName 2>/dev/null | grep -q 'DNS:host.docker.internal' &&
+  openssl x509 -in "$dir/broker.crt" -noout -ext subjectAltName 2>/dev/null | grep -q 'DNS:broker.lab.internal' &&
   [[ "$(openssl x509 -in "$dir/workload.crt" -noout -subject -nameopt multiline | awk -F' = ' '/commonName/ {print $2}')" == "$workload_id" ]]; then
   exit 0
 fi
@@ -49,7 +50,7 @@ leaf() { # name subject extensions
 leaf broker "/CN=broker" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature
 extendedKeyUsage=serverAuth
-subjectAltName=DNS:localhost,DNS:broker,DNS:host.docker.internal,IP:127.0.0.1,IP:::1"
+subjectAltName=DNS:localhost,DNS:broker,DNS:host.docker.internal,DNS:broker.lab.internal,IP:127.0.0.1,IP:::1"
 
 leaf workload "/CN=$workload_id" "basicConstraints=critical,CA:FALSE
 keyUsage=critical,digitalSignature

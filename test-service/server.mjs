@@ -24,9 +24,13 @@
 //   BROKER_EBPF_EVENTS_FILE                    NDJSON of DataplanePacketEvents (`interceptor-ebpf ctl events
 //                                              --follow` output); unset: the reason code is not looked up
 //   DIRECT_CALL_EVENT_WAIT_MS=3000             how long to wait for that event
+//   BROKER_DNS_SERVER                          IP or IP:port ([v6]:port) of a DNS server: the broker URL's host
+//                                              name is resolved there (A and AAAA) instead of through the
+//                                              system's resolver; unset: the system's resolver (getaddrinfo)
 import { readFileSync, openSync, readSync, closeSync, statSync } from 'node:fs'
 import http from 'node:http'
 import https from 'node:https'
+import { Resolver } from 'node:dns'
 import { isIP } from 'node:net'
 
 import { createLogger, readJsonBody, sendJson } from './common.mjs'
@@ -73,7 +77,24 @@ function readConfig(env) {
     directCallUrl: url('DIRECT_CALL_URL', env.DIRECT_CALL_URL ?? `${upstream}/chat/completions`),
     eventsFile: env.BROKER_EBPF_EVENTS_FILE || null,
     eventWaitMs: waitMs,
+    dnsServer: env.BROKER_DNS_SERVER ? dnsServer(env.BROKER_DNS_SERVER) : null,
   }
+}
+
+/** `IP`, `IP:port` or `[IPv6]:port` -> the form Resolver.setServers takes; a bad value stops the service. */
+function dnsServer(text) {
+  const bad = () => fail(`BROKER_DNS_SERVER must be IP, IP:port or [IPv6]:port, received ${JSON.stringify(text)}`)
+  let ip
+  let port = '53'
+  const v6 = text.match(/^\[([^\]]+)\](?::([0-9]+))?$/)
+  const v4 = text.match(/^([0-9.]+)(?::([0-9]+))?$/)
+  if (v6) [, ip, port = '53'] = v6
+  else if (v4) [, ip, port = '53'] = v4
+  else if (isIP(text) === 6) ip = text
+  else return bad()
+  const n = Number(port)
+  if (!isIP(ip) || !/^[0-9]{1,5}$/.test(port) || n < 1 || n > 65535) return bad()
+  return isIP(ip) === 6 ? `[${ip}]:${n}` : `${ip}:${n}`
 }
 
 const config = readConfig(process.env)
@@ -82,6 +103,38 @@ try {
   log = createLogger('interceptor-node-test', config.logLevel)
 } catch (err) {
   fail(`BROKER_LOG_LEVEL: ${err.message}`)
+}
+
+// With BROKER_DNS_SERVER, the broker's name is resolved by that server alone (A and AAAA, no cache here: every
+// connection asks again, as a workload whose answers expire would), through the `lookup` of the broker's
+// requests. Without it, Node's default lookup (getaddrinfo, /etc/hosts and /etc/resolv.conf) applies.
+let brokerLookup
+if (config.brokerUrl && config.dnsServer) {
+  const resolver = new Resolver({ timeout: 2000, tries: 2 })
+  resolver.setServers([config.dnsServer])
+  const query = (method, name) =>
+    new Promise((resolve, reject) => resolver[method](name, (err, addresses) => (err ? reject(err) : resolve(addresses))))
+  brokerLookup = (hostname, options, callback) => {
+    if (typeof options === 'function') [callback, options] = [options, {}]
+    const family = typeof options === 'number' ? options : (options?.family ?? 0)
+    const all = typeof options === 'object' && options?.all === true
+    const wanted = [family === 6 ? null : ['resolve4', 4], family === 4 ? null : ['resolve6', 6]].filter(Boolean)
+    Promise.allSettled(wanted.map(([method]) => query(method, hostname))).then((results) => {
+      const found = results.flatMap((r, i) => (r.status === 'fulfilled' ? r.value.map((address) => ({ address, family: wanted[i][1] })) : []))
+      if (found.length === 0) {
+        const cause = results.find((r) => r.status === 'rejected')?.reason
+        const err = Object.assign(new Error(`${config.dnsServer} has no address for ${hostname}: ${cause?.code ?? 'no A/AAAA records'}`), {
+          code: cause?.code ?? 'ENOTFOUND',
+          syscall: 'queryA',
+          hostname,
+        })
+        return callback(err)
+      }
+      log.debug('broker name resolved', { hostname, server: config.dnsServer, addresses: found.map((a) => a.address) })
+      if (all) return callback(null, found)
+      return callback(null, found[0].address, found[0].family)
+    })
+  }
 }
 
 // The mTLS client identity. A missing file is reported on every broker call and in /health rather than
@@ -95,6 +148,7 @@ if (config.brokerUrl) {
       key: readFileSync(config.keyPath),
       ca: readFileSync(config.caPath),
       keepAlive: false,
+      ...(brokerLookup ? { lookup: brokerLookup } : {}),
     })
   } catch (err) {
     brokerAgentError = `cannot read the mTLS files: ${err.message}`
@@ -365,6 +419,7 @@ server.listen({ port: config.port, host: config.host }, () => {
     workloadId: config.workloadId,
     directCallUrl: config.directCallUrl.href,
     eventsFile: config.eventsFile,
+    dnsServer: config.dnsServer,
   })
   if (config.brokerUrl) manifestLoop(true)
 })

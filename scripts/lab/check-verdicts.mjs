@@ -17,14 +17,21 @@
 //                           event must be in it (same destination and code)
 //   --after-line N          the expectations look only at the lines after line N (the log's length before)
 //   --broker-port PORT      an ALLOW_BROKER event to PORT
+//   --broker-name NAME      ... whose dns_name is NAME: the broker was reached at an address the agent's DNS
+//                           proxy learned from an answer for NAME (SPEC 4b), not at a listed address
 //   --wait-ms MS            re-read FILE until the expectations hold, at most MS (default 5000; not for -)
 // The broker stand-in's log:
 //   --broker-log FILE       no request reached the upstream stand-in (the target of the direct call)
 // The agent's status (`interceptor-ebpf ctl status --json`):
 //   --status TEXT           a valid GetStatus data object
 //   --generation N          ... whose policy generation is N
-//   --attached-programs N   N programs attached to the agent's cgroup root: the four sock_addr programs and
-//                           one per active bypass layer that is a program of its own
+//   --attached-programs N   N programs attached to the agent's cgroup root: the four sock_addr programs, the
+//                           four of the DNS steering's return path (recvmsg4/6, getpeername4/6: attached
+//                           with them, never listed in attachedHooks) and one per active bypass layer that is
+//                           a program of its own
+// The agent's DNS proxy (`interceptor-ebpf ctl -o json dns`):
+//   --dns TEXT              a valid GetDnsStatus data object of a serving proxy
+//   --dns-broker NAME       ... that lists a learned address of NAME as a broker address (broker: true)
 //
 // Prints one `ok`/`FAIL` line per check and exits 1 if any failed (2 for bad arguments). --quiet prints
 // nothing: for retry loops that only need the exit status.
@@ -55,6 +62,9 @@ try {
       status: { type: 'string' },
       generation: { type: 'string' },
       'attached-programs': { type: 'string' },
+      'broker-name': { type: 'string' },
+      dns: { type: 'string' },
+      'dns-broker': { type: 'string' },
     },
     strict: true,
   }).values
@@ -64,7 +74,7 @@ try {
 }
 
 // A call that checks nothing must not pass for a verified lab.
-const checks = ['health', 'chat', 'direct', 'events', 'broker-log', 'status']
+const checks = ['health', 'chat', 'direct', 'events', 'broker-log', 'status', 'dns']
 if (!checks.some((name) => args[name] !== undefined)) {
   console.error(`check-verdicts: nothing to check (--${checks.join(', --')})\n${usage}`)
   process.exit(2)
@@ -92,6 +102,14 @@ if ((brokerPort !== undefined || args['after-line'] !== undefined) && args.event
   console.error('check-verdicts: --broker-port and --after-line need --events')
   process.exit(2)
 }
+if (args['broker-name'] !== undefined && brokerPort === undefined) {
+  console.error('check-verdicts: --broker-name needs --broker-port')
+  process.exit(2)
+}
+if (args['dns-broker'] !== undefined && args.dns === undefined) {
+  console.error('check-verdicts: --dns-broker needs --dns')
+  process.exit(2)
+}
 if ((generation !== undefined || attachedPrograms !== undefined) && args.status === undefined) {
   console.error('check-verdicts: --generation and --attached-programs need --status')
   process.exit(2)
@@ -117,7 +135,8 @@ const oneLine = (text) => text.replace(/\s+/g, ' ').trim()
 /** `::ffff:a.b.c.d` and `a.b.c.d` name the same IPv4 destination (the events keep what connect() got). */
 const sameIp = (a, b) => typeof a === 'string' && typeof b === 'string' && unmapped(a) === unmapped(b)
 const unmapped = (ip) => (isIPv6(ip) && /^::ffff:\d/i.test(ip) ? ip.slice(7) : ip).toLowerCase()
-const describe = (e) => `${e.reason_code} ${e.verdict} ${e.hook ?? ''} ${e.dst_ip ?? '-'}:${e.dst_port ?? '-'} (${e.comm ?? ''})`
+const describe = (e) =>
+  `${e.reason_code} ${e.verdict} ${e.hook ?? ''} ${e.dst_ip ?? '-'}:${e.dst_port ?? '-'} (${e.comm ?? ''})${e.dns_name ? ` dns_name=${e.dns_name}` : ''}`
 
 // --- the test service's answers ---------------------------------------------------------------------------------
 if (args.health !== undefined) {
@@ -178,7 +197,12 @@ if (args.events !== undefined) {
     const allow =
       brokerPort === undefined
         ? undefined
-        : recent.findLast((e) => e.reason_code === 'ALLOW_BROKER' && e.dst_port === brokerPort)
+        : recent.findLast(
+            (e) =>
+              e.reason_code === 'ALLOW_BROKER' &&
+              e.dst_port === brokerPort &&
+              (args['broker-name'] === undefined || e.dns_name === args['broker-name']),
+          )
     const deny =
       directEvent === null
         ? undefined
@@ -203,10 +227,11 @@ if (args.events !== undefined) {
         : `${errors.length} line(s) rejected; line ${first.line}: ${first.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`,
     )
     if (brokerPort !== undefined) {
+      const byName = args['broker-name'] === undefined ? '' : ` with dns_name ${args['broker-name']}`
       check(
-        'its event: ALLOW_BROKER',
+        `its event: ALLOW_BROKER${args['broker-name'] === undefined ? '' : ' by name'}`,
         allow !== undefined,
-        allow !== undefined ? describe(allow) : `no ALLOW_BROKER event to port ${brokerPort} after line ${afterLine}`,
+        allow !== undefined ? describe(allow) : `no ALLOW_BROKER event to port ${brokerPort}${byName} after line ${afterLine}`,
       )
     }
     if (directEvent !== null) {
@@ -251,11 +276,42 @@ if (args.status !== undefined) {
   if (attachedPrograms !== undefined) {
     // socket_storage is a mode of the other programs, not a program of its own.
     const programLayers = (status?.activeLayers ?? []).filter((layer) => layer !== 'socket_storage')
-    const expected = (status?.attachedHooks.length ?? 0) + programLayers.length
+    // The agent attaches the return path of DNS steering (rules by name, SPEC 4b) beside the sock_addr hooks,
+    // whatever the policy: it restores the resolver's address on answers the DNS proxy sent.
+    const dnsReturnPath = ['dns_recvmsg4', 'dns_recvmsg6', 'dns_getpeername4', 'dns_getpeername6']
+    const expected = (status?.attachedHooks.length ?? 0) + dnsReturnPath.length + programLayers.length
     check(
       'programs attached',
       attachedPrograms === expected,
-      `${attachedPrograms} attached, expected ${expected} (${status?.attachedHooks.join(', ')}; ${programLayers.join(', ')})`,
+      `${attachedPrograms} attached, expected ${expected} (${status?.attachedHooks.join(', ')}; ${dnsReturnPath.join(', ')}; ${programLayers.join(', ')})`,
+    )
+  }
+}
+
+// --- the agent's DNS proxy ------------------------------------------------------------------------------------
+if (args.dns !== undefined) {
+  let dns = null
+  try {
+    dns = parseControlCommandData('GetDnsStatus', JSON.parse(args.dns))
+    check(
+      'DNS proxy serving',
+      dns.serving === true,
+      dns.serving
+        ? `on ${dns.listen.join(', ')}, ${dns.counters.queries} queries, ${dns.counters.learnedAddresses} learned, ${dns.counters.upstreamFailures} upstream failures`
+        : `not serving: ${dns.reason}`,
+    )
+  } catch (err) {
+    check('DNS proxy serving', false, `not a GetDnsStatus data object: ${err.message}: ${oneLine(args.dns).slice(0, 200)}`)
+  }
+  const name = args['dns-broker']
+  if (name !== undefined) {
+    const learned = (dns?.learned ?? []).filter((l) => l.name === name && l.broker === true)
+    check(
+      `learned: ${name}`,
+      learned.length > 0,
+      learned.length > 0
+        ? learned.map((l) => `${l.address} broker ttl ${Math.round(l.ttlRemainingMs / 1000)} s${l.workloadId ? ` for ${l.workloadId}` : ''}`).join(', ')
+        : `no learned broker address of ${name} (learned: ${(dns?.learned ?? []).map((l) => `${l.name} ${l.address}`).join(', ') || 'none'})`,
     )
   }
 }

@@ -4,7 +4,8 @@
 #
 #   scripts/lab/e2e.sh [native] [docker] [compose]      (default: all three)
 #
-#   native   pnpm lab, lab:status, lab:down; then no cgroup, pin, process, state or listener is left
+#   native   pnpm lab (the broker by name through the lab's resolver), lab:status, lab:down; then no cgroup,
+#            pin, process, state or listener is left
 #   docker   pnpm docker:ebpf-lab (images rebuilt), curl localhost:$EBPF_LAB_PORT/health, :status (a refused
 #            direct call with its reason code), :down; then again with every EBPF_LAB_* override set; then no
 #            container, network or volume of the lab is left
@@ -64,9 +65,11 @@ native() {
   [[ ! -e "$cg2/interceptor-ebpf-lab" ]] || { echo "lab-e2e: native: cgroup left" >&2; return 1; }
   [[ -z "$bpffs" || ! -e "$bpffs/interceptor-ebpf-lab" ]] || { echo "lab-e2e: native: pins left" >&2; return 1; }
   [[ ! -e /run/interceptor-ebpf-lab ]] || { echo "lab-e2e: native: state left" >&2; return 1; }
-  for port in 3000 8081 8082; do
+  for port in 3000 8081 8082 5300; do
     [[ -z "$(ss -Hltn "sport = :$port")" ]] || { echo "lab-e2e: native: port $port still listening" >&2; return 1; }
   done
+  # The lab's resolver listens on UDP as well.
+  [[ -z "$(ss -Hlun "sport = :5300")" ]] || { echo "lab-e2e: native: UDP port 5300 still bound" >&2; return 1; }
   results+=("native: up, verified, status, down, nothing left ($(elapsed "$t"))")
 }
 

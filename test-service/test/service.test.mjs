@@ -55,6 +55,7 @@ const tls = (name) => ({
 
 let brokerPort
 let upstreamPort
+let dnsPort
 
 before(async () => {
   execFileSync('bash', [path.join(root, 'test-service/gen-certs.sh'), certs], { stdio: 'ignore' })
@@ -68,6 +69,9 @@ before(async () => {
     BROKER_TLS_CA_PATH: path.join(certs, 'ca.crt'),
   })
   await waitFor(() => broker.output.includes('upstream stand-in listening'), 'the broker stand-in')
+  dnsPort = await freePort()
+  const dns = start('test-service/dns-stand-in.mjs', { DNS_PORT: String(dnsPort), DNS_TTL: '5' })
+  await waitFor(() => dns.output.includes('dns stand-in listening'), 'the DNS stand-in')
 })
 
 after(() => {
@@ -96,6 +100,37 @@ test('a chat goes through the broker over mTLS with the workload id', async () =
   const body = await res.json()
   assert.equal(body.via, 'broker')
   assert.match(body.reply, /broker stand-in received "hi" from w_f73d1dc18e9c41bc89c5928d5bc67230/)
+})
+
+test('BROKER_DNS_SERVER: the broker is found by name through that server, and its certificate covers the name', async () => {
+  const { base, child } = await service({
+    BROKER_URL: `https://broker.lab.internal:${brokerPort}`,
+    BROKER_DNS_SERVER: `127.0.0.1:${dnsPort}`,
+    BROKER_LOG_LEVEL: 'debug',
+    ...tls('workload'),
+  })
+  const health = await waitFor(
+    () => fetch(`${base}/health`).then((r) => r.json()).then((h) => h.broker.manifest === 'loaded' && h),
+    'the manifest',
+  )
+  assert.equal(health.broker.url, `https://broker.lab.internal:${brokerPort}`)
+  const res = await fetch(`${base}/chat`, { method: 'POST', body: JSON.stringify({ message: 'by name' }) })
+  assert.equal(res.status, 200)
+  assert.match((await res.json()).reply, /broker stand-in received "by name"/)
+  assert.match(child.output, /"msg":"broker name resolved".*"addresses":\["127\.0\.0\.1","::1"\]/)
+})
+
+test('BROKER_DNS_SERVER: a name the server does not know leaves the broker unavailable (ENOTFOUND)', async () => {
+  const { base } = await service({
+    BROKER_URL: `https://nowhere.lab.internal:${brokerPort}`,
+    BROKER_DNS_SERVER: `127.0.0.1:${dnsPort}`,
+    ...tls('workload'),
+  })
+  const health = await waitFor(
+    () => fetch(`${base}/health`).then((r) => r.json()).then((h) => h.broker.manifest === 'unavailable' && h),
+    'the manifest failure',
+  )
+  assert.equal(health.broker.error.errno, 'ENOTFOUND')
 })
 
 test('the broker refuses a workload id that is not the certificate CN', async () => {
@@ -156,6 +191,10 @@ test('bad configuration stops the service with one line naming the variable', as
     ['BROKER_FAIL_ON_MANIFEST_ERROR', 'maybe'],
     ['BROKER_URL', 'ftp://x'],
     ['BROKER_LOG_LEVEL', 'loud'],
+    ['BROKER_DNS_SERVER', 'resolver.example:53'],
+    ['BROKER_DNS_SERVER', '127.0.0.1:0'],
+    ['BROKER_DNS_SERVER', '[::1]:70000'],
+    ['BROKER_DNS_SERVER', '300.1.1.1'],
   ]) {
     const child = start('test-service/server.mjs', { PORT: '3999', [name]: value })
     assert.equal(await child.exited, 2, name)

@@ -3,8 +3,8 @@
 #
 #   EBPF_LAB_PORT                (3000)  host port where the nested service's /health answers
 #   EBPF_LAB_HOST_IMAGE          (broker-interceptor/interceptor-ebpf-host:dev)
-#   EBPF_LAB_HOST_CONTAINER      (interceptor-ebpf-lab-host)  also the prefix of the broker container, the
-#                                network and the volume the lab creates
+#   EBPF_LAB_HOST_CONTAINER      (interceptor-ebpf-lab-host)  also the prefix of the broker and resolver
+#                                containers, the network and the volume the lab creates
 #   EBPF_LAB_NESTED_IMAGE        (broker-interceptor/interceptor-node-test:dev)  the test service; also runs
 #                                the outer broker stand-in
 #   EBPF_LAB_NESTED_CONTAINER    (interceptor-node-test)  name of the nested container inside the host
@@ -23,6 +23,10 @@ tunnel_port="${EBPF_LAB_BROKER_TUNNEL_PORT:-18081}"
 require_host_port="${EBPF_LAB_REQUIRE_HOST_PORT:-1}"
 
 broker_container="${host_container}-broker"
+# The lab's resolver (test-service/dns-stand-in.mjs) on the lab network, port 5300: it answers the broker's
+# name, which the policy and the test service use instead of an address.
+dns_container="${host_container}-dns"
+broker_name=broker.lab.internal
 lab_network="${host_container}-net"
 lab_volume="${host_container}-docker"
 # Every object `up` creates carries this label, and `down` removes exactly the objects that carry it.

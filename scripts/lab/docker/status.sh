@@ -21,6 +21,8 @@ echo "== agent health (interceptor-ebpf ctl health)"
 in_host interceptor-ebpf ctl health || true
 echo "== agent status (interceptor-ebpf ctl status)"
 in_host interceptor-ebpf ctl status || true
+echo "== the DNS proxy and the addresses it learned (interceptor-ebpf ctl dns)"
+in_host interceptor-ebpf ctl dns || true
 echo "== last verdicts (of $(in_host sh -c 'wc -l </run/ebpf-lab/events/events.ndjson') events)"
 in_host tail -n 8 /run/ebpf-lab/events/events.ndjson | sed 's/^/  /' || true
 echo "== a direct call around the broker, now"

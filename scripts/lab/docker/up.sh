@@ -2,13 +2,17 @@
 # The Docker lab: a privileged Docker-in-Docker "host" that runs dockerd, the interceptor-ebpf agent and a
 # broker tunnel, and the test service as a nested container (--network host) whose cgroup the agent manages
 # and enforces. The broker stand-in runs as an outer container; the nested service reaches it only through
-# the tunnel on the host's loopback, which is the policy's one broker endpoint.
+# the tunnel on the host's loopback. The policy names the broker by DNS, broker.lab.internal on the tunnel's
+# port: the lab's resolver (test-service/dns-stand-in.mjs, another outer container) answers it with the
+# tunnel's loopback addresses, the test service asks it (BROKER_DNS_SERVER), and the agent's DNS proxy, on the
+# way, learns those addresses as the broker's.
 #
 #   scripts/lab/docker/up.sh [--build]     pnpm docker:ebpf-lab:up (pnpm docker:ebpf-lab rebuilds the images first)
 #
 # Then it verifies, and exits non-zero unless all of it holds:
 #   - /health of the nested service answers on localhost:$EBPF_LAB_PORT
-#   - POST /chat goes through the broker (mTLS, through the tunnel)
+#   - POST /chat goes through the broker (mTLS, through the tunnel), and the agent's event for it is
+#     ALLOW_BROKER with dns_name broker.lab.internal; `ctl -o json dns` lists the learned broker addresses
 #   - POST /direct-call, a call around the broker, is refused by the kernel with EPERM, and the agent's
 #     event for it says DENY_DEFAULT (scripts/lab/check-verdicts.mjs, on the agent's parsed event log)
 # Overrides: scripts/lab/docker/common.sh. Base images for --build: NODE_IMAGE, DEBIAN_IMAGE (docker/build.sh).
@@ -58,6 +62,19 @@ docker run -d --name "$broker_container" --label "$lab_label" \
   -e BROKER_LOG_LEVEL=info -e UPSTREAM_PORT=8082 -e UPSTREAM_HOST=0.0.0.0 \
   "$nested_image" node test-service/broker-stand-in.mjs >/dev/null
 upstream_ip=$(docker inspect -f "{{(index .NetworkSettings.Networks \"$lab_network\").IPAddress}}" "$broker_container")
+# The lab's resolver: answers the broker's name with the tunnel's addresses inside the host container.
+say "resolver $dns_container ($broker_name -> 127.0.0.1, ::1)"
+docker run -d --name "$dns_container" --label "$lab_label" \
+  --network "$lab_network" --network-alias dns \
+  --cap-drop NET_RAW \
+  -e BROKER_LOG_LEVEL=debug -e DNS_HOST=0.0.0.0 -e DNS_PORT=5300 -e "DNS_NAME=$broker_name" \
+  -e DNS_A=127.0.0.1 -e DNS_AAAA=::1 -e DNS_TTL=30 \
+  "$nested_image" node test-service/dns-stand-in.mjs >/dev/null
+dns_server="$(docker inspect -f "{{(index .NetworkSettings.Networks \"$lab_network\").IPAddress}}" "$dns_container"):5300"
+for _ in $(seq 1 50); do
+  docker logs "$dns_container" 2>&1 | grep -q 'dns stand-in listening' && break
+  sleep 0.1
+done
 
 say "host container $host_container ($host_image)"
 publish=()
@@ -68,6 +85,7 @@ docker run -d --name "$host_container" --label "$lab_label" \
   --network "$lab_network" "${publish[@]}" \
   -v "$lab_volume:/var/lib/docker" \
   -e "EBPF_LAB_BROKER_TUNNEL_PORT=$tunnel_port" -e "EBPF_LAB_BROKER_TARGET=broker:8081" \
+  -e "EBPF_LAB_BROKER_NAME=$broker_name" -e "EBPF_LAB_DNS_SERVER=$dns_server" \
   "$host_image" >/dev/null
 
 for _ in $(seq 1 120); do
@@ -96,7 +114,7 @@ in_host docker run -d --name "$nested_container" \
   -v /run/ebpf-lab/certs:/app/test-service/certs:ro \
   -v /run/ebpf-lab/events:/run/ebpf-lab/events:ro \
   -e PORT=3000 \
-  -e "BROKER_URL=https://localhost:${tunnel_port}" \
+  -e "BROKER_URL=https://${broker_name}:${tunnel_port}" -e "BROKER_DNS_SERVER=${dns_server}" \
   -e BROKER_EBPF_EVENTS_FILE=/run/ebpf-lab/events/events.ndjson \
   -e "DIRECT_CALL_URL=http://${upstream_ip}:8082/v1/chat/completions" \
   "$nested_image" >/dev/null
@@ -126,11 +144,13 @@ for _ in 1 2 3 4 5; do
   sleep 1
 done
 direct=$(service POST /direct-call 2>&1 || true)
+dns=$(in_host interceptor-ebpf ctl -o json dns 2>&1 || true)
 # The test service waited for the direct call's event, which the agent logged after the chat's: the log read
 # now holds both.
 if ! in_host cat "$events_file" | node scripts/lab/check-verdicts.mjs --health "$health" --chat "$chat" \
   --direct "$direct" --direct-code DENY_DEFAULT \
-  --events - --after-line "$mark" --broker-port "$tunnel_port" \
+  --events - --after-line "$mark" --broker-port "$tunnel_port" --broker-name "$broker_name" \
+  --dns "$dns" --dns-broker "$broker_name" \
   --broker-log <(docker logs "$broker_container" 2>&1); then
   echo
   say "enforcement NOT verified (see FAIL lines); the lab is left up for inspection: scripts/lab/docker/status.sh, then scripts/lab/docker/down.sh"
@@ -146,6 +166,7 @@ cat <<MSG
 Docker lab up in $(($(date +%s) - start)) s, enforcement verified.
   service   $try
   look      pnpm docker:ebpf-lab:status
+            docker exec ${host_container} interceptor-ebpf ctl dns
             docker exec ${host_container} interceptor-ebpf ctl events --follow
   stop      pnpm docker:ebpf-lab:down
 MSG

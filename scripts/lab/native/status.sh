@@ -13,7 +13,7 @@ if [[ ! -d "$state" ]]; then
   exit 1
 fi
 echo "== processes"
-for name in agent events broker service; do
+for name in agent events dns broker service; do
   if pid=$(live_pid "$name"); then
     printf '  %-8s pid %-8s cgroup %s\n' "$name" "$pid" "$(sed -n 's/^0:://p' "/proc/$pid/cgroup")"
   else
@@ -25,6 +25,8 @@ echo "== agent health (interceptor-ebpf ctl health)"
 ctl health || report_failed=1
 echo "== agent status (interceptor-ebpf ctl status)"
 ctl status || report_failed=1
+echo "== the DNS proxy and the addresses it learned (interceptor-ebpf ctl dns)"
+ctl dns || report_failed=1
 echo "== last verdicts (of $(wc -l <"$state/events.ndjson") in $state/events.ndjson)"
 tail -n 8 "$state/events.ndjson" | sed 's/^/  /'
 echo "== a direct call around the broker, now"

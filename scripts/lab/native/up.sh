@@ -2,13 +2,18 @@
 # The native lab (pnpm lab): no Docker. As root on a Linux host with BTF and cgroup v2, it
 #   1. builds the agent (cargo, release) and the lab's certificates (test-service/gen-certs.sh, once);
 #   2. creates its own cgroup tree (scripts/lab/native/common.sh lists everything it creates) and starts the
-#      agent with its cgroup root there and a policy that allows the broker stand-in and the DNS resolvers only;
-#   3. starts the broker stand-in (mTLS on localhost:$LAB_BROKER_PORT, and the "upstream" stand-in on
+#      agent with its cgroup root there and a policy that allows the broker, named broker.lab.internal, and
+#      the DNS resolvers only (the lab's resolver on 127.0.0.1:$LAB_DNS_PORT and those of /etc/resolv.conf);
+#   3. starts the lab's resolver (test-service/dns-stand-in.mjs: broker.lab.internal -> 127.0.0.1, ::1), the
+#      broker stand-in (mTLS on port $LAB_BROKER_PORT, and the "upstream" stand-in on
 #      127.0.0.1:$LAB_UPSTREAM_PORT) and the agent's event log;
-#   4. starts the test service as nobody, without capabilities, in a managed cgroup in enforce mode;
+#   4. starts the test service as nobody, without capabilities, in a managed cgroup in enforce mode, with
+#      BROKER_URL=https://broker.lab.internal:$LAB_BROKER_PORT resolved through the lab's resolver
+#      (BROKER_DNS_SERVER): the agent's DNS proxy sees the answer and learns the broker's addresses;
 #   5. verifies, and exits non-zero unless all of it holds: /health answers; a chat goes through the broker
-#      and the agent reported ALLOW_BROKER for it; a direct call to the upstream fails with EPERM and the
-#      agent reported DENY_DEFAULT for it (scripts/lab/check-verdicts.mjs, on the agent's parsed event log).
+#      and the agent reported ALLOW_BROKER with dns_name broker.lab.internal for it; `ctl dns` lists the
+#      learned broker addresses; a direct call to the upstream fails with EPERM and the agent reported
+#      DENY_DEFAULT for it (scripts/lab/check-verdicts.mjs, on the agent's parsed event log).
 # It leaves the lab running on localhost:$LAB_PORT: pnpm lab:status to look, pnpm lab:down to remove it all.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -26,12 +31,16 @@ if [[ -e "$state" || -e "$lab_cg" || ( -n "$bpffs" && -e "$pin_dir" ) ]]; then
   say "a lab named $lab_name exists already ($state, $lab_cg or $pin_dir): pnpm lab:status, or pnpm lab:down first"
   exit 1
 fi
-for port in "$lab_port" "$broker_port" "$upstream_port"; do
+for port in "$lab_port" "$broker_port" "$upstream_port" "$dns_port"; do
   if [[ -n "$(ss -Hltn "sport = :$port" 2>/dev/null)" ]]; then
-    say "port $port is in use (LAB_PORT, LAB_BROKER_PORT, LAB_UPSTREAM_PORT choose others)"
+    say "port $port is in use (LAB_PORT, LAB_BROKER_PORT, LAB_UPSTREAM_PORT, LAB_DNS_PORT choose others)"
     exit 1
   fi
 done
+if [[ -n "$(ss -Hlun "sport = :$dns_port" 2>/dev/null)" ]]; then
+  say "UDP port $dns_port is in use (LAB_DNS_PORT chooses another)"
+  exit 1
+fi
 command -v setpriv >/dev/null || { say "setpriv (util-linux) is missing"; exit 1; }
 node_bin=$(command -v node) || { say "node is missing"; exit 1; }
 
@@ -84,8 +93,11 @@ resolvers=$("$node_bin" -e '
     .map((l) => l.trim().split(/\s+/)).filter((f) => f[0] === "nameserver" && f[1] && !f[1].includes("%"))
     .map((f) => require("net").isIPv6(f[1]) ? new URL(`http://[${f[1]}]`).hostname.slice(1, -1) : f[1])
   process.stdout.write([...new Set(ips)].map((ip) => JSON.stringify({ ip })).join(","))')
-printf '{"broker":[{"ip":"127.0.0.1","port":%s},{"ip":"::1","port":%s}],"dns":[%s],"rules":[]}\n' \
-  "$broker_port" "$broker_port" "$resolvers" >"$state/policy.json"
+# The broker by name only: the test service reaches it at the addresses the agent's DNS proxy learns from the
+# lab resolver's answer, never at a listed address. The resolvers of /etc/resolv.conf stay DNS endpoints (the
+# workload's other lookups go there, through the proxy as well).
+printf '{"broker":[{"fqdn":"%s","port":%s}],"dns":[{"ip":"127.0.0.1","port":%s}%s],"rules":[]}\n' \
+  "$broker_name" "$broker_port" "$dns_port" "${resolvers:+,$resolvers}" >"$state/policy.json"
 
 say "starting the agent (cgroup root ${lab_cg#"$cg2"}/workloads, pins $pin_dir)"
 BROKER_EBPF_CGROUP_ROOT="$lab_cg/workloads" \
@@ -111,15 +123,18 @@ ctl cgroup add "$workload_cgroup" --mode enforce --workload-id "$workload_id" >/
 # The event log: what lab:status shows and where the test service looks up the reason code of a refusal.
 SPAWN_STDOUT="$state/events.ndjson" spawn events "$lab_cg/infra" "$agent_bin" ctl events --follow
 
-# --- the broker stand-in and the test service -----------------------------------------------------------------
-say "starting the broker stand-in (https://localhost:$broker_port) and the test service (localhost:$lab_port)"
+# --- the lab's resolver, the broker stand-in and the test service ---------------------------------------------------
+say "starting the lab resolver (127.0.0.1:$dns_port), the broker stand-in (https://$broker_name:$broker_port) and the test service (localhost:$lab_port)"
+DNS_HOST=127.0.0.1 DNS_PORT="$dns_port" DNS_NAME="$broker_name" DNS_A=127.0.0.1 DNS_AAAA=::1 DNS_TTL=30 \
+  BROKER_LOG_LEVEL=info spawn dns "$lab_cg/infra" "$node_bin" test-service/dns-stand-in.mjs
 BROKER_PORT="$broker_port" UPSTREAM_PORT="$upstream_port" UPSTREAM_HOST=127.0.0.1 BROKER_LOG_LEVEL=info \
   spawn broker "$lab_cg/infra" "$node_bin" test-service/broker-stand-in.mjs
 for _ in $(seq 1 50); do
-  [[ -n "$(ss -Hltn "sport = :$broker_port")" ]] && break
+  [[ -n "$(ss -Hltn "sport = :$broker_port")" && -n "$(ss -Hlun "sport = :$dns_port")" ]] && break
   sleep 0.1
 done
-PORT="$lab_port" BROKER_URL="https://localhost:$broker_port" BROKER_WORKLOAD_ID="$workload_id" \
+PORT="$lab_port" BROKER_URL="https://$broker_name:$broker_port" BROKER_DNS_SERVER="127.0.0.1:$dns_port" \
+  BROKER_WORKLOAD_ID="$workload_id" \
   BROKER_LOG_LEVEL=info BROKER_FAIL_ON_MANIFEST_ERROR=false \
   DIRECT_CALL_URL="http://127.0.0.1:$upstream_port/v1/chat/completions" \
   BROKER_EBPF_EVENTS_FILE="$state/events.ndjson" \
@@ -145,9 +160,11 @@ for _ in 1 2 3 4 5; do
   sleep 1
 done
 direct=$(curl -sS --max-time 15 -X POST "http://127.0.0.1:$lab_port/direct-call" 2>&1 || true)
+dns=$(ctl -o json dns 2>&1 || true)
 if ! "$node_bin" scripts/lab/check-verdicts.mjs --health "$health" --chat "$chat" \
   --direct "$direct" --direct-code DENY_DEFAULT \
-  --events "$state/events.ndjson" --after-line "$mark" --broker-port "$broker_port" \
+  --events "$state/events.ndjson" --after-line "$mark" --broker-port "$broker_port" --broker-name "$broker_name" \
+  --dns "$dns" --dns-broker "$broker_name" \
   --broker-log "$state/broker.log"; then
   echo
   say "enforcement NOT verified (FAIL lines above). The lab is left running for inspection: pnpm lab:status; remove it: pnpm lab:down"
@@ -160,6 +177,7 @@ Native lab up in $(($(date +%s) - start)) s, enforcement verified. The test serv
           curl -XPOST localhost:${lab_port}/chat -H 'content-type: application/json' -d '{"message":"hi"}'
           curl -XPOST localhost:${lab_port}/direct-call
   look    pnpm lab:status
+          BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock node bin/interceptor-ebpf.js ctl dns
           BROKER_EBPF_CONTROL_SOCKET=$state/agentd.sock node bin/interceptor-ebpf.js ctl events --follow
   stop    pnpm lab:down
 MSG
