@@ -169,6 +169,15 @@ struct Inner {
 }
 
 impl Inner {
+    /// The metadata of the active slot.
+    fn active_meta(&self) -> Result<abi::SlotMeta, DataplaneError> {
+        let active = self.config.active_slot();
+        self.maps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .meta(active)
+    }
+
     /// After a change of the managed cgroups or the modes has reached the maps: revokes every socket mark (the
     /// layers' mark epoch) and then every verdict a UDP socket cached (`dp_config.epoch`). In this order, a
     /// verdict cached under the new epoch was marked under the new mark epoch (bpf/dataplane.bpf.c, `run`). The
@@ -490,12 +499,7 @@ impl Dataplane {
             .policy()
             .map_or((0, 0), |p| p.counts());
         self.with(|i| {
-            let active = i.config.active_slot();
-            let meta = i
-                .maps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .meta(active)?;
+            let meta = i.active_meta()?;
             Ok(PolicySummary {
                 generation: meta.generation,
                 ipv4_rules: u64::from(meta.ipv4_rules),
@@ -618,12 +622,7 @@ impl Dataplane {
     /// Whether the active policy steers managed workloads' DNS to the proxy (it names destinations by DNS name).
     pub fn dns_steering(&self) -> Result<bool, DataplaneError> {
         self.with(|i| {
-            let active = i.config.active_slot();
-            let meta = i
-                .maps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .meta(active)?;
+            let meta = i.active_meta()?;
             Ok(meta.steer_dns != 0)
         })
     }
@@ -929,12 +928,7 @@ impl Dataplane {
 
     pub fn status(&self) -> Result<DataplaneStatus, DataplaneError> {
         self.with(|i| {
-            let active = i.config.active_slot();
-            let meta = i
-                .maps
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .meta(active)?;
+            let meta = i.active_meta()?;
             let sum = |idx: u64| -> Result<u64, DataplaneError> {
                 let values = i
                     .counters

@@ -113,54 +113,36 @@ impl PolicyMaps {
 
     /// Stores `blob` as `slot`'s DNS names (the slot is inactive), or removes them when it is empty.
     fn write_dns_names(&self, slot: u32, blob: &[u8]) -> Result<(), DataplaneError> {
-        let err = |what: &str, e: std::io::Error| {
-            DataplaneError::map("dp_dns_names", format!("{what} of slot {slot}: {e}"))
-        };
-        let pin = dns_names_pin(&self.pin_dir, slot);
-        match std::fs::remove_file(&pin) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err("unpin the previous names", e)),
+        let mut values = Vec::new();
+        if !blob.is_empty() {
+            values = (blob.len() as u64).to_le_bytes().to_vec();
+            values.extend_from_slice(blob);
+            values.resize(values.len().next_multiple_of(NAMES_CHUNK), 0);
         }
-        if blob.is_empty() {
-            return Ok(());
-        }
-        let mut values = (blob.len() as u64).to_le_bytes().to_vec();
-        values.extend_from_slice(blob);
-        values.resize(values.len().next_multiple_of(NAMES_CHUNK), 0);
-        let chunks = (values.len() / NAMES_CHUNK) as u32;
-        let map = sys::map::create_array(NAMES_CHUNK as u32, chunks, b"dp_dns_names")
-            .map_err(|e| err("create", e))?;
-        sys::map::update_array_batch(map.as_fd(), NAMES_CHUNK, &values)
-            .map_err(|e| err("write", e))?;
-        sys::obj_pin(map.as_fd(), &pin).map_err(|e| err("pin", e))
+        repin_array(
+            &dns_names_pin(&self.pin_dir, slot),
+            "dp_dns_names",
+            slot,
+            NAMES_CHUNK,
+            &values,
+        )
     }
 
     /// Stores `ids` as `slot`'s rule ids: a fresh array sized to them replaces the slot's pin (the slot is
     /// inactive: nothing reads it before the flip).
     fn write_rule_ids(&self, slot: u32, ids: &[String]) -> Result<(), DataplaneError> {
-        let err = |what: &str, e: std::io::Error| {
-            DataplaneError::map("dp_rule_ids", format!("{what} of slot {slot}: {e}"))
-        };
-        let pin = rule_ids_pin(&self.pin_dir, slot);
-        match std::fs::remove_file(&pin) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(err("unpin the previous ids", e)),
-        }
-        if ids.is_empty() {
-            return Ok(());
-        }
         let value_size = id_value_size(ids);
-        let map = sys::map::create_array(value_size as u32, ids.len() as u32, b"dp_rule_ids")
-            .map_err(|e| err("create", e))?;
         let mut values = vec![0u8; ids.len() * value_size];
         for (id, v) in ids.iter().zip(values.chunks_mut(value_size)) {
             v[..id.len()].copy_from_slice(id.as_bytes());
         }
-        sys::map::update_array_batch(map.as_fd(), value_size, &values)
-            .map_err(|e| err("write", e))?;
-        sys::obj_pin(map.as_fd(), &pin).map_err(|e| err("pin", e))
+        repin_array(
+            &rule_ids_pin(&self.pin_dir, slot),
+            "dp_rule_ids",
+            slot,
+            value_size,
+            &values,
+        )
     }
 
     /// Starts reclaiming `slot` (which must not be the active slot) in the background, with fresh maps of room
@@ -280,6 +262,33 @@ impl PolicyMaps {
         self.start_reclaim(active, room);
         Ok(generation)
     }
+}
+
+/// Replaces the user-space array pinned at `pin` (one of an inactive slot's: nothing reads it before the flip)
+/// with a fresh one holding `values` in values of `value_size` bytes; no values: no array, the pin is removed.
+fn repin_array(
+    pin: &Path,
+    name: &'static str,
+    slot: u32,
+    value_size: usize,
+    values: &[u8],
+) -> Result<(), DataplaneError> {
+    let err = |what: &str, e: std::io::Error| {
+        DataplaneError::map(name, format!("{what} of slot {slot}: {e}"))
+    };
+    match std::fs::remove_file(pin) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(err("unpin the previous array", e)),
+    }
+    if values.is_empty() {
+        return Ok(());
+    }
+    let entries = (values.len() / value_size) as u32;
+    let map = sys::map::create_array(value_size as u32, entries, name.as_bytes())
+        .map_err(|e| err("create", e))?;
+    sys::map::update_array_batch(map.as_fd(), value_size, values).map_err(|e| err("write", e))?;
+    sys::obj_pin(map.as_fd(), pin).map_err(|e| err("pin", e))
 }
 
 /// The room `p` needs in a slot's maps: its groups and the entries of its groups larger than the inline room.
