@@ -22,7 +22,8 @@
 // that reached the proxy, or a steered one that did not, stops the bench), no EPERM where a connect is allowed,
 // and EPERM for the learned address before it was learned.
 //
-// Environment: BENCH_ROUNDS (default 3, configurations rotated each round; each cell is the median over rounds),
+// Environment: BENCH_ROUNDS (default 3, configurations rotated each round; each cell is the median over rounds;
+// table 2 runs at least as many rounds as it has rows),
 // BENCH_DNS_QUERIES per configuration, socket mode and round (default 20000), BENCH_SECONDS per connect-rate
 // measurement (default 1).
 
@@ -220,15 +221,17 @@ async function main() {
       fs.writeFileSync(policyFiles[name], JSON.stringify(snapshot))
     }
     let active = null
-    const apply = (name) => {
+    const apply = async (name) => {
       if (active === name) return
       ctl(socket, ['policy', 'apply', policyFiles[name]])
       active = name
+      // Let the agent finish what follows a replacement before anything is timed.
+      await new Promise((r) => setTimeout(r, 200))
     }
     const client = (argv) => inWorkload(wl, netns, argv)
 
     // The learned row must measure a learned address: before any answer taught it, it is refused.
-    apply('named')
+    await apply('named')
     const before = await client([bin.dns_load, 'tcprefused', NAMED_ADDRESS, String(CLOSED_PORT), '20'])
     if (before.eperm !== before.calls || before.calls === 0) {
       throw new Error(`${NAMED_ADDRESS} must be refused before it is learned: ${JSON.stringify(before)}`)
@@ -240,7 +243,7 @@ async function main() {
     for (let round = 0; round < ROUNDS; round++) {
       for (let i = 0; i < CONFIGS.length; i++) {
         const c = CONFIGS[(i + round) % CONFIGS.length]
-        apply(c.policy)
+        await apply(c.policy)
         for (const mode of round % 2 ? [...MODES].reverse() : MODES) {
           const q0 = dnsStatus(socket).counters
           const r = await client([bin.dns_load, 'query', RESOLVER, '53', c.name, String(QUERIES), mode])
@@ -271,11 +274,13 @@ async function main() {
       { group: 'tcp', label: `TCP connect() to learned ${NAMED_ADDRESS} (${NAMED}), policy with names`, policy: 'named', argv: [bin.dns_load, 'tcprefused', NAMED_ADDRESS, String(CLOSED_PORT), ms], ok: 'econnrefused' },
     ]
     const rates = ROWS.map(() => [])
-    for (let round = 0; round < ROUNDS; round++) {
+    // At least one round per row, so the rotation puts every row in every position once.
+    const connectRounds = Math.max(ROUNDS, ROWS.length)
+    for (let round = 0; round < connectRounds; round++) {
       for (let i = 0; i < ROWS.length; i++) {
         const n = (i + round) % ROWS.length
         const row = ROWS[n]
-        apply(row.policy)
+        await apply(row.policy)
         if (row.argv[2] === NAMED_ADDRESS) {
           // Learned again each time it is used, as a workload would (the policy switches in between forget it).
           const q = await client([bin.dns_load, 'query', RESOLVER, '53', NAMED, '1', 'connected'])
@@ -320,6 +325,7 @@ async function main() {
       }
     }
     lines.push('', '## 2. The cost of the steering on a connect (from the managed cgroup)', '')
+    lines.push(`${connectRounds} rounds of ${SECONDS} s per row, rows rotated; calls/s is the median over rounds.`, '')
     lines.push('| connect | calls/s | ns per call | added ns per call | vs the first row of its group |')
     lines.push('|---|---:|---:|---:|---:|')
     for (const group of ['udp', 'tcp']) {
