@@ -308,6 +308,7 @@ export interface PackedLayout {
   uid: number
   comm: number
   ruleId: number
+  dnsName: number
   generationLow: number
   generationHigh: number
   workloadId: number
@@ -318,6 +319,7 @@ export interface PackedLayout {
   hasRuleId: number
   hasWorkloadId: number
   hasDestination: number
+  hasDnsName: number
 }
 
 /** The data's JSON (`null` for commands without any); issue paths from the data's root. */

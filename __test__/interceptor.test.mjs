@@ -134,6 +134,11 @@ describe('Interceptor without privileges', () => {
     // A refused socket has no destination: neither key is present (not undefined, not empty).
     const noDst = packed.filter((e) => !('dst_ip' in e))
     assert.ok(noDst.length > 0 && noDst.every((e) => !('dst_port' in e)), 'events without a destination')
+    // SPEC 4b: a destination learned from a DNS answer carries its name, right after rule_id; others have no key.
+    const named = packed.filter((e) => 'dns_name' in e)
+    assert.ok(named.length > 0 && named.length < packed.length, 'events with and without dns_name')
+    assert.ok(named.every((e) => /^api-\d\.example\.com$/.test(e.dns_name)))
+    assert.ok(named.some((e) => 'rule_id' in e), 'dns_name beside rule_id')
   })
 })
 

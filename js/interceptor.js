@@ -66,6 +66,7 @@ const {
   uid: W_UID,
   comm: W_COMM,
   ruleId: W_RULE_ID,
+  dnsName: W_DNS_NAME,
   generationLow: W_GENERATION_LOW,
   generationHigh: W_GENERATION_HIGH,
   workloadId: W_WORKLOAD_ID,
@@ -76,6 +77,7 @@ const {
   hasRuleId: HAS_RULE_ID,
   hasWorkloadId: HAS_WORKLOAD_ID,
   hasDestination: HAS_DESTINATION,
+  hasDnsName: HAS_DNS_NAME,
 } = tables.layout
 const NAMESPACE = tables.namespace
 const REASON = tables.reasonCodes
@@ -132,6 +134,7 @@ function decodePackedBatch(buf) {
     e.uid = u32[w + W_UID]
     e.comm = strings[u32[w + W_COMM]]
     if (flags & HAS_RULE_ID) e.rule_id = strings[u32[w + W_RULE_ID]]
+    if (flags & HAS_DNS_NAME) e.dns_name = strings[u32[w + W_DNS_NAME]]
     e.policy_generation = u32[w + W_GENERATION_LOW] + u32[w + W_GENERATION_HIGH] * TWO_POW_32
     if (flags & HAS_WORKLOAD_ID) e.workload_id = strings[u32[w + W_WORKLOAD_ID]]
     e.observed_at = strings[u32[w + W_OBSERVED_AT]]

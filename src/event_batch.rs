@@ -1,7 +1,7 @@
 //! How a batch of dataplane verdicts crosses into JavaScript: one N-API call per batch, never one per event.
 //!
 //! The batch is [`packed`]: fixed-size records plus a string table in which a string repeated within the batch
-//! (comm, rule id, workload id, cgroup id, destination) is stored once; `js/interceptor.js` decodes it with
+//! (comm, rule id, DNS name, workload id, cgroup id, destination) is stored once; `js/interceptor.js` decodes it with
 //! typed-array reads and object literals, keeping SPEC 3's key order exactly. It was the fastest of three
 //! measured transports (`pnpm bench:dataplane` prints the table, `bench/dataplane/codec.mjs` runs it alone);
 //! the other two live in [`bench`], built only with the `bench` cargo feature so production builds leave them
@@ -49,12 +49,13 @@ pub mod packed {
     pub const UID: usize = 6;
     pub const COMM: usize = 7;
     pub const RULE_ID: usize = 8;
+    pub const DNS_NAME: usize = 9;
     /// Event word: the policy generation's low 32 bits.
-    pub const GENERATION_LOW: usize = 9;
+    pub const GENERATION_LOW: usize = 10;
     /// Event word: the policy generation's high bits.
-    pub const GENERATION_HIGH: usize = 10;
-    pub const WORKLOAD_ID: usize = 11;
-    pub const OBSERVED_AT: usize = 12;
+    pub const GENERATION_HIGH: usize = 11;
+    pub const WORKLOAD_ID: usize = 12;
+    pub const OBSERVED_AT: usize = 13;
     pub const WORDS_PER_EVENT: usize = OBSERVED_AT + 1;
 
     /// Width of the hook and protocol fields of [`KINDS`].
@@ -68,6 +69,8 @@ pub mod packed {
     /// Flag bit: the event has a destination (dst_ip and dst_port); [`DST_IP`] and [`DST_PORT`] are 0
     /// otherwise (a socket refused at creation has none).
     pub const HAS_DESTINATION: u32 = 4;
+    /// Flag bit: the event has a dns_name (SPEC 4b).
+    pub const HAS_DNS_NAME: u32 = 8;
 }
 
 /// Interns the strings of one batch so a string repeated across events is decoded once in JavaScript.
@@ -108,6 +111,9 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         if e.rule_id.is_some() {
             flags |= HAS_RULE_ID;
         }
+        if e.dns_name.is_some() {
+            flags |= HAS_DNS_NAME;
+        }
         if e.workload_id.is_some() {
             flags |= HAS_WORKLOAD_ID;
         }
@@ -133,6 +139,7 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         };
         let comm = strings.intern(&e.comm);
         let rule = e.rule_id.as_deref().map_or(0, |r| strings.intern(r));
+        let dns_name = e.dns_name.as_deref().map_or(0, |n| strings.intern(n));
         let workload = e.workload_id.as_deref().map_or(0, |w| strings.intern(w));
         let observed = strings.push_unique(
             e.observed_timestamp()
@@ -151,6 +158,7 @@ pub fn to_packed(events: &[VerdictEvent]) -> Vec<u8> {
         record[UID] = e.uid;
         record[COMM] = comm;
         record[RULE_ID] = rule;
+        record[DNS_NAME] = dns_name;
         record[GENERATION_LOW] = e.policy_generation as u32;
         record[GENERATION_HIGH] = (e.policy_generation >> 32) as u32;
         record[WORKLOAD_ID] = workload;
@@ -187,6 +195,7 @@ pub struct PackedLayout {
     pub uid: u32,
     pub comm: u32,
     pub rule_id: u32,
+    pub dns_name: u32,
     pub generation_low: u32,
     pub generation_high: u32,
     pub workload_id: u32,
@@ -197,6 +206,7 @@ pub struct PackedLayout {
     pub has_rule_id: u32,
     pub has_workload_id: u32,
     pub has_destination: u32,
+    pub has_dns_name: u32,
 }
 
 /// What `js/interceptor.js` needs to decode a packed batch: the layout, and tables indexed by the numeric
@@ -249,6 +259,7 @@ pub fn packed_event_tables() -> PackedEventTables {
             uid: word(packed::UID),
             comm: word(packed::COMM),
             rule_id: word(packed::RULE_ID),
+            dns_name: word(packed::DNS_NAME),
             generation_low: word(packed::GENERATION_LOW),
             generation_high: word(packed::GENERATION_HIGH),
             workload_id: word(packed::WORKLOAD_ID),
@@ -259,6 +270,7 @@ pub fn packed_event_tables() -> PackedEventTables {
             has_rule_id: packed::HAS_RULE_ID,
             has_workload_id: packed::HAS_WORKLOAD_ID,
             has_destination: packed::HAS_DESTINATION,
+            has_dns_name: packed::HAS_DNS_NAME,
         },
         namespace: DATAPLANE_NAMESPACE,
         reason_codes: by_value(codes().map(|(v, c)| (v, c.as_str()))),
@@ -329,8 +341,13 @@ mod tests {
             let flags = w(KINDS) >> FLAGS_SHIFT;
             assert_eq!(flags & HAS_RULE_ID != 0, e.rule_id.is_some());
             assert_eq!(flags & HAS_WORKLOAD_ID != 0, e.workload_id.is_some());
+            assert_eq!(flags & HAS_DNS_NAME != 0, e.dns_name.is_some());
             if let Some(r) = &e.rule_id {
                 assert_eq!(&string(w(RULE_ID)), r);
+            }
+            match &e.dns_name {
+                Some(name) => assert_eq!(&string(w(DNS_NAME)), name),
+                None => assert_eq!(w(DNS_NAME), 0),
             }
             let generation = u64::from(w(GENERATION_LOW)) | (u64::from(w(GENERATION_HIGH)) << 32);
             assert_eq!(generation, e.policy_generation);

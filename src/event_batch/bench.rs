@@ -40,7 +40,7 @@ impl BatchFormat {
 
 /// One DataplanePacketEvent (SPEC 3) as a JavaScript object built in Rust, property by property in SPEC key
 /// order. Not `#[napi(object)]`: napi-rs sets a struct's `Option` fields after all required ones, which would
-/// move `would_block`, `rule_id` and `workload_id` to the end of the object.
+/// move `would_block`, `rule_id`, `dns_name` and `workload_id` to the end of the object.
 pub struct JsDataplanePacketEvent {
     pub code_namespace: &'static str,
     pub reason_code: &'static str,
@@ -56,6 +56,7 @@ pub struct JsDataplanePacketEvent {
     pub uid: u32,
     pub comm: String,
     pub rule_id: Option<String>,
+    pub dns_name: Option<String>,
     pub policy_generation: f64,
     pub workload_id: Option<String>,
     pub observed_at: String,
@@ -96,6 +97,9 @@ impl ToNapiValue for JsDataplanePacketEvent {
         if let Some(r) = e.rule_id {
             o.set("rule_id", r)?;
         }
+        if let Some(n) = e.dns_name {
+            o.set("dns_name", n)?;
+        }
         o.set("policy_generation", e.policy_generation)?;
         if let Some(w) = e.workload_id {
             o.set("workload_id", w)?;
@@ -122,6 +126,7 @@ fn to_object(e: &VerdictEvent) -> JsDataplanePacketEvent {
         uid: p.uid.unwrap_or_default(),
         comm: p.comm.map(|c| c.into_string()).unwrap_or_default(),
         rule_id: p.rule_id,
+        dns_name: p.dns_name,
         policy_generation: p.policy_generation.map_or(0.0, |g| g.get() as f64),
         workload_id: p.workload_id,
         observed_at: p
@@ -187,7 +192,8 @@ pub fn synthetic_events(count: usize) -> Vec<VerdictEvent> {
                 dst_port: (i % 13 != 12).then_some(443),
                 reason,
                 rule_id: (i % 5 != 0).then(|| format!("egress-rule-{}", i % 100)),
-                dns_name: None,
+                // Some destinations were learned from a DNS answer (SPEC 4b): a few names, repeated.
+                dns_name: (i % 5 != 0 && i % 3 == 1).then(|| format!("api-{}.example.com", i % 4)),
                 policy_generation: 7,
                 workload_id: (i % 10 != 0).then(|| "workload-billing-7f9c".to_owned()),
                 managed_cgroup_id: 4_294_967_296,
@@ -253,6 +259,7 @@ mod tests {
                 .filter(|k| match *k {
                     "would_block" => e.reason.would_block().is_some(),
                     "rule_id" => e.rule_id.is_some(),
+                    "dns_name" => e.dns_name.is_some(),
                     "workload_id" => e.workload_id.is_some(),
                     "dst_ip" | "dst_port" => e.dst_ip.is_some(),
                     _ => true,
