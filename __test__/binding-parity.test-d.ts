@@ -72,16 +72,18 @@ export type StatusLayers = Expect<Equal<DataplaneStatus['layers'], DataplaneLaye
 // The agent's GetStatus data is the loader's status without the loader's own keys (the agent's strict parser,
 // `crates/core/src/contract/control/protocol/response.rs`, accepts exactly these keys).
 type LoaderOnlyKey = 'cgroupRoot' | 'pinDir' | 'adopted' | 'heartbeatGraceMs' | 'eventsDelivered'
-// The agent's own additions, which the loader does not know: the DNS proxy's learned addresses (SPEC 4b).
-type AgentOnlyKey = 'learnedAddresses'
 export type AgentStatusKeys = Expect<
-  Equal<Exclude<keyof StatusData, AgentOnlyKey>, Exclude<keyof binding.JsDataplaneStatus, LoaderOnlyKey>>
+  Equal<keyof StatusData, Exclude<keyof binding.JsDataplaneStatus, LoaderOnlyKey>>
 >
+// `learnedAddresses` (SPEC 4b) is optional in GetStatus (agents that predate it omit it), always there in status().
 export type AgentStatusNarrows = Expect<
   Assignable<
-    Omit<StatusData, 'attachedHooks' | 'managedCgroups'>,
-    Omit<binding.JsDataplaneStatus, LoaderOnlyKey | 'attachedHooks' | 'managedCgroups'>
+    Omit<StatusData, 'attachedHooks' | 'managedCgroups' | 'learnedAddresses'>,
+    Omit<binding.JsDataplaneStatus, LoaderOnlyKey | 'attachedHooks' | 'managedCgroups' | 'learnedAddresses'>
   >
+>
+export type LearnedAddressesKeepTheirType = Expect<
+  Equal<NonNullable<StatusData['learnedAddresses']>, binding.JsDataplaneStatus['learnedAddresses']>
 >
 
 // The control socket's frame limit: a number the client reads from the addon (js/control-client.js).

@@ -183,7 +183,8 @@ type LoaderOnlyStatusKey = 'cgroupRoot' | 'pinDir' | 'adopted' | 'heartbeatGrace
  * own keys. Counters are integers 0..=Number.MAX_SAFE_INTEGER; no hook or layer twice; `activeLayers` exactly
  * the layers of `layers` whose state is `active`, in that order.
  */
-export interface StatusData extends Omit<DataplaneStatus, LoaderOnlyStatusKey | 'attachedHooks' | 'managedCgroups'> {
+export interface StatusData
+  extends Omit<DataplaneStatus, LoaderOnlyStatusKey | 'attachedHooks' | 'managedCgroups' | 'learnedAddresses'> {
   /** No duplicates. */
   attachedHooks: DataplaneHook[]
   managedCgroups: ManagedCgroupData[]
