@@ -515,10 +515,9 @@ fn workload(
                         0
                     };
                     let mut len = [0u8; 2];
-                    if libc::connect(s, resolver.ptr(), resolver.len) < 0 {
-                        x.query_errno = errno();
-                    } else if libc::write(s, framed.as_ptr().cast(), framed.len())
-                        != framed.len() as isize
+                    if libc::connect(s, resolver.ptr(), resolver.len) < 0
+                        || libc::write(s, framed.as_ptr().cast(), framed.len())
+                            != framed.len() as isize
                     {
                         x.query_errno = errno();
                     } else {
