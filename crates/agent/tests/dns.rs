@@ -29,6 +29,7 @@ use support::dp::{self, Probe};
 use support::{ctl, text, Agent, World};
 
 const RESOLVER: &str = "10.0.0.53:53";
+const RESOLVER6: &str = "[2001:db8::53]:53";
 
 fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -124,6 +125,16 @@ fn table() -> Table {
         false,
     );
     put(
+        "six.example.test",
+        RecordType::AAAA,
+        vec![rec(
+            "six.example.test",
+            30,
+            RData::AAAA(AAAA::from_str("2001:db8::21").expect("v6")),
+        )],
+        false,
+    );
+    put(
         "big.example.test",
         RecordType::A,
         (30..=69)
@@ -206,36 +217,53 @@ fn read_framed(stream: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 
 impl Stub {
     fn start(netns: &dp::NetNs) -> Stub {
-        let (udp, tcp) = in_netns(netns, || {
-            (
-                UdpSocket::bind(RESOLVER).expect("stub udp"),
-                TcpListener::bind(RESOLVER).expect("stub tcp"),
-            )
+        // IPv6 binds need the address itself (a local route is enough for IPv4 only).
+        let out = std::process::Command::new("ip")
+            .args([
+                "-n",
+                &netns.name,
+                "addr",
+                "add",
+                "2001:db8::53/128",
+                "dev",
+                "lo",
+                "nodad",
+            ])
+            .output()
+            .expect("run ip");
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let sockets = in_netns(netns, || {
+            [RESOLVER, RESOLVER6].map(|r| {
+                (
+                    UdpSocket::bind(r).expect("stub udp"),
+                    TcpListener::bind(r).expect("stub tcp"),
+                )
+            })
         });
         let table = Arc::new(table());
         let stop = Arc::new(AtomicBool::new(false));
         let udp_queries = Arc::new(AtomicU64::new(0));
         let tcp_queries = Arc::new(AtomicU64::new(0));
         let mut threads = Vec::new();
-        {
-            let (table, stop, count) = (table.clone(), stop.clone(), udp_queries.clone());
-            udp.set_read_timeout(Some(Duration::from_millis(50)))
-                .expect("timeout");
-            threads.push(std::thread::spawn(move || {
-                let mut buf = vec![0u8; 65535];
-                while !stop.load(Ordering::SeqCst) {
-                    let Ok((n, from)) = udp.recv_from(&mut buf) else {
-                        continue;
-                    };
-                    count.fetch_add(1, Ordering::SeqCst);
-                    if let Some(answer) = stub_answer(&table, &buf[..n], true) {
-                        let _ = udp.send_to(&answer, from);
+        for (udp, tcp) in sockets {
+            {
+                let (table, stop, count) = (table.clone(), stop.clone(), udp_queries.clone());
+                udp.set_read_timeout(Some(Duration::from_millis(50)))
+                    .expect("timeout");
+                threads.push(std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 65535];
+                    while !stop.load(Ordering::SeqCst) {
+                        let Ok((n, from)) = udp.recv_from(&mut buf) else {
+                            continue;
+                        };
+                        count.fetch_add(1, Ordering::SeqCst);
+                        if let Some(answer) = stub_answer(&table, &buf[..n], true) {
+                            let _ = udp.send_to(&answer, from);
+                        }
                     }
-                }
-            }));
-        }
-        {
-            let (stop, count) = (stop.clone(), tcp_queries.clone());
+                }));
+            }
+            let (table, stop, count) = (table.clone(), stop.clone(), tcp_queries.clone());
             tcp.set_nonblocking(true).expect("nonblocking");
             threads.push(std::thread::spawn(move || {
                 let mut conns: Vec<JoinHandle<()>> = Vec::new();
@@ -382,7 +410,10 @@ impl Outcome {
     /// The decoded answer (panics when there was none).
     fn message(&self) -> Message {
         assert_eq!(self.query_errno, 0, "the DNS exchange failed: {self:?}");
-        assert!(self.from_resolver, "the answer must come from {RESOLVER}");
+        assert!(
+            self.from_resolver,
+            "the answer must come from the resolver asked"
+        );
         Message::from_vec(&self.answer).expect("an answer that decodes")
     }
 }
@@ -433,10 +464,23 @@ fn workload(
     wait: Duration,
     connects: &[SocketAddr],
 ) -> Outcome {
+    workload_via(cgroup, netns, sa(RESOLVER), dns, q, wait, connects)
+}
+
+/// [`workload`] with the resolver at `resolver`.
+fn workload_via(
+    cgroup: &Path,
+    netns: &dp::NetNs,
+    resolver: SocketAddr,
+    dns: Dns,
+    q: &[u8],
+    wait: Duration,
+    connects: &[SocketAddr],
+) -> Outcome {
     assert!(connects.len() <= MAX_CONNECTS);
     let shared = Shared::new();
     let x = shared.0;
-    let resolver = dp::sockaddr(sa(RESOLVER));
+    let resolver = dp::sockaddr(resolver);
     let targets: Vec<dp::SockAddr> = connects.iter().map(|c| dp::sockaddr(*c)).collect();
     let mut framed = (q.len() as u16).to_be_bytes().to_vec();
     framed.extend_from_slice(q);
@@ -623,7 +667,7 @@ struct Setup {
 }
 
 fn policy(rules: Value, dns_queries: &str) -> Value {
-    json!({"broker": [], "dns": [{"ip": "10.0.0.53"}], "rules": rules, "dnsQueries": dns_queries})
+    json!({"broker": [], "dns": [{"ip": "10.0.0.53"}, {"ip": "2001:db8::53"}], "rules": rules, "dnsQueries": dns_queries})
 }
 
 fn write_json(world: &World, file: &str, v: &Value) -> PathBuf {
@@ -724,6 +768,7 @@ fn named_rules() -> Value {
         {"id": "cdn", "action": "allow", "fqdn": "*.cdn.example.test", "ports": [443]},
         {"id": "www", "action": "allow", "fqdn": "www.example.test"},
         {"id": "v6", "action": "allow", "fqdn": "v6.example.test"},
+        {"id": "six", "action": "allow", "fqdn": "six.example.test"},
         {"id": "big", "action": "allow", "fqdn": "big.example.test"},
     ])
 }
@@ -897,6 +942,42 @@ fn cname_chains_and_aaaa_answers_teach() {
     assert_eq!(e["dns_name"], "v6.example.test");
     assert_eq!(e["hook"], "connect6");
     assert_eq!(e["dst_ip"], "2001:db8::20");
+
+    // Through the IPv6 resolver: UDP (recvfrom names it) and TCP (getpeername names it).
+    let r6 = sa(RESOLVER6);
+    assert_eq!(connect(&t, "[2001:db8::21]:443"), DENIED);
+    let o = workload_via(
+        &t.wl,
+        &t.netns,
+        r6,
+        Dns::Udp,
+        &query(21, "six.example.test", RecordType::AAAA),
+        Duration::from_secs(3),
+        &[sa("[2001:db8::21]:443")],
+    );
+    assert_eq!(addresses(&o.message()).len(), 1);
+    assert_eq!(
+        o.connects,
+        vec![ALLOWED],
+        "learned through the IPv6 resolver"
+    );
+    assert_eq!(t.event(o.pid, "ALLOW_EXPLICIT")["rule_id"], "six");
+    assert_eq!(connect(&t, "203.0.113.9:443"), DENIED);
+    let o = workload_via(
+        &t.wl,
+        &t.netns,
+        r6,
+        Dns::Tcp,
+        &query(22, "img.cdn.example.test", RecordType::A),
+        Duration::from_secs(3),
+        &[sa("203.0.113.9:443")],
+    );
+    assert_eq!(addresses(&o.message()).len(), 1);
+    assert_eq!(
+        o.connects,
+        vec![ALLOWED],
+        "learned over TCP through the IPv6 resolver"
+    );
 }
 
 #[test]
