@@ -350,6 +350,9 @@ enum Dns {
     Skip,
     /// sendto() the resolver from an unconnected UDP socket, recvfrom() the answer.
     Udp,
+    /// connect() a UDP socket to the resolver (as glibc does), send(), then recvfrom() the answer (and
+    /// getpeername() must still name the resolver).
+    UdpConnected,
     /// connect() the resolver over TCP, write the length-prefixed query, read the length-prefixed answer.
     Tcp,
 }
@@ -537,6 +540,40 @@ fn workload_via(
                         } else {
                             x.answer_len = n as i32;
                             x.from_resolver = i32::from(same_addr(&from, &resolver));
+                        }
+                    }
+                    libc::close(s);
+                }
+                Dns::UdpConnected => {
+                    let s = libc::socket(resolver.family, libc::SOCK_DGRAM, libc::IPPROTO_UDP);
+                    set_timeouts(s);
+                    if libc::connect(s, resolver.ptr(), resolver.len) < 0
+                        || libc::send(s, q.as_ptr().cast(), q.len(), 0) < 0
+                    {
+                        x.query_errno = errno();
+                    } else {
+                        let n = libc::recvfrom(
+                            s,
+                            x.answer.as_mut_ptr().cast(),
+                            ANSWER_MAX,
+                            0,
+                            from_ptr,
+                            &mut from_len,
+                        );
+                        if n < 0 {
+                            x.query_errno = errno();
+                        } else {
+                            x.answer_len = n as i32;
+                            let mut peer: libc::sockaddr_storage = std::mem::zeroed();
+                            let mut peer_len =
+                                std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+                            let peer_ok = libc::getpeername(
+                                s,
+                                (&mut peer as *mut libc::sockaddr_storage).cast(),
+                                &mut peer_len,
+                            ) == 0
+                                && same_addr(&peer, &resolver);
+                            x.from_resolver = i32::from(same_addr(&from, &resolver) && peer_ok);
                         }
                     }
                     libc::close(s);
@@ -870,12 +907,16 @@ fn only_named_names_teach_and_patterns_match_one_label() {
     assert_eq!(o.connects, vec![DENIED], "an unnamed name's address");
     t.event(o.pid, "DENY_DEFAULT");
 
-    let (o, _) = resolve_then_connect(
-        &t,
-        "img.cdn.example.test",
-        RecordType::A,
+    // (From a connected UDP socket, as glibc queries.)
+    let o = workload(
+        &t.wl,
+        &t.netns,
+        Dns::UdpConnected,
+        &query(3, "img.cdn.example.test", RecordType::A),
+        Duration::from_secs(3),
         &[sa("203.0.113.9:443")],
     );
+    assert_eq!(addresses(&o.message()).len(), 1);
     assert_eq!(o.connects, vec![ALLOWED], "one label below the pattern");
     let e = t.event(o.pid, "ALLOW_EXPLICIT");
     assert_eq!(e["rule_id"], "cdn");
@@ -1067,6 +1108,30 @@ fn dns_queries_policy_refuses_unnamed_names() {
     );
     assert_eq!(m.metadata.response_code, ResponseCode::NoError);
     assert_eq!(o.connects, vec![ALLOWED]);
+    // A name the pattern names is answered; one it does not (two labels below) is refused, over TCP too.
+    let (o, _) = resolve_then_connect(
+        &t,
+        "img.cdn.example.test",
+        RecordType::A,
+        &[sa("203.0.113.9:443")],
+    );
+    assert_eq!(o.connects, vec![ALLOWED]);
+    let before = t.stub.queries();
+    let o = workload(
+        &t.wl,
+        &t.netns,
+        Dns::Tcp,
+        &query(10, "a.b.cdn.example.test", RecordType::A),
+        Duration::from_secs(3),
+        &[],
+    );
+    assert_eq!(o.query_errno, 0);
+    assert!(o.from_resolver);
+    assert_eq!(rcode(&o.answer), 5, "REFUSED over TCP");
+    assert_eq!(t.stub.queries(), before, "not forwarded");
+    let e = t.dns_event("DENY_DNS_QUERY", "a.b.cdn.example.test");
+    assert_eq!(e["protocol"], "tcp");
+    assert_eq!(e["dst_ip"], "10.0.0.53");
 
     // Observe mode: the same query is answered and reported.
     let out = ctl(
@@ -1086,7 +1151,7 @@ fn dns_queries_policy_refuses_unnamed_names() {
     assert_eq!(e["hook"], "dns");
 
     let c = &t.dns()["counters"];
-    assert_eq!(c["refused"], 1, "{c}");
+    assert_eq!(c["refused"], 2, "{c}");
     assert_eq!(c["wouldRefuse"], 1, "{c}");
 }
 
@@ -1216,8 +1281,22 @@ fn a_dead_proxy_allows_nothing_new_and_a_restart_adopts() {
 
     // With the proxy on its port again: the learned address is still listed (adopted), and still allowed.
     t.agent = start_agent(&t.world, &t.netns, t.port, None);
+    let dns = t.dns();
+    assert_eq!(dns["serving"], true, "{dns}");
     let learned = t.learned("198.51.100.20");
-    assert_eq!(learned.len(), 1, "{:?}", t.dns());
+    assert_eq!(learned.len(), 1, "{dns}");
     assert_eq!(learned[0]["name"], "www.example.test");
+    assert_eq!(learned[0]["ruleIds"], json!(["www"]));
     assert_eq!(connect(&t, "198.51.100.20:443"), ALLOWED);
+
+    // The adopted policy's names are pinned: the agent is healthy and its answers teach again.
+    let out = ctl(&t.world.socket, &["health"], None);
+    assert_eq!(out.status.code(), Some(0), "healthy: {}", text(&out.stdout));
+    let (o, _) = resolve_then_connect(
+        &t,
+        "api.example.test",
+        RecordType::A,
+        &[sa("203.0.113.7:443"), sa("198.51.100.20:443")],
+    );
+    assert_eq!(o.connects, vec![ALLOWED, ALLOWED]);
 }
