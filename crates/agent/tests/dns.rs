@@ -821,7 +821,7 @@ fn an_answer_allows_its_address_until_the_ttl() {
     if support::skip("an_answer_allows_its_address_until_the_ttl") {
         return;
     }
-    let t = Setup::new("dns-ttl", 0, &policy(named_rules(), "any"), None);
+    let mut t = Setup::new("dns-ttl", 0, &policy(named_rules(), "any"), None);
     assert_eq!(connect(&t, "203.0.113.7:443"), DENIED, "never resolved");
 
     let (o, m) = resolve_then_connect(
@@ -859,14 +859,47 @@ fn an_answer_allows_its_address_until_the_ttl() {
         DENIED,
         "port 80 is not the rule's"
     );
+    // ... and its protocol: UDP to the learned address is not the rule's.
+    assert_eq!(
+        dp::probe(&t.wl, &t.netns, Probe::UdpSendto, sa("203.0.113.7:443")).errno,
+        DENIED,
+        "udp is not the rule's protocol"
+    );
     let status = t.ctl_json(&["status"]);
     assert_eq!(status["learnedAddresses"], 1, "{status}");
+    // Learned for this workload only: another managed workload that did not resolve the name stays denied.
+    let (other, _) = t.world.cgroup.child("other");
+    let out = ctl(
+        &t.world.socket,
+        &["cgroup", "add", &t.world.payload_path(&other)],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        dp::probe(&other, &t.netns, Probe::TcpConnect, sa("203.0.113.7:443")).errno,
+        DENIED,
+        "another workload never resolved it"
+    );
 
-    // Still allowed within the TTL, denied once it ran out (no new answer).
+    // Still allowed within the TTL; the same answer again at 1 s extends it to 3 s.
     std::thread::sleep(Duration::from_millis(1000).saturating_sub(answered.elapsed()));
-    assert_eq!(connect(&t, "203.0.113.7:443"), ALLOWED, "within the TTL");
-    std::thread::sleep(Duration::from_millis(2100).saturating_sub(answered.elapsed()));
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let (o, _) = resolve_then_connect(
+        &t,
+        "api.example.test",
+        RecordType::A,
+        &[sa("203.0.113.7:443")],
+    );
+    let extended = Instant::now();
+    assert_eq!(o.connects, vec![ALLOWED], "within the TTL");
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(answered.elapsed()));
+    assert_eq!(
+        connect(&t, "203.0.113.7:443"),
+        ALLOWED,
+        "past the first answer's TTL, within the second's"
+    );
+    // Denied once the TTL ran out, without a new answer.
+    std::thread::sleep(Duration::from_millis(1900).saturating_sub(extended.elapsed()));
+    let deadline = extended + Duration::from_millis(3500);
     loop {
         let errno = connect(&t, "203.0.113.7:443");
         if errno == DENIED {
@@ -874,8 +907,8 @@ fn an_answer_allows_its_address_until_the_ttl() {
         }
         assert!(
             Instant::now() < deadline,
-            "still allowed {:?} after the answer",
-            answered.elapsed()
+            "still allowed {:?} after the last answer (TTL 2 s)",
+            extended.elapsed()
         );
         std::thread::sleep(Duration::from_millis(50));
     }
