@@ -125,6 +125,18 @@ fn table() -> Table {
         false,
     );
     put(
+        "broker.example.test",
+        RecordType::A,
+        vec![a("broker.example.test", 30, [192, 0, 2, 80])],
+        false,
+    );
+    put(
+        "blocked.example.test",
+        RecordType::A,
+        vec![a("blocked.example.test", 30, [198, 51, 100, 99])],
+        false,
+    );
+    put(
         "six.example.test",
         RecordType::AAAA,
         vec![rec(
@@ -807,6 +819,8 @@ fn named_rules() -> Value {
         {"id": "v6", "action": "allow", "fqdn": "v6.example.test"},
         {"id": "six", "action": "allow", "fqdn": "six.example.test"},
         {"id": "big", "action": "allow", "fqdn": "big.example.test"},
+        {"id": "net", "action": "allow", "cidr": "198.51.100.96/29", "ports": [443]},
+        {"id": "blocked", "action": "deny", "fqdn": "blocked.example.test"},
     ])
 }
 
@@ -927,7 +941,9 @@ fn only_named_names_teach_and_patterns_match_one_label() {
     if support::skip("only_named_names_teach_and_patterns_match_one_label") {
         return;
     }
-    let t = Setup::new("dns-names", 1, &policy(named_rules(), "any"), None);
+    let mut p = policy(named_rules(), "any");
+    p["broker"] = json!([{"fqdn": "broker.example.test", "port": 8443}]);
+    let t = Setup::new("dns-names", 1, &p, None);
     // Answered as the resolver answers (dnsQueries "any"), but nothing names it.
     let (o, m) = resolve_then_connect(
         &t,
@@ -971,6 +987,38 @@ fn only_named_names_teach_and_patterns_match_one_label() {
         .map(|l| l["address"].as_str().expect("address").to_owned())
         .collect();
     assert_eq!(learned, vec!["203.0.113.9".to_owned()]);
+
+    // A deny rule by name: its learned host address wins over the wider CIDR allow.
+    assert_eq!(connect(&t, "198.51.100.99:443"), ALLOWED, "the CIDR rule");
+    let (o, _) = resolve_then_connect(
+        &t,
+        "blocked.example.test",
+        RecordType::A,
+        &[sa("198.51.100.99:443"), sa("198.51.100.98:443")],
+    );
+    assert_eq!(
+        o.connects,
+        vec![DENIED, ALLOWED],
+        "the learned deny, its neighbour"
+    );
+    let e = t.event(o.pid, "DENY_EXPLICIT");
+    assert_eq!(e["rule_id"], "blocked");
+    assert_eq!(e["dns_name"], "blocked.example.test");
+
+    // A broker by name: its address on its port, after the answer.
+    assert_eq!(connect(&t, "192.0.2.80:8443"), DENIED);
+    let (o, _) = resolve_then_connect(
+        &t,
+        "broker.example.test",
+        RecordType::A,
+        &[sa("192.0.2.80:8443"), sa("192.0.2.80:443")],
+    );
+    assert_eq!(o.connects, vec![ALLOWED, DENIED], "the broker's port only");
+    let e = t.event(o.pid, "ALLOW_BROKER");
+    assert_eq!(e["dns_name"], "broker.example.test");
+    let learned = t.learned("192.0.2.80");
+    assert_eq!(learned.len(), 1, "{learned:?}");
+    assert_eq!(learned[0]["broker"], true);
 }
 
 #[test]
