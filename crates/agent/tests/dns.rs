@@ -3,9 +3,9 @@
 //! (the proxy identifies its clients with sock_diag in its own namespace, so the agent runs there too).
 //!
 //! Each test has its own world (cgroup, pins, socket dir), netns, stub and agent, and its own proxy port. The
-//! workload is a forked child doing raw syscalls on bytes prepared before the fork: a DNS exchange (UDP or TCP)
-//! whose answer comes back through shared memory, then TCP connects (ECONNREFUSED: allowed, every address is
-//! local and nothing listens; EPERM: denied).
+//! workload is a forked child doing raw syscalls on bytes prepared before the fork: a DNS exchange (UDP,
+//! connected UDP or TCP, to 10.0.0.53:53 or [2001:db8::53]:53) whose answer comes back through shared memory,
+//! then TCP connects (ECONNREFUSED: allowed, every address is local and nothing listens; EPERM: denied).
 
 mod support;
 
@@ -35,8 +35,8 @@ fn sa(s: &str) -> SocketAddr {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
-/// This test's proxy port: per process and per test (each test also has its own netns, so this only keeps the
-/// ports apart from anything else on the host's view of them).
+/// This test's proxy port, distinct per process and per test. The proxy binds loopback inside the test's own
+/// netns, so this is belt and braces: two agents never share a port even if a test ran one on the host.
 fn proxy_port(offset: u16) -> u16 {
     20000 + (std::process::id() % 5000) as u16 * 8 + offset
 }
