@@ -115,6 +115,24 @@ fn table() -> Table {
         false,
     );
     put(
+        "alias.example.test",
+        RecordType::A,
+        vec![
+            rec(
+                "alias.example.test",
+                30,
+                RData::CNAME(CNAME(Name::from_str("www.example.test.").expect("name"))),
+            ),
+            rec(
+                "www.example.test",
+                30,
+                RData::CNAME(CNAME(Name::from_str("edge2.example.net.").expect("name"))),
+            ),
+            a("edge2.example.net", 30, [198, 51, 100, 21]),
+        ],
+        false,
+    );
+    put(
         "v6.example.test",
         RecordType::AAAA,
         vec![rec(
@@ -1046,6 +1064,23 @@ fn cname_chains_and_aaaa_answers_teach() {
     let e = t.event(o.pid, "ALLOW_EXPLICIT");
     assert_eq!(e["rule_id"], "www");
     assert_eq!(e["dns_name"], "www.example.test");
+
+    // A named name in the middle of the chain teaches too.
+    let (o, m) = resolve_then_connect(
+        &t,
+        "alias.example.test",
+        RecordType::A,
+        &[sa("198.51.100.21:443")],
+    );
+    assert_eq!(addresses(&m).len(), 1);
+    assert_eq!(
+        o.connects,
+        vec![ALLOWED],
+        "www.example.test is in the chain"
+    );
+    let e = t.event(o.pid, "ALLOW_EXPLICIT");
+    assert_eq!(e["rule_id"], "www");
+    assert_eq!(e["dns_name"], "www.example.test", "the named name");
 
     assert_eq!(connect(&t, "[2001:db8::20]:443"), DENIED);
     let (o, m) = resolve_then_connect(
