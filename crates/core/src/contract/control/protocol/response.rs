@@ -561,23 +561,9 @@ fn read_health(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         Some(v) => Some(v.map(str::to_owned)),
         None => None,
     };
-    let reasons = obj.array("degradedReasons", issues).and_then(|items| {
-        let rp = obj.path_of("degradedReasons");
-        let mut out = Vec::with_capacity(items.len());
-        let mut ok = true;
-        for (i, item) in items.iter().enumerate() {
-            let p = join(&rp, i);
-            match json_reader::string(Some(item), &p, issues) {
-                Some("") => {
-                    issues.push(p, IssueCode::TooSmall, "expected a non-empty string");
-                    ok = false;
-                }
-                Some(s) => out.push(s.to_owned()),
-                None => ok = false,
-            }
-        }
-        ok.then_some(out)
-    });
+    let reasons = obj
+        .array("degradedReasons", issues)
+        .and_then(|items| read_strings(items, &obj.path_of("degradedReasons"), issues));
     let degraded_since = read_timestamp(&obj, "degradedSince", issues);
     let started_at = read_timestamp(&obj, "startedAt", issues);
     let adopted = match obj.get("adopted") {
@@ -977,6 +963,24 @@ fn read_status(v: Option<&Value>, path: &[PathSegment], issues: &mut Issues) -> 
         verdicts: verdicts?,
         learned_addresses: learned?,
     })
+}
+
+/// Non-empty strings, each at its own path below `path`; `None` when any is not one.
+fn read_strings(items: &[Value], path: &[PathSegment], issues: &mut Issues) -> Option<Vec<String>> {
+    let mut out = Vec::with_capacity(items.len());
+    let mut ok = true;
+    for (i, item) in items.iter().enumerate() {
+        let p = join(path, i);
+        match json_reader::string(Some(item), &p, issues) {
+            Some("") => {
+                issues.push(p, IssueCode::TooSmall, "expected a non-empty string");
+                ok = false;
+            }
+            Some(s) => out.push(s.to_owned()),
+            None => ok = false,
+        }
+    }
+    ok.then_some(out)
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use serde::{Serialize, Serializer};
 use serde_json::Value;
 
-use super::counter;
+use super::{counter, read_strings};
 use crate::contract::cgroup::{parse_cgroup_id, read_workload_id};
 use crate::contract::ip_text::parse_canonical_ip;
 use crate::contract::json_reader::{self, join, object, Issues};
@@ -158,24 +158,6 @@ pub(super) fn read_dns_status(
         learned: learned?,
         counters: counters?,
     })
-}
-
-/// Non-empty strings.
-fn read_strings(items: &[Value], path: &[PathSegment], issues: &mut Issues) -> Option<Vec<String>> {
-    let mut out = Vec::with_capacity(items.len());
-    let mut ok = true;
-    for (i, item) in items.iter().enumerate() {
-        let p = join(path, i);
-        match json_reader::string(Some(item), &p, issues) {
-            Some("") => {
-                issues.push(p, IssueCode::TooSmall, "expected a non-empty string");
-                ok = false;
-            }
-            Some(s) => out.push(s.to_owned()),
-            None => ok = false,
-        }
-    }
-    ok.then_some(out)
 }
 
 fn read_learned(v: &Value, path: &[PathSegment], issues: &mut Issues) -> Option<LearnedAddress> {
