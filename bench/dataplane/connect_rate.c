@@ -37,22 +37,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../load_common.h"
+
 static atomic_int stop_accepting;
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
-static void pin_to_cpu(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  // Best effort: a cpuset cgroup may forbid the CPU; the run is still valid, only noisier.
-  (void)sched_setaffinity(0, sizeof(set), &set);
-}
 
 struct target {
   struct sockaddr_storage addr;

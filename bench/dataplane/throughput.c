@@ -36,6 +36,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../load_common.h"
+
 #define CHUNK (64 * 1024)
 #define DATAGRAM 64
 
@@ -48,15 +50,6 @@ static uint64_t clock_ns(clockid_t clock) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-static uint64_t now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-
-static void pin_to_cpu(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  (void)sched_setaffinity(0, sizeof(set), &set);  // best effort: a cpuset may forbid it
-}
 
 static int other_cpu(int cpu) {
   long n = sysconf(_SC_NPROCESSORS_ONLN);

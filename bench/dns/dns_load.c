@@ -36,22 +36,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../load_common.h"
+
 #define MAX_NAMES 16
 #define MAX_MSG 512
 
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
 
-static void pin_to_cpu(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  (void)sched_setaffinity(0, sizeof(set), &set);
-}
 
 static int parse_v4(const char *ip, const char *port_text, struct sockaddr_in *out) {
   char *end = NULL;
