@@ -227,9 +227,25 @@ fn learned_addresses_allow_until_their_ttl_and_follow_a_replacement() {
     )
     .expect("learn");
     assert_eq!(w.connect(&rt, "203.0.113.7:443").reason, R::AllowExplicit);
+    // A TTL of 0 still teaches the address for MIN_TTL_SECS.
+    let summary =
+        w.dp.replace_policy(&named_policy(serde_json::json!([
+            {"id": "api", "action": "allow", "fqdn": "api.example.test"},
+            {"id": "cdn", "action": "allow", "fqdn": "*.cdn.example.test"}
+        ])))
+        .expect("policy 4");
+    assert_eq!(summary.fqdn_rules, 2);
+    w.dp.learn_dns(
+        &flow,
+        &["img.cdn.example.test"],
+        &[(IpAddr::from([203, 0, 113, 21]), 0)],
+    )
+    .expect("learn");
+    assert_eq!(w.connect(&rt, "203.0.113.21:443").reason, R::AllowExplicit);
     std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(w.connect(&rt, "203.0.113.21:443").reason, R::DenyDefault);
     assert_eq!(w.connect(&rt, "203.0.113.7:443").reason, R::DenyDefault);
-    assert_eq!(w.dp.expire_dns(), 1);
+    assert_eq!(w.dp.expire_dns(), 2);
     // What is left is the broker name's address, still named and within its TTL.
     let left: Vec<String> =
         w.dp.learned_addresses()

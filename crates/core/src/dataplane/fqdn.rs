@@ -234,6 +234,10 @@ impl NamePolicy {
     }
 }
 
+/// The shortest life of a learned address, in seconds: an answer with a shorter TTL (0 = "do not cache") still
+/// teaches its address for this long, so the connect that follows the answer is judged by it.
+pub const MIN_TTL_SECS: u32 = 1;
+
 /// One (managed cgroup, name): its addresses and when each expires (CLOCK_MONOTONIC ns).
 type NameKey = (u64, String);
 
@@ -405,7 +409,10 @@ impl LearnedTable {
         let mut written = 0;
         for (addr, ttl) in addrs {
             let addr = canonical(*addr);
-            let expires = now.saturating_add(u64::from(*ttl) * 1_000_000_000);
+            // A TTL under MIN_TTL_SECS counts as that: a TTL-0 answer must still let through the connect that
+            // follows it.
+            let ttl = (*ttl).max(MIN_TTL_SECS);
+            let expires = now.saturating_add(u64::from(ttl) * 1_000_000_000);
             for n in &named {
                 let slot_of = self.names.entry((managed, (*n).to_owned())).or_default();
                 let e = slot_of.entry(addr).or_insert(0);

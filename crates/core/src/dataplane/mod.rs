@@ -27,7 +27,7 @@ pub use crate::contract::verdict_counts::VerdictCount;
 pub use cgroup::{cgroup_id, CgroupRef, ManagedCgroup};
 pub use error::DataplaneError;
 pub use events::{EventReceiver, VerdictEvent};
-pub use fqdn::{DnsQueryVerdict, LearnedAddress, SteeredFlow};
+pub use fqdn::{DnsQueryVerdict, LearnedAddress, SteeredFlow, MIN_TTL_SECS};
 pub use loader::{Dataplane, DataplaneStatus};
 pub use mounts::{bpffs_root, cgroup2_root};
 pub use options::{DataplaneOptions, FailMode, Mode};
