@@ -233,6 +233,7 @@ fn start_failed(log: &Log, what: &str, error: String) -> Exit {
 }
 
 async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exit {
+    let signals = install_signals();
     // systemd's notification socket, when the agent runs as a Type=notify service. A bad value is reported once
     // the agent serves; it then runs without notifying.
     let (notifier, notify_error) = match Notifier::from_env(&|k| std::env::var(k).ok()) {
@@ -513,19 +514,40 @@ async fn run_async(mut config: AgentConfig, log: Arc<Log>, ops: Arc<Log>) -> Exi
         notify_or_warn(&log, "READY=1", n.ready(&status_text(&health)));
     }
 
-    let exit = wait_for_stop(&agent, notifier.as_deref()).await;
+    let exit = wait_for_stop(&agent, notifier.as_deref(), signals).await;
     if let Some(t) = metrics_task {
         t.abort();
     }
     exit
 }
 
-async fn wait_for_stop(agent: &Arc<Agent>, notifier: Option<&Notifier>) -> Exit {
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
+/// SIGTERM, SIGINT and SIGHUP, taken over before the agent does anything: a signal that arrives while it starts
+/// waits until it serves, and then stops it cleanly (instead of the default action killing it half started).
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+fn install_signals() -> Option<Signals> {
+    Some(Signals {
+        term: signal(SignalKind::terminate()).ok()?,
+        int: signal(SignalKind::interrupt()).ok()?,
+        hup: signal(SignalKind::hangup()).ok()?,
+    })
+}
+
+async fn wait_for_stop(
+    agent: &Arc<Agent>,
+    notifier: Option<&Notifier>,
+    signals: Option<Signals>,
+) -> Exit {
+    let Some(Signals {
+        mut term,
+        mut int,
+        mut hup,
+    }) = signals
+    else {
         agent.log.lifecycle(
             "warning",
             json!({"message": "cannot install signal handlers; stop the agent with the Shutdown command"}),
